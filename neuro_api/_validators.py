@@ -1,0 +1,45 @@
+"""Cached JSON-Schema validators, shared by validation and generation."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from jsonschema import exceptions as jsonschema_exceptions
+from jsonschema.protocols import Validator
+from jsonschema.validators import validator_for
+
+
+class SchemaError(ValueError):
+    """A schema that is not a valid JSON schema (meta-validation failed)."""
+
+
+def canonical(schema: Mapping[str, Any]) -> bytes:
+    """Return the schema's canonical JSON (sorted keys): the cache key."""
+    return orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
+
+
+@functools.lru_cache(maxsize=1024)
+def _validator_for_text(text: bytes) -> Validator:
+    schema = orjson.loads(text)
+    cls = validator_for(schema)
+    try:
+        cls.check_schema(schema)
+    except jsonschema_exceptions.SchemaError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+        raise SchemaError(f"{exc.message} (at {where})") from None
+    validator: Validator = cls(schema)
+    return validator
+
+
+def get_validator(schema: Mapping[str, Any]) -> Validator:
+    """Return the cached validator of ``schema`` (built on first use).
+
+    Raises :class:`SchemaError` if the schema itself is invalid (that is
+    re-checked each call, as exceptions are not cached). Schemas are keyed by
+    their canonical JSON, so equal schemas share one validator; the cache
+    holds the 1024 most recently used.
+    """
+    return _validator_for_text(canonical(schema))

@@ -1,0 +1,246 @@
+"""Action schemas: registration checks, fast validation, random valid data.
+
+* :func:`check_action` returns the diagnostics of one registered action (name
+  rules, description, schema shape, JSON-Schema meta-validation, keywords
+  Neuro probably does not support).
+* :func:`validate_action_data` checks the JSON *string* Neuro sends in an
+  ``action`` against the action's schema. Validators are built once per
+  schema and cached, so a call costs microseconds, not a schema re-check.
+* :func:`generate_data` makes random data that validates against a schema,
+  for engines that answer forces on their own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from typing import Any, Final
+
+import orjson
+from jsonschema import exceptions as jsonschema_exceptions
+
+from neuro_api._generate import GenerationError, generate_data
+from neuro_api._validators import SchemaError, get_validator
+from neuro_api.command import Action
+from neuro_api.diagnostics import Diagnostic, diagnose
+
+__all__ = [
+    "UNKNOWN_KEYWORDS",
+    "UNSUPPORTED_KEYWORDS",
+    "GenerationError",
+    "SchemaError",
+    "ValidationResult",
+    "check_action",
+    "find_keywords",
+    "generate_data",
+    "get_validator",
+    "validate_action_data",
+]
+
+UNSUPPORTED_KEYWORDS: Final = frozenset(
+    {
+        "$anchor", "$comment", "$defs", "$dynamicAnchor", "$dynamicRef", "$id",
+        "$ref", "$schema", "$vocabulary", "additionalProperties", "allOf",
+        "anyOf", "contentEncoding", "contentMediaType", "contentSchema",
+        "dependentRequired", "dependentSchemas", "deprecated", "description",
+        "else", "if", "maxProperties", "minProperties", "multipleOf", "not",
+        "oneOf", "patternProperties", "readOnly", "then", "title",
+        "unevaluatedItems", "unevaluatedProperties", "writeOnly",
+    }
+)  # fmt: skip
+"""Keywords the spec says Neuro "probably does not support well"."""
+
+UNKNOWN_KEYWORDS: Final = frozenset({"uniqueItems"})
+"""Keywords whose support the spec calls unknown."""
+
+_NAME_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
+
+# Where JSON Schema (2020-12 and older drafts) holds subschemas. Anything not
+# listed - enum, const, default, examples, required ... - holds data, so a
+# "title" inside it is not a keyword.
+_SCHEMA_VALUED: Final = frozenset(
+    {
+        "additionalItems", "additionalProperties", "contains", "contentSchema",
+        "else", "if", "items", "not", "propertyNames", "then",
+        "unevaluatedItems", "unevaluatedProperties",
+    }
+)  # fmt: skip
+_SCHEMA_LISTS: Final = frozenset({"allOf", "anyOf", "oneOf", "prefixItems", "items"})
+_SCHEMA_MAPS: Final = frozenset(
+    {"$defs", "definitions", "dependentSchemas", "patternProperties", "properties"}
+)
+
+
+def _pointer(parent: str, key: str | int) -> str:
+    token = str(key).replace("~", "~0").replace("/", "~1")
+    return f"{parent}/{token}"
+
+
+def find_keywords(
+    schema: Mapping[str, Any], _at: str = ""
+) -> Iterator[tuple[str, str]]:
+    """Yield ``(keyword, json_pointer)`` for every keyword in keyword position.
+
+    Property names, enum values, defaults and other data are not keywords:
+    ``{"properties": {"title": {...}}}`` yields ``properties`` and the
+    keywords inside the ``title`` property's schema, never ``title``.
+    """
+    for key, value in schema.items():
+        here = _pointer(_at, key)
+        yield key, here
+        if key in _SCHEMA_MAPS and isinstance(value, Mapping):
+            for name, sub in value.items():
+                if isinstance(sub, Mapping):
+                    yield from find_keywords(sub, _pointer(here, name))
+        elif key in _SCHEMA_LISTS and isinstance(value, list):
+            for index, sub in enumerate(value):
+                if isinstance(sub, Mapping):
+                    yield from find_keywords(sub, _pointer(here, index))
+        elif key in _SCHEMA_VALUED and isinstance(value, Mapping):
+            yield from find_keywords(value, here)
+
+
+def _keyword_list(hits: list[tuple[str, str]]) -> str:
+    return ", ".join(f"{keyword} (at {pointer})" for keyword, pointer in hits)
+
+
+def _check_name(name: str, game: str | None) -> list[Diagnostic]:
+    if not name:
+        return [diagnose("action.name-empty", game=game, subject=name)]
+    found: list[Diagnostic] = []
+    if name != name.lower():
+        found.append(
+            diagnose("action.name-not-lowercase", game=game, subject=name, name=name)
+        )
+    bad = sorted({c for c in name.lower() if c not in _NAME_CHARS})
+    if bad:
+        chars = ", ".join(repr(c) for c in bad)
+        found.append(
+            diagnose(
+                "action.name-invalid-chars",
+                game=game,
+                subject=name,
+                name=name,
+                chars=chars,
+            )
+        )
+    return found
+
+
+def _check_schema(
+    name: str, schema: Mapping[str, Any], game: str | None
+) -> list[Diagnostic]:
+    def make(id_: str, **params: Any) -> Diagnostic:
+        return diagnose(id_, game=game, subject=name, name=name, **params)
+
+    if not schema:
+        return [make("action.schema-empty")]
+    found: list[Diagnostic] = []
+    if schema.get("type") != "object":
+        shown = orjson.dumps(schema["type"]).decode() if "type" in schema else "missing"
+        found.append(make("action.schema-type-not-object", type=shown))
+    try:
+        get_validator(schema)
+    except SchemaError as exc:
+        found.append(make("action.schema-invalid", detail=str(exc)))
+    hits = list(find_keywords(schema))
+    unsupported = [hit for hit in hits if hit[0] in UNSUPPORTED_KEYWORDS]
+    if unsupported:
+        found.append(
+            make(
+                "action.schema-unsupported-keywords",
+                keywords=_keyword_list(unsupported),
+            )
+        )
+    unknown = [hit for hit in hits if hit[0] in UNKNOWN_KEYWORDS]
+    if unknown:
+        found.append(
+            make("action.schema-unknown-keywords", keywords=_keyword_list(unknown))
+        )
+    return found
+
+
+def check_action(action: Action, *, game: str | None = None) -> list[Diagnostic]:
+    """Return every diagnostic about one action, in a stable order.
+
+    An empty list means the action is exactly as the spec wants it. Errors
+    (``severity == "error"``) mean Neuro cannot use the action as sent.
+    """
+    found = _check_name(action.name, game)
+    if not action.description.strip():
+        found.append(
+            diagnose(
+                "action.description-missing",
+                game=game,
+                subject=action.name,
+                name=action.name,
+            )
+        )
+    if action.schema is not None:
+        found.extend(_check_schema(action.name, action.schema, game))
+    return found
+
+
+# ---------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ValidationResult:
+    """Outcome of :func:`validate_action_data`.
+
+    ``value`` is the parsed data when ``ok``; ``reason`` is a sentence fit to
+    send back to Neuro in a failing result when not.
+    """
+
+    ok: bool
+    value: Any = None
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def _error_path(error: jsonschema_exceptions.ValidationError) -> str:
+    path = "".join(
+        f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path
+    )
+    return f"data{path}"
+
+
+def validate_action_data(
+    schema: Mapping[str, Any] | None, data: str | None
+) -> ValidationResult:
+    """Check the ``data`` string of an ``action`` against the action's schema.
+
+    An action without a schema (or with ``{}``) accepts anything, including no
+    data. With a schema, missing data is treated as ``{}`` (an object schema
+    with no required properties accepts it). Invalid JSON, a wrong type and
+    off-schema values each give a readable :attr:`ValidationResult.reason`.
+    Raises :class:`SchemaError` only if the schema itself is invalid.
+    """
+    if data is None:
+        value: Any = None
+    else:
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            return ValidationResult(
+                False, reason=f"Action data is not valid JSON: {exc}"
+            )
+    if not schema:
+        return ValidationResult(True, value)
+    if value is None:
+        value = {}
+    validator = get_validator(schema)
+    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return ValidationResult(True, value)
+    first = errors[0]
+    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+    return ValidationResult(
+        False,
+        value,
+        reason=f"Invalid action data: {_error_path(first)}: {first.message}{more}",
+    )
