@@ -142,7 +142,7 @@ _KINDS: Final = (
         "protocol.invalid-json",
         _E,
         "Invalid JSON",
-        "frame is not valid JSON: {detail}",
+        "{detail}",
         "Send exactly one JSON object per text frame.",
     ),
     _kind(
@@ -164,7 +164,7 @@ _KINDS: Final = (
         "protocol.not-text",
         _E,
         "Binary frame that is not UTF-8",
-        "received a binary frame that is not UTF-8 text: {detail}",
+        "{detail}",
         "Send text frames holding UTF-8 JSON.",
     ),
     _kind(

@@ -1,0 +1,81 @@
+"""The Neuro side of the API: a server games connect to, and its layers.
+
+Subclass :class:`AbstractTrioNeuroServer` and implement ``add_context`` and
+``choose_force_action`` to get a working server; or run one of the engines
+(``python -m neuro_api.server --help``).
+
+The per-connection classes stack one idea per layer:
+:class:`AbstractNeuroServerClient` (parse and dispatch) →
+:class:`AbstractHandlerNeuroServerClient` (ids, results, forces, diagnostics,
+context hand-off) → :class:`AbstractRecordingNeuroServerClient` (the action
+registry) → :class:`BaseTrioNeuroServerClient` (trio-websocket I/O) →
+:class:`TrioNeuroServerClient` (bound to its server).
+"""
+
+from __future__ import annotations
+
+from neuro_api.command import (
+    ActionResultData as ActionResultData,
+)
+from neuro_api.command import (
+    ActionSchema as ActionSchema,
+)
+from neuro_api.command import (
+    ContextData as ContextData,
+)
+from neuro_api.command import (
+    ForceActionsData as ForceActionsData,
+)
+from neuro_api.command import (
+    RegisterActionsData as RegisterActionsData,
+)
+from neuro_api.command import (
+    UnregisterActionsData as UnregisterActionsData,
+)
+from neuro_api.server._base import AbstractTrioNeuroServer as AbstractTrioNeuroServer
+from neuro_api.server._base import ServerInfo as ServerInfo
+from neuro_api.server._client import (
+    AbstractNeuroServerClient as AbstractNeuroServerClient,
+)
+from neuro_api.server._compat import check_action_names_type as check_action_names_type
+from neuro_api.server._compat import deserialize_actions as deserialize_actions
+from neuro_api.server._config import CHARACTERS as CHARACTERS
+from neuro_api.server._config import ForcePolicy as ForcePolicy
+from neuro_api.server._config import ServerConfig as ServerConfig
+from neuro_api.server._handler import (
+    AbstractHandlerNeuroServerClient as AbstractHandlerNeuroServerClient,
+)
+from neuro_api.server._handler import ActionOutcome as ActionOutcome
+from neuro_api.server._handler import OutcomeStatus as OutcomeStatus
+from neuro_api.server._random import RandomNeuroServer as RandomNeuroServer
+from neuro_api.server._recording import (
+    AbstractRecordingNeuroServerClient as AbstractRecordingNeuroServerClient,
+)
+from neuro_api.server._trio_client import (
+    BaseTrioNeuroServerClient as BaseTrioNeuroServerClient,
+)
+from neuro_api.server._trio_client import TrioNeuroServerClient as TrioNeuroServerClient
+
+__all__ = [
+    "CHARACTERS",
+    "AbstractHandlerNeuroServerClient",
+    "AbstractNeuroServerClient",
+    "AbstractRecordingNeuroServerClient",
+    "AbstractTrioNeuroServer",
+    "ActionOutcome",
+    "ActionResultData",
+    "ActionSchema",
+    "BaseTrioNeuroServerClient",
+    "ContextData",
+    "ForceActionsData",
+    "ForcePolicy",
+    "OutcomeStatus",
+    "RandomNeuroServer",
+    "RegisterActionsData",
+    "ServerConfig",
+    "ServerInfo",
+    "TrioNeuroServerClient",
+    "UnregisterActionsData",
+    "check_action_names_type",
+    "deserialize_actions",
+]

@@ -1,0 +1,225 @@
+"""The composition root: a Neuro server that owns its nursery."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import logging
+import ssl
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+import trio
+from trio_websocket import WebSocketRequest, serve_websocket
+
+from neuro_api.command import Action, ForcePriority
+from neuro_api.diagnostics import Diagnostic
+from neuro_api.server._config import ServerConfig
+from neuro_api.server._handler import ActionOutcome
+from neuro_api.server._trio_client import TrioNeuroServerClient
+
+__all__ = ["AbstractTrioNeuroServer", "ServerInfo"]
+
+LOGGER: Final = logging.getLogger("neuro_api.server")
+_HANDSHAKE_TIMEOUT: Final = 10.0
+_MAX_GAMES_REMEMBERED: Final = 256
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """What :meth:`AbstractTrioNeuroServer.run` reports once listening."""
+
+    host: str
+    port: int
+    secure: bool
+
+    @property
+    def url(self) -> str:
+        """The URL games connect to (``ws://`` or ``wss://``)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'wss' if self.secure else 'ws'}://{host}:{self.port}"
+
+
+class AbstractTrioNeuroServer(ABC):
+    """A Neuro server: subclass it and implement the two decisions.
+
+    :meth:`add_context` receives what games tell Neuro, and
+    :meth:`choose_force_action` picks the action to perform when a game forces
+    one. Everything else (the WebSocket server, session rules, results,
+    retries, timeouts, diagnostics) is done here. Each game connection runs
+    in a nursery of its own: nothing a game sends, and no way it disconnects,
+    can stop the server or reach another game. An exception in either
+    decision is reported as a ``force.engine-error`` diagnostic (or logged,
+    for ``add_context``) and the game keeps being served.
+    """
+
+    client_class: type[TrioNeuroServerClient] = TrioNeuroServerClient
+    """The per-connection class; override to customise a layer."""
+
+    def __init__(self, config: ServerConfig | None = None) -> None:
+        self.config = config or ServerConfig()
+        self.clients: dict[str, TrioNeuroServerClient] = {}
+        """Connected games by session id."""
+        self.diagnostics: collections.OrderedDict[
+            str, collections.deque[Diagnostic]
+        ] = collections.OrderedDict()
+        """Recent diagnostics per game title; they outlive connections."""
+
+    # --- the two decisions ---------------------------------------------
+
+    @abstractmethod
+    def add_context(
+        self, game_title: str, message: str, reply_if_not_busy: bool
+    ) -> None:
+        """Take a context message from a game.
+
+        ``reply_if_not_busy`` is ``True`` for non-silent context (Neuro may
+        answer it). Results of actions arrive here too, as production Neuro
+        reads them. Called in the order the game sent them; context held
+        while a result was pending arrives after that result.
+        """
+
+    @abstractmethod
+    async def choose_force_action(
+        self,
+        game_title: str,
+        state: str | None,
+        query: str,
+        ephemeral_context: bool,
+        actions: tuple[Action, ...],
+        priority: ForcePriority,
+    ) -> tuple[str, str | None]:
+        """Pick one of ``actions`` for a force: ``(name, json_data_or_None)``.
+
+        ``json_data`` is a JSON *string* matching the action's schema (it is
+        sent to the game as is, so it may be invalid on purpose).
+        ``ephemeral_context=True`` means state and query must be forgotten
+        after this force. Called again, after the failure message arrived
+        through :meth:`add_context`, when the game answers ``success: false``
+        (up to ``config.max_retries`` times). Cancelled when the force is
+        replaced or its actions are unregistered.
+        """
+
+    # --- hooks -----------------------------------------------------------
+
+    def on_action_outcome(self, game_title: str, outcome: ActionOutcome) -> None:
+        """Called when an action sent to a game ends (default: nothing)."""
+
+    def on_client_connected(self, client: TrioNeuroServerClient) -> None:
+        """Called when a game connects (default: log)."""
+        LOGGER.info("game connected (session %s)", client.session_id)
+
+    def on_client_disconnected(self, client: TrioNeuroServerClient) -> None:
+        """Called when a game's connection ended and was cleaned up."""
+        LOGGER.info(
+            "%s disconnected (session %s)", client.game_title, client.session_id
+        )
+
+    def record_diagnostic(self, diagnostic: Diagnostic) -> None:
+        """Keep a diagnostic for later display (bounded per game)."""
+        game = diagnostic.game or "?"
+        kept = self.diagnostics.get(game)
+        if kept is None:
+            kept = collections.deque(maxlen=self.config.diagnostics_kept)
+            self.diagnostics[game] = kept
+            while len(self.diagnostics) > _MAX_GAMES_REMEMBERED:
+                self.diagnostics.popitem(last=False)
+        kept.append(diagnostic)
+
+    # --- lookups ---------------------------------------------------------
+
+    def games(self) -> list[TrioNeuroServerClient]:
+        """Connected clients, oldest first."""
+        return list(self.clients.values())
+
+    def get_client(self, game_or_session: str) -> TrioNeuroServerClient | None:
+        """Find a connected client by session id or game title."""
+        client = self.clients.get(game_or_session)
+        if client is not None:
+            return client
+        for candidate in self.clients.values():
+            if candidate.game_title == game_or_session:
+                return candidate
+        return None
+
+    def find_collisions(
+        self, client: TrioNeuroServerClient, names: Sequence[str]
+    ) -> Mapping[str, str]:
+        """Map each name another connected game registered to that game."""
+        found: dict[str, str] = {}
+        for other in self.clients.values():
+            if other is client or other.game_title == client.game_title:
+                continue
+            for name in names:
+                if name not in found and other.get_action(name) is not None:
+                    found[name] = other.game_title or other.session_id
+        return found
+
+    # --- serving ---------------------------------------------------------
+
+    async def run(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        ssl_context: ssl.SSLContext | None = None,
+        *,
+        task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve games until cancelled.
+
+        Reports a :class:`ServerInfo` with the bound port through
+        ``task_status`` once listening (``port=0`` picks a free one). On
+        cancellation every connection is closed and its tasks end. Raises
+        :class:`OSError` if the address cannot be bound.
+        """
+        async with trio.open_nursery() as nursery:
+            listener = await nursery.start(
+                functools.partial(
+                    serve_websocket,
+                    self._handle_request,
+                    host,
+                    port,
+                    ssl_context,
+                    handler_nursery=nursery,
+                    message_queue_size=1,
+                    max_message_size=self.config.max_message_size,
+                    connect_timeout=_HANDSHAKE_TIMEOUT,
+                    disconnect_timeout=_HANDSHAKE_TIMEOUT,
+                )
+            )
+            info = ServerInfo(host, listener.port, ssl_context is not None)
+            LOGGER.info("listening on %s", info.url)
+            nursery.start_soon(self.background)
+            task_status.started(info)
+
+    async def background(self) -> None:
+        """Run alongside the server once it listens (default: nothing).
+
+        Engines that act on their own (unforced actions, a console) override
+        this; it is cancelled with the server. An exception here stops the
+        server, like any bug in the composition root.
+        """
+
+    async def _handle_request(self, request: WebSocketRequest) -> None:
+        # The connection boundary: an exception escaping here would stop
+        # trio-websocket's whole server, so nothing Exception-shaped does.
+        try:
+            websocket = await request.accept()
+        except Exception:
+            LOGGER.debug("handshake failed", exc_info=True)
+            return
+        client = self.client_class(self, websocket)
+        self.clients[client.session_id] = client
+        try:
+            self.on_client_connected(client)
+            await client.serve()
+        except Exception:
+            LOGGER.exception("connection handler failed")
+        finally:
+            self.clients.pop(client.session_id, None)
+            try:
+                self.on_client_disconnected(client)
+            except Exception:
+                LOGGER.exception("on_client_disconnected hook failed")

@@ -1,0 +1,80 @@
+"""Server behaviour settings: the production profile is the default."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Final
+
+__all__ = ["CHARACTERS", "ForcePolicy", "ServerConfig"]
+
+CHARACTERS: Final = {"neuro": "Neuro-sama", "evil": "Evil Neuro"}
+"""Production character ids and their display names."""
+
+
+class ForcePolicy(enum.StrEnum):
+    """What a new ``actions/force`` does while another force is active."""
+
+    REPLACE = "replace"
+    """Cancel the active force and run the new one (production)."""
+    QUEUE = "queue"
+    """Run the new force after the active one ends."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ServerConfig:
+    """How the server treats games. Every default follows production Neuro.
+
+    Raises :class:`ValueError` on construction for out-of-range values, naming
+    the setting.
+    """
+
+    character_id: str = "neuro"
+    display_name: str | None = None
+    """Shown to games in the startup acknowledgement; ``None`` picks the
+    production name of ``character_id`` (or the id itself)."""
+    result_timeout: float = 20.0
+    """Seconds to wait for an ``action/result`` before counting it failed."""
+    max_retries: int = 2
+    """Times a force is retried after a failing result (0 disables)."""
+    force_policy: ForcePolicy = ForcePolicy.REPLACE
+    max_queued_forces: int = 8
+    """With the queue policy, older queued forces are dropped beyond this."""
+    max_message_size: int = 1 << 20
+    """Largest frame accepted, in bytes; a larger one closes with 1009."""
+    send_timeout: float = 10.0
+    """A game that does not read for this long is disconnected."""
+    max_held_context: int = 1000
+    """Context held while a result is pending; oldest dropped beyond this."""
+    context_spam_count: int = 20
+    context_spam_window: float = 1.0
+    """More than ``context_spam_count`` context messages within this many
+    seconds earns one ``behaviour.context-spam`` diagnostic per window."""
+    diagnostics_kept: int = 200
+    """Diagnostics kept per game for later display."""
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("result_timeout", self.result_timeout > 0),
+            ("max_retries", self.max_retries >= 0),
+            ("max_queued_forces", self.max_queued_forces >= 1),
+            ("max_message_size", self.max_message_size >= 1024),
+            ("send_timeout", self.send_timeout > 0),
+            ("max_held_context", self.max_held_context >= 1),
+            ("context_spam_count", self.context_spam_count >= 1),
+            ("context_spam_window", self.context_spam_window > 0),
+            ("diagnostics_kept", self.diagnostics_kept >= 1),
+        )
+        for name, ok in checks:
+            if not ok:
+                raise ValueError(f"{name}: invalid value {getattr(self, name)!r}")
+        if not self.character_id:
+            raise ValueError("character_id: must not be empty")
+        object.__setattr__(self, "force_policy", ForcePolicy(self.force_policy))
+
+    @property
+    def character_name(self) -> str:
+        """The display name sent to games."""
+        if self.display_name is not None:
+            return self.display_name
+        return CHARACTERS.get(self.character_id, self.character_id)

@@ -1,0 +1,519 @@
+"""Layer 2: ids, pending results, the force state machine, context hand-off.
+
+Timers use Trio (so tests run them on the autojump clock), but nothing here
+touches a socket: outgoing frames go through :meth:`send_text`, and tasks are
+started in the nursery the I/O layer binds with :meth:`bind_nursery`.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import enum
+import itertools
+import logging
+import uuid
+from abc import abstractmethod
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+import trio
+
+from neuro_api.command import (
+    Action,
+    ActionResult,
+    Context,
+    ForceActions,
+    ForcePriority,
+    GameMessage,
+    Startup,
+)
+from neuro_api.diagnostics import Diagnostic, Severity, diagnose
+from neuro_api.server._client import AbstractNeuroServerClient
+from neuro_api.server._config import ForcePolicy, ServerConfig
+
+__all__ = ["AbstractHandlerNeuroServerClient", "ActionOutcome", "OutcomeStatus"]
+
+LOGGER: Final = logging.getLogger("neuro_api.server")
+_LOG_LEVELS: Final = {
+    Severity.INFO: logging.INFO,
+    Severity.WARNING: logging.WARNING,
+    Severity.ERROR: logging.ERROR,
+}
+_REMEMBERED_IDS: Final = 256
+"""Answered and timed-out ids remembered to tell stale/late from unknown."""
+
+
+class OutcomeStatus(enum.StrEnum):
+    """How an action sent to a game ended."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    TIMEOUT = "timeout"
+    DISCONNECTED = "disconnected"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ActionOutcome:
+    """The end of one ``action``: the game's result, a timeout, or a drop."""
+
+    id: str
+    action: str
+    status: OutcomeStatus
+    message: str | None = None
+
+    @property
+    def success(self) -> bool:
+        """True only for a successful result."""
+        return self.status is OutcomeStatus.SUCCESS
+
+
+class _Pending:
+    __slots__ = ("action", "deadline", "done", "forced", "id", "outcome")
+
+    def __init__(self, id_: str, action: str, deadline: float, forced: bool) -> None:
+        self.id = id_
+        self.action = action
+        self.deadline = deadline
+        self.forced = forced
+        self.done = trio.Event()
+        self.outcome: ActionOutcome | None = None
+
+    def finish(self, status: OutcomeStatus, message: str | None = None) -> None:
+        if self.outcome is None:
+            self.outcome = ActionOutcome(self.id, self.action, status, message)
+            self.done.set()
+
+
+@dataclasses.dataclass(slots=True)
+class _Force:
+    message: ForceActions
+    names: tuple[str, ...]
+    scope: trio.CancelScope = dataclasses.field(default_factory=trio.CancelScope)
+    attempts: int = 0
+
+
+class _Recent:
+    """A bounded set of recently seen ids (oldest forgotten first)."""
+
+    __slots__ = ("_ids",)
+
+    def __init__(self) -> None:
+        self._ids: collections.OrderedDict[str, None] = collections.OrderedDict()
+
+    def add(self, id_: str) -> None:
+        self._ids[id_] = None
+        if len(self._ids) > _REMEMBERED_IDS:
+            self._ids.popitem(last=False)
+
+    def __contains__(self, id_: object) -> bool:
+        return id_ in self._ids
+
+
+class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
+    """Session rules, results and forces for one game connection.
+
+    Subclasses provide the action registry (:meth:`get_action`,
+    :meth:`registered_names`, :meth:`clear_actions`) and the decisions
+    (:meth:`deliver_context`, :meth:`choose_force_action`). All bookkeeping a
+    connection owns lives on the instance and dies with it.
+    """
+
+    def __init__(self, config: ServerConfig | None = None) -> None:
+        self.config = config or ServerConfig()
+        self.session_id = uuid.uuid4().hex
+        self._game: str | None = None
+        self._started = False
+        self._warned_before_startup = False
+        self._ids = itertools.count(1)
+        self._pending: dict[str, _Pending] = {}
+        self._answered = _Recent()
+        self._timed_out = _Recent()
+        self._force: _Force | None = None
+        self._queued: collections.deque[ForceActions] = collections.deque(
+            maxlen=self.config.max_queued_forces
+        )
+        self._held: collections.deque[Context] = collections.deque(
+            maxlen=self.config.max_held_context
+        )
+        self._context_times: collections.deque[float] = collections.deque()
+        self._spam_reported_at = -1e9
+        self.diagnostics: collections.deque[Diagnostic] = collections.deque(
+            maxlen=self.config.diagnostics_kept
+        )
+        self._nursery: trio.Nursery | None = None
+
+    # --- provided by subclasses ------------------------------------------
+
+    @abstractmethod
+    def get_action(self, name: str) -> Action | None:
+        """Return the registered action ``name``, if any."""
+
+    @abstractmethod
+    def registered_names(self) -> Sequence[str]:
+        """Names of every registered action, in registration order."""
+
+    @abstractmethod
+    def clear_actions(self) -> None:
+        """Forget every registered action."""
+
+    @abstractmethod
+    def deliver_context(self, message: str, reply_if_not_busy: bool) -> None:
+        """Hand context to the engine (called in order, never while held)."""
+
+    @abstractmethod
+    async def choose_force_action(
+        self,
+        state: str | None,
+        query: str,
+        ephemeral_context: bool,
+        actions: tuple[Action, ...],
+        priority: ForcePriority,
+    ) -> tuple[str, str | None]:
+        """Ask the engine which action to perform: ``(name, json_or_None)``."""
+
+    def on_diagnostic(self, diagnostic: Diagnostic) -> None:
+        """Called for every diagnostic after it is stored (default: nothing)."""
+
+    def on_action_outcome(self, outcome: ActionOutcome) -> None:
+        """Called when an action ends.
+
+        The default hands a result's message to the engine as context, as
+        production Neuro reads it (that is how a failure message reaches the
+        engine before a retry).
+        """
+        if outcome.message and outcome.status in {
+            OutcomeStatus.SUCCESS,
+            OutcomeStatus.FAILURE,
+        }:
+            verdict = "succeeded" if outcome.success else "failed"
+            self.deliver_context(
+                f"Result of action {outcome.action!r}: {verdict}: {outcome.message}",
+                False,
+            )
+
+    # --- state the outside may look at -----------------------------------
+
+    @property
+    def game_title(self) -> str | None:
+        """The game's name, from its first frame (``None`` before)."""
+        return self._game
+
+    @property
+    def started(self) -> bool:
+        """Whether the game sent ``startup`` on this connection."""
+        return self._started
+
+    @property
+    def active_force(self) -> ForceActions | None:
+        """The force being answered, if any."""
+        return self._force.message if self._force else None
+
+    @property
+    def pending_ids(self) -> tuple[str, ...]:
+        """Ids of actions sent and not yet answered."""
+        return tuple(self._pending)
+
+    def bind_nursery(self, nursery: trio.Nursery | None) -> None:
+        """Give the client the nursery its timers and forces run in."""
+        self._nursery = nursery
+
+    def _spawn(self) -> trio.Nursery:
+        if self._nursery is None:
+            raise RuntimeError("client is not serving (no nursery bound)")
+        return self._nursery
+
+    # --- diagnostics -------------------------------------------------------
+
+    def report(self, diagnostic: Diagnostic) -> None:
+        """Store, log and forward a diagnostic; never raises."""
+        if diagnostic.game is None and self._game is not None:
+            diagnostic = dataclasses.replace(diagnostic, game=self._game)
+        self.diagnostics.append(diagnostic)
+        LOGGER.log(_LOG_LEVELS[diagnostic.severity], "%s", diagnostic)
+        try:
+            self.on_diagnostic(diagnostic)
+        except Exception:
+            LOGGER.exception("on_diagnostic hook failed")
+
+    def _diag(self, id_: str, **params: Any) -> None:
+        self.report(diagnose(id_, game=self._game, **params))
+
+    # --- session rules ---------------------------------------------------
+
+    def accept_message(self, message: GameMessage, frame: str) -> bool:
+        """Enforce the session rules before dispatch.
+
+        A changed game name is an error and the frame is dropped; anything
+        before ``startup`` is reported once and still handled.
+        """
+        if self._game is None:
+            self._game = message.game
+        elif message.game != self._game:
+            self.report(
+                diagnose(
+                    "protocol.game-renamed",
+                    game=self._game,
+                    frame=frame,
+                    old=self._game,
+                    new=message.game,
+                )
+            )
+            return False
+        if (
+            not self._started
+            and not isinstance(message, Startup)
+            and not self._warned_before_startup
+        ):
+            self._warned_before_startup = True
+            self.report(
+                diagnose(
+                    "protocol.before-startup",
+                    game=self._game,
+                    frame=frame,
+                    command=message.command,
+                )
+            )
+        return True
+
+    async def handle_startup(self, message: Startup) -> None:
+        """Clear the game's actions (cancelling a force) and acknowledge."""
+        if self._started:
+            self._diag("protocol.repeated-startup")
+        self._started = True
+        self.clear_actions()
+        self._cancel_force()
+        self._queued.clear()
+        await self.send_startup_acknowledgement(
+            self.session_id, self.config.character_id, self.config.character_name
+        )
+
+    # --- context -----------------------------------------------------------
+
+    async def handle_context(self, message: Context) -> None:
+        """Deliver context, or hold it while a result is pending."""
+        self._check_spam()
+        if not message.message.strip():
+            self._diag("context.empty")
+        if self._pending:
+            if len(self._held) == self._held.maxlen:
+                LOGGER.warning("%s: held context full; dropping the oldest", self._game)
+            self._held.append(message)
+            return
+        self.deliver_context(message.message, not message.silent)
+
+    def _check_spam(self) -> None:
+        now = trio.current_time()
+        window = self.config.context_spam_window
+        times = self._context_times
+        times.append(now)
+        while times and times[0] <= now - window:
+            times.popleft()
+        if (
+            len(times) > self.config.context_spam_count
+            and now - self._spam_reported_at >= window
+        ):
+            self._spam_reported_at = now
+            self._diag("behaviour.context-spam", count=len(times), window=window)
+
+    def _flush_held(self) -> None:
+        while self._held and not self._pending:
+            held = self._held.popleft()
+            self.deliver_context(held.message, not held.silent)
+
+    # --- actions and results ----------------------------------------------
+
+    def next_id(self) -> str:
+        """Return a fresh action id, unique on this connection."""
+        return f"{self.session_id[:8]}-{next(self._ids)}"
+
+    async def execute_action(
+        self, name: str, data: str | None, *, result_timeout: float | None = None
+    ) -> ActionOutcome:
+        """Send ``action`` and wait for its outcome.
+
+        Returns on the game's result, after ``result_timeout`` (default: the
+        configured result timeout; the action then counts as failed and a late
+        result is discarded), or when the connection ends. Cancelling the
+        caller does not forget the action: its timer keeps running, so a
+        result or a timeout still settles it.
+        """
+        pending = self._register_pending(name, result_timeout, forced=False)
+        await self.send_action_command(pending.id, name, data)
+        await pending.done.wait()
+        assert pending.outcome is not None
+        return pending.outcome
+
+    def start_action(self, name: str, data: str | None) -> None:
+        """Send ``action`` without waiting: its outcome reaches the hooks.
+
+        The action lives in the connection's nursery and ends with it. Raises
+        :class:`RuntimeError` if the connection is not being served.
+        """
+        self._spawn().start_soon(self.execute_action, name, data)
+
+    def _register_pending(
+        self, name: str, timeout: float | None, *, forced: bool
+    ) -> _Pending:
+        nursery = self._spawn()
+        timeout = self.config.result_timeout if timeout is None else timeout
+        pending = _Pending(
+            self.next_id(), name, trio.current_time() + timeout, forced=forced
+        )
+        self._pending[pending.id] = pending
+        nursery.start_soon(self._expire, pending)
+        return pending
+
+    async def _expire(self, pending: _Pending) -> None:
+        with trio.move_on_at(pending.deadline):
+            await pending.done.wait()
+            return
+        if self._pending.pop(pending.id, None) is None:
+            return
+        self._timed_out.add(pending.id)
+        timeout = self.config.result_timeout
+        self._diag(
+            "result.timeout", action=pending.action, id=pending.id, timeout=timeout
+        )
+        pending.finish(OutcomeStatus.TIMEOUT)
+        self._settled(pending)
+
+    def _settled(self, pending: _Pending) -> None:
+        assert pending.outcome is not None
+        try:
+            self.on_action_outcome(pending.outcome)
+        except Exception:
+            LOGGER.exception("on_action_outcome hook failed")
+        self._flush_held()
+
+    async def handle_action_result(self, message: ActionResult) -> None:
+        """Settle the pending action, or report why the result is discarded."""
+        pending = self._pending.pop(message.id, None)
+        if pending is None:
+            if message.id in self._timed_out:
+                self._diag(
+                    "result.late", id=message.id, timeout=self.config.result_timeout
+                )
+            elif message.id in self._answered:
+                self._diag("result.stale-id", id=message.id)
+            else:
+                self._diag("result.unknown-id", id=message.id)
+            return
+        self._answered.add(message.id)
+        if message.success and not message.message:
+            self._diag("result.success-without-message", action=pending.action)
+        elif not message.success and not message.message:
+            self._diag("result.failure-without-message", action=pending.action)
+        if self.get_action(pending.action) is None:
+            self._diag("result.action-unregistered", action=pending.action)
+        status = OutcomeStatus.SUCCESS if message.success else OutcomeStatus.FAILURE
+        pending.finish(status, message.message)
+        self._settled(pending)
+
+    def abandon_pending(self) -> None:
+        """Settle every pending action as disconnected (the connection ended)."""
+        for pending in self._pending.values():
+            pending.finish(OutcomeStatus.DISCONNECTED)
+        self._pending.clear()
+
+    # --- forces --------------------------------------------------------------
+
+    async def handle_actions_force(self, message: ForceActions) -> None:
+        """Check a force and run it (or queue it, by policy)."""
+        names = message.action_names
+        if not names:
+            self._diag("force.empty")
+            return
+        if not self.registered_names():
+            self._diag("force.before-registration")
+            return
+        known = tuple(dict.fromkeys(n for n in names if self.get_action(n)))
+        unknown = [n for n in names if self.get_action(n) is None]
+        if not known:
+            self._diag("force.none-registered", names=", ".join(unknown))
+            return
+        if unknown:
+            self._diag("force.some-unregistered", names=", ".join(unknown))
+        waiting = [p for p in self._pending.values() if not p.forced]
+        if waiting:
+            self._diag("force.while-result-pending", action=waiting[0].action)
+        if self._force is not None:
+            if self.config.force_policy is ForcePolicy.QUEUE:
+                self._diag("force.while-active", outcome="queued until it ends")
+                self._queued.append(message)
+                return
+            self._diag("force.while-active", outcome="the old force was replaced")
+            self._cancel_force()
+        self._start_force(message, known)
+
+    def _start_force(self, message: ForceActions, names: tuple[str, ...]) -> None:
+        force = _Force(message, names)
+        self._force = force
+        self._spawn().start_soon(self._run_force, force)
+
+    def _cancel_force(self) -> None:
+        if self._force is not None:
+            self._force.scope.cancel()
+            self._force = None
+
+    async def _run_force(self, force: _Force) -> None:
+        try:
+            with force.scope:
+                await self._answer_force(force)
+        finally:
+            if self._force is force:
+                self._force = None
+                self._next_queued()
+
+    def _next_queued(self) -> None:
+        while self._queued:
+            message = self._queued.popleft()
+            names = tuple(n for n in message.action_names if self.get_action(n))
+            if names:
+                self._start_force(message, names)
+                return
+
+    async def _answer_force(self, force: _Force) -> None:
+        message = force.message
+        limit = self.config.max_retries
+        while True:
+            actions = tuple(
+                action
+                for action in map(self.get_action, force.names)
+                if action is not None
+            )
+            if not actions:
+                return
+            try:
+                name, data = await self.choose_force_action(
+                    message.state,
+                    message.query,
+                    message.ephemeral_context,
+                    actions,
+                    message.priority,
+                )
+            except Exception as exc:
+                LOGGER.exception("engine failed to answer a force of %s", self._game)
+                self._diag("force.engine-error", detail=repr(exc))
+                return
+            pending = self._register_pending(name, None, forced=True)
+            await self.send_action_command(pending.id, name, data)
+            await pending.done.wait()
+            assert pending.outcome is not None
+            if pending.outcome.status is not OutcomeStatus.FAILURE:
+                return
+            force.attempts += 1
+            if force.attempts > limit:
+                self._diag("force.retries-exhausted", attempts=force.attempts)
+                return
+            self._diag("force.retry", action=name, attempt=force.attempts, limit=limit)
+
+    def forget_actions(self, names: Iterable[str]) -> None:
+        """Cancel the active force if none of its actions remain registered."""
+        force = self._force
+        if force is None or not set(force.names) & set(names):
+            return
+        if not any(self.get_action(n) for n in force.names):
+            self._diag("force.cancelled-by-unregister")
+            self._cancel_force()
+            self._next_queued()

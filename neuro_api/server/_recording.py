@@ -1,0 +1,115 @@
+"""Layer 3: the action registry of one game connection."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from neuro_api.command import Action, RegisterActions, UnregisterActions
+from neuro_api.diagnostics import Severity, diagnose
+from neuro_api.schema import check_action
+from neuro_api.server._handler import AbstractHandlerNeuroServerClient
+
+__all__ = ["AbstractRecordingNeuroServerClient"]
+
+
+class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
+    """Keeps the game's registered actions, checking each registration.
+
+    An action with an error-severity diagnostic (e.g. a schema that is not a
+    JSON schema, or an empty name) is not registered: Neuro could not use it.
+    Re-registering a name is ignored, as in production, with a diagnostic
+    saying whether the new one was identical or conflicting.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._actions: dict[str, Action] = {}
+
+    @property
+    def actions(self) -> Mapping[str, Action]:
+        """The registered actions by name (a read-only view)."""
+        return self._actions
+
+    def get_action(self, name: str) -> Action | None:
+        """Return the registered action ``name``, if any."""
+        return self._actions.get(name)
+
+    def registered_names(self) -> Sequence[str]:
+        """Names of every registered action, in registration order."""
+        return list(self._actions)
+
+    def clear_actions(self) -> None:
+        """Forget every registered action."""
+        self._actions.clear()
+
+    def find_collisions(self, names: Sequence[str]) -> Mapping[str, str]:
+        """Map names also registered by another game on this character to it.
+
+        The default knows no other games; a client bound to a server asks it.
+        """
+        return {}
+
+    async def handle_actions_register(self, message: RegisterActions) -> None:
+        """Check and register each action; see the class docstring."""
+        game = message.game
+        for problem in message.rejected:
+            self.report(diagnose("action.rejected", game=game, detail=str(problem)))
+        if not message.actions and not message.rejected:
+            self.report(diagnose("action.register-empty", game=game))
+        added: list[str] = []
+        for action in message.actions:
+            existing = self._actions.get(action.name)
+            if existing is not None:
+                id_ = (
+                    "action.duplicate-identical"
+                    if existing == action
+                    else "action.duplicate-conflicting"
+                )
+                self.report(
+                    diagnose(id_, game=game, subject=action.name, name=action.name)
+                )
+                continue
+            found = check_action(action, game=game)
+            for diagnostic in found:
+                self.report(diagnostic)
+            if any(d.severity is Severity.ERROR for d in found):
+                self.report(
+                    diagnose(
+                        "action.rejected",
+                        game=game,
+                        subject=action.name,
+                        detail=f"{action.name!r} has the errors above",
+                    )
+                )
+                continue
+            self._actions[action.name] = action
+            added.append(action.name)
+        for name, other in self.find_collisions(added).items():
+            self.report(
+                diagnose(
+                    "action.name-collision",
+                    game=game,
+                    subject=name,
+                    name=name,
+                    other=other,
+                )
+            )
+
+    async def handle_actions_unregister(self, message: UnregisterActions) -> None:
+        """Remove actions; cancels the active force if none of its remain."""
+        names = message.action_names
+        if not names:
+            self.report(diagnose("action.unregister-empty", game=message.game))
+            return
+        unknown = [name for name in names if name not in self._actions]
+        if unknown:
+            self.report(
+                diagnose(
+                    "action.unregister-unknown",
+                    game=message.game,
+                    names=", ".join(unknown),
+                )
+            )
+        for name in names:
+            self._actions.pop(name, None)
+        self.forget_actions(names)

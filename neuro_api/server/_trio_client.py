@@ -1,0 +1,150 @@
+"""Layers 4 and 5: a game connection over trio-websocket, bound to its server."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Final
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from neuro_api.command import Action, ForcePriority
+from neuro_api.diagnostics import Diagnostic, diagnose
+from neuro_api.server._config import ServerConfig
+from neuro_api.server._handler import ActionOutcome
+from neuro_api.server._recording import AbstractRecordingNeuroServerClient
+
+if TYPE_CHECKING:
+    from neuro_api.server._base import AbstractTrioNeuroServer
+
+__all__ = ["BaseTrioNeuroServerClient", "TrioNeuroServerClient"]
+
+LOGGER: Final = logging.getLogger("neuro_api.server")
+_CLOSE_TIMEOUT: Final = 5.0
+_MESSAGE_TOO_BIG: Final = 1009
+_POLICY_VIOLATION: Final = 1008
+
+
+class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
+    """Reads and writes one game's trio-websocket connection.
+
+    :meth:`serve` owns the connection's nursery: forces and result timers run
+    in it and end with it. A send that the game does not read within
+    ``config.send_timeout`` closes the connection (a game that never reads
+    cannot make the server buffer without bound).
+    """
+
+    def __init__(
+        self, websocket: WebSocketConnection, config: ServerConfig | None = None
+    ) -> None:
+        super().__init__(config)
+        self.websocket = websocket
+        self.frames_in = 0
+        self.frames_out = 0
+
+    async def send_text(self, frame: str) -> None:
+        """Send a text frame; a peer that stops reading is disconnected.
+
+        Raises :class:`trio_websocket.ConnectionClosed` if the connection is
+        closed (or closes because the peer did not read in time).
+        """
+        with trio.move_on_after(self.config.send_timeout) as scope:
+            await self.websocket.send_message(frame)
+            self.frames_out += 1
+        if scope.cancelled_caught:
+            LOGGER.warning(
+                "%s does not read; closing its connection", self.game_title or "game"
+            )
+            await self._close(_POLICY_VIOLATION, "not reading")
+            raise ConnectionClosed(self.websocket.closed)
+
+    async def _close(self, code: int, reason: str) -> None:
+        with trio.move_on_after(_CLOSE_TIMEOUT) as scope:
+            scope.shield = True
+            await self.websocket.aclose(code, reason)
+
+    async def serve(self) -> None:
+        """Read and handle frames until the connection ends; then clean up.
+
+        Returns normally when the game disconnects (cleanly or not); a bug in
+        a handler is logged and the connection closed, never propagated.
+        """
+        try:
+            async with trio.open_nursery() as nursery:
+                self.bind_nursery(nursery)
+                try:
+                    await self._read_loop()
+                finally:
+                    nursery.cancel_scope.cancel()
+        except* ConnectionClosed:
+            pass  # a send raced the game's disconnect; the reader saw it too
+        except* Exception:
+            LOGGER.exception("connection of %s failed", self.game_title or "game")
+        finally:
+            self.bind_nursery(None)
+            self.abandon_pending()
+            await self._close(1000, "bye")
+
+    async def _read_loop(self) -> None:
+        while True:
+            try:
+                frame = await self.websocket.get_message()
+            except ConnectionClosed as exc:
+                if exc.reason is not None and exc.reason.code == _MESSAGE_TOO_BIG:
+                    self.report(
+                        diagnose(
+                            "protocol.oversized-frame",
+                            game=self.game_title,
+                            limit=self.config.max_message_size,
+                        )
+                    )
+                return
+            self.frames_in += 1
+            await self.handle_frame(frame)
+
+
+class TrioNeuroServerClient(BaseTrioNeuroServerClient):
+    """A game connection whose decisions are made by its server."""
+
+    def __init__(
+        self, server: AbstractTrioNeuroServer, websocket: WebSocketConnection
+    ) -> None:
+        super().__init__(websocket, server.config)
+        self.server = server
+
+    def deliver_context(self, message: str, reply_if_not_busy: bool) -> None:
+        """Forward to :meth:`AbstractTrioNeuroServer.add_context`.
+
+        An exception in the engine is logged; the game keeps being served.
+        """
+        try:
+            self.server.add_context(self.game_title or "", message, reply_if_not_busy)
+        except Exception:
+            LOGGER.exception("engine failed to take context from %s", self.game_title)
+
+    async def choose_force_action(
+        self,
+        state: str | None,
+        query: str,
+        ephemeral_context: bool,
+        actions: tuple[Action, ...],
+        priority: ForcePriority,
+    ) -> tuple[str, str | None]:
+        """Forward to :meth:`AbstractTrioNeuroServer.choose_force_action`."""
+        return await self.server.choose_force_action(
+            self.game_title or "", state, query, ephemeral_context, actions, priority
+        )
+
+    def find_collisions(self, names: Sequence[str]) -> Mapping[str, str]:
+        """Ask the server which names other games registered too."""
+        return self.server.find_collisions(self, names)
+
+    def on_diagnostic(self, diagnostic: Diagnostic) -> None:
+        """Keep the diagnostic on the server, per game."""
+        self.server.record_diagnostic(diagnostic)
+
+    def on_action_outcome(self, outcome: ActionOutcome) -> None:
+        """Let the server see every outcome, then apply the default."""
+        self.server.on_action_outcome(self.game_title or "", outcome)
+        super().on_action_outcome(outcome)
