@@ -17,6 +17,7 @@ from trio_websocket import WebSocketRequest, serve_websocket
 from neuro_api.command import Action, ForcePriority
 from neuro_api.diagnostics import Diagnostic
 from neuro_api.server._config import ServerConfig
+from neuro_api.server._events import EventBus, ServerStats
 from neuro_api.server._handler import ActionOutcome
 from neuro_api.server._trio_client import TrioNeuroServerClient
 
@@ -66,6 +67,9 @@ class AbstractTrioNeuroServer(ABC):
             str, collections.deque[Diagnostic]
         ] = collections.OrderedDict()
         """Recent diagnostics per game title; they outlive connections."""
+        self.stats = ServerStats()
+        self.events = EventBus()
+        """Frames and diagnostics, live (see :class:`EventBus`)."""
 
     # --- the two decisions ---------------------------------------------
 
@@ -119,6 +123,10 @@ class AbstractTrioNeuroServer(ABC):
 
     def record_diagnostic(self, diagnostic: Diagnostic) -> None:
         """Keep a diagnostic for later display (bounded per game)."""
+        self.stats.diagnostics[diagnostic.id] += 1
+        self.stats.severities[diagnostic.severity.value] += 1
+        if self.events.active:
+            self.events.publish({"type": "diagnostic", **diagnostic.to_json()})
         game = diagnostic.game or "?"
         kept = self.diagnostics.get(game)
         if kept is None:
@@ -212,6 +220,7 @@ class AbstractTrioNeuroServer(ABC):
             return
         client = self.client_class(self, websocket)
         self.clients[client.session_id] = client
+        self.stats.connections_total += 1
         try:
             self.on_client_connected(client)
             await client.serve()

@@ -21,11 +21,13 @@ import trio
 
 from neuro_api.command import (
     Action,
+    ActionMessage,
     ActionResult,
     Context,
     ForceActions,
     ForcePriority,
     GameMessage,
+    NeuroMessage,
     Startup,
 )
 from neuro_api.diagnostics import Diagnostic, Severity, diagnose
@@ -174,6 +176,9 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
 
     def on_diagnostic(self, diagnostic: Diagnostic) -> None:
         """Called for every diagnostic after it is stored (default: nothing)."""
+
+    def on_force_started(self, message: ForceActions) -> None:
+        """Called when a force starts being answered (default: nothing)."""
 
     def on_action_outcome(self, outcome: ActionOutcome) -> None:
         """Called when an action ends.
@@ -352,13 +357,31 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         """
         self._spawn().start_soon(self.execute_action, name, data)
 
+    async def inject(self, message: NeuroMessage) -> None:
+        """Send a Neuro message as is (what Randy's ``POST /`` does).
+
+        An injected ``action`` is tracked like any other, under its own id,
+        so its result is matched instead of reported as unknown. Raises
+        :class:`ValueError` if that id is already pending.
+        """
+        if isinstance(message, ActionMessage):
+            if message.id in self._pending:
+                raise ValueError(f"action id {message.id!r} is already pending")
+            self._register_pending(message.name, None, forced=False, id_=message.id)
+        await self.send_text(message.to_frame())
+
     def _register_pending(
-        self, name: str, timeout: float | None, *, forced: bool
+        self,
+        name: str,
+        timeout: float | None,
+        *,
+        forced: bool,
+        id_: str | None = None,
     ) -> _Pending:
         nursery = self._spawn()
         timeout = self.config.result_timeout if timeout is None else timeout
         pending = _Pending(
-            self.next_id(), name, trio.current_time() + timeout, forced=forced
+            id_ or self.next_id(), name, trio.current_time() + timeout, forced=forced
         )
         self._pending[pending.id] = pending
         nursery.start_soon(self._expire, pending)
@@ -450,6 +473,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         force = _Force(message, names)
         self._force = force
         self._spawn().start_soon(self._run_force, force)
+        self.on_force_started(message)
 
     def _cancel_force(self) -> None:
         if self._force is not None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Final
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from neuro_api.command import Action, ForcePriority
+from neuro_api.command import Action, ForceActions, ForcePriority
 from neuro_api.diagnostics import Diagnostic, diagnose
 from neuro_api.server._config import ServerConfig
 from neuro_api.server._handler import ActionOutcome
@@ -52,12 +52,16 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
         with trio.move_on_after(self.config.send_timeout) as scope:
             await self.websocket.send_message(frame)
             self.frames_out += 1
+            self.on_frame("out", frame)
         if scope.cancelled_caught:
             LOGGER.warning(
                 "%s does not read; closing its connection", self.game_title or "game"
             )
             await self._close(_POLICY_VIOLATION, "not reading")
             raise ConnectionClosed(self.websocket.closed)
+
+    def on_frame(self, direction: str, frame: str | bytes) -> None:
+        """Called for each frame sent (``"out"``) or received (``"in"``)."""
 
     async def _close(self, code: int, reason: str) -> None:
         with trio.move_on_after(_CLOSE_TIMEOUT) as scope:
@@ -101,6 +105,7 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
                     )
                 return
             self.frames_in += 1
+            self.on_frame("in", frame)
             await self.handle_frame(frame)
 
 
@@ -143,6 +148,28 @@ class TrioNeuroServerClient(BaseTrioNeuroServerClient):
     def on_diagnostic(self, diagnostic: Diagnostic) -> None:
         """Keep the diagnostic on the server, per game."""
         self.server.record_diagnostic(diagnostic)
+
+    def on_frame(self, direction: str, frame: str | bytes) -> None:
+        """Count the frame on the server and publish it to live listeners."""
+        stats = self.server.stats
+        if direction == "in":
+            stats.frames_in += 1
+        else:
+            stats.frames_out += 1
+        if self.server.events.active:
+            text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
+            self.server.events.publish(
+                {
+                    "type": f"frame.{direction}",
+                    "game": self.game_title,
+                    "session": self.session_id,
+                    "frame": text,
+                }
+            )
+
+    def on_force_started(self, message: ForceActions) -> None:
+        """Count forces on the server."""
+        self.server.stats.forces += 1
 
     def on_action_outcome(self, outcome: ActionOutcome) -> None:
         """Let the server see every outcome, then apply the default."""

@@ -1,0 +1,67 @@
+"""The HTTP control plane: a Quart-Trio app over a running Neuro server.
+
+:func:`create_app` builds the app; serve it with Hypercorn in the server's
+nursery (the ServerManager does). Routes (all JSON; the OpenAPI document is
+at ``/openapi.json``, interactive docs at ``/docs``):
+
+* ``GET /health``, ``GET /stats``, ``GET /config``, ``GET /events`` (SSE);
+* ``GET /games``, ``GET /games/{game}``;
+* ``POST /games/{game}/actions/{action}`` (execute, returns the result),
+  ``POST /games/{game}/reregister``, ``.../shutdown/graceful``,
+  ``.../shutdown/immediate``, ``.../speech-finished`` (``{game}`` may be
+  ``*`` for every game);
+* ``POST /``: a raw Neuro message for every game (Randy-compatible).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from quart_schema import QuartSchema
+from quart_trio import QuartTrio
+
+from neuro_api import __version__
+from neuro_api.control._auth import install_auth, new_token
+from neuro_api.control._errors import ApiError, install_error_handlers
+from neuro_api.control._games import games
+from neuro_api.control._status import HealthSource, status
+from neuro_api.server import AbstractTrioNeuroServer
+
+__all__ = ["ApiError", "HealthSource", "create_app", "new_token"]
+
+
+def _always_healthy() -> Mapping[str, Any]:
+    return {"status": "healthy", "services": []}
+
+
+def create_app(
+    server: AbstractTrioNeuroServer,
+    *,
+    token: str | None = None,
+    health: HealthSource = _always_healthy,
+    settings: Callable[[], Mapping[str, Any]] = dict,
+) -> QuartTrio:
+    """Build the control-plane app for ``server``.
+
+    ``token`` set: mutating routes need ``Authorization: Bearer <token>``.
+    ``health`` reports the supervisor's view (default: always healthy);
+    ``settings`` returns the effective settings, already redacted.
+    """
+    app = QuartTrio("neuro_api.control")
+    app.config["NEURO_SERVER"] = server
+    app.config["NEURO_HEALTH"] = health
+    app.config["NEURO_SETTINGS"] = settings
+    QuartSchema(
+        app,
+        info={"title": "neuro_api control plane", "version": __version__},
+        openapi_path="/openapi.json",
+        swagger_ui_path="/docs",
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+    )
+    install_error_handlers(app)
+    install_auth(app, token)
+    app.register_blueprint(status)
+    app.register_blueprint(games)
+    return app

@@ -1,0 +1,209 @@
+"""Routes about games: list them, act on them, inject raw Neuro messages."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from quart import Blueprint, current_app, request
+from quart_schema import validate_request
+
+from neuro_api.command import ProtocolError, parse_neuro_frame
+from neuro_api.control._errors import ApiError
+from neuro_api.schema import SchemaError, validate_action_data
+from neuro_api.server import AbstractTrioNeuroServer, TrioNeuroServerClient
+
+__all__ = ["games"]
+
+games = Blueprint("games", __name__)
+
+ALL_GAMES = "*"
+
+
+def _server() -> AbstractTrioNeuroServer:
+    server: AbstractTrioNeuroServer = current_app.config["NEURO_SERVER"]
+    return server
+
+
+def describe(client: TrioNeuroServerClient, diagnostics: int = 20) -> dict[str, Any]:
+    """Return a JSON-ready view of one connected game."""
+    force = client.active_force
+    kept = list(client.diagnostics)[-diagnostics:]
+    return {
+        "game": client.game_title,
+        "session_id": client.session_id,
+        "started": client.started,
+        "actions": [action.to_json() for action in client.actions.values()],
+        "force": None
+        if force is None
+        else {
+            "query": force.query,
+            "state": force.state,
+            "priority": force.priority.value,
+            "ephemeral_context": force.ephemeral_context,
+            "action_names": list(force.action_names),
+        },
+        "pending_ids": list(client.pending_ids),
+        "frames_in": client.frames_in,
+        "frames_out": client.frames_out,
+        "diagnostics": [d.to_json() for d in kept],
+    }
+
+
+def _one(game: str) -> TrioNeuroServerClient:
+    if game == ALL_GAMES:
+        raise ApiError(400, "one_game_only", "this route takes one game, not '*'")
+    return _targets(game)[0]
+
+
+def _targets(game: str) -> list[TrioNeuroServerClient]:
+    server = _server()
+    if game == ALL_GAMES:
+        return server.games()
+    client = server.get_client(game)
+    if client is None:
+        raise ApiError(404, "unknown_game", f"no connected game {game!r}")
+    return [client]
+
+
+async def _each(
+    game: str, send: Callable[[TrioNeuroServerClient], Awaitable[None]]
+) -> dict[str, Any]:
+    sent: list[str] = []
+    for client in _targets(game):
+        await send(client)
+        sent.append(client.game_title or client.session_id)
+    return {"sent_to": sent}
+
+
+@games.get("/games")
+async def list_games() -> dict[str, Any]:
+    """List connected games with their actions, force and recent diagnostics."""
+    return {"games": [describe(client) for client in _server().games()]}
+
+
+@games.get("/games/<game>")
+async def get_game(game: str) -> dict[str, Any]:
+    """Describe one connected game (by title or session id)."""
+    return describe(_one(game))
+
+
+@dataclass
+class ExecuteRequest:
+    """Body of an execute request.
+
+    ``data`` is any JSON value, or ``raw`` a string sent as is.
+    ``validate=false`` skips the schema and registry checks (to send invalid
+    data on purpose).
+    """
+
+    data: Any = None
+    raw: str | None = None
+    validate: bool = True
+
+
+@games.post("/games/<game>/actions/<action>")
+@validate_request(ExecuteRequest)
+async def execute(game: str, action: str, data: ExecuteRequest) -> dict[str, Any]:
+    """Perform an action on a game and return the game's result."""
+    client = _one(game)
+    if data.raw is not None and data.data is not None:
+        raise ApiError(400, "invalid_request", "give either 'data' or 'raw', not both")
+    text = data.raw
+    if text is None and data.data is not None:
+        text = orjson.dumps(data.data).decode()
+    if data.validate:
+        registered = client.get_action(action)
+        if registered is None:
+            known = ", ".join(client.actions) or "none"
+            raise ApiError(
+                404,
+                "unknown_action",
+                f"{client.game_title!r} has no action {action!r} (registered: {known})",
+            )
+        try:
+            verdict = validate_action_data(registered.schema, text)
+        except SchemaError as exc:  # pragma: no cover - registry refuses these
+            raise ApiError(400, "invalid_schema", str(exc)) from None
+        if not verdict.ok:
+            raise ApiError(400, "invalid_action_data", verdict.reason)
+    outcome = await client.execute_action(action, text)
+    return {
+        "outcome": {
+            "id": outcome.id,
+            "action": outcome.action,
+            "status": outcome.status.value,
+            "success": outcome.success,
+            "message": outcome.message,
+        }
+    }
+
+
+@games.post("/games/<game>/reregister")
+async def reregister(game: str) -> dict[str, Any]:
+    """Send ``actions/reregister_all`` (``*`` = every game)."""
+    return await _each(game, lambda c: c.send_reregister_all())
+
+
+@dataclass
+class GracefulRequest:
+    """``wants_shutdown=false`` cancels an earlier request."""
+
+    wants_shutdown: bool = True
+
+
+@games.post("/games/<game>/shutdown/graceful")
+@validate_request(GracefulRequest)
+async def shutdown_graceful(game: str, data: GracefulRequest) -> dict[str, Any]:
+    """Send ``shutdown/graceful`` (``*`` = every game)."""
+    return await _each(game, lambda c: c.send_graceful_shutdown(data.wants_shutdown))
+
+
+@games.post("/games/<game>/shutdown/immediate")
+async def shutdown_immediate(game: str) -> dict[str, Any]:
+    """Send ``shutdown/immediate`` (``*`` = every game)."""
+    return await _each(game, lambda c: c.send_immediate_shutdown())
+
+
+@dataclass
+class SpeechRequest:
+    """Fields of ``speech_finished``."""
+
+    is_final: bool = True
+    cancelled: bool = False
+    reason: str | None = None
+
+
+@games.post("/games/<game>/speech-finished")
+@validate_request(SpeechRequest)
+async def speech_finished(game: str, data: SpeechRequest) -> dict[str, Any]:
+    """Send ``speech_finished`` (``*`` = every game)."""
+    return await _each(
+        game,
+        lambda c: c.send_speech_finished(data.is_final, data.cancelled, data.reason),
+    )
+
+
+@games.post("/")
+async def inject() -> dict[str, Any]:
+    """Send a raw Neuro-to-game message to every game (Randy's endpoint).
+
+    The body is the message itself, e.g. ``{"command": "action", "data":
+    {"id": "1", "name": "play", "data": "{}"}}``; it is checked as a Neuro
+    message first, and an injected action's result is matched by its id.
+    """
+    body = await request.get_data()
+    try:
+        message = parse_neuro_frame(body)
+    except ProtocolError as exc:
+        raise ApiError(400, "invalid_message", str(exc)) from None
+    sent: list[str] = []
+    for client in _server().games():
+        try:
+            await client.inject(message)
+        except ValueError as exc:
+            raise ApiError(409, "duplicate_id", str(exc)) from None
+        sent.append(client.game_title or client.session_id)
+    return {"sent_to": sent}

@@ -1,0 +1,87 @@
+"""Routes about the process: health, stats, config, the live event stream."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import orjson
+from quart import Blueprint, Response, current_app
+
+from neuro_api.server import AbstractTrioNeuroServer
+
+__all__ = ["status"]
+
+status = Blueprint("status", __name__)
+
+HealthSource = Callable[[], Mapping[str, Any]]
+"""Returns ``{"status": "healthy"|"degraded"|"unhealthy", "services": [...]}``."""
+
+
+def _server() -> AbstractTrioNeuroServer:
+    server: AbstractTrioNeuroServer = current_app.config["NEURO_SERVER"]
+    return server
+
+
+@status.get("/health")
+async def health() -> Any:
+    """Overall health and each service's state; 503 when unhealthy."""
+    source: HealthSource = current_app.config["NEURO_HEALTH"]
+    report = dict(source())
+    return report, 503 if report.get("status") == "unhealthy" else 200
+
+
+@status.get("/stats")
+async def stats() -> dict[str, Any]:
+    """Counters since start: connections, frames, forces, diagnostics."""
+    server = _server()
+    counters = server.stats
+    return {
+        "uptime": time.time() - counters.started_at,
+        "connections": {
+            "current": len(server.clients),
+            "total": counters.connections_total,
+        },
+        "messages": {"in": counters.frames_in, "out": counters.frames_out},
+        "forces": counters.forces,
+        "retries": counters.diagnostics["force.retry"],
+        "timeouts": counters.diagnostics["result.timeout"],
+        "diagnostics": {
+            "by_severity": {
+                level: counters.severities[level]
+                for level in ("info", "warning", "error")
+            },
+            "by_id": dict(counters.diagnostics),
+        },
+        "events_dropped": server.events.dropped,
+    }
+
+
+@status.get("/config")
+async def config() -> Any:
+    """The effective settings, secrets redacted."""
+    source: Callable[[], Mapping[str, Any]] = current_app.config["NEURO_SETTINGS"]
+    return dict(source())
+
+
+@status.get("/events")
+async def events() -> Response:
+    """Server-sent events: ``frame.in``, ``frame.out`` and ``diagnostic``.
+
+    Each event is one ``data:`` line of JSON. A listener that falls behind
+    loses events rather than slowing the server (see ``/stats``).
+    """
+    server = _server()
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield b": connected\n\n"
+        with server.events.subscribe() as receive:
+            async for event in receive:
+                yield b"event: " + event["type"].encode() + b"\ndata: "
+                yield orjson.dumps(event) + b"\n\n"
+
+    response = Response(stream(), mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.timeout = None
+    return response
