@@ -166,9 +166,9 @@ class Settings:
     http: bool = True
     http_host: str = "127.0.0.1"
     http_port: int = 8001
-    api_token: str | None = None
+    api_token: str | None = dataclasses.field(default=None, repr=False)
     tunnel: bool = False
-    ngrok_authtoken: str | None = None
+    ngrok_authtoken: str | None = dataclasses.field(default=None, repr=False)
     ngrok_path: str | None = None
     shutdown_grace: float = 10.0
     log_level: str = "info"

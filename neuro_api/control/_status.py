@@ -78,8 +78,8 @@ async def events() -> Response:
         yield b": connected\n\n"
         with server.events.subscribe() as receive:
             async for event in receive:
-                yield b"event: " + event["type"].encode() + b"\ndata: "
-                yield orjson.dumps(event) + b"\n\n"
+                kind = event["type"].encode()
+                yield b"event: " + kind + b"\ndata: " + orjson.dumps(event) + b"\n\n"
 
     response = Response(stream(), mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"

@@ -1,0 +1,416 @@
+"""The HTTP control plane against a live Neuro server and real game sockets.
+
+Routes are driven through Quart's in-process client (the HTTP socket adds
+nothing there) except for one test through real Hypercorn on port 0 and the
+event stream, which needs a streaming HTTP client.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import hypercorn.config
+import hypercorn.trio
+import orjson
+import pytest
+import trio
+from quart.typing import TestClientProtocol as HttpClient
+from trio_websocket import WebSocketConnection, open_websocket_url
+
+from neuro_api import command
+from neuro_api.command import Action, ForcePriority
+from neuro_api.control import create_app
+from neuro_api.server import AbstractTrioNeuroServer, TrioNeuroServerClient
+
+URL = "/games/Tic Tac Toe/actions/play"
+PLAY = Action(
+    "play",
+    "Play a cell",
+    {
+        "type": "object",
+        "properties": {"cell": {"type": "integer", "minimum": 1, "maximum": 9}},
+        "required": ["cell"],
+    },
+)
+TOKEN = "test-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+class QuietServer(AbstractTrioNeuroServer):
+    """An engine that never answers forces on its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.context: list[str] = []
+
+    def add_context(
+        self, game_title: str, message: str, reply_if_not_busy: bool
+    ) -> None:
+        self.context.append(message)
+
+    async def choose_force_action(
+        self,
+        game_title: str,
+        state: str | None,
+        query: str,
+        ephemeral_context: bool,
+        actions: tuple[Action, ...],
+        priority: ForcePriority,
+    ) -> tuple[str, str | None]:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+def game_client(
+    server: QuietServer, title: str = "Tic Tac Toe"
+) -> TrioNeuroServerClient:
+    client = server.get_client(title)
+    if client is None:
+        raise LookupError(title)
+    return client
+
+
+async def eventually(check: Callable[[], bool]) -> None:
+    """Wait until ``check()`` holds (server state seen from outside)."""
+    with trio.fail_after(5):
+        while True:
+            try:
+                if check():
+                    return
+            except LookupError:
+                pass
+            await trio.sleep(0.01)
+
+
+async def recv(ws: WebSocketConnection) -> command.NeuroMessage:
+    with trio.fail_after(5):
+        return command.parse_neuro_frame(await ws.get_message())
+
+
+@pytest.fixture
+async def server(nursery: trio.Nursery) -> QuietServer:
+    engine = QuietServer()
+    info = await nursery.start(engine.run, "127.0.0.1", 0)
+    engine.url = info.url  # type: ignore[attr-defined]
+    return engine
+
+
+async def connect_game(
+    server: QuietServer, title: str = "Tic Tac Toe"
+) -> AsyncIterator[WebSocketConnection]:
+    async with open_websocket_url(server.url) as ws:  # type: ignore[attr-defined]
+        await ws.send_message(command.startup_command(title))
+        await recv(ws)
+        await ws.send_message(command.actions_register_command(title, [PLAY]))
+        await eventually(lambda: bool(game_client(server, title).actions))
+        yield ws
+
+
+@pytest.fixture
+async def game(server: QuietServer) -> AsyncIterator[WebSocketConnection]:
+    async for ws in connect_game(server):
+        yield ws
+
+
+@pytest.fixture
+async def client(server: QuietServer) -> AsyncIterator[HttpClient]:
+    app = create_app(
+        server, token=TOKEN, settings=lambda: {"port": 1, "api_token": "***"}
+    )
+    async with app.test_app() as test_app:
+        yield test_app.test_client()
+
+
+async def body(response: Any) -> Any:
+    return orjson.loads(await response.get_data())
+
+
+async def test_list_games_shows_actions_and_force(
+    server: QuietServer, game: WebSocketConnection, client: HttpClient
+) -> None:
+    await game.send_message(
+        command.actions_force_command(
+            "Tic Tac Toe", "board", "your turn", ["play"], priority=ForcePriority.HIGH
+        )
+    )
+    await eventually(lambda: game_client(server).active_force is not None)
+    response = await client.get("/games")
+    assert response.status_code == 200
+    (listed,) = (await body(response))["games"]
+    assert listed["game"] == "Tic Tac Toe"
+    assert listed["actions"] == [PLAY.to_json()]
+    assert listed["force"]["priority"] == "high"
+    assert listed["force"]["action_names"] == ["play"]
+    one = await client.get(f"/games/{listed['session_id']}")
+    assert (await body(one))["game"] == "Tic Tac Toe"
+
+
+async def test_execute_returns_the_games_result(
+    nursery: trio.Nursery, game: WebSocketConnection, client: HttpClient
+) -> None:
+    async def answer() -> None:
+        message = await recv(game)
+        assert isinstance(message, command.ActionMessage)
+        assert orjson.loads(message.data_json or "null") == {"cell": 5}
+        await game.send_message(
+            command.actions_result_command("Tic Tac Toe", message.id, False, "taken")
+        )
+
+    nursery.start_soon(answer)
+    response = await client.post(
+        "/games/Tic Tac Toe/actions/play", json={"data": {"cell": 5}}, headers=AUTH
+    )
+    assert response.status_code == 200
+    outcome = (await body(response))["outcome"]
+    assert outcome["status"] == "failure"
+    assert outcome["message"] == "taken"
+
+
+async def test_execute_invalid_data_on_purpose(
+    nursery: trio.Nursery, game: WebSocketConnection, client: HttpClient
+) -> None:
+    async def answer() -> None:
+        message = await recv(game)
+        assert isinstance(message, command.ActionMessage)
+        assert message.data_json == "{not json"
+        await game.send_message(
+            command.actions_result_command("Tic Tac Toe", message.id, False, "bad json")
+        )
+
+    nursery.start_soon(answer)
+    response = await client.post(
+        "/games/Tic Tac Toe/actions/play",
+        json={"raw": "{not json", "validate": False},
+        headers=AUTH,
+    )
+    assert (await body(response))["outcome"]["message"] == "bad json"
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "status", "code"),
+    [
+        (
+            "/games/Tic Tac Toe/actions/play",
+            {"data": {"cell": 10}},
+            400,
+            "invalid_action_data",
+        ),
+        (URL, {"data": {}}, 400, "invalid_action_data"),
+        (
+            "/games/Tic Tac Toe/actions/play",
+            {"raw": "{oops"},
+            400,
+            "invalid_action_data",
+        ),
+        (
+            "/games/Tic Tac Toe/actions/play",
+            {"raw": "1", "data": 1},
+            400,
+            "invalid_request",
+        ),
+        (
+            "/games/Tic Tac Toe/actions/play",
+            {"validate": "maybe"},
+            400,
+            "invalid_request",
+        ),
+        ("/games/Tic Tac Toe/actions/jump", {"data": {}}, 404, "unknown_action"),
+        ("/games/Nope/actions/play", {"data": {}}, 404, "unknown_game"),
+        ("/games/*/actions/play", {"data": {}}, 400, "one_game_only"),
+        ("/games/Nope/reregister", {}, 404, "unknown_game"),
+    ],
+)
+async def test_bad_requests_get_json_errors(
+    game: WebSocketConnection,
+    client: HttpClient,
+    path: str,
+    payload: dict[str, Any],
+    status: int,
+    code: str,
+) -> None:
+    response = await client.post(path, json=payload, headers=AUTH)
+    assert response.status_code == status
+    error = (await body(response))["error"]
+    assert error["code"] == code
+    assert error["message"]
+
+
+async def test_invalid_json_body(game: WebSocketConnection, client: HttpClient) -> None:
+    response = await client.post(
+        "/games/Tic Tac Toe/actions/play",
+        data=b"{broken",
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert (await body(response))["error"]["code"] == "invalid_json"
+
+
+async def test_unknown_route_is_json(client: HttpClient) -> None:
+    response = await client.get("/nope")
+    assert response.status_code == 404
+    assert (await body(response))["error"]["code"] == "not_found"
+
+
+async def test_mutating_routes_need_the_token(
+    game: WebSocketConnection, client: HttpClient
+) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+        response = await client.post("/games/*/reregister", headers=headers)
+        assert response.status_code == 401
+        assert (await body(response))["error"]["code"] == "unauthorized"
+    # Reading needs no token.
+    assert (await client.get("/games")).status_code == 200
+
+
+async def test_commands_reach_one_game_or_all(
+    server: QuietServer, game: WebSocketConnection, client: HttpClient
+) -> None:
+    async for other in connect_game(server, "Other Game"):
+        response = await client.post("/games/*/reregister", headers=AUTH)
+        assert sorted((await body(response))["sent_to"]) == [
+            "Other Game",
+            "Tic Tac Toe",
+        ]
+        assert isinstance(await recv(game), command.ReregisterAll)
+        assert isinstance(await recv(other), command.ReregisterAll)
+
+        response = await client.post(
+            "/games/Other Game/shutdown/graceful",
+            json={"wants_shutdown": False},
+            headers=AUTH,
+        )
+        assert (await body(response))["sent_to"] == ["Other Game"]
+        assert await recv(other) == command.GracefulShutdown(wants_shutdown=False)
+
+        await client.post("/games/Other Game/shutdown/immediate", headers=AUTH)
+        assert isinstance(await recv(other), command.ImmediateShutdown)
+
+        await client.post(
+            "/games/Tic Tac Toe/speech-finished",
+            json={"cancelled": True, "reason": "interrupted"},
+            headers=AUTH,
+        )
+        assert await recv(game) == command.SpeechFinished(
+            is_final=True, cancelled=True, reason="interrupted"
+        )
+
+
+async def test_randy_injection(
+    server: QuietServer, game: WebSocketConnection, client: HttpClient
+) -> None:
+    raw = {"command": "action", "data": {"id": "randy-1", "name": "play", "data": "{}"}}
+    response = await client.post("/", data=orjson.dumps(raw), headers=AUTH)
+    assert response.status_code == 200
+    assert (await body(response))["sent_to"] == ["Tic Tac Toe"]
+    message = await recv(game)
+    assert message == command.ActionMessage(id="randy-1", name="play", data_json="{}")
+    # The injected action is tracked: its result is matched, not "unknown".
+    await game.send_message(
+        command.actions_result_command("Tic Tac Toe", "randy-1", True, "ok")
+    )
+    await eventually(lambda: not game_client(server).pending_ids)
+    ids = [d.id for d in server.diagnostics.get("Tic Tac Toe", ())]
+    assert "result.unknown-id" not in ids
+
+    again = await client.post("/", data=orjson.dumps(raw), headers=AUTH)
+    assert again.status_code == 200  # answered ids may be reused once settled
+    await recv(game)
+    duplicate = await client.post("/", data=orjson.dumps(raw), headers=AUTH)
+    assert duplicate.status_code == 409
+
+    bad = await client.post("/", data=b'{"command": "explode"}', headers=AUTH)
+    assert bad.status_code == 400
+    assert (await body(bad))["error"]["code"] == "invalid_message"
+
+
+async def test_health_stats_config(
+    server: QuietServer, game: WebSocketConnection
+) -> None:
+    states = iter(["healthy", "unhealthy"])
+    app = create_app(
+        server,
+        health=lambda: {"status": next(states), "services": [{"name": "x"}]},
+        settings=lambda: {"api_token": "***"},
+    )
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        assert (await client.get("/health")).status_code == 200
+        unhealthy = await client.get("/health")
+        assert unhealthy.status_code == 503
+        assert (await body(unhealthy))["services"] == [{"name": "x"}]
+        stats = await body(await client.get("/stats"))
+        assert stats["connections"] == {"current": 1, "total": 1}
+        assert stats["messages"]["in"] >= 2
+        assert stats["messages"]["out"] >= 1
+        assert set(stats["diagnostics"]["by_severity"]) == {"info", "warning", "error"}
+        assert await body(await client.get("/config")) == {"api_token": "***"}
+        # Without a token nothing needs one (loopback-only deployments).
+        assert (await client.post("/games/*/reregister")).status_code == 200
+
+
+async def test_openapi_document(client: HttpClient) -> None:
+    document = await body(await client.get("/openapi.json"))
+    assert document["openapi"].startswith("3.")
+    paths = document["paths"]
+    for path in (
+        "/health",
+        "/stats",
+        "/config",
+        "/events",
+        "/games",
+        "/games/{game}",
+        "/games/{game}/actions/{action}",
+        "/games/{game}/reregister",
+        "/games/{game}/shutdown/graceful",
+        "/games/{game}/shutdown/immediate",
+        "/games/{game}/speech-finished",
+        "/",
+    ):
+        assert path in paths, path
+
+
+async def test_real_hypercorn_and_event_stream(
+    nursery: trio.Nursery, server: QuietServer, game: WebSocketConnection
+) -> None:
+    config = hypercorn.config.Config()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    config.errorlog = None
+    stop = trio.Event()
+    binds = await nursery.start(
+        functools.partial(
+            hypercorn.trio.serve,
+            create_app(server),
+            config,
+            shutdown_trigger=stop.wait,
+        )
+    )
+    async with httpx.AsyncClient(base_url=binds[0], timeout=5) as http:
+        assert (await http.get("/health")).json()["status"] == "healthy"
+    # The event stream never ends; read it over a plain socket, which can be
+    # closed at any point (httpx's nested generators cannot, under Trio).
+    host, port = binds[0].removeprefix("http://").rsplit(":", 1)
+    async with await trio.open_tcp_stream(host, int(port)) as stream:
+        await stream.send_all(
+            b"GET /events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n"
+        )
+        received = b""
+        with trio.fail_after(5):
+            while b": connected" not in received:
+                received += await stream.receive_some()
+            assert b"200" in received.split(b"\r\n", 1)[0]
+            await game.send_message(command.context_command("Tic Tac Toe", "hello"))
+            # Hypercorn chunks the body; wait for the whole event line.
+            while not re.search(rb"\ndata: .*hello.*\n", received):
+                received += await stream.receive_some()
+    data_line = next(
+        line for line in received.split(b"\n") if line.startswith(b"data: ")
+    ).rstrip(b"\r")
+    event = orjson.loads(data_line[6:])
+    assert event["type"] == "frame.in"
+    assert "hello" in event["frame"]
+    stop.set()
