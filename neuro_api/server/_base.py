@@ -9,7 +9,7 @@ import logging
 import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import Any, Final
 
 import trio
 from trio_websocket import WebSocketRequest, serve_websocket
@@ -186,15 +186,12 @@ class AbstractTrioNeuroServer(ABC):
             listener = await nursery.start(
                 functools.partial(
                     serve_websocket,
-                    self._handle_request,
+                    self.handle_request,
                     host,
                     port,
                     ssl_context,
                     handler_nursery=nursery,
-                    message_queue_size=1,
-                    max_message_size=self.config.max_message_size,
-                    connect_timeout=_HANDSHAKE_TIMEOUT,
-                    disconnect_timeout=_HANDSHAKE_TIMEOUT,
+                    **self.serve_options(),
                 )
             )
             info = ServerInfo(host, listener.port, ssl_context is not None)
@@ -210,7 +207,26 @@ class AbstractTrioNeuroServer(ABC):
         server, like any bug in the composition root.
         """
 
-    async def _handle_request(self, request: WebSocketRequest) -> None:
+    def serve_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``trio_websocket.serve_websocket``.
+
+        One frame queued per connection (backpressure instead of buffering),
+        the configured frame size limit, and bounded handshakes.
+        """
+        return {
+            "message_queue_size": 1,
+            "max_message_size": self.config.max_message_size,
+            "connect_timeout": _HANDSHAKE_TIMEOUT,
+            "disconnect_timeout": _HANDSHAKE_TIMEOUT,
+        }
+
+    async def handle_request(self, request: WebSocketRequest) -> None:
+        """Serve one game connection until it ends; never raises.
+
+        This is the handler to give ``serve_websocket`` (with
+        :meth:`serve_options`) when the server is run by something else,
+        such as the ServerManager.
+        """
         # The connection boundary: an exception escaping here would stop
         # trio-websocket's whole server, so nothing Exception-shaped does.
         try:
