@@ -13,6 +13,7 @@ on object schemas with current hypothesis releases.)
 
 from __future__ import annotations
 
+import math
 import random
 import uuid
 from collections.abc import Mapping
@@ -43,6 +44,7 @@ _FORMATS: Final = {
 }
 _SIMPLE_TYPES: Final = ("string", "integer", "number", "boolean")
 _MAX_DEPTH: Final = 8
+_PATTERN_DRAWS: Final = 50
 
 
 class GenerationError(ValueError):
@@ -77,10 +79,18 @@ def _gen_string(schema: Mapping[str, Any], rng: random.Random) -> str:
     if isinstance(pattern, str):
         # JSON Schema patterns are unanchored searches; xeger's output
         # matches the pattern itself, so it always satisfies the search.
-        try:
-            return str(rstr.Rstr(rng).xeger(pattern))
-        except Exception as exc:  # an exotic regex sre cannot expand
-            raise _Unsupported(f"pattern {pattern!r}: {exc}") from exc
+        low = int(schema.get("minLength", 0))
+        high = int(schema.get("maxLength", 1 << 30))
+        xeger = rstr.Rstr(rng).xeger
+        # xeger repeats + and * up to 100 times; draw until the length fits.
+        for _ in range(_PATTERN_DRAWS):
+            try:
+                text = str(xeger(pattern))
+            except Exception as exc:  # an exotic regex sre cannot expand
+                raise _Unsupported(f"pattern {pattern!r}: {exc}") from exc
+            if low <= len(text) <= high:
+                return text
+        raise _Unsupported(f"pattern {pattern!r} within length {low}..{high}")
     fmt = schema.get("format")
     if isinstance(fmt, str) and fmt in _FORMATS:
         return str(_FORMATS[fmt](rng))
@@ -120,31 +130,58 @@ def _bounds(schema: Mapping[str, Any], default_span: float) -> tuple[float, floa
     return lo, hi
 
 
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return value
+
+
+def _integer_range(schema: Mapping[str, Any], step: float = 1) -> tuple[int, int]:
+    """Range of ``k`` such that ``k * step`` meets every bound of ``schema``."""
+    lows: list[int] = []
+    highs: list[int] = []
+    if (low := _number(schema.get("minimum"))) is not None:
+        lows.append(math.ceil(low / step))
+    if (low := _number(schema.get("exclusiveMinimum"))) is not None:
+        lows.append(math.floor(low / step) + 1)
+    if (high := _number(schema.get("maximum"))) is not None:
+        highs.append(math.floor(high / step))
+    if (high := _number(schema.get("exclusiveMaximum"))) is not None:
+        highs.append(math.ceil(high / step) - 1)
+    span = max(1, int(100 / step))
+    first = max(lows) if lows else (min(highs) - span if highs else 0)
+    last = min(highs) if highs else first + span
+    if first > last:
+        if step == 1:
+            raise GenerationError(f"empty integer range [{first}, {last}]")
+        raise GenerationError(f"no multiple of {step:g} within the bounds")
+    return first, last
+
+
 def _gen_integer(schema: Mapping[str, Any], rng: random.Random) -> int:
-    lo, hi = _bounds(schema, 100)
-    low = int(lo) if float(lo).is_integer() else int(lo) + 1
-    high = int(hi)
-    if schema.get("exclusiveMinimum") == lo:
-        low = max(low, int(lo) + 1)
-    if schema.get("exclusiveMaximum") == hi:
-        high = min(high, int(hi) - 1 if float(hi).is_integer() else int(hi))
-    step = schema.get("multipleOf")
-    if isinstance(step, int) and step > 0:
-        first = -(-low // step)
-        last = high // step
-        if first > last:
-            raise GenerationError("no multiple of {step} in range")
-        return rng.randint(first, last) * step
-    if step is not None:
-        raise _Unsupported("multipleOf")
-    if low > high:
-        raise GenerationError(f"empty integer range [{low}, {high}]")
-    return rng.randint(low, high)
+    step = _number(schema.get("multipleOf"))
+    if step is not None and step <= 0:
+        raise GenerationError(f"multipleOf {step} is not positive")
+    if step is not None and not float(step).is_integer():
+        # An integer multiple of a fraction: multiples of the least common
+        # integer multiple would do, but it is rare; let checking decide.
+        value = _gen_number(schema, rng)
+        return round(value)
+    whole = int(step or 1)
+    first, last = _integer_range(schema, whole)
+    return rng.randint(first, last) * whole
 
 
 def _gen_number(schema: Mapping[str, Any], rng: random.Random) -> float | int:
-    if "multipleOf" in schema:
-        return _gen_integer(schema, rng)
+    step = _number(schema.get("multipleOf"))
+    if step is not None:
+        if step <= 0:
+            raise GenerationError(f"multipleOf {step} is not positive")
+        first, last = _integer_range(schema, step)
+        # Round away float noise (0.1 * 3 = 0.30000000000000004), which
+        # would fail the multipleOf check.
+        decimals = max(0, -math.floor(math.log10(step))) + 6
+        return round(rng.randint(first, last) * step, decimals)
     lo, hi = _bounds(schema, 100.0)
     if lo > hi:
         raise GenerationError(f"empty number range [{lo}, {hi}]")
@@ -308,8 +345,10 @@ def generate_data(
         try:
             value = _gen(schema, ctx, 0)
         except (_Unsupported, GenerationError) as exc:
+            # Random choices (depth, uniqueness, a long draw) may fail where
+            # the next attempt succeeds; an impossible schema fails them all.
             reason = str(exc)
-            break
+            continue
         if validator.is_valid(value):
             return value
     raise GenerationError(f"cannot generate data for this schema: {reason}")

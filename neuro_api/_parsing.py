@@ -223,6 +223,26 @@ def _data_reader(top: _Reader, command: str, *, required: bool) -> _Reader:
     return _Reader(data or {}, "data", top.notes, command)
 
 
+MAX_SCHEMA_DEPTH: Final = 64
+"""Deeper schemas are refused: no action needs them, and JSON encoders
+(orjson stops at 255 levels) could not send them on."""
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether JSON ``value`` nests objects/arrays more than ``limit`` deep."""
+    level: list[Any] = [value]
+    for _ in range(limit):
+        level = [
+            child
+            for node in level
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return False
+    return bool(level)
+
+
 def _parse_action(entry: Any, path: str, notes: list[FieldProblem]) -> Action:
     if not isinstance(entry, dict):
         raise ProtocolError(
@@ -250,6 +270,12 @@ def _parse_action(entry: Any, path: str, notes: list[FieldProblem]) -> Action:
             )
             schema = None
         elif isinstance(raw, dict):
+            if _deeper_than(raw, MAX_SCHEMA_DEPTH):
+                raise reader.fail(
+                    "schema",
+                    ProblemKind.INVALID_VALUE,
+                    f"schema is nested deeper than {MAX_SCHEMA_DEPTH} levels",
+                )
             schema = raw
         else:
             raise reader.fail(

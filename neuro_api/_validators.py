@@ -17,8 +17,15 @@ class SchemaError(ValueError):
 
 
 def canonical(schema: Mapping[str, Any]) -> bytes:
-    """Return the schema's canonical JSON (sorted keys): the cache key."""
-    return orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
+    """Return the schema's canonical JSON (sorted keys): the cache key.
+
+    Raises :class:`SchemaError` for a schema orjson cannot write (nested
+    deeper than 255 levels), which no real action needs.
+    """
+    try:
+        return orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
+    except TypeError as exc:
+        raise SchemaError(f"schema cannot be encoded: {exc}") from None
 
 
 @functools.lru_cache(maxsize=1024)

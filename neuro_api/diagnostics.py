@@ -150,7 +150,7 @@ _KINDS: Final = (
         _E,
         "Frame is not an object",
         "{detail}",
-        'Every frame is a JSON object like {{"command": ..., "game": ...}}.',
+        'Every frame is a JSON object like {"command": ..., "game": ...}.',
     ),
     _kind(
         "protocol.binary-frame",
@@ -272,7 +272,7 @@ _KINDS: Final = (
         _E,
         "Invalid action entry",
         "action entry not registered: {detail}",
-        'Each action is {{"name": str, "description": str, "schema"?: object}}.',
+        'Each action is {"name": str, "description": str, "schema"?: object}.',
     ),
     _kind(
         "action.register-empty",
@@ -328,8 +328,8 @@ _KINDS: Final = (
         _E,
         "Schema type is not object",
         'schema of action {name!r} has type {type}, not "object"',
-        'Wrap other values in an object: {{"type": "object", "properties": '
-        '{{"value": ...}}}}.',
+        'Wrap other values in an object schema ("type": "object") with one '
+        "property holding the value.",
     ),
     _kind(
         "action.schema-invalid",

@@ -67,7 +67,14 @@ _SCHEMA_VALUED: Final = frozenset(
 )  # fmt: skip
 _SCHEMA_LISTS: Final = frozenset({"allOf", "anyOf", "oneOf", "prefixItems", "items"})
 _SCHEMA_MAPS: Final = frozenset(
-    {"$defs", "definitions", "dependentSchemas", "patternProperties", "properties"}
+    {
+        "$defs",
+        "definitions",
+        "dependencies",  # draft 7: values are schemas or name lists
+        "dependentSchemas",
+        "patternProperties",
+        "properties",
+    }
 )
 
 
@@ -214,8 +221,9 @@ def validate_action_data(
 ) -> ValidationResult:
     """Check the ``data`` string of an ``action`` against the action's schema.
 
-    An action without a schema (or with ``{}``) accepts anything, including no
-    data. With a schema, missing data is treated as ``{}`` (an object schema
+    An action without a schema (or with ``{}``) accepts any JSON value, or no
+    data. With a schema, missing data (``None``, not the JSON text ``"null"``)
+    is treated as ``{}`` (an object schema
     with no required properties accepts it). Invalid JSON, a wrong type and
     off-schema values each give a readable :attr:`ValidationResult.reason`.
     Raises :class:`SchemaError` only if the schema itself is invalid.
@@ -231,8 +239,8 @@ def validate_action_data(
             )
     if not schema:
         return ValidationResult(True, value)
-    if value is None:
-        value = {}
+    if data is None:
+        value = {}  # no data at all stands for an empty object; "null" does not
     validator = get_validator(schema)
     errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
     if not errors:
