@@ -1,0 +1,55 @@
+"""Readable reasons for failures, and the error a critical failure raises."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import trio
+
+__all__ = ["CriticalServiceError", "describe_exception"]
+
+
+class CriticalServiceError(RuntimeError):
+    """A critical service failed, so the supervisor stopped everything.
+
+    ``name`` is the service, ``reason`` the readable cause (see
+    :func:`describe_exception`); the original exception is ``__cause__``.
+    """
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(name, reason)
+        self.name = name
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"critical service {self.name!r} failed: {self.reason}"
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
+
+
+def describe_exception(exc: BaseException) -> str:
+    """One line saying what went wrong, for logs, ``/health`` and exit messages.
+
+    Exception groups (nested to any depth, as Trio nurseries and Hypercorn
+    produce them) are unwrapped into their leaf exceptions, each shown as
+    ``Type: message`` (just ``Type`` when the message is empty), joined with
+    ``"; "``; repeated leaves are shown once, and ``trio.Cancelled`` leaves
+    only when nothing else is there. Whitespace in messages is collapsed so
+    the result is always one line.
+    """
+    leaves = list(_leaves(exc))
+    shown = [leaf for leaf in leaves if not isinstance(leaf, trio.Cancelled)]
+    parts: list[str] = []
+    for leaf in shown or leaves:
+        message = " ".join(str(leaf).split())
+        name = type(leaf).__name__
+        part = f"{name}: {message}" if message else name
+        if part not in parts:
+            parts.append(part)
+    return "; ".join(parts)
