@@ -1,0 +1,124 @@
+"""HTTP servers: any ASGI app (Quart-Trio included) under Hypercorn."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import hypercorn.config
+import hypercorn.trio
+import trio
+from hypercorn.typing import (
+    ASGIFramework,
+    ASGIReceiveCallable,
+    ASGISendCallable,
+    ASGISendEvent,
+    Scope,
+)
+
+from neuro_api.manager._info import host_port
+from neuro_api.manager._service import Service, StatusCallback
+
+__all__ = ["HttpService"]
+
+ACCESS_LOGGER = logging.getLogger("neuro_api.manager.access")
+ERROR_LOGGER = logging.getLogger("neuro_api.manager.hypercorn")
+
+
+class _LifespanWatch:
+    """Passes everything to ``app``; remembers a ``lifespan.startup.failed``.
+
+    Hypercorn reports itself started even when the app's startup failed (the
+    server dies right after), so the manager checks this first.
+    """
+
+    def __init__(self, app: ASGIFramework) -> None:
+        self.app = app
+        self.startup_failure: str | None = None
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def watched_send(message: ASGISendEvent) -> None:
+            if message["type"] == "lifespan.startup.failed":
+                self.startup_failure = message.get("message", "") or "failed"
+            await send(message)
+
+        await self.app(scope, receive, watched_send)
+
+
+def hypercorn_config(
+    host: str, port: int, graceful_timeout: float
+) -> hypercorn.config.Config:
+    """A Hypercorn config for one loopback-by-default HTTP server."""
+    config = hypercorn.config.Config()
+    config.bind = [host_port(host, port)]
+    config.accesslog = ACCESS_LOGGER
+    config.errorlog = ERROR_LOGGER
+    config.graceful_timeout = graceful_timeout
+    return config
+
+
+async def _check_bindable(host: str, port: int) -> None:
+    # Hypercorn runs the app's startup (Quart's before_serving) before it
+    # binds; failing early on a taken port keeps that from running for
+    # nothing. Same options as Hypercorn's own socket.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with trio.socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        await sock.bind((host, port))
+
+
+class HttpService(Service):
+    """Hypercorn serving one ASGI app; drained through its shutdown trigger."""
+
+    kind = "http"
+
+    def __init__(
+        self,
+        name: str,
+        app: ASGIFramework,
+        *,
+        host: str,
+        port: int,
+        graceful_timeout: float,
+    ) -> None:
+        super().__init__(name, host=host, port=port, graceful_timeout=graceful_timeout)
+        self._app = _LifespanWatch(app)
+        self._shutdown = trio.Event()
+
+    async def serve(self, *, task_status: trio.TaskStatus[str]) -> None:
+        """Bind, run the app's startup, report the first bound URL, serve."""
+        if self.port:
+            await _check_bindable(self.host, self.port)
+        config = hypercorn_config(self.host, self.port, self.graceful_timeout)
+
+        def report(binds: list[str]) -> None:
+            # Held back on a failed startup: serve() is about to raise it.
+            if self._app.startup_failure is None:
+                task_status.started(binds[0])
+
+        await hypercorn.trio.serve(
+            self._app,
+            config,
+            shutdown_trigger=self._shutdown.wait,
+            task_status=StatusCallback(report),
+            mode="asgi",
+        )
+
+    async def drain(self) -> None:
+        """Trigger Hypercorn's graceful shutdown and wait for it.
+
+        In-flight requests get ``graceful_timeout``, then the app's shutdown
+        (Quart's ``after_serving``) runs.
+        """
+        self._shutdown.set()
+        await self.done.wait()
+
+    def startup_failure(self) -> str | None:
+        """The app's ``lifespan.startup.failed`` message, if it sent one."""
+        return self._app.startup_failure
