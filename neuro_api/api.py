@@ -1,0 +1,521 @@
+"""The protocol logic of a game's side of the Neuro API, free of I/O.
+
+:class:`AbstractNeuroAPI` knows what to send and how to answer what Neuro
+sends; a subclass supplies one coroutine, :meth:`~AbstractNeuroAPI.write_to_websocket`,
+and feeds every received frame to :meth:`~AbstractNeuroAPI.read_message`.
+:class:`neuro_api.trio_ws.TrioNeuroAPI` is that subclass for trio-websocket.
+
+Actions are answered by handlers registered by name::
+
+    game = SomeNeuroAPI("Tic Tac Toe")
+    PLAY = Action("play", "Play a cell", schema)
+
+    @game.action(PLAY)
+    async def play(data: Any) -> str | None:
+        if not board.is_free(data["cell"]):
+            raise ActionFailed("That cell is taken")
+        board.place(data["cell"])
+        return None
+
+    await game.register_actions([PLAY])  # when the action becomes available
+
+The data a handler receives has already been checked against the action's
+schema; every ``action`` Neuro sends gets exactly one result, whatever
+happens (unknown action, malformed data, a bug in the handler).
+"""
+
+from __future__ import annotations
+
+import logging
+import types
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, TypeVar
+
+import orjson
+
+from neuro_api.command import (
+    Action,
+    ActionMessage,
+    ForcePriority,
+    GracefulShutdown,
+    ImmediateShutdown,
+    NeuroMessage,
+    ProtocolError,
+    ReregisterAll,
+    SpeechFinished,
+    StartupAcknowledgement,
+    actions_force_command,
+    actions_register_command,
+    actions_result_command,
+    actions_unregister_command,
+    context_command,
+    parse_neuro_frame,
+    shutdown_ready_command,
+    startup_command,
+)
+from neuro_api.diagnostics import Severity
+from neuro_api.schema import SchemaError, check_action, validate_action_data
+
+__all__ = [
+    "AbstractNeuroAPI",
+    "ActionFailed",
+    "ActionHandler",
+    "NotConnected",
+]
+
+LOGGER: Final = logging.getLogger(__name__)
+
+ActionHandler = Callable[[Any], Awaitable[str | None]]
+"""``async def handler(data) -> str | None``: performs one action.
+
+``data`` is the parsed, schema-valid JSON value Neuro sent (``None`` for an
+action without a schema that came without data). The return value is the
+optional message of the successful result; raise :class:`ActionFailed` to
+fail the action with a message.
+"""
+
+_HandlerT = TypeVar("_HandlerT", bound=ActionHandler)
+
+
+class ActionFailed(Exception):
+    """Raised by an action handler to fail the action.
+
+    The message is sent to Neuro in the failing result, so write it for her:
+    say what was wrong and what she can do instead (during a force, Neuro
+    retries, and reads this message first).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotConnected(RuntimeError):
+    """A frame could not be sent because there is no open connection.
+
+    Raised by :meth:`AbstractNeuroAPI.write_to_websocket` implementations (and
+    so by every ``send_*`` method) while disconnected, and when the connection
+    closes during the send. Registration does not raise it: see
+    :meth:`AbstractNeuroAPI.register_actions`.
+    """
+
+
+class AbstractNeuroAPI(ABC):
+    """A game's side of the Neuro API: registry, sending, and dispatch.
+
+    ``game_title`` is the display name sent in every frame; it must not
+    change during a session.
+
+    The *registry* (:meth:`get_registered`) holds the actions this game
+    wants Neuro to have: it is updated by :meth:`register_actions` and
+    :meth:`unregister_actions` and replayed by :meth:`reregister_all` (and by
+    :class:`~neuro_api.trio_ws.TrioNeuroAPI` after every (re)connect).
+    *Handlers* (:meth:`add_action`, :meth:`action`) say how to perform an
+    action; binding a handler does not register the action.
+
+    All hooks (``handle_*``) are coroutines with working defaults; override
+    them to react. An exception escaping a hook is logged by
+    :meth:`read_message` and does not end the connection.
+    """
+
+    def __init__(self, game_title: str) -> None:
+        self.game_title = game_title
+        self.session: StartupAcknowledgement | None = None
+        """Neuro's last startup acknowledgement (``None`` until one arrives,
+        and again after each new ``startup``)."""
+        self.shutdown_requested = False
+        """The last ``wants_shutdown`` Neuro sent in ``shutdown/graceful``."""
+        self._registry: dict[str, Action] = {}
+        self._handlers: dict[str, ActionHandler] = {}
+
+    # ------------------------------------------------------------------
+    # I/O: the one thing a subclass must provide
+    # ------------------------------------------------------------------
+
+    @abstractmethod
+    async def write_to_websocket(self, frame: str) -> None:
+        """Send one text frame to Neuro.
+
+        Implementations raise :class:`NotConnected` when there is no open
+        connection (or it closes during the send).
+        """
+
+    # ------------------------------------------------------------------
+    # Registry and handlers
+    # ------------------------------------------------------------------
+
+    def get_registered(self) -> tuple[str, ...]:
+        """Return the names in the registry, in registration order."""
+        return tuple(self._registry)
+
+    @property
+    def registered_actions(self) -> Mapping[str, Action]:
+        """A read-only view of the registry (name -> :class:`Action`)."""
+        return types.MappingProxyType(self._registry)
+
+    def add_action(self, action: Action, handler: ActionHandler) -> None:
+        """Bind ``handler`` to perform the action named ``action.name``.
+
+        Does not register the action with Neuro: call :meth:`register_actions`
+        when it becomes available. Binding a name again replaces its handler.
+        Raises :class:`ValueError` if the action has error-severity problems
+        (see :func:`neuro_api.schema.check_action`), so mistakes show up when
+        the game starts rather than when Neuro first tries the action.
+        """
+        self._check(action)
+        self._handlers[action.name] = handler
+
+    def action(self, action: Action) -> Callable[[_HandlerT], _HandlerT]:
+        """Decorator form of :meth:`add_action`; returns the handler unchanged."""
+
+        def decorator(handler: _HandlerT) -> _HandlerT:
+            self.add_action(action, handler)
+            return handler
+
+        return decorator
+
+    def remove_action(self, name: str) -> None:
+        """Forget the handler bound to ``name`` (no error if there is none)."""
+        self._handlers.pop(name, None)
+
+    def _check(self, action: Action) -> None:
+        """Raise ValueError for error diagnostics; log the others."""
+        errors: list[str] = []
+        for diagnostic in check_action(action, game=self.game_title):
+            if diagnostic.severity is Severity.ERROR:
+                errors.append(diagnostic.message)
+            else:
+                LOGGER.warning("%s: %s", diagnostic.id, diagnostic.message)
+        if errors:
+            raise ValueError(
+                f"cannot register action {action.name!r}: {'; '.join(errors)}"
+            )
+
+    def _register_all_frame(self) -> str | None:
+        """Return the frame registering the whole registry (None if empty)."""
+        if not self._registry:
+            return None
+        return actions_register_command(self.game_title, self._registry.values())
+
+    async def _send_registration(self, frame: str) -> None:
+        # Registration is state, not an event: the registry is already
+        # updated, and a (re)connect replays it after its startup.
+        try:
+            await self.write_to_websocket(frame)
+        except NotConnected:
+            LOGGER.debug("not connected: registry change is sent on connect")
+
+    async def register_actions(self, actions: Iterable[Action]) -> None:
+        """Add actions to the registry and register them with Neuro.
+
+        Names already in the registry are not sent again (Neuro would ignore
+        them; to change an action, unregister it first): a different
+        definition under a registered name is logged as a warning. Every
+        action is checked before anything changes: one with error-severity
+        problems (empty name, a schema whose type is not ``object``, an
+        invalid schema) raises :class:`ValueError` naming the problems, and
+        nothing is registered. Warnings are logged.
+
+        While disconnected the registry is still updated and no error is
+        raised: the next connection registers the whole registry after its
+        ``startup``.
+        """
+        new: dict[str, Action] = {}
+        for action in actions:
+            self._check(action)
+            known = self._registry.get(action.name) or new.get(action.name)
+            if known is None:
+                new[action.name] = action
+            elif known != action:
+                LOGGER.warning(
+                    "action %r is already registered with another definition; "
+                    "unregister it first to change it",
+                    action.name,
+                )
+        if not new:
+            return
+        self._registry.update(new)
+        await self._send_registration(
+            actions_register_command(self.game_title, new.values())
+        )
+
+    async def unregister_actions(self, names: Iterable[str]) -> None:
+        """Remove actions from the registry and unregister them with Neuro.
+
+        Names that are not registered are ignored (and not sent). As with
+        :meth:`register_actions`, no error is raised while disconnected.
+        """
+        removed = [name for name in dict.fromkeys(names) if name in self._registry]
+        if not removed:
+            return
+        for name in removed:
+            del self._registry[name]
+        await self._send_registration(
+            actions_unregister_command(self.game_title, removed)
+        )
+
+    async def reregister_all(self) -> None:
+        """Send the whole registry again (nothing if it is empty).
+
+        Raises :class:`NotConnected` while disconnected.
+        """
+        frame = self._register_all_frame()
+        if frame is not None:
+            await self.write_to_websocket(frame)
+
+    # ------------------------------------------------------------------
+    # Sending
+    # ------------------------------------------------------------------
+
+    async def send_startup_command(self) -> None:
+        """Send ``startup``: Neuro forgets every action of this game.
+
+        The registry and :attr:`session` are cleared to match. (A
+        :class:`~neuro_api.trio_ws.TrioNeuroAPI` connection sends its own
+        ``startup`` and then the registry; this method is for starting over.)
+        """
+        await self.write_to_websocket(startup_command(self.game_title))
+        self._registry.clear()
+        self.session = None
+
+    def _startup_frames(self) -> list[str]:
+        """Frames that begin a connection: ``startup`` and the registry.
+
+        Clears :attr:`session`; the registry is kept, because it is the
+        state the new connection must restore.
+        """
+        self.session = None
+        frames = [startup_command(self.game_title)]
+        register = self._register_all_frame()
+        if register is not None:
+            frames.append(register)
+        return frames
+
+    async def send_context(self, message: str, silent: bool = True) -> None:
+        """Tell Neuro what is happening.
+
+        ``silent=False`` lets her reply if she is not busy. Raises
+        :class:`NotConnected` while disconnected (context is an event of
+        this moment; the caller decides whether it is still worth sending).
+        """
+        await self.write_to_websocket(context_command(self.game_title, message, silent))
+
+    async def send_force_action(
+        self,
+        state: str | None,
+        query: str,
+        action_names: Sequence[str],
+        ephemeral_context: bool = False,
+        priority: ForcePriority = ForcePriority.LOW,
+    ) -> None:
+        """Make Neuro pick one of ``action_names`` as soon as possible.
+
+        Raises :class:`ValueError` for an empty list or for names that are
+        not in the registry (Neuro could only fail them), and
+        :class:`NotConnected` while disconnected.
+        """
+        unknown = [name for name in action_names if name not in self._registry]
+        if unknown:
+            raise ValueError(
+                f"cannot force unregistered actions {', '.join(map(repr, unknown))}"
+                f"; registered: {self._registered_list()}"
+            )
+        await self.write_to_websocket(
+            actions_force_command(
+                self.game_title,
+                state,
+                query,
+                action_names,
+                ephemeral_context,
+                priority,
+            )
+        )
+
+    async def send_action_result(
+        self, id_: str, success: bool, message: str | None = None
+    ) -> None:
+        """Answer the action ``id_``.
+
+        A failing result needs a ``message`` (:class:`ValueError` otherwise).
+        Raises :class:`NotConnected` while disconnected.
+        """
+        await self.write_to_websocket(
+            actions_result_command(self.game_title, id_, success, message)
+        )
+
+    async def send_shutdown_ready(self) -> None:
+        """Tell Neuro the game has saved and may be closed."""
+        await self.write_to_websocket(shutdown_ready_command(self.game_title))
+
+    def _registered_list(self) -> str:
+        return ", ".join(self._registry) or "(none)"
+
+    # ------------------------------------------------------------------
+    # Receiving
+    # ------------------------------------------------------------------
+
+    async def read_message(self, frame: str | bytes) -> NeuroMessage | None:
+        """Parse one frame from Neuro and call the matching ``handle_*`` hook.
+
+        Returns the parsed message, or ``None`` for a frame that does not
+        parse: such a frame is logged and ignored, except an ``action`` frame
+        whose ``id`` is readable, which gets a failing result naming the
+        problem. An exception escaping a hook is logged with its traceback
+        and not raised, so one bad frame or one bug cannot end the
+        connection (:class:`trio.Cancelled` and other base exceptions
+        propagate).
+        """
+        try:
+            message = parse_neuro_frame(frame)
+        except ProtocolError as exc:
+            await self._handle_bad_frame(frame, exc)
+            return None
+        for note in message.notes:
+            LOGGER.debug("%s frame: %s", message.command, note)
+        dispatch = _DISPATCH.get(type(message))
+        if dispatch is None:  # pragma: no cover - the parser knows no others
+            LOGGER.warning("no handler for %r frames", message.command)
+            return message
+        try:
+            await dispatch(self, message)
+        except NotConnected:
+            LOGGER.info("connection lost while handling %r", message.command)
+        except Exception:
+            LOGGER.exception("error while handling a %r frame", message.command)
+        return message
+
+    async def _handle_bad_frame(self, frame: str | bytes, exc: ProtocolError) -> None:
+        action_id = _readable_action_id(frame) if exc.command == "action" else None
+        if action_id is None:
+            LOGGER.warning("ignoring a malformed frame from Neuro: %s", exc)
+            return
+        LOGGER.warning("malformed action %r from Neuro: %s", action_id, exc)
+        try:
+            await self.send_action_result(
+                action_id, False, f"Malformed action message: {exc}"
+            )
+        except NotConnected:
+            LOGGER.info("connection lost before answering action %r", action_id)
+
+    async def handle_startup_acknowledgement(self, ack: StartupAcknowledgement) -> None:
+        """Neuro acknowledged the ``startup``: stored in :attr:`session`."""
+        self.session = ack
+        LOGGER.info(
+            "startup acknowledged by %s (character %s, session %s)",
+            ack.display_name,
+            ack.character_id,
+            ack.session_id,
+        )
+
+    async def handle_action(self, action: ActionMessage) -> None:
+        """Perform an action and send its result (exactly one, always).
+
+        A failing result is sent, with a message for Neuro, when the name is
+        not in the registry, no handler is bound to it, the data is not
+        valid JSON or breaks the schema (checked *before* the handler runs),
+        or the handler raises (:class:`ActionFailed` gives its message; any
+        other exception is logged with its traceback and gets a generic
+        message). Otherwise the handler's return value is the success
+        message.
+
+        The handler runs inside the reader: no other frame is handled until
+        it returns, and Neuro waits for the result (production counts about
+        20 s without one as a failure). So a handler should validate, change
+        the game state and return at once; for anything slow, start it in a
+        nursery of your own (or wake your game loop) and return, so the
+        result goes out right after validation as the best practices ask.
+        If the handler is cancelled no result is sent.
+        """
+        success, message = await self._perform(action)
+        try:
+            await self.send_action_result(action.id, success, message)
+        except NotConnected:
+            LOGGER.warning(
+                "connection lost before the result of action %r (%s) was sent",
+                action.id,
+                action.name,
+            )
+
+    async def _perform(self, action: ActionMessage) -> tuple[bool, str | None]:
+        registered = self._registry.get(action.name)
+        if registered is None:
+            return False, (
+                f"Unknown action {action.name!r}; registered: {self._registered_list()}"
+            )
+        handler = self._handlers.get(action.name)
+        if handler is None:
+            LOGGER.error("action %r is registered but has no handler", action.name)
+            return False, f"The game cannot perform {action.name!r} right now."
+        try:
+            checked = validate_action_data(registered.schema, action.data_json)
+        except SchemaError:  # register_actions refuses these; a subclass may not
+            LOGGER.exception("schema of action %r is invalid", action.name)
+            return False, f"The game cannot perform {action.name!r} right now."
+        if not checked.ok:
+            return False, checked.reason
+        try:
+            return True, await handler(checked.value)
+        except ActionFailed as exc:
+            return False, exc.message
+        except Exception:
+            LOGGER.exception("handler of action %r failed", action.name)
+            return False, (
+                f"The game hit an internal error performing {action.name!r}."
+            )
+
+    async def handle_reregister_all(self) -> None:
+        """Neuro asked for every action again: sends the whole registry."""
+        await self.reregister_all()
+
+    async def handle_graceful_shutdown_request(self, wants_shutdown: bool) -> None:
+        """Neuro wants the game to quit at the next safe point (or not).
+
+        The default stores the flag in :attr:`shutdown_requested` and logs
+        it; a game that supports it saves, quits to its menu and calls
+        :meth:`send_shutdown_ready`.
+        """
+        self.shutdown_requested = wants_shutdown
+        LOGGER.info(
+            "graceful shutdown %s", "requested" if wants_shutdown else "cancelled"
+        )
+
+    async def handle_immediate_shutdown(self) -> None:
+        """The game will be closed within seconds; the default only logs."""
+        LOGGER.warning("immediate shutdown announced by Neuro")
+
+    async def handle_speech_finished(self, speech: SpeechFinished) -> None:
+        """Neuro finished (or was cut off) speaking; the default only logs."""
+        LOGGER.debug(
+            "speech finished (final=%s, cancelled=%s, reason=%s)",
+            speech.is_final,
+            speech.cancelled,
+            speech.reason,
+        )
+
+
+def _readable_action_id(frame: str | bytes) -> str | None:
+    """Return ``data.id`` of a broken ``action`` frame if it is a string."""
+    try:
+        obj = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        return None
+    data = obj.get("data") if isinstance(obj, dict) else None
+    action_id = data.get("id") if isinstance(data, dict) else None
+    return action_id if isinstance(action_id, str) else None
+
+
+_Dispatch = Callable[[AbstractNeuroAPI, Any], Awaitable[None]]
+
+# Looked up by the parsed message's type. The lambdas call the hooks by name,
+# so a subclass's overrides are used.
+_DISPATCH: Final[Mapping[type[NeuroMessage], _Dispatch]] = {
+    StartupAcknowledgement: lambda api, msg: api.handle_startup_acknowledgement(msg),
+    ActionMessage: lambda api, msg: api.handle_action(msg),
+    ReregisterAll: lambda api, msg: api.handle_reregister_all(),
+    GracefulShutdown: lambda api, msg: api.handle_graceful_shutdown_request(
+        msg.wants_shutdown
+    ),
+    ImmediateShutdown: lambda api, msg: api.handle_immediate_shutdown(),
+    SpeechFinished: lambda api, msg: api.handle_speech_finished(msg),
+}
