@@ -35,6 +35,10 @@ __all__ = [
 MAX_FRAME_CHARS: Final = 500
 """Offending frames are kept up to this many characters (then ``...``)."""
 
+MAX_VALUE_CHARS: Final = 200
+"""Values quoted in a message or subject are cut to this many characters, so
+a game sending huge names cannot make diagnostics (kept and logged) huge."""
+
 
 class Severity(enum.StrEnum):
     """How bad a diagnostic is; compare with :attr:`rank`."""
@@ -525,14 +529,14 @@ CATALOGUE: Final[Mapping[str, DiagnosticKind]] = {kind.id: kind for kind in _KIN
 """Every diagnostic kind, by id."""
 
 
-def _cut(frame: str | bytes | None) -> str | None:
-    if frame is None:
+def _cut(text: str | bytes | None, limit: int = MAX_FRAME_CHARS) -> str | None:
+    if text is None:
         return None
-    if isinstance(frame, bytes):
-        frame = frame.decode("utf-8", "replace")
-    if len(frame) <= MAX_FRAME_CHARS:
-        return frame
-    return frame[: MAX_FRAME_CHARS - 3] + "..."
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    if len(text) <= limit:
+        return text
+    return text[: limit - 3] + "..."
 
 
 def diagnose(
@@ -553,12 +557,16 @@ def diagnose(
     missing = kind.fields - params.keys()
     if missing:
         raise KeyError(f"diagnostic {id_!r} needs {sorted(missing)}")
+    shown = {
+        key: _cut(value, MAX_VALUE_CHARS) if isinstance(value, str) else value
+        for key, value in params.items()
+    }
     return Diagnostic(
         id=id_,
         severity=kind.severity,
-        message=kind.template.format(**params),
-        game=game,
-        subject=subject,
+        message=kind.template.format(**shown),
+        game=_cut(game, MAX_VALUE_CHARS),
+        subject=_cut(subject, MAX_VALUE_CHARS),
         frame=_cut(frame),
     )
 

@@ -42,6 +42,9 @@ from neuro_api.server._compat import deserialize_actions as deserialize_actions
 from neuro_api.server._config import CHARACTERS as CHARACTERS
 from neuro_api.server._config import ForcePolicy as ForcePolicy
 from neuro_api.server._config import ServerConfig as ServerConfig
+from neuro_api.server._console import (
+    ConsoleInteractiveNeuroServer as ConsoleInteractiveNeuroServer,
+)
 from neuro_api.server._handler import (
     AbstractHandlerNeuroServerClient as AbstractHandlerNeuroServerClient,
 )
@@ -66,6 +69,7 @@ __all__ = [
     "ActionResultData",
     "ActionSchema",
     "BaseTrioNeuroServerClient",
+    "ConsoleInteractiveNeuroServer",
     "ContextData",
     "ForceActionsData",
     "ForcePolicy",

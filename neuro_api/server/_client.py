@@ -94,27 +94,30 @@ class AbstractNeuroServerClient(ABC):
                     )
                 )
                 return
-            self.report(
-                diagnose(
-                    "protocol.binary-frame",
-                    game=self.game_title,
-                    frame=frame,
-                    size=len(frame),
-                )
-            )
         else:
             text = frame
         try:
             message = command.parse_game_frame(text)
         except ProtocolError as exc:
+            self._report_binary(frame, self.game_title)
             self.report(from_protocol_error(exc, game=self.game_title, frame=text))
             return
+        # Reported after parsing, so even a first frame is filed under its game.
+        self._report_binary(frame, message.game)
         for note in message.notes:
             self.report(
                 from_note(note, command=message.command, game=message.game, frame=text)
             )
         if self.accept_message(message, text):
             await self._DISPATCH[type(message)](self, message)
+
+    def _report_binary(self, frame: str | bytes, game: str | None) -> None:
+        if isinstance(frame, bytes):
+            self.report(
+                diagnose(
+                    "protocol.binary-frame", game=game, frame=frame, size=len(frame)
+                )
+            )
 
     @abstractmethod
     async def handle_startup(self, message: Startup) -> None:

@@ -71,12 +71,13 @@ class ActionOutcome:
 
 
 class _Pending:
-    __slots__ = ("action", "deadline", "done", "forced", "id", "outcome")
+    __slots__ = ("action", "deadline", "done", "forced", "id", "outcome", "timeout")
 
-    def __init__(self, id_: str, action: str, deadline: float, forced: bool) -> None:
+    def __init__(self, id_: str, action: str, timeout: float, forced: bool) -> None:
         self.id = id_
         self.action = action
-        self.deadline = deadline
+        self.timeout = timeout
+        self.deadline = trio.current_time() + timeout
         self.forced = forced
         self.done = trio.Event()
         self.outcome: ActionOutcome | None = None
@@ -96,20 +97,38 @@ class _Force:
 
 
 class _Recent:
-    """A bounded set of recently seen ids (oldest forgotten first)."""
+    """Recently settled ids with their result timeout (oldest forgotten)."""
 
     __slots__ = ("_ids",)
 
     def __init__(self) -> None:
-        self._ids: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._ids: collections.OrderedDict[str, float] = collections.OrderedDict()
 
-    def add(self, id_: str) -> None:
-        self._ids[id_] = None
+    def add(self, id_: str, timeout: float) -> None:
+        self._ids[id_] = timeout
         if len(self._ids) > _REMEMBERED_IDS:
             self._ids.popitem(last=False)
 
+    def get(self, id_: str) -> float | None:
+        return self._ids.get(id_)
+
     def __contains__(self, id_: object) -> bool:
         return id_ in self._ids
+
+
+def _check_answer(answer: object) -> tuple[str, str | None]:
+    """Return an engine's ``(name, data)`` or raise :class:`TypeError`.
+
+    Engines are user code; a wrongly typed answer must not reach the wire.
+    """
+    if not isinstance(answer, tuple) or len(answer) != 2:
+        raise TypeError(f"expected (name, data), got {answer!r}")
+    name, data = answer
+    if not isinstance(name, str):
+        raise TypeError(f"action name must be a string, got {name!r}")
+    if data is not None and not isinstance(data, str):
+        raise TypeError(f"action data must be a JSON string or None, got {data!r}")
+    return name, data
 
 
 class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
@@ -144,6 +163,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             maxlen=self.config.diagnostics_kept
         )
         self._nursery: trio.Nursery | None = None
+        self._closing = False
 
     # --- provided by subclasses ------------------------------------------
 
@@ -179,6 +199,9 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
 
     def on_force_started(self, message: ForceActions) -> None:
         """Called when a force starts being answered (default: nothing)."""
+
+    def on_action_sent(self, name: str) -> None:
+        """Called when an ``action`` is about to be sent (default: nothing)."""
 
     def on_action_outcome(self, outcome: ActionOutcome) -> None:
         """Called when an action ends.
@@ -301,6 +324,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         if not message.message.strip():
             self._diag("context.empty")
         if self._pending:
+            self._diag("context.held")
             if len(self._held) == self._held.maxlen:
                 LOGGER.warning("%s: held context full; dropping the oldest", self._game)
             self._held.append(message)
@@ -380,11 +404,10 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
     ) -> _Pending:
         nursery = self._spawn()
         timeout = self.config.result_timeout if timeout is None else timeout
-        pending = _Pending(
-            id_ or self.next_id(), name, trio.current_time() + timeout, forced=forced
-        )
+        pending = _Pending(id_ or self.next_id(), name, timeout, forced=forced)
         self._pending[pending.id] = pending
         nursery.start_soon(self._expire, pending)
+        self.on_action_sent(pending.action)
         return pending
 
     async def _expire(self, pending: _Pending) -> None:
@@ -393,10 +416,12 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             return
         if self._pending.pop(pending.id, None) is None:
             return
-        self._timed_out.add(pending.id)
-        timeout = self.config.result_timeout
+        self._timed_out.add(pending.id, pending.timeout)
         self._diag(
-            "result.timeout", action=pending.action, id=pending.id, timeout=timeout
+            "result.timeout",
+            action=pending.action,
+            id=pending.id,
+            timeout=pending.timeout,
         )
         pending.finish(OutcomeStatus.TIMEOUT)
         self._settled(pending)
@@ -413,16 +438,15 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         """Settle the pending action, or report why the result is discarded."""
         pending = self._pending.pop(message.id, None)
         if pending is None:
-            if message.id in self._timed_out:
-                self._diag(
-                    "result.late", id=message.id, timeout=self.config.result_timeout
-                )
+            timeout = self._timed_out.get(message.id)
+            if timeout is not None:
+                self._diag("result.late", id=message.id, timeout=timeout)
             elif message.id in self._answered:
                 self._diag("result.stale-id", id=message.id)
             else:
                 self._diag("result.unknown-id", id=message.id)
             return
-        self._answered.add(message.id)
+        self._answered.add(message.id, pending.timeout)
         if message.success and not message.message:
             self._diag("result.success-without-message", action=pending.action)
         elif not message.success and not message.message:
@@ -433,11 +457,24 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         pending.finish(status, message.message)
         self._settled(pending)
 
+    def end_session(self) -> None:
+        """The connection is ending: start nothing new, forget queued forces."""
+        self._closing = True
+        self._queued.clear()
+
     def abandon_pending(self) -> None:
-        """Settle every pending action as disconnected (the connection ended)."""
-        for pending in self._pending.values():
-            pending.finish(OutcomeStatus.DISCONNECTED)
+        """Settle every pending action as disconnected (the connection ended).
+
+        Hooks see each outcome, and context held for those results is
+        delivered: context survives disconnects.
+        """
+        self.end_session()
+        abandoned = list(self._pending.values())
         self._pending.clear()
+        for pending in abandoned:
+            pending.finish(OutcomeStatus.DISCONNECTED)
+            self._settled(pending)
+        self._flush_held()
 
     # --- forces --------------------------------------------------------------
 
@@ -487,10 +524,11 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         finally:
             if self._force is force:
                 self._force = None
-                self._next_queued()
+                if not self._closing:
+                    self._next_queued()
 
     def _next_queued(self) -> None:
-        while self._queued:
+        while self._queued and not self._closing:
             message = self._queued.popleft()
             names = tuple(n for n in message.action_names if self.get_action(n))
             if names:
@@ -509,13 +547,14 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             if not actions:
                 return
             try:
-                name, data = await self.choose_force_action(
+                answer = await self.choose_force_action(
                     message.state,
                     message.query,
                     message.ephemeral_context,
                     actions,
                     message.priority,
                 )
+                name, data = _check_answer(answer)
             except Exception as exc:
                 LOGGER.exception("engine failed to answer a force of %s", self._game)
                 self._diag("force.engine-error", detail=repr(exc))

@@ -22,6 +22,7 @@ __all__ = ["BaseTrioNeuroServerClient", "TrioNeuroServerClient"]
 
 LOGGER: Final = logging.getLogger("neuro_api.server")
 _CLOSE_TIMEOUT: Final = 5.0
+_CANCELLED_CLOSE_TIMEOUT: Final = 0.2
 _MESSAGE_TOO_BIG: Final = 1009
 _POLICY_VIOLATION: Final = 1008
 
@@ -46,10 +47,14 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
     async def send_text(self, frame: str) -> None:
         """Send a text frame; a peer that stops reading is disconnected.
 
-        Raises :class:`trio_websocket.ConnectionClosed` if the connection is
-        closed (or closes because the peer did not read in time).
+        The write is shielded from cancellation (a force replaced mid-write
+        must not leave half a frame on the wire), so it ends within
+        ``config.send_timeout`` whatever happens. Raises
+        :class:`trio_websocket.ConnectionClosed` if the connection is closed
+        (or closes because the peer did not read in time).
         """
         with trio.move_on_after(self.config.send_timeout) as scope:
+            scope.shield = True
             await self.websocket.send_message(frame)
             self.frames_out += 1
             self.on_frame("out", frame)
@@ -63,8 +68,10 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
     def on_frame(self, direction: str, frame: str | bytes) -> None:
         """Called for each frame sent (``"out"``) or received (``"in"``)."""
 
-    async def _close(self, code: int, reason: str) -> None:
-        with trio.move_on_after(_CLOSE_TIMEOUT) as scope:
+    async def _close(
+        self, code: int, reason: str, reply_wait: float = _CLOSE_TIMEOUT
+    ) -> None:
+        with trio.move_on_after(reply_wait) as scope:
             scope.shield = True
             await self.websocket.aclose(code, reason)
 
@@ -74,13 +81,20 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
         Returns normally when the game disconnects (cleanly or not); a bug in
         a handler is logged and the connection closed, never propagated.
         """
+        close_timeout = _CLOSE_TIMEOUT
         try:
             async with trio.open_nursery() as nursery:
                 self.bind_nursery(nursery)
                 try:
                     await self._read_loop()
                 finally:
+                    self.end_session()
                     nursery.cancel_scope.cancel()
+        except* trio.Cancelled:
+            # The server is stopping: the game still gets a close frame, but
+            # nobody reads its reply any more, so do not wait long for it.
+            close_timeout = _CANCELLED_CLOSE_TIMEOUT
+            raise
         except* ConnectionClosed:
             pass  # a send raced the game's disconnect; the reader saw it too
         except* Exception:
@@ -88,7 +102,7 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
         finally:
             self.bind_nursery(None)
             self.abandon_pending()
-            await self._close(1000, "bye")
+            await self._close(1000, "bye", close_timeout)
 
     async def _read_loop(self) -> None:
         while True:
@@ -170,6 +184,10 @@ class TrioNeuroServerClient(BaseTrioNeuroServerClient):
     def on_force_started(self, message: ForceActions) -> None:
         """Count forces on the server."""
         self.server.stats.forces += 1
+
+    def on_action_sent(self, name: str) -> None:
+        """Count actions on the server."""
+        self.server.stats.actions_sent += 1
 
     def on_action_outcome(self, outcome: ActionOutcome) -> None:
         """Let the server see every outcome, then apply the default."""

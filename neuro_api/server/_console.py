@@ -1,0 +1,714 @@
+"""The console engine: a person answers forces and sends commands at a terminal.
+
+Input lines are read by one task; while a force prompt is open they answer
+it, otherwise they are commands (``help`` lists them). Reading never blocks
+the event loop, so every game keeps being served while a prompt waits.
+
+When the input ends (end of file, a closed or absent stdin), the console
+stops prompting, logs one warning and from then on answers forces at once
+the way the random engine does (a random forced action with generated valid
+data), so no game stays stuck on a force nobody can answer. Commands can no
+longer be typed then; everything else keeps being printed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import io
+import logging
+import math
+import os
+import shlex
+import ssl
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Final, TextIO
+
+import orjson
+import trio
+from trio_websocket import ConnectionClosed
+
+from neuro_api.command import Action, ForcePriority
+from neuro_api.diagnostics import Diagnostic, Severity
+from neuro_api.schema import SchemaError, validate_action_data
+from neuro_api.server._base import AbstractTrioNeuroServer, ServerInfo
+from neuro_api.server._config import ServerConfig
+from neuro_api.server._handler import ActionOutcome, OutcomeStatus
+from neuro_api.server._random import RandomNeuroServer
+from neuro_api.server._trio_client import TrioNeuroServerClient
+
+__all__ = ["ConsoleInteractiveNeuroServer", "close_games", "parse_command"]
+
+LOGGER: Final = logging.getLogger("neuro_api.server.console")
+_READ_SIZE: Final = 65536
+_MAX_LINE: Final = 1 << 20
+_DIAGNOSTICS_SHOWN: Final = 20
+_CLOSE_TIMEOUT: Final = 2.0
+_GOING_AWAY: Final = 1001
+_SEND_COMMANDS: Final = frozenset({"send", "send!"})
+
+_HELP: Final = """\
+Commands (GAME is a title or session id; [GAME] left out means every game):
+  list                          games, their actions, force and pending ids
+  send GAME ACTION [JSON]       perform ACTION; JSON is checked against its
+                                schema (nothing is sent if it does not fit);
+                                no JSON sends a generated valid example
+  send! GAME ACTION [DATA]      perform ACTION with DATA sent as is, unchecked
+                                (even an unregistered action)
+  diag [GAME]                   recent diagnostics, with hints
+  reregister [GAME]             ask games to register their actions again
+  shutdown graceful|cancel|immediate [GAME]
+                                graceful: save and quit at a safe point;
+                                cancel: take that back; immediate: closing now
+  speech-finished [GAME]        tell games Neuro finished speaking
+  help                          this text
+  quit                          stop the server
+JSON and DATA are the rest of the line, written as is (or quoted as one word).
+While a force prompt is open, lines answer it: Enter takes the default in
+brackets, and !DATA sends DATA unchecked (! alone sends no data). A line
+starting with / is always a command (/list, /quit), even at a prompt."""
+
+
+# --- input -----------------------------------------------------------------
+
+
+class _StdinStream(trio.abc.ReceiveStream):
+    """A file descriptor as a Trio stream, read by ``os.read`` in a thread.
+
+    The descriptor is never made non-blocking (a terminal is shared with
+    the shell) and never closed. A read pending at cancellation is abandoned:
+    its thread ends with the process, and anything it reads is lost.
+    """
+
+    def __init__(self, fd: int = 0) -> None:
+        self._fd = fd
+        self._limiter = trio.CapacityLimiter(1)
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        return await trio.to_thread.run_sync(
+            os.read,
+            self._fd,
+            max_bytes or _READ_SIZE,
+            limiter=self._limiter,
+            abandon_on_cancel=True,
+        )
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+class _LineReader:
+    """Splits a byte stream into text lines (UTF-8, bad bytes replaced)."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self._stream = stream
+        self._buffer = bytearray()
+        self._ended = False
+
+    async def readline(self) -> str | None:
+        """Return the next line without its end, or ``None`` at end of input.
+
+        A last line without a newline still counts; a line longer than
+        1 MiB is cut there.
+        """
+        await trio.lowlevel.checkpoint()
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0:
+                return self._take(end, end + 1)
+            if len(self._buffer) >= _MAX_LINE:
+                return self._take(_MAX_LINE, _MAX_LINE)
+            if self._ended:
+                size = len(self._buffer)
+                return self._take(size, size) if size else None
+            chunk = await self._stream.receive_some(_READ_SIZE)
+            if chunk:
+                self._buffer += chunk
+            else:
+                self._ended = True
+
+    def _take(self, end: int, skip: int) -> str:
+        line = bytes(self._buffer[:end])
+        del self._buffer[:skip]
+        return line.decode("utf-8", "replace").rstrip("\r")
+
+
+class _InputClosed(Exception):
+    """The console input ended while a prompt waited."""
+
+
+# --- pure helpers ----------------------------------------------------------
+
+
+def _split(line: str, words: int) -> tuple[list[str], str]:
+    stream = io.StringIO(line)
+    lexer = shlex.shlex(stream, posix=True)
+    lexer.whitespace_split = True
+    lexer.commenters = ""
+    found: list[str] = []
+    while len(found) < words:
+        token = lexer.get_token()
+        if token is None:
+            break
+        found.append(token)
+    return found, stream.read()
+
+
+def parse_command(line: str) -> tuple[str, list[str], str]:
+    """Split a console line into ``(command, arguments, data)``.
+
+    Words are split like a shell (``shlex``), so titles with spaces are
+    quoted. For ``send`` and ``send!`` the arguments are the game and the
+    action, and ``data`` is the rest of the line as typed (stripped), so
+    JSON needs no quoting; for other commands ``data`` is empty. Raises
+    :class:`ValueError` for unbalanced quotes. An empty line gives ``""``.
+    """
+    head, rest = _split(line, 3)
+    if not head:
+        return "", [], ""
+    if head[0] in _SEND_COMMANDS:
+        return head[0], head[1:], rest.strip()
+    words = shlex.split(line)
+    return words[0], words[1:], ""
+
+
+def _data_text(raw: str) -> str | None:
+    """Typed data as JSON text: as typed, or unquoted if that makes it JSON."""
+    if not raw:
+        return None
+    if _is_json(raw):
+        return raw
+    try:
+        words = shlex.split(raw)
+    except ValueError:
+        return raw
+    if len(words) == 1 and _is_json(words[0]):
+        return words[0]
+    return raw
+
+
+def _is_json(text: str) -> bool:
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def _refusal(action: Action | None, data: str) -> str | None:
+    """Why ``data`` does not fit ``action`` (``None`` if it does)."""
+    try:
+        result = validate_action_data(None if action is None else action.schema, data)
+    except SchemaError as exc:
+        return f"the action's schema is invalid: {exc}"
+    return None if result.ok else result.reason
+
+
+def _pick(actions: Sequence[Action], answer: str) -> Action | None:
+    if not answer:
+        return actions[0]
+    if answer.isdigit() and 1 <= int(answer) <= len(actions):
+        return actions[int(answer) - 1]
+    return next((a for a in actions if a.name == answer), None)
+
+
+def _compact(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _title(client: TrioNeuroServerClient) -> str:
+    return client.game_title or f"(no startup yet, session {client.session_id})"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Force:
+    game: str
+    state: str | None
+    query: str
+    ephemeral: bool
+    actions: tuple[Action, ...]
+    priority: ForcePriority
+
+
+_Handler = Callable[[list[str], str], Awaitable[None]]
+
+
+async def close_games(
+    server: AbstractTrioNeuroServer, grace: float = _CLOSE_TIMEOUT
+) -> None:
+    """Close every game connection (1001, going away) while the server runs.
+
+    Call before cancelling a server: a connection closed by cancellation
+    waits out its close handshake, because the task that would read the
+    game's reply is cancelled too. Games that do not answer within
+    ``grace`` seconds are left to that cancellation.
+    """
+    with trio.move_on_after(grace):
+        async with trio.open_nursery() as nursery:
+            for client in server.games():
+                nursery.start_soon(
+                    client.websocket.aclose, _GOING_AWAY, "server shutting down"
+                )
+
+
+# --- the engine --------------------------------------------------------------
+
+
+class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
+    """An engine where a person plays Neuro at a console.
+
+    ``input`` is read for lines (default: stdin, read in a worker thread);
+    ``output`` receives the console text (default: ``sys.stdout``); both
+    exist so tests can drive the console without a terminal. ``seed`` makes
+    generated examples and the answers after the input ended repeatable.
+    Context, action outcomes that carry no message, and warning and error
+    diagnostics are printed as they happen; a closed output is tolerated
+    (its text is dropped with one logged warning).
+    """
+
+    def __init__(
+        self,
+        config: ServerConfig | None = None,
+        *,
+        input: trio.abc.ReceiveStream | None = None,
+        output: TextIO | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(config)
+        self._lines = _LineReader(input if input is not None else _StdinStream())
+        self._output = output if output is not None else sys.stdout
+        self._output_broken = False
+        # The random engine is only used for its decisions (examples and the
+        # answers after the input ended); it never serves anything itself.
+        self._autopilot = RandomNeuroServer(self.config, seed=seed)
+        self._prompt_lock = trio.Lock()  # fair: prompts come in arrival order
+        self._prompt_lines: trio.MemorySendChannel[str | None] | None = None
+        self._open_prompt: str | None = None
+        self._waiting = 0
+        self._input_ended = False
+        self._quit = trio.Event()
+        self._commands: Mapping[str, _Handler] = {
+            "help": self._cmd_help,
+            "list": self._cmd_list,
+            "send": functools.partial(self._cmd_send, checked=True),
+            "send!": functools.partial(self._cmd_send, checked=False),
+            "diag": self._cmd_diag,
+            "reregister": self._cmd_reregister,
+            "shutdown": self._cmd_shutdown,
+            "speech-finished": self._cmd_speech_finished,
+            "quit": self._cmd_quit,
+        }
+
+    @property
+    def input_ended(self) -> bool:
+        """Whether the input ended (forces are then answered automatically)."""
+        return self._input_ended
+
+    # --- serving -------------------------------------------------------------
+
+    async def run(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        ssl_context: ssl.SSLContext | None = None,
+        *,
+        task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve games until cancelled, or until ``quit`` (then return).
+
+        Otherwise as :meth:`AbstractTrioNeuroServer.run`.
+        """
+        async with trio.open_nursery() as nursery:
+            serve = functools.partial(super().run, host, port, ssl_context)
+            task_status.started(await nursery.start(serve))
+            await self._quit.wait()
+            await close_games(self)
+            nursery.cancel_scope.cancel()
+
+    async def background(self) -> None:
+        """Read input lines until the input ends or ``quit`` is typed.
+
+        Lines answer the open force prompt, if any; otherwise (or when they
+        start with ``/``) they are commands. A command that fails is logged
+        and the console goes on.
+        """
+        while not self._quit.is_set():
+            try:
+                line = await self._lines.readline()
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self._end_input(f"reading failed: {exc}")
+                return
+            if line is None:
+                self._end_input("end of input")
+                return
+            if line.startswith("/"):
+                await self._run_guarded(line[1:])
+                if self._open_prompt is not None:
+                    self.say(self._open_prompt, end="")
+            elif self._prompt_lines is not None:
+                self._prompt_lines.send_nowait(line)
+            else:
+                await self._run_guarded(line)
+
+    async def _run_guarded(self, line: str) -> None:
+        try:
+            await self.run_command(line)
+        except Exception:
+            LOGGER.exception("console command %r failed", line)
+
+    def _end_input(self, why: str) -> None:
+        self._input_ended = True
+        LOGGER.warning(
+            "console input ended (%s): forces are answered automatically "
+            "from now on, like the random engine",
+            why,
+        )
+        if self._prompt_lines is not None:
+            self._prompt_lines.send_nowait(None)
+
+    # --- output ----------------------------------------------------------------
+
+    def say(self, text: str, *, end: str = "\n") -> None:
+        """Print console text (flushed); a closed output drops it."""
+        if self._output_broken:
+            return
+        try:
+            print(text, end=end, file=self._output, flush=True)
+        except (OSError, ValueError):
+            self._output_broken = True
+            LOGGER.warning("console output is closed; console text is dropped")
+
+    def add_context(
+        self, game_title: str, message: str, reply_if_not_busy: bool
+    ) -> None:
+        """Print the context; non-silent context is marked."""
+        mark = " (not silent)" if reply_if_not_busy else ""
+        self.say(f"[{game_title}] context{mark}: {message}")
+
+    def on_action_outcome(self, game_title: str, outcome: ActionOutcome) -> None:
+        """Print outcomes that carry no message (the others arrive as context)."""
+        if outcome.message and outcome.status in {
+            OutcomeStatus.SUCCESS,
+            OutcomeStatus.FAILURE,
+        }:
+            return
+        what = {
+            OutcomeStatus.SUCCESS: "succeeded (no message)",
+            OutcomeStatus.FAILURE: "failed (no message)",
+            OutcomeStatus.TIMEOUT: "got no result in time; counted as failed",
+            OutcomeStatus.DISCONNECTED: "ended: the game disconnected",
+        }[outcome.status]
+        self.say(f"[{game_title}] action {outcome.action!r} {what}")
+
+    def record_diagnostic(self, diagnostic: Diagnostic) -> None:
+        """Keep the diagnostic; print it if it is a warning or an error."""
+        super().record_diagnostic(diagnostic)
+        if diagnostic.severity.rank >= Severity.WARNING.rank:
+            self.say(diagnostic.format())
+
+    def on_client_connected(self, client: TrioNeuroServerClient) -> None:
+        """Log and print the new connection."""
+        super().on_client_connected(client)
+        self.say(f"game connected (session {client.session_id})")
+
+    def on_client_disconnected(self, client: TrioNeuroServerClient) -> None:
+        """Log and print the end of the connection."""
+        super().on_client_disconnected(client)
+        self.say(f"[{_title(client)}] disconnected")
+
+    # --- forces ------------------------------------------------------------------
+
+    async def choose_force_action(
+        self,
+        game_title: str,
+        state: str | None,
+        query: str,
+        ephemeral_context: bool,
+        actions: tuple[Action, ...],
+        priority: ForcePriority,
+    ) -> tuple[str, str | None]:
+        """Ask at the console which action to perform, and with what data.
+
+        One prompt is open at a time; forces of other games wait their turn
+        in arrival order. When the force is cancelled (replaced, or its
+        actions unregistered) the prompt says so and the next one opens.
+        Once the input has ended, answers at once like the random engine.
+        """
+        force = _Force(game_title, state, query, ephemeral_context, actions, priority)
+        if not self._input_ended:
+            try:
+                return await self._prompt_in_turn(force)
+            except _InputClosed:
+                pass
+        name, data = await self._autopilot.choose_force_action(
+            game_title, state, query, ephemeral_context, actions, priority
+        )
+        LOGGER.info(
+            "answered a force of %s automatically: %s %s", game_title, name, data
+        )
+        return name, data
+
+    async def _prompt_in_turn(self, force: _Force) -> tuple[str, str | None]:
+        waiting = True
+        self._waiting += 1
+        try:
+            if self._prompt_lock.locked():
+                self.say(f"[{force.game}] force waiting its turn")
+            async with self._prompt_lock:
+                self._waiting -= 1
+                waiting = False
+                if self._input_ended:
+                    raise _InputClosed
+                send, receive = trio.open_memory_channel[str | None](math.inf)
+                self._prompt_lines = send
+                try:
+                    with send, receive:
+                        return await self._prompt(force, receive)
+                finally:
+                    self._prompt_lines = None
+        except trio.Cancelled:
+            self.say(f"[{force.game}] force cancelled; moving on")
+            raise
+        finally:
+            if waiting:
+                self._waiting -= 1
+
+    async def _prompt(
+        self, force: _Force, lines: trio.MemoryReceiveChannel[str | None]
+    ) -> tuple[str, str | None]:
+        self._show_force(force)
+        count = len(force.actions)
+        while True:
+            answer = await self._ask(
+                lines, f"[{force.game}] action (1-{count} or name) [1]: "
+            )
+            action = _pick(force.actions, answer)
+            if action is not None:
+                break
+            self.say(f"  no action {answer!r}: type 1 to {count} or an action name")
+        example = self._autopilot.make_data(action)
+        default = "none" if example is None else example
+        while True:
+            answer = await self._ask(lines, f"[{force.game}] data [{default}]: ")
+            if not answer:
+                data = example
+                break
+            if answer.startswith("!"):
+                data = answer[1:].strip() or None
+                break
+            why = _refusal(action, answer)
+            if why is None:
+                data = answer
+                break
+            self.say(f"  refused: {why}; type it again, or !DATA to send it anyway")
+        self.say(f"[{force.game}] performing {action.name} {data or ''}".rstrip())
+        return action.name, data
+
+    async def _ask(
+        self, lines: trio.MemoryReceiveChannel[str | None], prompt: str
+    ) -> str:
+        self.say(prompt, end="")
+        self._open_prompt = prompt
+        try:
+            line = await lines.receive()
+        finally:
+            self._open_prompt = None
+        if line is None:
+            self.say("")
+            raise _InputClosed
+        return line.strip()
+
+    def _show_force(self, force: _Force) -> None:
+        details = [f"priority {force.priority}"]
+        if force.ephemeral:
+            details.append("ephemeral context")
+        if self._waiting:
+            plural = "s" if self._waiting > 1 else ""
+            details.append(f"{self._waiting} more force{plural} waiting")
+        self.say(f"[{force.game}] FORCE ({', '.join(details)})")
+        if force.state is not None:
+            self.say(f"  state: {force.state}")
+        self.say(f"  query: {force.query}")
+        for number, action in enumerate(force.actions, 1):
+            self.say(f"  {number}) {action.name}: {action.description}")
+            if action.schema is not None:
+                self.say(f"     schema: {_compact(action.schema)}")
+        self.say("  (Enter takes the [default]; !DATA sends DATA unchecked; /help)")
+
+    # --- commands ------------------------------------------------------------------
+
+    async def run_command(self, line: str) -> None:
+        """Run one console command line; problems are printed, not raised."""
+        try:
+            name, args, data = parse_command(line)
+        except ValueError as exc:
+            self.say(f"cannot parse that line: {exc}")
+            return
+        if not name:
+            return
+        handler = self._commands.get(name)
+        if handler is None:
+            self.say(f"unknown command {name!r}; type help")
+            return
+        await handler(args, data)
+
+    def _match(self, name: str) -> list[TrioNeuroServerClient]:
+        exact = self.clients.get(name)
+        if exact is not None:
+            return [exact]
+        titled = [c for c in self.games() if c.game_title == name]
+        if titled:
+            return titled
+        prefixed = [c for c in self.games() if c.session_id.startswith(name)]
+        return prefixed if len(name) >= 4 and len(prefixed) == 1 else []
+
+    def _targets(self, args: list[str], usage: str) -> list[TrioNeuroServerClient]:
+        if len(args) > 1:
+            self.say(f"usage: {usage}")
+            return []
+        found = self._match(args[0]) if args else self.games()
+        if not found:
+            self._say_unknown_game(args[0] if args else None)
+        return found
+
+    def _say_unknown_game(self, name: str | None) -> None:
+        connected = ", ".join(
+            f"{_title(c)} (session {c.session_id})" for c in self.games()
+        )
+        if name is None or not connected:
+            self.say("no games connected")
+        else:
+            self.say(f"unknown game {name!r}; connected: {connected}")
+
+    async def _send_each(
+        self,
+        clients: list[TrioNeuroServerClient],
+        what: str,
+        send: Callable[[TrioNeuroServerClient], Awaitable[None]],
+    ) -> None:
+        for client in clients:
+            try:
+                await send(client)
+            except ConnectionClosed:
+                self.say(f"[{_title(client)}] not sent: the game disconnected")
+            else:
+                self.say(f"[{_title(client)}] sent {what}")
+
+    async def _cmd_help(self, args: list[str], data: str) -> None:
+        self.say(_HELP)
+
+    async def _cmd_list(self, args: list[str], data: str) -> None:
+        clients = self.games()
+        if not clients:
+            self.say("no games connected")
+        for client in clients:
+            self.say(f"{_title(client)} (session {client.session_id})")
+            if not client.actions:
+                self.say("  no actions registered")
+            for action in client.actions.values():
+                schema = "" if action.schema is None else f" {_compact(action.schema)}"
+                self.say(f"  - {action.name}: {action.description}{schema}")
+            force = client.active_force
+            if force is not None:
+                names = ", ".join(force.action_names)
+                self.say(
+                    f"  force: {force.query!r} -> {names} (priority {force.priority})"
+                )
+            if client.pending_ids:
+                self.say(f"  pending: {', '.join(client.pending_ids)}")
+
+    async def _cmd_send(self, args: list[str], data: str, *, checked: bool) -> None:
+        command = "send" if checked else "send!"
+        if len(args) != 2:
+            self.say(f"usage: {command} GAME ACTION [{'JSON' if checked else 'DATA'}]")
+            return
+        found = self._match(args[0])
+        if not found:
+            self._say_unknown_game(args[0])
+            return
+        client, name = found[0], args[1]
+        action = client.get_action(name)
+        if action is None:
+            registered = ", ".join(client.actions) or "none"
+            if checked:
+                self.say(
+                    f"[{_title(client)}] unknown action {name!r} (registered: "
+                    f"{registered}); send! sends it anyway"
+                )
+                return
+            self.say(f"[{_title(client)}] {name!r} is not registered; sent anyway")
+        text = _data_text(data)
+        if text is None and action is not None:
+            text = self._autopilot.make_data(action)
+        elif text is not None and checked:
+            why = _refusal(action, text)
+            if why is not None:
+                self.say(f"not sent: {why}; send! sends it anyway")
+                return
+        try:
+            client.start_action(name, text)
+        except RuntimeError:
+            self.say(f"[{_title(client)}] not sent: the game disconnected")
+            return
+        self.say(f"[{_title(client)}] sending {name} {text or ''}".rstrip())
+
+    async def _cmd_diag(self, args: list[str], data: str) -> None:
+        if len(args) > 1:
+            self.say("usage: diag [GAME]")
+            return
+        if not args:
+            titles = list(self.diagnostics)
+        elif args[0] in self.diagnostics:
+            titles = [args[0]]
+        else:
+            titles = [c.game_title for c in self._match(args[0]) if c.game_title]
+            if not titles:
+                self._say_unknown_game(args[0])
+                return
+        shown = [(t, list(self.diagnostics.get(t, ()))) for t in dict.fromkeys(titles)]
+        if not any(kept for _, kept in shown):
+            self.say("no diagnostics")
+            return
+        for title, kept in shown:
+            recent = kept[-_DIAGNOSTICS_SHOWN:]
+            earlier = len(kept) - len(recent)
+            more = f" ({earlier} earlier not shown)" if earlier else ""
+            self.say(f"{title}: {len(kept)} diagnostics{more}")
+            for diagnostic in recent:
+                self.say("  " + diagnostic.format().replace("\n", "\n  "))
+
+    async def _cmd_reregister(self, args: list[str], data: str) -> None:
+        clients = self._targets(args, "reregister [GAME]")
+        await self._send_each(
+            clients, "actions/reregister_all", lambda c: c.send_reregister_all()
+        )
+
+    async def _cmd_shutdown(self, args: list[str], data: str) -> None:
+        usage = "shutdown graceful|cancel|immediate [GAME]"
+        mode = args[0] if args else ""
+        if mode not in {"graceful", "cancel", "immediate"}:
+            self.say(f"usage: {usage}")
+            return
+        clients = self._targets(args[1:], usage)
+        if mode == "immediate":
+            await self._send_each(
+                clients, "shutdown/immediate", lambda c: c.send_immediate_shutdown()
+            )
+            return
+        wants = mode == "graceful"
+        await self._send_each(
+            clients,
+            f"shutdown/graceful (wants_shutdown {str(wants).lower()})",
+            lambda c: c.send_graceful_shutdown(wants),
+        )
+
+    async def _cmd_speech_finished(self, args: list[str], data: str) -> None:
+        clients = self._targets(args, "speech-finished [GAME]")
+        await self._send_each(
+            clients, "speech_finished", lambda c: c.send_speech_finished()
+        )
+
+    async def _cmd_quit(self, args: list[str], data: str) -> None:
+        self.say("stopping the server")
+        self._quit.set()
