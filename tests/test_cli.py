@@ -1,0 +1,408 @@
+"""``python -m neuro_api.server`` as a real subprocess, with real game sockets.
+
+Rules: the server binds 127.0.0.1 with ``--port 0`` and the test reads the
+real port from the listening line; every wait has a deadline; the process
+is always killed (if still running) and reaped in ``finally``; its stderr
+is drained all along so logging can never block it.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import trio
+from trio_websocket import WebSocketConnection, open_websocket_url, wrap_client_stream
+
+from neuro_api import command
+from neuro_api.command import Action, ActionMessage
+from neuro_api.schema import validate_action_data
+
+SERVER = [sys.executable, "-m", "neuro_api.server"]
+LISTENING = re.compile(r"^neuro_api server listening on (wss?://127\.0\.0\.1:\d+)$")
+WAIT = 10.0
+TITLE = "Tic Tac Toe"
+PLAY = Action(
+    "play",
+    "Play a cell",
+    {
+        "type": "object",
+        "properties": {"cell": {"type": "integer", "minimum": 1, "maximum": 9}},
+        "required": ["cell"],
+    },
+)
+FLAGS = (
+    "--host", "--port", "--engine", "--character", "--display-name",
+    "--result-timeout", "--max-retries", "--force-policy", "--certfile",
+    "--keyfile", "--delay", "--unforced-interval", "--seed", "--log-level",
+    "--version", "--help",
+)  # fmt: skip
+
+
+class Server:
+    """A running server process: its URL, its stdout as text, its stderr."""
+
+    def __init__(self, process: trio.Process, errors: bytearray) -> None:
+        assert process.stdout is not None
+        self.process = process
+        self.errors = errors
+        self.url = ""
+        self._stdout = process.stdout
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self.text = ""
+        self.seen = 0
+
+    async def expect(self, needle: str) -> str:
+        """Wait for ``needle`` on stdout after the last one; return what led to it."""
+        with trio.fail_after(WAIT):
+            while (found := self.text.find(needle, self.seen)) < 0:
+                chunk = await self._stdout.receive_some()
+                if not chunk:
+                    raise AssertionError(
+                        f"stdout ended before {needle!r}:\n{self.text[self.seen :]}"
+                        f"\nstderr:\n{self.errors.decode()}"
+                    )
+                self.text += self._decoder.decode(chunk)
+        end = found + len(needle)
+        shown = self.text[self.seen : end]
+        self.seen = end
+        return shown
+
+    async def type(self, line: str) -> None:
+        assert self.process.stdin is not None
+        await self.process.stdin.send_all(line.encode() + b"\n")
+
+    async def stop(self, signum: int = signal.SIGTERM) -> int:
+        self.process.send_signal(signum)
+        with trio.fail_after(WAIT):
+            return await self.process.wait()
+
+
+async def drain(stream: trio.abc.ReceiveStream, into: bytearray) -> None:
+    while chunk := await stream.receive_some():
+        into += chunk
+
+
+@contextlib.asynccontextmanager
+async def server_process(
+    *flags: str, stdin: int = subprocess.PIPE
+) -> AsyncIterator[Server]:
+    process = await trio.lowlevel.open_process(
+        [*SERVER, "--port", "0", *flags],
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert process.stderr is not None
+        errors = bytearray()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(drain, process.stderr, errors)
+            server = Server(process, errors)
+            first = (await server.expect("\n")).rstrip("\n")
+            match = LISTENING.match(first)
+            assert match, f"not a listening line: {first!r}"
+            server.url = match[1]
+            yield server
+            nursery.cancel_scope.cancel()
+    finally:
+        if process.returncode is None:
+            process.kill()
+        with trio.move_on_after(WAIT, shield=True):
+            await process.wait()
+            for stream in (process.stdin, process.stdout, process.stderr):
+                if stream is not None:
+                    await stream.aclose()
+
+
+async def run(*args: str, env: dict[str, str] | None = None) -> Any:
+    with trio.fail_after(WAIT * 2):
+        return await trio.run_process(
+            [*SERVER, *args],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env=env,
+        )
+
+
+@contextlib.asynccontextmanager
+async def game(
+    url: str, title: str = TITLE, actions: Sequence[Action] = (PLAY,)
+) -> AsyncIterator[WebSocketConnection]:
+    """A game connection whose TCP stream the test owns.
+
+    trio-websocket 0.12 leaves a client's socket open when the server closes
+    first (as on shutdown), so the stream is opened and closed here.
+    """
+    port = int(url.rsplit(":", 1)[1])
+    with trio.fail_after(WAIT):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+    try:
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(WAIT):
+                ws = await wrap_client_stream(nursery, stream, "127.0.0.1", "/")
+            try:
+                await ws.send_message(command.startup_command(title))
+                await recv(ws)
+                await ws.send_message(command.actions_register_command(title, actions))
+                yield ws
+            finally:
+                with trio.move_on_after(WAIT, shield=True):
+                    await ws.aclose()
+                await stream.aclose()  # ends the connection's reader task
+    finally:
+        await stream.aclose()
+
+
+async def recv(ws: WebSocketConnection) -> command.NeuroMessage:
+    with trio.fail_after(WAIT):
+        return command.parse_neuro_frame(await ws.get_message())
+
+
+async def recv_action(ws: WebSocketConnection) -> ActionMessage:
+    message = await recv(ws)
+    assert isinstance(message, ActionMessage), message
+    return message
+
+
+async def force(ws: WebSocketConnection, title: str = TITLE) -> None:
+    await ws.send_message(
+        command.actions_force_command(title, None, "Your move", ["play"])
+    )
+
+
+def one_error_line(result: Any) -> str:
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("neuro_api.server: error: "), lines
+    assert result.stdout == b""
+    return str(lines[0])
+
+
+# --- command line ---------------------------------------------------------------
+
+
+async def test_help_mentions_every_flag() -> None:
+    result = await run("--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.decode().split())  # unwrap help lines
+    for flag in FLAGS:
+        assert flag in text, flag
+    assert "(default: 127.0.0.1)" in text
+    assert "(default: 8000)" in text
+    assert "(default: 20.0)" in text
+    assert "(default: replace)" in text
+
+
+async def test_version() -> None:
+    result = await run("--version")
+    assert result.returncode == 0
+    assert result.stdout.decode().startswith("neuro_api.server ")
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--port"], "argument --port: expected one argument"),
+        (["--result-timeout", "-1"], "--result-timeout: must be > 0"),
+        (["--result-timeout", "soon"], "--result-timeout: expected a number"),
+        (["--port", "70000"], "--port: must be a port number from 0 to 65535"),
+        (["--engine", "human"], "--engine: 'human' is not one of console, random"),
+        (["--max-retries", "-1"], "--max-retries: must be >= 0"),
+        (["--certfile", __file__], "--certfile and --keyfile: give both or neither"),
+        (["--certfile", "/nonexistent.pem", "--keyfile", __file__], "cannot read"),
+    ],
+)
+async def test_bad_flag_or_value_is_one_line_and_exit_2(
+    flags: list[str], message: str
+) -> None:
+    result = await run(*flags)
+    assert result.returncode == 2
+    assert message in one_error_line(result)
+
+
+async def test_bad_environment_value_names_the_variable() -> None:
+    env = {**os.environ, "NEURO_API_RESULT_TIMEOUT": "0"}
+    result = await run(env=env)
+    assert result.returncode == 2
+    assert "NEURO_API_RESULT_TIMEOUT: must be > 0" in one_error_line(result)
+
+
+async def test_unusable_certificate_is_exit_2(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    result = await run("--certfile", str(junk), "--keyfile", str(junk))
+    assert result.returncode == 2
+    assert "cannot load the certificate" in one_error_line(result)
+
+
+async def test_address_in_use_is_one_line_and_exit_1() -> None:
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    try:
+        port = listeners[0].socket.getsockname()[1]
+        result = await run("--port", str(port), "--engine", "random")
+    finally:
+        for listener in listeners:
+            await listener.aclose()
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in one_error_line(result)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
+async def test_certificate_serves_wss(tmp_path: Path) -> None:
+    import ssl  # noqa: PLC0415 - only this test needs it
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    await trio.run_process(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        capture_stdout=True,
+        capture_stderr=True,
+    )  # fmt: skip
+    flags = ["--engine", "random", "--certfile", str(cert), "--keyfile", str(key)]
+    async with server_process(*flags, stdin=subprocess.DEVNULL) as server:
+        assert server.url.startswith("wss://127.0.0.1:")
+        trusted = ssl.create_default_context(cafile=str(cert))
+        async with open_websocket_url(server.url, ssl_context=trusted) as ws:
+            await ws.send_message(command.startup_command(TITLE))
+            assert isinstance(await recv(ws), command.StartupAcknowledgement)
+        assert await server.stop() == 0
+
+
+# --- the random engine -------------------------------------------------------------
+
+
+async def test_random_engine_answers_with_valid_data() -> None:
+    flags = ["--engine", "random", "--seed", "3", "--character", "evil"]
+    async with server_process(*flags, stdin=subprocess.DEVNULL) as server:
+        async with open_websocket_url(server.url) as ws:
+            await ws.send_message(command.startup_command(TITLE))
+            ack = await recv(ws)
+            assert isinstance(ack, command.StartupAcknowledgement)
+            assert (ack.character_id, ack.display_name) == ("evil", "Evil Neuro")
+            await ws.send_message(command.actions_register_command(TITLE, [PLAY]))
+            for _ in range(3):
+                await force(ws)
+                message = await recv_action(ws)
+                assert validate_action_data(PLAY.schema, message.data_json).ok
+                await ws.send_message(
+                    command.actions_result_command(TITLE, message.id, True, "ok")
+                )
+        assert await server.stop() == 0
+        assert server.text == f"neuro_api server listening on {server.url}\n"
+
+
+# --- the console engine over a pipe --------------------------------------------------
+
+
+async def test_console_prompt_answered_with_the_default_example() -> None:
+    async with server_process() as server, game(server.url) as ws:
+        await force(ws)
+        shown = await server.expect("[1]: ")
+        assert f"[{TITLE}] FORCE (priority low)" in shown
+        assert "1) play: Play a cell" in shown
+        await server.type("1")
+        shown = await server.expect("]: ")
+        example = shown.split("data [", 1)[1].removesuffix("]: ")
+        await server.type("")
+        message = await recv_action(ws)
+        assert (message.name, message.data_json) == ("play", example)
+        assert validate_action_data(PLAY.schema, example).ok
+
+
+async def test_console_refuses_invalid_json_and_asks_again() -> None:
+    async with server_process() as server, game(server.url) as ws:
+        await force(ws)
+        await server.expect("[1]: ")
+        await server.type("")
+        await server.expect("data [")
+        await server.type('{"cell": ')
+        await server.expect("refused: Action data is not valid JSON")
+        await server.expect("data [")
+        await server.type('{"cell": 10}')
+        await server.expect("refused: Invalid action data: data.cell")
+        await server.type('{"cell": 7}')
+        message = await recv_action(ws)
+        assert orjson.loads(message.data_json or "") == {"cell": 7}
+
+
+async def test_console_send_command_delivers_an_action() -> None:
+    async with server_process() as server, game(server.url) as ws:
+        # Frames of one game are handled in order: once this context is
+        # printed, the registration before it was handled too.
+        await ws.send_message(command.context_command(TITLE, "registered"))
+        await server.expect(f"[{TITLE}] context: registered")
+        await server.type("list")
+        await server.expect("- play: Play a cell")
+        await server.type(f'send "{TITLE}" play {{"cell": 2}}')
+        message = await recv_action(ws)
+        assert (message.name, message.data_json) == ("play", '{"cell": 2}')
+        await ws.send_message(
+            command.actions_result_command(TITLE, message.id, True, "placed")
+        )
+        await server.expect("succeeded: placed")
+
+
+async def test_console_two_games_forcing_at_once_are_both_answered() -> None:
+    async with (
+        server_process() as server,
+        game(server.url) as one,
+        game(server.url, "Chess") as two,
+    ):
+        await force(one)
+        first = await server.expect("[1]: ")
+        await force(two, "Chess")
+        await server.expect("[Chess] force waiting its turn")
+        await server.type("")
+        await server.type('{"cell": 1}')
+        await server.expect("[Chess] FORCE")
+        await server.expect("[1]: ")
+        await server.type("play")
+        await server.type('{"cell": 9}')
+        got = {
+            "one": orjson.loads((await recv_action(one)).data_json or ""),
+            "two": orjson.loads((await recv_action(two)).data_json or ""),
+        }
+        assert got == {"one": {"cell": 1}, "two": {"cell": 9}}
+        assert f"[{TITLE}] FORCE" in first
+
+
+async def test_console_with_closed_stdin_keeps_serving() -> None:
+    async with server_process(stdin=subprocess.DEVNULL) as server:
+        async with game(server.url) as ws:
+            await force(ws)
+            message = await recv_action(ws)
+            assert validate_action_data(PLAY.schema, message.data_json).ok
+        assert await server.stop() == 0
+        assert b"console input ended" in server.errors
+
+
+async def test_console_quit_exits_0() -> None:
+    async with server_process() as server, game(server.url):
+        await server.type("quit")
+        with trio.fail_after(WAIT):
+            assert await server.process.wait() == 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_signal_exits_0_promptly(signum: int) -> None:
+    # The console is blocked reading its (open) stdin in a worker thread.
+    async with server_process() as server, game(server.url) as ws:
+        await force(ws)
+        await server.expect("[1]: ")
+        with trio.fail_after(5):
+            assert await server.stop(signum) == 0
