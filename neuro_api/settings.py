@@ -22,7 +22,6 @@ __all__ = [
     "SPECS",
     "Settings",
     "SettingsError",
-    "add_arguments",
     "load_settings",
 ]
 
@@ -255,42 +254,6 @@ def _read_file(path: str) -> dict[str, Any]:
         raise SettingsError(f"--config: {path}: invalid TOML: {exc}") from None
     # Accept "http-port" as well as "http_port", as TOML users write both.
     return {key.replace("-", "_"): value for key, value in data.items()}
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--config``, ``--print-config`` and one flag per setting.
-
-    Flags default to ``None`` (not given), so :func:`load_settings` can tell
-    a flag from a default.
-    """
-    parser.add_argument(
-        "--config", metavar="FILE", help="TOML file of settings (keys as flag names)"
-    )
-    parser.add_argument(
-        "--print-config",
-        action="store_true",
-        help="print the effective settings (secrets redacted) and exit",
-    )
-    for spec in SPECS:
-        shown = "" if spec.default is None else f" (default: {spec.default})"
-        env = f" [env {spec.env}]" if spec.env else ""
-        if spec.kind is bool:
-            parser.add_argument(
-                spec.option,
-                dest=spec.name,
-                action=argparse.BooleanOptionalAction,
-                default=None,
-                help=f"{spec.help}{shown}{env}",
-            )
-            continue
-        parser.add_argument(
-            spec.option,
-            dest=spec.name,
-            default=None,
-            metavar=spec.name.upper(),
-            help=f"{spec.help}{shown}{env}"
-            + (f"; one of {', '.join(spec.choices)}" if spec.choices else ""),
-        )
 
 
 def load_settings(

@@ -8,20 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from neuro_api.settings import (
-    REDACTED,
-    SPECS,
-    Settings,
-    SettingsError,
-    add_arguments,
-    load_settings,
-)
+from neuro_api.server._cli import build_parser
+from neuro_api.settings import REDACTED, SPECS, Settings, SettingsError, load_settings
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    return parser.parse_args(list(argv))
+    """Parse with the real command line, so flags and settings stay in step."""
+    return build_parser().parse_args(list(argv))
+
+
+def test_every_setting_has_a_flag() -> None:
+    flags = build_parser().format_help()
+    for spec in SPECS:
+        assert spec.option in flags, spec.option
 
 
 def test_field_defaults_match_specs() -> None:

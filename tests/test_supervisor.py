@@ -6,6 +6,7 @@ exactly in virtual time and nothing really sleeps.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import logging
@@ -228,13 +229,20 @@ def test_status_as_dict_turns_info_into_json() -> None:
         last_error="OSError: no",
         started_at=None,
         uptime=0.0,
-        info={"urls": ("a", 1), "obj": object, "raw": b"x"},
+        info={"urls": ("a", 1), "obj": object, "raw": b"x", "data": _Point(1, 2)},
     )
     info = status.as_dict()["info"]
     assert info["urls"] == ["a", 1]
-    assert info["obj"] == str(object)
-    assert info["raw"] == "b'x'"
+    assert info["data"] == {"x": 1, "y": 2}  # dataclasses become JSON
+    assert info["obj"] is None  # no repr with a memory address in /health
+    assert info["raw"] is None
     assert status.as_dict()["state"] == "backoff"
+
+
+@dataclasses.dataclass
+class _Point:
+    x: int
+    y: int
 
 
 # -- stopping ---------------------------------------------------------------

@@ -16,6 +16,7 @@ ngrok via pyngrok)::
 from __future__ import annotations
 
 from neuro_api.manager._errors import ServerBindError as ServerBindError
+from neuro_api.manager._errors import ServerCrashedError as ServerCrashedError
 from neuro_api.manager._errors import ServerStartError as ServerStartError
 from neuro_api.manager._info import ServerInfo as ServerInfo
 from neuro_api.manager._info import ServerKind as ServerKind
@@ -30,6 +31,7 @@ from neuro_api.manager.tunnels import TunnelProvider as TunnelProvider
 __all__ = [
     "NgrokTunnels",
     "ServerBindError",
+    "ServerCrashedError",
     "ServerInfo",
     "ServerKind",
     "ServerManager",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ServerBindError", "ServerStartError"]
+__all__ = ["ServerBindError", "ServerCrashedError", "ServerStartError"]
 
 
 class ServerStartError(Exception):
@@ -34,3 +34,11 @@ class ServerBindError(OSError, ServerStartError):
         self.name = name
         self.host = host
         self.port = port
+
+
+class ServerCrashedError(Exception):
+    """A server that had started ended on its own; ``__cause__`` says why."""
+
+    def __init__(self, message: str, *, name: str) -> None:
+        super().__init__(message)
+        self.name = name

@@ -14,7 +14,7 @@ import trio
 from hypercorn.typing import ASGIFramework
 from trio_websocket import WebSocketConnection
 
-from neuro_api.manager._errors import ServerStartError
+from neuro_api.manager._errors import ServerCrashedError, ServerStartError
 from neuro_api.manager._http import HttpService
 from neuro_api.manager._info import ServerInfo, public_url, upstream_url
 from neuro_api.manager._service import Service, run_service
@@ -187,6 +187,22 @@ class ServerManager:
         once.
         """
         await self._stop(self._running_service(name))
+
+    async def wait(self, name: str) -> None:
+        """Return when running server ``name`` ends.
+
+        Returns normally when it was stopped (or the manager is stopping);
+        raises :class:`ServerCrashedError`, with the crash as its cause, when
+        it ended on its own. Raises :class:`KeyError` for an unknown name.
+        A supervised service awaits this to notice its server dying.
+        """
+        service = self._running_service(name)
+        await service.done.wait()
+        if not service.stopping and not _cancelled():
+            reason = service.error or "it returned"
+            raise ServerCrashedError(
+                f"{service.kind} server {name!r} ended on its own: {reason}", name=name
+            ) from service.error
 
     async def stop_all(self) -> None:
         """Stop every running server concurrently, as :meth:`stop` does.

@@ -49,6 +49,8 @@ class Service(abc.ABC):
         self.info: ServerInfo | None = None
         self.tunnel_url: str | None = None
         self.stopping = False
+        self.error: Exception | None = None
+        """What ended the server after it started, if it crashed."""
 
     @abc.abstractmethod
     async def serve(self, *, task_status: trio.TaskStatus[str]) -> None:
@@ -89,6 +91,7 @@ async def run_service(service: Service, *, task_status: trio.TaskStatus[str]) ->
     except Exception as exc:
         if not started:
             raise start_error(service, exc) from exc
+        service.error = exc
         LOGGER.error("%s server %r crashed", service.kind, service.name, exc_info=exc)
     finally:
         service.done.set()

@@ -25,6 +25,8 @@ __all__ = ["AbstractTrioNeuroServer", "ServerInfo"]
 
 LOGGER: Final = logging.getLogger("neuro_api.server")
 _HANDSHAKE_TIMEOUT: Final = 10.0
+_CLOSE_GRACE: Final = 2.0
+_GOING_AWAY: Final = 1001
 _MAX_GAMES_REMEMBERED: Final = 256
 
 
@@ -67,6 +69,7 @@ class AbstractTrioNeuroServer(ABC):
             str, collections.deque[Diagnostic]
         ] = collections.OrderedDict()
         """Recent diagnostics per game title; they outlive connections."""
+        self._stop_requested = trio.Event()
         self.stats = ServerStats()
         self.events = EventBus()
         """Frames and diagnostics, live (see :class:`EventBus`)."""
@@ -175,11 +178,12 @@ class AbstractTrioNeuroServer(ABC):
         *,
         task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Serve games until cancelled.
+        """Serve games until cancelled or :meth:`request_stop`.
 
         Reports a :class:`ServerInfo` with the bound port through
-        ``task_status`` once listening (``port=0`` picks a free one). On
-        cancellation every connection is closed and its tasks end. Raises
+        ``task_status`` once listening (``port=0`` picks a free one). After
+        :meth:`request_stop` every game is closed with 1001 and it returns;
+        on cancellation every connection is closed and its tasks end. Raises
         :class:`OSError` if the address cannot be bound.
         """
         async with trio.open_nursery() as nursery:
@@ -198,6 +202,36 @@ class AbstractTrioNeuroServer(ABC):
             LOGGER.info("listening on %s", info.url)
             nursery.start_soon(self.background)
             task_status.started(info)
+            await self._stop_requested.wait()
+            await self.close_games()
+            nursery.cancel_scope.cancel()
+
+    def request_stop(self) -> None:
+        """Ask for a graceful stop (the console's ``quit`` does).
+
+        :meth:`run` then closes every game and returns; a process that runs
+        the server otherwise (under a supervisor) waits for
+        :meth:`wait_stop_requested` and shuts down.
+        """
+        self._stop_requested.set()
+
+    async def wait_stop_requested(self) -> None:
+        """Return once :meth:`request_stop` was called."""
+        await self._stop_requested.wait()
+
+    async def close_games(self, grace: float = _CLOSE_GRACE) -> None:
+        """Close every game connection with 1001 (going away) while serving.
+
+        Do this before cancelling the server: a connection closed by
+        cancellation cannot read the game's close reply. Games that do not
+        answer within ``grace`` seconds are left to cancellation.
+        """
+        with trio.move_on_after(grace):
+            async with trio.open_nursery() as nursery:
+                for client in self.games():
+                    nursery.start_soon(
+                        client.websocket.aclose, _GOING_AWAY, "server shutting down"
+                    )
 
     async def background(self) -> None:
         """Run alongside the server once it listens (default: nothing).

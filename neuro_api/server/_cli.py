@@ -1,39 +1,39 @@
 """``python -m neuro_api.server``: run a Neuro server games can connect to.
 
 Flags, their defaults, checks and environment variables come from
-:data:`neuro_api.settings.SPECS` (the subset this command uses), so the
-messages match the rest of the package. Exit codes: 0 after ``quit``,
-SIGINT or SIGTERM; 1 when the address cannot be bound; 2 for a bad flag or
-value (one ``neuro_api.server: error: ...`` line on stderr, no usage).
+:data:`neuro_api.settings.SPECS`, so the messages match the rest of the
+package. Exit codes: 0 after ``quit``, SIGINT or SIGTERM; 1 when a critical
+service fails (the games' address cannot be bound, say); 2 for a bad flag,
+value or config file (one ``neuro_api.server: error: ...`` line on stderr,
+no usage).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
-import os
-import signal
 import ssl
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final, NoReturn
 
+import orjson
 import trio
 
 from neuro_api import __version__
-from neuro_api.server._base import AbstractTrioNeuroServer, ServerInfo
+from neuro_api.manager import ServerBindError
+from neuro_api.server._base import AbstractTrioNeuroServer
 from neuro_api.server._config import CHARACTERS, ForcePolicy, ServerConfig
-from neuro_api.server._console import ConsoleInteractiveNeuroServer, close_games
+from neuro_api.server._console import ConsoleInteractiveNeuroServer
+from neuro_api.server._process import LISTENING, NeuroProcess
 from neuro_api.server._random import RandomNeuroServer
 from neuro_api.settings import SPECS, Settings, SettingsError, Spec, load_settings
+from neuro_api.supervisor import CriticalServiceError
 
 __all__ = ["build_parser", "main"]
 
 LOGGER: Final = logging.getLogger("neuro_api.server")
 PROG: Final = "neuro_api.server"
-LISTENING: Final = "neuro_api server listening on"
-"""Start of the one stdout line printed once listening (scripts parse it)."""
 
 _GROUPS: Final = (
     ("server", ("host", "port", "certfile", "keyfile")),
@@ -41,7 +41,9 @@ _GROUPS: Final = (
     ("behaviour", ("character", "display_name", "result_timeout", "max_retries",
                    "force_policy")),
     ("random engine", ("delay", "unforced_interval")),
-    ("process", ("log_level",)),
+    ("control plane", ("http", "http_host", "http_port", "api_token")),
+    ("tunnels", ("tunnel", "ngrok_authtoken", "ngrok_path")),
+    ("process", ("shutdown_grace", "log_level")),
 )  # fmt: skip
 _METAVARS: Final = {
     "host": "HOST",
@@ -55,6 +57,12 @@ _METAVARS: Final = {
     "delay": "SECONDS",
     "unforced_interval": "SECONDS",
     "seed": "N",
+    "http_host": "HOST",
+    "http_port": "PORT",
+    "api_token": "TOKEN",
+    "ngrok_authtoken": "TOKEN",
+    "ngrok_path": "FILE",
+    "shutdown_grace": "SECONDS",
 }
 _MORE_HELP: Final = {
     "certfile": " (needs --keyfile)",
@@ -65,6 +73,9 @@ _MORE_HELP: Final = {
     + " and ".join(f"{k} is shown as {v!r}" for k, v in CHARACTERS.items()),
     "display_name": " (default: the character's production name, or its id)",
     "max_retries": " (0 disables)",
+    "api_token": "; needed, and generated and printed once if unset, whenever "
+    "a server is reachable from elsewhere (non-loopback host or --tunnel)",
+    "tunnel": " and print their public wss:// and https:// URLs",
 }
 _SPECS: Final = {spec.name: spec for spec in SPECS}
 _RANDOM_ONLY: Final = ("delay", "unforced_interval")
@@ -105,10 +116,27 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument(
+        "--config", metavar="FILE", help="TOML file of settings (keys as flag names)"
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the effective settings as JSON (secrets redacted) and exit",
+    )
     for title, names in _GROUPS:
         group = parser.add_argument_group(title)
         for name in names:
             spec = _SPECS[name]
+            if spec.kind is bool:
+                group.add_argument(
+                    spec.option,
+                    dest=name,
+                    default=None,
+                    action=argparse.BooleanOptionalAction,
+                    help=_help(spec).replace("%", "%%"),
+                )
+                continue
             metavar = _METAVARS.get(name)
             if spec.choices is not None:
                 metavar = "{" + ",".join(spec.choices) + "}"
@@ -120,12 +148,6 @@ def build_parser() -> argparse.ArgumentParser:
                 help=_help(spec).replace("%", "%%"),
             )
     return parser
-
-
-def _environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """Only the variables of this command's flags (others are not its business)."""
-    wanted = {_SPECS[name].env for _, names in _GROUPS for name in names}
-    return {key: value for key, value in environ.items() if key in wanted}
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -163,59 +185,25 @@ def make_engine(settings: Settings) -> AbstractTrioNeuroServer:
     return ConsoleInteractiveNeuroServer(config, seed=settings.seed)
 
 
-def _leaves(error: BaseException) -> Iterator[BaseException]:
+def _bind_error(error: BaseException | None) -> ServerBindError | None:
+    """Find the bind failure under a service error's causes and groups."""
+    if isinstance(error, ServerBindError):
+        return error
     if isinstance(error, BaseExceptionGroup):
         for inner in error.exceptions:
-            yield from _leaves(inner)
-    else:
-        yield error
-
-
-async def _run_then_cancel(
-    server: AbstractTrioNeuroServer,
-    host: str,
-    port: int,
-    ssl_context: ssl.SSLContext | None,
-    done: trio.CancelScope,
-    *,
-    task_status: trio.TaskStatus[ServerInfo],
-) -> None:
-    try:
-        await server.run(host, port, ssl_context, task_status=task_status)
-    finally:
-        done.cancel()
-
-
-async def serve(
-    server: AbstractTrioNeuroServer,
-    host: str,
-    port: int,
-    ssl_context: ssl.SSLContext | None,
-) -> OSError | None:
-    """Serve until SIGINT/SIGTERM or until ``server.run`` returns.
-
-    Prints the listening line once bound. Returns the :class:`OSError` that
-    prevented binding (address in use, unknown host), else ``None``.
-    """
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            failure: OSError | None = None
-            start = functools.partial(
-                _run_then_cancel, server, host, port, ssl_context, nursery.cancel_scope
-            )
-            try:
-                info = await nursery.start(start)
-            except* OSError as group:
-                failure = next(e for e in _leaves(group) if isinstance(e, OSError))
-            if failure is not None:
-                return failure
-            print(f"{LISTENING} {info.url}", flush=True)
-            async for signum in signals:
-                LOGGER.info("%s received; stopping", signal.Signals(signum).name)
-                await close_games(server)
-                nursery.cancel_scope.cancel()
-                break
+            if (found := _bind_error(inner)) is not None:
+                return found
+    if error is not None and error.__cause__ is not None:
+        return _bind_error(error.__cause__)
     return None
+
+
+def _failure_line(error: CriticalServiceError) -> str:
+    bind = _bind_error(error)
+    if bind is not None:
+        reason = bind.strerror or str(bind)
+        return f"cannot listen on {bind.host}:{bind.port}: {reason}"
+    return str(error)
 
 
 def main(
@@ -224,12 +212,12 @@ def main(
     """Run the command line; returns the exit code (2 raises SystemExit)."""
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings(
-            vars(args),
-            environ=_environment(os.environ if environ is None else environ),
-        )
+        settings = load_settings(vars(args), environ=environ)
     except SettingsError as exc:
         fail(str(exc))
+    if args.print_config:
+        print(orjson.dumps(settings.redacted(), option=orjson.OPT_INDENT_2).decode())
+        return 0
     logging.basicConfig(
         level=settings.log_level.upper(), format=_LOG_FORMAT, stream=sys.stderr
     )
@@ -238,13 +226,12 @@ def main(
         server = make_engine(settings)
     except ValueError as exc:  # SettingsError, or ServerConfig's own checks
         fail(str(exc))
+    process = NeuroProcess(settings, server, ssl_context=ssl_context)
     try:
-        failure = trio.run(serve, server, settings.host, settings.port, ssl_context)
+        trio.run(process.run)
     except KeyboardInterrupt:  # before the signal receiver was installed
         return 0
-    if failure is not None:
-        where = f"{settings.host}:{settings.port}"
-        reason = failure.strerror or str(failure)
-        sys.stderr.write(f"{PROG}: error: cannot listen on {where}: {reason}\n")
+    except CriticalServiceError as exc:
+        sys.stderr.write(f"{PROG}: error: {_failure_line(exc)}\n")
         return 1
     return 0

@@ -20,7 +20,6 @@ import logging
 import math
 import os
 import shlex
-import ssl
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Final, TextIO
@@ -32,20 +31,18 @@ from trio_websocket import ConnectionClosed
 from neuro_api.command import Action, ForcePriority
 from neuro_api.diagnostics import Diagnostic, Severity
 from neuro_api.schema import SchemaError, validate_action_data
-from neuro_api.server._base import AbstractTrioNeuroServer, ServerInfo
+from neuro_api.server._base import AbstractTrioNeuroServer
 from neuro_api.server._config import ServerConfig
 from neuro_api.server._handler import ActionOutcome, OutcomeStatus
 from neuro_api.server._random import RandomNeuroServer
 from neuro_api.server._trio_client import TrioNeuroServerClient
 
-__all__ = ["ConsoleInteractiveNeuroServer", "close_games", "parse_command"]
+__all__ = ["ConsoleInteractiveNeuroServer", "parse_command"]
 
 LOGGER: Final = logging.getLogger("neuro_api.server.console")
 _READ_SIZE: Final = 65536
 _MAX_LINE: Final = 1 << 20
 _DIAGNOSTICS_SHOWN: Final = 20
-_CLOSE_TIMEOUT: Final = 2.0
-_GOING_AWAY: Final = 1001
 _SEND_COMMANDS: Final = frozenset({"send", "send!"})
 
 _HELP: Final = """\
@@ -234,24 +231,6 @@ class _Force:
 _Handler = Callable[[list[str], str], Awaitable[None]]
 
 
-async def close_games(
-    server: AbstractTrioNeuroServer, grace: float = _CLOSE_TIMEOUT
-) -> None:
-    """Close every game connection (1001, going away) while the server runs.
-
-    Call before cancelling a server: a connection closed by cancellation
-    waits out its close handshake, because the task that would read the
-    game's reply is cancelled too. Games that do not answer within
-    ``grace`` seconds are left to that cancellation.
-    """
-    with trio.move_on_after(grace):
-        async with trio.open_nursery() as nursery:
-            for client in server.games():
-                nursery.start_soon(
-                    client.websocket.aclose, _GOING_AWAY, "server shutting down"
-                )
-
-
 # --- the engine --------------------------------------------------------------
 
 
@@ -287,7 +266,6 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
         self._open_prompt: str | None = None
         self._waiting = 0
         self._input_ended = False
-        self._quit = trio.Event()
         self._commands: Mapping[str, _Handler] = {
             "help": self._cmd_help,
             "list": self._cmd_list,
@@ -307,25 +285,6 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
 
     # --- serving -------------------------------------------------------------
 
-    async def run(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 8000,
-        ssl_context: ssl.SSLContext | None = None,
-        *,
-        task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Serve games until cancelled, or until ``quit`` (then return).
-
-        Otherwise as :meth:`AbstractTrioNeuroServer.run`.
-        """
-        async with trio.open_nursery() as nursery:
-            serve = functools.partial(super().run, host, port, ssl_context)
-            task_status.started(await nursery.start(serve))
-            await self._quit.wait()
-            await close_games(self)
-            nursery.cancel_scope.cancel()
-
     async def background(self) -> None:
         """Read input lines until the input ends or ``quit`` is typed.
 
@@ -333,7 +292,7 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
         start with ``/``) they are commands. A command that fails is logged
         and the console goes on.
         """
-        while not self._quit.is_set():
+        while True:
             try:
                 line = await self._lines.readline()
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -711,4 +670,4 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
 
     async def _cmd_quit(self, args: list[str], data: str) -> None:
         self.say("stopping the server")
-        self._quit.set()
+        self.request_stop()

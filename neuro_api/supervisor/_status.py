@@ -39,7 +39,11 @@ def _jsonable(value: object) -> object:
         return {str(key): _jsonable(item) for key, item in value.items()}
     if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
         return [_jsonable(item) for item in value]
-    return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(dataclasses.asdict(value))
+    # An object without a data form (a service reporting itself) says
+    # nothing useful as a repr: show nothing rather than a memory address.
+    return None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -61,7 +65,11 @@ class ServiceStatus:
     """What its most recent ``task_status.started()`` reported."""
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form for ``/health``; ``info`` is shown as JSON or text."""
+        """JSON-ready form for ``/health``.
+
+        ``info`` is shown as JSON when it is data (dataclasses included) and
+        as ``None`` otherwise.
+        """
         return {
             "name": self.name,
             "state": self.state.value,

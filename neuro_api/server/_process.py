@@ -1,0 +1,242 @@
+"""The process behind ``python -m neuro_api.server``: one supervised nursery.
+
+Services, in start order (stopped in reverse):
+
+1. ``server-manager`` (critical): the :class:`~neuro_api.manager.ServerManager`
+   every server runs through, with its ngrok tunnels when ``--tunnel``;
+2. ``control-plane`` (optional, restarted with backoff): the HTTP control
+   plane (:mod:`neuro_api.control`) served by Hypercorn;
+3. ``games`` (critical): the games' WebSocket server; if it dies the process
+   exits non-zero with the reason;
+4. ``engine`` (optional): the engine's own background work (the console).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import ssl
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Final, TextIO
+
+import trio
+
+from neuro_api.control import create_app, new_token
+from neuro_api.manager import NgrokTunnels, ServerManager, TunnelProvider
+from neuro_api.manager import ServerInfo as ManagedServer
+from neuro_api.server._base import AbstractTrioNeuroServer
+from neuro_api.settings import Settings
+from neuro_api.supervisor import CriticalServiceError, Supervisor
+
+__all__ = ["LISTENING", "NeuroProcess", "ProcessInfo"]
+
+LOGGER: Final = logging.getLogger("neuro_api.server")
+LISTENING: Final = "neuro_api server listening on"
+"""Start of the one stdout line printed once games can connect (scripts
+parse it)."""
+_GAMES: Final = "games"
+_CONTROL: Final = "control"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProcessInfo:
+    """What :meth:`NeuroProcess.run` reports once everything is up."""
+
+    games: ManagedServer
+    control: ManagedServer | None
+    token: str | None
+    """The control plane's bearer token (``None``: mutating routes are open,
+    which only happens when nothing is reachable from elsewhere)."""
+
+
+class NeuroProcess:
+    """Runs a Neuro server and its control plane under one :class:`Supervisor`.
+
+    ``tunnels`` defaults to ngrok (pyngrok) when ``settings.tunnel`` is set;
+    tests pass a provider of their own. ``out`` receives the few lines a
+    person or a script needs (URLs, a generated token).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        server: AbstractTrioNeuroServer,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        tunnels: TunnelProvider | None = None,
+        out: TextIO | None = None,
+    ) -> None:
+        self.settings = settings
+        self.server = server
+        self.ssl_context = ssl_context
+        if tunnels is None and settings.tunnel:
+            tunnels = NgrokTunnels(
+                ngrok_path=settings.ngrok_path, auth_token=settings.ngrok_authtoken
+            )
+        self.manager = ServerManager(tunnels=tunnels)
+        self.supervisor = Supervisor(grace=settings.shutdown_grace)
+        self._token_generated = settings.api_token is None and settings.exposed
+        self.token = new_token() if self._token_generated else settings.api_token
+        self._out = out or sys.stdout
+        self.supervisor.add("server-manager", self.manager.run, critical=True)
+        if settings.http:
+            self.supervisor.add(
+                "control-plane",
+                self._serve_control,
+                depends_on=("server-manager",),
+                stop=self._stopper(_CONTROL),
+            )
+        self.supervisor.add(
+            "games",
+            self._serve_games,
+            critical=True,
+            depends_on=("server-manager",),
+            stop=self._stopper(_GAMES),
+        )
+        self.supervisor.add("engine", self._run_engine, depends_on=("games",))
+
+    # --- services ------------------------------------------------------------
+
+    def _stopper(self, name: str) -> Callable[[], Awaitable[None]]:
+        async def stop() -> None:
+            if any(info.name == name for info in self.manager.list()):
+                await self.manager.stop(name)
+
+        return stop
+
+    async def _hold(self, name: str) -> None:
+        """Stay up while server ``name`` runs; stop it if cancelled."""
+        try:
+            await self.manager.wait(name)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._stopper(name)()
+
+    async def _serve_games(
+        self, *, task_status: trio.TaskStatus[ManagedServer]
+    ) -> None:
+        info = await self.manager.start_websocket(
+            _GAMES,
+            self.server.handle_request,
+            host=self.settings.host,
+            port=self.settings.port,
+            ssl_context=self.ssl_context,
+            tunnel=self.settings.tunnel,
+            **self.server.serve_options(),
+        )
+        task_status.started(info)
+        await self._hold(_GAMES)
+
+    async def _serve_control(
+        self, *, task_status: trio.TaskStatus[ManagedServer]
+    ) -> None:
+        app = create_app(
+            self.server,
+            token=self.token,
+            health=self.supervisor.health_report,
+            settings=self.settings.redacted,
+        )
+        info = await self.manager.start_http(
+            _CONTROL,
+            app,
+            host=self.settings.http_host,
+            port=self.settings.http_port,
+            tunnel=self.settings.tunnel,
+        )
+        task_status.started(info)
+        await self._hold(_CONTROL)
+
+    async def _run_engine(self, *, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        await self.server.background()
+        # The console's input may end while games are still served.
+        await trio.sleep_forever()
+
+    # --- the process -----------------------------------------------------------
+
+    async def run(
+        self,
+        *,
+        handle_signals: bool = True,
+        task_status: trio.TaskStatus[ProcessInfo] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run every service until SIGINT/SIGTERM, ``quit`` or cancellation.
+
+        Reports :class:`ProcessInfo` once games can connect (after printing
+        the listening line). The first signal drains gracefully within
+        ``settings.shutdown_grace``; a second stops at once. Raises
+        :class:`~neuro_api.supervisor.CriticalServiceError` if the games'
+        server or the manager fails (at start: e.g. the port is in use).
+        """
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self._supervise, nursery.cancel_scope)
+                info = self._info()
+                self._announce(info)
+                task_status.started(info)
+                if handle_signals:
+                    nursery.start_soon(self._watch_signals)
+                nursery.start_soon(self._watch_stop_request)
+        except BaseExceptionGroup as group:
+            # Callers get the supervisor's one clear error, not our nursery's
+            # wrapping of it (see the CLI's exit codes).
+            critical, _ = group.split(CriticalServiceError)
+            if critical is None:
+                raise
+            first = critical.exceptions[0]
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            raise first from first.__cause__
+
+    async def _supervise(
+        self, done: trio.CancelScope, *, task_status: trio.TaskStatus[Supervisor]
+    ) -> None:
+        try:
+            await self.supervisor.run(task_status=task_status)
+        finally:
+            done.cancel()  # the supervisor stopped: so do the watchers
+
+    def _info(self) -> ProcessInfo:
+        infos = {s.name: s.info for s in self.supervisor.status()}
+        games = infos["games"]
+        control = infos.get("control-plane")
+        assert isinstance(games, ManagedServer)
+        return ProcessInfo(
+            games=games,
+            control=control if isinstance(control, ManagedServer) else None,
+            token=self.token,
+        )
+
+    def _announce(self, info: ProcessInfo) -> None:
+        lines = [f"{LISTENING} {info.games.local_url}"]
+        if info.control is not None:
+            lines.append(f"neuro_api control plane on {info.control.local_url}")
+        for server in (info.games, info.control):
+            if server is None:
+                continue
+            if server.public_url:
+                lines.append(f"neuro_api public {server.name} URL: {server.public_url}")
+            if server.tunnel_error:
+                lines.append(
+                    f"neuro_api {server.name}: no tunnel: {server.tunnel_error}"
+                )
+        if self._token_generated and info.control is not None:
+            lines.append(f"neuro_api control plane token: {self.token}")
+        for line in lines:
+            print(line, file=self._out, flush=True)
+
+    async def _watch_signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                LOGGER.info(
+                    "%s received; stopping (again to stop at once)",
+                    signal.Signals(signum).name,
+                )
+                self.supervisor.request_shutdown()
+
+    async def _watch_stop_request(self) -> None:
+        await self.server.wait_stop_requested()
+        LOGGER.info("stop requested; stopping")
+        self.supervisor.request_shutdown()

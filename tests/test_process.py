@@ -1,0 +1,218 @@
+"""``python -m neuro_api.server`` as a whole process: services, signals, tunnels.
+
+Real subprocesses on 127.0.0.1 with every port 0; the tunnel test launches
+the fake ngrok of ``tests/fake_ngrok`` (never the real one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+import trio
+from fake_ngrok import FakeNgrok
+from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
+
+from neuro_api import command
+
+WAIT = 20.0
+BASE = [sys.executable, "-m", "neuro_api.server", "--engine", "random"]
+PORTS = ["--port", "0", "--http-port", "0"]
+
+
+class Process:
+    """A running server process and what it printed."""
+
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        self.out = ""
+        self.lines: dict[str, str] = {}
+
+    async def read_until(self, prefix: str) -> str:
+        """Read stdout until a line starting with ``prefix``; return that line."""
+        assert self.process.stdout is not None
+        with trio.fail_after(WAIT):
+            while True:
+                for line in self.out.splitlines(keepends=True):
+                    if line.startswith(prefix) and line.endswith("\n"):
+                        return line.rstrip("\n")
+                chunk = await self.process.stdout.receive_some()
+                if not chunk:
+                    raise AssertionError(f"stdout ended before {prefix!r}: {self.out}")
+                self.out += chunk.decode()
+
+    async def url(self, prefix: str) -> str:
+        return (await self.read_until(prefix)).rsplit(" ", 1)[1]
+
+
+@contextlib.asynccontextmanager
+async def server(
+    *flags: str, env: dict[str, str] | None = None
+) -> AsyncIterator[Process]:
+    process = await trio.lowlevel.open_process(
+        [*BASE, *PORTS, *flags],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+    )
+    try:
+        yield Process(process)
+    finally:
+        if process.returncode is None:
+            process.kill()
+        with trio.move_on_after(WAIT, shield=True):
+            await process.wait()
+        if process.stdout is not None:
+            await process.stdout.aclose()
+
+
+@contextlib.asynccontextmanager
+async def game(url: str) -> AsyncIterator[WebSocketConnection]:
+    """A game connection whose socket is always closed (trio-websocket 0.12's
+    client leaks it when the server closes first)."""
+    host, port = re.match(r"ws://([^:]+):(\d+)", url).groups()  # type: ignore[union-attr]
+    stream = await trio.open_tcp_stream(host, int(port))
+    try:
+        async with trio.open_nursery() as nursery:
+            ws = await wrap_client_stream(nursery, stream, host, "/")
+            yield ws
+            await ws.aclose()
+    finally:
+        await stream.aclose()
+
+
+async def test_health_and_games_over_http() -> None:
+    async with server() as proc:
+        games_url = await proc.url("neuro_api server listening on")
+        control = await proc.url("neuro_api control plane on")
+        async with game(games_url) as ws, httpx.AsyncClient(base_url=control) as http:
+            await ws.send_message(command.startup_command("Proc Game"))
+            await ws.get_message()
+            health = (await http.get("/health")).json()
+            assert health["status"] == "healthy"
+            states = {s["name"]: s["state"] for s in health["services"]}
+            assert states == {
+                "server-manager": "running",
+                "control-plane": "running",
+                "games": "running",
+                "engine": "running",
+            }
+            games = {s["name"]: s for s in health["services"]}["games"]
+            assert games["info"]["local_url"] == games_url
+            listed = (await http.get("/games")).json()["games"]
+            assert [g["game"] for g in listed] == ["Proc Game"]
+            # Loopback only and no tunnel: mutating routes need no token.
+            response = await http.post("/games/*/reregister")
+            assert response.json() == {"sent_to": ["Proc Game"]}
+            assert isinstance(
+                command.parse_neuro_frame(await ws.get_message()), command.ReregisterAll
+            )
+        proc.process.send_signal(signal.SIGTERM)
+        with trio.fail_after(WAIT):
+            assert await proc.process.wait() == 0
+
+
+async def test_sigterm_drains_games_and_exits_zero() -> None:
+    async with server("--shutdown-grace", "3") as proc:
+        games_url = await proc.url("neuro_api server listening on")
+        async with game(games_url) as ws:
+            await ws.send_message(command.startup_command("Drained"))
+            await ws.get_message()
+            started = time.monotonic()
+            proc.process.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as closed, trio.fail_after(WAIT):
+                await ws.get_message()
+            reason = closed.value.reason
+            assert reason is not None
+            assert reason.code == 1001  # going away, not a drop
+            with trio.fail_after(WAIT):
+                assert await proc.process.wait() == 0
+            assert time.monotonic() - started < 3 + 1
+
+
+async def test_second_signal_stops_at_once() -> None:
+    async with server("--shutdown-grace", "30") as proc:
+        games_url = await proc.url("neuro_api server listening on")
+        async with game(games_url) as ws:
+            await ws.send_message(command.startup_command("Stubborn"))
+            await ws.get_message()
+            proc.process.send_signal(signal.SIGINT)
+            proc.process.send_signal(signal.SIGINT)
+            with trio.fail_after(5):
+                assert await proc.process.wait() == 0
+
+
+def test_print_config_hides_secrets(tmp_path: Path) -> None:
+    config = tmp_path / "neuro.toml"
+    config.write_text('api_token = "file-secret-123"\nport = 9123\n')
+    result = subprocess.run(
+        [*BASE, "--config", str(config), "--print-config"],
+        capture_output=True,
+        timeout=WAIT,
+        env={**os.environ, "NGROK_AUTHTOKEN": "env-secret-456"},
+        check=False,
+    )
+    assert result.returncode == 0
+    shown = orjson.loads(result.stdout)
+    assert shown["port"] == 9123
+    assert shown["api_token"] == "***"
+    assert shown["ngrok_authtoken"] == "***"
+    assert b"secret" not in result.stdout + result.stderr
+
+
+def test_bad_config_file_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "neuro.toml"
+    config.write_text("prot = 1\n")
+    result = subprocess.run(
+        [*BASE, "--config", str(config)], capture_output=True, timeout=WAIT, check=False
+    )
+    assert result.returncode == 2
+    assert result.stderr.decode().splitlines() == [
+        f"neuro_api.server: error: --config: {config}: unknown setting 'prot'"
+    ]
+
+
+async def test_tunnel_requires_the_token_and_leaves_no_ngrok(tmp_path: Path) -> None:
+    fake = FakeNgrok.create(tmp_path)
+    try:
+        async with server(
+            "--tunnel",
+            "--ngrok-path",
+            str(fake.ngrok_path),
+            env={"NGROK_AUTHTOKEN": "ngrok-token-for-tests"},
+        ) as proc:
+            control = await proc.url("neuro_api control plane on")
+            public_games = await proc.url("neuro_api public games URL:")
+            public_control = await proc.url("neuro_api public control URL:")
+            token = await proc.url("neuro_api control plane token:")
+            assert public_games.startswith("wss://")
+            assert public_control.startswith("https://")
+            assert len(token) >= 32
+            async with httpx.AsyncClient(base_url=control) as http:
+                refused = await http.post("/games/*/reregister")
+                assert refused.status_code == 401
+                assert refused.json()["error"]["code"] == "unauthorized"
+                allowed = await http.post(
+                    "/games/*/reregister", headers={"Authorization": f"Bearer {token}"}
+                )
+                assert allowed.status_code == 200
+                assert (await http.get("/health")).status_code == 200
+            assert fake.running_pids()  # the agent runs while tunnels are open
+            proc.process.send_signal(signal.SIGTERM)
+            with trio.fail_after(WAIT):
+                assert await proc.process.wait() == 0
+        assert fake.running_pids() == []  # no orphan ngrok
+        assert len(fake.requests("DELETE")) == 2  # both tunnels closed
+    finally:
+        fake.kill_leftovers()
