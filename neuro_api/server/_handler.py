@@ -157,7 +157,11 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         self._held: collections.deque[Context] = collections.deque(
             maxlen=self.config.max_held_context
         )
-        self._context_times: collections.deque[float] = collections.deque()
+        # Only the threshold's worth of timestamps matters; a flood within
+        # one window must not grow this.
+        self._context_times: collections.deque[float] = collections.deque(
+            maxlen=self.config.context_spam_count + 1
+        )
         self._spam_reported_at = -1e9
         self.diagnostics: collections.deque[Diagnostic] = collections.deque(
             maxlen=self.config.diagnostics_kept
