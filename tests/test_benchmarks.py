@@ -1,0 +1,148 @@
+"""Smoke tests of the server benchmark (benchmarks/): floor server and driver.
+
+Everything runs as subprocesses on 127.0.0.1, as the benchmark does; the
+driver is only run against the floor server, so these tests do not depend on
+the server under test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import trio
+from trio_websocket import open_websocket_url
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+FLOOR = BENCHMARKS / "floor_server.py"
+DRIVER = BENCHMARKS / "bench_server.py"
+FIGURES = {
+    "force_rt_per_s_1",
+    "force_rt_per_s_n",
+    "context_msgs_per_s",
+    "connects_per_s",
+    "idle_bytes_per_client",
+    "cpu_s_per_rt_1",
+    "cpu_s_per_rt_n",
+}
+
+
+def run_driver(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run the driver; on timeout kill its whole process group (servers too)."""
+    process = subprocess.Popen(
+        [sys.executable, str(DRIVER), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"driver took over {timeout} s\n{stdout}\n{stderr}")
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def frame(command: str, data: dict[str, Any] | None = None) -> str:
+    message: dict[str, Any] = {"command": command, "game": "Floor Test"}
+    if data is not None:
+        message["data"] = data
+    return orjson.dumps(message).decode()
+
+
+async def test_floor_server_answers_startup_and_forces() -> None:
+    process = await trio.lowlevel.open_process(
+        [sys.executable, str(FLOOR), "--host", "127.0.0.1", "--port", "0"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    try:
+        with trio.fail_after(20):
+            output = b""
+            while b"\n" not in output:
+                chunk = await process.stdout.receive_some(1024)
+                assert chunk, "floor server exited before listening"
+                output += chunk
+            found = re.search(rb"listening on ws://127\.0\.0\.1:(\d+)", output)
+            assert found is not None, output
+            url = f"ws://127.0.0.1:{int(found.group(1))}"
+            async with open_websocket_url(url) as ws:
+                await ws.send_message(frame("startup"))
+                ack = orjson.loads(await ws.get_message())
+                assert ack["command"] == "startup"
+                assert set(ack["data"]["session"]) == {
+                    "sessionId",
+                    "characterId",
+                    "displayName",
+                }
+                await ws.send_message(frame("context", {"message": "hi"}))
+                await ws.send_message("not json")
+                force = frame("actions/force", {"query": "q", "action_names": ["b"]})
+                ids = []
+                for _ in range(2):
+                    await ws.send_message(force)
+                    action = orjson.loads(await ws.get_message())
+                    assert action["command"] == "action"
+                    assert action["data"]["name"] == "b"
+                    assert isinstance(orjson.loads(action["data"]["data"]), dict)
+                    ids.append(action["data"]["id"])
+                    result = {"id": ids[-1], "success": True}
+                    await ws.send_message(frame("action/result", result))
+                assert ids[0] != ids[1]
+            process.send_signal(signal.SIGTERM)
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+        with trio.CancelScope(shield=True):
+            await process.wait()
+            await process.stdout.aclose()
+
+
+def test_driver_help_names_the_options() -> None:
+    done = run_driver("--help", timeout=30)
+    assert done.returncode == 0, done.stderr
+    for option in ("--quick", "--only", "--server-cmd", "--json", "--seconds"):
+        assert option in done.stdout
+
+
+def test_driver_reports_a_server_that_does_not_start(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    broken = f"{sys.executable} -c 'raise SystemExit(3)'"
+    done = run_driver(
+        "--only", "neuro_api", "--server-cmd", broken, "--json", str(out), timeout=30
+    )
+    assert done.returncode == 2, done.stderr
+    report = json.loads(out.read_text())
+    server = report["servers"]["neuro_api"]
+    assert "did not start" in server["errors"]["run"]
+    assert set(server["figures"].values()) == {None}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_driver_quick_run_against_the_floor(tmp_path: Path) -> None:
+    # About 8 s on 2 cores: 1 s per throughput figure, 100 idle clients.
+    out = tmp_path / "bench.json"
+    done = run_driver("--quick", "--only", "floor", "--json", str(out), timeout=45)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(out.read_text())
+    assert set(report["servers"]) == {"floor"}
+    floor = report["servers"]["floor"]
+    assert floor["errors"] == {}
+    assert set(floor["figures"]) == FIGURES
+    assert all(value is not None and value > 0 for value in floor["figures"].values())
+    assert floor["stop"] == "exited 0 on SIGTERM"
+    assert report["checks"] == []
+    assert "force round trips/s" in done.stdout
