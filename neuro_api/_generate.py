@@ -21,7 +21,7 @@ from typing import Any, Final
 
 import rstr
 
-from neuro_api._validators import get_validator
+from neuro_api._validators import get_validator, is_valid
 
 __all__ = ["GenerationError", "generate_data"]
 
@@ -339,7 +339,7 @@ def generate_data(
     if not schema:
         return None
     ctx = _Context(rng or random.Random(), schema)
-    validator = get_validator(schema)
+    get_validator(schema)  # raises SchemaError for an invalid schema
     reason = "no attempt produced a valid value"
     for _ in range(attempts):
         try:
@@ -349,6 +349,6 @@ def generate_data(
             # the next attempt succeeds; an impossible schema fails them all.
             reason = str(exc)
             continue
-        if validator.is_valid(value):
+        if is_valid(schema, value):
             return value
     raise GenerationError(f"cannot generate data for this schema: {reason}")

@@ -69,13 +69,14 @@ class DiagnosticKind:
     title: str
     template: str
     hint: str
+    fields: frozenset[str] = dataclasses.field(init=False, repr=False, compare=False)
+    """Names the template needs (parsed once, when the entry is made)."""
 
-    @property
-    def fields(self) -> frozenset[str]:
-        """Names the template needs."""
-        return frozenset(
+    def __post_init__(self) -> None:
+        fields = frozenset(
             name for _, name, _, _ in string.Formatter().parse(self.template) if name
         )
+        object.__setattr__(self, "fields", fields)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
@@ -20,7 +21,7 @@ import orjson
 from jsonschema import exceptions as jsonschema_exceptions
 
 from neuro_api._generate import GenerationError, generate_data
-from neuro_api._validators import SchemaError, get_validator
+from neuro_api._validators import SchemaError, get_validator, is_valid
 from neuro_api.command import Action
 from neuro_api.diagnostics import Diagnostic, diagnose
 
@@ -134,37 +135,58 @@ def _check_name(name: str, game: str | None) -> list[Diagnostic]:
     return found
 
 
-def _check_schema(
-    name: str, schema: Mapping[str, Any], game: str | None
-) -> list[Diagnostic]:
-    def make(id_: str, **params: Any) -> Diagnostic:
-        return diagnose(id_, game=game, subject=name, name=name, **params)
+_Finding = tuple[str, tuple[tuple[str, str], ...]]
+"""A diagnostic id and its template parameters, independent of the action."""
 
+
+@functools.lru_cache(maxsize=1024)
+def _schema_findings(text: bytes) -> tuple[_Finding, ...]:
+    """What is wrong with one schema (by its JSON text), computed once.
+
+    Games register the same schemas on every (re)connect; the checks below
+    (meta-validation, the keyword walk) depend on the schema alone.
+    """
+    schema = orjson.loads(text)
     if not schema:
-        return [make("action.schema-empty")]
-    found: list[Diagnostic] = []
+        return (("action.schema-empty", ()),)
+    found: list[_Finding] = []
     if schema.get("type") != "object":
         shown = orjson.dumps(schema["type"]).decode() if "type" in schema else "missing"
-        found.append(make("action.schema-type-not-object", type=shown))
+        found.append(("action.schema-type-not-object", (("type", shown),)))
     try:
         get_validator(schema)
     except SchemaError as exc:
-        found.append(make("action.schema-invalid", detail=str(exc)))
+        found.append(("action.schema-invalid", (("detail", str(exc)),)))
     hits = list(find_keywords(schema))
     unsupported = [hit for hit in hits if hit[0] in UNSUPPORTED_KEYWORDS]
     if unsupported:
-        found.append(
-            make(
-                "action.schema-unsupported-keywords",
-                keywords=_keyword_list(unsupported),
-            )
-        )
+        keywords = _keyword_list(unsupported)
+        found.append(("action.schema-unsupported-keywords", (("keywords", keywords),)))
     unknown = [hit for hit in hits if hit[0] in UNKNOWN_KEYWORDS]
     if unknown:
-        found.append(
-            make("action.schema-unknown-keywords", keywords=_keyword_list(unknown))
+        keywords = _keyword_list(unknown)
+        found.append(("action.schema-unknown-keywords", (("keywords", keywords),)))
+    return tuple(found)
+
+
+def _check_schema(
+    name: str, schema: Mapping[str, Any], game: str | None
+) -> list[Diagnostic]:
+    try:
+        # Not canonical(): keep the game's key order, so keywords are listed
+        # as written.
+        text = orjson.dumps(schema)
+    except TypeError as exc:  # too deep to encode: nothing else is checkable
+        detail = f"schema cannot be encoded: {exc}"
+        findings: tuple[_Finding, ...] = (
+            ("action.schema-invalid", (("detail", detail),)),
         )
-    return found
+    else:
+        findings = _schema_findings(text)
+    return [
+        diagnose(id_, game=game, subject=name, name=name, **dict(params))
+        for id_, params in findings
+    ]
 
 
 def check_action(action: Action, *, game: str | None = None) -> list[Diagnostic]:
@@ -241,6 +263,8 @@ def validate_action_data(
         return ValidationResult(True, value)
     if data is None:
         value = {}  # no data at all stands for an empty object; "null" does not
+    if is_valid(schema, value):
+        return ValidationResult(True, value)
     validator = get_validator(schema)
     errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
     if not errors:

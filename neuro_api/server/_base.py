@@ -8,7 +8,7 @@ import functools
 import logging
 import ssl
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import trio
@@ -70,6 +70,9 @@ class AbstractTrioNeuroServer(ABC):
         ] = collections.OrderedDict()
         """Recent diagnostics per game title; they outlive connections."""
         self._stop_requested = trio.Event()
+        # Registered action name -> clients that registered it (insertion
+        # ordered, so collisions name the earliest other game).
+        self._owners: dict[str, dict[TrioNeuroServerClient, None]] = {}
         self.stats = ServerStats()
         self.events = EventBus()
         """Frames and diagnostics, live (see :class:`EventBus`)."""
@@ -158,15 +161,34 @@ class AbstractTrioNeuroServer(ABC):
     def find_collisions(
         self, client: TrioNeuroServerClient, names: Sequence[str]
     ) -> Mapping[str, str]:
-        """Map each name another connected game registered to that game."""
+        """Map each name another connected game registered to that game.
+
+        Looks names up in an index kept by :meth:`index_actions`, so the
+        cost does not grow with the number of connected games.
+        """
         found: dict[str, str] = {}
-        for other in self.clients.values():
-            if other is client or other.game_title == client.game_title:
-                continue
-            for name in names:
-                if name not in found and other.get_action(name) is not None:
+        for name in names:
+            for other in self._owners.get(name, ()):
+                if other is not client and other.game_title != client.game_title:
                     found[name] = other.game_title or other.session_id
+                    break
         return found
+
+    def index_actions(
+        self,
+        client: TrioNeuroServerClient,
+        added: Iterable[str],
+        removed: Iterable[str],
+    ) -> None:
+        """Keep the name -> clients index of registered actions current."""
+        for name in added:
+            self._owners.setdefault(name, {})[client] = None
+        for name in removed:
+            owners = self._owners.get(name)
+            if owners is not None:
+                owners.pop(client, None)
+                if not owners:
+                    del self._owners[name]
 
     # --- serving ---------------------------------------------------------
 
@@ -278,6 +300,7 @@ class AbstractTrioNeuroServer(ABC):
             LOGGER.exception("connection handler failed")
         finally:
             self.clients.pop(client.session_id, None)
+            self.index_actions(client, (), list(client.actions))
             try:
                 self.on_client_disconnected(client)
             except Exception:

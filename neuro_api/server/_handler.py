@@ -373,9 +373,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         """
         pending = self._register_pending(name, result_timeout, forced=False)
         await self.send_action_command(pending.id, name, data)
-        await pending.done.wait()
-        assert pending.outcome is not None
-        return pending.outcome
+        return await self._outcome(pending)
 
     def start_action(self, name: str, data: str | None) -> None:
         """Send ``action`` without waiting: its outcome reaches the hooks.
@@ -395,7 +393,11 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         if isinstance(message, ActionMessage):
             if message.id in self._pending:
                 raise ValueError(f"action id {message.id!r} is already pending")
-            self._register_pending(message.name, None, forced=False, id_=message.id)
+            pending = self._register_pending(
+                message.name, None, forced=False, id_=message.id
+            )
+            # Nobody waits for an injected action: its timer runs on its own.
+            self._spawn().start_soon(self._expire, pending)
         await self.send_text(message.to_frame())
 
     def _register_pending(
@@ -406,18 +408,41 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         forced: bool,
         id_: str | None = None,
     ) -> _Pending:
-        nursery = self._spawn()
+        self._spawn()  # fail early when the connection is not served
         timeout = self.config.result_timeout if timeout is None else timeout
         pending = _Pending(id_ or self.next_id(), name, timeout, forced=forced)
         self._pending[pending.id] = pending
-        nursery.start_soon(self._expire, pending)
         self.on_action_sent(pending.action)
         return pending
+
+    async def _outcome(self, pending: _Pending) -> ActionOutcome:
+        """Wait for ``pending`` to settle, timing it out at its deadline.
+
+        The waiter is the timer (no task per action on the hot path). If the
+        waiter is cancelled first (a replaced force), the timer moves to the
+        connection's nursery, so the action is still settled.
+        """
+        try:
+            with trio.move_on_at(pending.deadline):
+                await pending.done.wait()
+        finally:
+            waiter_cancelled = (
+                pending.outcome is None and trio.current_time() < pending.deadline
+            )
+            if waiter_cancelled and self._nursery is not None:
+                self._nursery.start_soon(self._expire, pending)
+        if pending.outcome is None:
+            self._time_out(pending)
+        assert pending.outcome is not None
+        return pending.outcome
 
     async def _expire(self, pending: _Pending) -> None:
         with trio.move_on_at(pending.deadline):
             await pending.done.wait()
             return
+        self._time_out(pending)
+
+    def _time_out(self, pending: _Pending) -> None:
         if self._pending.pop(pending.id, None) is None:
             return
         self._timed_out.add(pending.id, pending.timeout)
@@ -491,16 +516,21 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         if not self.registered_names():
             self._diag("force.before-registration")
             return
-        known = tuple(dict.fromkeys(n for n in names if self.get_action(n)))
-        unknown = [n for n in names if self.get_action(n) is None]
+        known: dict[str, None] = {}
+        unknown: list[str] = []
+        for name in names:
+            if self.get_action(name) is None:
+                unknown.append(name)
+            else:
+                known[name] = None  # a dict: ordered and without repeats
         if not known:
             self._diag("force.none-registered", names=", ".join(unknown))
             return
         if unknown:
             self._diag("force.some-unregistered", names=", ".join(unknown))
-        waiting = [p for p in self._pending.values() if not p.forced]
-        if waiting:
-            self._diag("force.while-result-pending", action=waiting[0].action)
+        waiting = next((p for p in self._pending.values() if not p.forced), None)
+        if waiting is not None:
+            self._diag("force.while-result-pending", action=waiting.action)
         if self._force is not None:
             if self.config.force_policy is ForcePolicy.QUEUE:
                 self._diag("force.while-active", outcome="queued until it ends")
@@ -508,7 +538,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
                 return
             self._diag("force.while-active", outcome="the old force was replaced")
             self._cancel_force()
-        self._start_force(message, known)
+        self._start_force(message, tuple(known))
 
     def _start_force(self, message: ForceActions, names: tuple[str, ...]) -> None:
         force = _Force(message, names)
@@ -565,9 +595,8 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
                 return
             pending = self._register_pending(name, None, forced=True)
             await self.send_action_command(pending.id, name, data)
-            await pending.done.wait()
-            assert pending.outcome is not None
-            if pending.outcome.status is not OutcomeStatus.FAILURE:
+            outcome = await self._outcome(pending)
+            if outcome.status is not OutcomeStatus.FAILURE:
                 return
             force.attempts += 1
             if force.attempts > limit:

@@ -40,7 +40,13 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
 
     def clear_actions(self) -> None:
         """Forget every registered action."""
+        removed = list(self._actions)
         self._actions.clear()
+        if removed:
+            self.on_registry_changed((), removed)
+
+    def on_registry_changed(self, added: Sequence[str], removed: Sequence[str]) -> None:
+        """Called after names were registered or removed (default: nothing)."""
 
     def find_collisions(self, names: Sequence[str]) -> Mapping[str, str]:
         """Map names also registered by another game on this character to it.
@@ -84,6 +90,8 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
                 continue
             self._actions[action.name] = action
             added.append(action.name)
+        if added:
+            self.on_registry_changed(added, ())
         for name, other in self.find_collisions(added).items():
             self.report(
                 diagnose(
@@ -110,6 +118,7 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
                     names=", ".join(unknown),
                 )
             )
-        for name in names:
-            self._actions.pop(name, None)
+        removed = [name for name in names if self._actions.pop(name, None)]
+        if removed:
+            self.on_registry_changed((), removed)
         self.forget_actions(names)

@@ -159,6 +159,10 @@ class TrioNeuroServerClient(BaseTrioNeuroServerClient):
         """Ask the server which names other games registered too."""
         return self.server.find_collisions(self, names)
 
+    def on_registry_changed(self, added: Sequence[str], removed: Sequence[str]) -> None:
+        """Keep the server's index of action names current."""
+        self.server.index_actions(self, added, removed)
+
     def on_diagnostic(self, diagnostic: Diagnostic) -> None:
         """Keep the diagnostic on the server, per game."""
         self.server.record_diagnostic(diagnostic)
