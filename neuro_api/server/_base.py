@@ -112,6 +112,24 @@ class AbstractTrioNeuroServer(ABC):
         replaced or its actions are unregistered.
         """
 
+    def choose_force_action_now(
+        self,
+        game_title: str,
+        state: str | None,
+        query: str,
+        ephemeral_context: bool,
+        actions: tuple[Action, ...],
+        priority: ForcePriority,
+    ) -> tuple[str, str | None] | None:
+        """Answer a force at once, or return ``None`` (the default).
+
+        ``None`` means: ask :meth:`choose_force_action` instead. Engines
+        that decide without waiting (the random engine) override this: the
+        answer is sent straight from the game's reader, with no task per
+        force, which roughly halves the server's work per force.
+        """
+        return None
+
     # --- hooks -----------------------------------------------------------
 
     def on_action_outcome(self, game_title: str, outcome: ActionOutcome) -> None:

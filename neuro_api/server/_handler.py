@@ -12,6 +12,7 @@ import dataclasses
 import enum
 import itertools
 import logging
+import math
 import uuid
 from abc import abstractmethod
 from collections.abc import Iterable, Sequence
@@ -71,14 +72,16 @@ class ActionOutcome:
 
 
 class _Pending:
-    __slots__ = ("action", "deadline", "done", "forced", "id", "outcome", "timeout")
+    __slots__ = ("action", "deadline", "done", "force", "id", "outcome", "timeout")
 
-    def __init__(self, id_: str, action: str, timeout: float, forced: bool) -> None:
+    def __init__(
+        self, id_: str, action: str, timeout: float, force: _Force | None
+    ) -> None:
         self.id = id_
         self.action = action
         self.timeout = timeout
         self.deadline = trio.current_time() + timeout
-        self.forced = forced
+        self.force = force
         self.done = trio.Event()
         self.outcome: ActionOutcome | None = None
 
@@ -88,11 +91,12 @@ class _Pending:
             self.done.set()
 
 
-@dataclasses.dataclass(slots=True)
+@dataclasses.dataclass(slots=True, eq=False)
 class _Force:
     message: ForceActions
     names: tuple[str, ...]
     scope: trio.CancelScope = dataclasses.field(default_factory=trio.CancelScope)
+    """Cancels the engine's choice when the force ends early."""
     attempts: int = 0
 
 
@@ -168,6 +172,10 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         )
         self._nursery: trio.Nursery | None = None
         self._closing = False
+        # One timer per connection times out pending actions: it sleeps until
+        # _timer_target, which is never later than any pending deadline.
+        self._timer_target = math.inf
+        self._timer_wake: trio.Event | None = None
 
     # --- provided by subclasses ------------------------------------------
 
@@ -197,6 +205,22 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         priority: ForcePriority,
     ) -> tuple[str, str | None]:
         """Ask the engine which action to perform: ``(name, json_or_None)``."""
+
+    def choose_force_action_now(
+        self,
+        state: str | None,
+        query: str,
+        ephemeral_context: bool,
+        actions: tuple[Action, ...],
+        priority: ForcePriority,
+    ) -> tuple[str, str | None] | None:
+        """Answer a force at once if the engine can, else ``None`` (default).
+
+        An answer here is sent straight from the connection's reader, with
+        no task per force; engines that need to wait (a person, a model)
+        return ``None`` and are asked :meth:`choose_force_action` in a task.
+        """
+        return None
 
     def on_diagnostic(self, diagnostic: Diagnostic) -> None:
         """Called for every diagnostic after it is stored (default: nothing)."""
@@ -247,8 +271,13 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         return tuple(self._pending)
 
     def bind_nursery(self, nursery: trio.Nursery | None) -> None:
-        """Give the client the nursery its timers and forces run in."""
+        """Give the client the nursery its timer and forces run in.
+
+        Starts the connection's result timer in it.
+        """
         self._nursery = nursery
+        if nursery is not None:
+            nursery.start_soon(self._keep_deadlines)
 
     def _spawn(self) -> trio.Nursery:
         if self._nursery is None:
@@ -368,12 +397,14 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         Returns on the game's result, after ``result_timeout`` (default: the
         configured result timeout; the action then counts as failed and a late
         result is discarded), or when the connection ends. Cancelling the
-        caller does not forget the action: its timer keeps running, so a
-        result or a timeout still settles it.
+        caller does not forget the action: the connection's timer still
+        settles it.
         """
-        pending = self._register_pending(name, result_timeout, forced=False)
+        pending = self._register_pending(name, result_timeout, force=None)
         await self.send_action_command(pending.id, name, data)
-        return await self._outcome(pending)
+        await pending.done.wait()
+        assert pending.outcome is not None
+        return pending.outcome
 
     def start_action(self, name: str, data: str | None) -> None:
         """Send ``action`` without waiting: its outcome reaches the hooks.
@@ -393,11 +424,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         if isinstance(message, ActionMessage):
             if message.id in self._pending:
                 raise ValueError(f"action id {message.id!r} is already pending")
-            pending = self._register_pending(
-                message.name, None, forced=False, id_=message.id
-            )
-            # Nobody waits for an injected action: its timer runs on its own.
-            self._spawn().start_soon(self._expire, pending)
+            self._register_pending(message.name, None, force=None, id_=message.id)
         await self.send_text(message.to_frame())
 
     def _register_pending(
@@ -405,42 +432,37 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         name: str,
         timeout: float | None,
         *,
-        forced: bool,
+        force: _Force | None,
         id_: str | None = None,
     ) -> _Pending:
         self._spawn()  # fail early when the connection is not served
         timeout = self.config.result_timeout if timeout is None else timeout
-        pending = _Pending(id_ or self.next_id(), name, timeout, forced=forced)
+        pending = _Pending(id_ or self.next_id(), name, timeout, force)
         self._pending[pending.id] = pending
+        if pending.deadline < self._timer_target:
+            self._timer_target = pending.deadline
+            if self._timer_wake is not None:
+                self._timer_wake.set()
         self.on_action_sent(pending.action)
         return pending
 
-    async def _outcome(self, pending: _Pending) -> ActionOutcome:
-        """Wait for ``pending`` to settle, timing it out at its deadline.
+    async def _keep_deadlines(self) -> None:
+        """Time out pending actions; one task per connection, not per action.
 
-        The waiter is the timer (no task per action on the hot path). If the
-        waiter is cancelled first (a replaced force), the timer moves to the
-        connection's nursery, so the action is still settled.
+        With equal timeouts every new deadline is later than the target it
+        sleeps to, so it wakes about once per timeout, not per action.
         """
-        try:
-            with trio.move_on_at(pending.deadline):
-                await pending.done.wait()
-        finally:
-            waiter_cancelled = (
-                pending.outcome is None and trio.current_time() < pending.deadline
+        while True:
+            wake = self._timer_wake = trio.Event()
+            with trio.move_on_at(self._timer_target):
+                await wake.wait()
+            now = trio.current_time()
+            for pending in [p for p in self._pending.values() if p.deadline <= now]:
+                self._time_out(pending)
+            self._timer_target = min(
+                (p.deadline for p in self._pending.values()),
+                default=now + self.config.result_timeout,
             )
-            if waiter_cancelled and self._nursery is not None:
-                self._nursery.start_soon(self._expire, pending)
-        if pending.outcome is None:
-            self._time_out(pending)
-        assert pending.outcome is not None
-        return pending.outcome
-
-    async def _expire(self, pending: _Pending) -> None:
-        with trio.move_on_at(pending.deadline):
-            await pending.done.wait()
-            return
-        self._time_out(pending)
 
     def _time_out(self, pending: _Pending) -> None:
         if self._pending.pop(pending.id, None) is None:
@@ -454,6 +476,8 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         )
         pending.finish(OutcomeStatus.TIMEOUT)
         self._settled(pending)
+        if pending.force is not None:
+            self._end_force(pending.force)  # a timeout is not retried
 
     def _settled(self, pending: _Pending) -> None:
         assert pending.outcome is not None
@@ -485,11 +509,14 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         status = OutcomeStatus.SUCCESS if message.success else OutcomeStatus.FAILURE
         pending.finish(status, message.message)
         self._settled(pending)
+        if pending.force is not None and pending.force is self._force:
+            await self._continue_force(pending.force, status, pending.action)
 
     def end_session(self) -> None:
-        """The connection is ending: start nothing new, forget queued forces."""
+        """The connection is ending: end the force, start nothing new."""
         self._closing = True
         self._queued.clear()
+        self._cancel_force()
 
     def abandon_pending(self) -> None:
         """Settle every pending action as disconnected (the connection ended).
@@ -528,7 +555,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             return
         if unknown:
             self._diag("force.some-unregistered", names=", ".join(unknown))
-        waiting = next((p for p in self._pending.values() if not p.forced), None)
+        waiting = next((p for p in self._pending.values() if p.force is None), None)
         if waiting is not None:
             self._diag("force.while-result-pending", action=waiting.action)
         if self._force is not None:
@@ -538,48 +565,69 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
                 return
             self._diag("force.while-active", outcome="the old force was replaced")
             self._cancel_force()
-        self._start_force(message, tuple(known))
+        await self._choose(self._begin_force(message, tuple(known)))
 
-    def _start_force(self, message: ForceActions, names: tuple[str, ...]) -> None:
+    def _begin_force(self, message: ForceActions, names: tuple[str, ...]) -> _Force:
         force = _Force(message, names)
         self._force = force
-        self._spawn().start_soon(self._run_force, force)
         self.on_force_started(message)
+        return force
 
     def _cancel_force(self) -> None:
-        if self._force is not None:
-            self._force.scope.cancel()
-            self._force = None
+        force, self._force = self._force, None
+        if force is not None:
+            force.scope.cancel()
 
-    async def _run_force(self, force: _Force) -> None:
-        try:
-            with force.scope:
-                await self._answer_force(force)
-        finally:
-            if self._force is force:
-                self._force = None
-                if not self._closing:
-                    self._next_queued()
+    def _end_force(self, force: _Force) -> None:
+        """The force is over (answered, failed for good, or gone)."""
+        if self._force is force:
+            self._cancel_force()
+            self._next_queued()
 
     def _next_queued(self) -> None:
         while self._queued and not self._closing:
             message = self._queued.popleft()
             names = tuple(n for n in message.action_names if self.get_action(n))
             if names:
-                self._start_force(message, names)
+                force = self._begin_force(message, names)
+                self._spawn().start_soon(self._choose, force)
                 return
 
-    async def _answer_force(self, force: _Force) -> None:
+    async def _choose(self, force: _Force) -> None:
+        """Get the force's next action from the engine and send it.
+
+        An engine that answers at once is served right here, in the reader;
+        otherwise its choice runs in a task that the force's end cancels.
+        """
         message = force.message
-        limit = self.config.max_retries
-        while True:
-            actions = tuple(
-                action
-                for action in map(self.get_action, force.names)
-                if action is not None
+        actions = tuple(a for a in map(self.get_action, force.names) if a is not None)
+        if not actions:
+            self._end_force(force)
+            return
+        try:
+            answer = self.choose_force_action_now(
+                message.state,
+                message.query,
+                message.ephemeral_context,
+                actions,
+                message.priority,
             )
-            if not actions:
-                return
+        except Exception as exc:
+            self._engine_failed(force, exc)
+            return
+        if answer is None:
+            # A fresh scope per choice (retries choose again), made before
+            # the task starts so an early cancel still reaches it.
+            force.scope = trio.CancelScope()
+            self._spawn().start_soon(self._choose_later, force, force.scope, actions)
+        else:
+            await self._act(force, answer)
+
+    async def _choose_later(
+        self, force: _Force, scope: trio.CancelScope, actions: tuple[Action, ...]
+    ) -> None:
+        message = force.message
+        with scope:
             try:
                 answer = await self.choose_force_action(
                     message.state,
@@ -588,21 +636,42 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
                     actions,
                     message.priority,
                 )
-                name, data = _check_answer(answer)
             except Exception as exc:
-                LOGGER.exception("engine failed to answer a force of %s", self._game)
-                self._diag("force.engine-error", detail=repr(exc))
+                self._engine_failed(force, exc)
                 return
-            pending = self._register_pending(name, None, forced=True)
-            await self.send_action_command(pending.id, name, data)
-            outcome = await self._outcome(pending)
-            if outcome.status is not OutcomeStatus.FAILURE:
-                return
-            force.attempts += 1
-            if force.attempts > limit:
-                self._diag("force.retries-exhausted", attempts=force.attempts)
-                return
-            self._diag("force.retry", action=name, attempt=force.attempts, limit=limit)
+            await self._act(force, answer)
+
+    async def _act(self, force: _Force, answer: object) -> None:
+        if self._force is not force:
+            return  # replaced or cancelled while the engine thought
+        try:
+            name, data = _check_answer(answer)
+        except TypeError as exc:
+            self._engine_failed(force, exc)
+            return
+        pending = self._register_pending(name, None, force=force)
+        await self.send_action_command(pending.id, name, data)
+
+    def _engine_failed(self, force: _Force, exc: Exception) -> None:
+        LOGGER.error("engine failed to answer a force of %s", self._game, exc_info=exc)
+        self._diag("force.engine-error", detail=repr(exc))
+        self._end_force(force)
+
+    async def _continue_force(
+        self, force: _Force, status: OutcomeStatus, action: str
+    ) -> None:
+        """After a result: the force ends, or is retried after a failure."""
+        if status is not OutcomeStatus.FAILURE:
+            self._end_force(force)
+            return
+        force.attempts += 1
+        limit = self.config.max_retries
+        if force.attempts > limit:
+            self._diag("force.retries-exhausted", attempts=force.attempts)
+            self._end_force(force)
+            return
+        self._diag("force.retry", action=action, attempt=force.attempts, limit=limit)
+        await self._choose(force)
 
     def forget_actions(self, names: Iterable[str]) -> None:
         """Cancel the active force if none of its actions remain registered."""
@@ -611,5 +680,4 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             return
         if not any(self.get_action(n) for n in force.names):
             self._diag("force.cancelled-by-unregister")
-            self._cancel_force()
-            self._next_queued()
+            self._end_force(force)

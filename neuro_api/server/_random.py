@@ -66,6 +66,21 @@ class RandomNeuroServer(AbstractTrioNeuroServer):
             return "{}"
         return None if value is None else orjson.dumps(value).decode()
 
+    def choose_force_action_now(
+        self,
+        game_title: str,
+        state: str | None,
+        query: str,
+        ephemeral_context: bool,
+        actions: tuple[Action, ...],
+        priority: ForcePriority,
+    ) -> tuple[str, str | None] | None:
+        """Answer at once unless a ``delay`` is configured."""
+        if self.delay:
+            return None
+        action = self.rng.choice(actions)
+        return action.name, self.make_data(action)
+
     async def choose_force_action(
         self,
         game_title: str,

@@ -155,6 +155,19 @@ class TrioNeuroServerClient(BaseTrioNeuroServerClient):
             self.game_title or "", state, query, ephemeral_context, actions, priority
         )
 
+    def choose_force_action_now(
+        self,
+        state: str | None,
+        query: str,
+        ephemeral_context: bool,
+        actions: tuple[Action, ...],
+        priority: ForcePriority,
+    ) -> tuple[str, str | None] | None:
+        """Forward to :meth:`AbstractTrioNeuroServer.choose_force_action_now`."""
+        return self.server.choose_force_action_now(
+            self.game_title or "", state, query, ephemeral_context, actions, priority
+        )
+
     def find_collisions(self, names: Sequence[str]) -> Mapping[str, str]:
         """Ask the server which names other games registered too."""
         return self.server.find_collisions(self, names)
