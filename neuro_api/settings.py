@@ -18,7 +18,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from neuro_api._redact import REDACTED
+
 __all__ = [
+    "REDACTED",
     "SPECS",
     "Settings",
     "SettingsError",
@@ -65,6 +68,12 @@ def _port(value: Any) -> str | None:
 
 def _non_empty(value: Any) -> str | None:
     return None if value else "must not be empty"
+
+
+def _token(value: Any) -> str | None:
+    if len(value) < 16 or any(c.isspace() for c in value):
+        return "must be at least 16 characters with no spaces"
+    return None
 
 
 def _readable_file(value: Any) -> str | None:
@@ -119,7 +128,7 @@ SPECS: Final[tuple[Spec, ...]] = (
           env="NEURO_API_HTTP_PORT", check=_port),
     _spec("api_token", str, None,
           "bearer token for mutating HTTP routes (generated when needed and unset)",
-          env="NEURO_API_TOKEN", secret=True),
+          env="NEURO_API_TOKEN", secret=True, check=_token),
     # tunnels
     _spec("tunnel", bool, False, "expose the games' server and control plane via ngrok",
           env="NEURO_API_TUNNEL"),
@@ -138,7 +147,6 @@ SPECS: Final[tuple[Spec, ...]] = (
 _BY_NAME: Final = {spec.name: spec for spec in SPECS}
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
-REDACTED: Final = "***"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -184,6 +192,14 @@ class Settings:
             shown[spec.name] = REDACTED if spec.secret and value else value
         return shown
 
+    def secrets(self) -> list[str]:
+        """Return the values of every secret setting that is set."""
+        return [
+            value
+            for spec in SPECS
+            if spec.secret and (value := getattr(self, spec.name))
+        ]
+
     @property
     def exposed(self) -> bool:
         """Whether anything is reachable from elsewhere (tunnel or non-loopback)."""
@@ -211,7 +227,7 @@ def _convert(spec: Spec, raw: Any, where: str) -> Any:
             return raw.strip().lower() in _TRUE
         raise bad(f"expected true or false, got {raw!r}")
     if spec.kind is int:
-        if isinstance(raw, bool):
+        if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
             raise bad(f"expected an integer, got {raw!r}")
         try:
             return int(raw)

@@ -107,11 +107,25 @@ def test_config_file_errors(tmp_path: Path) -> None:
     typed.write_text('port = "high"\n')
     with pytest.raises(SettingsError, match=r"typed.toml: port: expected an integer"):
         load_settings(parse("--config", str(typed)), environ={})
+    fractional = tmp_path / "fractional.toml"
+    fractional.write_text("max_retries = 1.5\n")
+    with pytest.raises(SettingsError, match=r"max_retries: expected an integer"):
+        load_settings(parse("--config", str(fractional)), environ={})
+    whole = tmp_path / "whole.toml"
+    whole.write_text("port = 8002.0\n")
+    assert load_settings(parse("--config", str(whole)), environ={}).port == 8002
+
+
+@pytest.mark.parametrize("token", ["", "short", "has spaces in the token"])
+def test_weak_api_token_is_refused(token: str) -> None:
+    with pytest.raises(SettingsError, match="NEURO_API_TOKEN: must be at least 16"):
+        load_settings(parse(), environ={"NEURO_API_TOKEN": token})
 
 
 def test_secrets_are_redacted() -> None:
     settings = load_settings(
-        parse("--api-token", "s3cret"), environ={"NGROK_AUTHTOKEN": "ngrok-s3cret"}
+        parse("--api-token", "s3cret-s3cret-s3cret"),
+        environ={"NGROK_AUTHTOKEN": "ngrok-s3cret"},
     )
     shown = settings.redacted()
     assert shown["api_token"] == REDACTED

@@ -21,6 +21,7 @@ import orjson
 import trio
 
 from neuro_api import __version__
+from neuro_api._redact import RedactingFormatter
 from neuro_api.manager import ServerBindError
 from neuro_api.server._base import AbstractTrioNeuroServer
 from neuro_api.server._config import CHARACTERS, ForcePolicy, ServerConfig
@@ -218,15 +219,17 @@ def main(
     if args.print_config:
         print(orjson.dumps(settings.redacted(), option=orjson.OPT_INDENT_2).decode())
         return 0
-    logging.basicConfig(
-        level=settings.log_level.upper(), format=_LOG_FORMAT, stream=sys.stderr
-    )
+    redactor = RedactingFormatter(_LOG_FORMAT, settings.secrets())
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(redactor)
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
     try:
         ssl_context = _ssl_context(settings)
         server = make_engine(settings)
     except ValueError as exc:  # SettingsError, or ServerConfig's own checks
         fail(str(exc))
     process = NeuroProcess(settings, server, ssl_context=ssl_context)
+    redactor.add(process.token)  # possibly generated just now
     try:
         trio.run(process.run)
     except KeyboardInterrupt:  # before the signal receiver was installed
