@@ -57,13 +57,15 @@ class Process:
 
 @contextlib.asynccontextmanager
 async def server(
-    *flags: str, env: dict[str, str] | None = None
+    *flags: str, env: dict[str, str] | None = None, stderr: Path | None = None
 ) -> AsyncIterator[Process]:
+    """Run the command; its stderr goes to the file ``stderr`` if given."""
+    err = open(stderr, "wb") if stderr else None  # noqa: SIM115, ASYNC230
     process = await trio.lowlevel.open_process(
         [*BASE, *PORTS, *flags],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=err or subprocess.DEVNULL,
         env={**os.environ, **(env or {})},
     )
     try:
@@ -75,6 +77,8 @@ async def server(
             await process.wait()
         if process.stdout is not None:
             await process.stdout.aclose()
+        if err is not None:
+            err.close()
 
 
 @contextlib.asynccontextmanager
@@ -141,21 +145,75 @@ async def test_sigterm_drains_games_and_exits_zero() -> None:
             assert time.monotonic() - started < 3 + 1
 
 
+@contextlib.asynccontextmanager
+async def silent_game(url: str) -> AsyncIterator[trio.SocketStream]:
+    """A game that completes the WebSocket handshake, then never reads again,
+    so it never answers the server's close frame."""
+    host, port = re.match(r"ws://([^:]+):(\d+)", url).groups()  # type: ignore[union-attr]
+    stream = await trio.open_tcp_stream(host, int(port))
+    try:
+        await stream.send_all(
+            b"GET / HTTP/1.1\r\nHost: " + host.encode() + b"\r\n"
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        with trio.fail_after(WAIT):
+            assert (await stream.receive_some()).startswith(b"HTTP/1.1 101")
+        yield stream
+    finally:
+        await stream.aclose()
+
+
 async def test_second_signal_stops_at_once() -> None:
     async with server("--shutdown-grace", "30") as proc:
         games_url = await proc.url("neuro_api server listening on")
-        async with game(games_url) as ws:
-            await ws.send_message(command.startup_command("Stubborn"))
-            await ws.get_message()
+        async with silent_game(games_url):
             proc.process.send_signal(signal.SIGINT)
+            # The drain waits for the game's close reply (up to the grace)...
+            await trio.sleep(1)
+            assert proc.process.returncode is None
+            # ... unless a second signal says not to.
+            started = time.monotonic()
             proc.process.send_signal(signal.SIGINT)
             with trio.fail_after(5):
                 assert await proc.process.wait() == 0
+            assert time.monotonic() - started < 2
+
+
+async def test_drain_is_bounded_by_the_grace() -> None:
+    async with server("--shutdown-grace", "1.5") as proc:
+        games_url = await proc.url("neuro_api server listening on")
+        async with silent_game(games_url):
+            started = time.monotonic()
+            proc.process.send_signal(signal.SIGTERM)
+            with trio.fail_after(WAIT):
+                assert await proc.process.wait() == 0
+            assert 1 <= time.monotonic() - started < 1.5 + 1.5
+
+
+async def test_event_stream_does_not_hold_the_drain() -> None:
+    async with server("--shutdown-grace", "30") as proc:
+        control = await proc.url("neuro_api control plane on")
+        async with (
+            httpx.AsyncClient(base_url=control, timeout=WAIT) as http,
+            http.stream("GET", "/events") as events,
+        ):
+            assert events.status_code == 200
+            lines = events.aiter_lines()
+            assert await anext(lines) == ": connected"
+            started = time.monotonic()
+            proc.process.send_signal(signal.SIGTERM)
+            with trio.fail_after(WAIT):
+                async for _ in lines:
+                    pass  # the stream ends: the server closed it
+                assert await proc.process.wait() == 0
+            assert time.monotonic() - started < 3
 
 
 def test_print_config_hides_secrets(tmp_path: Path) -> None:
     config = tmp_path / "neuro.toml"
-    config.write_text('api_token = "file-secret-123"\nport = 9123\n')
+    config.write_text('api_token = "file-secret-1234567"\nport = 9123\n')
     result = subprocess.run(
         [*BASE, "--config", str(config), "--print-config"],
         capture_output=True,
@@ -214,5 +272,36 @@ async def test_tunnel_requires_the_token_and_leaves_no_ngrok(tmp_path: Path) -> 
                 assert await proc.process.wait() == 0
         assert fake.running_pids() == []  # no orphan ngrok
         assert len(fake.requests("DELETE")) == 2  # both tunnels closed
+    finally:
+        fake.kill_leftovers()
+
+
+async def test_secrets_stay_out_of_the_logs(tmp_path: Path) -> None:
+    # The fake agent, like the real one, repeats the auth token in its error,
+    # and pyngrok logs that line; the process's log handler must hide it.
+    fake = FakeNgrok.create(tmp_path, mode="fail_start")
+    stderr = tmp_path / "stderr.txt"
+    secret = "ngrok-token-that-must-not-leak"
+    api_token = "control-token-that-must-not-leak"
+    try:
+        async with server(
+            "--tunnel",
+            "--ngrok-path",
+            str(fake.ngrok_path),
+            "--log-level",
+            "debug",
+            env={"NGROK_AUTHTOKEN": secret, "NEURO_API_TOKEN": api_token},
+            stderr=stderr,
+        ) as proc:
+            line = await proc.read_until("neuro_api games: no tunnel:")
+            assert secret not in line
+            proc.process.send_signal(signal.SIGTERM)
+            with trio.fail_after(WAIT):
+                assert await proc.process.wait() == 0
+        logged = stderr.read_text()
+        assert "authentication failed" in logged  # the agent's error is logged
+        assert "***" in logged
+        assert secret not in logged
+        assert api_token not in logged + proc.out
     finally:
         fake.kill_leftovers()

@@ -42,6 +42,16 @@ class EventBus:
             except trio.BrokenResourceError:
                 pass
 
+    def end_subscriptions(self) -> None:
+        """End every current subscription (their receivers see the end).
+
+        Used on shutdown so that open event streams finish instead of
+        holding the HTTP server's drain open; new subscriptions still work.
+        """
+        for channel in self._subscribers:
+            channel.close()
+        self._subscribers.clear()
+
     @contextlib.contextmanager
     def subscribe(self) -> Iterator[trio.MemoryReceiveChannel[dict[str, Any]]]:
         """Receive events published while the block runs."""

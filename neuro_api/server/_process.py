@@ -86,7 +86,7 @@ class NeuroProcess:
                 "control-plane",
                 self._serve_control,
                 depends_on=("server-manager",),
-                stop=self._stopper(_CONTROL),
+                stop=self._stop_control,
             )
         self.supervisor.add(
             "games",
@@ -106,6 +106,12 @@ class NeuroProcess:
 
         return stop
 
+    async def _stop_control(self) -> None:
+        # Live event streams never end on their own: end them first, so the
+        # drain waits only for real requests.
+        self.server.events.end_subscriptions()
+        await self._stopper(_CONTROL)()
+
     async def _hold(self, name: str) -> None:
         """Stay up while server ``name`` runs; stop it if cancelled."""
         try:
@@ -124,6 +130,7 @@ class NeuroProcess:
             port=self.settings.port,
             ssl_context=self.ssl_context,
             tunnel=self.settings.tunnel,
+            graceful_timeout=self.settings.shutdown_grace,
             **self.server.serve_options(),
         )
         task_status.started(info)
@@ -144,6 +151,7 @@ class NeuroProcess:
             host=self.settings.http_host,
             port=self.settings.http_port,
             tunnel=self.settings.tunnel,
+            graceful_timeout=self.settings.shutdown_grace,
         )
         task_status.started(info)
         await self._hold(_CONTROL)
