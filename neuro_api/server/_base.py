@@ -163,8 +163,12 @@ class AbstractTrioNeuroServer(ABC):
     # --- lookups ---------------------------------------------------------
 
     def games(self) -> list[TrioNeuroServerClient]:
-        """Connected clients, oldest first."""
-        return list(self.clients.values())
+        """Connected clients that are being served, oldest first.
+
+        A client whose connection is ending is left out, so an engine never
+        picks a game it can no longer send to.
+        """
+        return [client for client in self.clients.values() if client.serving]
 
     def get_client(self, game_or_session: str) -> TrioNeuroServerClient | None:
         """Find a connected client by session id or game title."""
