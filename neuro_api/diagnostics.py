@@ -271,6 +271,14 @@ _KINDS: Final = (
         "context arrived while a result is pending; it is held and delivered "
         "after the result",
     ),
+    _kind(
+        "context.dropped",
+        _W,
+        "Held context dropped",
+        "too much context held while a result is pending (limit {limit}); "
+        "the oldest held message was dropped",
+        "Answer actions promptly; Neuro cannot use a flood of context anyway.",
+    ),
     # --- actions ------------------------------------------------------------
     _kind(
         "action.rejected",
@@ -278,6 +286,14 @@ _KINDS: Final = (
         "Invalid action entry",
         "action entry not registered: {detail}",
         'Each action is {"name": str, "description": str, "schema"?: object}.',
+    ),
+    _kind(
+        "action.limit",
+        _E,
+        "Too many actions",
+        "{count} action(s) not registered ({names}): a game may have at most "
+        "{limit} actions registered",
+        "Register only what Neuro can do now; unregister the rest.",
     ),
     _kind(
         "action.register-empty",
@@ -438,6 +454,21 @@ _KINDS: Final = (
         "Force while a result is pending",
         "new force while the result of action {action!r} is still pending",
         "Send the action result before the next force.",
+    ),
+    _kind(
+        "force.queue-full",
+        _W,
+        "Force queue full",
+        "too many forces queued (limit {limit}); the oldest queued force was dropped",
+        "Wait for each force's result before forcing again.",
+    ),
+    _kind(
+        "force.queued-dropped",
+        _W,
+        "Queued force dropped",
+        "a queued force was dropped: none of its actions ({names}) are "
+        "registered any more",
+        "Unregister actions only once no force needs them.",
     ),
     _kind(
         "force.retry",

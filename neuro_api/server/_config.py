@@ -45,7 +45,13 @@ class ServerConfig:
     send_timeout: float = 10.0
     """A game that does not read for this long is disconnected."""
     max_held_context: int = 1000
-    """Context held while a result is pending; oldest dropped beyond this."""
+    """Context messages held while a result is pending; the oldest is
+    dropped beyond this (``context.dropped``)."""
+    max_held_context_bytes: int = 4 << 20
+    """Total characters of held context; the oldest is dropped beyond this."""
+    max_actions: int = 1000
+    """Actions one game may have registered at once; more are refused
+    (``action.limit``)."""
     context_spam_count: int = 20
     context_spam_window: float = 1.0
     """More than ``context_spam_count`` context messages within this many
@@ -61,6 +67,8 @@ class ServerConfig:
             ("max_message_size", self.max_message_size >= 1024),
             ("send_timeout", self.send_timeout > 0),
             ("max_held_context", self.max_held_context >= 1),
+            ("max_held_context_bytes", self.max_held_context_bytes >= 1),
+            ("max_actions", self.max_actions >= 1),
             ("context_spam_count", self.context_spam_count >= 1),
             ("context_spam_window", self.context_spam_window > 0),
             ("diagnostics_kept", self.diagnostics_kept >= 1),

@@ -72,13 +72,28 @@ class ActionOutcome:
 
 
 class _Pending:
-    __slots__ = ("action", "deadline", "done", "force", "id", "outcome", "timeout")
+    __slots__ = (
+        "action",
+        "deadline",
+        "done",
+        "force",
+        "id",
+        "outcome",
+        "registered",
+        "timeout",
+    )
 
     def __init__(
-        self, id_: str, action: str, timeout: float, force: _Force | None
+        self,
+        id_: str,
+        action: str,
+        timeout: float,
+        force: _Force | None,
+        registered: bool,
     ) -> None:
         self.id = id_
         self.action = action
+        self.registered = registered  # when it was sent
         self.timeout = timeout
         self.deadline = trio.current_time() + timeout
         self.force = force
@@ -158,9 +173,8 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         self._queued: collections.deque[ForceActions] = collections.deque(
             maxlen=self.config.max_queued_forces
         )
-        self._held: collections.deque[Context] = collections.deque(
-            maxlen=self.config.max_held_context
-        )
+        self._held: collections.deque[Context] = collections.deque()
+        self._held_chars = 0
         # Only the threshold's worth of timestamps matters; a flood within
         # one window must not grow this.
         self._context_times: collections.deque[float] = collections.deque(
@@ -279,6 +293,16 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         if nursery is not None:
             nursery.start_soon(self._keep_deadlines)
 
+    @property
+    def serving(self) -> bool:
+        """Whether the connection is served and not ending.
+
+        Only then can actions be sent (:meth:`start_action`,
+        :meth:`execute_action`); a client that is closing stays briefly
+        known to its server while its close handshake finishes.
+        """
+        return self._nursery is not None and not self._closing
+
     def _spawn(self) -> trio.Nursery:
         if self._nursery is None:
             raise RuntimeError("client is not serving (no nursery bound)")
@@ -358,9 +382,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             self._diag("context.empty")
         if self._pending:
             self._diag("context.held")
-            if len(self._held) == self._held.maxlen:
-                LOGGER.warning("%s: held context full; dropping the oldest", self._game)
-            self._held.append(message)
+            self._hold(message)
             return
         self.deliver_context(message.message, not message.silent)
 
@@ -378,9 +400,28 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             self._spam_reported_at = now
             self._diag("behaviour.context-spam", count=len(times), window=window)
 
+    def _hold(self, message: Context) -> None:
+        """Keep ``message`` for later, within the count and size limits."""
+        self._held.append(message)
+        self._held_chars += len(message.message)
+        config = self.config
+        while len(self._held) > 1 and (
+            len(self._held) > config.max_held_context
+            or self._held_chars > config.max_held_context_bytes
+        ):
+            dropped = self._held.popleft()
+            self._held_chars -= len(dropped.message)
+            limit = (
+                f"{config.max_held_context} messages"
+                if len(self._held) >= config.max_held_context
+                else f"{config.max_held_context_bytes} characters"
+            )
+            self._diag("context.dropped", limit=limit)
+
     def _flush_held(self) -> None:
         while self._held and not self._pending:
             held = self._held.popleft()
+            self._held_chars -= len(held.message)
             self.deliver_context(held.message, not held.silent)
 
     # --- actions and results ----------------------------------------------
@@ -437,7 +478,8 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
     ) -> _Pending:
         self._spawn()  # fail early when the connection is not served
         timeout = self.config.result_timeout if timeout is None else timeout
-        pending = _Pending(id_ or self.next_id(), name, timeout, force)
+        registered = self.get_action(name) is not None
+        pending = _Pending(id_ or self.next_id(), name, timeout, force, registered)
         self._pending[pending.id] = pending
         if pending.deadline < self._timer_target:
             self._timer_target = pending.deadline
@@ -504,7 +546,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             self._diag("result.success-without-message", action=pending.action)
         elif not message.success and not message.message:
             self._diag("result.failure-without-message", action=pending.action)
-        if self.get_action(pending.action) is None:
+        if pending.registered and self.get_action(pending.action) is None:
             self._diag("result.action-unregistered", action=pending.action)
         status = OutcomeStatus.SUCCESS if message.success else OutcomeStatus.FAILURE
         pending.finish(status, message.message)
@@ -561,6 +603,8 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         if self._force is not None:
             if self.config.force_policy is ForcePolicy.QUEUE:
                 self._diag("force.while-active", outcome="queued until it ends")
+                if len(self._queued) == self._queued.maxlen:
+                    self._diag("force.queue-full", limit=self._queued.maxlen)
                 self._queued.append(message)
                 return
             self._diag("force.while-active", outcome="the old force was replaced")
@@ -592,6 +636,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
                 force = self._begin_force(message, names)
                 self._spawn().start_soon(self._choose, force)
                 return
+            self._diag("force.queued-dropped", names=", ".join(message.action_names))
 
     async def _choose(self, force: _Force) -> None:
         """Get the force's next action from the engine and send it.

@@ -18,7 +18,10 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
     An action with an error-severity diagnostic (e.g. a schema that is not a
     JSON schema, or an empty name) is not registered: Neuro could not use it.
     Re-registering a name is ignored, as in production, with a diagnostic
-    saying whether the new one was identical or conflicting.
+    saying whether the new one was identical or conflicting. At most
+    ``config.max_actions`` actions are kept per game; further registrations
+    are refused with ``action.limit`` (a game cannot grow the server without
+    bound).
     """
 
     def __init__(self, *args: object, **kwargs: object) -> None:
@@ -63,6 +66,8 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
         if not message.actions and not message.rejected:
             self.report(diagnose("action.register-empty", game=game))
         added: list[str] = []
+        refused: list[str] = []
+        limit = self.config.max_actions
         for action in message.actions:
             existing = self._actions.get(action.name)
             if existing is not None:
@@ -88,8 +93,22 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
                     )
                 )
                 continue
+            if len(self._actions) >= limit:
+                refused.append(action.name)
+                continue
             self._actions[action.name] = action
             added.append(action.name)
+        if refused:
+            shown = ", ".join(refused[:5]) + (", ..." if len(refused) > 5 else "")
+            self.report(
+                diagnose(
+                    "action.limit",
+                    game=game,
+                    count=len(refused),
+                    names=shown,
+                    limit=limit,
+                )
+            )
         if added:
             self.on_registry_changed(added, ())
         for name, other in self.find_collisions(added).items():
