@@ -96,10 +96,15 @@ async def drain(stream: trio.abc.ReceiveStream, into: bytearray) -> None:
 
 @contextlib.asynccontextmanager
 async def server_process(
-    *flags: str, stdin: int = subprocess.PIPE
+    *flags: str, stdin: int | None = subprocess.PIPE, close_stdin: bool = False
 ) -> AsyncIterator[Server]:
+    """Run the command; ``close_stdin`` starts it with descriptor 0 closed."""
+    argv = [*SERVER, "--port", "0", "--http-port", "0", *flags]
+    if close_stdin:
+        argv = ["sh", "-c", 'exec "$0" "$@" <&-', *argv]
+        stdin = None
     process = await trio.lowlevel.open_process(
-        [*SERVER, "--port", "0", "--http-port", "0", *flags],
+        argv,
         stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -397,6 +402,32 @@ async def test_console_with_closed_stdin_keeps_serving() -> None:
             assert validate_action_data(PLAY.schema, message.data_json).ok
         assert await server.stop() == 0
         assert b"console input ended" in server.errors
+
+
+@pytest.mark.skipif(shutil.which("sh") is None, reason="needs sh to close fd 0")
+async def test_console_with_stdin_descriptor_closed_keeps_serving() -> None:
+    # Descriptor 0 closed (not /dev/null): the console must not read
+    # whatever Trio opens there next.
+    async with server_process(close_stdin=True) as server:
+        async with game(server.url) as ws:
+            await force(ws)
+            message = await recv_action(ws)
+            assert validate_action_data(PLAY.schema, message.data_json).ok
+        assert await server.stop() == 0
+        assert b"console input ended (end of input)" in server.errors
+
+
+async def test_other_games_are_served_while_a_prompt_waits() -> None:
+    async with server_process() as server, game(server.url) as one:
+        await force(one)
+        await server.expect("[1]: ")  # the prompt waits for a person
+        async with game(server.url, "Chess") as two:  # startup acknowledged
+            await two.send_message(command.context_command("Chess", "e4"))
+            await server.expect("[Chess] context: e4")
+        await server.type("")
+        await server.type("")  # the generated example data
+        message = await recv_action(one)
+        assert validate_action_data(PLAY.schema, message.data_json).ok
 
 
 async def test_console_quit_exits_0() -> None:

@@ -95,6 +95,32 @@ class _StdinStream(trio.abc.ReceiveStream):
         await trio.lowlevel.checkpoint()
 
 
+class _EndedStream(trio.abc.ReceiveStream):
+    """No input at all: every read is the end of input."""
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint()
+        return b""
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+def _stdin() -> trio.abc.ReceiveStream:
+    """The process's standard input, or an ended stream if it has none.
+
+    Python sets ``sys.stdin`` to ``None`` when descriptor 0 was closed at
+    start; reading descriptor 0 then would read whatever Trio opened there
+    (its epoll descriptor, a socket), so it is never touched.
+    """
+    try:
+        if sys.stdin is not None:
+            return _StdinStream(sys.stdin.fileno())
+    except (OSError, ValueError):  # a replaced stdin without a descriptor
+        pass
+    return _EndedStream()
+
+
 class _LineReader:
     """Splits a byte stream into text lines (UTF-8, bad bytes replaced)."""
 
@@ -255,7 +281,7 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
         seed: int | None = None,
     ) -> None:
         super().__init__(config)
-        self._lines = _LineReader(input if input is not None else _StdinStream())
+        self._lines = _LineReader(input if input is not None else _stdin())
         self._output = output if output is not None else sys.stdout
         self._output_broken = False
         # The random engine is only used for its decisions (examples and the
