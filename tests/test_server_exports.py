@@ -61,14 +61,15 @@ def _isort_key(name: str) -> tuple[int, list[str | int]]:
 
 
 def _public(module: ModuleType) -> set[str]:
-    """Names a user sees in the module (not submodules, not __future__)."""
+    """Names a user sees in the module (not submodules, not __future__),
+    including those it imports lazily on first access."""
     return {
         name
         for name, value in vars(module).items()
         if not name.startswith("_")
         and not inspect.ismodule(value)
         and not isinstance(value, __future__._Feature)
-    }
+    } | set(getattr(module, "_LAZY", ()))
 
 
 @pytest.mark.parametrize("name", ISSUE_NAMES)

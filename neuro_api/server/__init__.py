@@ -14,6 +14,9 @@ registry) → :class:`BaseTrioNeuroServerClient` (trio-websocket I/O) →
 
 from __future__ import annotations
 
+import importlib
+import typing
+
 from neuro_api.command import (
     ActionResultData as ActionResultData,
 )
@@ -59,6 +62,10 @@ from neuro_api.server._trio_client import (
 )
 from neuro_api.server._trio_client import TrioNeuroServerClient as TrioNeuroServerClient
 
+if typing.TYPE_CHECKING:
+    from neuro_api.server._process import NeuroProcess as NeuroProcess
+    from neuro_api.server._process import ProcessInfo as ProcessInfo
+
 __all__ = [
     "CHARACTERS",
     "AbstractHandlerNeuroServerClient",
@@ -73,7 +80,9 @@ __all__ = [
     "ContextData",
     "ForceActionsData",
     "ForcePolicy",
+    "NeuroProcess",
     "OutcomeStatus",
+    "ProcessInfo",
     "RandomNeuroServer",
     "RegisterActionsData",
     "ServerConfig",
@@ -83,3 +92,14 @@ __all__ = [
     "check_action_names_type",
     "deserialize_actions",
 ]
+
+
+_LAZY = frozenset({"NeuroProcess", "ProcessInfo"})
+
+
+def __getattr__(name: str) -> typing.Any:
+    # The whole process (control plane, manager, tunnels) is imported only
+    # when asked for: a game-side or engine-only user does not pay for Quart.
+    if name in _LAZY:
+        return getattr(importlib.import_module("neuro_api.server._process"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,8 +18,8 @@ import logging
 import signal
 import ssl
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Final, TextIO
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Final, TextIO
 
 import trio
 
@@ -28,7 +28,13 @@ from neuro_api.manager import NgrokTunnels, ServerManager, TunnelProvider
 from neuro_api.manager import ServerInfo as ManagedServer
 from neuro_api.server._base import AbstractTrioNeuroServer
 from neuro_api.settings import Settings
-from neuro_api.supervisor import CriticalServiceError, Supervisor
+from neuro_api.supervisor import (
+    CriticalServiceError,
+    ServiceHandle,
+    ServiceRun,
+    StopHook,
+    Supervisor,
+)
 
 __all__ = ["LISTENING", "NeuroProcess", "ProcessInfo"]
 
@@ -53,6 +59,14 @@ class ProcessInfo:
 
 class NeuroProcess:
     """Runs a Neuro server and its control plane under one :class:`Supervisor`.
+
+    This is what ``python -m neuro_api.server`` runs; a library user runs it
+    the same way with an engine of their own, and adds services with
+    :meth:`add_service`::
+
+        process = NeuroProcess(load_settings(), MyEngine())
+        process.add_service("scoreboard", scoreboard.run)
+        trio.run(process.run)
 
     ``tunnels`` defaults to ngrok (pyngrok) when ``settings.tunnel`` is set;
     tests pass a provider of their own. ``out`` receives the few lines a
@@ -79,6 +93,7 @@ class NeuroProcess:
         self.supervisor = Supervisor(grace=settings.shutdown_grace)
         self._token_generated = settings.api_token is None and settings.exposed
         self.token = new_token() if self._token_generated else settings.api_token
+        self._token_shown = False
         self._out = out or sys.stdout
         self.supervisor.add("server-manager", self.manager.run, critical=True)
         if settings.http:
@@ -96,6 +111,50 @@ class NeuroProcess:
             stop=self._stopper(_GAMES),
         )
         self.supervisor.add("engine", self._run_engine, depends_on=("games",))
+        self._announced = False
+
+    def add_service(
+        self,
+        name: str,
+        run: ServiceRun,
+        *,
+        depends_on: Iterable[str] = (_GAMES,),
+        critical: bool = False,
+        stop: StopHook | None = None,
+        **options: Any,
+    ) -> ServiceHandle:
+        """Supervise ``run`` in the process's nursery, as service ``name``.
+
+        ``run`` is ``async def run(*, task_status)``: it calls
+        ``task_status.started(info)`` once ready and runs until cancelled.
+        By default it starts once games can connect, and is restarted with
+        backoff if it fails; ``critical=True`` makes its failure stop the
+        process instead. ``options`` are those of
+        :meth:`~neuro_api.supervisor.Supervisor.add` (backoff, restarts).
+        Call before :meth:`run`; raises :class:`ValueError` for a name in
+        use and :class:`RuntimeError` once the process runs.
+        """
+        return self.supervisor.add(
+            name, run, depends_on=depends_on, critical=critical, stop=stop, **options
+        )
+
+    def health_report(self) -> dict[str, Any]:
+        """The supervisor's health, ``degraded`` too if a tunnel is missing.
+
+        A tunnel that was asked for and failed leaves the local servers up
+        (so no service is down), but the process is not what was asked for.
+        """
+        report = self.supervisor.health_report()
+        missing = [
+            f"{info.name}: {info.tunnel_error}"
+            for info in self.manager.list()
+            if info.tunnel_error
+        ]
+        if missing:
+            report["tunnel_errors"] = missing
+            if report["status"] == "healthy":
+                report["status"] = "degraded"
+        return report
 
     # --- services ------------------------------------------------------------
 
@@ -142,7 +201,7 @@ class NeuroProcess:
         app = create_app(
             self.server,
             token=self.token,
-            health=self.supervisor.health_report,
+            health=self.health_report,
             settings=self.settings.redacted,
         )
         info = await self.manager.start_http(
@@ -154,6 +213,10 @@ class NeuroProcess:
             graceful_timeout=self.settings.shutdown_grace,
         )
         task_status.started(info)
+        if self._announced:
+            # Started late (its port was busy at first, or it was restarted):
+            # its address, and the token it needs, were not printed yet.
+            self._print(self._control_lines(info))
         await self._hold(_CONTROL)
 
     async def _run_engine(self, *, task_status: trio.TaskStatus[None]) -> None:
@@ -218,20 +281,29 @@ class NeuroProcess:
         )
 
     def _announce(self, info: ProcessInfo) -> None:
-        lines = [f"{LISTENING} {info.games.local_url}"]
+        lines = [f"{LISTENING} {info.games.local_url}", *self._tunnel_lines(info.games)]
         if info.control is not None:
-            lines.append(f"neuro_api control plane on {info.control.local_url}")
-        for server in (info.games, info.control):
-            if server is None:
-                continue
-            if server.public_url:
-                lines.append(f"neuro_api public {server.name} URL: {server.public_url}")
-            if server.tunnel_error:
-                lines.append(
-                    f"neuro_api {server.name}: no tunnel: {server.tunnel_error}"
-                )
-        if self._token_generated and info.control is not None:
+            lines += self._control_lines(info.control)
+        self._announced = True
+        self._print(lines)
+
+    def _control_lines(self, control: ManagedServer) -> list[str]:
+        lines = [f"neuro_api control plane on {control.local_url}"]
+        lines += self._tunnel_lines(control)
+        if self._token_generated and not self._token_shown:
             lines.append(f"neuro_api control plane token: {self.token}")
+            self._token_shown = True
+        return lines
+
+    @staticmethod
+    def _tunnel_lines(server: ManagedServer) -> list[str]:
+        if server.public_url:
+            return [f"neuro_api public {server.name} URL: {server.public_url}"]
+        if server.tunnel_error:
+            return [f"neuro_api {server.name}: no tunnel: {server.tunnel_error}"]
+        return []
+
+    def _print(self, lines: Iterable[str]) -> None:
         for line in lines:
             print(line, file=self._out, flush=True)
 

@@ -1,0 +1,158 @@
+"""NeuroProcess in-process: services added by a library user, health, output.
+
+Real sockets on 127.0.0.1 port 0; tunnels come from in-process providers
+(no ngrok at all), which is all NeuroProcess needs to see.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+
+import httpx
+import pytest
+import trio
+
+from neuro_api.manager.tunnels import TunnelError
+from neuro_api.server import NeuroProcess, ProcessInfo, RandomNeuroServer
+from neuro_api.settings import Settings
+
+pytestmark = pytest.mark.timeout(30)
+WAIT = 10.0
+
+
+class Provider:
+    """Opens every tunnel, or refuses every one (``fail=True``)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+
+    async def open(self, upstream_url: str, *, name: str) -> str:
+        await trio.lowlevel.checkpoint()
+        if self.fail:
+            raise TunnelError("no tunnels today")
+        return f"https://{name}.tunnel.test"
+
+    async def close(self, public_url: str) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def kill(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+class Output(io.StringIO):
+    """Console output that wakes :meth:`wait_for` on every write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._written = trio.Event()
+
+    def write(self, text: str) -> int:
+        self._written.set()
+        self._written = trio.Event()
+        return super().write(text)
+
+    async def wait_for(self, text: str) -> None:
+        with trio.fail_after(WAIT):
+            while text not in self.getvalue():
+                await self._written.wait()
+
+
+def settings(**changes: object) -> Settings:
+    base: dict[str, object] = {"engine": "random", "port": 0, "http_port": 0}
+    return Settings(**(base | changes))  # type: ignore[arg-type]
+
+
+async def start(nursery: trio.Nursery, process: NeuroProcess) -> ProcessInfo:
+    with trio.fail_after(WAIT):
+        info = await nursery.start(
+            lambda task_status: process.run(
+                handle_signals=False, task_status=task_status
+            )
+        )
+    assert isinstance(info, ProcessInfo)
+    return info
+
+
+async def health(info: ProcessInfo) -> dict[str, object]:
+    assert info.control is not None
+    async with httpx.AsyncClient(base_url=info.control.local_url) as http:
+        response = await http.get("/health")
+    body: dict[str, object] = response.json()
+    return body
+
+
+async def test_a_library_user_adds_a_supervised_service(nursery: trio.Nursery) -> None:
+    process = NeuroProcess(settings(), RandomNeuroServer(), out=io.StringIO())
+    ran: list[str] = []
+    stopped = trio.Event()
+
+    async def scoreboard(*, task_status: trio.TaskStatus[str]) -> None:
+        # Started after the games' server, as the default dependency says.
+        ran.append("games" if process.server.games() == [] else "?")
+        task_status.started("scoreboard ready")
+        try:
+            await trio.sleep_forever()
+        finally:
+            stopped.set()
+
+    process.add_service("scoreboard", scoreboard)
+    with pytest.raises(ValueError, match="duplicate"):
+        process.add_service("scoreboard", scoreboard)
+    info = await start(nursery, process)
+    report = await health(info)
+    services = {s["name"]: s for s in report["services"]}  # type: ignore[attr-defined]
+    assert services["scoreboard"]["state"] == "running"
+    assert services["scoreboard"]["info"] == "scoreboard ready"
+    assert report["status"] == "healthy"
+    assert ran == ["games"]
+    with pytest.raises(RuntimeError, match="already ran"):
+        process.add_service("late", scoreboard)
+    process.supervisor.request_shutdown()
+    with trio.fail_after(WAIT):
+        await stopped.wait()
+
+
+async def test_a_failed_tunnel_makes_health_degraded(nursery: trio.Nursery) -> None:
+    out = io.StringIO()
+    process = NeuroProcess(
+        settings(tunnel=True), RandomNeuroServer(), tunnels=Provider(fail=True), out=out
+    )
+    info = await start(nursery, process)
+    assert info.games.tunnel_error
+    report = await health(info)
+    assert report["status"] == "degraded"
+    assert sorted(report["tunnel_errors"]) == [  # type: ignore[call-overload]
+        "control: no tunnels today",
+        "games: no tunnels today",
+    ]
+    assert "neuro_api games: no tunnel: no tunnels today" in out.getvalue()
+    process.supervisor.request_shutdown()
+
+
+async def test_a_control_plane_that_starts_late_is_announced_with_its_token(
+    nursery: trio.Nursery,
+) -> None:
+    # The control plane's port is taken at first: it starts in backoff, and
+    # once the port is free it comes up; its URL and the token it needs must
+    # still be printed, once.
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        out = Output()
+        process = NeuroProcess(
+            settings(tunnel=True, http_port=port),
+            RandomNeuroServer(),
+            tunnels=Provider(),
+            out=out,
+        )
+        info = await start(nursery, process)
+        assert info.control is None
+        assert "control plane" not in out.getvalue()
+    await out.wait_for("control plane token")
+    lines = out.getvalue().splitlines()
+    assert f"neuro_api control plane on http://127.0.0.1:{port}" in lines
+    assert "neuro_api public control URL: https://control.tunnel.test" in lines
+    assert lines.count(f"neuro_api control plane token: {process.token}") == 1
+    process.supervisor.request_shutdown()
