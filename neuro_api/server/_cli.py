@@ -68,14 +68,16 @@ _METAVARS: Final = {
 _MORE_HELP: Final = {
     "certfile": " (needs --keyfile)",
     "engine": " (console: you answer at a prompt, 'help' lists its commands; "
-    "random: valid random answers at once)",
+    "once its input ends or is closed it answers like random, so no game waits "
+    "forever; random: valid random answers at once)",
     "seed": "; also the console's generated examples",
     "character": "; "
     + " and ".join(f"{k} is shown as {v!r}" for k, v in CHARACTERS.items()),
     "display_name": " (default: the character's production name, or its id)",
     "max_retries": " (0 disables)",
-    "api_token": "; needed, and generated and printed once if unset, whenever "
-    "a server is reachable from elsewhere (non-loopback host or --tunnel)",
+    "api_token": " (at least 16 characters); needed, and generated and printed "
+    "once if unset, whenever a server is reachable from elsewhere (non-loopback "
+    "host or --tunnel)",
     "tunnel": " and print their public wss:// and https:// URLs",
 }
 _SPECS: Final = {spec.name: spec for spec in SPECS}
@@ -111,9 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a Neuro server: games connect to it over WebSocket "
         "(ws://HOST:PORT). Once listening it prints one line, "
         f"'{LISTENING} ws://HOST:PORT', to stdout.",
-        epilog="Options can also be set by the environment variables shown; "
-        "a flag wins over its variable. SIGINT, SIGTERM and the console's "
-        "'quit' stop the server with exit code 0.",
+        epilog="Settings come from, last wins: the defaults shown, the --config "
+        "file, the environment variables shown, the flags. SIGINT, SIGTERM and "
+        "the console's 'quit' drain within --shutdown-grace and exit with code "
+        "0; a second signal stops at once. Bad settings exit with code 2, a "
+        "server that cannot start (port in use) with 1.",
         allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
