@@ -27,12 +27,14 @@ happens (unknown action, malformed data, a bug in the handler).
 from __future__ import annotations
 
 import logging
+import math
 import types
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
 import orjson
+import trio
 
 from neuro_api.command import (
     Action,
@@ -117,10 +119,18 @@ class AbstractNeuroAPI(ABC):
     All hooks (``handle_*``) are coroutines with working defaults; override
     them to react. An exception escaping a hook is logged by
     :meth:`read_message` and does not end the connection.
+
+    ``action_timeout`` bounds each action handler (``None``: no bound). A
+    handler still running then is cancelled and the action fails with a
+    message saying so: production Neuro counts about 20 s without a result
+    as a failure anyway, and a late result would be discarded.
     """
 
-    def __init__(self, game_title: str) -> None:
+    def __init__(self, game_title: str, *, action_timeout: float | None = 15.0) -> None:
+        if action_timeout is not None and not action_timeout > 0:
+            raise ValueError(f"action_timeout: must be > 0, got {action_timeout!r}")
         self.game_title = game_title
+        self.action_timeout = action_timeout
         self.session: StartupAcknowledgement | None = None
         """Neuro's last startup acknowledgement (``None`` until one arrives,
         and again after each new ``startup``)."""
@@ -419,15 +429,25 @@ class AbstractNeuroAPI(ABC):
         message). Otherwise the handler's return value is the success
         message.
 
-        The handler runs inside the reader: no other frame is handled until
-        it returns, and Neuro waits for the result (production counts about
-        20 s without one as a failure). So a handler should validate, change
-        the game state and return at once; for anything slow, start it in a
-        nursery of your own (or wake your game loop) and return, so the
-        result goes out right after validation as the best practices ask.
-        If the handler is cancelled no result is sent.
+        Neuro waits for the result (production counts about 20 s without one
+        as a failure), so a handler should validate, change the game state
+        and return at once; for anything slow, start it in a nursery of your
+        own (or wake your game loop) and return, so the result goes out right
+        after validation as the best practices ask. Called from
+        :meth:`read_message`, the handler runs in the reader; under
+        :meth:`~neuro_api.trio_ws.TrioNeuroAPI.serve` actions run one at a
+        time in a task of their own, so the reader keeps reading.
+        A handler that runs longer than :attr:`action_timeout` is cancelled
+        and the action fails. If the caller is cancelled no result is sent.
         """
-        success, message = await self._perform(action)
+        try:
+            success, message = await self._perform(action)
+        except Exception:  # a bug in a hook _perform calls (validation, ...)
+            LOGGER.exception("performing action %r failed", action.name)
+            success, message = (
+                False,
+                (f"The game hit an internal error performing {action.name!r}."),
+            )
         try:
             await self.send_action_result(action.id, success, message)
         except NotConnected:
@@ -454,8 +474,10 @@ class AbstractNeuroAPI(ABC):
             return False, f"The game cannot perform {action.name!r} right now."
         if not checked.ok:
             return False, checked.reason
+        timeout = math.inf if self.action_timeout is None else self.action_timeout
         try:
-            return True, await handler(checked.value)
+            with trio.move_on_after(timeout) as scope:
+                result: object = await handler(checked.value)
         except ActionFailed as exc:
             return False, exc.message
         except Exception:
@@ -463,6 +485,22 @@ class AbstractNeuroAPI(ABC):
             return False, (
                 f"The game hit an internal error performing {action.name!r}."
             )
+        if scope.cancelled_caught:
+            LOGGER.error(
+                "handler of action %r took longer than %g s; cancelled",
+                action.name,
+                timeout,
+            )
+            return False, f"The game took too long to perform {action.name!r}."
+        if result is not None and not isinstance(result, str):
+            LOGGER.error(
+                "handler of action %r returned %s, not a str or None; the action "
+                "succeeded but its message was dropped",
+                action.name,
+                type(result).__name__,
+            )
+            return True, None
+        return True, result
 
     async def handle_reregister_all(self) -> None:
         """Neuro asked for every action again: sends the whole registry."""

@@ -45,6 +45,7 @@ from trio_websocket import (
 )
 
 from neuro_api.api import AbstractNeuroAPI, NotConnected
+from neuro_api.command import ActionMessage
 
 __all__ = ["Backoff", "NeuroGameClient", "TrioNeuroAPI"]
 
@@ -107,6 +108,13 @@ class TrioNeuroAPI(AbstractNeuroAPI):
     the whole session. Sends are serialized by a lock, so frames from
     concurrent tasks never interleave and nothing overtakes ``startup``.
     ``startup_timeout`` bounds sending the startup frames in :meth:`serve`.
+
+    Under :meth:`serve`, actions are performed one at a time, in arrival
+    order, by a task of the connection, so a slow handler never stops the
+    reader (a drop is noticed, shutdown messages are handled). Up to
+    ``max_queued_actions`` actions wait their turn; one more is failed at
+    once with a "busy" message. ``action_timeout`` bounds each handler (see
+    :class:`~neuro_api.api.AbstractNeuroAPI`).
     """
 
     def __init__(
@@ -115,9 +123,17 @@ class TrioNeuroAPI(AbstractNeuroAPI):
         connection: WebSocketConnection | None = None,
         *,
         startup_timeout: float = 10.0,
+        action_timeout: float | None = 15.0,
+        max_queued_actions: int = 16,
     ) -> None:
-        super().__init__(game_title)
+        super().__init__(game_title, action_timeout=action_timeout)
+        if max_queued_actions < 1:
+            raise ValueError(
+                f"max_queued_actions: must be >= 1, got {max_queued_actions!r}"
+            )
         self.startup_timeout = startup_timeout
+        self.max_queued_actions = max_queued_actions
+        self._actions: trio.MemorySendChannel[ActionMessage] | None = None
         self._connection: WebSocketConnection | None = None
         self._connected_event = trio.Event()
         self._send_lock = trio.Lock()
@@ -192,7 +208,7 @@ class TrioNeuroAPI(AbstractNeuroAPI):
         (so other tasks' sends go through) and calls ``task_status.started()``
         with no value; then reads frames and hands each to
         :meth:`~neuro_api.api.AbstractNeuroAPI.read_message` (hooks run in this
-        task, one frame at a time).
+        task, one frame at a time, except actions: see the class).
 
         Returns normally when the connection closes, from either side. It
         does not close ``websocket``: whoever opened it does. On cancellation
@@ -211,15 +227,65 @@ class TrioNeuroAPI(AbstractNeuroAPI):
                         await websocket.send_message(startup_frame)
                     self.connect(websocket)
             task_status.started()
-            while True:
+            async with trio.open_nursery() as nursery:
+                send, receive = trio.open_memory_channel[ActionMessage](
+                    self.max_queued_actions
+                )
+                self._actions = send
+                nursery.start_soon(self._perform_actions, receive)
                 try:
-                    frame = await websocket.get_message()
-                except ConnectionClosed as exc:
-                    LOGGER.info("connection closed: %s", exc.reason)
-                    return
-                await self.read_message(frame)
+                    await self._read_frames(websocket)
+                finally:
+                    # The connection is over: a running handler is cancelled
+                    # (its result could not be sent) and queued actions go.
+                    self._actions = None
+                    nursery.cancel_scope.cancel()
         finally:
             self._unbind(websocket)
+
+    async def _read_frames(self, websocket: WebSocketConnection) -> None:
+        while True:
+            try:
+                frame = await websocket.get_message()
+            except ConnectionClosed as exc:
+                LOGGER.info("connection closed: %s", exc.reason)
+                return
+            await self.read_message(frame)
+
+    async def handle_action(self, action: ActionMessage) -> None:
+        """Queue the action for the connection's action task (see the class).
+
+        Outside :meth:`serve` (frames fed to :meth:`read_message` by hand)
+        the action is performed at once, as in
+        :meth:`~neuro_api.api.AbstractNeuroAPI.handle_action`.
+        """
+        queue = self._actions
+        if queue is None:
+            await super().handle_action(action)
+            return
+        try:
+            queue.send_nowait(action)
+        except trio.WouldBlock:
+            LOGGER.warning(
+                "%d actions already wait; failing action %r (%s)",
+                self.max_queued_actions,
+                action.id,
+                action.name,
+            )
+            await self.send_action_result(
+                action.id,
+                False,
+                f"The game is busy with {self.max_queued_actions} other actions; "
+                "try again in a moment.",
+            )
+
+    async def _perform_actions(
+        self, receive: trio.MemoryReceiveChannel[ActionMessage]
+    ) -> None:
+        async for action in receive:
+            # AbstractNeuroAPI.handle_action sends exactly one result and
+            # lets no Exception out, so one action cannot end the others.
+            await AbstractNeuroAPI.handle_action(self, action)
 
     def _unbind(self, websocket: WebSocketConnection) -> None:
         if self._connection is websocket:
@@ -244,7 +310,8 @@ class NeuroGameClient(TrioNeuroAPI):
     ``connect_timeout`` bounds opening a connection (TCP, TLS and the
     WebSocket handshake together), ``close_timeout`` the closing handshake,
     ``startup_timeout`` sending the startup frames; a timeout counts as a
-    failed attempt.
+    failed attempt. ``action_timeout`` and ``max_queued_actions`` are those
+    of :class:`TrioNeuroAPI`.
     """
 
     def __init__(
@@ -255,9 +322,16 @@ class NeuroGameClient(TrioNeuroAPI):
         connect_timeout: float = 10.0,
         close_timeout: float = 5.0,
         startup_timeout: float = 10.0,
+        action_timeout: float | None = 15.0,
+        max_queued_actions: int = 16,
         rng: random.Random | None = None,
     ) -> None:
-        super().__init__(game_title, startup_timeout=startup_timeout)
+        super().__init__(
+            game_title,
+            startup_timeout=startup_timeout,
+            action_timeout=action_timeout,
+            max_queued_actions=max_queued_actions,
+        )
         self.backoff = backoff or Backoff()
         self.connect_timeout = connect_timeout
         self.close_timeout = close_timeout

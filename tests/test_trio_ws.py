@@ -583,3 +583,144 @@ async def test_bound_connection_upstream_style(fake_neuro: FakeNeuro) -> None:
             assert isinstance(info.value.__cause__, ConnectionClosed)
             api.connect(None)
             assert not api.connected
+
+
+# --- Actions run beside the reader ------------------------------------------
+
+
+async def expect_result(neuro: FakeNeuro, websocket: WebSocketConnection) -> Any:
+    frame = await neuro.receive(websocket)
+    assert frame["command"] == "action/result", frame
+    return frame["data"]
+
+
+async def test_a_slow_handler_does_not_stop_the_reader(fake_neuro: FakeNeuro) -> None:
+    client = make_client(action_timeout=0.5)
+
+    @client.action(PLAY)
+    async def play(data: Any) -> None:
+        await trio.sleep_forever()
+
+    @client.action(PASS)
+    async def skip(data: Any) -> str:
+        return "skipped"
+
+    await client.register_actions([PLAY, PASS])
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(client.run, fake_neuro.url)
+            websocket = await fake_neuro.accept()
+            await expect_startup(fake_neuro, websocket, "play", "pass")
+            await websocket.send_message(action_command("1", "play", '{"cell": 1}'))
+            await websocket.send_message(action_command("2", "pass"))
+            # The reader still reads while "play" hangs.
+            started = trio.current_time()
+            await websocket.send_message(reregister_all_command())
+            frame = await fake_neuro.receive(websocket)
+            assert frame["command"] == "actions/register"
+            assert trio.current_time() - started < 0.4
+            # Then the hanging handler times out, and the next action runs.
+            assert await expect_result(fake_neuro, websocket) == {
+                "id": "1",
+                "success": False,
+                "message": "The game took too long to perform 'play'.",
+            }
+            assert trio.current_time() - started >= 0.45
+            assert await expect_result(fake_neuro, websocket) == {
+                "id": "2",
+                "success": True,
+                "message": "skipped",
+            }
+            client.stop()
+
+
+async def test_a_drop_during_a_hanging_handler_reconnects(
+    fake_neuro: FakeNeuro,
+) -> None:
+    client = make_client(action_timeout=None)
+    entered = trio.Event()
+    cancelled = trio.Event()
+
+    @client.action(PLAY)
+    async def play(data: Any) -> None:
+        entered.set()
+        try:
+            await trio.sleep_forever()
+        finally:
+            cancelled.set()
+
+    await client.register_actions([PLAY])
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(client.run, fake_neuro.url)
+            first = await fake_neuro.accept()
+            await expect_startup(fake_neuro, first, "play")
+            await first.send_message(action_command("1", "play", '{"cell": 1}'))
+            await entered.wait()
+            await trio.aclose_forcefully(first._stream)  # TCP gone, no close frame
+            second = await fake_neuro.accept()
+            await expect_startup(fake_neuro, second, "play")
+            assert cancelled.is_set()  # the old connection's handler ended
+            client.stop()
+
+
+async def test_actions_beyond_the_queue_are_failed_at_once(
+    fake_neuro: FakeNeuro,
+) -> None:
+    client = make_client(max_queued_actions=1)
+    release = trio.Event()
+
+    @client.action(PLAY)
+    async def play(data: Any) -> str:
+        await release.wait()
+        return f"played {data['cell']}"
+
+    await client.register_actions([PLAY])
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(client.run, fake_neuro.url)
+            websocket = await fake_neuro.accept()
+            await expect_startup(fake_neuro, websocket, "play")
+            for id_ in "123":
+                await websocket.send_message(
+                    action_command(id_, "play", f'{{"cell": {id_}}}')
+                )
+            busy = await expect_result(fake_neuro, websocket)
+            assert busy["id"] == "3"
+            assert busy["success"] is False
+            assert "busy" in busy["message"]
+            release.set()
+            assert await expect_result(fake_neuro, websocket) == {
+                "id": "1",
+                "success": True,
+                "message": "played 1",
+            }
+            assert (await expect_result(fake_neuro, websocket))["id"] == "2"
+            client.stop()
+
+
+@pytest.mark.parametrize("returned", [5, {"a": 1}, 10**30, ["x"]])
+async def test_a_handler_returning_a_non_string_still_gets_one_result(
+    fake_neuro: FakeNeuro, returned: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = make_client()
+
+    @client.action(PASS)
+    async def skip(data: Any) -> Any:
+        return returned
+
+    await client.register_actions([PASS])
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(client.run, fake_neuro.url)
+            websocket = await fake_neuro.accept()
+            await expect_startup(fake_neuro, websocket, "pass")
+            await websocket.send_message(action_command("1", "pass"))
+            await websocket.send_message(action_command("2", "pass"))
+            for id_ in "12":
+                assert await expect_result(fake_neuro, websocket) == {
+                    "id": id_,
+                    "success": True,
+                }
+            client.stop()
+    assert "not a str or None" in caplog.text
