@@ -257,7 +257,7 @@ def validate_action_data(
             value = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
             return ValidationResult(
-                False, reason=f"Action data is not valid JSON: {exc}"
+                False, reason=f"Action data is not valid JSON: {_clip(str(exc), 200)}"
             )
     if not schema:
         return ValidationResult(True, value)
@@ -271,8 +271,24 @@ def validate_action_data(
         return ValidationResult(True, value)
     first = errors[0]
     more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+    # jsonschema's messages quote the offending value whole: a 1 MB string
+    # must not come back to Neuro (or into a log) whole.
+    problem = _clip(first.message, _MAX_REASON)
     return ValidationResult(
         False,
         value,
-        reason=f"Invalid action data: {_error_path(first)}: {first.message}{more}",
+        reason=f"Invalid action data: {_error_path(first)}: {problem}{more}",
     )
+
+
+_MAX_REASON: Final = 300
+"""Longest problem text quoted in a validation reason, in characters."""
+
+
+def _clip(text: str, limit: int) -> str:
+    """Cut the middle out of a long text; its end often says what was wrong."""
+    if len(text) <= limit:
+        return text
+    tail = limit // 4
+    cut = len(text) - limit
+    return f"{text[: limit - tail]} [... {cut} characters ...] {text[-tail:]}"

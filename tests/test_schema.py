@@ -596,3 +596,16 @@ def test_invalid_schema_raises_schema_error_every_time(schema: dict[str, Any]) -
             get_validator(schema)
         assert isinstance(info.value, ValueError)
         assert "(at " in str(info.value)
+
+
+def test_reasons_for_huge_values_stay_short() -> None:
+    schema = {"type": "object", "properties": {"s": {"type": "string", "maxLength": 3}}}
+    huge = "x" * 1_000_000
+    result = validate_action_data(schema, json.dumps({"s": huge}))
+    assert not result.ok
+    assert len(result.reason) < 500
+    assert result.reason.startswith("Invalid action data: data.s: 'xxx")
+    assert result.reason.endswith("xxx' is too long")
+    broken = validate_action_data(schema, '{"s": "' + huge)
+    assert not broken.ok
+    assert len(broken.reason) < 500
