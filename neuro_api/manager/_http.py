@@ -11,6 +11,7 @@ import trio
 from hypercorn.typing import (
     ASGIFramework,
     ASGIReceiveCallable,
+    ASGIReceiveEvent,
     ASGISendCallable,
     ASGISendEvent,
     Scope,
@@ -29,7 +30,8 @@ class _LifespanWatch:
     """Passes everything to ``app``; remembers a ``lifespan.startup.failed``.
 
     Hypercorn reports itself started even when the app's startup failed (the
-    server dies right after), so the manager checks this first.
+    server dies right after), so the manager checks this first. HTTP requests
+    go through :func:`_hold_disconnect_while_finishing`.
     """
 
     def __init__(self, app: ASGIFramework) -> None:
@@ -39,6 +41,9 @@ class _LifespanWatch:
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
+        if scope["type"] == "http":
+            await _hold_disconnect_while_finishing(self.app, scope, receive, send)
+            return
         if scope["type"] != "lifespan":
             await self.app(scope, receive, send)
             return
@@ -49,6 +54,57 @@ class _LifespanWatch:
             await send(message)
 
         await self.app(scope, receive, watched_send)
+
+
+def _is_last(message: ASGISendEvent) -> bool:
+    if message["type"] == "http.response.body":
+        return not message.get("more_body", False)
+    if message["type"] == "http.response.trailers":
+        return not message.get("more_trailers", False)
+    return False
+
+
+async def _hold_disconnect_while_finishing(
+    app: ASGIFramework,
+    scope: Scope,
+    receive: ASGIReceiveCallable,
+    send: ASGISendCallable,
+) -> None:
+    """Run one HTTP request, holding ``http.disconnect`` during the last send.
+
+    Hypercorn does its end-of-response work inside the app's last ``send``:
+    it queues ``http.disconnect`` for the app, then starts (with
+    ``nursery.start``) the task that closes the idle keep-alive connection
+    when the server drains or ``keep_alive_timeout`` passes, or closes the
+    connection if the server is draining already. Quart-Trio cancels its
+    request nursery as soon as it reads that ``http.disconnect``, which
+    cancels the ``send`` still running; a task started from a cancelled scope
+    stays in it and ends at once. The connection is then left in a read with
+    no timeout, and the drain waits the whole ``graceful_timeout`` for it.
+    So the app gets that disconnect only once its last ``send`` returned. A
+    disconnect while the response is still being written (the client left)
+    is passed on at once.
+    """
+    finishing: trio.Event | None = None
+
+    async def held_receive() -> ASGIReceiveEvent:
+        message = await receive()
+        if message["type"] == "http.disconnect" and finishing is not None:
+            await finishing.wait()
+        return message
+
+    async def watched_send(message: ASGISendEvent) -> None:
+        nonlocal finishing
+        if not _is_last(message):
+            await send(message)
+            return
+        finishing = trio.Event()
+        try:
+            await send(message)
+        finally:
+            finishing.set()
+
+    await app(scope, held_receive, watched_send)
 
 
 def hypercorn_config(
@@ -113,8 +169,10 @@ class HttpService(Service):
     async def drain(self) -> None:
         """Trigger Hypercorn's graceful shutdown and wait for it.
 
-        In-flight requests get ``graceful_timeout``, then the app's shutdown
-        (Quart's ``after_serving``) runs.
+        Idle keep-alive connections are closed at once; in-flight requests
+        get ``graceful_timeout`` (a never-ending one, such as an event
+        stream its owner did not end first, holds the drain that long), then
+        the app's shutdown (Quart's ``after_serving``) runs.
         """
         self._shutdown.set()
         await self.done.wait()
