@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import hypercorn.config
 import hypercorn.trio
+import jsonschema
 import orjson
 import pytest
 import trio
@@ -138,14 +139,14 @@ async def test_list_games_shows_actions_and_force(
         )
     )
     await eventually(lambda: game_client(server).active_force is not None)
-    response = await client.get("/games")
+    response = await client.get("/games", headers=AUTH)
     assert response.status_code == 200
     (listed,) = (await body(response))["games"]
     assert listed["game"] == "Tic Tac Toe"
     assert listed["actions"] == [PLAY.to_json()]
     assert listed["force"]["priority"] == "high"
     assert listed["force"]["action_names"] == ["play"]
-    one = await client.get(f"/games/{listed['session_id']}")
+    one = await client.get(f"/games/{listed['session_id']}", headers=AUTH)
     assert (await body(one))["game"] == "Tic Tac Toe"
 
 
@@ -249,21 +250,124 @@ async def test_invalid_json_body(game: WebSocketConnection, client: HttpClient) 
     assert (await body(response))["error"]["code"] == "invalid_json"
 
 
+GRACEFUL = "/games/Tic Tac Toe/shutdown/graceful"
+
+
+async def test_an_empty_body_is_an_empty_object(
+    game: WebSocketConnection, client: HttpClient
+) -> None:
+    response = await client.post(GRACEFUL, headers=AUTH)
+    assert response.status_code == 200
+    assert await recv(game) == command.GracefulShutdown(wants_shutdown=True)
+
+    json_type = {**AUTH, "Content-Type": "application/json"}
+    response = await client.post(GRACEFUL, data=b"", headers=json_type)
+    assert response.status_code == 200
+    assert await recv(game) == command.GracefulShutdown(wants_shutdown=True)
+
+    speech = await client.post("/games/Tic Tac Toe/speech-finished", headers=AUTH)
+    assert speech.status_code == 200
+    assert await recv(game) == command.SpeechFinished(
+        is_final=True, cancelled=False, reason=None
+    )
+
+    # The body is fine ({}); the action itself wants data.
+    execute = await client.post(URL, headers=AUTH)
+    assert execute.status_code == 400
+    assert (await body(execute))["error"]["code"] == "invalid_action_data"
+
+
+async def test_a_body_that_is_not_json_is_refused(
+    game: WebSocketConnection, client: HttpClient
+) -> None:
+    json_type = {**AUTH, "Content-Type": "application/json"}
+    for data, headers in (
+        (b"wants_shutdown=false", json_type),
+        (b'{"wants_shutdown": false}', AUTH),  # JSON, not said to be
+        (b'{"wants_shutdown": false}', {**AUTH, "Content-Type": "text/plain"}),
+    ):
+        response = await client.post(GRACEFUL, data=data, headers=headers)
+        assert response.status_code == 400
+        assert (await body(response))["error"]["code"] == "invalid_json"
+    response = await client.post(
+        GRACEFUL, data=b' {"wants_shutdown": false} ', headers=json_type
+    )
+    assert response.status_code == 200
+    assert await recv(game) == command.GracefulShutdown(wants_shutdown=False)
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "message"),
+    [
+        (
+            GRACEFUL,
+            {"wants_shutdown": "maybe"},
+            "wants_shutdown: Input should be a valid boolean, "
+            "unable to interpret input",
+        ),
+        (GRACEFUL, [1], "body: Input should be a JSON object"),
+        (
+            "/games/Tic Tac Toe/speech-finished",
+            {"is_final": [], "reason": 5},
+            "is_final: Input should be a valid boolean; "
+            "reason: Input should be a valid string",
+        ),
+    ],
+)
+async def test_validation_errors_are_one_readable_line(
+    game: WebSocketConnection,
+    client: HttpClient,
+    path: str,
+    payload: Any,
+    message: str,
+) -> None:
+    response = await client.post(path, json=payload, headers=AUTH)
+    assert response.status_code == 400
+    error = (await body(response))["error"]
+    assert error == {"code": "invalid_request", "message": message}
+
+
 async def test_unknown_route_is_json(client: HttpClient) -> None:
     response = await client.get("/nope")
     assert response.status_code == 404
     assert (await body(response))["error"]["code"] == "not_found"
 
 
-async def test_mutating_routes_need_the_token(
-    game: WebSocketConnection, client: HttpClient
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/games"),
+        ("GET", "/games/Tic Tac Toe"),
+        ("GET", "/events"),
+        ("GET", "/config"),
+        ("GET", "/stats"),
+        ("POST", "/games/*/reregister"),
+        ("POST", "/games/Tic Tac Toe/shutdown/graceful"),
+        ("POST", URL),
+        ("POST", "/"),
+    ],
+)
+async def test_routes_need_the_token_when_one_is_configured(
+    game: WebSocketConnection, client: HttpClient, method: str, path: str
 ) -> None:
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
-        response = await client.post("/games/*/reregister", headers=headers)
+        # (quart.typing's protocol forgets that ``json`` is optional.)
+        options: dict[str, Any] = {"method": method, "headers": headers}
+        response = await client.open(path, **options)
         assert response.status_code == 401
         assert (await body(response))["error"]["code"] == "unauthorized"
-    # Reading needs no token.
-    assert (await client.get("/games")).status_code == 200
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_health_and_the_documentation_need_no_token(
+    game: WebSocketConnection, client: HttpClient
+) -> None:
+    for path in ("/health", "/openapi.json", "/docs"):
+        assert (await client.get(path)).status_code == 200, path
+    # A path that matches no route is a 404, token or not.
+    assert (await client.get("/nope")).status_code == 404
+    # The token opens the reading routes.
+    assert (await client.get("/games", headers=AUTH)).status_code == 200
 
 
 async def test_commands_reach_one_game_or_all(
@@ -350,10 +454,18 @@ async def test_health_stats_config(
         assert await body(await client.get("/config")) == {"api_token": "***"}
         # Without a token nothing needs one (loopback-only deployments).
         assert (await client.post("/games/*/reregister")).status_code == 200
+        assert (await client.get("/games")).status_code == 200
+
+
+async def openapi(client: HttpClient) -> dict[str, Any]:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    document: dict[str, Any] = await body(response)
+    return document
 
 
 async def test_openapi_document(client: HttpClient) -> None:
-    document = await body(await client.get("/openapi.json"))
+    document = await openapi(client)
     assert document["openapi"].startswith("3.")
     paths = document["paths"]
     for path in (
@@ -371,6 +483,100 @@ async def test_openapi_document(client: HttpClient) -> None:
         "/",
     ):
         assert path in paths, path
+    components = document["components"]
+    assert components["securitySchemes"]["bearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": components["securitySchemes"]["bearer"]["description"],
+    }
+    schemas = components["schemas"]
+    assert schemas["ErrorBody"]["properties"]["error"] == {
+        "$ref": "#/components/schemas/ErrorDetail"
+    }
+    assert set(schemas["ErrorDetail"]["required"]) == {"code", "message"}
+
+    def refs(node: Any) -> list[str]:
+        if isinstance(node, dict):
+            found = [node["$ref"]] if "$ref" in node else []
+            return found + [ref for value in node.values() for ref in refs(value)]
+        if isinstance(node, list):
+            return [ref for value in node for ref in refs(value)]
+        return []
+
+    for ref in refs(document):
+        assert ref.removeprefix("#/components/schemas/") in schemas, ref
+
+    for path, item in paths.items():
+        for method, operation in item.items():
+            where = f"{method.upper()} {path}"
+            responses = operation["responses"]
+            assert responses, where
+            assert all(r.get("description") for r in responses.values()), where
+            assert "200" in responses, where
+            if path == "/health":
+                assert "security" not in operation
+                assert "401" not in responses
+                assert "503" in responses
+                continue
+            assert operation["security"] == [{"bearer": []}], where
+            error = responses["401"]["content"]["application/json"]["schema"]
+            assert error == {"$ref": "#/components/schemas/ErrorBody"}, where
+            if "{game}" in path:
+                assert "404" in responses, where
+            if "requestBody" in operation:
+                assert "400" in responses, where
+    assert paths["/"]["post"]["requestBody"]["required"] is True
+    graceful = paths["/games/{game}/shutdown/graceful"]["post"]
+    assert graceful["requestBody"]["required"] is False
+    assert "text/event-stream" in paths["/events"]["get"]["responses"]["200"]["content"]
+
+
+async def test_without_a_token_the_document_says_it_is_optional(
+    server: QuietServer,
+) -> None:
+    async with create_app(server).test_app() as test_app:
+        document = await openapi(test_app.test_client())
+    assert document["paths"]["/games"]["get"]["security"] == [{"bearer": []}, {}]
+
+
+async def test_responses_match_the_documented_schemas(
+    server: QuietServer, game: WebSocketConnection, client: HttpClient
+) -> None:
+    document = await openapi(client)
+    await game.send_message("not json")  # a diagnostic to show
+    await game.send_message(
+        command.actions_force_command("Tic Tac Toe", "board", "your turn", ["play"])
+    )
+    await eventually(lambda: game_client(server).active_force is not None)
+    session = game_client(server).session_id
+
+    async def check(method: str, path: str, url: str, **options: Any) -> Any:
+        response = await client.open(url, method=method, headers=AUTH, **options)
+        status = str(response.status_code)
+        operation = document["paths"][path][method.lower()]
+        assert status in operation["responses"], (url, status)
+        media = operation["responses"][status]["content"]["application/json"]
+        data = await body(response)
+        schema = {**media["schema"], "components": document["components"]}
+        jsonschema.Draft202012Validator(schema).validate(data)
+        return data
+
+    listed = await check("GET", "/games", "/games")
+    assert listed["games"][0]["diagnostics"]
+    assert listed["games"][0]["force"] is not None
+    await check("GET", "/games/{game}", f"/games/{session}")
+    await check("GET", "/stats", "/stats")
+    await check("GET", "/config", "/config")
+    await check("GET", "/health", "/health")
+    await check("GET", "/games/{game}", "/games/Nope")  # 404
+    await check("POST", "/games/{game}/reregister", "/games/*/reregister")
+    await check(
+        "POST",
+        "/games/{game}/shutdown/graceful",
+        "/games/Tic Tac Toe/shutdown/graceful",
+        json={"wants_shutdown": "maybe"},
+    )  # 400
+    await check("POST", "/", "/", data=b'{"command": "explode"}')  # 400
 
 
 async def test_real_hypercorn_and_event_stream(

@@ -11,6 +11,11 @@ at ``/openapi.json``, interactive docs at ``/docs``):
   ``.../shutdown/immediate``, ``.../speech-finished`` (``{game}`` may be
   ``*`` for every game);
 * ``POST /``: a raw Neuro message for every game (Randy-compatible).
+
+With a token configured, every route but ``/health`` and the documentation
+needs ``Authorization: Bearer <token>``. Errors are ``{"error": {"code",
+"message"}}``. A route's JSON body may be left out when all its fields have
+defaults.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from neuro_api import __version__
 from neuro_api.control._auth import install_auth, new_token
 from neuro_api.control._errors import ApiError, install_error_handlers
 from neuro_api.control._games import games
+from neuro_api.control._openapi import ControlOpenAPI
 from neuro_api.control._status import HealthSource, status
 from neuro_api.server import AbstractTrioNeuroServer
 
@@ -44,7 +50,9 @@ def create_app(
 ) -> QuartTrio:
     """Build the control-plane app for ``server``.
 
-    ``token`` set: mutating routes need ``Authorization: Bearer <token>``.
+    ``token`` set: every route but ``GET /health`` and the OpenAPI document
+    (and its ``/docs`` page) needs ``Authorization: Bearer <token>``;
+    ``None``: everything is open (for a loopback-only server).
     ``health`` reports the supervisor's view (default: always healthy);
     ``settings`` returns the effective settings, already redacted.
     """
@@ -52,9 +60,16 @@ def create_app(
     app.config["NEURO_SERVER"] = server
     app.config["NEURO_HEALTH"] = health
     app.config["NEURO_SETTINGS"] = settings
+    app.config["NEURO_TOKEN_REQUIRED"] = token is not None
     QuartSchema(
         app,
-        info={"title": "neuro_api control plane", "version": __version__},
+        info={
+            "title": "neuro_api control plane",
+            "version": __version__,
+            "description": "Inspect and drive the games connected to a Neuro "
+            'server. Errors are `{"error": {"code", "message"}}`.',
+        },
+        openapi_provider_class=ControlOpenAPI,
         openapi_path="/openapi.json",
         swagger_ui_path="/docs",
         redoc_ui_path=None,

@@ -2,23 +2,57 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from pydantic import ValidationError
 from quart import Quart, jsonify
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
-__all__ = ["ApiError", "install_error_handlers"]
+__all__ = ["ApiError", "describe_validation_error", "install_error_handlers"]
+
+_NOT_AN_OBJECT = frozenset({"dataclass_type", "dict_type", "model_type"})
 
 
 class ApiError(Exception):
-    """An error a route answers with: HTTP status, stable code, message."""
+    """An error a route answers with: HTTP status, stable code, message.
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    ``headers`` are added to the response (``WWW-Authenticate`` on a 401).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = dict(headers or {})
+
+
+def describe_validation_error(error: Exception | None) -> str:
+    """One readable line per problem, naming the field, no documentation URL.
+
+    ``wants_shutdown: Input should be a valid boolean``; a body that is not
+    an object reads ``body: Input should be a JSON object``. Problems are
+    joined with ``"; "``.
+    """
+    if not isinstance(error, ValidationError):
+        text = str(error or "").strip()
+        return text.splitlines()[0] if text else "invalid request body"
+    problems = []
+    for problem in error.errors(include_url=False, include_input=False):
+        where = ".".join(str(part) for part in problem["loc"]) or "body"
+        message = problem["msg"]
+        if not problem["loc"] and problem["type"] in _NOT_AN_OBJECT:
+            message = "Input should be a JSON object"
+        problems.append(f"{where}: {message}")
+    return "; ".join(problems) or "invalid request body"
 
 
 def _body(code: str, message: str) -> dict[str, Any]:
@@ -30,12 +64,11 @@ def install_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(ApiError)
     async def api_error(error: ApiError) -> Any:
-        return jsonify(_body(error.code, error.message)), error.status
+        return jsonify(_body(error.code, error.message)), error.status, error.headers
 
     @app.errorhandler(RequestSchemaValidationError)
     async def schema_error(error: RequestSchemaValidationError) -> Any:
-        cause = error.validation_error
-        message = str(cause).replace("\n", "; ") if cause else "invalid request body"
+        message = describe_validation_error(error.validation_error)
         return jsonify(_body("invalid_request", message)), 400
 
     @app.errorhandler(HTTPException)

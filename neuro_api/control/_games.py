@@ -4,14 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from quart import Blueprint, current_app, request
-from quart_schema import validate_request
+from quart_schema import document_request, document_response
 
 from neuro_api.command import ProtocolError, parse_neuro_frame
+from neuro_api.control._bodies import json_body
 from neuro_api.control._errors import ApiError
+from neuro_api.control._models import (
+    ActionView,
+    DiagnosticView,
+    ExecuteResult,
+    GameList,
+    GameView,
+    NeuroMessage,
+    SentTo,
+)
+from neuro_api.control._openapi import errors
 from neuro_api.schema import SchemaError, validate_action_data
 from neuro_api.server import AbstractTrioNeuroServer, TrioNeuroServerClient
 
@@ -27,7 +38,7 @@ def _server() -> AbstractTrioNeuroServer:
     return server
 
 
-def describe(client: TrioNeuroServerClient, diagnostics: int = 20) -> dict[str, Any]:
+def describe(client: TrioNeuroServerClient, diagnostics: int = 20) -> GameView:
     """Return a JSON-ready view of one connected game."""
     force = client.active_force
     kept = list(client.diagnostics)[-diagnostics:]
@@ -35,7 +46,9 @@ def describe(client: TrioNeuroServerClient, diagnostics: int = 20) -> dict[str, 
         "game": client.game_title,
         "session_id": client.session_id,
         "started": client.started,
-        "actions": [action.to_json() for action in client.actions.values()],
+        "actions": [
+            cast(ActionView, action.to_json()) for action in client.actions.values()
+        ],
         "force": None
         if force is None
         else {
@@ -48,7 +61,7 @@ def describe(client: TrioNeuroServerClient, diagnostics: int = 20) -> dict[str, 
         "pending_ids": list(client.pending_ids),
         "frames_in": client.frames_in,
         "frames_out": client.frames_out,
-        "diagnostics": [d.to_json() for d in kept],
+        "diagnostics": [cast(DiagnosticView, d.to_json()) for d in kept],
     }
 
 
@@ -70,7 +83,7 @@ def _targets(game: str) -> list[TrioNeuroServerClient]:
 
 async def _each(
     game: str, send: Callable[[TrioNeuroServerClient], Awaitable[None]]
-) -> dict[str, Any]:
+) -> SentTo:
     sent: list[str] = []
     for client in _targets(game):
         await send(client)
@@ -79,13 +92,16 @@ async def _each(
 
 
 @games.get("/games")
-async def list_games() -> dict[str, Any]:
+@document_response(GameList)
+async def list_games() -> GameList:
     """List connected games with their actions, force and recent diagnostics."""
     return {"games": [describe(client) for client in _server().games()]}
 
 
 @games.get("/games/<game>")
-async def get_game(game: str) -> dict[str, Any]:
+@document_response(GameView)
+@errors(400, 404)
+async def get_game(game: str) -> GameView:
     """Describe one connected game (by title or session id)."""
     return describe(_one(game))
 
@@ -105,8 +121,10 @@ class ExecuteRequest:
 
 
 @games.post("/games/<game>/actions/<action>")
-@validate_request(ExecuteRequest)
-async def execute(game: str, action: str, data: ExecuteRequest) -> dict[str, Any]:
+@document_response(ExecuteResult)
+@errors(400, 404)
+@json_body(ExecuteRequest)
+async def execute(game: str, action: str, data: ExecuteRequest) -> ExecuteResult:
     """Perform an action on a game and return the game's result."""
     client = _one(game)
     if data.raw is not None and data.data is not None:
@@ -142,7 +160,9 @@ async def execute(game: str, action: str, data: ExecuteRequest) -> dict[str, Any
 
 
 @games.post("/games/<game>/reregister")
-async def reregister(game: str) -> dict[str, Any]:
+@document_response(SentTo)
+@errors(404)
+async def reregister(game: str) -> SentTo:
     """Send ``actions/reregister_all`` (``*`` = every game)."""
     return await _each(game, lambda c: c.send_reregister_all())
 
@@ -155,14 +175,18 @@ class GracefulRequest:
 
 
 @games.post("/games/<game>/shutdown/graceful")
-@validate_request(GracefulRequest)
-async def shutdown_graceful(game: str, data: GracefulRequest) -> dict[str, Any]:
+@document_response(SentTo)
+@errors(400, 404)
+@json_body(GracefulRequest)
+async def shutdown_graceful(game: str, data: GracefulRequest) -> SentTo:
     """Send ``shutdown/graceful`` (``*`` = every game)."""
     return await _each(game, lambda c: c.send_graceful_shutdown(data.wants_shutdown))
 
 
 @games.post("/games/<game>/shutdown/immediate")
-async def shutdown_immediate(game: str) -> dict[str, Any]:
+@document_response(SentTo)
+@errors(404)
+async def shutdown_immediate(game: str) -> SentTo:
     """Send ``shutdown/immediate`` (``*`` = every game)."""
     return await _each(game, lambda c: c.send_immediate_shutdown())
 
@@ -177,8 +201,10 @@ class SpeechRequest:
 
 
 @games.post("/games/<game>/speech-finished")
-@validate_request(SpeechRequest)
-async def speech_finished(game: str, data: SpeechRequest) -> dict[str, Any]:
+@document_response(SentTo)
+@errors(400, 404)
+@json_body(SpeechRequest)
+async def speech_finished(game: str, data: SpeechRequest) -> SentTo:
     """Send ``speech_finished`` (``*`` = every game)."""
     return await _each(
         game,
@@ -187,7 +213,10 @@ async def speech_finished(game: str, data: SpeechRequest) -> dict[str, Any]:
 
 
 @games.post("/")
-async def inject() -> dict[str, Any]:
+@document_request(NeuroMessage)
+@document_response(SentTo)
+@errors(400, 409)
+async def inject() -> SentTo:
     """Send a raw Neuro-to-game message to every game (Randy's endpoint).
 
     The body is the message itself, e.g. ``{"command": "action", "data":

@@ -8,7 +8,11 @@ from typing import Any
 
 import orjson
 from quart import Blueprint, Response, current_app
+from quart_schema import document_response
 
+from neuro_api.control._auth import public
+from neuro_api.control._models import ConfigView, HealthReport, Stats
+from neuro_api.control._openapi import event_stream
 from neuro_api.server import AbstractTrioNeuroServer
 
 __all__ = ["status"]
@@ -25,15 +29,23 @@ def _server() -> AbstractTrioNeuroServer:
 
 
 @status.get("/health")
+@public
+@document_response(HealthReport)
+@document_response(HealthReport, 503)
 async def health() -> Any:
-    """Overall health and each service's state; 503 when unhealthy."""
+    """Overall health and each service's state; 503 when unhealthy.
+
+    Needs no token, even when one is configured (for load balancers and
+    supervisors); it tells nothing about the games.
+    """
     source: HealthSource = current_app.config["NEURO_HEALTH"]
     report = dict(source())
     return report, 503 if report.get("status") == "unhealthy" else 200
 
 
 @status.get("/stats")
-async def stats() -> dict[str, Any]:
+@document_response(Stats)
+async def stats() -> Stats:
     """Counters since start: connections, frames, forces, diagnostics."""
     server = _server()
     counters = server.stats
@@ -59,6 +71,7 @@ async def stats() -> dict[str, Any]:
 
 
 @status.get("/config")
+@document_response(ConfigView)
 async def config() -> Any:
     """The effective settings, secrets redacted."""
     source: Callable[[], Mapping[str, Any]] = current_app.config["NEURO_SETTINGS"]
@@ -66,6 +79,10 @@ async def config() -> Any:
 
 
 @status.get("/events")
+@event_stream(
+    "One `event:` line (`frame.in`, `frame.out`, `diagnostic`) and "
+    "one `data:` line of JSON per event."
+)
 async def events() -> Response:
     """Server-sent events: ``frame.in``, ``frame.out`` and ``diagnostic``.
 
