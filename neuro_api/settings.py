@@ -127,7 +127,7 @@ SPECS: Final[tuple[Spec, ...]] = (
     _spec("http_port", int, 8001, "port of the HTTP control plane (0 picks one)",
           env="NEURO_API_HTTP_PORT", check=_port),
     _spec("api_token", str, None,
-          "bearer token for mutating HTTP routes (generated when needed and unset)",
+          "bearer token for the HTTP control plane (generated when needed and unset)",
           env="NEURO_API_TOKEN", secret=True, check=_token),
     # tunnels
     _spec("tunnel", bool, False, "expose the games' server and control plane via ngrok",

@@ -25,6 +25,7 @@ from trio_websocket import WebSocketConnection, open_websocket_url
 from neuro_api import command
 from neuro_api.command import Action, ForcePriority
 from neuro_api.control import create_app
+from neuro_api.control._auth import _is_loopback_host
 from neuro_api.server import AbstractTrioNeuroServer, TrioNeuroServerClient
 
 URL = "/games/Tic Tac Toe/actions/play"
@@ -457,6 +458,50 @@ async def test_health_stats_config(
         assert (await client.get("/games")).status_code == 200
 
 
+async def test_without_a_token_web_pages_are_refused(server: QuietServer) -> None:
+    # Open to local programs, not to a page in the user's browser: a foreign
+    # Origin (CSRF) or a non-loopback Host (DNS rebinding) gets 403.
+    async with create_app(server).test_app() as test_app:
+        client = test_app.test_client()
+        forged = await client.post(
+            "/games/*/shutdown/immediate",
+            headers={"Origin": "https://evil.example", "Host": "127.0.0.1:8001"},
+        )
+        assert forged.status_code == 403
+        assert (await body(forged))["error"]["code"] == "forbidden_origin"
+        rebound = await client.get("/games", headers={"Host": "evil.example:8001"})
+        assert rebound.status_code == 403
+        assert (await body(rebound))["error"]["code"] == "forbidden_host"
+        for headers in (
+            {"Host": "127.0.0.1:8001"},
+            {"Host": "localhost:8001", "Origin": "http://localhost:3000"},
+            {"Host": "[::1]:8001", "Origin": "http://127.0.0.1:8001"},
+        ):
+            assert (await client.get("/games", headers=headers)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.1:8001", True),
+        ("127.5.6.7:1", True),
+        ("localhost", True),
+        ("LOCALHOST:80", True),
+        ("app.localhost", True),
+        ("[::1]:8001", True),
+        ("::1", True),
+        ("", False),
+        ("127.0.0.1.evil.example", False),
+        ("evil.example", False),
+        ("[::2]:80", False),
+        ("0.0.0.0:8001", False),
+    ],
+)
+def test_loopback_hosts(host: str, loopback: bool) -> None:
+    assert _is_loopback_host(host) is loopback
+
+
 async def openapi(client: HttpClient) -> dict[str, Any]:
     response = await client.get("/openapi.json")
     assert response.status_code == 200
@@ -602,7 +647,8 @@ async def test_real_hypercorn_and_event_stream(
     host, port = binds[0].removeprefix("http://").rsplit(":", 1)
     async with await trio.open_tcp_stream(host, int(port)) as stream:
         await stream.send_all(
-            b"GET /events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n"
+            b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Accept: text/event-stream\r\n\r\n"
         )
         received = b""
         with trio.fail_after(5):

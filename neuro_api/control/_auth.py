@@ -46,10 +46,13 @@ def install_auth(app: Quart, token: str | None) -> None:
     Reading routes reveal game data (actions, frames, settings), so they
     need the token as much as mutating ones. Requests that match no route
     pass, to get their 404 or 405. ``token=None`` means the control plane is
-    reachable only from this machine and everything is open; the caller
-    decides (see :attr:`neuro_api.settings.Settings.exposed`).
+    reachable only from this machine and everything is open to local
+    programs, but not to web pages (a foreign ``Origin`` or a non-loopback
+    ``Host`` gets 403); the caller decides (see
+    :attr:`neuro_api.settings.Settings.exposed`).
     """
     if token is None:
+        _install_loopback_guard(app)
         return
     expected = f"Bearer {token}".encode()
 
@@ -67,4 +70,49 @@ def install_auth(app: Quart, token: str | None) -> None:
                 "unauthorized",
                 "this route needs 'Authorization: Bearer <token>'",
                 headers={"WWW-Authenticate": 'Bearer realm="neuro_api"'},
+            )
+
+
+def _is_loopback_host(host: str) -> bool:
+    """Whether a ``Host`` value (name, IPv4 or [IPv6], optional port) is local."""
+    if host.startswith("["):
+        name = host[1 : host.find("]")] if "]" in host else host
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    name = name.lower().rstrip(".")
+    return (
+        name in {"localhost", "::1"}
+        or name.endswith(".localhost")
+        or (name.startswith("127.") and name.replace(".", "").isdigit())
+    )
+
+
+def _install_loopback_guard(app: Quart) -> None:
+    """Open routes still refuse what only a browser tricked into it would send.
+
+    With no token, anything on this machine may use the control plane; a
+    web page open in the user's browser must not. A request whose
+    ``Origin`` is another site (cross-site request forgery) or whose
+    ``Host`` is not a loopback name (DNS rebinding) gets 403.
+    """
+
+    @app.before_request
+    async def check_origin() -> None:
+        host = request.headers.get("Host", "")
+        if not _is_loopback_host(host):
+            raise ApiError(
+                403,
+                "forbidden_host",
+                f"Host {host!r} is not a loopback name; this control plane "
+                "has no token and answers local requests only",
+            )
+        origin = request.headers.get("Origin")
+        if origin is not None and not _is_loopback_host(
+            origin.split("://", 1)[-1].split("/", 1)[0]
+        ):
+            raise ApiError(
+                403,
+                "forbidden_origin",
+                f"requests from the web page at {origin!r} are refused; this "
+                "control plane has no token and answers local requests only",
             )

@@ -53,8 +53,8 @@ class ProcessInfo:
     games: ManagedServer
     control: ManagedServer | None
     token: str | None
-    """The control plane's bearer token (``None``: mutating routes are open,
-    which only happens when nothing is reachable from elsewhere)."""
+    """The control plane's bearer token (``None``: routes are open to local
+    programs, which only happens when nothing is reachable from elsewhere)."""
 
 
 class NeuroProcess:
