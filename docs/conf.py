@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 _DOCS = Path(__file__).resolve().parent
-# The local extensions (diagnostics_table) live in docs/_ext.
+# The local extensions (tables generated from the code) live in docs/_ext.
 sys.path.insert(0, str(_DOCS / "_ext"))
 # Document the checkout these docs belong to, even if another copy of the
 # package is installed.
@@ -30,6 +30,9 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
     "diagnostics_table",
+    "settings_table",
+    "control_routes",
+    "benchmark_results",
 ]
 
 exclude_patterns = ["_build"]
