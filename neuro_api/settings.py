@@ -25,7 +25,9 @@ __all__ = [
     "SPECS",
     "Settings",
     "SettingsError",
+    "Spec",
     "load_settings",
+    "names",
 ]
 
 
@@ -134,7 +136,9 @@ SPECS: Final[tuple[Spec, ...]] = (
           env="NEURO_API_TUNNEL"),
     _spec("ngrok_authtoken", str, None, "ngrok auth token", env="NGROK_AUTHTOKEN",
           secret=True),
-    _spec("ngrok_path", str, None, "ngrok executable (default: pyngrok's own)",
+    _spec("ngrok_path", str, None,
+          "ngrok executable (default: ngrok on PATH, else pyngrok's install "
+          "location; never downloaded)",
           env="NEURO_API_NGROK_PATH"),
     # process
     _spec("shutdown_grace", float, 10.0, "seconds to drain on SIGINT/SIGTERM",

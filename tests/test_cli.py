@@ -272,6 +272,7 @@ async def test_address_in_use_is_one_line_and_exit_1() -> None:
     last = stderr.splitlines()[-1]
     assert last.startswith("neuro_api.server: error: cannot listen on 127.0.0.1:")
     assert f":{port}: " in last
+    assert last.count(str(port)) == 1, last  # said once, not repeated
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")

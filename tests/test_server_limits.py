@@ -58,7 +58,7 @@ async def test_held_context_is_capped_by_count(nursery: trio.Nursery) -> None:
 
 
 async def test_held_context_is_capped_by_size(nursery: trio.Nursery) -> None:
-    server = RecordingServer(max_held_context_bytes=10_000)
+    server = RecordingServer(max_held_context_chars=10_000)
     info = await start_server(nursery, server)
     async with connect(info.url, "Verbose") as game:
         await game.startup()

@@ -56,7 +56,7 @@ def create_app(
     ``health`` reports the supervisor's view (default: always healthy);
     ``settings`` returns the effective settings, already redacted.
     """
-    app = QuartTrio("neuro_api.control")
+    app = QuartTrio("neuro_api.control", static_folder=None)  # no /static route
     app.config["NEURO_SERVER"] = server
     app.config["NEURO_HEALTH"] = health
     app.config["NEURO_SETTINGS"] = settings

@@ -48,6 +48,8 @@ from neuro_api.server._config import ServerConfig as ServerConfig
 from neuro_api.server._console import (
     ConsoleInteractiveNeuroServer as ConsoleInteractiveNeuroServer,
 )
+from neuro_api.server._events import EventBus as EventBus
+from neuro_api.server._events import ServerStats as ServerStats
 from neuro_api.server._handler import (
     AbstractHandlerNeuroServerClient as AbstractHandlerNeuroServerClient,
 )
@@ -78,6 +80,7 @@ __all__ = [
     "BaseTrioNeuroServerClient",
     "ConsoleInteractiveNeuroServer",
     "ContextData",
+    "EventBus",
     "ForceActionsData",
     "ForcePolicy",
     "NeuroProcess",
@@ -87,6 +90,7 @@ __all__ = [
     "RegisterActionsData",
     "ServerConfig",
     "ServerInfo",
+    "ServerStats",
     "TrioNeuroServerClient",
     "UnregisterActionsData",
     "check_action_names_type",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import ssl
 import sys
 from collections.abc import Mapping, Sequence
@@ -24,7 +25,7 @@ from neuro_api import __version__
 from neuro_api._redact import RedactingFormatter
 from neuro_api.manager import ServerBindError
 from neuro_api.server._base import AbstractTrioNeuroServer
-from neuro_api.server._config import CHARACTERS, ForcePolicy, ServerConfig
+from neuro_api.server._config import CHARACTERS, ServerConfig
 from neuro_api.server._console import ConsoleInteractiveNeuroServer
 from neuro_api.server._process import LISTENING, NeuroProcess
 from neuro_api.server._random import RandomNeuroServer
@@ -170,13 +171,7 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
 
 def make_engine(settings: Settings) -> AbstractTrioNeuroServer:
     """Build the engine the settings name; :class:`ValueError` if invalid."""
-    config = ServerConfig(
-        character_id=settings.character,
-        display_name=settings.display_name,
-        result_timeout=settings.result_timeout,
-        max_retries=settings.max_retries,
-        force_policy=ForcePolicy(settings.force_policy),
-    )
+    config = ServerConfig.from_settings(settings)
     if settings.engine == "random":
         return RandomNeuroServer(
             config,
@@ -206,7 +201,8 @@ def _bind_error(error: BaseException | None) -> ServerBindError | None:
 def _failure_line(error: CriticalServiceError) -> str:
     bind = _bind_error(error)
     if bind is not None:
-        reason = bind.strerror or str(bind)
+        # The error's own text already names the server and the address.
+        reason = os.strerror(bind.errno) if bind.errno else str(bind)
         return f"cannot listen on {bind.host}:{bind.port}: {reason}"
     return str(error)
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from neuro_api.settings import Settings
 
 __all__ = ["CHARACTERS", "ForcePolicy", "ServerConfig"]
 
@@ -30,6 +33,8 @@ class ServerConfig:
     """
 
     character_id: str = "neuro"
+    """Sent to games in the startup acknowledgement; action names are
+    scoped to it (collisions between games of one character are reported)."""
     display_name: str | None = None
     """Shown to games in the startup acknowledgement; ``None`` picks the
     production name of ``character_id`` (or the id itself)."""
@@ -38,6 +43,7 @@ class ServerConfig:
     max_retries: int = 2
     """Times a force is retried after a failing result (0 disables)."""
     force_policy: ForcePolicy = ForcePolicy.REPLACE
+    """What a new force does while another is active (production: replace)."""
     max_queued_forces: int = 8
     """With the queue policy, older queued forces are dropped beyond this."""
     max_message_size: int = 1 << 20
@@ -47,12 +53,13 @@ class ServerConfig:
     max_held_context: int = 1000
     """Context messages held while a result is pending; the oldest is
     dropped beyond this (``context.dropped``)."""
-    max_held_context_bytes: int = 4 << 20
+    max_held_context_chars: int = 4 << 20
     """Total characters of held context; the oldest is dropped beyond this."""
     max_actions: int = 1000
     """Actions one game may have registered at once; more are refused
     (``action.limit``)."""
     context_spam_count: int = 20
+    """See :attr:`context_spam_window`."""
     context_spam_window: float = 1.0
     """More than ``context_spam_count`` context messages within this many
     seconds earns one ``behaviour.context-spam`` diagnostic per window."""
@@ -67,7 +74,7 @@ class ServerConfig:
             ("max_message_size", self.max_message_size >= 1024),
             ("send_timeout", self.send_timeout > 0),
             ("max_held_context", self.max_held_context >= 1),
-            ("max_held_context_bytes", self.max_held_context_bytes >= 1),
+            ("max_held_context_chars", self.max_held_context_chars >= 1),
             ("max_actions", self.max_actions >= 1),
             ("context_spam_count", self.context_spam_count >= 1),
             ("context_spam_window", self.context_spam_window > 0),
@@ -79,6 +86,22 @@ class ServerConfig:
         if not self.character_id:
             raise ValueError("character_id: must not be empty")
         object.__setattr__(self, "force_policy", ForcePolicy(self.force_policy))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ServerConfig:
+        """The behaviour settings of a process (``--result-timeout`` ...).
+
+        What ``python -m neuro_api.server`` gives its engine; use it for an
+        engine of your own run by :class:`~neuro_api.server.NeuroProcess`,
+        so the same flags, variables and config file apply to it.
+        """
+        return cls(
+            character_id=settings.character,
+            display_name=settings.display_name,
+            result_timeout=settings.result_timeout,
+            max_retries=settings.max_retries,
+            force_policy=ForcePolicy(settings.force_policy),
+        )
 
     @property
     def character_name(self) -> str:

@@ -407,14 +407,14 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         config = self.config
         while len(self._held) > 1 and (
             len(self._held) > config.max_held_context
-            or self._held_chars > config.max_held_context_bytes
+            or self._held_chars > config.max_held_context_chars
         ):
             dropped = self._held.popleft()
             self._held_chars -= len(dropped.message)
             limit = (
                 f"{config.max_held_context} messages"
                 if len(self._held) >= config.max_held_context
-                else f"{config.max_held_context_bytes} characters"
+                else f"{config.max_held_context_chars} characters"
             )
             self._diag("context.dropped", limit=limit)
 
