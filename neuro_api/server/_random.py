@@ -76,10 +76,7 @@ class RandomNeuroServer(AbstractTrioNeuroServer):
         priority: ForcePriority,
     ) -> tuple[str, str | None] | None:
         """Answer at once unless a ``delay`` is configured."""
-        if self.delay:
-            return None
-        action = self.rng.choice(actions)
-        return action.name, self.make_data(action)
+        return None if self.delay else self.pick(actions)
 
     async def choose_force_action(
         self,
@@ -93,6 +90,10 @@ class RandomNeuroServer(AbstractTrioNeuroServer):
         """Pick a random forced action and random valid data for it."""
         if self.delay:
             await trio.sleep(self.delay)
+        return self.pick(actions)
+
+    def pick(self, actions: tuple[Action, ...]) -> tuple[str, str | None]:
+        """One of ``actions`` at random, with valid random data for it."""
         action = self.rng.choice(actions)
         return action.name, self.make_data(action)
 
