@@ -189,7 +189,7 @@ _Parser = Callable[[_Reader, str | None], Message]
 
 
 def _load_object(frame: str | bytes | bytearray) -> dict[str, Any]:
-    if isinstance(frame, bytes | bytearray):
+    if isinstance(frame, (bytes, bytearray)):
         try:
             frame = bytes(frame).decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -228,6 +228,9 @@ MAX_SCHEMA_DEPTH: Final = 64
 (orjson stops at 255 levels) could not send them on."""
 
 
+_CONTAINERS: Final = (dict, list)  # a tuple: isinstance is twice as fast with it
+
+
 def _deeper_than(value: Any, limit: int) -> bool:
     """Whether JSON ``value`` nests objects/arrays more than ``limit`` deep."""
     level: list[Any] = [value]
@@ -236,7 +239,7 @@ def _deeper_than(value: Any, limit: int) -> bool:
             child
             for node in level
             for child in (node.values() if isinstance(node, dict) else node)
-            if isinstance(child, dict | list)
+            if isinstance(child, _CONTAINERS)
         ]
         if not level:
             return False
@@ -440,13 +443,177 @@ NEURO_PARSERS: Final[Mapping[str, _Parser]] = {
 """Dispatch table of Neuro -> game commands."""
 
 
+# ---------------------------------------------------------------------------
+# Fast paths for well-formed game frames
+# ---------------------------------------------------------------------------
+#
+# Nearly every frame a game sends is well formed, and the readers above cost
+# several times the JSON decoding itself (a dict copy per object, a method
+# call per field). The functions below only *recognise* a frame that is
+# exactly right - no unknown key, no null, every type as expected - and build
+# the message straight from the decoded object, without copying or mutating
+# it. Anything else returns None, and the full parser above runs on the same
+# object: it alone produces notes and ProtocolErrors, so they cannot differ.
+# A fast path must therefore accept only what the full parser would accept
+# without a note, and return the very message it would return.
+#
+# ``type(x) is str`` is exact here: orjson only makes plain str, bool, int,
+# float, list and dict objects.
+
+_GameFastPath = Callable[[dict[str, Any], str], GameMessage | None]
+_MISSING: Final = object()
+_PRIORITIES: Final = {p.value: p for p in ForcePriority}
+_FORCE_KEYS: Final = frozenset(
+    {"state", "query", "ephemeral_context", "priority", "action_names"}
+)
+_RESULT_KEYS: Final = frozenset({"id", "success", "message"})
+_ACTION_KEYS: Final = frozenset({"name", "description", "schema"})
+
+
+def _only_data(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """``data`` of a frame with exactly command, game and an object data."""
+    data = obj.get("data")
+    if type(data) is dict and len(obj) == 3:
+        return data
+    return None
+
+
+def _all_str(items: list[Any]) -> bool:
+    return all(type(item) is str for item in items)
+
+
+def _fast_no_data(factory: Callable[..., GameMessage]) -> _GameFastPath:
+    def parse(obj: dict[str, Any], game: str) -> GameMessage | None:
+        # ``data`` may be absent or ``{}``; any other value goes the full way.
+        if len(obj) == 2 or (len(obj) == 3 and obj.get("data") == {}):
+            return factory(game=game)
+        return None
+
+    return parse
+
+
+def _fast_context(obj: dict[str, Any], game: str) -> GameMessage | None:
+    data = _only_data(obj)
+    if data is None or len(data) != 2:
+        return None
+    message = data.get("message")
+    silent = data.get("silent")
+    if type(message) is not str or type(silent) is not bool:
+        return None
+    return Context(game=game, message=message, silent=silent)
+
+
+def _fast_force(obj: dict[str, Any], game: str) -> GameMessage | None:
+    data = _only_data(obj)
+    if data is None or not _FORCE_KEYS.issuperset(data):
+        return None
+    query = data.get("query")
+    names = data.get("action_names")
+    if type(query) is not str or type(names) is not list or not _all_str(names):
+        return None
+    # Optional fields: absent is fine, null (a note) or a wrong type is not.
+    state = data.get("state", _MISSING)
+    if state is _MISSING:
+        state = None
+    elif type(state) is not str:
+        return None
+    ephemeral = data.get("ephemeral_context", False)
+    if type(ephemeral) is not bool:
+        return None
+    raw = data.get("priority", "low")
+    priority = _PRIORITIES.get(raw) if type(raw) is str else None
+    if priority is None:
+        return None
+    return ForceActions(
+        game=game,
+        state=state,
+        query=query,
+        ephemeral_context=ephemeral,
+        priority=priority,
+        action_names=tuple(names),
+    )
+
+
+def _fast_result(obj: dict[str, Any], game: str) -> GameMessage | None:
+    data = _only_data(obj)
+    if data is None or not _RESULT_KEYS.issuperset(data):
+        return None
+    id_ = data.get("id")
+    success = data.get("success")
+    if type(id_) is not str or type(success) is not bool:
+        return None
+    message = data.get("message", _MISSING)
+    if message is _MISSING:
+        message = None
+    elif type(message) is not str:
+        return None
+    return ActionResult(game=game, id=id_, success=success, message=message)
+
+
+def _fast_register(obj: dict[str, Any], game: str) -> GameMessage | None:
+    data = _only_data(obj)
+    if data is None or len(data) != 1:
+        return None
+    entries = data.get("actions")
+    if type(entries) is not list:
+        return None
+    actions: list[Action] = []
+    schemas: list[dict[str, Any]] = []
+    for entry in entries:
+        if type(entry) is not dict or not _ACTION_KEYS.issuperset(entry):
+            return None
+        name = entry.get("name")
+        description = entry.get("description")
+        if type(name) is not str or type(description) is not str:
+            return None
+        schema = entry.get("schema", _MISSING)
+        if schema is _MISSING:
+            schema = None
+        elif type(schema) is dict:
+            schemas.append(schema)
+        else:
+            return None
+        actions.append(Action(name, description, schema))
+    # One depth walk for all the schemas: the list adds one level, so it is
+    # deeper than the limit + 1 exactly when one of them is too deep.
+    if _deeper_than(schemas, MAX_SCHEMA_DEPTH + 1):
+        return None
+    return RegisterActions(game=game, actions=tuple(actions))
+
+
+def _fast_unregister(obj: dict[str, Any], game: str) -> GameMessage | None:
+    data = _only_data(obj)
+    if data is None or len(data) != 1:
+        return None
+    names = data.get("action_names")
+    if type(names) is not list or not _all_str(names):
+        return None
+    return UnregisterActions(game=game, action_names=tuple(names))
+
+
+_FAST_GAME_PARSERS: Final[Mapping[str, _GameFastPath]] = {
+    "startup": _fast_no_data(Startup),
+    "context": _fast_context,
+    "actions/register": _fast_register,
+    "actions/unregister": _fast_unregister,
+    "actions/force": _fast_force,
+    "action/result": _fast_result,
+    "shutdown/ready": _fast_no_data(ShutdownReady),
+}
+
+
 def _parse(
     frame: str | bytes | bytearray,
     table: Mapping[str, _Parser],
     *,
     with_game: bool,
 ) -> Message:
-    obj = _load_object(frame)
+    return _parse_object(_load_object(frame), table, with_game=with_game)
+
+
+def _parse_object(
+    obj: dict[str, Any], table: Mapping[str, _Parser], *, with_game: bool
+) -> Message:
     notes: list[FieldProblem] = []
     top = _Reader(obj, "", notes, None)
     command = top.take_str("command")
@@ -477,7 +644,16 @@ def parse_game_frame(frame: str | bytes | bytearray) -> GameMessage:
     binary frame deserves a diagnostic). Raises :class:`ProtocolError` for
     anything that is not a well-formed game message.
     """
-    message = _parse(frame, GAME_PARSERS, with_game=True)
+    obj = _load_object(frame)
+    command = obj.get("command")
+    game = obj.get("game")
+    if type(command) is str and type(game) is str:
+        fast = _FAST_GAME_PARSERS.get(command)
+        if fast is not None:
+            quick = fast(obj, game)
+            if quick is not None:
+                return quick
+    message = _parse_object(obj, GAME_PARSERS, with_game=True)
     assert isinstance(message, GameMessage)
     return message
 
