@@ -7,21 +7,30 @@ engine's round trips cheap. Keywords it does not steer by (``not``,
 ``if``/``then``, ``dependentRequired`` ...) are honoured by checking: every
 value is validated against the whole schema and regenerated if it fails.
 
+Each schema is *planned* once: everything that depends on the schema alone
+(bounds, property lists, sub-plans, its validator) is worked out and cached,
+and what is left per value is a few calls of the random generator. The plan
+makes exactly the draws, in the same order, that walking the schema would,
+so a seeded generator gives the same values either way.
+
 (hypothesis-jsonschema 0.23 was the obvious library for this, but it crashes
 on object schemas with current hypothesis releases.)
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 import random
 import uuid
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Callable, Mapping
+from typing import Any, Final, NamedTuple
 
+import orjson
 import rstr
 
-from neuro_api._validators import get_validator, is_valid
+from neuro_api._validators import canonical, validity_check
 
 __all__ = ["GenerationError", "generate_data"]
 
@@ -52,17 +61,103 @@ class GenerationError(ValueError):
 
 
 class _Unsupported(Exception):
-    """The fast generator cannot handle this schema; use the fallback."""
+    """The generator cannot handle this schema (this draw, at least)."""
 
 
-def _infer_type(schema: Mapping[str, Any], rng: random.Random) -> str:
+class _Context:
+    __slots__ = ("rng", "root")
+
+    def __init__(self, rng: random.Random, root: Mapping[str, Any]) -> None:
+        self.rng = rng
+        self.root = root
+
+
+_Draw = Callable[[_Context], Any]
+"""A planned (sub)schema: draws one value from ``ctx.rng``."""
+
+# ---------------------------------------------------------------------------
+# Planning
+# ---------------------------------------------------------------------------
+#
+# ``_plan_*`` functions do the schema-only work and return a draw function.
+# Whatever they raise (an empty range, too deep, an odd keyword value) is
+# raised *before* the schema's first draw, where walking the schema would
+# raise it too; so ``_compile`` turns a failed plan into a draw that plans
+# again, and raises, when it is reached. Draw functions consume the random
+# generator exactly as the schema walk did: keep it that way, the tests pin
+# seeded values.
+
+
+def _compile(schema: Any, depth: int) -> _Draw:
+    """Plan ``schema`` (at nesting ``depth``); never raises."""
+    try:
+        return _plan(schema, depth)
+    except Exception:
+        return functools.partial(_plan_when_drawn, schema, depth)
+
+
+def _plan_when_drawn(schema: Any, depth: int, ctx: _Context) -> Any:
+    return _plan(schema, depth)(ctx)
+
+
+def _compile_merged(base: Mapping[str, Any], extra: Any, depth: int) -> _Draw:
+    """Plan ``_merge(base, extra)``; a merge that fails raises when drawn."""
+    try:
+        merged = _merge(base, extra)
+    except Exception:
+        return functools.partial(_merge_when_drawn, base, extra, depth)
+    return _compile(merged, depth)
+
+
+def _merge_when_drawn(
+    base: Mapping[str, Any], extra: Any, depth: int, ctx: _Context
+) -> Any:
+    return _plan(_merge(base, extra), depth)(ctx)
+
+
+def _plan(schema: Any, depth: int) -> _Draw:
+    if schema is True:
+        schema = {}
+    if schema is False or depth > _MAX_DEPTH:
+        raise _Unsupported("false schema or too deep")
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        # Resolved when drawn: references may recurse, and the depth limit
+        # is what ends a recursive draw.
+        rest = {k: v for k, v in schema.items() if k != "$ref"}
+        return functools.partial(_draw_ref, ref, rest, depth)
+    if "const" in schema:
+        return functools.partial(_draw_const, schema["const"])
+    if "enum" in schema:
+        choices = schema["enum"]
+        if not choices:
+            raise GenerationError("empty enum")
+        return functools.partial(_draw_enum, choices)
+    for combinator in ("allOf", "anyOf", "oneOf"):
+        branches = schema.get(combinator)
+        if isinstance(branches, list) and branches:
+            rest = {k: v for k, v in schema.items() if k != combinator}
+            if combinator == "allOf":
+                for branch in branches:
+                    rest = _merge(rest, branch)
+                return _compile(rest, depth + 1)
+            options = [_compile_merged(rest, b, depth + 1) for b in branches]
+            return functools.partial(_draw_option, options)
+    kinds = _kinds(schema)
+    if isinstance(kinds, str):
+        return _plan_kind(kinds, schema, depth)
+    plans = {str(kind): _compile_kind(str(kind), schema, depth) for kind in kinds}
+    return functools.partial(_draw_kind, kinds, plans)
+
+
+def _kinds(schema: Mapping[str, Any]) -> str | list[Any] | tuple[str, ...]:
+    """The schema's type, or the types one is drawn from."""
     declared = schema.get("type")
     if isinstance(declared, str):
         return declared
     if isinstance(declared, list) and declared:
         # Prefer a concrete value over null when there is a choice.
-        concrete = [t for t in declared if t != "null"] or declared
-        return str(rng.choice(concrete))
+        return [t for t in declared if t != "null"] or declared
     if "properties" in schema or "required" in schema:
         return "object"
     if "items" in schema or "prefixItems" in schema:
@@ -71,40 +166,127 @@ def _infer_type(schema: Mapping[str, Any], rng: random.Random) -> str:
         return "string"
     if {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"} & schema.keys():
         return "number"
-    return rng.choice(_SIMPLE_TYPES)
+    return _SIMPLE_TYPES
 
 
-def _gen_string(schema: Mapping[str, Any], rng: random.Random) -> str:
+def _compile_kind(kind: str, schema: Mapping[str, Any], depth: int) -> _Draw:
+    try:
+        return _plan_kind(kind, schema, depth)
+    except Exception:
+        return functools.partial(_plan_kind_when_drawn, kind, schema, depth)
+
+
+def _plan_kind_when_drawn(
+    kind: str, schema: Mapping[str, Any], depth: int, ctx: _Context
+) -> Any:
+    return _plan_kind(kind, schema, depth)(ctx)
+
+
+def _plan_kind(kind: str, schema: Mapping[str, Any], depth: int) -> _Draw:
+    if kind == "object":
+        return _plan_object(schema, depth)
+    if kind == "array":
+        return _plan_array(schema, depth)
+    if kind == "string":
+        return _plan_string(schema)
+    if kind == "integer":
+        return _plan_integer(schema)
+    if kind == "number":
+        return _plan_number(schema)
+    if kind == "boolean":
+        return _draw_boolean
+    if kind == "null":
+        return _draw_null
+    raise _Unsupported(f"type {kind!r}")
+
+
+def _draw_ref(ref: str, rest: dict[str, Any], depth: int, ctx: _Context) -> Any:
+    return _plan(_merge(_resolve(ref, ctx.root), rest), depth + 1)(ctx)
+
+
+def _draw_const(value: Any, ctx: _Context) -> Any:
+    return _fresh(value)
+
+
+def _draw_enum(choices: Any, ctx: _Context) -> Any:
+    return _fresh(ctx.rng.choice(choices))
+
+
+def _fresh(value: Any) -> Any:
+    """A container from the cached plan is copied: callers may change it."""
+    if isinstance(value, dict | list):
+        return copy.deepcopy(value)
+    return value
+
+
+def _draw_option(options: list[_Draw], ctx: _Context) -> Any:
+    return ctx.rng.choice(options)(ctx)
+
+
+def _draw_kind(
+    kinds: list[Any] | tuple[str, ...], plans: dict[str, _Draw], ctx: _Context
+) -> Any:
+    return plans[str(ctx.rng.choice(kinds))](ctx)
+
+
+def _draw_boolean(ctx: _Context) -> bool:
+    return ctx.rng.random() < 0.5
+
+
+def _draw_null(ctx: _Context) -> None:
+    return None
+
+
+# --- strings ---------------------------------------------------------------
+
+
+def _plan_string(schema: Mapping[str, Any]) -> _Draw:
     pattern = schema.get("pattern")
     if isinstance(pattern, str):
-        # JSON Schema patterns are unanchored searches; xeger's output
-        # matches the pattern itself, so it always satisfies the search.
         low = int(schema.get("minLength", 0))
         high = int(schema.get("maxLength", 1 << 30))
-        xeger = rstr.Rstr(rng).xeger
-        # xeger repeats + and * up to 100 times; draw until the length fits.
-        for _ in range(_PATTERN_DRAWS):
-            try:
-                text = str(xeger(pattern))
-            except Exception as exc:  # an exotic regex sre cannot expand
-                raise _Unsupported(f"pattern {pattern!r}: {exc}") from exc
-            if low <= len(text) <= high:
-                return text
-        raise _Unsupported(f"pattern {pattern!r} within length {low}..{high}")
+        return functools.partial(_draw_pattern, pattern, low, high)
     fmt = schema.get("format")
     if isinstance(fmt, str) and fmt in _FORMATS:
-        return str(_FORMATS[fmt](rng))
+        return functools.partial(_draw_format, _FORMATS[fmt])
     low = int(schema.get("minLength", 0))
     high = int(schema.get("maxLength", max(low, 12)))
     if low > high:
         raise GenerationError(f"minLength {low} > maxLength {high}")
-    target = rng.randint(low, min(high, low + 16))
+    return functools.partial(_draw_words, low, min(high, low + 16))
+
+
+def _draw_pattern(pattern: str, low: int, high: int, ctx: _Context) -> str:
+    # JSON Schema patterns are unanchored searches; xeger's output matches
+    # the pattern itself, so it always satisfies the search.
+    xeger = rstr.Rstr(ctx.rng).xeger
+    # xeger repeats + and * up to 100 times; draw until the length fits.
+    for _ in range(_PATTERN_DRAWS):
+        try:
+            text = str(xeger(pattern))
+        except Exception as exc:  # an exotic regex sre cannot expand
+            raise _Unsupported(f"pattern {pattern!r}: {exc}") from exc
+        if low <= len(text) <= high:
+            return text
+    raise _Unsupported(f"pattern {pattern!r} within length {low}..{high}")
+
+
+def _draw_format(make: Callable[[random.Random], Any], ctx: _Context) -> str:
+    return str(make(ctx.rng))
+
+
+def _draw_words(low: int, high: int, ctx: _Context) -> str:
+    rng = ctx.rng
+    target = rng.randint(low, high)
     text = rng.choice(_WORDS)
     while len(text) < target:
         text += "_" + rng.choice(_WORDS)
     if len(text) > target:
         text = text[:target]
     return text
+
+
+# --- numbers ---------------------------------------------------------------
 
 
 def _bounds(schema: Mapping[str, Any], default_span: float) -> tuple[float, float]:
@@ -158,21 +340,30 @@ def _integer_range(schema: Mapping[str, Any], step: float = 1) -> tuple[int, int
     return first, last
 
 
-def _gen_integer(schema: Mapping[str, Any], rng: random.Random) -> int:
+def _plan_integer(schema: Mapping[str, Any]) -> _Draw:
     step = _number(schema.get("multipleOf"))
     if step is not None and step <= 0:
         raise GenerationError(f"multipleOf {step} is not positive")
     if step is not None and not float(step).is_integer():
         # An integer multiple of a fraction: multiples of the least common
         # integer multiple would do, but it is rare; let checking decide.
-        value = _gen_number(schema, rng)
-        return round(value)
+        return functools.partial(_draw_rounded, _plan_number(schema))
     whole = int(step or 1)
     first, last = _integer_range(schema, whole)
-    return rng.randint(first, last) * whole
+    return functools.partial(_draw_integer, first, last, whole)
 
 
-def _gen_number(schema: Mapping[str, Any], rng: random.Random) -> float | int:
+def _draw_rounded(number: _Draw, ctx: _Context) -> int:
+    value: float = number(ctx)
+    return round(value)
+
+
+def _draw_integer(first: int, last: int, whole: int, ctx: _Context) -> int:
+    value: int = ctx.rng.randint(first, last) * whole
+    return value
+
+
+def _plan_number(schema: Mapping[str, Any]) -> _Draw:
     step = _number(schema.get("multipleOf"))
     if step is not None:
         if step <= 0:
@@ -181,19 +372,31 @@ def _gen_number(schema: Mapping[str, Any], rng: random.Random) -> float | int:
         # Round away float noise (0.1 * 3 = 0.30000000000000004), which
         # would fail the multipleOf check.
         decimals = max(0, -math.floor(math.log10(step))) + 6
-        return round(rng.randint(first, last) * step, decimals)
+        return functools.partial(_draw_multiple, first, last, step, decimals)
     lo, hi = _bounds(schema, 100.0)
     if lo > hi:
         raise GenerationError(f"empty number range [{lo}, {hi}]")
-    value = round(rng.uniform(lo, hi), 3)
+    return functools.partial(_draw_number, lo, hi)
+
+
+def _draw_multiple(
+    first: int, last: int, step: float, decimals: int, ctx: _Context
+) -> float:
+    return round(ctx.rng.randint(first, last) * step, decimals)
+
+
+def _draw_number(lo: float, hi: float, ctx: _Context) -> float:
+    value = round(ctx.rng.uniform(lo, hi), 3)
     # Rounding or an exclusive bound may push it out; the midpoint is safe.
     if not lo < value < hi:
         value = (lo + hi) / 2
     return value
 
 
-def _gen_array(schema: Mapping[str, Any], ctx: _Context, depth: int) -> list[Any]:
-    rng = ctx.rng
+# --- arrays and objects --------------------------------------------------------
+
+
+def _plan_array(schema: Mapping[str, Any], depth: int) -> _Draw:
     prefix = schema.get("prefixItems")
     items = schema.get("items")
     if isinstance(items, list):  # draft 4-2019 tuple form
@@ -202,15 +405,29 @@ def _gen_array(schema: Mapping[str, Any], ctx: _Context, depth: int) -> list[Any
     high = int(schema.get("maxItems", max(low, 4)))
     if low > high:
         raise GenerationError(f"minItems {low} > maxItems {high}")
-    count = rng.randint(low, min(high, low + 4))
-    out: list[Any] = []
-    if isinstance(prefix, list):
-        out.extend(_gen(sub, ctx, depth + 1) for sub in prefix[:count])
-    item_schema: Mapping[str, Any] = items if isinstance(items, Mapping) else {}
+    prefix_plans = (
+        [_compile(sub, depth + 1) for sub in prefix] if isinstance(prefix, list) else []
+    )
+    item_plan = _compile(items if isinstance(items, Mapping) else {}, depth + 1)
     unique = bool(schema.get("uniqueItems"))
+    return functools.partial(
+        _draw_array, low, min(high, low + 4), prefix_plans, item_plan, unique
+    )
+
+
+def _draw_array(
+    low: int,
+    high: int,
+    prefix_plans: list[_Draw],
+    item_plan: _Draw,
+    unique: bool,
+    ctx: _Context,
+) -> list[Any]:
+    count = ctx.rng.randint(low, high)
+    out = [plan(ctx) for plan in prefix_plans[:count]]
     tries = 0
     while len(out) < count:
-        value = _gen(item_schema, ctx, depth + 1)
+        value = item_plan(ctx)
         tries += 1
         if unique and value in out:
             if tries > 20 * count:
@@ -220,12 +437,47 @@ def _gen_array(schema: Mapping[str, Any], ctx: _Context, depth: int) -> list[Any
     return out
 
 
-def _gen_object(schema: Mapping[str, Any], ctx: _Context, depth: int) -> dict[str, Any]:
-    rng = ctx.rng
+def _plan_object(schema: Mapping[str, Any], depth: int) -> _Draw:
     properties: Mapping[str, Any] = schema.get("properties") or {}
     required = [name for name in schema.get("required", ()) if isinstance(name, str)]
-    names = list(required)
     optional = [name for name in properties if name not in required]
+    plans: dict[str, _Draw] = {}
+    for name in (*required, *optional):
+        sub = properties.get(name, {})
+        plans[name] = _compile(sub if isinstance(sub, Mapping) else {}, depth + 1)
+    if not optional and len(required) >= _min_properties(schema, default=0):
+        # Every property required (what actions mostly declare): no draws
+        # but the values'.
+        return functools.partial(_draw_fixed_object, tuple(plans.items()), required)
+    return functools.partial(_draw_object, schema, required, optional, plans)
+
+
+def _min_properties(schema: Mapping[str, Any], *, default: int) -> int:
+    try:
+        return int(schema.get("minProperties", 0))
+    except (TypeError, ValueError):  # raised when drawn, by _draw_object
+        return default
+
+
+def _draw_fixed_object(
+    plans: tuple[tuple[str, _Draw], ...], names: list[str], ctx: _Context
+) -> dict[str, Any]:
+    if len(plans) == len(names):
+        return {name: plan(ctx) for name, plan in plans}
+    # A name required twice is drawn twice (the second value is kept).
+    by_name = dict(plans)
+    return {name: by_name[name](ctx) for name in names}
+
+
+def _draw_object(
+    schema: Mapping[str, Any],
+    required: list[str],
+    optional: list[str],
+    plans: dict[str, _Draw],
+    ctx: _Context,
+) -> dict[str, Any]:
+    rng = ctx.rng
+    names = list(required)
     names.extend(name for name in optional if rng.random() < 0.5)
     min_props = int(schema.get("minProperties", 0))
     for name in optional:
@@ -235,11 +487,7 @@ def _gen_object(schema: Mapping[str, Any], ctx: _Context, depth: int) -> dict[st
             names.append(name)
     if len(names) < min_props:
         raise _Unsupported("minProperties")
-    out: dict[str, Any] = {}
-    for name in names:
-        sub = properties.get(name, {})
-        out[name] = _gen(sub if isinstance(sub, Mapping) else {}, ctx, depth + 1)
-    return out
+    return {name: plans[name](ctx) for name in names}
 
 
 def _merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -268,57 +516,41 @@ def _resolve(ref: str, root: Mapping[str, Any]) -> Mapping[str, Any]:
     return node
 
 
-class _Context:
-    __slots__ = ("rng", "root")
-
-    def __init__(self, rng: random.Random, root: Mapping[str, Any]) -> None:
-        self.rng = rng
-        self.root = root
+# ---------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------
 
 
-def _gen(schema: Mapping[str, Any] | bool, ctx: _Context, depth: int) -> Any:
-    rng = ctx.rng
-    if schema is True:
-        schema = {}
-    if schema is False or depth > _MAX_DEPTH:
-        raise _Unsupported("false schema or too deep")
-    ref = schema.get("$ref")
-    if isinstance(ref, str):
-        rest = {k: v for k, v in schema.items() if k != "$ref"}
-        return _gen(_merge(_resolve(ref, ctx.root), rest), ctx, depth + 1)
-    if "const" in schema:
-        return schema["const"]
-    if "enum" in schema:
-        choices = schema["enum"]
-        if not choices:
-            raise GenerationError("empty enum")
-        return rng.choice(choices)
-    for combinator in ("allOf", "anyOf", "oneOf"):
-        branches = schema.get(combinator)
-        if isinstance(branches, list) and branches:
-            rest = {k: v for k, v in schema.items() if k != combinator}
-            if combinator == "allOf":
-                for branch in branches:
-                    rest = _merge(rest, branch)
-            else:
-                rest = _merge(rest, rng.choice(branches))
-            return _gen(rest, ctx, depth + 1)
-    kind = _infer_type(schema, rng)
-    if kind == "object":
-        return _gen_object(schema, ctx, depth)
-    if kind == "array":
-        return _gen_array(schema, ctx, depth)
-    if kind == "string":
-        return _gen_string(schema, rng)
-    if kind == "integer":
-        return _gen_integer(schema, rng)
-    if kind == "number":
-        return _gen_number(schema, rng)
-    if kind == "boolean":
-        return rng.random() < 0.5
-    if kind == "null":
-        return None
-    raise _Unsupported(f"type {kind!r}")
+class _Plan(NamedTuple):
+    root: Mapping[str, Any]
+    """The schema the plan was made from (a private copy, when cached)."""
+    draw: _Draw
+    is_valid: Callable[[Any], bool]
+
+
+@functools.lru_cache(maxsize=1024)
+def _plan_for_text(text: bytes) -> _Plan:
+    # Planned from a private copy, so a caller changing its schema later
+    # cannot change a cached plan. Exceptions (SchemaError) are not cached.
+    root = orjson.loads(text)
+    is_valid = validity_check(root)  # raises SchemaError for an invalid schema
+    return _Plan(root, _compile(root, 0), is_valid)
+
+
+def _plan_for(schema: Mapping[str, Any]) -> _Plan:
+    # Keyed by the schema's JSON as written: equal schemas share a plan, and
+    # the key order stays part of the key, since it orders the draws.
+    try:
+        text = orjson.dumps(schema)
+    except TypeError:
+        canonical(schema)  # raises the SchemaError validation would raise
+        raise
+    plan = _plan_for_text(text)
+    if plan.root != schema:
+        # The JSON text hides a difference (a tuple is written as a list):
+        # plan this very schema, uncached, so it is drawn from as written.
+        plan = _Plan(schema, _compile(schema, 0), validity_check(schema))
+    return plan
 
 
 def generate_data(
@@ -338,17 +570,17 @@ def generate_data(
     """
     if not schema:
         return None
-    ctx = _Context(rng or random.Random(), schema)
-    get_validator(schema)  # raises SchemaError for an invalid schema
+    plan = _plan_for(schema)  # raises SchemaError for an invalid schema
+    ctx = _Context(rng or random.Random(), plan.root)
     reason = "no attempt produced a valid value"
     for _ in range(attempts):
         try:
-            value = _gen(schema, ctx, 0)
+            value = plan.draw(ctx)
         except (_Unsupported, GenerationError) as exc:
             # Random choices (depth, uniqueness, a long draw) may fail where
             # the next attempt succeeds; an impossible schema fails them all.
             reason = str(exc)
             continue
-        if is_valid(schema, value):
+        if plan.is_valid(value):
             return value
     raise GenerationError(f"cannot generate data for this schema: {reason}")

@@ -68,14 +68,28 @@ def _fast_for_text(text: bytes) -> Callable[[Any], bool] | None:
         return None
 
 
+@functools.lru_cache(maxsize=1024)
+def _check_for_text(text: bytes) -> Callable[[Any], bool]:
+    reference = _validator_for_text(text).is_valid
+    fast = _fast_for_text(text)
+    if fast is None:
+        return lambda value: bool(reference(value))
+    return lambda value: fast(value) or bool(reference(value))
+
+
+def validity_check(schema: Mapping[str, Any]) -> Callable[[Any], bool]:
+    """Return the cached yes/no check of ``schema``: what :func:`is_valid` asks.
+
+    For callers that check many values against one schema: the schema is
+    encoded and looked up once, not per value. Raises :class:`SchemaError`
+    if the schema itself is invalid.
+    """
+    return _check_for_text(canonical(schema))
+
+
 def is_valid(schema: Mapping[str, Any], value: Any) -> bool:
     """Whether ``value`` validates against ``schema``, fast.
 
     Raises :class:`SchemaError` if the schema itself is invalid.
     """
-    text = canonical(schema)
-    reference = _validator_for_text(text)
-    fast = _fast_for_text(text)
-    if fast is not None and fast(value):
-        return True
-    return bool(reference.is_valid(value))
+    return _check_for_text(canonical(schema))(value)
