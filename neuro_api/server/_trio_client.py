@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
+import orjson
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from neuro_api.command import Action, ForceActions, ForcePriority
+from neuro_api.command import Action, ForceActions, ForcePriority, RegisterActions
 from neuro_api.diagnostics import Diagnostic, diagnose
 from neuro_api.server._config import ServerConfig
 from neuro_api.server._handler import ActionOutcome
@@ -25,6 +28,51 @@ _CLOSE_TIMEOUT: Final = 5.0
 _CANCELLED_CLOSE_TIMEOUT: Final = 0.2
 _MESSAGE_TOO_BIG: Final = 1009
 _POLICY_VIOLATION: Final = 1008
+
+# Games register the same few schemas on every connection, and each parsed
+# copy costs about a kilobyte (a handful of dicts); the registries keep one
+# copy of each (same JSON text, key order included, and equal, so nothing
+# shown or diagnosed can differ). Bounded: small schemas only, at most
+# _SHARED_SCHEMAS_MAX of them, the oldest forgotten first.
+_SHARED_SCHEMAS: dict[bytes, dict[str, Any]] = {}
+_SHARED_SCHEMAS_MAX: Final = 1024
+_SHARED_SCHEMA_BYTES: Final = 4096
+
+
+def _shared(schema: dict[str, Any]) -> dict[str, Any]:
+    """The registries' copy of ``schema`` (or ``schema`` if it is not shared)."""
+    try:
+        text = orjson.dumps(schema)
+    except TypeError:  # not JSON (a hand-made action in a test): keep it
+        return schema
+    if len(text) > _SHARED_SCHEMA_BYTES:
+        return schema
+    known = _SHARED_SCHEMAS.get(text)
+    if known is None:
+        # A copy of its own, so no caller holds (and could change) it.
+        known = orjson.loads(text)
+        if known != schema:  # NaN, tuples ...: not what JSON would give
+            return schema
+        if len(_SHARED_SCHEMAS) >= _SHARED_SCHEMAS_MAX:
+            del _SHARED_SCHEMAS[next(iter(_SHARED_SCHEMAS))]
+        _SHARED_SCHEMAS[text] = known
+    # Equal JSON text is not always equal values (a tuple prints as a list).
+    return known if known == schema else schema
+
+
+def _share_schemas(actions: tuple[Action, ...]) -> tuple[Action, ...] | None:
+    """``actions`` with the registries' schema copies; None if none changed."""
+    shared: list[Action] = []
+    changed = False
+    for action in actions:
+        schema = action.schema
+        copy = schema if schema is None else _shared(schema)
+        if copy is schema:
+            shared.append(action)
+        else:  # Action(...), not _replace(): three times faster
+            shared.append(Action(action.name, action.description, copy))
+            changed = True
+    return tuple(shared) if changed else None
 
 
 class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
@@ -43,6 +91,10 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
         self.websocket = websocket
         self.frames_in = 0
         self.frames_out = 0
+        # While serve() runs: the task reading the connection, and the cancel
+        # scope around its loop (see send_text).
+        self._reader: trio.lowlevel.Task | None = None
+        self._reader_scope: trio.CancelScope | None = None
 
     async def send_text(self, frame: str) -> None:
         """Send a text frame; a peer that stops reading is disconnected.
@@ -52,21 +104,66 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
         ``config.send_timeout`` whatever happens. Raises
         :class:`trio_websocket.ConnectionClosed` if the connection is closed
         (or closes because the peer did not read in time).
+
+        Most frames are sent by the reader task itself (the handlers it runs
+        answer startups and forces at once). Those writes are shielded by
+        switching on the shield and the deadline of the reader's own scope,
+        which costs a fraction of opening a cancel scope per send; any other
+        task gets a scope of its own. So code that runs in the reader must
+        not wrap a send in a cancel scope it may cancel: only cancellation
+        from outside the reader's scope is held back during the write.
         """
+        if self._reader is not None and trio.lowlevel.current_task() is self._reader:
+            await self._send_from_reader(frame)
+        else:
+            await self._send_in_own_scope(frame)
+        self.frames_out += 1
+        self.on_frame("out", frame)
+
+    async def _send_in_own_scope(self, frame: str) -> None:
         with trio.move_on_after(self.config.send_timeout) as scope:
             scope.shield = True
             await self.websocket.send_message(frame)
-            self.frames_out += 1
-            self.on_frame("out", frame)
         if scope.cancelled_caught:
-            LOGGER.warning(
-                "%s does not read; closing its connection", self.game_title or "game"
-            )
-            await self._close(_POLICY_VIOLATION, "not reading")
-            raise ConnectionClosed(self.websocket.closed)
+            await self._close_not_reading()
+
+    async def _send_from_reader(self, frame: str) -> None:
+        scope = self._reader_scope
+        assert scope is not None
+        scope.shield = True
+        scope.deadline = trio.current_time() + self.config.send_timeout
+        try:
+            await self.websocket.send_message(frame)
+        except trio.Cancelled:
+            # Only the deadline cancels this scope (nothing else can reach
+            # it), and the shield held back everything from outside it.
+            if not scope.cancel_called:
+                raise
+            timed_out = True
+        else:
+            timed_out = False
+        finally:
+            scope.deadline = math.inf
+            scope.shield = False
+        if timed_out:
+            await self._close_not_reading()
+
+    async def _close_not_reading(self) -> None:
+        LOGGER.warning(
+            "%s does not read; closing its connection", self.game_title or "game"
+        )
+        await self._close(_POLICY_VIOLATION, "not reading")
+        raise ConnectionClosed(self.websocket.closed)
 
     def on_frame(self, direction: str, frame: str | bytes) -> None:
         """Called for each frame sent (``"out"``) or received (``"in"``)."""
+
+    async def handle_actions_register(self, message: RegisterActions) -> None:
+        """Register as the layer below does, sharing equal schemas (memory)."""
+        shared = _share_schemas(message.actions)
+        if shared is not None:
+            message = dataclasses.replace(message, actions=shared)
+        await super().handle_actions_register(message)
 
     async def _close(
         self, code: int, reason: str, reply_wait: float = _CLOSE_TIMEOUT
@@ -86,8 +183,11 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
             async with trio.open_nursery() as nursery:
                 self.bind_nursery(nursery)
                 try:
-                    await self._read_loop()
+                    with trio.CancelScope() as self._reader_scope:
+                        self._reader = trio.lowlevel.current_task()
+                        await self._read_loop()
                 finally:
+                    self._reader = self._reader_scope = None
                     self.end_session()
                     nursery.cancel_scope.cancel()
         except* trio.Cancelled:
