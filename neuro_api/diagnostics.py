@@ -562,13 +562,23 @@ CATALOGUE: Final[Mapping[str, DiagnosticKind]] = {kind.id: kind for kind in _KIN
 
 
 def _cut(text: str | bytes | None, limit: int = MAX_FRAME_CHARS) -> str | None:
+    """Shorten ``text`` to ``limit`` characters of valid Unicode.
+
+    A frame can hold lone surrogates (JSON's ``"\\ud800"``, or text that
+    was never UTF-8); they are shown escaped, so every diagnostic can be
+    encoded as UTF-8 (logs, JSON, the console).
+    """
     if text is None:
         return None
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
-    if len(text) <= limit:
-        return text
-    return text[: limit - 3] + "..."
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def diagnose(

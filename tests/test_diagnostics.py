@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from neuro_api import diagnostics
+from neuro_api import command, diagnostics
 from neuro_api.command import FieldProblem, ProblemKind, ProtocolError
 from neuro_api.diagnostics import (
     CATALOGUE,
@@ -376,3 +376,13 @@ def test_protocol_severities_where_the_spec_names_one() -> None:
         Severity.WARNING
     )
     assert CATALOGUE["action.schema-empty"].severity is Severity.INFO
+
+
+def test_lone_surrogates_are_shown_escaped() -> None:
+    frame = "\ud800"
+    with pytest.raises(ProtocolError) as info:
+        command.parse_game_frame(frame)
+    diagnostic = from_protocol_error(info.value, game="G\udc00", frame=frame)
+    assert diagnostic.frame == "\\ud800"
+    assert diagnostic.game == "G\\udc00"
+    orjson.dumps(diagnostic.to_json())  # encodable
