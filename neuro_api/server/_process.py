@@ -244,11 +244,13 @@ class NeuroProcess:
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self._supervise, nursery.cancel_scope)
+                if handle_signals:
+                    # Before the listening line: a script may signal as soon
+                    # as it reads it, and must get a drain, not a dead process.
+                    await nursery.start(self._watch_signals)
                 info = self._info()
                 self._announce(info)
                 task_status.started(info)
-                if handle_signals:
-                    nursery.start_soon(self._watch_signals)
                 nursery.start_soon(self._watch_stop_request)
         except BaseExceptionGroup as group:
             # Callers get the supervisor's one clear error, not our nursery's
@@ -307,8 +309,11 @@ class NeuroProcess:
         for line in lines:
             print(line, file=self._out, flush=True)
 
-    async def _watch_signals(self) -> None:
+    async def _watch_signals(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
             async for signum in signals:
                 LOGGER.info(
                     "%s received; stopping (again to stop at once)",
