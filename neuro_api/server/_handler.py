@@ -110,8 +110,11 @@ class _Pending:
 class _Force:
     message: ForceActions
     names: tuple[str, ...]
-    scope: trio.CancelScope = dataclasses.field(default_factory=trio.CancelScope)
-    """Cancels the engine's choice when the force ends early."""
+    actions: tuple[Action, ...]
+    """The forced actions as registered when the force began."""
+    scope: trio.CancelScope | None = None
+    """Cancels the engine's choice when the force ends early (only engines
+    that answer in a task have one)."""
     attempts: int = 0
 
 
@@ -166,6 +169,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         self._started = False
         self._warned_before_startup = False
         self._ids = itertools.count(1)
+        self._id_prefix = self.session_id[:8] + "-"
         self._pending: dict[str, _Pending] = {}
         self._answered = _Recent()
         self._timed_out = _Recent()
@@ -190,6 +194,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         # _timer_target, which is never later than any pending deadline.
         self._timer_target = math.inf
         self._timer_wake: trio.Event | None = None
+        self._timer_running = False
 
     # --- provided by subclasses ------------------------------------------
 
@@ -287,11 +292,11 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
     def bind_nursery(self, nursery: trio.Nursery | None) -> None:
         """Give the client the nursery its timer and forces run in.
 
-        Starts the connection's result timer in it.
+        The connection's result timer starts there with the first action
+        sent (an idle game costs no task).
         """
         self._nursery = nursery
-        if nursery is not None:
-            nursery.start_soon(self._keep_deadlines)
+        self._timer_running = False
 
     @property
     def serving(self) -> bool:
@@ -428,7 +433,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
 
     def next_id(self) -> str:
         """Return a fresh action id, unique on this connection."""
-        return f"{self.session_id[:8]}-{next(self._ids)}"
+        return f"{self._id_prefix}{next(self._ids)}"
 
     async def execute_action(
         self, name: str, data: str | None, *, result_timeout: float | None = None
@@ -476,7 +481,10 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         force: _Force | None,
         id_: str | None = None,
     ) -> _Pending:
-        self._spawn()  # fail early when the connection is not served
+        nursery = self._spawn()  # fail early when the connection is not served
+        if not self._timer_running:
+            nursery.start_soon(self._keep_deadlines)
+            self._timer_running = True
         timeout = self.config.result_timeout if timeout is None else timeout
         registered = self.get_action(name) is not None
         pending = _Pending(id_ or self.next_id(), name, timeout, force, registered)
@@ -582,18 +590,19 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         if not names:
             self._diag("force.empty")
             return
-        if not self.registered_names():
-            self._diag("force.before-registration")
-            return
-        known: dict[str, None] = {}
+        known: dict[str, Action] = {}  # ordered and without repeats
         unknown: list[str] = []
         for name in names:
-            if self.get_action(name) is None:
+            action = self.get_action(name)
+            if action is None:
                 unknown.append(name)
             else:
-                known[name] = None  # a dict: ordered and without repeats
+                known[name] = action
         if not known:
-            self._diag("force.none-registered", names=", ".join(unknown))
+            if not self.registered_names():
+                self._diag("force.before-registration")
+            else:
+                self._diag("force.none-registered", names=", ".join(unknown))
             return
         if unknown:
             self._diag("force.some-unregistered", names=", ".join(unknown))
@@ -609,17 +618,19 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
                 return
             self._diag("force.while-active", outcome="the old force was replaced")
             self._cancel_force()
-        await self._choose(self._begin_force(message, tuple(known)))
+        await self._choose(self._begin_force(message, tuple(known.values())))
 
-    def _begin_force(self, message: ForceActions, names: tuple[str, ...]) -> _Force:
-        force = _Force(message, names)
+    def _begin_force(
+        self, message: ForceActions, actions: tuple[Action, ...]
+    ) -> _Force:
+        force = _Force(message, tuple(a.name for a in actions), actions)
         self._force = force
         self.on_force_started(message)
         return force
 
     def _cancel_force(self) -> None:
         force, self._force = self._force, None
-        if force is not None:
+        if force is not None and force.scope is not None:
             force.scope.cancel()
 
     def _end_force(self, force: _Force) -> None:
@@ -631,9 +642,13 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
     def _next_queued(self) -> None:
         while self._queued and not self._closing:
             message = self._queued.popleft()
-            names = tuple(n for n in message.action_names if self.get_action(n))
-            if names:
-                force = self._begin_force(message, names)
+            actions = tuple(
+                action
+                for action in map(self.get_action, dict.fromkeys(message.action_names))
+                if action is not None
+            )
+            if actions:
+                force = self._begin_force(message, actions)
                 self._spawn().start_soon(self._choose, force)
                 return
             self._diag("force.queued-dropped", names=", ".join(message.action_names))
@@ -645,7 +660,13 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         otherwise its choice runs in a task that the force's end cancels.
         """
         message = force.message
-        actions = tuple(a for a in map(self.get_action, force.names) if a is not None)
+        actions = force.actions
+        if force.attempts:  # a retry: some actions may be gone since
+            actions = tuple(
+                action
+                for action in map(self.get_action, force.names)
+                if action is not None
+            )
         if not actions:
             self._end_force(force)
             return
