@@ -15,7 +15,12 @@ from hypothesis import strategies as st
 from jsonschema import Draft7Validator, Draft202012Validator
 from jsonschema.validators import validator_for
 
-from neuro_api.schema import GenerationError, SchemaError, generate_data
+from neuro_api.schema import (
+    GenerationError,
+    SchemaError,
+    generate_data,
+    validate_action_data,
+)
 
 SEEDS = range(12)
 
@@ -482,3 +487,20 @@ def test_random_top_level_scalar_schemas(schema: dict[str, Any], seed: int) -> N
     # Not what an action sends, but the generator works on any schema.
     value = generate_data(schema, rng=random.Random(seed))
     assert_valid(schema, value)
+
+
+def test_fractional_multiple_of_follows_the_reference_validator() -> None:
+    # jsonschema-rs and jsonschema disagree on 0.3 as a multiple of 0.1; the
+    # reference (jsonschema) decides, for checks and for generated data.
+    schema = {
+        "type": "object",
+        "properties": {"x": {"type": "number", "multipleOf": 0.1, "maximum": 1}},
+        "required": ["x"],
+    }
+    reference = Draft202012Validator(schema)
+    assert validate_action_data(schema, '{"x": 0.3}').ok is reference.is_valid(
+        {"x": 0.3}
+    )
+    rng = random.Random(5)
+    for _ in range(200):
+        assert reference.is_valid(generate_data(schema, rng=rng))
