@@ -491,10 +491,23 @@ def _draw_object(
 
 
 def _merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """One schema with the constraints of both (for ``allOf`` branches).
+
+    A property both define gets both definitions merged too, so
+    ``{"minimum": 5}`` and ``{"maximum": 7}`` on one property both hold. A
+    keyword both set takes ``extra``'s value; the drawn value is validated
+    against the real schema anyway.
+    """
     merged = dict(base)
     for key, value in extra.items():
         if key == "properties" and isinstance(value, Mapping):
-            merged["properties"] = {**merged.get("properties", {}), **value}
+            properties = dict(merged.get("properties", {}))
+            for name, sub in value.items():
+                known = properties.get(name)
+                if isinstance(known, Mapping) and isinstance(sub, Mapping):
+                    sub = _merge(known, sub)
+                properties[name] = sub
+            merged["properties"] = properties
         elif key == "required" and isinstance(value, list):
             merged["required"] = [*merged.get("required", []), *value]
         else:

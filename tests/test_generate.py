@@ -504,3 +504,16 @@ def test_fractional_multiple_of_follows_the_reference_validator() -> None:
     rng = random.Random(5)
     for _ in range(200):
         assert reference.is_valid(generate_data(schema, rng=rng))
+
+
+def test_all_of_branches_constraining_one_property_are_combined() -> None:
+    schema = {
+        "type": "object",
+        "allOf": [
+            {"properties": {"n": {"type": "integer", "minimum": 5}}, "required": ["n"]},
+            {"properties": {"n": {"maximum": 7}}},
+        ],
+    }
+    rng = random.Random(2)
+    seen = {generate_data(schema, rng=rng)["n"] for _ in range(100)}
+    assert seen == {5, 6, 7}
