@@ -48,6 +48,15 @@ _TYPE_NAMES: Final = {
 }
 
 
+def _short(text: str, limit: int = 60) -> str:
+    """Return ``text`` cut to ``limit`` characters.
+
+    Names a frame chose are echoed in messages and logs, and a frame may be
+    a megabyte.
+    """
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _describe(value: object) -> str:
     """Name a JSON value's type and show a short preview of it."""
     if value is None:
@@ -174,7 +183,7 @@ class _Reader:
         for key in self._obj:
             self.notes.append(
                 FieldProblem(
-                    _path(self.path, key),
+                    _path(self.path, _short(key)),
                     ProblemKind.UNKNOWN_KEY,
                     "unknown key (ignored)",
                 )
@@ -625,7 +634,7 @@ def _parse_object(
             FieldProblem(
                 "command",
                 ProblemKind.UNKNOWN_COMMAND,
-                f"unknown command {command!r} (known: {known})",
+                f"unknown command {_short(command)!r} (known: {known})",
             ),
             command,
         )

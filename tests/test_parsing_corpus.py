@@ -1031,3 +1031,15 @@ def test_fuzz_any_text(text: str) -> None:
 def test_fuzz_any_bytes(data: bytes) -> None:
     check_contract(data)
     check_contract(bytearray(data))
+
+
+def test_huge_names_are_not_echoed_whole() -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_game_frame(orjson.dumps({"command": "x" * 100_000, "game": "G"}).decode())
+    assert len(str(info.value)) < 300
+    message = parse_game_frame(
+        orjson.dumps(
+            {"command": "startup", "game": "G", "data": {"k" * 100_000: 1}}
+        ).decode()
+    )
+    assert all(len(str(note)) < 200 for note in message.notes)
