@@ -505,8 +505,9 @@ def _merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
             for name, sub in value.items():
                 known = properties.get(name)
                 if isinstance(known, Mapping) and isinstance(sub, Mapping):
-                    sub = _merge(known, sub)
-                properties[name] = sub
+                    properties[name] = _merge(known, sub)
+                else:
+                    properties[name] = sub
             merged["properties"] = properties
         elif key == "required" and isinstance(value, list):
             merged["required"] = [*merged.get("required", []), *value]

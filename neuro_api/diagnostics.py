@@ -564,7 +564,7 @@ CATALOGUE: Final[Mapping[str, DiagnosticKind]] = {kind.id: kind for kind in _KIN
 def _cut(text: str | bytes | None, limit: int = MAX_FRAME_CHARS) -> str | None:
     """Shorten ``text`` to ``limit`` characters of valid Unicode.
 
-    A frame can hold lone surrogates (JSON's ``"\\ud800"``, or text that
+    A frame can hold lone surrogates (a JSON escape of U+D800 alone, or text that
     was never UTF-8); they are shown escaped, so every diagnostic can be
     encoded as UTF-8 (logs, JSON, the console).
     """
