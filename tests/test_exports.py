@@ -11,7 +11,19 @@ import pytest
 
 from neuro_api import command
 
-PUBLIC_MODULES = ["neuro_api.command", "neuro_api.schema", "neuro_api.diagnostics"]
+PUBLIC_MODULES = [
+    "neuro_api.api",
+    "neuro_api.command",
+    "neuro_api.control",
+    "neuro_api.diagnostics",
+    "neuro_api.manager",
+    "neuro_api.manager.tunnels",
+    "neuro_api.schema",
+    "neuro_api.server",
+    "neuro_api.settings",
+    "neuro_api.supervisor",
+    "neuro_api.trio_ws",
+]
 
 # Names the upstream SDK's users import from its ``command`` module.
 UPSTREAM_NAMES = [

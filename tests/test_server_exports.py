@@ -48,18 +48,6 @@ CLIENT_CHAIN = [
 ENGINES = ["RandomNeuroServer", "ConsoleInteractiveNeuroServer"]
 
 
-def _isort_key(name: str) -> tuple[int, list[str | int]]:
-    """Order ``__all__`` the way ruff's RUF022 does ("isort-style")."""
-    if name.isupper() and len(name) > 1:
-        group = 0
-    elif name[:1].isupper():
-        group = 1
-    else:
-        group = 2
-    parts = re.split(r"(\d+)", name)
-    return group, [int(part) if part.isdigit() else part for part in parts]
-
-
 def _public(module: ModuleType) -> set[str]:
     """Names a user sees in the module (not submodules, not __future__),
     including those it imports lazily on first access."""
@@ -82,19 +70,8 @@ def test_issue_name_importable(name: str) -> None:
     assert namespace[name] is getattr(module, name)
 
 
-def test_all_is_sorted() -> None:
-    names = list(neuro_api.server.__all__)
-    assert names == sorted(names, key=_isort_key)
-    assert len(names) == len(set(names))
-
-
 def test_all_is_complete() -> None:
     assert set(neuro_api.server.__all__) == _public(neuro_api.server)
-
-
-def test_all_names_exist() -> None:
-    missing = [n for n in neuro_api.server.__all__ if not hasattr(neuro_api.server, n)]
-    assert missing == []
 
 
 def test_star_import_gives_every_issue_name() -> None:
