@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -25,7 +24,9 @@ __all__ = ["BaseTrioNeuroServerClient", "TrioNeuroServerClient"]
 
 LOGGER: Final = logging.getLogger("neuro_api.server")
 _CLOSE_TIMEOUT: Final = 5.0
-_CANCELLED_CLOSE_TIMEOUT: Final = 0.2
+_SHORT_CLOSE_TIMEOUT: Final = 0.2
+"""For a close whose reply nobody will read (the server stops, or the game
+does not read at all)."""
 _MESSAGE_TOO_BIG: Final = 1009
 _POLICY_VIOLATION: Final = 1008
 
@@ -95,6 +96,14 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
         # scope around its loop (see send_text).
         self._reader: trio.lowlevel.Task | None = None
         self._reader_scope: trio.CancelScope | None = None
+        # The reader's sends, as the send watchdog sees them: a count, the
+        # start of the one in progress (None when none is), and the event
+        # that wakes the watchdog when it parked for want of sends.
+        self._sends = 0
+        self._send_started: float | None = None
+        self._send_timed_out = False
+        self._watchdog: trio.CancelScope | None = None
+        self._watchdog_wake: trio.Event | None = None
 
     async def send_text(self, frame: str) -> None:
         """Send a text frame; a peer that stops reading is disconnected.
@@ -107,11 +116,13 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
 
         Most frames are sent by the reader task itself (the handlers it runs
         answer startups and forces at once). Those writes are shielded by
-        switching on the shield and the deadline of the reader's own scope,
-        which costs a fraction of opening a cancel scope per send; any other
-        task gets a scope of its own. So code that runs in the reader must
-        not wrap a send in a cancel scope it may cancel: only cancellation
-        from outside the reader's scope is held back during the write.
+        switching on the shield of the reader's own scope, and timed by a
+        watchdog task of the connection that cancels that scope when a send
+        outlasts ``send_timeout``; this costs a fraction of opening a cancel
+        scope per send. Any other task gets a scope of its own. So code that
+        runs in the reader must not wrap a send in a cancel scope it may
+        cancel: only cancellation from outside the reader's scope is held
+        back during the write.
         """
         if self._reader is not None and trio.lowlevel.current_task() is self._reader:
             await self._send_from_reader(frame)
@@ -128,31 +139,75 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
             await self._close_not_reading()
 
     async def _send_from_reader(self, frame: str) -> None:
+        # A deadline per send would cost more than the rest of the send's own
+        # bookkeeping (trio re-files the scope's deadline twice), so the
+        # reader's sends are timed by one watchdog task per connection
+        # (_watch_sends) that cancels the reader's scope when a send is
+        # still in progress ``send_timeout`` seconds after it began.
         scope = self._reader_scope
         assert scope is not None
+        if self._watchdog is None:
+            # Made here, not in the task, so the reader's end reaches it
+            # even before the task first runs.
+            self._watchdog = trio.CancelScope(shield=True)
+            self._spawn().start_soon(self._watch_sends, scope, self._watchdog)
+        self._sends += 1
+        self._send_started = trio.current_time()
+        wake = self._watchdog_wake
+        if wake is not None:
+            self._watchdog_wake = None
+            wake.set()
         scope.shield = True
-        scope.deadline = trio.current_time() + self.config.send_timeout
         try:
             await self.websocket.send_message(frame)
         except trio.Cancelled:
-            # Only the deadline cancels this scope (nothing else can reach
-            # it), and the shield held back everything from outside it.
-            if not scope.cancel_called:
+            # The shield held back everything from outside the scope, so
+            # only the watchdog can have cancelled it.
+            if not self._send_timed_out:
                 raise
-            timed_out = True
-        else:
-            timed_out = False
         finally:
-            scope.deadline = math.inf
+            self._send_started = None
             scope.shield = False
-        if timed_out:
+        if self._send_timed_out:
             await self._close_not_reading()
+
+    async def _watch_sends(
+        self, reader: trio.CancelScope, own: trio.CancelScope
+    ) -> None:
+        """Cancel the ``reader`` scope when one of its sends takes too long.
+
+        Wakes once per ``send_timeout`` while the reader sends, and parks
+        (no wake-ups at all) once a whole period went by without a send, so
+        an idle game costs nothing. It runs in ``own``, a shielded scope that
+        only the reader's end cancels: the sends it times are shielded from
+        the server's cancellation, so it must outlive that too.
+        """
+        timeout = self.config.send_timeout
+        seen = -1
+        with own:
+            while True:
+                started = self._send_started
+                if started is not None:
+                    send = self._sends
+                    await trio.sleep_until(started + timeout)
+                    if self._send_started is not None and self._sends == send:
+                        self._send_timed_out = True
+                        reader.cancel()
+                        return
+                elif self._sends != seen:  # sends happened lately: look again
+                    seen = self._sends
+                    await trio.sleep(timeout)
+                else:
+                    wake = self._watchdog_wake = trio.Event()
+                    await wake.wait()
 
     async def _close_not_reading(self) -> None:
         LOGGER.warning(
             "%s does not read; closing its connection", self.game_title or "game"
         )
-        await self._close(_POLICY_VIOLATION, "not reading")
+        # Its buffers are full: the close frame cannot even be written, and
+        # a reply would not come; do not wait the usual close time for it.
+        await self._close(_POLICY_VIOLATION, "not reading", _SHORT_CLOSE_TIMEOUT)
         raise ConnectionClosed(self.websocket.closed)
 
     def on_frame(self, direction: str, frame: str | bytes) -> None:
@@ -188,12 +243,15 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
                         await self._read_loop()
                 finally:
                     self._reader = self._reader_scope = None
+                    if self._watchdog is not None:
+                        self._watchdog.cancel()
+                    self._watchdog = self._watchdog_wake = None
                     self.end_session()
                     nursery.cancel_scope.cancel()
         except* trio.Cancelled:
             # The server is stopping: the game still gets a close frame, but
             # nobody reads its reply any more, so do not wait long for it.
-            close_timeout = _CANCELLED_CLOSE_TIMEOUT
+            close_timeout = _SHORT_CLOSE_TIMEOUT
             raise
         except* ConnectionClosed:
             pass  # a send raced the game's disconnect; the reader saw it too
