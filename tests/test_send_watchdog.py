@@ -159,7 +159,7 @@ async def test_sends_that_finish_never_trip_the_watchdog(
 async def test_an_idle_game_costs_the_watchdog_no_wake_ups(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
-    counter = StepCounter("_watch_sends")
+    counter = StepCounter("ReaderGuard.run")
     trio.lowlevel.add_instrument(counter)
     try:
         server = ImmediateServer(send_timeout=SEND_TIMEOUT)

@@ -15,6 +15,7 @@ from neuro_api.command import Action, ForceActions, ForcePriority, RegisterActio
 from neuro_api.diagnostics import Diagnostic, diagnose
 from neuro_api.server._config import ServerConfig
 from neuro_api.server._handler import ActionOutcome
+from neuro_api.server._reader_guard import ReaderGuard
 from neuro_api.server._recording import AbstractRecordingNeuroServerClient
 
 if TYPE_CHECKING:
@@ -92,18 +93,10 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
         self.websocket = websocket
         self.frames_in = 0
         self.frames_out = 0
-        # While serve() runs: the task reading the connection, and the cancel
-        # scope around its loop (see send_text).
+        # While serve() runs: the task reading the connection, and the guard
+        # of its sends (see send_text).
         self._reader: trio.lowlevel.Task | None = None
-        self._reader_scope: trio.CancelScope | None = None
-        # The reader's sends, as the send watchdog sees them: a count, the
-        # start of the one in progress (None when none is), and the event
-        # that wakes the watchdog when it parked for want of sends.
-        self._sends = 0
-        self._send_started: float | None = None
-        self._send_timed_out = False
-        self._watchdog: trio.CancelScope | None = None
-        self._watchdog_wake: trio.Event | None = None
+        self._guard: ReaderGuard | None = None
 
     async def send_text(self, frame: str) -> None:
         """Send a text frame; a peer that stops reading is disconnected.
@@ -115,14 +108,13 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
         (or closes because the peer did not read in time).
 
         Most frames are sent by the reader task itself (the handlers it runs
-        answer startups and forces at once). Those writes are shielded by
-        switching on the shield of the reader's own scope, and timed by a
-        watchdog task of the connection that cancels that scope when a send
-        outlasts ``send_timeout``; this costs a fraction of opening a cancel
-        scope per send. Any other task gets a scope of its own. So code that
-        runs in the reader must not wrap a send in a cancel scope it may
-        cancel: only cancellation from outside the reader's scope is held
-        back during the write.
+        answer startups and forces at once). The reader runs shielded, and a
+        :class:`~neuro_api.server._reader_guard.ReaderGuard` task times its
+        sends and passes cancellation from outside on to it between sends;
+        this costs a fraction of a cancel scope per send. Any other task gets
+        a scope of its own. So code that runs in the reader must not wrap a
+        send in a cancel scope it may cancel: only cancellation from outside
+        the reader's scope is held back during the write.
         """
         if self._reader is not None and trio.lowlevel.current_task() is self._reader:
             await self._send_from_reader(frame)
@@ -139,67 +131,20 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
             await self._close_not_reading()
 
     async def _send_from_reader(self, frame: str) -> None:
-        # A deadline per send would cost more than the rest of the send's own
-        # bookkeeping (trio re-files the scope's deadline twice), so the
-        # reader's sends are timed by one watchdog task per connection
-        # (_watch_sends) that cancels the reader's scope when a send is
-        # still in progress ``send_timeout`` seconds after it began.
-        scope = self._reader_scope
-        assert scope is not None
-        if self._watchdog is None:
-            # Made here, not in the task, so the reader's end reaches it
-            # even before the task first runs.
-            self._watchdog = trio.CancelScope(shield=True)
-            self._spawn().start_soon(self._watch_sends, scope, self._watchdog)
-        self._sends += 1
-        self._send_started = trio.current_time()
-        wake = self._watchdog_wake
-        if wake is not None:
-            self._watchdog_wake = None
-            wake.set()
-        scope.shield = True
+        guard = self._guard
+        assert guard is not None
+        guard.sending()
         try:
             await self.websocket.send_message(frame)
         except trio.Cancelled:
-            # The shield held back everything from outside the scope, so
-            # only the watchdog can have cancelled it.
-            if not self._send_timed_out:
+            # The reader's scope is shielded: only its guard cancels it while
+            # it sends, and only when the send took too long.
+            if not guard.timed_out:
                 raise
         finally:
-            self._send_started = None
-            scope.shield = False
-        if self._send_timed_out:
+            guard.sent()
+        if guard.timed_out:
             await self._close_not_reading()
-
-    async def _watch_sends(
-        self, reader: trio.CancelScope, own: trio.CancelScope
-    ) -> None:
-        """Cancel the ``reader`` scope when one of its sends takes too long.
-
-        Wakes once per ``send_timeout`` while the reader sends, and parks
-        (no wake-ups at all) once a whole period went by without a send, so
-        an idle game costs nothing. It runs in ``own``, a shielded scope that
-        only the reader's end cancels: the sends it times are shielded from
-        the server's cancellation, so it must outlive that too.
-        """
-        timeout = self.config.send_timeout
-        seen = -1
-        with own:
-            while True:
-                started = self._send_started
-                if started is not None:
-                    send = self._sends
-                    await trio.sleep_until(started + timeout)
-                    if self._send_started is not None and self._sends == send:
-                        self._send_timed_out = True
-                        reader.cancel()
-                        return
-                elif self._sends != seen:  # sends happened lately: look again
-                    seen = self._sends
-                    await trio.sleep(timeout)
-                else:
-                    wake = self._watchdog_wake = trio.Event()
-                    await wake.wait()
 
     async def _close_not_reading(self) -> None:
         LOGGER.warning(
@@ -237,15 +182,15 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
         try:
             async with trio.open_nursery() as nursery:
                 self.bind_nursery(nursery)
+                guard = self._guard = ReaderGuard(self.config.send_timeout)
+                nursery.start_soon(guard.run)
                 try:
-                    with trio.CancelScope() as self._reader_scope:
+                    with guard.scope:
                         self._reader = trio.lowlevel.current_task()
                         await self._read_loop()
                 finally:
-                    self._reader = self._reader_scope = None
-                    if self._watchdog is not None:
-                        self._watchdog.cancel()
-                    self._watchdog = self._watchdog_wake = None
+                    self._reader = self._guard = None
+                    guard.close()
                     self.end_session()
                     nursery.cancel_scope.cancel()
         except* trio.Cancelled:
