@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal, NotRequired, TypedDict
 
+import orjson
+
 from neuro_api._messages import (
     Action,
     ActionMessage,
@@ -220,8 +222,21 @@ def startup_acknowledgement_command(
 
 
 def action_command(id_: str, name: str, data: str | None = None) -> str:
-    """Return an ``action`` frame; ``data`` is already a JSON *string*."""
-    return ActionMessage(id=id_, name=name, data_json=data).to_frame()
+    """Return an ``action`` frame; ``data`` is already a JSON *string*.
+
+    The same text as ``ActionMessage(...).to_frame()``, built without the
+    message object: the server sends one per force.
+    """
+    if (
+        type(id_) is not str
+        or type(name) is not str
+        or (data is not None and type(data) is not str)
+    ):  # the message's own encoding says what is wrong
+        return ActionMessage(id=id_, name=name, data_json=data).to_frame()
+    fields = {"id": id_, "name": name}
+    if data is not None:
+        fields["data"] = data
+    return orjson.dumps({"command": "action", "data": fields}).decode()
 
 
 def reregister_all_command() -> str:

@@ -343,6 +343,14 @@ def test_action_round_trip(id_: str, name: str, data: str | None) -> None:
     expected = ActionMessage(id=id_, name=name, data_json=data)
     keys = {"id", "name"} | (set() if data is None else {"data"})
     check_neuro(text, expected, keys)
+    # The direct encoding is the message's own, to the byte.
+    assert text == expected.to_frame()
+
+
+def test_action_command_refuses_what_the_message_refuses() -> None:
+    bad: Any = b"bytes"
+    with pytest.raises(TypeError, match="cannot encode 'action' frame"):
+        action_command("1", "play", bad)
 
 
 @QUICK

@@ -103,7 +103,8 @@ class AbstractNeuroServerClient(ABC):
             self.report(from_protocol_error(exc, game=self.game_title, frame=text))
             return
         # Reported after parsing, so even a first frame is filed under its game.
-        self._report_binary(frame, message.game)
+        if text is not frame:
+            self._report_binary(frame, message.game)
         for note in message.notes:
             self.report(
                 from_note(note, command=message.command, game=message.game, frame=text)

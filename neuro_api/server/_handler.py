@@ -71,6 +71,12 @@ class ActionOutcome:
         return self.status is OutcomeStatus.SUCCESS
 
 
+# Enum members as module constants: the hot paths compare with ``is`` and
+# skip the class attribute lookup.
+_SUCCESS: Final = OutcomeStatus.SUCCESS
+_FAILURE: Final = OutcomeStatus.FAILURE
+
+
 class _Pending:
     __slots__ = (
         "action",
@@ -97,13 +103,25 @@ class _Pending:
         self.timeout = timeout
         self.deadline = trio.current_time() + timeout
         self.force = force
-        self.done = trio.Event()
+        # Made by the first waiter only: nobody waits for a force's action.
+        self.done: trio.Event | None = None
         self.outcome: ActionOutcome | None = None
 
     def finish(self, status: OutcomeStatus, message: str | None = None) -> None:
         if self.outcome is None:
             self.outcome = ActionOutcome(self.id, self.action, status, message)
-            self.done.set()
+            if self.done is not None:
+                self.done.set()
+
+    async def wait(self) -> ActionOutcome:
+        if self.outcome is None:
+            if self.done is None:
+                self.done = trio.Event()
+            await self.done.wait()
+        else:
+            await trio.lowlevel.checkpoint()
+        assert self.outcome is not None
+        return self.outcome
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -257,11 +275,9 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         production Neuro reads it (that is how a failure message reaches the
         engine before a retry).
         """
-        if outcome.message and outcome.status in {
-            OutcomeStatus.SUCCESS,
-            OutcomeStatus.FAILURE,
-        }:
-            verdict = "succeeded" if outcome.success else "failed"
+        status = outcome.status
+        if outcome.message and (status is _SUCCESS or status is _FAILURE):
+            verdict = "succeeded" if status is _SUCCESS else "failed"
             self.deliver_context(
                 f"Result of action {outcome.action!r}: {verdict}: {outcome.message}",
                 False,
@@ -448,9 +464,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         """
         pending = self._register_pending(name, result_timeout, force=None)
         await self.send_action_command(pending.id, name, data)
-        await pending.done.wait()
-        assert pending.outcome is not None
-        return pending.outcome
+        return await pending.wait()
 
     def start_action(self, name: str, data: str | None) -> None:
         """Send ``action`` without waiting: its outcome reaches the hooks.
@@ -556,7 +570,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             self._diag("result.failure-without-message", action=pending.action)
         if pending.registered and self.get_action(pending.action) is None:
             self._diag("result.action-unregistered", action=pending.action)
-        status = OutcomeStatus.SUCCESS if message.success else OutcomeStatus.FAILURE
+        status = _SUCCESS if message.success else _FAILURE
         pending.finish(status, message.message)
         self._settled(pending)
         if pending.force is not None and pending.force is self._force:
@@ -606,9 +620,10 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             return
         if unknown:
             self._diag("force.some-unregistered", names=", ".join(unknown))
-        waiting = next((p for p in self._pending.values() if p.force is None), None)
-        if waiting is not None:
-            self._diag("force.while-result-pending", action=waiting.action)
+        if self._pending:
+            waiting = next((p for p in self._pending.values() if p.force is None), None)
+            if waiting is not None:
+                self._diag("force.while-result-pending", action=waiting.action)
         if self._force is not None:
             if self.config.force_policy is ForcePolicy.QUEUE:
                 self._diag("force.while-active", outcome="queued until it ends")
@@ -618,12 +633,18 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
                 return
             self._diag("force.while-active", outcome="the old force was replaced")
             self._cancel_force()
-        await self._choose(self._begin_force(message, tuple(known.values())))
+        force = self._begin_force(message, tuple(known.values()), tuple(known))
+        await self._choose(force)
 
     def _begin_force(
-        self, message: ForceActions, actions: tuple[Action, ...]
+        self,
+        message: ForceActions,
+        actions: tuple[Action, ...],
+        names: tuple[str, ...] | None = None,
     ) -> _Force:
-        force = _Force(message, tuple(a.name for a in actions), actions)
+        if names is None:
+            names = tuple(action.name for action in actions)
+        force = _Force(message, names, actions)
         self._force = force
         self.on_force_started(message)
         return force
@@ -727,7 +748,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         self, force: _Force, status: OutcomeStatus, action: str
     ) -> None:
         """After a result: the force ends, or is retried after a failure."""
-        if status is not OutcomeStatus.FAILURE:
+        if status is not _FAILURE:
             self._end_force(force)
             return
         force.attempts += 1
