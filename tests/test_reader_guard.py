@@ -1,7 +1,8 @@
 """ReaderGuard on its own: a simulated reader, outside cancellation, time.
 
 A "send" here is a sleep between ``sending()`` and ``sent()`` inside the
-guard's shielded scope, as the server's reader does around a real write.
+guard's scope, activated (shielded) from the start, as the server's reader
+does around a real write once its guard is active.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ async def _serve(
 ) -> None:
     with outer:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(reader.guard.run)
+            reader.guard.activate(nursery)
             try:
                 await reader.run(*sends)
             finally:

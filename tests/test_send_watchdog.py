@@ -1,11 +1,12 @@
 """Sends from a connection's reader are timed by the connection's watchdog.
 
 An engine that answers a force at once (``choose_force_action_now``) has its
-``action`` sent by the reader task itself; those sends are not given a cancel
-scope each, a watchdog task of the connection times them instead. These tests
-pin what that must keep: a game that stops reading is closed after
-``send_timeout`` (not before, not much later), sends that do finish never
-trip it however long the connection lives, and an idle game costs no wake-ups.
+``action`` sent by the reader task itself. A connection's first few sends get
+a cancel scope each; after that, the connection's ReaderGuard task times them
+instead. These tests pin what both ways must keep: a game that stops reading
+is closed after ``send_timeout`` (not before, not much later), sends that do
+finish never trip it however long the connection lives, and an idle game
+costs no wake-ups.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ from neuro_api.command import Action, ForcePriority
 pytestmark = pytest.mark.timeout(30)
 
 SEND_TIMEOUT = 2.0
+WARM = pytest.mark.parametrize(
+    "warm_rounds", [0, 6], ids=["first-sends", "guarded-sends"]
+)
+"""Round trips a game plays before the send under test: with 6, the
+connection's guard is active (it starts after the first few sends)."""
 
 
 class ImmediateServer(RecordingServer):
@@ -34,6 +40,8 @@ class ImmediateServer(RecordingServer):
     def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)
         self.data: dict[str, str] = {}
+        self.small_first: dict[str, int] = {}
+        """Forces of a game answered with small data before ``data`` is used."""
 
     def choose_force_action_now(
         self,
@@ -46,6 +54,10 @@ class ImmediateServer(RecordingServer):
     ) -> tuple[str, str | None] | None:
         name = actions[0].name
         default = '{"cell": 1}' if name == "play" else None
+        small = self.small_first.get(game_title, 0)
+        if small:
+            self.small_first[game_title] = small - 1
+            return name, default
         return name, self.data.get(game_title, default)
 
 
@@ -73,12 +85,25 @@ class StepCounter(trio.abc.Instrument):
             self.steps += 1
 
 
+async def _warm_up(slow: RawGame, rounds: int) -> None:
+    """Play ``rounds`` force round trips on a raw game (registered: pass)."""
+    for _ in range(rounds):
+        await slow.send(command.actions_force_command("Slow", None, "q", ["pass"]))
+        action = await slow.receive()
+        if isinstance(action, command.StartupAcknowledgement):
+            action = await slow.receive()
+        assert isinstance(action, command.ActionMessage), action
+        await slow.send(command.actions_result_command("Slow", action.id, True, "ok"))
+
+
+@WARM
 async def test_a_game_that_stops_reading_is_closed_after_send_timeout(
-    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, warm_rounds: int
 ) -> None:
     big = orjson.dumps({"blob": "x" * (16 << 20)}).decode()
     server = ImmediateServer(send_timeout=SEND_TIMEOUT)
     server.data["Slow"] = big
+    server.small_first["Slow"] = warm_rounds
     info = await start_server(nursery, server)
     logged = WhenLogged()
     logger = logging.getLogger("neuro_api.server")
@@ -91,6 +116,7 @@ async def test_a_game_that_stops_reading_is_closed_after_send_timeout(
             try:
                 await slow.send(command.startup_command("Slow"))
                 await slow.send(command.actions_register_command("Slow", [PASS]))
+                await _warm_up(slow, warm_rounds)
                 start = trio.current_time()
                 await slow.send(
                     command.actions_force_command("Slow", None, "q", ["pass"])
@@ -125,8 +151,8 @@ async def test_a_game_that_stops_reading_is_closed_after_send_timeout(
     elapsed = logged.times[0] - start
     assert SEND_TIMEOUT <= elapsed <= SEND_TIMEOUT + 0.1, elapsed
     assert [o.status for game, o in server.outcomes if game == "Slow"] == [
-        "disconnected"
-    ]
+        "success"
+    ] * warm_rounds + ["disconnected"]
     assert server.diags(game="Good") == []
 
 
@@ -165,8 +191,12 @@ async def test_an_idle_game_costs_the_watchdog_no_wake_ups(
         server = ImmediateServer(send_timeout=SEND_TIMEOUT)
         info = await start_server(nursery, server)
         async with connect(info.url, "Idle") as game:
-            await game.startup()  # the acknowledgement starts the watchdog
+            await game.startup()
             await game.register(PLAY)
+            for _ in range(6):  # the guard starts after the first few sends
+                await game.force("play")
+                action = await game.expect_action()
+                await game.result(action.id, True, "ok")
             await server.settle(game)
             await trio.sleep(3 * SEND_TIMEOUT)  # it parks after one period
             before = counter.steps
@@ -182,8 +212,9 @@ async def test_an_idle_game_costs_the_watchdog_no_wake_ups(
     assert idle_steps == 0
 
 
+@WARM
 async def test_cancelling_the_server_mid_send_is_still_bounded(
-    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, warm_rounds: int
 ) -> None:
     """The reader's send is shielded from the server's cancellation (no half
     frame on the wire), so the watchdog must go on timing it: the stop waits
@@ -192,6 +223,7 @@ async def test_cancelling_the_server_mid_send_is_still_bounded(
     big = orjson.dumps({"blob": "x" * (16 << 20)}).decode()
     server = ImmediateServer(send_timeout=SEND_TIMEOUT)
     server.data["Slow"] = big
+    server.small_first["Slow"] = warm_rounds
     scope = trio.CancelScope()
     stopped = trio.Event()
 
@@ -207,6 +239,7 @@ async def test_cancelling_the_server_mid_send_is_still_bounded(
     try:
         await slow.send(command.startup_command("Slow"))
         await slow.send(command.actions_register_command("Slow", [PASS]))
+        await _warm_up(slow, warm_rounds)
         await slow.send(command.actions_force_command("Slow", None, "q", ["pass"]))
         await server.wait_until(
             lambda: any(c.pending_ids for c in server.clients.values())

@@ -10,11 +10,12 @@ __all__ = ["ReaderGuard"]
 class ReaderGuard:
     """Keeps a reader task's sends whole and bounded, for one connection.
 
-    The reader runs in :attr:`scope`, which is always shielded, so nothing
-    from outside can cut one of its sends short (no half frame on the wire)
-    and no send pays for switching a shield on and off. The guard's task,
-    :meth:`run`, started in the connection's nursery beside the reader,
-    stands in for what the shield holds back:
+    The reader runs in :attr:`scope`. Once :meth:`activate` is called, the
+    scope is shielded for good, so nothing from outside can cut one of the
+    reader's sends short (no half frame on the wire) and no send pays for
+    switching a shield on and off. The guard's task, :meth:`run`, started
+    then in the connection's nursery beside the reader, stands in for what
+    the shield holds back:
 
     * cancellation from outside reaches :meth:`run`, which passes it on to
       the reader at once if the reader is not sending (it waits for a frame),
@@ -23,11 +24,13 @@ class ReaderGuard:
     * a send still in progress ``timeout`` seconds after it began cancels
       the reader's scope, and :attr:`timed_out` becomes true.
 
-    The reader brackets each send with :meth:`sending` and :meth:`sent` (a
-    counter, a clock read and a few attribute writes), and calls
-    :meth:`close` when it stops reading. The task wakes about once per
+    Once active, the reader brackets each send with :meth:`sending` and
+    :meth:`sent` (a counter, a clock read and a few attribute writes), and
+    calls :meth:`close` when it stops reading. The task wakes about once per
     ``timeout`` while sends happen and parks once a whole period passed
-    without one, so an idle connection costs no wake-ups.
+    without one, so an idle connection costs no wake-ups. Until then (most
+    connections send a frame or two, then idle or close), the scope is an
+    ordinary one and costs no task.
     """
 
     __slots__ = (
@@ -36,14 +39,17 @@ class ReaderGuard:
         "_started",
         "_stopping",
         "_wake",
+        "active",
         "scope",
         "timed_out",
         "timeout",
     )
 
     def __init__(self, timeout: float) -> None:
-        self.scope = trio.CancelScope(shield=True)
+        self.scope = trio.CancelScope()
         """The reader's scope: enter it around the read loop."""
+        self.active = False
+        """Whether :meth:`activate` was called."""
         self.timeout = timeout
         self.timed_out = False
         """Whether a send outlasted ``timeout`` (the scope is cancelled)."""
@@ -52,6 +58,16 @@ class ReaderGuard:
         self._started: float | None = None  # while a send is in progress
         self._wake: trio.Event | None = None  # while run() is parked
         self._final_watch: trio.CancelScope | None = None
+
+    def activate(self, nursery: trio.Nursery) -> None:
+        """Shield the reader's scope and start guarding it (in the reader).
+
+        Cancellation from outside that the reader has not seen yet is passed
+        on by the task as soon as it starts.
+        """
+        self.active = True
+        self.scope.shield = True
+        nursery.start_soon(self.run, name="neuro_api.server.ReaderGuard.run")
 
     def sending(self) -> None:
         """A send begins (call it in the reader, right before the send)."""

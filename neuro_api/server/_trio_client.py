@@ -30,6 +30,8 @@ _SHORT_CLOSE_TIMEOUT: Final = 0.2
 does not read at all)."""
 _MESSAGE_TOO_BIG: Final = 1009
 _POLICY_VIOLATION: Final = 1008
+_GUARD_AFTER_SENDS: Final = 4
+"""The reader's sends before its guard starts (see _send_from_reader)."""
 
 # Games register the same few schemas on every connection, and each parsed
 # copy costs about a kilobyte (a handful of dicts); the registries keep one
@@ -97,6 +99,7 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
         # of its sends (see send_text).
         self._reader: trio.lowlevel.Task | None = None
         self._guard: ReaderGuard | None = None
+        self._reader_sends = 0
 
     async def send_text(self, frame: str) -> None:
         """Send a text frame; a peer that stops reading is disconnected.
@@ -133,6 +136,14 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
     async def _send_from_reader(self, frame: str) -> None:
         guard = self._guard
         assert guard is not None
+        if not guard.active:
+            # A connection's first few sends get a scope each; a connection
+            # that keeps sending is worth the guard's task from then on.
+            self._reader_sends += 1
+            if self._reader_sends < _GUARD_AFTER_SENDS:
+                await self._send_in_own_scope(frame)
+                return
+            guard.activate(self._spawn())
         guard.sending()
         try:
             await self.websocket.send_message(frame)
@@ -183,7 +194,6 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
             async with trio.open_nursery() as nursery:
                 self.bind_nursery(nursery)
                 guard = self._guard = ReaderGuard(self.config.send_timeout)
-                nursery.start_soon(guard.run)
                 try:
                     with guard.scope:
                         self._reader = trio.lowlevel.current_task()
