@@ -6,6 +6,7 @@ Real sockets on 127.0.0.1 port 0; tunnels come from in-process providers
 
 from __future__ import annotations
 
+import gc
 import io
 import socket
 
@@ -155,4 +156,27 @@ async def test_a_control_plane_that_starts_late_is_announced_with_its_token(
     assert f"neuro_api control plane on http://127.0.0.1:{port}" in lines
     assert "neuro_api public control URL: https://control.tunnel.test" in lines
     assert lines.count(f"neuro_api control plane token: {process.token}") == 1
+    process.supervisor.request_shutdown()
+
+
+@pytest.mark.parametrize("freeze_gc", [False, True])
+async def test_freeze_gc_freezes_what_startup_made_only_when_asked(
+    nursery: trio.Nursery, freeze_gc: bool
+) -> None:
+    assert gc.get_freeze_count() == 0
+    process = NeuroProcess(settings(), RandomNeuroServer(), out=io.StringIO())
+    try:
+        with trio.fail_after(WAIT):
+            await nursery.start(
+                lambda task_status: process.run(
+                    handle_signals=False, freeze_gc=freeze_gc, task_status=task_status
+                )
+            )
+        frozen = gc.get_freeze_count()
+    finally:
+        gc.unfreeze()  # the rest of the test session collects as usual
+    if freeze_gc:
+        assert frozen > 10_000  # the imported modules and the app, at least
+    else:
+        assert frozen == 0
     process.supervisor.request_shutdown()

@@ -11,6 +11,7 @@ no usage).
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import ssl
@@ -231,7 +232,7 @@ def main(
     process = NeuroProcess(settings, server, ssl_context=ssl_context)
     redactor.add(process.token)  # possibly generated just now
     try:
-        trio.run(process.run)
+        trio.run(functools.partial(process.run, freeze_gc=True))
     except KeyboardInterrupt:  # before the signal receiver was installed
         return 0
     except CriticalServiceError as exc:
