@@ -505,6 +505,84 @@ def _fast_no_data(factory: Callable[..., GameMessage]) -> _GameFastPath:
     return parse
 
 
+# Builders of the fast paths' messages. The generated frozen ``__init__``
+# (keyword parsing, then one object.__setattr__ per field) costs about as much
+# as the rest of a fast parse; these set the slots directly. Only for values
+# the fast paths have already checked: they skip nothing else, since the
+# messages have no __post_init__. Their field lists are checked here, at
+# import, and tests hold what they build equal to what __init__ builds.
+
+
+def _slot_setters(cls: type[Message], *names: str) -> tuple[Any, ...]:
+    fields = tuple(field.name for field in dataclasses.fields(cls))
+    if set(fields) != {*names, "notes"} or hasattr(cls, "__post_init__"):
+        raise TypeError(f"fast builder of {cls.__name__} is out of date: {fields}")
+    return tuple(getattr(cls, name).__set__ for name in (*names, "notes"))
+
+
+_new: Final = object.__new__
+_SET_FORCE: Final = _slot_setters(
+    ForceActions,
+    "game",
+    "state",
+    "query",
+    "ephemeral_context",
+    "priority",
+    "action_names",
+)
+_SET_RESULT: Final = _slot_setters(ActionResult, "game", "id", "success", "message")
+_SET_CONTEXT: Final = _slot_setters(Context, "game", "message", "silent")
+
+
+def _build_force(
+    game: str,
+    state: str | None,
+    query: str,
+    ephemeral_context: bool,
+    priority: ForcePriority,
+    action_names: tuple[str, ...],
+) -> ForceActions:
+    message: ForceActions = _new(ForceActions)
+    (
+        set_game,
+        set_state,
+        set_query,
+        set_ephemeral,
+        set_priority,
+        set_names,
+        set_notes,
+    ) = _SET_FORCE
+    set_game(message, game)
+    set_state(message, state)
+    set_query(message, query)
+    set_ephemeral(message, ephemeral_context)
+    set_priority(message, priority)
+    set_names(message, action_names)
+    set_notes(message, ())
+    return message
+
+
+def _build_result(game: str, id_: str, success: bool, text: str | None) -> ActionResult:
+    message: ActionResult = _new(ActionResult)
+    set_game, set_id, set_success, set_message, set_notes = _SET_RESULT
+    set_game(message, game)
+    set_id(message, id_)
+    set_success(message, success)
+    set_message(message, text)
+    set_notes(message, ())
+    return message
+
+
+def _build_context(game: str, text: str, silent: bool) -> Context:
+    message: Context = _new(Context)
+    set_game, set_message, set_silent, set_notes = _SET_CONTEXT
+    set_game(message, game)
+    set_message(message, text)
+    set_silent(message, silent)
+    set_notes(message, ())
+    return message
+
+
 def _fast_context(obj: dict[str, Any], game: str) -> GameMessage | None:
     data = _only_data(obj)
     if data is None or len(data) != 2:
@@ -513,7 +591,7 @@ def _fast_context(obj: dict[str, Any], game: str) -> GameMessage | None:
     silent = data.get("silent")
     if type(message) is not str or type(silent) is not bool:
         return None
-    return Context(game=game, message=message, silent=silent)
+    return _build_context(game, message, silent)
 
 
 def _fast_force(obj: dict[str, Any], game: str) -> GameMessage | None:
@@ -537,14 +615,7 @@ def _fast_force(obj: dict[str, Any], game: str) -> GameMessage | None:
     priority = _PRIORITIES.get(raw) if type(raw) is str else None
     if priority is None:
         return None
-    return ForceActions(
-        game=game,
-        state=state,
-        query=query,
-        ephemeral_context=ephemeral,
-        priority=priority,
-        action_names=tuple(names),
-    )
+    return _build_force(game, state, query, ephemeral, priority, tuple(names))
 
 
 def _fast_result(obj: dict[str, Any], game: str) -> GameMessage | None:
@@ -560,7 +631,7 @@ def _fast_result(obj: dict[str, Any], game: str) -> GameMessage | None:
         message = None
     elif type(message) is not str:
         return None
-    return ActionResult(game=game, id=id_, success=success, message=message)
+    return _build_result(game, id_, success, message)
 
 
 def _fast_register(obj: dict[str, Any], game: str) -> GameMessage | None:
