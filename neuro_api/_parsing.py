@@ -728,7 +728,14 @@ def parse_game_frame(frame: str | bytes | bytearray) -> GameMessage:
     binary frame deserves a diagnostic). Raises :class:`ProtocolError` for
     anything that is not a well-formed game message.
     """
-    obj = _load_object(frame)
+    obj: Any = None
+    if type(frame) is str:  # the usual case, without a call
+        try:  # noqa: SIM105 (contextlib.suppress costs a context manager)
+            obj = orjson.loads(frame)
+        except orjson.JSONDecodeError:
+            pass
+    if type(obj) is not dict:
+        obj = _load_object(frame)  # decodes, or raises the reason
     command = obj.get("command")
     game = obj.get("game")
     if type(command) is str and type(game) is str:

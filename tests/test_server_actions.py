@@ -6,7 +6,7 @@ Rules: 127.0.0.1 port 0, a deadline on every wait, the game closes first
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import trio
@@ -20,8 +20,10 @@ from server_helpers import (
     start_server,
 )
 
+from neuro_api import command
 from neuro_api.command import Action
 from neuro_api.diagnostics import Severity
+from neuro_api.server import RandomNeuroServer, TrioNeuroServerClient
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -342,3 +344,25 @@ async def test_same_game_reconnecting_is_no_collision(nursery: trio.Nursery) -> 
         await new.register(PLAY)
         await server.settle(new)
     assert server.seen == []
+
+
+class _HidingClient(TrioNeuroServerClient):
+    """A registry that hides one action from lookups (get_action overridden)."""
+
+    def get_action(self, name: str) -> Action | None:
+        return None if name == "secret" else super().get_action(name)
+
+
+@pytest.mark.parametrize("hiding", [False, True])
+async def test_force_lookups_ask_an_overridden_get_action(hiding: bool) -> None:
+    cls = _HidingClient if hiding else TrioNeuroServerClient
+    client = cls(RandomNeuroServer(), cast(Any, None))
+    play, secret = Action("play", "Play"), Action("secret", "Hidden")
+    frame = command.actions_register_command("Game", [play, secret])
+    await client.handle_frame(frame)  # registering sends nothing
+    assert set(client.actions) == {"play", "secret"}
+    known, unknown = client.lookup_actions(["play", "secret", "nope", "play"])
+    if hiding:
+        assert (known, unknown) == ({"play": play}, ["secret", "nope"])
+    else:
+        assert (known, unknown) == ({"play": play, "secret": secret}, ["nope"])

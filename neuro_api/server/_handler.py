@@ -15,7 +15,7 @@ import logging
 import math
 import uuid
 from abc import abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 import trio
@@ -156,6 +156,24 @@ class _Recent:
         return id_ in self._ids
 
 
+def split_actions(
+    names: Iterable[str], lookup: Callable[[str], Action | None]
+) -> tuple[dict[str, Action], list[str]]:
+    """``names`` as ``({name: action}, unknown names)``, looked up by ``lookup``.
+
+    Known actions keep the order of ``names``, without repeats.
+    """
+    known: dict[str, Action] = {}
+    unknown: list[str] = []
+    for name in names:
+        action = lookup(name)
+        if action is None:
+            unknown.append(name)
+        else:
+            known[name] = action
+    return known, unknown
+
+
 def _check_answer(answer: object) -> tuple[str, str | None]:
     """Return an engine's ``(name, data)`` or raise :class:`TypeError`.
 
@@ -219,6 +237,17 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
     @abstractmethod
     def get_action(self, name: str) -> Action | None:
         """Return the registered action ``name``, if any."""
+
+    def lookup_actions(
+        self, names: Iterable[str]
+    ) -> tuple[dict[str, Action], list[str]]:
+        """Split ``names`` into the registered actions and the unknown names.
+
+        The actions come by name, in the order of ``names`` and without
+        repeats. The default asks :meth:`get_action` for each; a registry
+        that can look names up faster overrides it.
+        """
+        return split_actions(names, self.get_action)
 
     @abstractmethod
     def registered_names(self) -> Sequence[str]:
@@ -604,14 +633,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         if not names:
             self._diag("force.empty")
             return
-        known: dict[str, Action] = {}  # ordered and without repeats
-        unknown: list[str] = []
-        for name in names:
-            action = self.get_action(name)
-            if action is None:
-                unknown.append(name)
-            else:
-                known[name] = action
+        known, unknown = self.lookup_actions(names)
         if not known:
             if not self.registered_names():
                 self._diag("force.before-registration")

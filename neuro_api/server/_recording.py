@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from neuro_api.command import Action, RegisterActions, UnregisterActions
 from neuro_api.diagnostics import Severity, diagnose
 from neuro_api.schema import check_action
-from neuro_api.server._handler import AbstractHandlerNeuroServerClient
+from neuro_api.server._handler import AbstractHandlerNeuroServerClient, split_actions
 
 __all__ = ["AbstractRecordingNeuroServerClient"]
 
@@ -36,6 +36,19 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
     def get_action(self, name: str) -> Action | None:
         """Return the registered action ``name``, if any."""
         return self._actions.get(name)
+
+    def lookup_actions(
+        self, names: Iterable[str]
+    ) -> tuple[dict[str, Action], list[str]]:
+        """As the layer below does, with the registry's own lookup.
+
+        No call of :meth:`get_action` per name (a force looks up every name
+        it lists), unless a subclass overrides :meth:`get_action`: then that
+        is asked, as it would be below.
+        """
+        if type(self).get_action is not AbstractRecordingNeuroServerClient.get_action:
+            return super().lookup_actions(names)
+        return split_actions(names, self._actions.get)
 
     def registered_names(self) -> Sequence[str]:
         """Names of every registered action, in registration order."""
