@@ -1,10 +1,15 @@
 """Benchmark the Neuro server over real WebSockets against a floor reference.
 
 Each server runs as a separate process (``sys.executable``), on 127.0.0.1
-only, and is measured in turn with the same parameters:
+only, with the same parameters:
 
 1. the floor (``benchmarks/floor_server.py``: canned frames, stores nothing);
 2. the server under test (``python -m neuro_api.server --engine random``).
+
+Both run side by side, and each measurement is taken of one right after the
+other, so the two figures of a round see the same machine load. With
+``--rounds N`` each figure is the median of N rounds, and each ratio the
+median of the N rounds' ratios.
 
 Every load is bounded in time and in number of clients, and every wait has a
 timeout; the servers are terminated (then killed) whatever happens. See
@@ -26,6 +31,7 @@ import re
 import resource
 import shlex
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -793,19 +799,7 @@ class Measured:
     """Each round's own figures, load, errors and stop status."""
 
     def merge(self, one: Measured, label: str) -> None:
-        """Add a round: keep the best of each figure (others only slow down)."""
-        for key, value in one.figures.items():
-            best = self.figures[key]
-            if value is None:
-                continue
-            if (
-                best is None
-                or (key in THROUGHPUT_KEYS and value > best)
-                or (key not in THROUGHPUT_KEYS and value < best)
-            ):
-                self.figures[key] = value
-        self.errors.update({f"{label}{k}": v for k, v in one.errors.items()})
-        self.load, self.stop = one.load, one.stop
+        """Add a round; each figure becomes the median of its rounds."""
         self.rounds.append(
             {
                 "figures": one.figures,
@@ -814,6 +808,12 @@ class Measured:
                 "stop": one.stop,
             }
         )
+        for key in self.figures:
+            values = [r["figures"][key] for r in self.rounds]
+            known = [v for v in values if v is not None]
+            self.figures[key] = statistics.median(known) if known else None
+        self.errors.update({f"{label}{k}": v for k, v in one.errors.items()})
+        self.load, self.stop = one.load, one.stop
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:
@@ -832,8 +832,11 @@ def describe(exc: BaseException) -> str:
     return text
 
 
-async def measure(server: ServerProcess, params: Params, result: Measured) -> None:
-    """Run every measurement on one running server, in a fixed order."""
+Step = tuple[str, Callable[[], Awaitable[None]]]
+
+
+def measurements(server: ServerProcess, params: Params, result: Measured) -> list[Step]:
+    """Every measurement of one running server, in the fixed order."""
 
     async def idle_memory() -> None:
         baseline = await settled_rss(server.pid)
@@ -898,7 +901,7 @@ async def measure(server: ServerProcess, params: Params, result: Measured) -> No
         result.figures["connects_per_s"] = window.rate
         result.load["connect"] = window.load()
 
-    steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+    return [
         ("warm-up", lambda: warm_up(server, params)),
         ("idle memory", idle_memory),
         ("force, 1 client", lambda: forcing("1", 1)),
@@ -906,22 +909,26 @@ async def measure(server: ServerProcess, params: Params, result: Measured) -> No
         ("context", context),
         ("connect", connects),
     ]
-    for label, step in steps:
-        status = server.exited()
-        if status is not None:
-            result.errors[label] = f"skipped: the server had exited ({status})"
-            continue
-        print(f"  {server.name}: {label} ...", file=sys.stderr, flush=True)
-        try:
-            await step()
-        except Exception as exc:
-            error = describe(exc)
-            await trio.sleep(0.2)
-            if server.exited() is not None:
-                error += f"\n(the server exited; stderr tail:)\n{server.stderr_tail()}"
-            result.errors[label] = error
-            print(f"  {server.name}: {label} failed: {error}", file=sys.stderr)
-        await trio.sleep(0.3)  # let closing connections finish
+
+
+async def run_step(server: ServerProcess, result: Measured, step: Step) -> None:
+    """Run one measurement; a failure is recorded in ``result``, not raised."""
+    label, run = step
+    status = server.exited()
+    if status is not None:
+        result.errors[label] = f"skipped: the server had exited ({status})"
+        return
+    print(f"  {server.name}: {label} ...", file=sys.stderr, flush=True)
+    try:
+        await run()
+    except Exception as exc:
+        error = describe(exc)
+        await trio.sleep(0.2)
+        if server.exited() is not None:
+            error += f"\n(the server exited; stderr tail:)\n{server.stderr_tail()}"
+        result.errors[label] = error
+        print(f"  {server.name}: {label} failed: {error}", file=sys.stderr)
+    await trio.sleep(0.3)  # let closing connections finish
 
 
 def server_budget(params: Params) -> float:
@@ -943,25 +950,48 @@ def server_budget(params: Params) -> float:
 async def run_all(
     servers: Sequence[tuple[str, Sequence[str]]], params: Params
 ) -> dict[str, Measured]:
-    """Measure each server in turn (``params.rounds`` times, alternating)."""
+    """Measure every server ``params.rounds`` times, the servers side by side.
+
+    In each round every server is started afresh, and each measurement is
+    taken of one server right after the other: so the figures compared in
+    one round were measured seconds apart, under the same machine load.
+    """
     results = {name: Measured(list(argv)) for name, argv in servers}
     stop_status: dict[str, str] = {}
     for round_ in range(1, params.rounds + 1):
         label = f"round {round_}: " if params.rounds > 1 else ""
-        for name, argv in servers:
-            result = Measured(list(argv))
-            print(
-                f"{label}{name}: starting {shlex.join(argv)}",
-                file=sys.stderr,
-                flush=True,
-            )
-            try:
-                with time_limit(server_budget(params), f"all measurements of {name}"):
-                    async with launch(name, argv, params, stop_status) as server:
-                        await measure(server, params, result)
-            except Exception as exc:
-                result.errors["run"] = describe(exc)
-                print(f"{name}: {describe(exc)}", file=sys.stderr)
+        this_round = {name: Measured(list(argv)) for name, argv in servers}
+        budget = server_budget(params) * len(servers)
+        try:
+            with time_limit(budget, f"all measurements of {label or 'the run'}"):
+                async with contextlib.AsyncExitStack() as stack:
+                    plans: list[tuple[ServerProcess, Measured, list[Step]]] = []
+                    for name, argv in servers:
+                        result = this_round[name]
+                        print(
+                            f"{label}{name}: starting {shlex.join(argv)}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        try:
+                            server = await stack.enter_async_context(
+                                launch(name, argv, params, stop_status)
+                            )
+                        except Exception as exc:
+                            result.errors["run"] = describe(exc)
+                            print(f"{name}: {describe(exc)}", file=sys.stderr)
+                            continue
+                        plans.append(
+                            (server, result, measurements(server, params, result))
+                        )
+                    for index in range(len(plans[0][2]) if plans else 0):
+                        for server, result, steps in plans:
+                            await run_step(server, result, steps[index])
+        except Exception as exc:
+            for result in this_round.values():
+                result.errors.setdefault("run", describe(exc))
+            print(f"{label}{describe(exc)}", file=sys.stderr)
+        for name, result in this_round.items():
             result.stop = stop_status.get(name, "")
             results[name].merge(result, label)
     return results
@@ -997,15 +1027,29 @@ def _shown(key: str, value: float | None) -> str:
     return f"{value:,.0f}"
 
 
+def paired_ratio(key: str, server: Measured, floor: Measured) -> float | None:
+    """The median over the rounds of server/floor for ``key``.
+
+    Each round's two figures were measured side by side (see run_all), so
+    their ratio is what a change of machine speed between rounds moves the
+    least; the median then sets aside a round that one server was unlucky in.
+    """
+    ratios = [
+        ours["figures"][key] / base["figures"][key]
+        for ours, base in zip(server.rounds, floor.rounds, strict=False)
+        if ours["figures"][key] is not None and base["figures"][key]
+    ]
+    return statistics.median(ratios) if ratios else None
+
+
 def compare(results: dict[str, Measured]) -> tuple[dict[str, float | None], list[Any]]:
     """Ratios server/floor and the pass/fail checks (empty without both)."""
     if "floor" not in results or "neuro_api" not in results:
         return {}, []
-    floor, server = results["floor"].figures, results["neuro_api"].figures
-    ratios: dict[str, float | None] = {}
-    for key in FIGURE_KEYS:
-        ours, base = server[key], floor[key]
-        ratios[key] = ours / base if ours is not None and base else None
+    ratios = {
+        key: paired_ratio(key, results["neuro_api"], results["floor"])
+        for key in FIGURE_KEYS
+    }
     checks: list[Any] = []
     for key in (*THROUGHPUT_KEYS, "idle_bytes_per_client"):
         ratio = ratios[key]
@@ -1197,8 +1241,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         default=1,
         help=(
-            "measure each server this many times, alternating, and keep the best "
-            "of each figure (tames noise from other load; default 1)"
+            "rounds of measurements, each on fresh servers; figures are the "
+            "medians of the rounds, ratios the medians of each round's ratio "
+            "(tames noise from other load; default 1)"
         ),
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")

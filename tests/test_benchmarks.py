@@ -7,6 +7,7 @@ the server under test.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -146,3 +147,34 @@ def test_driver_quick_run_against_the_floor(tmp_path: Path) -> None:
     assert floor["stop"] == "exited 0 on SIGTERM"
     assert report["checks"] == []
     assert "force round trips/s" in done.stdout
+
+
+def _bench_module() -> Any:
+    """The driver as a module (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("bench_server", DRIVER)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_server"] = module  # its dataclasses look themselves up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_figures_are_medians_and_ratios_medians_of_each_rounds_ratio() -> None:
+    bench = _bench_module()
+    floor, server = bench.Measured(["floor"]), bench.Measured(["neuro_api"])
+    # A machine that is fast in round 2 and slow in round 3. Round ratios
+    # 0.9, 0.7, 0.8: their median is 0.8; the medians' ratio would be 0.9
+    # and the best figures' 0.7.
+    for number, (base, ours) in enumerate([(100, 90), (200, 140), (50, 40)], 1):
+        for measured, value in ((floor, base), (server, ours)):
+            one = bench.Measured(measured.command)
+            one.figures["force_rt_per_s_n"] = float(value)
+            measured.merge(one, f"round {number}: ")
+    assert floor.figures["force_rt_per_s_n"] == 100
+    assert server.figures["force_rt_per_s_n"] == 90
+    ratios, checks = bench.compare({"floor": floor, "neuro_api": server})
+    assert ratios["force_rt_per_s_n"] == pytest.approx(0.8)
+    assert ratios["force_rt_per_s_1"] is None  # never measured
+    check = next(c for c in checks if c["figure"] == "force_rt_per_s_n")
+    assert check["passed"]
