@@ -64,16 +64,29 @@ async def _serve(
                 nursery.cancel_scope.cancel()
 
 
+async def play(
+    *sends: float | tuple[float, float], cancel_at: float | None = None
+) -> Reader:
+    """Run a guarded reader through ``sends``; cancel from outside at ``cancel_at``.
+
+    Returns once the reader stopped (on the autojump clock, a hang fails at
+    once).
+    """
+    reader = Reader(ReaderGuard(TIMEOUT))
+    outer = trio.CancelScope()
+    with trio.fail_after(5000):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_serve, reader, outer, *sends)
+            if cancel_at is not None:
+                await trio.sleep(cancel_at)
+                outer.cancel()
+    return reader
+
+
 async def test_outside_cancellation_reaches_a_waiting_reader(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    reader = Reader(ReaderGuard(TIMEOUT))
-    outer = trio.CancelScope()
-    with trio.fail_after(5000):  # autojump: a hang fails at once
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_serve, reader, outer, 0.5)
-            await trio.sleep(1)
-            outer.cancel()
+    reader = await play(0.5, cancel_at=1)
     assert reader.sends_done == 1
     assert reader.ended_at == pytest.approx(1)
     assert not reader.guard.timed_out
@@ -82,13 +95,7 @@ async def test_outside_cancellation_reaches_a_waiting_reader(
 async def test_a_send_in_progress_finishes_before_the_reader_stops(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    reader = Reader(ReaderGuard(TIMEOUT))
-    outer = trio.CancelScope()
-    with trio.fail_after(5000):  # autojump: a hang fails at once
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_serve, reader, outer, 3.0)
-            await trio.sleep(1)  # mid-send
-            outer.cancel()
+    reader = await play(3.0, cancel_at=1)  # mid-send
     assert reader.sends_done == 1
     assert not reader.cancelled_in_send
     assert reader.ended_at == pytest.approx(3)
@@ -98,10 +105,7 @@ async def test_a_send_in_progress_finishes_before_the_reader_stops(
 async def test_a_send_that_never_ends_is_cut_at_the_timeout(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    reader = Reader(ReaderGuard(TIMEOUT))
-    with trio.fail_after(5000):  # autojump: a hang fails at once
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_serve, reader, trio.CancelScope(), 0.1, 1.0, math.inf)
+    reader = await play(0.1, 1.0, math.inf)
     assert reader.sends_done == 2
     assert reader.cancelled_in_send
     assert reader.guard.timed_out
@@ -111,13 +115,7 @@ async def test_a_send_that_never_ends_is_cut_at_the_timeout(
 async def test_cancelled_mid_send_the_send_is_still_cut_at_the_timeout(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    reader = Reader(ReaderGuard(TIMEOUT))
-    outer = trio.CancelScope()
-    with trio.fail_after(5000):  # autojump: a hang fails at once
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_serve, reader, outer, math.inf)
-            await trio.sleep(1)
-            outer.cancel()
+    reader = await play(math.inf, cancel_at=1)
     assert reader.cancelled_in_send
     assert reader.guard.timed_out
     assert reader.ended_at == pytest.approx(TIMEOUT)
@@ -127,15 +125,9 @@ async def test_sends_spread_out_never_time_out(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """A reader that sends now and then, each send quick, is never cut."""
-    reader = Reader(ReaderGuard(TIMEOUT))
-    outer = trio.CancelScope()
     quick = TIMEOUT - 0.5
     gaps = (0, 1, TIMEOUT - 1, TIMEOUT, TIMEOUT + 1, 5 * TIMEOUT, 0.5)
-    with trio.fail_after(5000):  # autojump: a hang fails at once
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_serve, reader, outer, *((gap, quick) for gap in gaps))
-            await trio.sleep(1000)
-            outer.cancel()
+    reader = await play(*((gap, quick) for gap in gaps), cancel_at=1000)
     assert reader.sends_done == 7
     assert not reader.guard.timed_out
     assert not reader.cancelled_in_send
