@@ -111,13 +111,14 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
         (or closes because the peer did not read in time).
 
         Most frames are sent by the reader task itself (the handlers it runs
-        answer startups and forces at once). The reader runs shielded, and a
+        answer startups and forces at once). A connection's first few get a
+        cancel scope each; from then on the reader runs shielded, and a
         :class:`~neuro_api.server._reader_guard.ReaderGuard` task times its
-        sends and passes cancellation from outside on to it between sends;
-        this costs a fraction of a cancel scope per send. Any other task gets
-        a scope of its own. So code that runs in the reader must not wrap a
-        send in a cancel scope it may cancel: only cancellation from outside
-        the reader's scope is held back during the write.
+        sends and passes cancellation from outside on to it between sends,
+        which costs a fraction of a cancel scope per send. Any other task
+        gets a scope of its own. So code that runs in the reader must not
+        wrap a send in a cancel scope it may cancel: only cancellation from
+        outside the reader's scope is held back during the write.
         """
         if self._reader is not None and trio.lowlevel.current_task() is self._reader:
             await self._send_from_reader(frame)
