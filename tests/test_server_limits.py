@@ -6,13 +6,16 @@ keeps being served. Real sockets on 127.0.0.1 port 0.
 
 from __future__ import annotations
 
+import sys
+from typing import Any, cast
+
 import pytest
 import trio
 from server_helpers import PASS, RecordingServer, connect, start_server
 
 from neuro_api.command import Action
 from neuro_api.diagnostics import Severity
-from neuro_api.server import ForcePolicy
+from neuro_api.server import ForcePolicy, RandomNeuroServer, TrioNeuroServerClient
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -125,3 +128,16 @@ async def test_unknown_action_result_is_not_called_unregistered(
         await server.wait_diag("result.action-unregistered", game="Game")
     (unregistered,) = server.diags("result.action-unregistered")
     assert "'pass'" in unregistered.message
+
+
+def test_a_game_connection_keeps_a_small_instance_dict() -> None:
+    """CPython shares the keys of instance dicts up to 30 attributes.
+
+    One more attribute on the client classes (an instance per connection)
+    makes every connection's ``__dict__`` a dict of its own: 1.3 KiB more per
+    game, 1.3 MB per thousand idle games. Keep the instance state under the
+    limit (or move it to an object of its own, as ReaderGuard does).
+    """
+    client = TrioNeuroServerClient(RandomNeuroServer(), cast(Any, None))
+    assert len(vars(client)) < 30, sorted(vars(client))
+    assert sys.getsizeof(vars(client)) < 600

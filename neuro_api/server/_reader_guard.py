@@ -40,6 +40,7 @@ class ReaderGuard:
         "_stopping",
         "_wake",
         "active",
+        "early_sends",
         "scope",
         "timed_out",
         "timeout",
@@ -50,6 +51,8 @@ class ReaderGuard:
         """The reader's scope: enter it around the read loop."""
         self.active = False
         """Whether :meth:`activate` was called."""
+        self.early_sends = 0
+        """Sends the reader made before :meth:`activate` (its own count)."""
         self.timeout = timeout
         self.timed_out = False
         """Whether a send outlasted ``timeout`` (the scope is cancelled)."""

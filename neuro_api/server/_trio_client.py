@@ -99,7 +99,6 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
         # of its sends (see send_text).
         self._reader: trio.lowlevel.Task | None = None
         self._guard: ReaderGuard | None = None
-        self._reader_sends = 0
 
     async def send_text(self, frame: str) -> None:
         """Send a text frame; a peer that stops reading is disconnected.
@@ -140,8 +139,8 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
         if not guard.active:
             # A connection's first few sends get a scope each; a connection
             # that keeps sending is worth the guard's task from then on.
-            self._reader_sends += 1
-            if self._reader_sends < _GUARD_AFTER_SENDS:
+            guard.early_sends += 1
+            if guard.early_sends < _GUARD_AFTER_SENDS:
                 await self._send_in_own_scope(frame)
                 return
             guard.activate(self._spawn())
