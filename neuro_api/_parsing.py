@@ -658,11 +658,40 @@ def _fast_register(obj: dict[str, Any], game: str) -> GameMessage | None:
         else:
             return None
         actions.append(Action(name, description, schema))
-    # One depth walk for all the schemas: the list adds one level, so it is
-    # deeper than the limit + 1 exactly when one of them is too deep.
-    if _deeper_than(schemas, MAX_SCHEMA_DEPTH + 1):
-        return None
+    if _any_too_deep(schemas):
+        return None  # the full parser says which, and why
     return RegisterActions(game=game, actions=tuple(actions))
+
+
+_SHALLOW_SCHEMAS: dict[bytes, None] = {}
+"""JSON texts of schemas already found within MAX_SCHEMA_DEPTH (oldest
+forgotten first, past _SHALLOW_SCHEMAS_MAX): games register the same few
+schemas on every connection, and encoding one costs a fraction of walking
+it."""
+_SHALLOW_SCHEMAS_MAX: Final = 1024
+
+
+def _any_too_deep(schemas: list[dict[str, Any]]) -> bool:
+    """Whether one of ``schemas`` nests deeper than MAX_SCHEMA_DEPTH."""
+    fresh: list[dict[str, Any]] = []
+    texts: list[bytes] = []
+    for schema in schemas:
+        try:
+            text = orjson.dumps(schema)
+        except orjson.JSONEncodeError:  # deeper than orjson writes, at least
+            return True
+        if text not in _SHALLOW_SCHEMAS:
+            fresh.append(schema)
+            texts.append(text)
+    # One depth walk for the schemas not seen yet: the list adds one level,
+    # so it is deeper than the limit + 1 exactly when one of them is too deep.
+    if fresh and _deeper_than(fresh, MAX_SCHEMA_DEPTH + 1):
+        return True
+    for text in texts:
+        if len(_SHALLOW_SCHEMAS) >= _SHALLOW_SCHEMAS_MAX:
+            del _SHALLOW_SCHEMAS[next(iter(_SHALLOW_SCHEMAS))]
+        _SHALLOW_SCHEMAS[text] = None
+    return False
 
 
 def _fast_unregister(obj: dict[str, Any], game: str) -> GameMessage | None:

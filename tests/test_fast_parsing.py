@@ -152,3 +152,34 @@ def test_fast_builders_make_what_init_makes(built: Any, made: Any) -> None:
 def test_a_builder_out_of_date_with_its_class_is_refused_at_import() -> None:
     with pytest.raises(TypeError, match="out of date"):
         _parsing._slot_setters(Context, "game", "message")
+
+
+def _wrapped(levels: int) -> dict[str, Any]:
+    """A schema of exactly ``levels`` nested objects (``{}`` is one level)."""
+    schema: dict[str, Any] = {}
+    for _ in range(levels - 1):
+        schema = {"not": schema}
+    return schema
+
+
+def _register(*schemas: dict[str, Any]) -> Any:
+    actions = [
+        {"name": f"a{index}", "description": "d", "schema": schema}
+        for index, schema in enumerate(schemas)
+    ]
+    frame = {"command": "actions/register", "game": "G", "data": {"actions": actions}}
+    return parse_game_frame(orjson.dumps(frame).decode())
+
+
+@pytest.mark.parametrize("repeat", [1, 2], ids=["first-time", "seen-before"])
+def test_schema_depth_limit_holds_for_schemas_seen_before(repeat: int) -> None:
+    """Schemas found shallow are remembered; the limit stays exact."""
+    limit = _parsing.MAX_SCHEMA_DEPTH
+    for _ in range(repeat):
+        ok = _register({"type": "object"}, _wrapped(limit))
+        assert [a.name for a in ok.actions] == ["a0", "a1"]
+        assert not ok.rejected
+        deep = _register({"type": "object"}, _wrapped(limit + 1))
+        assert [a.name for a in deep.actions] == ["a0"]
+        (problem,) = deep.rejected
+        assert f"nested deeper than {limit} levels" in problem.detail
