@@ -132,7 +132,9 @@ def _plan(schema: Any, depth: int) -> _Draw:
         choices = schema["enum"]
         if not choices:
             raise GenerationError("empty enum")
-        return functools.partial(_draw_enum, choices)
+        if any(isinstance(choice, dict | list) for choice in choices):
+            return functools.partial(_draw_enum, choices)
+        return functools.partial(_draw_choice, choices)  # nothing to copy
     for combinator in ("allOf", "anyOf", "oneOf"):
         branches = schema.get(combinator)
         if isinstance(branches, list) and branches:
@@ -210,6 +212,10 @@ def _draw_const(value: Any, ctx: _Context) -> Any:
 
 def _draw_enum(choices: Any, ctx: _Context) -> Any:
     return _fresh(ctx.rng.choice(choices))
+
+
+def _draw_choice(choices: Any, ctx: _Context) -> Any:
+    return ctx.rng.choice(choices)
 
 
 def _fresh(value: Any) -> Any:
@@ -350,7 +356,10 @@ def _plan_integer(schema: Mapping[str, Any]) -> _Draw:
         return functools.partial(_draw_rounded, _plan_number(schema))
     whole = int(step or 1)
     first, last = _integer_range(schema, whole)
-    return functools.partial(_draw_integer, first, last, whole)
+    # randrange(a, b + 1) is what randint(a, b) calls: the same draws.
+    if whole == 1:
+        return functools.partial(_draw_integer, first, last + 1)
+    return functools.partial(_draw_integer_multiple, first, last + 1, whole)
 
 
 def _draw_rounded(number: _Draw, ctx: _Context) -> int:
@@ -358,9 +367,12 @@ def _draw_rounded(number: _Draw, ctx: _Context) -> int:
     return round(value)
 
 
-def _draw_integer(first: int, last: int, whole: int, ctx: _Context) -> int:
-    value: int = ctx.rng.randint(first, last) * whole
-    return value
+def _draw_integer(first: int, stop: int, ctx: _Context) -> int:
+    return ctx.rng.randrange(first, stop)
+
+
+def _draw_integer_multiple(first: int, stop: int, whole: int, ctx: _Context) -> int:
+    return ctx.rng.randrange(first, stop) * whole
 
 
 def _plan_number(schema: Mapping[str, Any]) -> _Draw:
@@ -535,35 +547,151 @@ def _resolve(ref: str, root: Mapping[str, Any]) -> Mapping[str, Any]:
 # ---------------------------------------------------------------------------
 
 
+# --- exact plans ---------------------------------------------------------------
+#
+# Most action schemas are made of keywords the plan steers by completely: an
+# integer between bounds, a string enum, an object with every property
+# required. Their draws are valid by construction, so checking them would
+# only cost time. ``_exact`` recognises that subset, conservatively: any
+# keyword it does not know, or a value it does not expect, means "check".
+
+_ANNOTATIONS: Final = frozenset(
+    {"title", "description", "$comment", "default", "examples"}
+)
+_EXACT_KEYS: Final[Mapping[str, frozenset[str]]] = {
+    kind: _ANNOTATIONS | keys
+    for kind, keys in {
+        "integer": {"type", "minimum", "maximum"},
+        "number": {"type", "minimum", "maximum"},
+        "string": {"type", "minLength", "maxLength"},
+        "boolean": {"type"},
+        "null": {"type"},
+        "array": {"type", "items", "minItems", "maxItems"},
+        "object": {"type", "properties", "required", "additionalProperties"},
+        "enum": {"type", "enum"},
+        "const": {"const"},
+    }.items()
+}
+_FINITE: Final = 1e15  # bounds beyond this may round or overflow when drawn
+
+
+def _exact(schema: Any, depth: int) -> bool:
+    """Whether every value ``schema``'s plan draws is valid, by construction."""
+    if type(schema) is not dict or depth > _MAX_DEPTH:
+        return False
+    if "const" in schema:
+        kind = "const"
+    elif "enum" in schema:
+        kind = "enum"
+    else:
+        declared = schema.get("type")
+        if declared is None and "properties" in schema:
+            declared = "object"
+        if type(declared) is not str or declared not in _EXACT_KEYS:
+            return False
+        kind = declared
+    if not _EXACT_KEYS[kind].issuperset(schema):
+        return False
+    if kind in ("integer", "number"):
+        low = schema.get("minimum", -_FINITE)
+        high = schema.get("maximum", _FINITE)
+        return (
+            type(low) in (int, float)
+            and type(high) in (int, float)
+            and -_FINITE <= low <= high <= _FINITE
+            and (kind == "number" or math.ceil(low) <= math.floor(high))
+        )
+    if kind in ("string", "array"):
+        prefix = "Length" if kind == "string" else "Items"
+        low = schema.get(f"min{prefix}", 0)
+        high = schema.get(f"max{prefix}", low)
+        if type(low) is not int or type(high) is not int or not 0 <= low <= high:
+            return False
+        return kind == "string" or _exact(schema.get("items"), depth + 1)
+    if kind == "object":
+        properties = schema.get("properties", {})
+        required = schema.get("required", [])
+        return (
+            type(properties) is dict
+            and type(required) is list
+            and type(schema.get("additionalProperties", False)) is bool
+            and len(set(required)) == len(required) == len(properties)
+            and set(required) == properties.keys()
+            and all(_exact(sub, depth + 1) for sub in properties.values())
+        )
+    if kind == "enum":
+        choices = schema["enum"]
+        if type(choices) is not list or not choices:
+            return False
+        if "type" in schema:  # the plan ignores it: every choice must fit
+            return schema["type"] == "string" and all(type(c) is str for c in choices)
+        return all(_plain(choice) for choice in choices)
+    if kind == "const":
+        return _plain(schema["const"])
+    return kind in {"boolean", "null"}
+
+
+def _plain(value: Any) -> bool:
+    """A JSON scalar equal to itself (no NaN), which enum and const compare."""
+    if type(value) is float:
+        return math.isfinite(value)
+    return value is None or type(value) in (str, int, bool)
+
+
+# ---------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------
+
+
 class _Plan(NamedTuple):
     root: Mapping[str, Any]
     """The schema the plan was made from (a private copy, when cached)."""
     draw: _Draw
-    is_valid: Callable[[Any], bool]
+    check: Callable[[Any], bool] | None
+    """The schema's validity check; None when every draw is valid (exact)."""
+
+
+def _make_plan(root: Mapping[str, Any]) -> _Plan:
+    check = validity_check(root)  # raises SchemaError for an invalid schema
+    return _Plan(root, _compile(root, 0), None if _exact(root, 0) else check)
 
 
 @functools.lru_cache(maxsize=1024)
 def _plan_for_text(text: bytes) -> _Plan:
     # Planned from a private copy, so a caller changing its schema later
     # cannot change a cached plan. Exceptions (SchemaError) are not cached.
-    root = orjson.loads(text)
-    is_valid = validity_check(root)  # raises SchemaError for an invalid schema
-    return _Plan(root, _compile(root, 0), is_valid)
+    return _make_plan(orjson.loads(text))
+
+
+_RECENT_PLANS: dict[int, tuple[Mapping[str, Any], bytes, _Plan]] = {}
+"""Plans by the id of the schema object last planned, with its JSON text:
+the random engine asks again and again about the same few registered
+schemas, and comparing a text is cheaper than a cache lookup and a deep
+comparison. The entry keeps its schema alive, so its id is not reused.
+Emptied when full: the cache behind it refills it at once."""
+_RECENT_PLANS_MAX: Final = 256
 
 
 def _plan_for(schema: Mapping[str, Any]) -> _Plan:
     # Keyed by the schema's JSON as written: equal schemas share a plan, and
-    # the key order stays part of the key, since it orders the draws.
+    # the key order stays part of the key, since it orders the draws. A
+    # schema changed in place has another text, so it is planned again.
     try:
         text = orjson.dumps(schema)
     except TypeError:
         canonical(schema)  # raises the SchemaError validation would raise
         raise
+    recent = _RECENT_PLANS.get(id(schema))
+    if recent is not None and recent[0] is schema and recent[1] == text:
+        return recent[2]
     plan = _plan_for_text(text)
     if plan.root != schema:
         # The JSON text hides a difference (a tuple is written as a list):
         # plan this very schema, uncached, so it is drawn from as written.
-        plan = _Plan(schema, _compile(schema, 0), validity_check(schema))
+        return _make_plan(schema)
+    if len(_RECENT_PLANS) >= _RECENT_PLANS_MAX:
+        _RECENT_PLANS.clear()  # refilled from the cache below; thread-safe
+    _RECENT_PLANS[id(schema)] = (schema, text, plan)
     return plan
 
 
@@ -577,7 +705,10 @@ def generate_data(
 
     ``None`` (or ``{}``) means the action takes no data, and ``None`` is
     returned. Every value is checked with the schema's cached validator and
-    regenerated if it fails, up to ``attempts`` times. Raises
+    regenerated if it fails, up to ``attempts`` times; values of schemas
+    made only of keywords the generator meets by construction (bounded
+    integers and numbers, string lengths, enums, objects with every property
+    required ...) are valid as drawn and not checked again. Raises
     :class:`GenerationError` if no valid value was found (an unsatisfiable or
     exotic schema), and :class:`~neuro_api.schema.SchemaError` for an invalid
     one.
@@ -595,6 +726,6 @@ def generate_data(
             # the next attempt succeeds; an impossible schema fails them all.
             reason = str(exc)
             continue
-        if plan.is_valid(value):
+        if plan.check is None or plan.check(value):
             return value
     raise GenerationError(f"cannot generate data for this schema: {reason}")

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft7Validator, Draft202012Validator
 from jsonschema.validators import validator_for
 
+from neuro_api import _generate
 from neuro_api.schema import (
     GenerationError,
     SchemaError,
@@ -517,3 +518,97 @@ def test_all_of_branches_constraining_one_property_are_combined() -> None:
     rng = random.Random(2)
     seen = {generate_data(schema, rng=rng)["n"] for _ in range(100)}
     assert seen == {5, 6, 7}
+
+
+# ---------------------------------------------------------------------------
+# Plans: cached per schema, checked only when a draw may be invalid
+# ---------------------------------------------------------------------------
+
+EXACT = [
+    "enum-card",
+    "enum-mixed-with-null",
+    "const",
+    "boolean",
+    "nested-objects",
+    "array-min-max-items",
+    "integer-bounds",
+    "integer-only-maximum",
+    "number-range",
+    "string-lengths",
+    "type-null",
+    "bare-object",
+]
+
+
+@pytest.mark.parametrize("name", EXACT)
+def test_schemas_valid_by_construction_are_not_checked_again(name: str) -> None:
+    # What actions mostly declare: the plan alone keeps every draw valid.
+    assert _generate._plan_for(CORPUS[name]).check is None
+
+
+NAN = float("nan")
+CHECKED: dict[str, dict[str, Any]] = {
+    "enum-vs-type": {"type": "string", "enum": ["a", 1]},
+    "enum-of-nan": {"enum": [NAN, 1]},
+    "const-nan": {"const": NAN},
+    "enum-of-objects": {"enum": [{"a": 1}]},
+    "multiple-of": {"type": "integer", "minimum": 0, "maximum": 9, "multipleOf": 3},
+    "exclusive-bound": {"type": "integer", "minimum": 5, "exclusiveMinimum": 5},
+    "huge-bound": {"type": "number", "minimum": 1e300},
+    "fractional-length": {"type": "string", "minLength": 2.0},
+    "format": {"type": "string", "format": "email"},
+    "pattern": {"type": "string", "pattern": "^a+$"},
+    "type-list": {"type": ["integer", "null"]},
+    "untyped": {"minimum": 1},
+    "optional-property": obj(
+        x={"type": "integer"}, y={"type": "integer"}, required=["x"]
+    ),
+    "additional-schema": {**obj(x={"type": "integer"}), "additionalProperties": {}},
+    "min-properties": {**obj(x={"type": "integer"}), "minProperties": 1},
+    "true-subschema": obj(x=True),
+    "nested-multiple-of": obj(p=obj(x={"type": "integer", "multipleOf": 2})),
+    "unique-items": {
+        "type": "array",
+        "items": {"type": "integer"},
+        "uniqueItems": True,
+    },
+    "untyped-items": {"type": "array", "maxItems": 2},
+    "ref": {"$defs": {"n": {"type": "integer"}}, "$ref": "#/$defs/n"},
+    "draft": {"$schema": "http://json-schema.org/draft-04/schema#", "type": "integer"},
+    "not": {"type": "integer", "not": {"const": 1}},
+}
+
+
+@pytest.mark.parametrize("schema", list(CHECKED.values()), ids=list(CHECKED))
+def test_schemas_the_plan_may_miss_are_checked(schema: dict[str, Any]) -> None:
+    assert _generate._plan_for(schema).check is not None
+
+
+def test_too_deep_for_the_plan_is_checked() -> None:
+    schema: dict[str, Any] = {"type": "integer"}
+    for _ in range(_generate._MAX_DEPTH + 1):
+        schema = obj(x=schema)
+    assert _generate._plan_for(schema).check is not None
+
+
+def test_nan_in_an_enum_is_never_drawn_as_valid() -> None:
+    with pytest.raises(GenerationError):
+        generate_data({"enum": [NAN]}, rng=random.Random(1))
+
+
+def test_a_schema_changed_in_place_is_planned_again() -> None:
+    schema: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": 1}
+    assert generate_data(schema, rng=random.Random(1)) == 1
+    schema["minimum"] = schema["maximum"] = 2
+    assert generate_data(schema, rng=random.Random(1)) == 2
+    schema["multipleOf"] = 3  # no longer satisfiable
+    with pytest.raises(GenerationError):
+        generate_data(schema, rng=random.Random(1))
+
+
+def test_a_plan_is_not_changed_through_the_schema_it_came_from() -> None:
+    schema = obj(mood={"type": "string", "enum": ["happy"]})
+    assert generate_data(schema, rng=random.Random(1)) == {"mood": "happy"}
+    drawn = generate_data(schema, rng=random.Random(1))
+    drawn["mood"] = "sad"
+    assert generate_data(schema, rng=random.Random(1)) == {"mood": "happy"}
