@@ -159,24 +159,31 @@ async def test_a_control_plane_that_starts_late_is_announced_with_its_token(
     process.supervisor.request_shutdown()
 
 
-@pytest.mark.parametrize("freeze_gc", [False, True])
-async def test_freeze_gc_freezes_what_startup_made_only_when_asked(
-    nursery: trio.Nursery, freeze_gc: bool
+@pytest.mark.parametrize("tune_gc", [False, True])
+async def test_tune_gc_freezes_startup_and_collects_less_only_while_asked(
+    tune_gc: bool,
 ) -> None:
     assert gc.get_freeze_count() == 0
+    before = gc.get_threshold()
     process = NeuroProcess(settings(), RandomNeuroServer(), out=io.StringIO())
     try:
-        with trio.fail_after(WAIT):
-            await nursery.start(
-                lambda task_status: process.run(
-                    handle_signals=False, freeze_gc=freeze_gc, task_status=task_status
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(WAIT):
+                await nursery.start(
+                    lambda task_status: process.run(
+                        handle_signals=False, tune_gc=tune_gc, task_status=task_status
+                    )
                 )
-            )
-        frozen = gc.get_freeze_count()
+            frozen = gc.get_freeze_count()
+            during = gc.get_threshold()
+            process.supervisor.request_shutdown()
+        after = (gc.get_freeze_count(), gc.get_threshold())
     finally:
         gc.unfreeze()  # the rest of the test session collects as usual
-    if freeze_gc:
+        gc.set_threshold(*before)
+    if tune_gc:
         assert frozen > 10_000  # the imported modules and the app, at least
+        assert during == (5_000, *before[1:])
     else:
-        assert frozen == 0
-    process.supervisor.request_shutdown()
+        assert (frozen, during) == (0, before)
+    assert after == (0, before)  # run() leaves the collector as it found it

@@ -232,7 +232,7 @@ def main(
     process = NeuroProcess(settings, server, ssl_context=ssl_context)
     redactor.add(process.token)  # possibly generated just now
     try:
-        trio.run(functools.partial(process.run, freeze_gc=True))
+        trio.run(functools.partial(process.run, tune_gc=True))
     except KeyboardInterrupt:  # before the signal receiver was installed
         return 0
     except CriticalServiceError as exc:

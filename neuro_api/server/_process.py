@@ -44,6 +44,9 @@ LISTENING: Final = "neuro_api server listening on"
 """Start of the one stdout line printed once games can connect (scripts
 parse it)."""
 _GAMES: Final = "games"
+_YOUNG_GC_THRESHOLD: Final = 5_000
+"""Allocations between collections of the youngest generation with
+``tune_gc`` (CPython's default is 700)."""
 _CONTROL: Final = "control"
 
 
@@ -232,7 +235,7 @@ class NeuroProcess:
         self,
         *,
         handle_signals: bool = True,
-        freeze_gc: bool = False,
+        tune_gc: bool = False,
         task_status: trio.TaskStatus[ProcessInfo] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Run every service until SIGINT/SIGTERM, ``quit`` or cancellation.
@@ -243,14 +246,21 @@ class NeuroProcess:
         :class:`~neuro_api.supervisor.CriticalServiceError` if the games'
         server or the manager fails (at start: e.g. the port is in use).
 
-        With ``freeze_gc`` (what ``python -m neuro_api.server`` does), once
+        With ``tune_gc`` (what ``python -m neuro_api.server`` does), once
         everything is up, :func:`gc.freeze` moves every object made so far
         (modules, the web app, the services: some 70,000 objects, all living
         as long as the process) out of the garbage collector's reach. Full
         collections then only walk what serving games made, which cuts their
-        pauses from about 40 ms to about 10 ms. A process that runs more
-        than this server decides that for itself, hence off by default.
+        pauses from about 40 ms to about 10 ms. The youngest generation is
+        also collected every 5,000 allocations instead of 700: the server
+        makes few reference cycles, and each collection walks the objects of
+        every round trip in flight, so fewer collections are less work (about
+        a quarter of it, under load). Both are undone when this returns. A
+        process that runs more than this server decides that for itself,
+        hence off by default.
         """
+        thresholds = gc.get_threshold()
+        tuned = False
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self._supervise, nursery.cancel_scope)
@@ -260,8 +270,10 @@ class NeuroProcess:
                     await nursery.start(self._watch_signals)
                 info = self._info()
                 self._announce(info)
-                if freeze_gc:
+                if tune_gc:
+                    tuned = True
                     gc.freeze()
+                    gc.set_threshold(_YOUNG_GC_THRESHOLD, *thresholds[1:])
                 task_status.started(info)
                 nursery.start_soon(self._watch_stop_request)
         except BaseExceptionGroup as group:
@@ -274,6 +286,10 @@ class NeuroProcess:
             while isinstance(first, BaseExceptionGroup):
                 first = first.exceptions[0]
             raise first from first.__cause__
+        finally:
+            if tuned:
+                gc.set_threshold(*thresholds)
+                gc.unfreeze()
 
     async def _supervise(
         self, done: trio.CancelScope, *, task_status: trio.TaskStatus[Supervisor]
