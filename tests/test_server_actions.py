@@ -24,6 +24,7 @@ from neuro_api import command
 from neuro_api.command import Action
 from neuro_api.diagnostics import Severity
 from neuro_api.server import RandomNeuroServer, TrioNeuroServerClient
+from neuro_api.server._handler import _REMEMBERED_IDS, _Recent, split_actions
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -366,3 +367,38 @@ async def test_force_lookups_ask_an_overridden_get_action(hiding: bool) -> None:
         assert (known, unknown) == ({"play": play}, ["secret", "nope"])
     else:
         assert (known, unknown) == ({"play": play, "secret": secret}, ["nope"])
+
+
+PLAYING, PASSING = Action("play", "Play"), Action("pass", "Pass")
+REGISTRY = {"play": PLAYING, "pass": PASSING}
+
+
+@pytest.mark.parametrize(
+    ("names", "known", "unknown"),
+    [
+        (("play", "pass"), {"play": PLAYING, "pass": PASSING}, []),
+        (("pass", "play", "pass"), {"pass": PASSING, "play": PLAYING}, []),
+        (("nope", "play", "nope"), {"play": PLAYING}, ["nope", "nope"]),
+        (("x", "y"), {}, ["x", "y"]),
+        ((), {}, []),
+    ],
+)
+def test_split_actions_keeps_order_and_drops_repeats(
+    names: tuple[str, ...], known: dict[str, Action], unknown: list[str]
+) -> None:
+    for given in (names, list(names), iter(names)):  # any iterable, read once
+        found, missing = split_actions(given, REGISTRY.get)
+        assert (found, missing) == (known, unknown)
+        assert list(found) == list(known)
+
+
+def test_remembered_ids_keep_at_least_the_limit_and_stay_bounded() -> None:
+    recent = _Recent()
+    for n in range(10 * _REMEMBERED_IDS):
+        recent.add(str(n), float(n))
+        newest = range(max(0, n + 1 - _REMEMBERED_IDS), n + 1)
+        assert all(str(k) in recent for k in newest[:: 37 if n % 53 else 1])
+        assert len(recent) < 2 * _REMEMBERED_IDS
+    assert recent.get(str(10 * _REMEMBERED_IDS - 1)) == 10 * _REMEMBERED_IDS - 1
+    assert recent.get(str(_REMEMBERED_IDS - 1)) is None
+    assert "0" not in recent

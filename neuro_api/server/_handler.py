@@ -137,23 +137,36 @@ class _Force:
 
 
 class _Recent:
-    """Recently settled ids with their result timeout (oldest forgotten)."""
+    """Recently settled ids with their result timeout.
 
-    __slots__ = ("_ids",)
+    Remembers at least the last ``_REMEMBERED_IDS`` ids, and fewer than
+    twice as many: two generations of plain dicts, the older one dropped
+    whole when the newer fills, which costs less per id than forgetting the
+    oldest one at a time.
+    """
+
+    __slots__ = ("_new", "_old")
 
     def __init__(self) -> None:
-        self._ids: collections.OrderedDict[str, float] = collections.OrderedDict()
+        self._new: dict[str, float] = {}
+        self._old: dict[str, float] = {}
 
     def add(self, id_: str, timeout: float) -> None:
-        self._ids[id_] = timeout
-        if len(self._ids) > _REMEMBERED_IDS:
-            self._ids.popitem(last=False)
+        new = self._new
+        new[id_] = timeout
+        if len(new) >= _REMEMBERED_IDS:
+            self._old = new
+            self._new = {}
 
     def get(self, id_: str) -> float | None:
-        return self._ids.get(id_)
+        timeout = self._new.get(id_)
+        return self._old.get(id_) if timeout is None else timeout
 
     def __contains__(self, id_: object) -> bool:
-        return id_ in self._ids
+        return id_ in self._new or id_ in self._old
+
+    def __len__(self) -> int:
+        return len(self._new) + len(self._old)
 
 
 def split_actions(
