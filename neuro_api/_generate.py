@@ -614,6 +614,7 @@ def _exact(schema: Any, depth: int) -> bool:
         return (
             type(properties) is dict
             and type(required) is list
+            and all(type(name) is str for name in required)
             and type(schema.get("additionalProperties", False)) is bool
             and len(set(required)) == len(required) == len(properties)
             and set(required) == properties.keys()
