@@ -169,6 +169,13 @@ class Params:
     startup_timeout: float
     grace: float
     rounds: int
+    slices: int = 1
+    """Parts each throughput measurement is cut into, taken of the servers in
+    turn (see run_all)."""
+
+    @property
+    def slice_seconds(self) -> float:
+        return self.seconds / self.slices
 
 
 def make_actions(prefix: str, count: int) -> list[dict[str, Any]]:
@@ -573,6 +580,17 @@ class Window:
             max(0.0, system - server - driver),
         )
 
+    @classmethod
+    def combine(cls, windows: Sequence[Window]) -> Window:
+        """One window for several: counts, times and CPU added up."""
+        return cls(
+            sum(w.count for w in windows),
+            sum(w.elapsed for w in windows),
+            sum(w.server_cpu for w in windows),
+            sum(w.driver_cpu for w in windows),
+            sum(w.other_cpu for w in windows),
+        )
+
     @property
     def rate(self) -> float:
         return self.count / self.elapsed if self.elapsed > 0 else 0.0
@@ -718,7 +736,9 @@ async def setup_idle(game: Game) -> None:
     await game.ws.ping()
 
 
-async def connect_cycles(server: ServerProcess, params: Params) -> Window:
+async def connect_cycles(
+    server: ServerProcess, params: Params, seconds: float
+) -> Window:
     """Connect + startup + register N actions + close, a few at a time."""
     counts = [0] * params.connect_concurrency
     deadline = 0.0
@@ -739,8 +759,8 @@ async def connect_cycles(server: ServerProcess, params: Params) -> Window:
             counts[slot] += 1
 
     start = Sample.take(server.pid)
-    deadline = start.wall + params.seconds
-    with time_limit(params.seconds + 4 * params.timeout, "connect workers done"):
+    deadline = start.wall + seconds
+    with time_limit(seconds + 4 * params.timeout, "connect workers done"):
         async with trio.open_nursery() as nursery:
             for slot in range(params.connect_concurrency):
                 nursery.start_soon(worker, slot)
@@ -832,7 +852,9 @@ def describe(exc: BaseException) -> str:
     return text
 
 
-Step = tuple[str, Callable[[], Awaitable[None]]]
+Step = tuple[str, Callable[[], Awaitable[None]], int, tuple[str, ...]]
+"""A measurement: its label, what measures one part of it, how many parts
+(``Params.slices`` for throughput, else 1), and the figures it sets."""
 
 
 def measurements(server: ServerProcess, params: Params, result: Measured) -> list[Step]:
@@ -865,6 +887,17 @@ def measurements(server: ServerProcess, params: Params, result: Measured) -> lis
             "rss_after_bytes": after,
         }
 
+    # Throughput is measured in parts (slices); each figure is that of all
+    # the parts so far together.
+    parts: dict[str, list[Window]] = {}
+
+    def add_part(name: str, window: Window) -> Window:
+        windows = parts.setdefault(name, [])
+        windows.append(window)
+        total = Window.combine(windows)
+        result.load[name] = total.load()
+        return total
+
     async def forcing(key: str, clients: int) -> None:
         window = await run_group(
             server,
@@ -874,13 +907,13 @@ def measurements(server: ServerProcess, params: Params, result: Measured) -> lis
             prefix=f"f{key}_",
             setup=setup_forcing,
             work=force_work(params),
-            seconds=params.seconds,
+            seconds=params.slice_seconds,
         )
-        result.figures[f"force_rt_per_s_{key}"] = window.rate
+        total = add_part(f"force_{key}", window)
+        result.figures[f"force_rt_per_s_{key}"] = total.rate
         result.figures[f"cpu_s_per_rt_{key}"] = (
-            window.server_cpu / window.count if window.count else None
+            total.server_cpu / total.count if total.count else None
         )
-        result.load[f"force_{key}"] = window.load()
 
     async def context() -> None:
         window = await run_group(
@@ -891,34 +924,52 @@ def measurements(server: ServerProcess, params: Params, result: Measured) -> lis
             prefix="x",
             setup=setup_forcing,
             work=context_work(params),
-            seconds=params.seconds,
+            seconds=params.slice_seconds,
         )
-        result.figures["context_msgs_per_s"] = window.rate
-        result.load["context"] = window.load()
+        result.figures["context_msgs_per_s"] = add_part("context", window).rate
 
     async def connects() -> None:
-        window = await connect_cycles(server, params)
-        result.figures["connects_per_s"] = window.rate
-        result.load["connect"] = window.load()
+        window = await connect_cycles(server, params, params.slice_seconds)
+        result.figures["connects_per_s"] = add_part("connect", window).rate
 
+    slices = params.slices
     return [
-        ("warm-up", lambda: warm_up(server, params)),
-        ("idle memory", idle_memory),
-        ("force, 1 client", lambda: forcing("1", 1)),
-        (f"force, {params.clients} clients", lambda: forcing("n", params.clients)),
-        ("context", context),
-        ("connect", connects),
+        ("warm-up", lambda: warm_up(server, params), 1, ()),
+        ("idle memory", idle_memory, 1, ("idle_bytes_per_client",)),
+        (
+            "force, 1 client",
+            lambda: forcing("1", 1),
+            slices,
+            ("force_rt_per_s_1", "cpu_s_per_rt_1"),
+        ),
+        (
+            f"force, {params.clients} clients",
+            lambda: forcing("n", params.clients),
+            slices,
+            ("force_rt_per_s_n", "cpu_s_per_rt_n"),
+        ),
+        ("context", context, slices, ("context_msgs_per_s",)),
+        ("connect", connects, slices, ("connects_per_s",)),
     ]
 
 
-async def run_step(server: ServerProcess, result: Measured, step: Step) -> None:
-    """Run one measurement; a failure is recorded in ``result``, not raised."""
-    label, run = step
+async def run_step(
+    server: ServerProcess, result: Measured, step: Step, part: int = 1
+) -> None:
+    """Run one part of a measurement; a failure is recorded, not raised.
+
+    A measurement that failed (in any part) loses its figures, and its
+    remaining parts are skipped: a figure is all of its parts or nothing.
+    """
+    label, run, parts, keys = step
+    if label in result.errors:
+        return
     status = server.exited()
     if status is not None:
         result.errors[label] = f"skipped: the server had exited ({status})"
         return
-    print(f"  {server.name}: {label} ...", file=sys.stderr, flush=True)
+    shown = f"{label} ({part}/{parts})" if parts > 1 else label
+    print(f"  {server.name}: {shown} ...", file=sys.stderr, flush=True)
     try:
         await run()
     except Exception as exc:
@@ -927,13 +978,15 @@ async def run_step(server: ServerProcess, result: Measured, step: Step) -> None:
         if server.exited() is not None:
             error += f"\n(the server exited; stderr tail:)\n{server.stderr_tail()}"
         result.errors[label] = error
-        print(f"  {server.name}: {label} failed: {error}", file=sys.stderr)
+        for key in keys:  # what earlier parts set is not the whole figure
+            result.figures[key] = None
+        print(f"  {server.name}: {shown} failed: {error}", file=sys.stderr)
     await trio.sleep(0.3)  # let closing connections finish
 
 
 def server_budget(params: Params) -> float:
     """Seconds after which measuring one server is abandoned (never hang)."""
-    per_phase = params.seconds + 4 * params.timeout
+    per_phase = params.seconds + params.slices * (4 * params.timeout + 1.0)
     return (
         params.startup_timeout
         + 9 * params.timeout  # warm-up
@@ -955,6 +1008,9 @@ async def run_all(
     In each round every server is started afresh, and each measurement is
     taken of one server right after the other: so the figures compared in
     one round were measured seconds apart, under the same machine load.
+    Throughput measurements are also cut into ``params.slices`` parts taken
+    in turn (floor, server, floor, server ...), so a change of the machine's
+    speed within a measurement falls on both servers alike.
     """
     results = {name: Measured(list(argv)) for name, argv in servers}
     stop_status: dict[str, str] = {}
@@ -984,9 +1040,14 @@ async def run_all(
                         plans.append(
                             (server, result, measurements(server, params, result))
                         )
+                    # Each part of a measurement is taken of one server right
+                    # after the other: a figure sums parts spread over the
+                    # whole step, so both servers share the machine's moods.
                     for index in range(len(plans[0][2]) if plans else 0):
-                        for server, result, steps in plans:
-                            await run_step(server, result, steps[index])
+                        parts = plans[0][2][index][2]
+                        for part in range(1, parts + 1):
+                            for server, result, steps in plans:
+                                await run_step(server, result, steps[index], part)
         except Exception as exc:
             for result in this_round.values():
                 result.errors.setdefault("run", describe(exc))
@@ -1168,7 +1229,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smoke test: 1 s per measurement and 100 idle clients",
+        help="smoke test: 1 s per measurement in 1 part, and 100 idle clients",
     )
     parser.add_argument(
         "--only",
@@ -1246,6 +1307,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             "(tames noise from other load; default 1)"
         ),
     )
+    parser.add_argument(
+        "--slices",
+        type=int,
+        default=None,
+        help=(
+            "parts each throughput measurement is cut into, taken of the "
+            "servers in turn, so that both meet the same machine speed "
+            "(default 5, --quick 1)"
+        ),
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument(
         "--check",
@@ -1267,7 +1338,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for name in positive:
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be > 0")
-    for name in ("seconds", "idle_clients"):
+    for name in ("seconds", "idle_clients", "slices"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             parser.error(f"--{name.replace('_', '-')} must be > 0")
@@ -1289,6 +1360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         startup_timeout=args.startup_timeout,
         grace=5.0,
         rounds=args.rounds,
+        slices=args.slices or (1 if args.quick else 5),
     )
     servers = [
         ("floor", shlex.split(args.floor_cmd)),
@@ -1310,7 +1382,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(
         f"Neuro server benchmark: {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}, {params.seconds:g} s per measurement, "
+        f"{platform.python_version()}, {params.seconds:g} s per measurement"
+        f"{f' in {params.slices} parts' if params.slices > 1 else ''}, "
+        f"{params.rounds} round{'s' if params.rounds > 1 else ''}, "
         f"{time.time() - started:.0f} s in all"
     )
     print(render(results, params, ratios, checks))

@@ -178,3 +178,79 @@ def test_figures_are_medians_and_ratios_medians_of_each_rounds_ratio() -> None:
     assert ratios["force_rt_per_s_1"] is None  # never measured
     check = next(c for c in checks if c["figure"] == "force_rt_per_s_n")
     assert check["passed"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_driver_takes_the_parts_of_each_measurement_of_the_servers_in_turn(
+    tmp_path: Path,
+) -> None:
+    # The floor stands in for the server under test too: only the order and
+    # the adding up of the parts are checked here.
+    out = tmp_path / "bench.json"
+    floor_cmd = f"{sys.executable} {FLOOR} --host 127.0.0.1 --port 0"
+    done = run_driver(
+        "--quick",
+        "--slices",
+        "2",
+        "--seconds",
+        "0.6",
+        "--idle-clients",
+        "20",
+        "--server-cmd",
+        floor_cmd,
+        "--json",
+        str(out),
+        timeout=80,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    order = re.findall(
+        r"^  (floor|neuro_api): force, 1 client(.*) \.\.\.$", done.stderr, re.M
+    )
+    assert order == [
+        ("floor", " (1/2)"),
+        ("neuro_api", " (1/2)"),
+        ("floor", " (2/2)"),
+        ("neuro_api", " (2/2)"),
+    ]
+    report = json.loads(out.read_text())
+    assert report["params"]["slices"] == 2
+    for server in report["servers"].values():
+        assert server["errors"] == {}
+        assert all(value for value in server["figures"].values())
+        # Two parts of 0.3 s each, added up.
+        assert 0.6 <= server["load"]["force_n"]["seconds"] < 1.0
+    assert "0.6 s per measurement in 2 parts" in done.stdout
+
+
+class _Exited:
+    """Enough of a ServerProcess for run_step: a server that keeps running."""
+
+    name = "fake"
+
+    def exited(self) -> None:
+        return None
+
+    def stderr_tail(self) -> str:
+        return ""
+
+
+async def test_a_measurement_failing_in_one_part_loses_its_figure(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    bench = _bench_module()
+    result = bench.Measured(["fake"])
+    calls: list[int] = []
+
+    async def part() -> None:
+        calls.append(len(calls) + 1)
+        if len(calls) == 2:
+            raise OSError("connection refused")
+        result.figures["context_msgs_per_s"] = 100.0 * len(calls)
+
+    step = ("context", part, 3, ("context_msgs_per_s",))
+    for number in (1, 2, 3):
+        await bench.run_step(_Exited(), result, step, number)
+    assert calls == [1, 2]  # the third part is not taken
+    assert result.figures["context_msgs_per_s"] is None
+    assert result.errors == {"context": "OSError: connection refused"}
