@@ -44,10 +44,10 @@ LISTENING: Final = "neuro_api server listening on"
 """Start of the one stdout line printed once games can connect (scripts
 parse it)."""
 _GAMES: Final = "games"
+_CONTROL: Final = "control"
 _YOUNG_GC_THRESHOLD: Final = 5_000
 """Allocations between collections of the youngest generation with
 ``tune_gc`` (CPython's default is 700)."""
-_CONTROL: Final = "control"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -254,8 +254,8 @@ class NeuroProcess:
         pauses from about 40 ms to about 10 ms. The youngest generation is
         also collected every 5,000 allocations instead of 700: the server
         makes few reference cycles, and each collection walks the objects of
-        every round trip in flight, so fewer collections are less work (about
-        a quarter of it, under load). Both are undone when this returns. A
+        every round trip in flight, so fewer collections are less work (under
+        load, about a quarter of the time). Both are undone when this returns. A
         process that runs more than this server decides that for itself,
         hence off by default.
         """
