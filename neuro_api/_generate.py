@@ -5,7 +5,9 @@ items, lengths, bounds, simple formats, ``pattern`` via ``rstr``, local
 ``$ref``, the combinators); microseconds per value, which keeps the random
 engine's round trips cheap. Keywords it does not steer by (``not``,
 ``if``/``then``, ``dependentRequired`` ...) are honoured by checking: every
-value is validated against the whole schema and regenerated if it fails.
+value of such a schema is validated against the whole schema and regenerated
+if it fails. A schema made only of keywords the plan meets by construction is
+*exact* (see ``_exact``): its values are valid as drawn and not checked again.
 
 Each schema is *planned* once: everything that depends on the schema alone
 (bounds, property lists, sub-plans, its validator) is worked out and cached,
