@@ -15,6 +15,14 @@ and what is left per value is a few calls of the random generator. The plan
 makes exactly the draws, in the same order, that walking the schema would,
 so a seeded generator gives the same values either way.
 
+Generation is bounded, since a game writes the schema: every value drawn is
+charged against a budget of JSON bytes (``max_size``, 64 KiB by default) before
+it is built, so ``{"minLength": 10000000}`` or nested ``minItems`` fail at
+once instead of building megabytes, and an optional time limit is checked as
+it goes. Patterns are expanded only when :func:`neuro_api._regex.generation_cost`
+says the expansion is small. Numbers stay finite, and integers within 64 bits
+when the schema allows it.
+
 (hypothesis-jsonschema 0.23 was the obvious library for this, but it crashes
 on object schemas with current hypothesis releases.)
 """
@@ -23,18 +31,34 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import math
 import random
+import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import orjson
 import rstr
 
+from neuro_api._cache import sized_cache
+from neuro_api._regex import generation_cost
+from neuro_api._sizes import least_size
 from neuro_api._validators import canonical, validity_check
 
-__all__ = ["GenerationError", "generate_data"]
+__all__ = [
+    "DEFAULT_MAX_SIZE",
+    "NOT_QUICK",
+    "GenerationError",
+    "GenerationLimitError",
+    "encode_data",
+    "generate_data",
+    "try_quickly",
+]
+
+DEFAULT_MAX_SIZE: Final = 64 << 10
+"""Default budget of one generated value, in bytes of JSON."""
 
 _WORDS: Final = (
     "apple", "banana", "castle", "dragon", "ember", "forest", "glade",
@@ -56,22 +80,62 @@ _FORMATS: Final = {
 _SIMPLE_TYPES: Final = ("string", "integer", "number", "boolean")
 _MAX_DEPTH: Final = 8
 _PATTERN_DRAWS: Final = 50
+_PATTERN_WORK: Final = 20_000
+"""Most work (characters and class expansions) one pattern draw may take."""
+_INT64: Final = (-(1 << 63), (1 << 63) - 1)
+_NUMBER_SIZE: Final = 8
+"""Bytes charged for a number (most are shorter; the budget is a bound)."""
 
 
 class GenerationError(ValueError):
     """No value satisfying the schema could be found."""
 
 
+class GenerationLimitError(GenerationError):
+    """Valid data would take more than the size or time allowed."""
+
+
 class _Unsupported(Exception):
     """The generator cannot handle this schema (this draw, at least)."""
 
 
-class _Context:
-    __slots__ = ("rng", "root")
+class _OverBudget(Exception):
+    """A draw went over the size budget (another may not)."""
 
-    def __init__(self, rng: random.Random, root: Mapping[str, Any]) -> None:
+
+class _OutOfTime(Exception):
+    """The time limit passed: no more draws."""
+
+
+class _Context:
+    __slots__ = ("deadline", "left", "rng", "root")
+
+    def __init__(
+        self,
+        rng: random.Random,
+        root: Mapping[str, Any],
+        left: int = DEFAULT_MAX_SIZE,
+        deadline: float = math.inf,
+    ) -> None:
         self.rng = rng
         self.root = root
+        self.left = left
+        """Bytes of JSON this draw may still produce."""
+        self.deadline = deadline
+        """``time.monotonic()`` past which drawing stops."""
+
+
+def _charge(ctx: _Context, size: int) -> None:
+    """Spend ``size`` bytes of the budget; raise when it or the time ran out.
+
+    Called before a value is built wherever its size is known in advance
+    (strings, arrays, objects), so an oversized value is never built.
+    """
+    ctx.left -= size
+    if ctx.left < 0:
+        raise _OverBudget
+    if time.monotonic() > ctx.deadline:
+        raise _OutOfTime
 
 
 _Draw = Callable[[_Context], Any]
@@ -209,15 +273,32 @@ def _draw_ref(ref: str, rest: dict[str, Any], depth: int, ctx: _Context) -> Any:
 
 
 def _draw_const(value: Any, ctx: _Context) -> Any:
+    _charge(ctx, _size_of(value))
     return _fresh(value)
 
 
 def _draw_enum(choices: Any, ctx: _Context) -> Any:
-    return _fresh(ctx.rng.choice(choices))
+    choice = ctx.rng.choice(choices)
+    _charge(ctx, _size_of(choice))
+    return _fresh(choice)
 
 
 def _draw_choice(choices: Any, ctx: _Context) -> Any:
-    return ctx.rng.choice(choices)
+    choice = ctx.rng.choice(choices)
+    _charge(ctx, _size_of(choice))
+    return choice
+
+
+def _size_of(value: Any) -> int:
+    """Bytes of ``value`` as JSON (strings approximately: escapes not counted)."""
+    if isinstance(value, str):
+        return len(value) + 2
+    if isinstance(value, dict | list):
+        try:
+            return len(orjson.dumps(value))
+        except TypeError:
+            return len(encode_data(value))
+    return _NUMBER_SIZE
 
 
 def _fresh(value: Any) -> Any:
@@ -238,11 +319,12 @@ def _draw_kind(
 
 
 def _draw_boolean(ctx: _Context) -> bool:
+    _charge(ctx, 5)
     return ctx.rng.random() < 0.5
 
 
 def _draw_null(ctx: _Context) -> None:
-    return None
+    _charge(ctx, 4)
 
 
 # --- strings ---------------------------------------------------------------
@@ -253,6 +335,9 @@ def _plan_string(schema: Mapping[str, Any]) -> _Draw:
     if isinstance(pattern, str):
         low = int(schema.get("minLength", 0))
         high = int(schema.get("maxLength", 1 << 30))
+        cost = generation_cost(pattern)
+        if cost is None or cost > _PATTERN_WORK:
+            raise _Unsupported(f"pattern {pattern[:100]!r} is too large to expand")
         return functools.partial(_draw_pattern, pattern, low, high)
     fmt = schema.get("format")
     if isinstance(fmt, str) and fmt in _FORMATS:
@@ -273,19 +358,24 @@ def _draw_pattern(pattern: str, low: int, high: int, ctx: _Context) -> str:
         try:
             text = str(xeger(pattern))
         except Exception as exc:  # an exotic regex sre cannot expand
-            raise _Unsupported(f"pattern {pattern!r}: {exc}") from exc
+            raise _Unsupported(f"pattern {pattern[:100]!r}: {exc}") from exc
+        _charge(ctx, 0)  # the time limit, between draws
         if low <= len(text) <= high:
+            _charge(ctx, len(text) + 2)
             return text
     raise _Unsupported(f"pattern {pattern!r} within length {low}..{high}")
 
 
 def _draw_format(make: Callable[[random.Random], Any], ctx: _Context) -> str:
-    return str(make(ctx.rng))
+    text = str(make(ctx.rng))
+    _charge(ctx, len(text) + 2)
+    return text
 
 
 def _draw_words(low: int, high: int, ctx: _Context) -> str:
     rng = ctx.rng
     target = rng.randint(low, high)
+    _charge(ctx, target + 2)
     text = rng.choice(_WORDS)
     while len(text) < target:
         text += "_" + rng.choice(_WORDS)
@@ -327,7 +417,20 @@ def _number(value: Any) -> float | None:
 
 
 def _integer_range(schema: Mapping[str, Any], step: float = 1) -> tuple[int, int]:
-    """Range of ``k`` such that ``k * step`` meets every bound of ``schema``."""
+    """Range of ``k`` such that ``k * step`` meets every bound of ``schema``.
+
+    Raises :class:`GenerationError` for an empty range, and for bounds that
+    do not fit the step in floating point (``multipleOf: 5e-324``).
+    """
+    try:
+        return _integer_range_of(schema, step)
+    except (OverflowError, ValueError) as exc:  # inf or nan on the way
+        raise GenerationError(
+            f"bounds out of range for multipleOf {step:g}: {exc}"
+        ) from None
+
+
+def _integer_range_of(schema: Mapping[str, Any], step: float) -> tuple[int, int]:
     lows: list[int] = []
     highs: list[int] = []
     if (low := _number(schema.get("minimum"))) is not None:
@@ -338,7 +441,7 @@ def _integer_range(schema: Mapping[str, Any], step: float = 1) -> tuple[int, int
         highs.append(math.floor(high / step))
     if (high := _number(schema.get("exclusiveMaximum"))) is not None:
         highs.append(math.ceil(high / step) - 1)
-    span = max(1, int(100 / step))
+    span = max(1, int(min(100 / step, 1e6)))
     first = max(lows) if lows else (min(highs) - span if highs else 0)
     last = min(highs) if highs else first + span
     if first > last:
@@ -346,6 +449,17 @@ def _integer_range(schema: Mapping[str, Any], step: float = 1) -> tuple[int, int
             raise GenerationError(f"empty integer range [{first}, {last}]")
         raise GenerationError(f"no multiple of {step:g} within the bounds")
     return first, last
+
+
+def _prefer_int64(first: int, last: int, whole: int) -> tuple[int, int]:
+    """``[first, last]`` cut to the multipliers whose value fits in 64 bits.
+
+    Games parse numbers in C#, JavaScript, Lua...; a value beyond 64 bits is
+    only drawn when the schema allows nothing else.
+    """
+    low = max(first, -(-_INT64[0] // whole))
+    high = min(last, _INT64[1] // whole)
+    return (low, high) if low <= high else (first, last)
 
 
 def _plan_integer(schema: Mapping[str, Any]) -> _Draw:
@@ -357,7 +471,7 @@ def _plan_integer(schema: Mapping[str, Any]) -> _Draw:
         # integer multiple would do, but it is rare; let checking decide.
         return functools.partial(_draw_rounded, _plan_number(schema))
     whole = int(step or 1)
-    first, last = _integer_range(schema, whole)
+    first, last = _prefer_int64(*_integer_range(schema, whole), whole)
     # randrange(a, b + 1) is what randint(a, b) calls: the same draws.
     if whole == 1:
         return functools.partial(_draw_integer, first, last + 1)
@@ -370,10 +484,12 @@ def _draw_rounded(number: _Draw, ctx: _Context) -> int:
 
 
 def _draw_integer(first: int, stop: int, ctx: _Context) -> int:
+    _charge(ctx, _NUMBER_SIZE)
     return ctx.rng.randrange(first, stop)
 
 
 def _draw_integer_multiple(first: int, stop: int, whole: int, ctx: _Context) -> int:
+    _charge(ctx, _NUMBER_SIZE)
     return ctx.rng.randrange(first, stop) * whole
 
 
@@ -388,6 +504,8 @@ def _plan_number(schema: Mapping[str, Any]) -> _Draw:
         decimals = max(0, -math.floor(math.log10(step))) + 6
         return functools.partial(_draw_multiple, first, last, step, decimals)
     lo, hi = _bounds(schema, 100.0)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise GenerationError(f"number bounds out of range: [{lo}, {hi}]")
     if lo > hi:
         raise GenerationError(f"empty number range [{lo}, {hi}]")
     return functools.partial(_draw_number, lo, hi)
@@ -396,14 +514,29 @@ def _plan_number(schema: Mapping[str, Any]) -> _Draw:
 def _draw_multiple(
     first: int, last: int, step: float, decimals: int, ctx: _Context
 ) -> float:
-    return round(ctx.rng.randint(first, last) * step, decimals)
+    _charge(ctx, _NUMBER_SIZE)
+    try:
+        value = round(ctx.rng.randint(first, last) * step, decimals)
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
+        raise _Unsupported(f"a multiple of {step:g} out of float range")
+    return value
 
 
 def _draw_number(lo: float, hi: float, ctx: _Context) -> float:
-    value = round(ctx.rng.uniform(lo, hi), 3)
+    _charge(ctx, _NUMBER_SIZE)
+    # Not uniform(lo, hi): hi - lo overflows when the bounds span most of
+    # the float range.
+    share = ctx.rng.random()
+    span = hi - lo
+    if math.isfinite(span):
+        value = round(lo + span * share, 3)  # what uniform(lo, hi) draws
+    else:
+        value = round(lo * (1 - share) + hi * share, 3)
     # Rounding or an exclusive bound may push it out; the midpoint is safe.
     if not lo < value < hi:
-        value = (lo + hi) / 2
+        value = lo / 2 + hi / 2
     return value
 
 
@@ -438,6 +571,7 @@ def _draw_array(
     ctx: _Context,
 ) -> list[Any]:
     count = ctx.rng.randint(low, high)
+    _charge(ctx, 2 + count)  # brackets and commas; the items charge their own
     out = [plan(ctx) for plan in prefix_plans[:count]]
     tries = 0
     while len(out) < count:
@@ -462,8 +596,15 @@ def _plan_object(schema: Mapping[str, Any], depth: int) -> _Draw:
     if not optional and len(required) >= _min_properties(schema, default=0):
         # Every property required (what actions mostly declare): no draws
         # but the values'.
-        return functools.partial(_draw_fixed_object, tuple(plans.items()), required)
+        return functools.partial(
+            _draw_fixed_object, tuple(plans.items()), required, _keys_size(required)
+        )
     return functools.partial(_draw_object, schema, required, optional, plans)
+
+
+def _keys_size(names: list[str]) -> int:
+    """Bytes of an object's braces, keys, colons and commas."""
+    return 2 + sum(len(name) + 4 for name in names)
 
 
 def _min_properties(schema: Mapping[str, Any], *, default: int) -> int:
@@ -474,8 +615,9 @@ def _min_properties(schema: Mapping[str, Any], *, default: int) -> int:
 
 
 def _draw_fixed_object(
-    plans: tuple[tuple[str, _Draw], ...], names: list[str], ctx: _Context
+    plans: tuple[tuple[str, _Draw], ...], names: list[str], size: int, ctx: _Context
 ) -> dict[str, Any]:
+    _charge(ctx, size)
     if len(plans) == len(names):
         return {name: plan(ctx) for name, plan in plans}
     # A name required twice is drawn twice (the second value is kept).
@@ -501,6 +643,7 @@ def _draw_object(
             names.append(name)
     if len(names) < min_props:
         raise _Unsupported("minProperties")
+    _charge(ctx, _keys_size(names))
     return {name: plans[name](ctx) for name in names}
 
 
@@ -646,20 +789,34 @@ def _plain(value: Any) -> bool:
 # ---------------------------------------------------------------------------
 
 
-class _Plan(NamedTuple):
-    root: Mapping[str, Any]
-    """The schema the plan was made from (a private copy, when cached)."""
-    draw: _Draw
-    check: Callable[[Any], bool] | None
-    """The schema's validity check; None when every draw is valid (exact)."""
+class _Plan:
+    __slots__ = ("check", "draw", "least", "root", "slow")
+
+    def __init__(
+        self,
+        root: Mapping[str, Any],
+        draw: _Draw,
+        check: Callable[[Any], bool] | None,
+        least: int,
+    ) -> None:
+        self.root = root
+        """The schema the plan was made from (a private copy, when cached)."""
+        self.draw = draw
+        self.check = check
+        """The schema's validity check; None when every draw is valid (exact)."""
+        self.least = least
+        """No valid value is smaller than this many bytes (see neuro_api._sizes)."""
+        self.slow = False
+        """A quick attempt ran out of room or time (see :func:`try_quickly`)."""
 
 
 def _make_plan(root: Mapping[str, Any]) -> _Plan:
     check = validity_check(root)  # raises SchemaError for an invalid schema
-    return _Plan(root, _compile(root, 0), None if _exact(root, 0) else check)
+    exact = _exact(root, 0)
+    return _Plan(root, _compile(root, 0), None if exact else check, least_size(root))
 
 
-@functools.lru_cache(maxsize=1024)
+@sized_cache(max_total=8 << 20, max_entry=256 << 10)
 def _plan_for_text(text: bytes) -> _Plan:
     # Planned from a private copy, so a caller changing its schema later
     # cannot change a cached plan. Exceptions (SchemaError) are not cached.
@@ -670,12 +827,15 @@ _RECENT_PLANS: dict[int, tuple[Mapping[str, Any], bytes, _Plan]] = {}
 """Plans by the id of the schema object last planned, with its JSON text:
 the random engine asks again and again about the same few registered
 schemas, and comparing a text is cheaper than a cache lookup and a deep
-comparison. The entry keeps its schema alive, so its id is not reused.
-Emptied when full: the cache behind it refills it at once."""
+comparison. The entry keeps its schema alive, so its id is not reused: only
+small schemas are kept, so what it holds stays small after their games
+left. Emptied when full: the cache behind it refills it at once."""
 _RECENT_PLANS_MAX: Final = 256
+_RECENT_PLAN_BYTES: Final = 4096
 
 
-def _plan_for(schema: Mapping[str, Any]) -> _Plan:
+def _plan_for(schema: Mapping[str, Any], max_text: float = math.inf) -> _Plan | None:
+    """The plan of ``schema``; ``None`` if its JSON is longer than ``max_text``."""
     # Keyed by the schema's JSON as written: equal schemas share a plan, and
     # the key order stays part of the key, since it orders the draws. A
     # schema changed in place has another text, so it is planned again.
@@ -687,14 +847,17 @@ def _plan_for(schema: Mapping[str, Any]) -> _Plan:
     recent = _RECENT_PLANS.get(id(schema))
     if recent is not None and recent[0] is schema and recent[1] == text:
         return recent[2]
+    if len(text) > max_text:
+        return None
     plan = _plan_for_text(text)
     if plan.root != schema:
         # The JSON text hides a difference (a tuple is written as a list):
         # plan this very schema, uncached, so it is drawn from as written.
         return _make_plan(schema)
-    if len(_RECENT_PLANS) >= _RECENT_PLANS_MAX:
-        _RECENT_PLANS.clear()  # refilled from the cache below; thread-safe
-    _RECENT_PLANS[id(schema)] = (schema, text, plan)
+    if len(text) <= _RECENT_PLAN_BYTES:
+        if len(_RECENT_PLANS) >= _RECENT_PLANS_MAX:
+            _RECENT_PLANS.clear()  # refilled from the cache below; thread-safe
+        _RECENT_PLANS[id(schema)] = (schema, text, plan)
     return plan
 
 
@@ -703,6 +866,8 @@ def generate_data(
     *,
     rng: random.Random | None = None,
     attempts: int = 10,
+    max_size: int = DEFAULT_MAX_SIZE,
+    timeout: float | None = None,
 ) -> Any:
     """Return a random value that validates against ``schema``.
 
@@ -711,19 +876,82 @@ def generate_data(
     regenerated if it fails, up to ``attempts`` times; values of schemas
     made only of keywords the generator meets by construction (bounded
     integers and numbers, string lengths, enums, objects with every property
-    required ...) are valid as drawn and not checked again. Raises
-    :class:`GenerationError` if no valid value was found (an unsatisfiable or
-    exotic schema), and :class:`~neuro_api.schema.SchemaError` for an invalid
-    one.
+    required ...) are valid as drawn and not checked again.
+
+    Each value may take at most ``max_size`` bytes of JSON (roughly: string
+    escapes are not counted), and all attempts together at most ``timeout``
+    seconds (``None``: no limit); what is too big is not built. Raises
+    :class:`GenerationLimitError` when no value fitted within those limits,
+    :class:`GenerationError` if no valid value was found otherwise (an
+    unsatisfiable or exotic schema), and
+    :class:`~neuro_api.schema.SchemaError` for an invalid schema.
     """
     if not schema:
         return None
-    plan = _plan_for(schema)  # raises SchemaError for an invalid schema
-    ctx = _Context(rng or random.Random(), plan.root)
+    plan = _plan_for(schema)
+    assert plan is not None
+    return _generate(plan, rng, attempts, max_size, timeout)
+
+
+_NOT_QUICK: Final = object()
+
+
+def try_quickly(
+    schema: Mapping[str, Any] | None,
+    rng: random.Random,
+    max_size: int,
+    timeout: float,
+) -> Any:
+    """:func:`generate_data` within small limits, or :data:`NOT_QUICK`.
+
+    For callers on an event loop that move slow work to a thread: a schema
+    whose data does not fit ``max_size`` bytes and ``timeout`` seconds gets
+    ``NOT_QUICK`` (and is not tried again here: its cached plan remembers),
+    and should be generated elsewhere with the real limits. Raises what
+    :func:`generate_data` raises otherwise. A schema longer than
+    ``max_size`` is not even planned here (planning takes time too).
+    """
+    if not schema:
+        return None
+    plan = _plan_for(schema, max_text=max_size)
+    if plan is None or plan.slow:
+        return _NOT_QUICK
+    try:
+        return _generate(plan, rng, 10, max_size, timeout)
+    except GenerationLimitError:
+        plan.slow = True
+        return _NOT_QUICK
+
+
+NOT_QUICK: Final = _NOT_QUICK
+"""What :func:`try_quickly` returns for data it leaves to a slower path."""
+
+
+def _generate(
+    plan: _Plan,
+    rng: random.Random | None,
+    attempts: int,
+    max_size: int,
+    timeout: float | None,
+) -> Any:
+    if plan.least > max_size:
+        raise GenerationLimitError(
+            f"valid data needs at least {plan.least} bytes, more than {max_size}"
+        )
+    deadline = math.inf if timeout is None else time.monotonic() + timeout
+    ctx = _Context(rng or random.Random(), plan.root, max_size, deadline)
     reason = "no attempt produced a valid value"
+    over_budget = False
     for _ in range(attempts):
+        ctx.left = max_size
         try:
             value = plan.draw(ctx)
+        except _OverBudget:
+            # Sizes are drawn at random: a smaller draw may still fit.
+            over_budget = True
+            continue
+        except _OutOfTime:
+            raise GenerationLimitError(f"no valid data within {timeout:g} s") from None
         except (_Unsupported, GenerationError) as exc:
             # Random choices (depth, uniqueness, a long draw) may fail where
             # the next attempt succeeds; an impossible schema fails them all.
@@ -731,4 +959,19 @@ def generate_data(
             continue
         if plan.check is None or plan.check(value):
             return value
+    if over_budget:
+        raise GenerationLimitError(f"valid data needs more than {max_size} bytes")
     raise GenerationError(f"cannot generate data for this schema: {reason}")
+
+
+def encode_data(value: Any) -> str:
+    """``value`` as JSON text, as an ``action``'s ``data`` carries it.
+
+    orjson, except for integers beyond 64 bits, which only the standard
+    library writes. The generator makes only finite numbers (orjson would
+    write NaN as ``null``).
+    """
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))

@@ -8,19 +8,57 @@ only where the two are known to agree: a schema with ``multipleOf`` is
 always checked by the reference, because the two do its floating-point
 arithmetic differently (``0.3`` is a multiple of ``0.1`` for one, not the
 other).
+
+Schemas come from games, so neither validator may do anything a schema
+asks beyond validating:
+
+* No network: a ``$ref`` to ``http://...`` is never fetched (both libraries
+  would, by default; the reference even on the event loop). References
+  resolve within the schema and the bundled meta-schemas only;
+  :func:`schema_problem` reports one that does not.
+* No backtracking regex: the reference validator's ``pattern``,
+  ``patternProperties``, ``additionalProperties`` and
+  ``unevaluatedProperties`` match with :mod:`neuro_api._regex` (linear
+  time), never with ``re``.
+* Meta-validation by jsonschema-rs (a megabyte of schema in about 20 ms;
+  the reference took 12 s).
 """
 
 from __future__ import annotations
 
+import dis
 import functools
-from collections.abc import Callable, Mapping
-from typing import Any
+import itertools
+import types
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Final
+from urllib.parse import urlsplit
 
 import jsonschema_rs
 import orjson
 from jsonschema import exceptions as jsonschema_exceptions
+from jsonschema import validators as jsonschema_validators
 from jsonschema.protocols import Validator
-from jsonschema.validators import validator_for
+from jsonschema_specifications import REGISTRY as SPECIFICATIONS
+
+from neuro_api._cache import sized_cache
+from neuro_api._keywords import find_patterns
+from neuro_api._regex import PATTERN_OPTIONS, SafeRe, compiles
+
+__all__ = [
+    "SchemaError",
+    "canonical",
+    "get_validator",
+    "is_valid",
+    "safe_validator_class",
+    "schema_problem",
+    "validity_check",
+]
+
+# Every cache here holds at most this much schema text, and no schema longer
+# than _ENTRY_BYTES (see neuro_api._cache).
+_CACHE_BYTES: Final = 8 << 20
+_ENTRY_BYTES: Final = 256 << 10
 
 
 class SchemaError(ValueError):
@@ -39,39 +77,291 @@ def canonical(schema: Mapping[str, Any]) -> bytes:
         raise SchemaError(f"schema cannot be encoded: {exc}") from None
 
 
-@functools.lru_cache(maxsize=1024)
-def _validator_for_text(text: bytes) -> Validator:
-    schema = orjson.loads(text)
-    cls = validator_for(schema)
+# --- drafts ------------------------------------------------------------------
+
+_DRAFTS: Final[tuple[type[Validator], ...]] = (
+    jsonschema_validators.Draft3Validator,
+    jsonschema_validators.Draft4Validator,
+    jsonschema_validators.Draft6Validator,
+    jsonschema_validators.Draft7Validator,
+    jsonschema_validators.Draft201909Validator,
+    jsonschema_validators.Draft202012Validator,
+)
+_LATEST: Final = jsonschema_validators.Draft202012Validator
+_RUST_DRAFTS: Final = frozenset(_DRAFTS[1:])  # jsonschema-rs has no draft 3
+
+
+def _normal_uri(uri: str) -> str:
+    return urlsplit(uri).geturl().rstrip("#")
+
+
+def _id_of(schema: Mapping[str, Any]) -> str:
+    return str(schema.get("$id", schema.get("id", "")))
+
+
+_BY_URI: Final = {_normal_uri(_id_of(cls.META_SCHEMA)): cls for cls in _DRAFTS}
+
+
+def _draft(schema: Mapping[str, Any]) -> type[Validator] | None:
+    """The draft ``$schema`` names; ``None`` for a URI that names none."""
+    uri = schema.get("$schema")
+    if uri is None:
+        return _LATEST
+    if not isinstance(uri, str):
+        return None
+    return _BY_URI.get(_normal_uri(uri))
+
+
+def _for_rust(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """``schema`` as jsonschema-rs may see it (a shallow copy).
+
+    An unknown ``$schema`` would make it fetch that URI as a meta-schema;
+    like the reference, it validates such a schema as the latest draft.
+    """
+    if isinstance(schema.get("$schema"), str) and _draft(schema) is None:
+        return {k: v for k, v in schema.items() if k != "$schema"}
+    return dict(schema)
+
+
+def _rust_validator(schema: Mapping[str, Any]) -> Any:
+    """Compile ``schema`` with jsonschema-rs: offline, bounded regexes.
+
+    Raises whatever jsonschema-rs raises for a schema it cannot compile.
+    """
+    return jsonschema_rs.validator_for(
+        _for_rust(schema),
+        offline=True,
+        validate_formats=False,
+        pattern_options=PATTERN_OPTIONS,
+    )
+
+
+# --- the reference validator, without re ------------------------------------
+
+
+def _code_names(code: types.CodeType) -> Iterator[str]:
+    yield from code.co_names
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _code_names(const)
+
+
+def _regex_calls(code: types.CodeType) -> Iterator[str]:
+    """Attributes a function reads off the global ``re`` (``search`` ...)."""
+    instructions = list(dis.get_instructions(code))
+    for here, following in itertools.pairwise(instructions):
+        if here.opname == "LOAD_GLOBAL" and here.argval == "re":
+            yield str(following.argval)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _regex_calls(const)
+
+
+def _without_re(
+    function: types.FunctionType, done: dict[types.FunctionType, types.FunctionType]
+) -> types.FunctionType:
+    """``function``, or a copy whose global ``re`` is :class:`SafeRe`.
+
+    jsonschema's keyword functions call ``re.search`` themselves or through
+    helpers of their module (``find_additional_properties`` ...). A copy is
+    made of each function that does, directly or through such a helper, with
+    the same code and a globals mapping of its own in which ``re`` (and each
+    such helper) is replaced; jsonschema itself is not changed.
+    """
+    if function in done:
+        return done[function]
+    module_globals = function.__globals__
+    helpers = {
+        name: value
+        for name in set(_code_names(function.__code__))
+        if isinstance(value := module_globals.get(name), types.FunctionType)
+        and value.__module__.startswith("jsonschema")
+    }
+    uses_re = "re" in set(_code_names(function.__code__))
+    new_globals = dict(module_globals)
+    copy = types.FunctionType(
+        function.__code__,
+        new_globals,
+        function.__name__,
+        function.__defaults__,
+        function.__closure__,
+    )
+    copy.__kwdefaults__ = function.__kwdefaults__
+    copy.__qualname__ = function.__qualname__
+    done[function] = copy  # before the helpers: they may be recursive
+    changed = uses_re
+    for name, helper in helpers.items():
+        safe = _without_re(helper, done)
+        if safe is not helper:
+            new_globals[name] = safe
+            changed = True
+    if not changed:
+        done[function] = function
+        return function
+    if uses_re:
+        new_globals["re"] = SafeRe
+    return copy
+
+
+@functools.cache
+def safe_validator_class(cls: type[Validator]) -> type[Validator]:
+    """``cls`` with every keyword that matches a regex matching in linear time.
+
+    Also refuses remote references: instances get the bundled
+    meta-schemas as their only registry (see :func:`get_validator`).
+    """
+    done: dict[types.FunctionType, types.FunctionType] = {}
+    replaced = {}
+    for keyword, function in cls.VALIDATORS.items():
+        if isinstance(function, types.FunctionType):
+            safe = _without_re(function, done)
+            if safe is not function:
+                replaced[keyword] = safe
+    safe_class: type[Validator] = jsonschema_validators.extend(  # type: ignore[no-untyped-call]
+        cls, replaced
+    )
+    return safe_class
+
+
+def regex_calls_of(cls: type[Validator]) -> set[str]:
+    """Names looked up on ``re`` by the keywords of ``cls`` (for tests)."""
+    found: set[str] = set()
+    for function in cls.VALIDATORS.values():
+        if isinstance(function, types.FunctionType):
+            found.update(_reachable_regex_calls(function, set()))
+    return found
+
+
+def _reachable_regex_calls(
+    function: types.FunctionType, seen: set[types.FunctionType]
+) -> Iterator[str]:
+    if function in seen:
+        return
+    seen.add(function)
+    yield from _regex_calls(function.__code__)
+    for name in set(_code_names(function.__code__)):
+        helper = function.__globals__.get(name)
+        if isinstance(helper, types.FunctionType) and helper.__module__.startswith(
+            "jsonschema"
+        ):
+            yield from _reachable_regex_calls(helper, seen)
+
+
+# --- checking a schema ---------------------------------------------------------
+
+
+@functools.cache
+def _meta_validator(cls: type[Validator]) -> Any:
+    """jsonschema-rs checking schemas against ``cls``'s meta-schema.
+
+    Formats are not asserted (jsonschema-rs would for drafts 4 to 7, and
+    refuse a pattern only Python writes): patterns are checked by
+    :func:`_pattern_problem` for every draft alike.
+    """
+    meta = SPECIFICATIONS.contents(_id_of(cls.META_SCHEMA))
+    return jsonschema_rs.validator_for(meta, validate_formats=False, offline=True)
+
+
+def _pattern_problem(schema: Mapping[str, Any]) -> str | None:
+    for pattern, where in find_patterns(schema):
+        if not compiles(pattern):
+            return f"{pattern[:100]!r} is not a regex (at {where.lstrip('/')})"
+    return None
+
+
+def _meta_problem(schema: Mapping[str, Any]) -> str | None:
+    cls = _draft(schema) or _LATEST
+    if cls in _RUST_DRAFTS:
+        for error in _meta_validator(cls).iter_errors(_for_rust(schema)):
+            where = "/".join(str(p) for p in error.instance_path) or "(root)"
+            return f"{error.message} (at {where})"
+        return _pattern_problem(schema)
+    # Draft 3, which only the reference knows (and which nobody writes now).
     try:
-        cls.check_schema(schema)
+        cls.check_schema(dict(schema))
     except jsonschema_exceptions.SchemaError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
-        raise SchemaError(f"{exc.message} (at {where})") from None
-    validator: Validator = cls(schema)
+        return f"{exc.message} (at {where})"
+    return None
+
+
+def _reference_problem(schema: Mapping[str, Any]) -> str | None:
+    """Why jsonschema-rs cannot compile ``schema`` when that means it is broken.
+
+    A reference that does not resolve within the schema is reported; a
+    pattern written for Python only (``a{,3}``) is not a problem (the
+    reference validator matches it, see :mod:`neuro_api._regex`).
+    """
+    if (_draft(schema) or _LATEST) not in _RUST_DRAFTS:
+        return None
+    try:
+        _rust_validator(schema)
+    except jsonschema_rs.ValidationError as exc:
+        if "not present in a registry" in exc.message:
+            return (
+                "a reference cannot be resolved within the schema (references "
+                f"are never fetched): {exc.message}"
+            )
+    except Exception as exc:  # a reference error of another shape
+        text = str(exc)
+        if "registry" in text or "resolv" in text.lower():
+            return (
+                "a reference cannot be resolved within the schema (references "
+                f"are never fetched): {text}"
+            )
+    return None
+
+
+@sized_cache(_CACHE_BYTES, _ENTRY_BYTES)
+def _problem_for_text(text: bytes) -> str | None:
+    schema = orjson.loads(text)
+    return _meta_problem(schema) or _reference_problem(schema)
+
+
+def schema_problem(schema: Mapping[str, Any]) -> str | None:
+    """Why ``schema`` is not a usable JSON schema, or ``None``.
+
+    Meta-validation against its draft (``$schema``; the latest when absent
+    or unknown) and references that do not resolve within the schema.
+    Raises :class:`SchemaError` only for a schema too deep to encode.
+    """
+    return _problem_for_text(canonical(schema))
+
+
+# --- validators -----------------------------------------------------------------
+
+
+@sized_cache(_CACHE_BYTES, _ENTRY_BYTES)
+def _validator_for_text(text: bytes) -> Validator:
+    problem = _problem_for_text(text)
+    if problem is not None:
+        raise SchemaError(problem)
+    schema = orjson.loads(text)
+    cls = safe_validator_class(_draft(schema) or _LATEST)
+    validator: Validator = cls(schema, registry=SPECIFICATIONS)
     return validator
 
 
 def get_validator(schema: Mapping[str, Any]) -> Validator:
-    """Return the cached validator of ``schema`` (built on first use).
+    """Return the cached reference validator of ``schema`` (built on first use).
 
     Raises :class:`SchemaError` if the schema itself is invalid (that is
     re-checked each call, as exceptions are not cached). Schemas are keyed by
     their canonical JSON, so equal schemas share one validator; the cache
-    holds the 1024 most recently used.
+    holds up to 8 MiB of schema text, and none longer than 256 KiB.
     """
     return _validator_for_text(canonical(schema))
 
 
-@functools.lru_cache(maxsize=1024)
+@sized_cache(_CACHE_BYTES, _ENTRY_BYTES)
 def _fast_for_text(text: bytes) -> Callable[[Any], bool] | None:
     try:
-        return jsonschema_rs.validator_for(orjson.loads(text)).is_valid
-    except Exception:  # a schema it cannot compile (exotic regex ...)
+        return _rust_validator(orjson.loads(text)).is_valid  # type: ignore[no-any-return]
+    except Exception:  # a schema it cannot compile (a Python-only regex ...)
         return None
 
 
-@functools.lru_cache(maxsize=1024)
+@sized_cache(_CACHE_BYTES, _ENTRY_BYTES)
 def _check_for_text(text: bytes) -> Callable[[Any], bool]:
     reference = _validator_for_text(text).is_valid
     fast = None if b'"multipleOf"' in text else _fast_for_text(text)

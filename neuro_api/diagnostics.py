@@ -375,6 +375,15 @@ _KINDS: Final = (
         "Check that Neuro's answers respect them.",
     ),
     _kind(
+        "action.schema-unanswerable",
+        _W,
+        "Schema too large to answer",
+        "forces on action {name!r} cannot be answered with valid data within "
+        "{limit} bytes (its valid data takes at least {size} bytes)",
+        "Bound the schema (minLength, minItems, required properties): data "
+        "this large cannot be generated here, and Neuro could not write it.",
+    ),
+    _kind(
         "action.duplicate-identical",
         _I,
         "Duplicate registration",
@@ -488,6 +497,14 @@ _KINDS: Final = (
         _I,
         "Force cancelled by unregister",
         "the pending force was cancelled because its actions were unregistered",
+    ),
+    _kind(
+        "force.unanswerable",
+        _W,
+        "Force cannot be answered",
+        "the engine could not answer the force with valid data: {reason}; {outcome}",
+        "Check the forced actions' schemas: their data must be satisfiable "
+        "and small (see action.schema-unanswerable).",
     ),
     _kind(
         "force.engine-error",

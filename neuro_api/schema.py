@@ -13,28 +13,40 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 import orjson
 from jsonschema import exceptions as jsonschema_exceptions
 
-from neuro_api._generate import GenerationError, generate_data
-from neuro_api._validators import SchemaError, get_validator, is_valid
+from neuro_api._cache import sized_cache
+from neuro_api._generate import (
+    DEFAULT_MAX_SIZE,
+    GenerationError,
+    GenerationLimitError,
+    encode_data,
+    generate_data,
+)
+from neuro_api._keywords import find_keywords
+from neuro_api._sizes import least_size
+from neuro_api._validators import SchemaError, get_validator, is_valid, schema_problem
 from neuro_api.command import Action
 from neuro_api.diagnostics import Diagnostic, diagnose
 
 __all__ = [
+    "DEFAULT_MAX_SIZE",
     "UNKNOWN_KEYWORDS",
     "UNSUPPORTED_KEYWORDS",
     "GenerationError",
+    "GenerationLimitError",
     "SchemaError",
     "ValidationResult",
     "check_action",
+    "encode_data",
     "find_keywords",
     "generate_data",
     "get_validator",
+    "least_size",
     "validate_action_data",
 ]
 
@@ -55,57 +67,6 @@ UNKNOWN_KEYWORDS: Final = frozenset({"uniqueItems"})
 """Keywords whose support the spec calls unknown."""
 
 _NAME_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
-
-# Where JSON Schema (2020-12 and older drafts) holds subschemas. Anything not
-# listed - enum, const, default, examples, required ... - holds data, so a
-# "title" inside it is not a keyword.
-_SCHEMA_VALUED: Final = frozenset(
-    {
-        "additionalItems", "additionalProperties", "contains", "contentSchema",
-        "else", "if", "items", "not", "propertyNames", "then",
-        "unevaluatedItems", "unevaluatedProperties",
-    }
-)  # fmt: skip
-_SCHEMA_LISTS: Final = frozenset({"allOf", "anyOf", "oneOf", "prefixItems", "items"})
-_SCHEMA_MAPS: Final = frozenset(
-    {
-        "$defs",
-        "definitions",
-        "dependencies",  # draft 7: values are schemas or name lists
-        "dependentSchemas",
-        "patternProperties",
-        "properties",
-    }
-)
-
-
-def _pointer(parent: str, key: str | int) -> str:
-    token = str(key).replace("~", "~0").replace("/", "~1")
-    return f"{parent}/{token}"
-
-
-def find_keywords(
-    schema: Mapping[str, Any], _at: str = ""
-) -> Iterator[tuple[str, str]]:
-    """Yield ``(keyword, json_pointer)`` for every keyword in keyword position.
-
-    Property names, enum values, defaults and other data are not keywords:
-    ``{"properties": {"title": {...}}}`` yields ``properties`` and the
-    keywords inside the ``title`` property's schema, never ``title``.
-    """
-    for key, value in schema.items():
-        here = _pointer(_at, key)
-        yield key, here
-        if key in _SCHEMA_MAPS and isinstance(value, Mapping):
-            for name, sub in value.items():
-                if isinstance(sub, Mapping):
-                    yield from find_keywords(sub, _pointer(here, name))
-        elif key in _SCHEMA_LISTS and isinstance(value, list):
-            for index, sub in enumerate(value):
-                if isinstance(sub, Mapping):
-                    yield from find_keywords(sub, _pointer(here, index))
-        elif key in _SCHEMA_VALUED and isinstance(value, Mapping):
-            yield from find_keywords(value, here)
 
 
 def _keyword_list(hits: list[tuple[str, str]]) -> str:
@@ -142,7 +103,7 @@ _Finding = tuple[str, tuple[tuple[str, str], ...]]
 """A diagnostic id and its template parameters, independent of the action."""
 
 
-@functools.lru_cache(maxsize=1024)
+@sized_cache(max_total=8 << 20, max_entry=1 << 20)
 def _schema_findings(text: bytes) -> tuple[_Finding, ...]:
     """What is wrong with one schema (by its JSON text), computed once.
 
@@ -157,9 +118,11 @@ def _schema_findings(text: bytes) -> tuple[_Finding, ...]:
         shown = orjson.dumps(schema["type"]).decode() if "type" in schema else "missing"
         found.append(("action.schema-type-not-object", (("type", shown),)))
     try:
-        get_validator(schema)
+        problem = schema_problem(schema)
     except SchemaError as exc:
-        found.append(("action.schema-invalid", (("detail", str(exc)),)))
+        problem = str(exc)
+    if problem is not None:
+        found.append(("action.schema-invalid", (("detail", problem),)))
     hits = list(find_keywords(schema))
     unsupported = [hit for hit in hits if hit[0] in UNSUPPORTED_KEYWORDS]
     if unsupported:
@@ -169,11 +132,12 @@ def _schema_findings(text: bytes) -> tuple[_Finding, ...]:
     if unknown:
         keywords = _keyword_list(unknown)
         found.append(("action.schema-unknown-keywords", (("keywords", keywords),)))
+    found.append(("least-size", (("size", str(least_size(schema))),)))
     return tuple(found)
 
 
 def _check_schema(
-    name: str, schema: Mapping[str, Any], game: str | None
+    name: str, schema: Mapping[str, Any], game: str | None, max_generated_size: int
 ) -> list[Diagnostic]:
     try:
         # Not canonical(): keep the game's key order, so keywords are listed
@@ -186,17 +150,33 @@ def _check_schema(
         )
     else:
         findings = _schema_findings(text)
-    return [
-        diagnose(id_, game=game, subject=name, name=name, **dict(params))
-        for id_, params in findings
-    ]
+    found = []
+    for id_, params in findings:
+        shown: dict[str, Any] = dict(params)
+        kind = id_
+        if id_ == "least-size":
+            size = int(shown["size"])
+            if size <= max_generated_size:
+                continue
+            kind = "action.schema-unanswerable"
+            shown = {"size": size, "limit": max_generated_size}
+        found.append(diagnose(kind, game=game, subject=name, name=name, **shown))
+    return found
 
 
-def check_action(action: Action, *, game: str | None = None) -> list[Diagnostic]:
+def check_action(
+    action: Action,
+    *,
+    game: str | None = None,
+    max_generated_size: int = DEFAULT_MAX_SIZE,
+) -> list[Diagnostic]:
     """Return every diagnostic about one action, in a stable order.
 
     An empty list means the action is exactly as the spec wants it. Errors
     (``severity == "error"``) mean Neuro cannot use the action as sent.
+    ``max_generated_size`` is the server's budget for generated data (see
+    :func:`generate_data`): a schema whose valid data cannot be that small
+    gets a warning (``action.schema-unanswerable``).
     """
     found = _check_name(action.name, game)
     if not action.description.strip():
@@ -209,7 +189,9 @@ def check_action(action: Action, *, game: str | None = None) -> list[Diagnostic]
             )
         )
     if action.schema is not None:
-        found.extend(_check_schema(action.name, action.schema, game))
+        found.extend(
+            _check_schema(action.name, action.schema, game, max_generated_size)
+        )
     return found
 
 

@@ -26,6 +26,12 @@ from neuro_api.schema import (
 SEEDS = range(12)
 
 
+def _plan(schema: dict[str, Any]) -> Any:
+    plan = _generate._plan_for(schema)
+    assert plan is not None
+    return plan
+
+
 def assert_valid(schema: dict[str, Any], value: Any) -> None:
     """Validate with a fresh jsonschema validator, formats included."""
     cls = validator_for(schema, default=Draft202012Validator)
@@ -543,7 +549,7 @@ EXACT = [
 @pytest.mark.parametrize("name", EXACT)
 def test_schemas_valid_by_construction_are_not_checked_again(name: str) -> None:
     # What actions mostly declare: the plan alone keeps every draw valid.
-    assert _generate._plan_for(CORPUS[name]).check is None
+    assert _plan(CORPUS[name]).check is None
 
 
 NAN = float("nan")
@@ -581,14 +587,14 @@ CHECKED: dict[str, dict[str, Any]] = {
 
 @pytest.mark.parametrize("schema", list(CHECKED.values()), ids=list(CHECKED))
 def test_schemas_the_plan_may_miss_are_checked(schema: dict[str, Any]) -> None:
-    assert _generate._plan_for(schema).check is not None
+    assert _plan(schema).check is not None
 
 
 def test_too_deep_for_the_plan_is_checked() -> None:
     schema: dict[str, Any] = {"type": "integer"}
     for _ in range(_generate._MAX_DEPTH + 1):
         schema = obj(x=schema)
-    assert _generate._plan_for(schema).check is not None
+    assert _plan(schema).check is not None
 
 
 def test_nan_in_an_enum_is_never_drawn_as_valid() -> None:
