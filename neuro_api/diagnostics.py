@@ -510,8 +510,10 @@ _KINDS: Final = (
         "force.engine-error",
         _E,
         "Engine failed to choose",
-        "the engine failed while choosing an action: {detail}",
-        "This is a server-side problem, not the game's.",
+        "the engine failed while choosing an action: {detail}; the force was "
+        "dropped (the game gets no action)",
+        "This is a server-side problem, not the game's (the log has the "
+        "traceback at debug level).",
     ),
     # --- results ------------------------------------------------------------
     _kind(

@@ -64,6 +64,13 @@ def _non_negative(value: Any) -> str | None:
     return None if value >= 0 else "must be >= 0"
 
 
+def _at_least(minimum: int) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value >= minimum else f"must be >= {minimum}"
+
+    return check
+
+
 def _port(value: Any) -> str | None:
     return None if 0 <= value <= 65535 else "must be a port number from 0 to 65535"
 
@@ -121,6 +128,13 @@ SPECS: Final[tuple[Spec, ...]] = (
           env="NEURO_API_UNFORCED_INTERVAL", check=_positive),
     _spec("seed", int, None, "random engine: seed for repeatable choices",
           env="NEURO_API_SEED"),
+    _spec("max_generated_size", int, 65536,
+          "bytes of JSON one generated answer may take (random engine, console "
+          "examples, control-plane defaults)",
+          env="NEURO_API_MAX_GENERATED_SIZE", check=_at_least(64)),
+    _spec("generate_timeout", float, 2.0,
+          "seconds the generation of one answer may take",
+          env="NEURO_API_GENERATE_TIMEOUT", check=_positive),
     # HTTP control plane
     _spec("http", bool, True, "serve the HTTP control plane (--no-http turns it off)",
           env="NEURO_API_HTTP"),
@@ -174,6 +188,8 @@ class Settings:
     delay: float = 0.0
     unforced_interval: float | None = None
     seed: int | None = None
+    max_generated_size: int = 65536
+    generate_timeout: float = 2.0
     http: bool = True
     http_host: str = "127.0.0.1"
     http_port: int = 8001

@@ -50,11 +50,13 @@ from neuro_api.server._console import (
 )
 from neuro_api.server._events import EventBus as EventBus
 from neuro_api.server._events import ServerStats as ServerStats
+from neuro_api.server._generation import DataGenerator as DataGenerator
 from neuro_api.server._handler import (
     AbstractHandlerNeuroServerClient as AbstractHandlerNeuroServerClient,
 )
 from neuro_api.server._handler import ActionOutcome as ActionOutcome
 from neuro_api.server._handler import OutcomeStatus as OutcomeStatus
+from neuro_api.server._handler import UnanswerableForce as UnanswerableForce
 from neuro_api.server._random import RandomNeuroServer as RandomNeuroServer
 from neuro_api.server._recording import (
     AbstractRecordingNeuroServerClient as AbstractRecordingNeuroServerClient,
@@ -80,6 +82,7 @@ __all__ = [
     "BaseTrioNeuroServerClient",
     "ConsoleInteractiveNeuroServer",
     "ContextData",
+    "DataGenerator",
     "EventBus",
     "ForceActionsData",
     "ForcePolicy",
@@ -92,6 +95,7 @@ __all__ = [
     "ServerInfo",
     "ServerStats",
     "TrioNeuroServerClient",
+    "UnanswerableForce",
     "UnregisterActionsData",
     "check_action_names_type",
     "deserialize_actions",

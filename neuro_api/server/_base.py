@@ -18,6 +18,7 @@ from neuro_api.command import Action, ForcePriority
 from neuro_api.diagnostics import Diagnostic
 from neuro_api.server._config import ServerConfig
 from neuro_api.server._events import EventBus, ServerStats
+from neuro_api.server._generation import DataGenerator
 from neuro_api.server._handler import ActionOutcome
 from neuro_api.server._trio_client import TrioNeuroServerClient
 
@@ -76,6 +77,12 @@ class AbstractTrioNeuroServer(ABC):
         self.stats = ServerStats()
         self.events = EventBus()
         """Frames and diagnostics, live (see :class:`EventBus`)."""
+        self.generator = DataGenerator(
+            max_size=self.config.max_generated_size,
+            timeout=self.config.generate_timeout,
+        )
+        """Valid random data for an action's schema, bounded (what the
+        control plane sends when asked to act without data)."""
 
     # --- the two decisions ---------------------------------------------
 

@@ -40,7 +40,7 @@ PROG: Final = "neuro_api.server"
 
 _GROUPS: Final = (
     ("server", ("host", "port", "certfile", "keyfile")),
-    ("engine", ("engine", "seed")),
+    ("engine", ("engine", "seed", "max_generated_size", "generate_timeout")),
     ("behaviour", ("character", "display_name", "result_timeout", "max_retries",
                    "force_policy")),
     ("random engine", ("delay", "unforced_interval")),
@@ -60,6 +60,8 @@ _METAVARS: Final = {
     "delay": "SECONDS",
     "unforced_interval": "SECONDS",
     "seed": "N",
+    "max_generated_size": "BYTES",
+    "generate_timeout": "SECONDS",
     "http_host": "HOST",
     "http_port": "PORT",
     "api_token": "TOKEN",

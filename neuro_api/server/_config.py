@@ -65,6 +65,12 @@ class ServerConfig:
     seconds earns one ``behaviour.context-spam`` diagnostic per window."""
     diagnostics_kept: int = 200
     """Diagnostics kept per game for later display."""
+    max_generated_size: int = 64 << 10
+    """Bytes of JSON one generated answer may take (random engine, console
+    examples, control-plane defaults); a schema whose valid data cannot be
+    that small is reported at registration (``action.schema-unanswerable``)."""
+    generate_timeout: float = 2.0
+    """Seconds the generation of one answer may take."""
 
     def __post_init__(self) -> None:
         checks = (
@@ -79,6 +85,8 @@ class ServerConfig:
             ("context_spam_count", self.context_spam_count >= 1),
             ("context_spam_window", self.context_spam_window > 0),
             ("diagnostics_kept", self.diagnostics_kept >= 1),
+            ("max_generated_size", self.max_generated_size >= 64),
+            ("generate_timeout", self.generate_timeout > 0),
         )
         for name, ok in checks:
             if not ok:
@@ -101,6 +109,8 @@ class ServerConfig:
             result_timeout=settings.result_timeout,
             max_retries=settings.max_retries,
             force_policy=ForcePolicy(settings.force_policy),
+            max_generated_size=settings.max_generated_size,
+            generate_timeout=settings.generate_timeout,
         )
 
     @property

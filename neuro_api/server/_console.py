@@ -28,10 +28,12 @@ import orjson
 import trio
 from trio_websocket import ConnectionClosed
 
+from neuro_api._text import printable
 from neuro_api.command import Action, ForcePriority
 from neuro_api.diagnostics import Diagnostic, Severity
-from neuro_api.schema import SchemaError, validate_action_data
+from neuro_api.schema import GenerationError, SchemaError
 from neuro_api.server._base import AbstractTrioNeuroServer
+from neuro_api.server._checks import validate_data
 from neuro_api.server._config import ServerConfig
 from neuro_api.server._handler import ActionOutcome, OutcomeStatus
 from neuro_api.server._random import RandomNeuroServer
@@ -219,10 +221,10 @@ def _is_json(text: str) -> bool:
     return True
 
 
-def _refusal(action: Action | None, data: str) -> str | None:
+async def _refusal(action: Action | None, data: str) -> str | None:
     """Why ``data`` does not fit ``action`` (``None`` if it does)."""
     try:
-        result = validate_action_data(None if action is None else action.schema, data)
+        result = await validate_data(None if action is None else action.schema, data)
     except SchemaError as exc:
         return f"the action's schema is invalid: {exc}"
     return None if result.ok else result.reason
@@ -472,7 +474,11 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
             if action is not None:
                 break
             self.say(f"  no action {answer!r}: type 1 to {count} or an action name")
-        example = self._autopilot.make_data(action)
+        try:
+            example = await self._autopilot.make_data(action)
+        except (GenerationError, SchemaError) as exc:
+            self.say(f"  no valid data could be generated: {printable(str(exc))}")
+            example = "{}"
         default = "none" if example is None else example
         while True:
             answer = await self._ask(lines, f"[{force.game}] data [{default}]: ")
@@ -482,7 +488,7 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
             if answer.startswith("!"):
                 data = answer[1:].strip() or None
                 break
-            why = _refusal(action, answer)
+            why = await _refusal(action, answer)
             if why is None:
                 data = answer
                 break
@@ -625,9 +631,16 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
             self.say(f"[{_title(client)}] {name!r} is not registered; sent anyway")
         text = _data_text(data)
         if text is None and action is not None:
-            text = self._autopilot.make_data(action)
+            try:
+                text = await self._autopilot.make_data(action)
+            except (GenerationError, SchemaError) as exc:
+                self.say(
+                    f"not sent: no valid data could be generated: "
+                    f"{printable(str(exc))}; give the data, or send! it"
+                )
+                return
         elif text is not None and checked:
-            why = _refusal(action, text)
+            why = await _refusal(action, text)
             if why is not None:
                 self.say(f"not sent: {why}; send! sends it anyway")
                 return

@@ -13,6 +13,7 @@ import enum
 import itertools
 import logging
 import math
+import traceback
 import uuid
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Sequence
@@ -35,7 +36,12 @@ from neuro_api.diagnostics import Diagnostic, Severity, diagnose
 from neuro_api.server._client import AbstractNeuroServerClient
 from neuro_api.server._config import ForcePolicy, ServerConfig
 
-__all__ = ["AbstractHandlerNeuroServerClient", "ActionOutcome", "OutcomeStatus"]
+__all__ = [
+    "AbstractHandlerNeuroServerClient",
+    "ActionOutcome",
+    "OutcomeStatus",
+    "UnanswerableForce",
+]
 
 LOGGER: Final = logging.getLogger("neuro_api.server")
 _LOG_LEVELS: Final = {
@@ -69,6 +75,24 @@ class ActionOutcome:
     def success(self) -> bool:
         """True only for a successful result."""
         return self.status is OutcomeStatus.SUCCESS
+
+
+class UnanswerableForce(Exception):
+    """Raised by an engine's choice: it cannot answer this force properly.
+
+    The server reports it as a ``force.unanswerable`` diagnostic with
+    ``reason``. With a ``fallback`` ``(name, json_data_or_None)``, that is
+    sent instead (the game answers it, most likely with a failure, and the
+    usual retry rules apply), so the game is not left waiting; without one,
+    the force is dropped.
+    """
+
+    def __init__(
+        self, reason: str, *, fallback: tuple[str, str | None] | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.fallback = fallback
 
 
 # Enum members as module constants: the hot paths compare with ``is`` and
@@ -185,6 +209,13 @@ def split_actions(
         else:
             known[name] = action
     return known, unknown
+
+
+def _describe_exception(exc: BaseException) -> str:
+    """``repr(exc)`` and where it was raised (file:line), in one line."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    return f"{exc!r}{where}"
 
 
 def _check_answer(answer: object) -> tuple[str, str | None]:
@@ -734,6 +765,9 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
                 actions,
                 message.priority,
             )
+        except UnanswerableForce as exc:
+            await self._unanswerable(force, exc)
+            return
         except Exception as exc:
             self._engine_failed(force, exc)
             return
@@ -758,6 +792,9 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
                     actions,
                     message.priority,
                 )
+            except UnanswerableForce as exc:
+                await self._unanswerable(force, exc)
+                return
             except Exception as exc:
                 self._engine_failed(force, exc)
                 return
@@ -774,9 +811,28 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         pending = self._register_pending(name, None, force=force)
         await self.send_action_command(pending.id, name, data)
 
+    async def _unanswerable(self, force: _Force, exc: UnanswerableForce) -> None:
+        if self._force is not force:
+            return  # replaced or cancelled meanwhile: nothing to report
+        fallback = exc.fallback
+        if fallback is None:
+            outcome = "the force was dropped (the game gets no action)"
+        else:
+            name, data = fallback
+            shown = "no data" if data is None else f"data {data[:100]}"
+            outcome = f"sent {name!r} with {shown} instead"
+        self._diag("force.unanswerable", reason=exc.reason, outcome=outcome)
+        if fallback is None:
+            self._end_force(force)
+        else:
+            await self._act(force, fallback)
+
     def _engine_failed(self, force: _Force, exc: Exception) -> None:
-        LOGGER.error("engine failed to answer a force of %s", self._game, exc_info=exc)
-        self._diag("force.engine-error", detail=repr(exc))
+        if self._force is not force:
+            return  # replaced or cancelled while the engine thought
+        # The diagnostic says what and where; the traceback is for debugging.
+        LOGGER.debug("engine failed to answer a force of %s", self._game, exc_info=exc)
+        self._diag("force.engine-error", detail=_describe_exception(exc))
         self._end_force(force)
 
     async def _continue_force(

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from neuro_api.command import Action, RegisterActions, UnregisterActions
 from neuro_api.diagnostics import Severity, diagnose
-from neuro_api.schema import check_action
+from neuro_api.server._checks import check_actions
 from neuro_api.server._handler import AbstractHandlerNeuroServerClient, split_actions
 
 __all__ = ["AbstractRecordingNeuroServerClient"]
@@ -81,6 +81,18 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
         added: list[str] = []
         refused: list[str] = []
         limit = self.config.max_actions
+        fresh = [a for a in message.actions if a.name not in self._actions]
+        checks = dict(
+            zip(
+                map(id, fresh),
+                await check_actions(
+                    fresh,
+                    game=game,
+                    max_generated_size=self.config.max_generated_size,
+                ),
+                strict=True,
+            )
+        )
         for action in message.actions:
             existing = self._actions.get(action.name)
             if existing is not None:
@@ -93,7 +105,7 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
                     diagnose(id_, game=game, subject=action.name, name=action.name)
                 )
                 continue
-            found = check_action(action, game=game)
+            found = checks[id(action)]
             for diagnostic in found:
                 self.report(diagnostic)
             if any(d.severity is Severity.ERROR for d in found):
