@@ -37,10 +37,10 @@ from neuro_api.manager._ngrok_path import find_ngrok
 
 __all__ = ["NgrokTunnels", "TunnelError", "TunnelInfo", "TunnelProvider"]
 
-AUTHTOKEN_URL: Final = "https://dashboard.ngrok.com/get-started/your-authtoken"
+_AUTHTOKEN_URL: Final = "https://dashboard.ngrok.com/get-started/your-authtoken"
 _NO_TOKEN: Final = (
     f"no ngrok auth token: set NGROK_AUTHTOKEN (or --ngrok-authtoken), from "
-    f"{AUTHTOKEN_URL}"
+    f"{_AUTHTOKEN_URL}"
 )
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_-]+")
 # Every logger pyngrok logs on; pyngrok.process.ngrok gets each agent line.
