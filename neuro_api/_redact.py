@@ -2,9 +2,11 @@
 
 Libraries we drive log what their subprocesses print (pyngrok logs every line
 of the ngrok agent, which repeats its auth token in some errors), so
-redacting our own messages is not enough: the formatter of the process's log
-handler replaces every known secret in the finished line, tracebacks
-included.
+redacting our own messages is not enough. Two layers: the formatter of the
+command line's log handler replaces every known secret in the finished
+line, tracebacks included; and a :class:`RedactingFilter`, installed on a
+library's own loggers by the code that hands it a secret, hides that secret
+from every handler, whoever configured logging.
 """
 
 from __future__ import annotations
@@ -13,9 +15,27 @@ import logging
 from collections.abc import Iterable
 from typing import Final
 
-__all__ = ["REDACTED", "RedactingFormatter"]
+__all__ = ["REDACTED", "RedactingFilter", "RedactingFormatter", "redact"]
 
 REDACTED: Final = "***"
+_MIN_LENGTH: Final = 4
+
+
+def _add(secrets: list[str], secret: str | None) -> None:
+    if secret and len(secret) >= _MIN_LENGTH and secret not in secrets:
+        secrets.append(secret)
+        # Longest first, so a secret containing another is fully hidden.
+        secrets.sort(key=len, reverse=True)
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """Return ``text`` with every secret (of 4 characters or more) as ``***``."""
+    ordered: list[str] = []
+    for secret in secrets:
+        _add(ordered, secret)
+    for secret in ordered:
+        text = text.replace(secret, REDACTED)
+    return text
 
 
 class RedactingFormatter(logging.Formatter):
@@ -37,10 +57,7 @@ class RedactingFormatter(logging.Formatter):
 
     def add(self, secret: str | None) -> None:
         """Redact ``secret`` from now on (``None`` and short values ignored)."""
-        if secret and len(secret) >= 4 and secret not in self._secrets:
-            self._secrets.append(secret)
-            # Longest first, so a secret containing another is fully hidden.
-            self._secrets.sort(key=len, reverse=True)
+        _add(self._secrets, secret)
 
     def format(self, record: logging.LogRecord) -> str:
         """Format ``record`` as usual, then hide every secret in the text."""
@@ -48,3 +65,43 @@ class RedactingFormatter(logging.Formatter):
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
         return text
+
+
+class RedactingFilter(logging.Filter):
+    """A :class:`logging.Filter` that rewrites records to hide secrets.
+
+    Install it on the loggers that may see a secret (a filter on a logger
+    applies to the records made on that logger, not to those propagated from
+    its children): the message (with its arguments merged), a formatted
+    traceback and the stack text are redacted in place, before any handler
+    sees the record. It never drops a record.
+    """
+
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        super().__init__()
+        self._secrets: list[str] = []
+        for secret in secrets:
+            _add(self._secrets, secret)
+
+    def _hide(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact ``record`` in place; always keep it."""
+        message = record.getMessage()
+        hidden = self._hide(message)
+        if hidden != message:
+            record.msg, record.args = hidden, None
+        if record.exc_info and not record.exc_text:
+            # Formatters reuse exc_text when it is set: a traceback holding a
+            # secret is formatted here, redacted, and reused by every handler.
+            trace = logging.Formatter().formatException(record.exc_info)
+            if (hidden := self._hide(trace)) != trace:
+                record.exc_text = hidden
+        elif record.exc_text:
+            record.exc_text = self._hide(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self._hide(record.stack_info)
+        return True

@@ -148,11 +148,12 @@ SPECS: Final[tuple[Spec, ...]] = (
     # tunnels
     _spec("tunnel", bool, False, "expose the games' server and control plane via ngrok",
           env="NEURO_API_TUNNEL"),
-    _spec("ngrok_authtoken", str, None, "ngrok auth token", env="NGROK_AUTHTOKEN",
-          secret=True),
+    _spec("ngrok_authtoken", str, None, "ngrok auth token (needed by --tunnel)",
+          env="NGROK_AUTHTOKEN", secret=True),
     _spec("ngrok_path", str, None,
-          "ngrok executable (default: ngrok on PATH, else pyngrok's install "
-          "location; never downloaded)",
+          "ngrok executable (default: the first ngrok on PATH that is not "
+          "pyngrok's download script, else pyngrok's install location; never "
+          "downloaded)",
           env="NEURO_API_NGROK_PATH"),
     # process
     _spec("shutdown_grace", float, 10.0, "seconds to drain on SIGINT/SIGTERM",

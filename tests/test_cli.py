@@ -23,6 +23,8 @@ from typing import Any
 import orjson
 import pytest
 import trio
+from fake_ngrok import FakeNgrok
+from test_ngrok_path import pyngrok_script
 from trio_websocket import WebSocketConnection, open_websocket_url, wrap_client_stream
 
 from neuro_api import command
@@ -252,6 +254,74 @@ async def test_unusable_certificate_is_exit_2(tmp_path: Path) -> None:
     result = await run("--certfile", str(junk), "--keyfile", str(junk))
     assert result.returncode == 2
     assert "cannot load the certificate" in one_error_line(result)
+
+
+def tunnel_env(
+    tmp_path: Path, path: Sequence[Path], token: str | None = None
+) -> dict[str, str]:
+    """The environment with only ``path`` on PATH and no ngrok settings.
+
+    HOME and XDG_CONFIG_HOME point into ``tmp_path``, so pyngrok's default
+    install location holds no ngrok either.
+    """
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key != "NGROK_AUTHTOKEN" and not key.startswith("NEURO_API_")
+    }
+    env["PATH"] = os.pathsep.join(map(str, path))
+    env["HOME"] = str(tmp_path / "home")
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
+    if token is not None:
+        env["NGROK_AUTHTOKEN"] = token
+    return env
+
+
+async def test_tunnel_with_only_pyngrok_s_script_is_one_line_and_exit_2(
+    tmp_path: Path,
+) -> None:
+    # A virtualenv's bin/ on PATH, holding pyngrok's script and no ngrok.
+    marker = tmp_path / "ran"
+    script = pyngrok_script(tmp_path / "venv" / "bin", marker)
+    env = tunnel_env(tmp_path, [script.parent], token="ngrok-token-for-tests")
+
+    for flags in (["--tunnel"], ["--tunnel", "--ngrok-path", str(script)]):
+        result = await run(*flags, env=env)
+
+        assert result.returncode == 2
+        line = one_error_line(result)
+        assert str(script) in line
+        assert "pyngrok's" in line
+        assert "install ngrok from https://ngrok.com/download" in line
+        assert "NEURO_API_NGROK_PATH / --ngrok-path" in line
+    assert not marker.exists()  # never run, so nothing was downloaded
+
+
+async def test_tunnel_without_a_token_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    fake = FakeNgrok.create(tmp_path)
+    env = tunnel_env(tmp_path, [])
+
+    result = await run("--tunnel", "--ngrok-path", str(fake.ngrok_path), env=env)
+
+    assert result.returncode == 2
+    assert one_error_line(result) == (
+        "neuro_api.server: error: no ngrok auth token: set NGROK_AUTHTOKEN (or "
+        "--ngrok-authtoken), from https://dashboard.ngrok.com/get-started/"
+        "your-authtoken"
+    )
+    assert fake.events() == []  # the agent never ran
+
+
+async def test_tunnel_missing_both_is_a_line_each_and_exit_2(tmp_path: Path) -> None:
+    script = pyngrok_script(tmp_path / "venv" / "bin", tmp_path / "ran")
+
+    result = await run("--tunnel", env=tunnel_env(tmp_path, [script.parent]))
+
+    assert result.returncode == 2
+    assert result.stdout == b""
+    first, second = result.stderr.decode().splitlines()
+    assert first.startswith("neuro_api.server: error: ngrok executable not found")
+    assert second.startswith("neuro_api.server: error: no ngrok auth token")
 
 
 async def test_address_in_use_is_one_line_and_exit_1() -> None:

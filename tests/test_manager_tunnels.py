@@ -7,6 +7,7 @@ tests assert on.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,12 +77,13 @@ async def test_tunnelled_servers_get_public_urls(fake: FakeNgrok) -> None:
         assert ws.public_url == f"wss://{ws_host}/ws"
         assert (http.tunnel_error, ws.tunnel_error) == (None, None)
         assert manager.list() == [http, ws]
-        # Named after the server; one agent for both tunnels, token passed.
+        # Named after the server; one agent for both tunnels, the token in
+        # its config file (not on its command line).
         assert http_endpoint["name"].startswith("api-")
         [start] = fake.starts()
         assert start["argv"][:4] == ["start", "--none", "--log", "stdout"]
-        index = start["argv"].index("--authtoken")
-        assert start["argv"][index + 1] == TOKEN
+        assert TOKEN not in " ".join(start["argv"])
+        assert f"authtoken: {json.dumps(TOKEN)}" in start["config"]["text"]
 
 
 async def test_stop_closes_the_tunnel_and_the_last_one_stops_the_agent(

@@ -21,6 +21,7 @@ import orjson
 import pytest
 import trio
 from fake_ngrok import FakeNgrok
+from test_ngrok_path import pyngrok_script
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 
 from neuro_api import command
@@ -272,6 +273,29 @@ async def test_tunnel_requires_the_token_and_leaves_no_ngrok(tmp_path: Path) -> 
                 assert await proc.process.wait() == 0
         assert fake.running_pids() == []  # no orphan ngrok
         assert len(fake.requests("DELETE")) == 2  # both tunnels closed
+    finally:
+        fake.kill_leftovers()
+
+
+async def test_tunnel_in_a_virtualenv_skips_pyngrok_s_script(tmp_path: Path) -> None:
+    # As in an activated virtualenv: pyngrok's script first on PATH, then
+    # the real agent (the fake).
+    marker = tmp_path / "ran"
+    script = pyngrok_script(tmp_path / "venv" / "bin", marker)
+    fake = FakeNgrok.create(tmp_path)
+    path = os.pathsep.join([str(script.parent), str(tmp_path), os.defpath])
+    try:
+        async with server(
+            "--tunnel", env={"PATH": path, "NGROK_AUTHTOKEN": "ngrok-token-for-tests"}
+        ) as proc:
+            public_games = await proc.url("neuro_api public games URL:")
+            assert public_games.startswith("wss://")
+            proc.process.send_signal(signal.SIGTERM)
+            with trio.fail_after(WAIT):
+                assert await proc.process.wait() == 0
+        assert len(fake.starts()) == 1
+        assert fake.running_pids() == []
+        assert not marker.exists()
     finally:
         fake.kill_leftovers()
 

@@ -6,7 +6,10 @@ the fake, or at a path that does not exist.
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,17 @@ from neuro_api.manager import NgrokTunnels, TunnelError, TunnelInfo
 pytestmark = pytest.mark.timeout(20)
 
 TOKEN = "fake-authtoken-0123456789abcdef"
+NO_TOKEN = (
+    "no ngrok auth token: set NGROK_AUTHTOKEN (or --ngrok-authtoken), from "
+    "https://dashboard.ngrok.com/get-started/your-authtoken"
+)
+PYNGROK_LOGGERS = (
+    "pyngrok.agent",
+    "pyngrok.installer",
+    "pyngrok.ngrok",
+    "pyngrok.process",
+    "pyngrok.process.ngrok",
+)
 
 
 @pytest.fixture
@@ -37,6 +51,19 @@ def config_arg(fake: FakeNgrok) -> Path:
     """The ``--config`` path pyngrok gave the latest ``ngrok start``."""
     argv: list[str] = fake.starts()[-1]["argv"]
     return Path(argv[argv.index("--config") + 1])
+
+
+def pyngrok_filters() -> list[set[object]]:
+    """The filters on each of pyngrok's loggers."""
+    return [set(logging.getLogger(name).filters) for name in PYNGROK_LOGGERS]
+
+
+def command_line(pid: int) -> bytes:
+    """What ``ps`` shows every local user of process ``pid`` (Linux)."""
+    path = Path(f"/proc/{pid}/cmdline")
+    if not path.exists():  # pragma: no cover - not Linux
+        pytest.skip("no /proc here")
+    return path.read_bytes()
 
 
 async def test_open_list_close_and_the_idle_agent_stops(fake: FakeNgrok) -> None:
@@ -61,7 +88,7 @@ async def test_open_list_close_and_the_idle_agent_stops(fake: FakeNgrok) -> None
     }
     pid = fake.pid()
     config = config_arg(fake)
-    assert config.read_text(encoding="utf-8").strip() == "version: '3'"
+    assert config.exists()
 
     await tunnels.close(first)
     assert [r["path"] for r in fake.requests("DELETE")] == [
@@ -93,7 +120,7 @@ async def test_pyngrok_never_runs_on_the_event_loop(
     for name in ("connect", "disconnect", "get_tunnels", "kill"):
         monkeypatch.setattr(ngrok, name, spy(name))
 
-    tunnels = NgrokTunnels(ngrok_path=fake.ngrok_path)
+    tunnels = NgrokTunnels(ngrok_path=fake.ngrok_path, auth_token=TOKEN)
     url = await tunnels.open("http://127.0.0.1:8001", name="a")
     await tunnels.list()
     await tunnels.open("http://127.0.0.1:8002", name="b")
@@ -122,8 +149,8 @@ async def test_a_missing_executable_is_refused_not_downloaded(
     monkeypatch.setattr(conf, "DEFAULT_NGROK_PATH", str(tmp_path / "none" / "ngrok"))
 
     for tunnels in (
-        NgrokTunnels(ngrok_path=tmp_path / "missing" / "ngrok"),
-        NgrokTunnels(),
+        NgrokTunnels(ngrok_path=tmp_path / "missing" / "ngrok", auth_token=TOKEN),
+        NgrokTunnels(auth_token=TOKEN),
     ):
         with pytest.raises(TunnelError, match="never downloaded"):
             await tunnels.open("http://127.0.0.1:8001", name="api")
@@ -131,27 +158,99 @@ async def test_a_missing_executable_is_refused_not_downloaded(
     assert NgrokTunnels().ngrok_path is None
 
 
-async def test_the_auth_token_comes_only_from_the_argument(
+async def test_without_a_token_nothing_starts(
     fake: FakeNgrok, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # pyngrok would take NGROK_AUTHTOKEN from the environment: we do not.
     monkeypatch.setenv("NGROK_AUTHTOKEN", "from-the-environment")
+    tunnels = NgrokTunnels(ngrok_path=fake.ngrok_path)
 
-    without = NgrokTunnels(ngrok_path=fake.ngrok_path)
-    await without.open("http://127.0.0.1:8001", name="a")
-    await without.kill()
-    with_token = NgrokTunnels(ngrok_path=fake.ngrok_path, auth_token=TOKEN)
-    await with_token.open("http://127.0.0.1:8001", name="a")
-    await with_token.kill()
+    assert tunnels.missing() == [NO_TOKEN]
+    with pytest.raises(TunnelError) as caught:
+        await tunnels.open("http://127.0.0.1:8001", name="a")
 
-    first, second = (start["argv"] for start in fake.starts())
-    assert "--authtoken" not in first
-    assert "from-the-environment" not in first
-    assert second[second.index("--authtoken") + 1] == TOKEN
-    assert TOKEN not in repr(with_token)
+    assert str(caught.value) == NO_TOKEN
+    assert fake.events() == []  # the agent was never run
+    await tunnels.kill()
+
+
+@pytest.mark.parametrize("token", [TOKEN, 'odd "token": #1 \\ \u00e9\n--x'])
+async def test_the_token_is_in_a_private_file_never_on_the_command_line(
+    fake: FakeNgrok, token: str
+) -> None:
+    tunnels = NgrokTunnels(ngrok_path=fake.ngrok_path, auth_token=token)
+    await tunnels.open("http://127.0.0.1:8001", name="a")
+
+    [start] = fake.starts()
+    assert "--authtoken" not in start["argv"]
+    assert not any(token in arg for arg in start["argv"])
+    pid = fake.pid()
+    assert pid is not None
+    assert token.encode() not in command_line(pid)
+    config = start["config"]
+    assert config["mode"] == 0o600
+    path = Path(config["path"])
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+    # The agent configuration, version 3, as pyngrok (and ngrok) read it.
+    loaded = installer.get_ngrok_config(str(path), use_cache=False)
+    assert loaded == {"version": "3", "agent": {"authtoken": token}}
+    assert token not in repr(tunnels)
+    launchers = [p for p in path.parent.iterdir() if p != path]
+    assert all(token not in p.read_text(encoding="utf-8") for p in launchers)
+
+    await tunnels.kill()
+    assert not path.parent.exists()
+
+
+async def test_what_the_agent_prints_reaches_the_log_redacted(
+    fake: FakeNgrok,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    # No handler of ours: the records must be clean whoever formats them.
+    caplog.set_level(logging.INFO, logger="pyngrok")
+    fake.set_mode("ok", echo_token=True)
+    before = pyngrok_filters()
+    tunnels = NgrokTunnels(ngrok_path=fake.ngrok_path, auth_token=TOKEN)
+    await tunnels.open("http://127.0.0.1:8001", name="a")
+    running = pyngrok_filters()
+    await tunnels.kill()
+
+    agent_lines = [
+        r.getMessage() for r in caplog.records if r.name == "pyngrok.process.ngrok"
+    ]
+    # Its stdout line, and its stderr line: captured, not inherited.
+    assert any('msg="fake ngrok echoes its authtoken" token=***' in line
+               for line in agent_lines)  # fmt: skip
+    assert "fake ngrok on stderr: authtoken ***" in agent_lines
+    assert TOKEN not in caplog.text
+    out, err = capfd.readouterr()
+    assert TOKEN not in out + err
+    # One filter on each pyngrok logger, as long as the agent runs.
+    assert all(len(now - old) == 1 for now, old in zip(running, before, strict=True))
+    assert pyngrok_filters() == before
+
+
+async def test_a_config_file_of_your_own_is_never_written(
+    fake: FakeNgrok, tmp_path: Path
+) -> None:
+    own = tmp_path / "own.yml"
+    own.write_text('version: "3"\n', encoding="utf-8")
+
+    with pytest.raises(TunnelError, match="auth_token or config_path, not both"):
+        NgrokTunnels(ngrok_path=fake.ngrok_path, auth_token=TOKEN, config_path=own)
+
+    # Without a token, the file is trusted to hold one.
+    tunnels = NgrokTunnels(ngrok_path=fake.ngrok_path, config_path=own)
+    assert tunnels.missing() == []
+    await tunnels.open("http://127.0.0.1:8001", name="a")
+    await tunnels.kill()
+    assert own.read_text(encoding="utf-8") == 'version: "3"\n'
+    assert os.stat(own).st_mode & 0o777 != 0  # still there
 
 
 async def test_start_failure_is_a_tunnel_error_with_the_token_redacted(
-    fake: FakeNgrok,
+    fake: FakeNgrok, capfd: pytest.CaptureFixture[str]
 ) -> None:
     fake.set_mode("fail_start")
     tunnels = NgrokTunnels(ngrok_path=fake.ngrok_path, auth_token=TOKEN)
@@ -160,13 +259,18 @@ async def test_start_failure_is_a_tunnel_error_with_the_token_redacted(
         await tunnels.open("http://127.0.0.1:8001", name="api")
 
     assert TOKEN not in str(caught.value)
-    assert "Your authtoken: ***" in str(caught.value)
+    assert "Your authtoken: ***" in str(caught.value)  # read from the config file
+    # Nor in a printed traceback: pyngrok's own error is left off the chain.
+    assert TOKEN not in "".join(traceback.format_exception(caught.value))
+    # The agent's stderr (which repeats the token) is not ours.
+    out, err = capfd.readouterr()
+    assert TOKEN not in out + err
     assert fake.running_pids() == []
 
 
 async def test_a_refused_tunnel_stops_an_idle_agent(fake: FakeNgrok) -> None:
     fake.set_mode("fail_connect")
-    tunnels = NgrokTunnels(ngrok_path=fake.ngrok_path)
+    tunnels = NgrokTunnels(ngrok_path=fake.ngrok_path, auth_token=TOKEN)
 
     with pytest.raises(TunnelError, match="502"):
         await tunnels.open("http://127.0.0.1:8001", name="refused")
@@ -179,7 +283,7 @@ async def test_a_refused_tunnel_keeps_the_agent_serving_others(
     fake: FakeNgrok,
 ) -> None:
     fake.set_mode("ok", refuse_upstream="http://127.0.0.1:8002")
-    tunnels = NgrokTunnels(ngrok_path=fake.ngrok_path)
+    tunnels = NgrokTunnels(ngrok_path=fake.ngrok_path, auth_token=TOKEN)
     kept = await tunnels.open("http://127.0.0.1:8001", name="kept")
 
     with pytest.raises(TunnelError, match="8002"):
@@ -193,7 +297,7 @@ async def test_a_refused_tunnel_keeps_the_agent_serving_others(
 
 async def test_a_cancelled_open_is_still_cleaned_up_by_kill(fake: FakeNgrok) -> None:
     fake.set_mode("ok", start_delay=0.3)
-    tunnels = NgrokTunnels(ngrok_path=fake.ngrok_path)
+    tunnels = NgrokTunnels(ngrok_path=fake.ngrok_path, auth_token=TOKEN)
     with trio.move_on_after(0.05) as scope:
         await tunnels.open("http://127.0.0.1:8001", name="slow")
     assert scope.cancelled_caught  # returned at once, the thread carries on

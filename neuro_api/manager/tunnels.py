@@ -6,27 +6,51 @@ pyngrok is blocking and keeps module-global state per ``ngrok_path``, so every
 call runs in a worker thread (``trio.to_thread.run_sync``) behind the
 instance's own ``CapacityLimiter(1)``: one pyngrok call at a time, never on
 the event loop.
+
+The ngrok auth token never reaches the agent's command line, which every
+local user can read in the process table: it goes into a private
+configuration file. Whatever the agent prints, its stderr included, reaches
+the log only through pyngrok's loggers, with the token hidden.
 """
 
 from __future__ import annotations
 
 import builtins
+import json
+import logging
 import os
 import re
+import shlex
 import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Final, NoReturn, Protocol
 
 import trio
 from pyngrok import conf, ngrok, process
 from pyngrok.exception import PyngrokError
 
+from neuro_api._redact import RedactingFilter, redact
+from neuro_api.manager._ngrok_path import find_ngrok
+
 __all__ = ["NgrokTunnels", "TunnelError", "TunnelInfo", "TunnelProvider"]
 
+_AUTHTOKEN_URL: Final = "https://dashboard.ngrok.com/get-started/your-authtoken"
+_NO_TOKEN: Final = (
+    f"no ngrok auth token: set NGROK_AUTHTOKEN (or --ngrok-authtoken), from "
+    f"{_AUTHTOKEN_URL}"
+)
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_-]+")
+# Every logger pyngrok logs on; pyngrok.process.ngrok gets each agent line.
+_PYNGROK_LOGGERS: Final = (
+    "pyngrok.agent",
+    "pyngrok.installer",
+    "pyngrok.ngrok",
+    "pyngrok.process",
+    "pyngrok.process.ngrok",
+)
 
 
 class TunnelError(Exception):
@@ -73,16 +97,31 @@ class NgrokTunnels:
 
     The agent is started on the first :meth:`open` and killed as soon as no
     tunnel is open (and by :meth:`kill`), so it runs only while it is needed.
-    Nothing is ever downloaded: ``ngrok_path`` must name an existing
-    executable (default: ``ngrok`` on ``PATH``, else one pyngrok installed
-    earlier at its default location), otherwise :meth:`open` raises
-    :class:`TunnelError`. ``config_path`` defaults to a file in a private
-    temporary directory, removed by :meth:`kill`. The auth token comes only
-    from ``auth_token`` (pyngrok's fallback to ``NGROK_AUTHTOKEN`` is
-    overridden) and is redacted from error messages.
 
-    pyngrok keeps its process table per ``ngrok_path`` at module level: use
-    one instance per ngrok executable.
+    Nothing is ever downloaded: ``ngrok_path`` names the ngrok executable
+    (default: the first ``ngrok`` on ``PATH`` that is not pyngrok's download
+    script, else one pyngrok installed earlier at its default location).
+    :meth:`missing` says what is lacking (the executable, the token) before
+    anything starts; :meth:`open` raises :class:`TunnelError` with that text.
+
+    The auth token comes only from ``auth_token`` (pyngrok's fallback to
+    ``NGROK_AUTHTOKEN`` is overridden). It is written as ``agent.authtoken``
+    of a version 3 agent configuration, ``ngrok.yml`` (mode 0600) in a
+    private temporary directory (mode 0700) removed when the agent stops,
+    never onto the agent's command line. A ``config_path`` of your own is
+    used as it is and never written to: put the token in it yourself
+    (``agent: authtoken: ...``); giving both raises :class:`TunnelError`.
+
+    While the agent runs, a :class:`logging.Filter` on pyngrok's loggers
+    hides the token in every line pyngrok logs, whatever handlers the
+    application set up. The agent's stderr goes to its stdout,
+    which pyngrok reads and logs line by line (on POSIX, through a two-line
+    ``sh`` launcher in the private directory; elsewhere the agent's stderr
+    is inherited). Error messages are redacted too.
+
+    pyngrok keeps its process table per ``ngrok_path`` at module level. On
+    POSIX that is the launcher, one per agent; elsewhere it is the
+    executable itself: use one instance per ngrok executable there.
     """
 
     def __init__(
@@ -95,11 +134,13 @@ class NgrokTunnels:
         startup_timeout: int = 15,
         request_timeout: float = 4.0,
     ) -> None:
-        if ngrok_path is None:
-            ngrok_path = shutil.which("ngrok")
-        if ngrok_path is None and os.path.isfile(conf.DEFAULT_NGROK_PATH):
-            ngrok_path = conf.DEFAULT_NGROK_PATH
-        self._ngrok_path = None if ngrok_path is None else os.fspath(ngrok_path)
+        if auth_token and config_path is not None:
+            raise TunnelError(
+                "NgrokTunnels: give auth_token or config_path, not both (the "
+                "token is never written into your own config file: put it "
+                "there as agent.authtoken, or leave config_path unset)"
+            )
+        self._ngrok_path, self._path_problem = find_ngrok(ngrok_path)
         self._auth_token = auth_token or None
         self._config_path = None if config_path is None else os.fspath(config_path)
         self._region = region
@@ -109,6 +150,7 @@ class NgrokTunnels:
         # Touched only by worker threads holding the limiter.
         self._pyngrok_config: conf.PyngrokConfig | None = None
         self._temp_dir: str | None = None
+        self._redactor: RedactingFilter | None = None
         self._open: set[str] = set()
 
     def __repr__(self) -> str:
@@ -116,17 +158,31 @@ class NgrokTunnels:
 
     @property
     def ngrok_path(self) -> str | None:
-        """The ngrok executable pyngrok launches (``None``: none was found)."""
+        """The ngrok executable the agent runs (``None``: none was found)."""
         return self._ngrok_path
+
+    def missing(self) -> builtins.list[str]:
+        """What the agent lacks to start, one line each (empty: nothing).
+
+        The ngrok executable, and an auth token unless ``config_path`` was
+        given (that file is expected to hold it). Each line says how to fix
+        it. Nothing is started, run or downloaded.
+        """
+        problems = [] if self._path_problem is None else [self._path_problem]
+        if self._auth_token is None and self._config_path is None:
+            problems.append(_NO_TOKEN)
+        return problems
 
     async def open(self, upstream_url: str, *, name: str) -> str:
         """Start the agent if needed and open an HTTP tunnel to ``upstream_url``.
 
         Returns the public URL as ngrok reports it (``https://...``). ``name``
         labels the endpoint (a unique suffix is added). Raises
-        :class:`TunnelError`. On cancellation the call returns at once; the
-        worker thread finishes in the background and its tunnel, if any, is
-        still closed by :meth:`kill`.
+        :class:`TunnelError`; when something is :meth:`missing`, its lines
+        joined by ``"; "`` are the message and nothing is started. On
+        cancellation the call returns at once; the worker thread finishes in
+        the background and its tunnel, if any, is still closed by
+        :meth:`kill`.
         """
         endpoint = f"{_UNSAFE_NAME.sub('-', name).strip('-') or 'server'}"
         endpoint += f"-{uuid.uuid4().hex[:8]}"
@@ -167,48 +223,59 @@ class NgrokTunnels:
     def _config(self) -> conf.PyngrokConfig:
         if self._pyngrok_config is not None:
             return self._pyngrok_config
+        if problems := self.missing():
+            raise TunnelError("; ".join(problems))
         path = self._ngrok_path
+        # Checked again at each start: pyngrok downloads ngrok into a missing
+        # ngrok_path.
         if path is None or not os.path.isfile(path) or not os.access(path, os.X_OK):
-            # pyngrok would download ngrok from the internet here; refuse.
-            raise TunnelError(
-                f"ngrok executable not found ({path or 'not on PATH'}); install "
-                "ngrok and pass its path (it is never downloaded automatically)"
-            )
+            raise TunnelError(f"the ngrok executable {path} is gone")
+        temp_dir = Path(tempfile.mkdtemp(prefix="neuro_api-ngrok-"))  # mode 0700
+        self._temp_dir = str(temp_dir)
         config_path = self._config_path
         if config_path is None:
-            self._temp_dir = tempfile.mkdtemp(prefix="neuro_api-ngrok-")
-            config_path = str(Path(self._temp_dir) / "ngrok.yml")
+            assert self._auth_token is not None  # else missing() said so
+            token_config = _agent_config(self._auth_token)
+            config_path = _write_private(temp_dir / "ngrok.yml", token_config)
+        if os.name == "posix":
+            path = _write_private(temp_dir / "ngrok", _launcher(path), mode=0o700)
+        if self._auth_token is not None:
+            self._redactor = RedactingFilter([self._auth_token])
+            for name in _PYNGROK_LOGGERS:
+                logging.getLogger(name).addFilter(self._redactor)
         config = conf.PyngrokConfig(
             ngrok_path=path,
             config_path=config_path,
-            auth_token=self._auth_token,
             region=self._region,
             startup_timeout=self._startup_timeout,
             request_timeout=self._request_timeout,
         )
         # PyngrokConfig falls back to NGROK_AUTHTOKEN / NGROK_API_KEY from the
-        # environment; only the settings layer reads the environment here.
-        config.auth_token = self._auth_token
+        # environment, and pyngrok puts auth_token on the agent's command
+        # line: the token is in the config file instead.
+        config.auth_token = None
         config.api_key = None
         self._pyngrok_config = config
         return config
 
-    def _error(self, message: str, exc: BaseException) -> TunnelError:
+    def _fail(self, message: str, exc: BaseException) -> NoReturn:
+        """Raise a redacted :class:`TunnelError` for ``exc``."""
         text = f"{message}: {exc}"
-        if self._auth_token:
-            text = text.replace(self._auth_token, "***")
-        return TunnelError(text)
+        redacted = redact(text, [self._auth_token])
+        # An exc holding the token (pyngrok keeps the agent's log on it too)
+        # stays off the chain that tracebacks print.
+        raise TunnelError(redacted) from (exc if redacted == text else None)
 
     def _open_sync(self, upstream_url: str, endpoint: str) -> str:
-        config = self._config()
         try:
+            config = self._config()
             tunnel = ngrok.connect(
                 upstream_url, proto="http", name=endpoint, pyngrok_config=config
             )
         except (PyngrokError, OSError) as exc:
             self._kill_if_idle()
             message = f"ngrok could not open a tunnel to {upstream_url}"
-            raise self._error(message, exc) from exc
+            self._fail(message, exc)
         public_url = tunnel.public_url
         if public_url is None:  # pragma: no cover - pyngrok raises first
             raise TunnelError(f"ngrok returned no public URL for {upstream_url}")
@@ -221,7 +288,7 @@ class NgrokTunnels:
             if self._pyngrok_config is not None:
                 ngrok.disconnect(public_url, pyngrok_config=self._pyngrok_config)
         except (PyngrokError, OSError) as exc:
-            raise self._error(f"ngrok could not close {public_url}", exc) from exc
+            self._fail(f"ngrok could not close {public_url}", exc)
         finally:
             self._kill_if_idle()
 
@@ -232,7 +299,7 @@ class NgrokTunnels:
         try:
             tunnels = ngrok.get_tunnels(pyngrok_config=config)
         except (PyngrokError, OSError) as exc:
-            raise self._error("ngrok could not list tunnels", exc) from exc
+            self._fail("ngrok could not list tunnels", exc)
         return [
             TunnelInfo(
                 name=tunnel.name or "",
@@ -250,7 +317,35 @@ class NgrokTunnels:
         self._open.clear()
         config, self._pyngrok_config = self._pyngrok_config, None
         if config is not None:
-            ngrok.kill(pyngrok_config=config)
+            ngrok.kill(pyngrok_config=config)  # the agent is dead and reaped
+        redactor, self._redactor = self._redactor, None
+        if redactor is not None:
+            for name in _PYNGROK_LOGGERS:
+                logging.getLogger(name).removeFilter(redactor)
         temp_dir, self._temp_dir = self._temp_dir, None
         if temp_dir is not None:
             shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _agent_config(auth_token: str) -> str:
+    """An ngrok agent configuration (version 3) holding the auth token."""
+    # A JSON string is a valid YAML double-quoted scalar: any token is safe.
+    return f'version: "3"\nagent:\n  authtoken: {json.dumps(auth_token)}\n'
+
+
+def _launcher(ngrok_path: str) -> str:
+    """An ``sh`` script running ngrok with its stderr sent to its stdout.
+
+    pyngrok reads the agent's stdout and logs each line (on loggers the
+    token filter covers) but leaves its stderr on ours, unredacted. ``exec``
+    keeps one process, so pyngrok's kill still reaches the agent itself.
+    """
+    return f'#!/bin/sh\nexec {shlex.quote(ngrok_path)} "$@" 2>&1\n'
+
+
+def _write_private(path: Path, text: str, *, mode: int = 0o600) -> str:
+    """Create ``path`` (it must not exist) for its owner only; return it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(text)
+    return str(path)

@@ -4,8 +4,9 @@ Flags, their defaults, checks and environment variables come from
 :data:`neuro_api.settings.SPECS`, so the messages match the rest of the
 package. Exit codes: 0 after ``quit``, SIGINT or SIGTERM; 1 when a critical
 service fails (the games' address cannot be bound, say); 2 for a bad flag,
-value or config file (one ``neuro_api.server: error: ...`` line on stderr,
-no usage).
+value or config file, or ``--tunnel`` without an ngrok executable or auth
+token (one ``neuro_api.server: error: ...`` line on stderr per problem, no
+usage, nothing started).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import trio
 
 from neuro_api import __version__
 from neuro_api._redact import RedactingFormatter
-from neuro_api.manager import ServerBindError
+from neuro_api.manager import NgrokTunnels, ServerBindError
 from neuro_api.server._base import AbstractTrioNeuroServer
 from neuro_api.server._config import CHARACTERS, ServerConfig
 from neuro_api.server._console import ConsoleInteractiveNeuroServer
@@ -96,10 +97,11 @@ class _Parser(argparse.ArgumentParser):
         fail(message)
 
 
-def fail(message: str) -> NoReturn:
-    """Print ``neuro_api.server: error: MESSAGE`` as one line; exit with 2."""
-    one_line = " ".join(message.split())
-    sys.stderr.write(f"{PROG}: error: {one_line}\n")
+def fail(message: str, *more: str) -> NoReturn:
+    """Print ``neuro_api.server: error: MESSAGE``, one line each; exit with 2."""
+    for text in (message, *more):
+        one_line = " ".join(text.split())
+        sys.stderr.write(f"{PROG}: error: {one_line}\n")
     raise SystemExit(2)
 
 
@@ -232,6 +234,12 @@ def main(
     except ValueError as exc:  # SettingsError, or ServerConfig's own checks
         fail(str(exc))
     process = NeuroProcess(settings, server, ssl_context=ssl_context)
+    if isinstance(process.tunnels, NgrokTunnels) and (
+        missing := process.tunnels.missing()
+    ):
+        # Before any server starts: a server that cannot be reached as asked
+        # is a bad setting, not a degraded run.
+        fail(*missing)
     redactor.add(process.token)  # possibly generated just now
     try:
         trio.run(functools.partial(process.run, tune_gc=True))

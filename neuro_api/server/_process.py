@@ -73,7 +73,9 @@ class NeuroProcess:
         trio.run(process.run)
 
     ``tunnels`` defaults to ngrok (pyngrok) when ``settings.tunnel`` is set;
-    tests pass a provider of their own. ``out`` receives the few lines a
+    tests pass a provider of their own. It is kept as :attr:`tunnels`, so a
+    caller can check :meth:`~neuro_api.manager.NgrokTunnels.missing` before
+    running (the command line does). ``out`` receives the few lines a
     person or a script needs (URLs, a generated token).
     """
 
@@ -93,6 +95,7 @@ class NeuroProcess:
             tunnels = NgrokTunnels(
                 ngrok_path=settings.ngrok_path, auth_token=settings.ngrok_authtoken
             )
+        self.tunnels = tunnels
         self.manager = ServerManager(tunnels=tunnels)
         self.supervisor = Supervisor(grace=settings.shutdown_grace)
         self._token_generated = settings.api_token is None and settings.exposed

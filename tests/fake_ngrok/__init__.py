@@ -64,15 +64,22 @@ class FakeNgrok:
         return self.directory / "ngrok-requests.jsonl"
 
     def set_mode(
-        self, mode: Mode, *, refuse_upstream: str = "", start_delay: float = 0.0
+        self,
+        mode: Mode,
+        *,
+        refuse_upstream: str = "",
+        start_delay: float = 0.0,
+        echo_token: bool = False,
     ) -> None:
         """Rewrite the wrapper; applies from the next launch on.
 
         ``refuse_upstream``: the agent answers 502 to a tunnel for that
         upstream URL only. ``start_delay``: seconds the agent takes to start.
+        ``echo_token``: the agent prints its auth token on stdout and stderr.
         """
         env = {
             "FAKE_NGROK_MODE": mode,
+            "FAKE_NGROK_ECHO_TOKEN": "1" if echo_token else "",
             "FAKE_NGROK_REFUSE_UPSTREAM": refuse_upstream,
             "FAKE_NGROK_START_DELAY": str(start_delay),
             "FAKE_NGROK_PID_FILE": str(self.pid_file),
@@ -103,7 +110,12 @@ class FakeNgrok:
         ]
 
     def starts(self) -> list[dict[str, Any]]:
-        """One record per ``ngrok start`` invocation (``pid``, ``argv``)."""
+        """One record per ``ngrok start`` invocation.
+
+        Each has ``pid``, ``argv`` and ``config`` (``None`` without
+        ``--config``, else ``path``, ``mode`` and ``text`` of the file, or
+        ``error`` when it could not be read).
+        """
         return [
             event
             for event in self.events()

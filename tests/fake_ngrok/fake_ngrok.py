@@ -11,6 +11,9 @@ this file with the test interpreter). Subcommands, as pyngrok uses them:
   lines pyngrok waits for (``starting web service ... addr=``,
   ``client session established``, ``tunnel session started``).
 
+The auth token is, as for the real agent, ``--authtoken`` or else
+``agent.authtoken`` in the ``--config`` file (YAML).
+
 Agent API (config version 3): ``GET /api/endpoints`` -> ``{"endpoints": [...]}``;
 ``POST /api/endpoints`` with ``{"name", "upstream": {"url"}}`` -> 201 with
 ``name``, ``url`` (``https://<id>.ngrok.test``), ``uri``, ``upstream``;
@@ -20,16 +23,20 @@ Agent API (config version 3): ``GET /api/endpoints`` -> ``{"endpoints": [...]}``
 Environment (set by the wrapper):
 
 * ``FAKE_NGROK_MODE``: ``ok`` (default); ``fail_start`` (print an
-  ``lvl=eror err=...`` line echoing the auth token, as real ngrok does for
-  a bad one, and exit 1); ``fail_connect`` (every
-  ``POST /api/endpoints`` answers 502);
+  ``lvl=eror err=...`` line echoing the auth token on stdout and an
+  ``ERROR:`` line echoing it on stderr, as real ngrok does for a bad one,
+  and exit 1); ``fail_connect`` (every ``POST /api/endpoints`` answers 502);
+* ``FAKE_NGROK_ECHO_TOKEN``: ``1``: ``start`` also prints the auth token in
+  a line on stdout and one on stderr before its startup lines;
 * ``FAKE_NGROK_REFUSE_UPSTREAM``: in ``ok`` mode, only a ``POST`` for this
   upstream URL answers 502;
 * ``FAKE_NGROK_START_DELAY``: seconds ``start`` waits before its startup
   lines (a slow agent);
 * ``FAKE_NGROK_PID_FILE``: ``start`` writes its PID there;
-* ``FAKE_NGROK_LOG``: JSON lines: each invocation (``invoke``, with argv),
-  the API address (``listening``) and each API request (``request``);
+* ``FAKE_NGROK_LOG``: JSON lines: each invocation (``invoke``, with argv
+  and, given ``--config``, that file's ``path``, ``mode`` and ``text`` as
+  ``config``), the API address (``listening``) and each API request
+  (``request``);
 * ``FAKE_NGROK_MAX_LIFETIME``: seconds before ``start`` exits on its own
   (default 120), so a crashed test run leaves no process behind. It also
   exits when its parent process goes away.
@@ -48,6 +55,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import quote, unquote
+
+import yaml  # type: ignore[import-untyped]  # pyngrok needs it; no stubs here
 
 VERSION = "3.99.0-fake"
 API_PREFIX = "/api/endpoints"
@@ -76,6 +85,30 @@ def _option(args: list[str], name: str) -> str | None:
         if index + 1 < len(args):
             return args[index + 1]
     return None
+
+
+def _config_file(args: list[str]) -> dict[str, Any] | None:
+    path = _option(args, "--config")
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+        mode = os.stat(path).st_mode & 0o777
+    except OSError as exc:
+        return {"path": path, "error": str(exc)}
+    return {"path": path, "mode": mode, "text": text}
+
+
+def _auth_token(args: list[str]) -> str | None:
+    token = _option(args, "--authtoken")
+    config = _config_file(args)
+    if token is None and config is not None and "text" in config:
+        loaded = yaml.safe_load(config["text"]) or {}
+        agent = loaded.get("agent") if isinstance(loaded, dict) else None
+        if isinstance(agent, dict) and agent.get("authtoken"):
+            token = str(agent["authtoken"])
+    return token
 
 
 class _Agent:
@@ -215,12 +248,17 @@ def _start(args: list[str]) -> int:
         with open(pid_file, "w", encoding="utf-8") as file:
             file.write(f"{os.getpid()}\n")
     _logfmt("info", "no configuration paths supplied")
+    token = _auth_token(args) or "none"
     if mode == "fail_start":
-        # Real ngrok echoes a rejected token (ERR_NGROK_105): so does the fake.
-        token = _option(args, "--authtoken") or "none"
+        # Real ngrok echoes a rejected token (ERR_NGROK_105), in its log and
+        # on stderr: so does the fake.
         err = f"fake ngrok: authentication failed. Your authtoken: {token}"
         _logfmt("eror", "session closing", obj="tunnels.session", err=f'"{err}"')
+        print(f"ERROR:  {err}", file=sys.stderr, flush=True)
         return 1
+    if os.environ.get("FAKE_NGROK_ECHO_TOKEN") == "1":
+        _logfmt("info", "fake ngrok echoes its authtoken", token=token)
+        print(f"fake ngrok on stderr: authtoken {token}", file=sys.stderr, flush=True)
     refuse = os.environ.get("FAKE_NGROK_REFUSE_UPSTREAM") or None
     server = _Server(_Agent(mode, refuse))
     host, port = server.server_address[:2]
@@ -241,7 +279,7 @@ def _start(args: list[str]) -> int:
 def main(argv: list[str]) -> int:
     """Dispatch a pyngrok-style command line; return the exit status."""
     args = argv[1:]
-    _record("invoke", argv=args)
+    _record("invoke", argv=args, config=_config_file(args))
     if args[:1] in (["--version"], ["version"]):
         print(f"ngrok version {VERSION}", flush=True)
         return 0
