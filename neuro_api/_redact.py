@@ -15,6 +15,8 @@ import logging
 from collections.abc import Iterable
 from typing import Final
 
+from neuro_api._text import printable
+
 __all__ = ["REDACTED", "RedactingFilter", "RedactingFormatter", "redact"]
 
 REDACTED: Final = "***"
@@ -45,6 +47,11 @@ class RedactingFormatter(logging.Formatter):
     values made later, such as a generated control-plane token. Secrets
     shorter than 4 characters are ignored: replacing them would mangle
     ordinary text and they protect nothing.
+
+    It also escapes control characters in a record's string arguments (see
+    :func:`neuro_api._text.printable`): those are where values from games
+    and clients go, and a newline or a terminal escape in one would forge
+    or hide log lines. The message templates keep theirs.
     """
 
     def __init__(
@@ -61,6 +68,10 @@ class RedactingFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """Format ``record`` as usual, then hide every secret in the text."""
+        args = record.args
+        if isinstance(args, tuple) and any(isinstance(a, str) for a in args):
+            record = logging.makeLogRecord(record.__dict__)
+            record.args = tuple(printable(a) if isinstance(a, str) else a for a in args)
         text = super().format(record)
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)

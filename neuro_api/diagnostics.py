@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final
 
+from neuro_api._text import printable
 from neuro_api.command import FieldProblem, ProblemKind, ProtocolError
 
 __all__ = [
@@ -583,20 +584,20 @@ CATALOGUE: Final[Mapping[str, DiagnosticKind]] = {kind.id: kind for kind in _KIN
 def _cut(text: str | bytes | None, limit: int = MAX_FRAME_CHARS) -> str | None:
     """Shorten ``text`` to ``limit`` characters of valid Unicode.
 
-    A frame can hold lone surrogates (a JSON escape of U+D800 alone, or text that
-    was never UTF-8); they are shown escaped, so every diagnostic can be
-    encoded as UTF-8 (logs, JSON, the console).
+    Control characters (a newline, ANSI escapes) and lone surrogates (a JSON
+    escape of U+D800 alone) are escaped: every diagnostic is one line that
+    can be encoded as UTF-8 and printed safely (see neuro_api._text).
     """
     if text is None:
         return None
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
+    # Shown in logs and on the console: one line, no terminal control, and
+    # no lone surrogate (which UTF-8 cannot encode). Escapes make it longer:
+    # cut before (a frame may be a megabyte) and after.
+    text = printable(text[: limit + 1])
     if len(text) > limit:
         text = text[: limit - 3] + "..."
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
 
 

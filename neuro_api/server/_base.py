@@ -14,12 +14,20 @@ from typing import Any, Final
 import trio
 from trio_websocket import WebSocketRequest, serve_websocket
 
+from neuro_api._text import printable
 from neuro_api.command import Action, ForcePriority
 from neuro_api.diagnostics import Diagnostic
 from neuro_api.server._config import ServerConfig
 from neuro_api.server._events import EventBus, ServerStats
 from neuro_api.server._generation import DataGenerator
-from neuro_api.server._handler import ActionOutcome
+from neuro_api.server._handler import LOG_LEVELS, ActionOutcome
+from neuro_api.server._ratelimit import (
+    Key,
+    LogLimiter,
+    Summary,
+    current_time,
+    summary_text,
+)
 from neuro_api.server._trio_client import TrioNeuroServerClient
 
 __all__ = ["AbstractTrioNeuroServer", "ServerInfo"]
@@ -77,6 +85,8 @@ class AbstractTrioNeuroServer(ABC):
         self.stats = ServerStats()
         self.events = EventBus()
         """Frames and diagnostics, live (see :class:`EventBus`)."""
+        self.log_limiter = LogLimiter(self.config.log_burst, self.config.log_window)
+        """Rate limit of the lines games cause (shared by their connections)."""
         self.generator = DataGenerator(
             max_size=self.config.max_generated_size,
             timeout=self.config.generate_timeout,
@@ -143,14 +153,53 @@ class AbstractTrioNeuroServer(ABC):
         """Called when an action sent to a game ends (default: nothing)."""
 
     def on_client_connected(self, client: TrioNeuroServerClient) -> None:
-        """Called when a game connects (default: log)."""
-        LOGGER.info("game connected (session %s)", client.session_id)
+        """Called when a game connects (default: show it, rate limited)."""
+        self.show_limited(
+            (None, "connections"), f"game connected (session {client.session_id})"
+        )
 
     def on_client_disconnected(self, client: TrioNeuroServerClient) -> None:
-        """Called when a game's connection ended and was cleaned up."""
-        LOGGER.info(
-            "%s disconnected (session %s)", client.game_title, client.session_id
+        """Called when a game's connection ended and was cleaned up.
+
+        Default: show it, rate limited.
+        """
+        title = printable(client.game_title or "(no startup)")
+        self.show_limited(
+            (None, "disconnections"),
+            f"[{title}] disconnected (session {client.session_id})",
         )
+
+    # --- what the operator sees (log, console) -----------------------------
+
+    def show_limited(self, key: Key, text: str) -> None:
+        """:meth:`show_event` ``text`` unless lines of ``key`` are rate limited.
+
+        ``key`` is ``(game, what)``; held-back lines are counted and summed
+        up by :meth:`show_summary` (``"... 4,213 more connections in the
+        last 10 s"``). For events a client can cause at will.
+        """
+        shown, due = self.log_limiter.allow(key, current_time())
+        for summary in due:
+            self.show_summary(summary)
+        if shown:
+            self.show_event(text)
+
+    def show_event(self, text: str) -> None:
+        """Show one line about the server's games (default: log at info)."""
+        LOGGER.info("%s", text)
+
+    def show_diagnostic(self, diagnostic: Diagnostic) -> None:
+        """Show a diagnostic that passed the rate limit (default: log it).
+
+        Every diagnostic reaches :meth:`record_diagnostic`; only those the
+        rate limit lets through (``config.log_burst`` per game and id per
+        ``config.log_window``) reach this.
+        """
+        LOGGER.log(LOG_LEVELS[diagnostic.severity], "%s", diagnostic)
+
+    def show_summary(self, summary: Summary) -> None:
+        """Say what the rate limit held back (default: log a warning)."""
+        LOGGER.warning("%s", summary_text(summary))
 
     def record_diagnostic(self, diagnostic: Diagnostic) -> None:
         """Keep a diagnostic for later display (bounded per game)."""

@@ -71,6 +71,12 @@ class ServerConfig:
     that small is reported at registration (``action.schema-unanswerable``)."""
     generate_timeout: float = 2.0
     """Seconds the generation of one answer may take."""
+    log_burst: int = 5
+    """Diagnostics of one id from one game shown (logged, printed) per
+    :attr:`log_window`; the rest are kept and counted, and one summary line
+    says how many were held back."""
+    log_window: float = 10.0
+    """See :attr:`log_burst`."""
 
     def __post_init__(self) -> None:
         checks = (
@@ -87,6 +93,8 @@ class ServerConfig:
             ("diagnostics_kept", self.diagnostics_kept >= 1),
             ("max_generated_size", self.max_generated_size >= 64),
             ("generate_timeout", self.generate_timeout > 0),
+            ("log_burst", self.log_burst >= 1),
+            ("log_window", self.log_window > 0),
         )
         for name, ok in checks:
             if not ok:

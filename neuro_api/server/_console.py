@@ -37,6 +37,7 @@ from neuro_api.server._checks import validate_data
 from neuro_api.server._config import ServerConfig
 from neuro_api.server._handler import ActionOutcome, OutcomeStatus
 from neuro_api.server._random import RandomNeuroServer
+from neuro_api.server._ratelimit import Summary, summary_text
 from neuro_api.server._trio_client import TrioNeuroServerClient
 
 __all__ = ["ConsoleInteractiveNeuroServer", "parse_command"]
@@ -243,7 +244,12 @@ def _compact(value: object) -> str:
 
 
 def _title(client: TrioNeuroServerClient) -> str:
-    return client.game_title or f"(no startup yet, session {client.session_id})"
+    return _p(client.game_title or f"(no startup yet, session {client.session_id})")
+
+
+def _p(text: str) -> str:
+    """Game-supplied ``text`` fit for the console (see neuro_api._text)."""
+    return printable(text)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -371,7 +377,7 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
     ) -> None:
         """Print the context; non-silent context is marked."""
         mark = " (not silent)" if reply_if_not_busy else ""
-        self.say(f"[{game_title}] context{mark}: {message}")
+        self.say(f"[{_p(game_title)}] context{mark}: {_p(message)}")
 
     def on_action_outcome(self, game_title: str, outcome: ActionOutcome) -> None:
         """Print outcomes that carry no message (the others arrive as context)."""
@@ -386,23 +392,23 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
             OutcomeStatus.TIMEOUT: "got no result in time; counted as failed",
             OutcomeStatus.DISCONNECTED: "ended: the game disconnected",
         }[outcome.status]
-        self.say(f"[{game_title}] action {outcome.action!r} {what}")
+        self.say(f"[{_p(game_title)}] action {_p(repr(outcome.action))} {what}")
 
-    def record_diagnostic(self, diagnostic: Diagnostic) -> None:
-        """Keep the diagnostic; print it if it is a warning or an error."""
-        super().record_diagnostic(diagnostic)
+    def show_diagnostic(self, diagnostic: Diagnostic) -> None:
+        """Log the diagnostic; print it too if it is a warning or an error."""
+        super().show_diagnostic(diagnostic)
         if diagnostic.severity.rank >= Severity.WARNING.rank:
             self.say(diagnostic.format())
 
-    def on_client_connected(self, client: TrioNeuroServerClient) -> None:
-        """Log and print the new connection."""
-        super().on_client_connected(client)
-        self.say(f"game connected (session {client.session_id})")
+    def show_summary(self, summary: Summary) -> None:
+        """Log and print what the rate limit held back."""
+        super().show_summary(summary)
+        self.say(summary_text(summary))
 
-    def on_client_disconnected(self, client: TrioNeuroServerClient) -> None:
-        """Log and print the end of the connection."""
-        super().on_client_disconnected(client)
-        self.say(f"[{_title(client)}] disconnected")
+    def show_event(self, text: str) -> None:
+        """Log and print a line about the games (connections ...)."""
+        super().show_event(text)
+        self.say(text)
 
     # --- forces ------------------------------------------------------------------
 
@@ -422,7 +428,9 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
         actions unregistered) the prompt says so and the next one opens.
         Once the input has ended, answers at once like the random engine.
         """
-        force = _Force(game_title, state, query, ephemeral_context, actions, priority)
+        force = _Force(
+            _p(game_title), state, query, ephemeral_context, actions, priority
+        )
         if not self._input_ended:
             try:
                 return await self._prompt_in_turn(force)
@@ -432,7 +440,10 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
             game_title, state, query, ephemeral_context, actions, priority
         )
         LOGGER.info(
-            "answered a force of %s automatically: %s %s", game_title, name, data
+            "answered a force of %s automatically: %s %s",
+            _p(game_title),
+            _p(name),
+            _p(data or ""),
         )
         return name, data
 
@@ -493,7 +504,8 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
                 data = answer
                 break
             self.say(f"  refused: {why}; type it again, or !DATA to send it anyway")
-        self.say(f"[{force.game}] performing {action.name} {data or ''}".rstrip())
+        shown = f"{_p(action.name)} {_p(data or '')}".rstrip()
+        self.say(f"[{force.game}] performing {shown}")
         return action.name, data
 
     async def _ask(
@@ -519,12 +531,12 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
             details.append(f"{self._waiting} more force{plural} waiting")
         self.say(f"[{force.game}] FORCE ({', '.join(details)})")
         if force.state is not None:
-            self.say(f"  state: {force.state}")
-        self.say(f"  query: {force.query}")
+            self.say(f"  state: {_p(force.state)}")
+        self.say(f"  query: {_p(force.query)}")
         for number, action in enumerate(force.actions, 1):
-            self.say(f"  {number}) {action.name}: {action.description}")
+            self.say(f"  {number}) {_p(action.name)}: {_p(action.description)}")
             if action.schema is not None:
-                self.say(f"     schema: {_compact(action.schema)}")
+                self.say(f"     schema: {_p(_compact(action.schema))}")
         self.say("  (Enter takes the [default]; !DATA sends DATA unchecked; /help)")
 
     # --- commands ------------------------------------------------------------------
@@ -599,15 +611,16 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
                 self.say("  no actions registered")
             for action in client.actions.values():
                 schema = "" if action.schema is None else f" {_compact(action.schema)}"
-                self.say(f"  - {action.name}: {action.description}{schema}")
+                self.say(f"  - {_p(action.name)}: {_p(action.description + schema)}")
             force = client.active_force
             if force is not None:
-                names = ", ".join(force.action_names)
+                names = _p(", ".join(force.action_names))
                 self.say(
-                    f"  force: {force.query!r} -> {names} (priority {force.priority})"
+                    f"  force: {_p(repr(force.query))} -> {names} "
+                    f"(priority {force.priority})"
                 )
             if client.pending_ids:
-                self.say(f"  pending: {', '.join(client.pending_ids)}")
+                self.say(f"  pending: {_p(', '.join(client.pending_ids))}")
 
     async def _cmd_send(self, args: list[str], data: str, *, checked: bool) -> None:
         command = "send" if checked else "send!"
@@ -649,7 +662,8 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
         except RuntimeError:
             self.say(f"[{_title(client)}] not sent: the game disconnected")
             return
-        self.say(f"[{_title(client)}] sending {name} {text or ''}".rstrip())
+        shown = f"{_p(name)} {_p(text or '')}".rstrip()
+        self.say(f"[{_title(client)}] sending {shown}")
 
     async def _cmd_diag(self, args: list[str], data: str) -> None:
         if len(args) > 1:

@@ -35,6 +35,13 @@ from neuro_api.command import (
 from neuro_api.diagnostics import Diagnostic, Severity, diagnose
 from neuro_api.server._client import AbstractNeuroServerClient
 from neuro_api.server._config import ForcePolicy, ServerConfig
+from neuro_api.server._ratelimit import (
+    Key,
+    LogLimiter,
+    Summary,
+    current_time,
+    summary_text,
+)
 
 __all__ = [
     "AbstractHandlerNeuroServerClient",
@@ -44,7 +51,7 @@ __all__ = [
 ]
 
 LOGGER: Final = logging.getLogger("neuro_api.server")
-_LOG_LEVELS: Final = {
+LOG_LEVELS: Final = {
     Severity.INFO: logging.INFO,
     Severity.WARNING: logging.WARNING,
     Severity.ERROR: logging.ERROR,
@@ -242,6 +249,11 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
     connection owns lives on the instance and dies with it.
     """
 
+    # Class-level defaults, set on the instance only when used: a game
+    # connection's instance dict stays small (see tests/test_server_limits).
+    _limiter: LogLimiter | None = None
+    _flushing: bool = False
+
     def __init__(self, config: ServerConfig | None = None) -> None:
         self.config = config or ServerConfig()
         self.session_id = uuid.uuid4().hex
@@ -405,15 +417,78 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
     # --- diagnostics -------------------------------------------------------
 
     def report(self, diagnostic: Diagnostic) -> None:
-        """Store, log and forward a diagnostic; never raises."""
+        """Store, show and forward a diagnostic; never raises.
+
+        Every diagnostic is stored and passed to :meth:`on_diagnostic`;
+        showing it (:meth:`show_diagnostic`: the log, the console) is rate
+        limited per game and id by :meth:`log_limiter`, with a summary line
+        (:meth:`show_summary`) for what was held back.
+        """
         if diagnostic.game is None and self._game is not None:
             diagnostic = dataclasses.replace(diagnostic, game=self._game)
         self.diagnostics.append(diagnostic)
-        LOGGER.log(_LOG_LEVELS[diagnostic.severity], "%s", diagnostic)
+        try:
+            self._show_limited(diagnostic)
+        except Exception:
+            LOGGER.exception("showing a diagnostic failed")
         try:
             self.on_diagnostic(diagnostic)
         except Exception:
             LOGGER.exception("on_diagnostic hook failed")
+
+    def log_limiter(self) -> LogLimiter:
+        """The rate limit of shown diagnostics (default: one per connection).
+
+        A client bound to a server shares the server's, so a game opening
+        many connections is limited as one.
+        """
+        if self._limiter is None:
+            self._limiter = LogLimiter(self.config.log_burst, self.config.log_window)
+        return self._limiter
+
+    def show_diagnostic(self, diagnostic: Diagnostic) -> None:
+        """Show a diagnostic that passed the rate limit (default: log it)."""
+        LOGGER.log(LOG_LEVELS[diagnostic.severity], "%s", diagnostic)
+
+    def show_summary(self, summary: Summary) -> None:
+        """Say how many diagnostics the rate limit held back (default: log)."""
+        LOGGER.warning("%s", summary_text(summary))
+
+    def _show_limited(self, diagnostic: Diagnostic) -> None:
+        limiter = self.log_limiter()
+        shown, due = limiter.allow((diagnostic.game, diagnostic.id), current_time())
+        for summary in due:
+            self.show_summary(summary)
+        if shown:
+            self.show_diagnostic(diagnostic)
+        elif not self._flushing and self._nursery is not None:
+            # Say what was held back once its window is over, even if the
+            # game goes quiet; one task per connection at most.
+            self._flushing = True
+            self._nursery.start_soon(self._flush_summaries, limiter)
+
+    async def _flush_summaries(self, limiter: LogLimiter) -> None:
+        try:
+            while (due_at := limiter.next_due()) is not None:
+                await trio.sleep_until(due_at)
+                for summary in limiter.flush(trio.current_time()):
+                    self.show_summary(summary)
+        finally:
+            self._flushing = False
+
+    def flush_summaries(self) -> None:
+        """Show what the rate limit holds back for this game (it left)."""
+        game = self._game
+
+        def mine(key: Key) -> bool:
+            # Events of no one game (connections) have None there.
+            return game is not None and key[0] == game
+
+        try:
+            for summary in self.log_limiter().flush(current_time(), final=mine):
+                self.show_summary(summary)
+        except Exception:
+            LOGGER.exception("showing a summary failed")
 
     def _diag(self, id_: str, **params: Any) -> None:
         self.report(diagnose(id_, game=self._game, **params))
@@ -668,6 +743,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             pending.finish(OutcomeStatus.DISCONNECTED)
             self._settled(pending)
         self._flush_held()
+        self.flush_summaries()
 
     # --- forces --------------------------------------------------------------
 

@@ -11,10 +11,12 @@ import orjson
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
+from neuro_api._text import printable
 from neuro_api.command import Action, ForceActions, ForcePriority, RegisterActions
 from neuro_api.diagnostics import Diagnostic, diagnose
 from neuro_api.server._config import ServerConfig
 from neuro_api.server._handler import ActionOutcome
+from neuro_api.server._ratelimit import LogLimiter, Summary
 from neuro_api.server._reader_guard import ReaderGuard
 from neuro_api.server._recording import AbstractRecordingNeuroServerClient
 
@@ -159,7 +161,8 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
 
     async def _close_not_reading(self) -> None:
         LOGGER.warning(
-            "%s does not read; closing its connection", self.game_title or "game"
+            "%s does not read; closing its connection",
+            printable(self.game_title or "game"),
         )
         # Its buffers are full: the close frame cannot even be written, and
         # a reply would not come; do not wait the usual close time for it.
@@ -211,7 +214,9 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
         except* ConnectionClosed:
             pass  # a send raced the game's disconnect; the reader saw it too
         except* Exception:
-            LOGGER.exception("connection of %s failed", self.game_title or "game")
+            LOGGER.exception(
+                "connection of %s failed", printable(self.game_title or "game")
+            )
         finally:
             self.bind_nursery(None)
             self.abandon_pending()
@@ -253,7 +258,10 @@ class TrioNeuroServerClient(BaseTrioNeuroServerClient):
         try:
             self.server.add_context(self.game_title or "", message, reply_if_not_busy)
         except Exception:
-            LOGGER.exception("engine failed to take context from %s", self.game_title)
+            LOGGER.exception(
+                "engine failed to take context from %s",
+                printable(self.game_title or "game"),
+            )
 
     async def choose_force_action(
         self,
@@ -292,6 +300,18 @@ class TrioNeuroServerClient(BaseTrioNeuroServerClient):
     def on_diagnostic(self, diagnostic: Diagnostic) -> None:
         """Keep the diagnostic on the server, per game."""
         self.server.record_diagnostic(diagnostic)
+
+    def log_limiter(self) -> LogLimiter:
+        """The server's: a game is limited as one over all its connections."""
+        return self.server.log_limiter
+
+    def show_diagnostic(self, diagnostic: Diagnostic) -> None:
+        """Let the server show it (the console prints it too)."""
+        self.server.show_diagnostic(diagnostic)
+
+    def show_summary(self, summary: Summary) -> None:
+        """Let the server show it (the console prints it too)."""
+        self.server.show_summary(summary)
 
     def on_frame(self, direction: str, frame: str | bytes) -> None:
         """Count the frame on the server and publish it to live listeners."""

@@ -1,0 +1,130 @@
+"""How many log lines one game may cause: a burst per window, then a count.
+
+A game sending nothing but bad frames made the server write one error line
+per frame (20,000 lines a second from two clients), burying everything else
+in the log and the console. Lines are grouped by a key (the game and the
+diagnostic id, say): the first ``burst`` lines of a key in a ``window`` are
+shown, the rest only counted, and once the window is over one summary line
+says how many were held back. The diagnostics themselves are all kept and
+counted as before; only what is printed is limited.
+
+The caller passes the time (see :func:`current_time`), and shows what comes
+back.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Final, TypeAlias
+
+import trio
+
+__all__ = ["Key", "LogLimiter", "Summary", "current_time", "summary_text"]
+
+Key: TypeAlias = tuple[str | None, str]
+"""``(game, what)``: a diagnostic id, or an event such as ``"connections"``
+(``game`` is ``None`` for events of no one game)."""
+
+_MAX_KEYS: Final = 4096
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Summary:
+    """Lines of one key held back during one window."""
+
+    key: Key
+    count: int
+    window: float
+
+
+@dataclasses.dataclass(slots=True)
+class _Window:
+    start: float
+    shown: int = 0
+    held: int = 0
+
+
+class LogLimiter:
+    """At most ``burst`` lines per key per ``window`` seconds, then summaries.
+
+    Remembers at most 4096 keys (a game choosing new titles cannot grow it):
+    the oldest is forgotten first, with its summary if lines were held.
+    """
+
+    def __init__(self, burst: int = 5, window: float = 10.0) -> None:
+        if burst < 1 or window <= 0:
+            raise ValueError("need burst >= 1 and window > 0")
+        self.burst = burst
+        self.window = window
+        self._windows: collections.OrderedDict[Key, _Window] = collections.OrderedDict()
+
+    def allow(self, key: Key, now: float) -> tuple[bool, list[Summary]]:
+        """Whether a line of ``key`` may be shown now, and summaries now due.
+
+        The summaries are for windows that ended (this key's, or one
+        forgotten to make room); show them before the line.
+        """
+        due: list[Summary] = []
+        window = self._windows.get(key)
+        if window is not None and now >= window.start + self.window:
+            if window.held:
+                due.append(Summary(key, window.held, self.window))
+            window = None
+        if window is None:
+            window = self._windows[key] = _Window(now)
+            while len(self._windows) > _MAX_KEYS:
+                old_key, old = self._windows.popitem(last=False)
+                if old.held:
+                    due.append(Summary(old_key, old.held, self.window))
+        if window.shown < self.burst:
+            window.shown += 1
+            return True, due
+        window.held += 1
+        return False, due
+
+    def flush(
+        self,
+        now: float,
+        *,
+        final: Callable[[Key], bool] | None = None,
+    ) -> list[Summary]:
+        """Summaries of every window that ended by ``now``.
+
+        Also of the windows still open whose key ``final`` accepts (a game
+        that left). Their keys are forgotten.
+        """
+        due: list[Summary] = []
+        for key, window in list(self._windows.items()):
+            if now >= window.start + self.window or (final and final(key)):
+                del self._windows[key]
+                if window.held:
+                    due.append(Summary(key, window.held, self.window))
+        return due
+
+    def next_due(self) -> float | None:
+        """When the earliest window holding lines ends (``None``: none holds)."""
+        ends = [w.start + self.window for w in self._windows.values() if w.held]
+        return min(ends, default=None)
+
+    def holding(self, key: Key) -> bool:
+        """Whether lines of ``key`` are being held back now."""
+        window = self._windows.get(key)
+        return window is not None and window.held > 0
+
+
+def current_time() -> float:
+    """Trio's clock in a run (tests jump it), else the monotonic clock."""
+    try:
+        return trio.current_time()
+    except RuntimeError:
+        return time.monotonic()
+
+
+def summary_text(summary: Summary) -> str:
+    """The line saying what the rate limit held back."""
+    game, what = summary.key
+    source = f" from {game}" if game else ""
+    return f"... {summary.count:,} more {what}{source} in the last {summary.window:g} s"

@@ -1,0 +1,296 @@
+"""What games send never forges, floods or garbles the log and the console.
+
+Before issue 10 a game title with a newline and ANSI escapes wrote a whole
+forged log line, and every bad frame wrote one error line (20,000 lines a
+second from two clients). Text a game chose is now escaped wherever it is
+printed, and shown diagnostics are rate limited per game and id, with a
+summary of what was held back.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+import trio
+import trio.testing
+from server_helpers import PLAY, RecordingServer, connect, start_server
+
+from neuro_api._redact import RedactingFormatter
+from neuro_api._text import printable
+from neuro_api.command import Action
+from neuro_api.diagnostics import diagnose
+from neuro_api.server import ConsoleInteractiveNeuroServer, ServerConfig
+from neuro_api.server._ratelimit import LogLimiter, Summary, summary_text
+
+EVIL_TITLE = "Evil\n2026-12-05 10:00:00 CRITICAL neuro_api: forged \x1b[31mred\x1b[0m"
+
+
+# --- escaping ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("line\nbreak", "line\\nbreak"),
+        ("\x1b[2J", "\\x1b[2J"),
+        ("tab\there\r", "tab\\there\\r"),
+        ("c1 \x9b csi", "c1 \\x9b csi"),
+        ("bidi \u202e desrever", "bidi \\u202e desrever"),
+        ("sep\u2028arator", "sep\\u2028arator"),
+        ("lone \ud800", "lone \\ud800"),
+        ("del\x7f", "del\\x7f"),
+    ],
+)
+def test_printable_escapes(text: str, shown: str) -> None:
+    assert printable(text) == shown
+    printable(text).encode("utf-8")  # always printable as UTF-8
+
+
+def test_printable_keeps_ordinary_text() -> None:
+    text = "Café 日本語 🎮 back\\slash \"quotes\" 'single'"
+    assert printable(text) == text
+
+
+def test_diagnostics_escape_what_a_game_chose() -> None:
+    diagnostic = diagnose(
+        "protocol.game-renamed", game=EVIL_TITLE, old=EVIL_TITLE, new="x\ny"
+    )
+    for text in (str(diagnostic), diagnostic.format(frame=True)):
+        assert "\x1b" not in text
+    assert "\n" not in str(diagnostic)
+    assert diagnostic.game is not None
+    assert "\n" not in diagnostic.game
+
+
+def test_the_cli_formatter_escapes_arguments_not_templates() -> None:
+    formatter = RedactingFormatter("%(message)s", ["s3cr3t-token"])
+    record = logging.LogRecord(
+        "x",
+        logging.INFO,
+        __file__,
+        1,
+        "%s joined\nsecond line %d",
+        (EVIL_TITLE, 3),
+        None,
+    )
+    text = formatter.format(record)
+    assert text.count("\n") == 1  # the template's own newline
+    assert "\x1b" not in text
+    assert "Evil\\n2026" in text
+    assert record.args == (EVIL_TITLE, 3)  # the record itself is untouched
+    secret = logging.LogRecord(
+        "x", logging.INFO, __file__, 1, "%s", ("s3cr3t-token",), None
+    )
+    assert formatter.format(secret) == "***"
+
+
+def _one_line_each(records: list[logging.LogRecord]) -> None:
+    for record in records:
+        message = record.getMessage()
+        assert "\n" not in message, message
+        assert "\x1b" not in message, message
+
+
+async def test_a_forged_title_stays_one_log_line(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = RecordingServer()
+    info = await start_server(nursery, server)
+    with caplog.at_level(logging.DEBUG):
+        async with connect(info.url, EVIL_TITLE) as game:
+            await game.startup()
+            await game.send_obj({"command": "nope\n\x1b[1m", "game": EVIL_TITLE})
+            await game.register(Action("Bad\nName", ""))
+            await server.wait_diag("protocol.unknown-command")
+        await server.wait_until(lambda: server.disconnected)
+    assert caplog.records
+    _one_line_each(caplog.records)
+    assert any("Evil\\n2026" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_console_prints_game_text_on_one_line(nursery: trio.Nursery) -> None:
+    output = io.StringIO()
+    server = ConsoleInteractiveNeuroServer(output=output, input=_NoInput())
+    info = await start_server(nursery, server)
+    forged = "hi\n[Other] FORCE (priority critical)\x1b[2J"
+    async with connect(info.url, EVIL_TITLE) as game:
+        await game.startup()
+        await game.context(forged)
+        await game.register(Action("play", "Play\nnow", PLAY.schema))
+        with trio.fail_after(5):
+            while "context" not in output.getvalue():  # noqa: ASYNC110
+                await trio.sleep(0.01)
+    text = output.getvalue()
+    assert "\x1b" not in text
+    assert "[Other] FORCE" not in text.splitlines()[-1]
+    assert "hi\\n[Other] FORCE (priority critical)\\x1b[2J" in text
+
+
+class _NoInput(trio.abc.ReceiveStream):
+    """An input that never sends a line (and never ends)."""
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.sleep_forever()
+        raise AssertionError  # pragma: no cover
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+# --- rate limiting ----------------------------------------------------------------
+
+
+def test_limiter_shows_a_burst_then_counts() -> None:
+    limiter = LogLimiter(burst=3, window=10.0)
+    key = ("Game", "protocol.invalid-json")
+    shown = [limiter.allow(key, 0.1 * n)[0] for n in range(10)]
+    assert shown == [True] * 3 + [False] * 7
+    assert limiter.holding(key)
+    assert limiter.next_due() == pytest.approx(10.0)
+    # The next line after the window: a summary, then the line.
+    allowed, due = limiter.allow(key, 10.5)
+    assert allowed
+    assert due == [Summary(key, 7, 10.0)]
+    assert summary_text(due[0]) == (
+        "... 7 more protocol.invalid-json from Game in the last 10 s"
+    )
+
+
+def test_limiter_keys_are_independent() -> None:
+    limiter = LogLimiter(burst=1, window=10.0)
+    assert limiter.allow(("A", "x"), 0)[0]
+    assert not limiter.allow(("A", "x"), 1)[0]
+    assert limiter.allow(("B", "x"), 1)[0]
+    assert limiter.allow(("A", "y"), 1)[0]
+
+
+def test_limiter_flush() -> None:
+    limiter = LogLimiter(burst=1, window=10.0)
+    for key in (("A", "x"), ("B", "x")):
+        for now in (0, 1, 2):
+            limiter.allow(key, now)
+    assert limiter.flush(5.0) == []
+    assert limiter.flush(5.0, final=lambda key: key[0] == "A") == [
+        Summary(("A", "x"), 2, 10.0)
+    ]
+    assert limiter.flush(10.0) == [Summary(("B", "x"), 2, 10.0)]
+    assert limiter.next_due() is None
+    assert summary_text(Summary((None, "connections"), 4213, 10.0)) == (
+        "... 4,213 more connections in the last 10 s"
+    )
+
+
+def test_limiter_forgets_the_oldest_key_with_its_summary() -> None:
+    limiter = LogLimiter(burst=1, window=1000.0)
+    limiter.allow(("first", "x"), 0)
+    limiter.allow(("first", "x"), 0)
+    due: list[Summary] = []
+    for index in range(5000):
+        due += limiter.allow((f"game{index}", "x"), 1)[1]
+    assert due == [Summary(("first", "x"), 1, 1000.0)]
+    assert len(limiter._windows) == 4096
+
+
+def test_limiter_refuses_bad_settings() -> None:
+    with pytest.raises(ValueError, match="burst"):
+        LogLimiter(burst=0)
+
+
+async def test_a_flood_of_bad_frames_logs_a_burst_and_a_summary(
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = RecordingServer(ServerConfig(log_burst=5, log_window=10.0))
+    info = await start_server(nursery, server)
+    with caplog.at_level(logging.INFO, logger="neuro_api.server"):
+        async with (
+            connect(info.url, "Flood") as flood,
+            connect(info.url, "Calm") as calm,
+        ):
+            await flood.startup()
+            await calm.startup()
+            for _ in range(200):
+                await flood.send("{not json")
+            await server.wait_diag("protocol.invalid-json", count=200)
+            await calm.send("{not json")
+            await server.wait_diag("protocol.invalid-json", game="Calm")
+            shown = [
+                r for r in caplog.records if "protocol.invalid-json" in r.getMessage()
+            ]
+            # Five of the flood, and the calm game's own line.
+            assert len([r for r in shown if "[Flood]" in r.getMessage()]) == 5
+            assert len([r for r in shown if "[Calm]" in r.getMessage()]) == 1
+            # Every diagnostic is still kept and counted.
+            assert server.stats.diagnostics["protocol.invalid-json"] == 201
+            # The game goes quiet: the summary comes once the window is over.
+            await trio.sleep(11)
+            summaries = [r for r in caplog.records if r.getMessage().startswith("...")]
+            assert [r.getMessage() for r in summaries] == [
+                "... 195 more protocol.invalid-json from Flood in the last 10 s"
+            ]
+            assert summaries[0].levelno == logging.WARNING
+
+
+async def test_a_game_leaving_says_what_was_held_back(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = RecordingServer(ServerConfig(log_burst=2, log_window=1000.0))
+    info = await start_server(nursery, server)
+    with caplog.at_level(logging.WARNING, logger="neuro_api.server"):
+        async with connect(info.url, "Brief") as game:
+            await game.startup()
+            for _ in range(10):
+                await game.send("[]")
+            await server.wait_diag("protocol.not-an-object", count=10)
+        await server.wait_until(lambda: server.disconnected)
+    messages = [r.getMessage() for r in caplog.records]
+    assert "... 8 more protocol.not-an-object from Brief in the last 1000 s" in messages
+
+
+async def test_connection_churn_is_summed_up(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Real time: connecting takes virtual time on the autojump clock.
+    server = RecordingServer(ServerConfig(log_burst=3, log_window=0.5))
+    info = await start_server(nursery, server)
+    with caplog.at_level(logging.INFO, logger="neuro_api.server"):
+        for _ in range(20):
+            async with connect(info.url, "Churn"):
+                pass
+        await server.wait_until(lambda: len(server.disconnected) == 20)
+        await trio.sleep(0.6)
+        async with connect(info.url, "Late"):
+            pass
+    messages = [r.getMessage() for r in caplog.records]
+    shown = [m for m in messages if m.startswith("game connected")]
+    held = [
+        int(m.split()[1].replace(",", ""))
+        for m in messages
+        if m.startswith("... ") and m.endswith("more connections in the last 0.5 s")
+    ]
+    assert held  # some were held back, and said so
+    assert len(shown) + sum(held) == 21
+    assert len(shown) < 21
+
+
+async def test_the_console_prints_what_the_log_shows(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    output = io.StringIO()
+    config = ServerConfig(log_burst=2, log_window=10.0)
+    server = ConsoleInteractiveNeuroServer(config, output=output, input=_NoInput())
+    info = await start_server(nursery, server)
+    async with connect(info.url, "Noisy") as game:
+        await game.startup()
+        for _ in range(30):
+            await game.send_obj({"command": "bogus", "game": "Noisy"})
+        with trio.fail_after(5):
+            while server.stats.diagnostics["protocol.unknown-command"] < 30:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        await trio.sleep(11)
+    text = output.getvalue()
+    assert text.count("protocol.unknown-command: command: unknown command 'bogus'") == 2
+    assert "... 28 more protocol.unknown-command from Noisy in the last 10 s" in text
