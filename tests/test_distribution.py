@@ -36,7 +36,7 @@ def test_no_project_url_points_to_upstream() -> None:
     urls = [
         *project.get("urls", {}).values(),
         *(entry.split(",", 1)[-1] for entry in installed.get_all("Project-URL", [])),
-        installed.get("Home-page", ""),
+        *installed.get_all("Home-page", []),
     ]
     for url in urls:
         assert not any(marker in url.lower() for marker in UPSTREAM), url
