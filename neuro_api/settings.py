@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import math
 import os
 import tomllib
@@ -149,6 +150,8 @@ SPECS: Final[tuple[Spec, ...]] = (
 """Every setting, in ``--help`` order."""
 
 _BY_NAME: Final = {spec.name: spec for spec in SPECS}
+_ENV_PREFIX: Final = "NEURO_API_"
+_BY_ENV: Final = {spec.env: spec for spec in SPECS if spec.env}
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
 
@@ -187,6 +190,11 @@ class Settings:
         default_factory=dict, compare=False, repr=False
     )
     """Where each non-default value came from (``file``, ``env``, ``flag``)."""
+    warnings: tuple[str, ...] = dataclasses.field(default=(), compare=False, repr=False)
+    """What :func:`load_settings` noticed but did not refuse, one line each
+    (an unknown ``NEURO_API_*`` variable, say). It logs nothing itself, as
+    it runs before logging is set up: ``python -m neuro_api.server`` logs
+    them at start; a library caller may do the same."""
 
     def redacted(self) -> dict[str, Any]:
         """Return every setting as JSON-ready data, secrets replaced."""
@@ -264,6 +272,46 @@ def _check(spec: Spec, value: Any, where: str) -> None:
             raise SettingsError(f"{where}: {why}")
 
 
+def _env_suggestions() -> dict[str, str]:
+    """Map what a mistyped variable may have meant to the variable to use.
+
+    Keys are the rest of each ``NEURO_API_*`` name and each setting's name
+    in capitals.
+    """
+    suggestions: dict[str, str] = {}
+    for spec in SPECS:
+        if spec.env is None:
+            continue
+        if spec.env.startswith(_ENV_PREFIX):
+            suggestions[spec.env.removeprefix(_ENV_PREFIX)] = spec.env
+        # NEURO_API_API_TOKEN means NEURO_API_TOKEN; NEURO_API_NGROK_AUTHTOKEN
+        # means NGROK_AUTHTOKEN, the variable ngrok itself reads.
+        suggestions.setdefault(spec.name.upper(), spec.env)
+    return suggestions
+
+
+def _unknown_env(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """One warning per ``NEURO_API_*`` variable that no setting reads.
+
+    Only that prefix (in any case) is ours: other variables belong to
+    other programs and are none of our business.
+    """
+    suggestions = _env_suggestions()
+    warnings = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(_ENV_PREFIX) or name in _BY_ENV:
+            continue
+        shown = name if name.isprintable() else repr(name)
+        warning = f"{shown} is not a neuro_api setting and is ignored"
+        # Compared without the prefix, which every candidate shares.
+        rest = upper.removeprefix(_ENV_PREFIX)
+        if close := difflib.get_close_matches(rest, suggestions, n=1):
+            warning += f" (did you mean {suggestions[close[0]]}?)"
+        warnings.append(warning)
+    return tuple(warnings)
+
+
 def _read_file(path: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as file:
@@ -286,7 +334,10 @@ def load_settings(
 
     ``args`` is the parsed command line (or a mapping of setting names to
     raw values; ``None`` entries mean "not given"). ``environ`` defaults to
-    ``os.environ``: this is the only place the package reads it. Raises
+    ``os.environ``: this is the only place the package reads it. A
+    ``NEURO_API_*`` variable that is no setting's is not an error (a shell
+    may hold one for another version), but is reported in
+    :attr:`Settings.warnings` with the closest setting's variable. Raises
     :class:`SettingsError` with one line naming the setting and its source.
     """
     flags: Mapping[str, Any]
@@ -335,7 +386,9 @@ def load_settings(
             values[spec.name] = value
             sources[spec.name] = source
     defaults = {spec.name: spec.default for spec in SPECS}
-    settings = Settings(**(defaults | values), sources=sources)
+    settings = Settings(
+        **(defaults | values), sources=sources, warnings=_unknown_env(environ)
+    )
     if (settings.certfile is None) != (settings.keyfile is None):
         raise SettingsError("--certfile and --keyfile: give both or neither")
     return settings

@@ -246,6 +246,20 @@ async def test_bad_environment_value_names_the_variable() -> None:
     assert "NEURO_API_RESULT_TIMEOUT: must be > 0" in one_error_line(result)
 
 
+async def test_unknown_environment_variable_is_a_warning_line() -> None:
+    # Only this variable of ours, whatever the shell running the tests holds.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEURO_API_")}
+    result = await run("--print-config", env=env | {"NEURO_API_PROT": "9000"})
+    assert result.returncode == 0
+    assert orjson.loads(result.stdout)["port"] == 8000  # the typo set nothing
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].endswith(
+        " WARNING neuro_api.settings: NEURO_API_PROT is not a neuro_api setting"
+        " and is ignored (did you mean NEURO_API_PORT?)"
+    )
+
+
 async def test_unusable_certificate_is_exit_2(tmp_path: Path) -> None:
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate\n")

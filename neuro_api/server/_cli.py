@@ -36,6 +36,7 @@ from neuro_api.supervisor import CriticalServiceError
 __all__ = ["build_parser", "main"]
 
 LOGGER: Final = logging.getLogger("neuro_api.server")
+SETTINGS_LOGGER: Final = logging.getLogger("neuro_api.settings")
 PROG: Final = "neuro_api.server"
 
 _GROUPS: Final = (
@@ -217,13 +218,15 @@ def main(
         settings = load_settings(vars(args), environ=environ)
     except SettingsError as exc:
         fail(str(exc))
-    if args.print_config:
-        print(orjson.dumps(settings.redacted(), option=orjson.OPT_INDENT_2).decode())
-        return 0
     redactor = RedactingFormatter(_LOG_FORMAT, settings.secrets())
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(redactor)
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
+    for warning in settings.warnings:
+        SETTINGS_LOGGER.warning("%s", warning)
+    if args.print_config:
+        print(orjson.dumps(settings.redacted(), option=orjson.OPT_INDENT_2).decode())
+        return 0
     try:
         ssl_context = _ssl_context(settings)
         server = make_engine(settings)
