@@ -88,6 +88,19 @@ def _readable_file(value: Any) -> str | None:
     return None
 
 
+def _writable_file(value: Any) -> str | None:
+    if value is None or value == "-":
+        return None
+    path = Path(value)
+    if path.is_dir():
+        return f"{value!r} is a directory"
+    # A new file needs a directory to write in; an existing one, the right.
+    where = path if path.exists() else path.parent
+    if not where.exists() or not os.access(where, os.W_OK):
+        return f"cannot write file {value!r}"
+    return None
+
+
 def _spec(name: str, kind: type, default: Any, help: str, **kw: Any) -> Spec:
     return Spec(name, kind, default, help, **kw)
 
@@ -146,6 +159,10 @@ SPECS: Final[tuple[Spec, ...]] = (
           env="NEURO_API_SHUTDOWN_GRACE", check=_positive),
     _spec("log_level", str, "info", "logging level", env="NEURO_API_LOG_LEVEL",
           choices=("debug", "info", "warning", "error")),
+    _spec("access_log", str, None,
+          "write one line per HTTP request to this file, appended ('-': stderr); "
+          "unset: no access log, so requests never interrupt the console",
+          env="NEURO_API_ACCESS_LOG", check=_writable_file),
 )  # fmt: skip
 """Every setting, in ``--help`` order."""
 
@@ -186,6 +203,7 @@ class Settings:
     ngrok_path: str | None = None
     shutdown_grace: float = 10.0
     log_level: str = "info"
+    access_log: str | None = None
     sources: Mapping[str, str] = dataclasses.field(
         default_factory=dict, compare=False, repr=False
     )

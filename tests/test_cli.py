@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import trio
@@ -450,6 +451,84 @@ async def test_console_quit_exits_0() -> None:
         await server.type("quit")
         with trio.fail_after(WAIT):
             assert await server.process.wait() == 0
+
+
+# --- the access log -------------------------------------------------------------
+
+ACCESS_LINE = re.compile(
+    r'^127\.0\.0\.1:\d+ - - \[[^]]+\] "(\w+) (\S+) HTTP/1\.1" (\d+) (\d+|-) '
+    r'"-" "[^"]*" \d+\.\d+$'
+)
+
+
+async def control_url(server: Server) -> str:
+    await server.expect("neuro_api control plane on ")
+    return (await server.expect("\n")).strip()
+
+
+async def get_and_leave(url: str, path: str) -> int:
+    """GET like curl: read the response, then close at once (no keep-alive).
+
+    Closing while the server finishes the response made Hypercorn log the
+    request twice.
+    """
+    host, port = url.removeprefix("http://").split(":")
+    with trio.fail_after(WAIT):
+        stream = await trio.open_tcp_stream(host, int(port))
+        async with stream:
+            await stream.send_all(
+                f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+            )
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += await stream.receive_some()
+            head, body = data.split(b"\r\n\r\n", 1)
+            length = int(re.search(rb"content-length: (\d+)", head, re.I)[1])  # type: ignore[index]
+            while len(body) < length:
+                body += await stream.receive_some()
+    return int(head.split()[1])
+
+
+async def make_requests(url: str) -> list[tuple[str, str, str]]:
+    """A few requests, each way clients make them; (method, path, status) each."""
+    made = []
+    for path in ("/health", "/games", "/nope"):
+        status = await get_and_leave(url, path)
+        made.append(("GET", path, str(status)))
+    async with httpx.AsyncClient(base_url=url, timeout=WAIT) as http:  # keep-alive
+        for method, path in (("GET", "/health"), ("POST", "/games/x/context")):
+            response = await http.request(method, path, json={})
+            made.append((method, path, str(response.status_code)))
+    return made
+
+
+@pytest.mark.parametrize("target", [None, "file", "-"])
+async def test_access_log_is_off_by_default_and_one_line_per_request(
+    target: str | None, tmp_path: Path
+) -> None:
+    log = tmp_path / "access.log"
+    flags = [] if target is None else ["--access-log", str(log), "--log-level", "error"]
+    if target == "-":
+        flags[1] = "-"
+    async with server_process(*flags) as server:  # the console engine
+        made = await make_requests(await control_url(server))
+        assert await server.stop() == 0
+    assert {status for _, _, status in made} == {"200", "404"}
+    for method, path, _ in made:  # never in the console
+        assert f"{method} {path}" not in server.text
+    stderr = server.errors.decode().splitlines()
+    if target == "file":
+        lines = log.read_text().splitlines()
+    elif target == "-":  # the rest of stderr is the log, here errors only
+        lines = stderr
+    else:
+        lines = []
+        for method, path, _ in made:  # nor in the log
+            assert not [line for line in stderr if f"{method} {path}" in line]
+    matches = [ACCESS_LINE.match(line) for line in lines]
+    assert all(matches), lines
+    assert [m.groups()[:3] for m in matches if m] == (made if target else [])
+    assert log.exists() is (target == "file")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

@@ -77,6 +77,8 @@ def test_boolean_flags_and_env() -> None:
         (["--max-retries", "-1"], "--max-retries: must be >= 0"),
         (["--engine", "llm"], "--engine: 'llm' is not one of console, random"),
         (["--certfile", "/nonexistent.pem"], "--certfile: cannot read file"),
+        (["--access-log", "/nonexistent/a.log"], "--access-log: cannot write file"),
+        (["--access-log", "/"], "--access-log: '/' is a directory"),
     ],
 )
 def test_bad_flag_values_name_the_setting(argv: list[str], message: str) -> None:

@@ -47,7 +47,7 @@ _GROUPS: Final = (
     ("random engine", ("delay", "unforced_interval")),
     ("control plane", ("http", "http_host", "http_port", "api_token")),
     ("tunnels", ("tunnel", "ngrok_authtoken", "ngrok_path")),
-    ("process", ("shutdown_grace", "log_level")),
+    ("process", ("shutdown_grace", "log_level", "access_log")),
 )  # fmt: skip
 _METAVARS: Final = {
     "host": "HOST",
@@ -67,6 +67,7 @@ _METAVARS: Final = {
     "ngrok_authtoken": "TOKEN",
     "ngrok_path": "FILE",
     "shutdown_grace": "SECONDS",
+    "access_log": "FILE",
 }
 _MORE_HELP: Final = {
     "certfile": " (needs --keyfile)",
@@ -86,6 +87,8 @@ _MORE_HELP: Final = {
 _SPECS: Final = {spec.name: spec for spec in SPECS}
 _RANDOM_ONLY: Final = ("delay", "unforced_interval")
 _LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_ACCESS_LOGGER: Final = "neuro_api.manager.access"
+"""Where every HTTP server of the process logs its requests, at INFO."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -209,6 +212,33 @@ def _failure_line(error: CriticalServiceError) -> str:
     return str(error)
 
 
+def _access_log(settings: Settings) -> RedactingFormatter:
+    """Send access lines only where ``--access-log`` says (nowhere if unset).
+
+    They never reach the root handler, which writes into the console: a
+    request would interrupt a prompt. Returns the file's formatter, for
+    secrets made later. Exits with 2 if the file cannot be opened.
+    """
+    formatter = RedactingFormatter("%(message)s", settings.secrets())
+    access = logging.getLogger(_ACCESS_LOGGER)
+    access.propagate = False
+    if settings.access_log is None:
+        access.setLevel(logging.CRITICAL + 1)  # off: lines are not even made
+        return formatter
+    handler: logging.Handler
+    if settings.access_log == "-":
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        try:
+            handler = logging.FileHandler(settings.access_log, encoding="utf-8")
+        except OSError as exc:
+            fail(f"--access-log: cannot open {settings.access_log!r}: {exc.strerror}")
+    handler.setFormatter(formatter)
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)  # whatever --log-level says: it was asked for
+    return formatter
+
+
 def main(
     argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None
 ) -> int:
@@ -227,6 +257,7 @@ def main(
     if args.print_config:
         print(orjson.dumps(settings.redacted(), option=orjson.OPT_INDENT_2).decode())
         return 0
+    access_redactor = _access_log(settings)
     try:
         ssl_context = _ssl_context(settings)
         server = make_engine(settings)
@@ -234,6 +265,7 @@ def main(
         fail(str(exc))
     process = NeuroProcess(settings, server, ssl_context=ssl_context)
     redactor.add(process.token)  # possibly generated just now
+    access_redactor.add(process.token)
     try:
         trio.run(functools.partial(process.run, tune_gc=True))
     except KeyboardInterrupt:  # before the signal receiver was installed
