@@ -290,6 +290,45 @@ async def test_address_in_use_is_one_line_and_exit_1() -> None:
     assert last.count(str(port)) == 1, last  # said once, not repeated
 
 
+async def test_busy_control_plane_port_is_said_once_then_its_url_when_free() -> None:
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    busy = f"cannot listen on 127.0.0.1:{port}: Address already in use"
+    try:
+        flags = ["--engine", "random", "--http-port", str(port)]
+        async with server_process(*flags, stdin=subprocess.DEVNULL) as server:
+            line = (await server.expect("\n")).strip()
+            assert line == (
+                f"neuro_api control plane not started yet: {busy} (retrying at "
+                "least every 5 s; its URL follows once it starts)"
+            )
+            await trio.sleep(2)  # a few more attempts: 0.5, 1, 2 s apart
+            for listener in listeners:
+                await listener.aclose()
+            url = await control_url(server)
+            assert url == f"http://127.0.0.1:{port}"
+            async with httpx.AsyncClient(base_url=url, timeout=WAIT) as http:
+                health = (await http.get("/health")).json()
+            assert await server.stop() == 0
+    finally:
+        for listener in listeners:
+            await listener.aclose()
+    assert health["status"] == "healthy"
+    control = {s["name"]: s for s in health["services"]}["control-plane"]
+    assert (control["state"], control["last_error"]) == ("running", busy)
+    assert control["restarts"] >= 2
+    log = server.errors.decode().splitlines()
+    assert "all 4 services started" not in "\n".join(log)
+    # Said once as it happened, once in the start summary; retries are quiet.
+    warnings = [line for line in log if " WARNING " in line]
+    assert len(warnings) == 2, warnings
+    assert f"service 'control-plane' failed: {busy}; restarting in " in warnings[0]
+    assert warnings[1].endswith(
+        f"3 of 4 services started; control-plane is retrying: {busy}"
+    )
+    assert any("service 'control-plane' running (after " in line for line in log)
+
+
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 async def test_certificate_serves_wss(tmp_path: Path) -> None:
     import ssl  # noqa: PLC0415 - only this test needs it

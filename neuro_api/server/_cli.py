@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
-import os
 import ssl
 import sys
 from collections.abc import Mapping, Sequence
@@ -28,7 +27,7 @@ from neuro_api.manager import ServerBindError
 from neuro_api.server._base import AbstractTrioNeuroServer
 from neuro_api.server._config import CHARACTERS, ServerConfig
 from neuro_api.server._console import ConsoleInteractiveNeuroServer
-from neuro_api.server._process import LISTENING, NeuroProcess
+from neuro_api.server._process import LISTENING, NeuroProcess, listen_failure
 from neuro_api.server._random import RandomNeuroServer
 from neuro_api.settings import SPECS, Settings, SettingsError, Spec, load_settings
 from neuro_api.supervisor import CriticalServiceError
@@ -207,8 +206,7 @@ def _failure_line(error: CriticalServiceError) -> str:
     bind = _bind_error(error)
     if bind is not None:
         # The error's own text already names the server and the address.
-        reason = os.strerror(bind.errno) if bind.errno else str(bind)
-        return f"cannot listen on {bind.host}:{bind.port}: {reason}"
+        return listen_failure(bind)
     return str(error)
 
 
