@@ -91,6 +91,8 @@ def _readable_file(value: Any) -> str | None:
 def _writable_file(value: Any) -> str | None:
     if value is None or value == "-":
         return None
+    if not value:
+        return "must not be empty ('-' is stderr)"
     path = Path(value)
     if path.is_dir():
         return f"{value!r} is a directory"

@@ -79,6 +79,7 @@ def test_boolean_flags_and_env() -> None:
         (["--certfile", "/nonexistent.pem"], "--certfile: cannot read file"),
         (["--access-log", "/nonexistent/a.log"], "--access-log: cannot write file"),
         (["--access-log", "/"], "--access-log: '/' is a directory"),
+        (["--access-log", ""], "--access-log: must not be empty"),
     ],
 )
 def test_bad_flag_values_name_the_setting(argv: list[str], message: str) -> None:
