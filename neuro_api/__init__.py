@@ -21,9 +21,15 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+DISTRIBUTION = "trio-neuro-api"
+"""The name this package is installed under (``pip show trio-neuro-api``).
+
+Not ``neuro-api``: that name on PyPI is the upstream SDK, which installs a
+package of the same import name."""
+
 try:
-    __version__ = version("neuro_api")
+    __version__ = version(DISTRIBUTION)
 except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
     __version__ = "0+unknown"
 
-__all__ = ["__version__"]
+__all__ = ["DISTRIBUTION", "__version__"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import math
 import os
 import tomllib
@@ -94,6 +95,21 @@ def _readable_file(value: Any) -> str | None:
     return None
 
 
+def _writable_file(value: Any) -> str | None:
+    if value is None or value == "-":
+        return None
+    if not value:
+        return "must not be empty ('-' is stderr)"
+    path = Path(value)
+    if path.is_dir():
+        return f"{value!r} is a directory"
+    # A new file needs a directory to write in; an existing one, the right.
+    where = path if path.exists() else path.parent
+    if not where.exists() or not os.access(where, os.W_OK):
+        return f"cannot write file {value!r}"
+    return None
+
+
 def _spec(name: str, kind: type, default: Any, help: str, **kw: Any) -> Spec:
     return Spec(name, kind, default, help, **kw)
 
@@ -160,10 +176,16 @@ SPECS: Final[tuple[Spec, ...]] = (
           env="NEURO_API_SHUTDOWN_GRACE", check=_positive),
     _spec("log_level", str, "info", "logging level", env="NEURO_API_LOG_LEVEL",
           choices=("debug", "info", "warning", "error")),
+    _spec("access_log", str, None,
+          "write one line per HTTP request to this file, appended ('-': stderr); "
+          "unset: no access log, so requests never interrupt the console",
+          env="NEURO_API_ACCESS_LOG", check=_writable_file),
 )  # fmt: skip
 """Every setting, in ``--help`` order."""
 
 _BY_NAME: Final = {spec.name: spec for spec in SPECS}
+_ENV_PREFIX: Final = "NEURO_API_"
+_BY_ENV: Final = {spec.env: spec for spec in SPECS if spec.env}
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
 
@@ -200,10 +222,16 @@ class Settings:
     ngrok_path: str | None = None
     shutdown_grace: float = 10.0
     log_level: str = "info"
+    access_log: str | None = None
     sources: Mapping[str, str] = dataclasses.field(
         default_factory=dict, compare=False, repr=False
     )
     """Where each non-default value came from (``file``, ``env``, ``flag``)."""
+    warnings: tuple[str, ...] = dataclasses.field(default=(), compare=False, repr=False)
+    """What :func:`load_settings` noticed but did not refuse, one line each
+    (an unknown ``NEURO_API_*`` variable, say). It logs nothing itself, as
+    it runs before logging is set up: ``python -m neuro_api.server`` logs
+    them at start; a library caller may do the same."""
 
     def redacted(self) -> dict[str, Any]:
         """Return every setting as JSON-ready data, secrets replaced."""
@@ -281,6 +309,46 @@ def _check(spec: Spec, value: Any, where: str) -> None:
             raise SettingsError(f"{where}: {why}")
 
 
+def _env_suggestions() -> dict[str, str]:
+    """Map what a mistyped variable may have meant to the variable to use.
+
+    Keys are the rest of each ``NEURO_API_*`` name and each setting's name
+    in capitals.
+    """
+    suggestions: dict[str, str] = {}
+    for spec in SPECS:
+        if spec.env is None:
+            continue
+        if spec.env.startswith(_ENV_PREFIX):
+            suggestions[spec.env.removeprefix(_ENV_PREFIX)] = spec.env
+        # NEURO_API_API_TOKEN means NEURO_API_TOKEN; NEURO_API_NGROK_AUTHTOKEN
+        # means NGROK_AUTHTOKEN, the variable ngrok itself reads.
+        suggestions.setdefault(spec.name.upper(), spec.env)
+    return suggestions
+
+
+def _unknown_env(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """One warning per ``NEURO_API_*`` variable that no setting reads.
+
+    Only that prefix (in any case) is ours: other variables belong to
+    other programs and are none of our business.
+    """
+    suggestions = _env_suggestions()
+    warnings = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(_ENV_PREFIX) or name in _BY_ENV:
+            continue
+        shown = name if name.isprintable() else repr(name)
+        warning = f"{shown} is not a neuro_api setting and is ignored"
+        # Compared without the prefix, which every candidate shares.
+        rest = upper.removeprefix(_ENV_PREFIX)
+        if close := difflib.get_close_matches(rest, suggestions, n=1):
+            warning += f" (did you mean {suggestions[close[0]]}?)"
+        warnings.append(warning)
+    return tuple(warnings)
+
+
 def _read_file(path: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as file:
@@ -303,7 +371,10 @@ def load_settings(
 
     ``args`` is the parsed command line (or a mapping of setting names to
     raw values; ``None`` entries mean "not given"). ``environ`` defaults to
-    ``os.environ``: this is the only place the package reads it. Raises
+    ``os.environ``: this is the only place the package reads it. A
+    ``NEURO_API_*`` variable that is no setting's is not an error (a shell
+    may hold one for another version), but is reported in
+    :attr:`Settings.warnings` with the closest setting's variable. Raises
     :class:`SettingsError` with one line naming the setting and its source.
     """
     flags: Mapping[str, Any]
@@ -352,7 +423,9 @@ def load_settings(
             values[spec.name] = value
             sources[spec.name] = source
     defaults = {spec.name: spec.default for spec in SPECS}
-    settings = Settings(**(defaults | values), sources=sources)
+    settings = Settings(
+        **(defaults | values), sources=sources, warnings=_unknown_env(environ)
+    )
     if (settings.certfile is None) != (settings.keyfile is None):
         raise SettingsError("--certfile and --keyfile: give both or neither")
     return settings

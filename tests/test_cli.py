@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import trio
@@ -248,6 +249,20 @@ async def test_bad_environment_value_names_the_variable() -> None:
     assert "NEURO_API_RESULT_TIMEOUT: must be > 0" in one_error_line(result)
 
 
+async def test_unknown_environment_variable_is_a_warning_line() -> None:
+    # Only this variable of ours, whatever the shell running the tests holds.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEURO_API_")}
+    result = await run("--print-config", env=env | {"NEURO_API_PROT": "9000"})
+    assert result.returncode == 0
+    assert orjson.loads(result.stdout)["port"] == 8000  # the typo set nothing
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].endswith(
+        " WARNING neuro_api.settings: NEURO_API_PROT is not a neuro_api setting"
+        " and is ignored (did you mean NEURO_API_PORT?)"
+    )
+
+
 async def test_unusable_certificate_is_exit_2(tmp_path: Path) -> None:
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate\n")
@@ -343,6 +358,45 @@ async def test_address_in_use_is_one_line_and_exit_1() -> None:
     assert last.startswith("neuro_api.server: error: cannot listen on 127.0.0.1:")
     assert f":{port}: " in last
     assert last.count(str(port)) == 1, last  # said once, not repeated
+
+
+async def test_busy_control_plane_port_is_said_once_then_its_url_when_free() -> None:
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    busy = f"cannot listen on 127.0.0.1:{port}: Address already in use"
+    try:
+        flags = ["--engine", "random", "--http-port", str(port)]
+        async with server_process(*flags, stdin=subprocess.DEVNULL) as server:
+            line = (await server.expect("\n")).strip()
+            assert line == (
+                f"neuro_api control plane not started yet: {busy} (retrying at "
+                "least every 5 s; its URL follows once it starts)"
+            )
+            await trio.sleep(2)  # a few more attempts: 0.5, 1, 2 s apart
+            for listener in listeners:
+                await listener.aclose()
+            url = await control_url(server)
+            assert url == f"http://127.0.0.1:{port}"
+            async with httpx.AsyncClient(base_url=url, timeout=WAIT) as http:
+                health = (await http.get("/health")).json()
+            assert await server.stop() == 0
+    finally:
+        for listener in listeners:
+            await listener.aclose()
+    assert health["status"] == "healthy"
+    control = {s["name"]: s for s in health["services"]}["control-plane"]
+    assert (control["state"], control["last_error"]) == ("running", busy)
+    assert control["restarts"] >= 2
+    log = server.errors.decode().splitlines()
+    assert "all 4 services started" not in "\n".join(log)
+    # Said once as it happened, once in the start summary; retries are quiet.
+    warnings = [line for line in log if " WARNING " in line]
+    assert len(warnings) == 2, warnings
+    assert f"service 'control-plane' failed: {busy}; restarting in " in warnings[0]
+    assert warnings[1].endswith(
+        f"3 of 4 services started; control-plane is retrying: {busy}"
+    )
+    assert any("service 'control-plane' running (after " in line for line in log)
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
@@ -506,6 +560,84 @@ async def test_console_quit_exits_0() -> None:
         await server.type("quit")
         with trio.fail_after(WAIT):
             assert await server.process.wait() == 0
+
+
+# --- the access log -------------------------------------------------------------
+
+ACCESS_LINE = re.compile(
+    r'^127\.0\.0\.1:\d+ - - \[[^]]+\] "(\w+) (\S+) HTTP/1\.1" (\d+) (\d+|-) '
+    r'"-" "[^"]*" \d+\.\d+$'
+)
+
+
+async def control_url(server: Server) -> str:
+    await server.expect("neuro_api control plane on ")
+    return (await server.expect("\n")).strip()
+
+
+async def get_and_leave(url: str, path: str) -> int:
+    """GET like curl: read the response, then close at once (no keep-alive).
+
+    Closing while the server finishes the response made Hypercorn log the
+    request twice.
+    """
+    host, port = url.removeprefix("http://").split(":")
+    with trio.fail_after(WAIT):
+        stream = await trio.open_tcp_stream(host, int(port))
+        async with stream:
+            await stream.send_all(
+                f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+            )
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += await stream.receive_some()
+            head, body = data.split(b"\r\n\r\n", 1)
+            length = int(re.search(rb"content-length: (\d+)", head, re.I)[1])  # type: ignore[index]
+            while len(body) < length:
+                body += await stream.receive_some()
+    return int(head.split()[1])
+
+
+async def make_requests(url: str) -> list[tuple[str, str, str]]:
+    """A few requests, each way clients make them; (method, path, status) each."""
+    made = []
+    for path in ("/health", "/games", "/nope"):
+        status = await get_and_leave(url, path)
+        made.append(("GET", path, str(status)))
+    async with httpx.AsyncClient(base_url=url, timeout=WAIT) as http:  # keep-alive
+        for method, path in (("GET", "/health"), ("POST", "/games/x/context")):
+            response = await http.request(method, path, json={})
+            made.append((method, path, str(response.status_code)))
+    return made
+
+
+@pytest.mark.parametrize("target", [None, "file", "-"])
+async def test_access_log_is_off_by_default_and_one_line_per_request(
+    target: str | None, tmp_path: Path
+) -> None:
+    log = tmp_path / "access.log"
+    flags = [] if target is None else ["--access-log", str(log), "--log-level", "error"]
+    if target == "-":
+        flags[1] = "-"
+    async with server_process(*flags) as server:  # the console engine
+        made = await make_requests(await control_url(server))
+        assert await server.stop() == 0
+    assert {status for _, _, status in made} == {"200", "404"}
+    for method, path, _ in made:  # never in the console
+        assert f"{method} {path}" not in server.text
+    stderr = server.errors.decode().splitlines()
+    if target == "file":
+        lines = log.read_text().splitlines()
+    elif target == "-":  # the rest of stderr is the log, here errors only
+        lines = stderr
+    else:
+        lines = []
+        for method, path, _ in made:  # nor in the log
+            assert not [line for line in stderr if f"{method} {path}" in line]
+    matches = [ACCESS_LINE.match(line) for line in lines]
+    assert all(matches), lines
+    assert [m.groups()[:3] for m in matches if m] == (made if target else [])
+    assert log.exists() is (target == "file")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import gc
 import io
+import logging
 import socket
 
 import httpx
 import pytest
 import trio
+import trio.testing
 
 from neuro_api.manager.tunnels import TunnelError
 from neuro_api.server import NeuroProcess, ProcessInfo, RandomNeuroServer
@@ -150,12 +152,71 @@ async def test_a_control_plane_that_starts_late_is_announced_with_its_token(
         )
         info = await start(nursery, process)
         assert info.control is None
-        assert "control plane" not in out.getvalue()
+        assert "control plane on" not in out.getvalue()
+        assert "control plane token" not in out.getvalue()
+        assert "neuro_api control plane not started yet: " in out.getvalue()
     await out.wait_for("control plane token")
     lines = out.getvalue().splitlines()
     assert f"neuro_api control plane on http://127.0.0.1:{port}" in lines
     assert "neuro_api public control URL: https://control.tunnel.test" in lines
     assert lines.count(f"neuro_api control plane token: {process.token}") == 1
+    process.supervisor.request_shutdown()
+
+
+async def test_a_busy_control_plane_port_is_said_once_and_shown_in_health(
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="neuro_api.supervisor")
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        busy = f"cannot listen on 127.0.0.1:{port}: Address already in use"
+        out = Output()
+        process = NeuroProcess(settings(http_port=port), RandomNeuroServer(), out=out)
+        info = await start(nursery, process)
+        assert info.control is None
+        assert out.getvalue().splitlines()[1:] == [
+            f"neuro_api control plane not started yet: {busy} (retrying at least "
+            "every 5 s; its URL follows once it starts)"
+        ]
+        assert f"3 of 4 services started; control-plane is retrying: {busy}" in (
+            caplog.messages
+        )
+        assert "all 4 services started" not in caplog.messages
+        report = process.health_report()
+        assert report["status"] == "degraded"
+        control = {s["name"]: s for s in report["services"]}["control-plane"]
+        assert (control["state"], control["last_error"]) == ("backoff", busy)
+        assert 0 < control["retry_in"] <= 0.5
+        await trio.sleep(60)  # virtual: many more attempts, never 5 s apart
+        failures = [
+            r
+            for r in caplog.records
+            if r.getMessage().startswith("service 'control-plane' failed")
+        ]
+        assert [r.levelno for r in failures[:2]] == [logging.WARNING, logging.DEBUG]
+        assert {r.levelno for r in failures[1:]} == {logging.DEBUG}
+        assert len(failures) >= 14  # 0.5 + 1 + 2 + 4 + 5 + 5 ... s
+        assert {r.getMessage().split(": ", 1)[1].split(";")[0] for r in failures} == {
+            busy
+        }
+        assert process.health_report()["status"] == "degraded"
+    # The port is free: the control plane starts within 5 s and says where.
+    await trio.sleep(5)
+    report = process.health_report()
+    control = {s["name"]: s for s in report["services"]}["control-plane"]
+    assert (report["status"], control["state"]) == ("healthy", "running")
+    assert control["restarts"] == len(failures)
+    assert out.getvalue().splitlines()[2:] == [
+        f"neuro_api control plane on http://127.0.0.1:{port}"
+    ]
+    assert (
+        f"service 'control-plane' running (after {len(failures)} failed attempts)"
+        in caplog.messages
+    )
     process.supervisor.request_shutdown()
 
 

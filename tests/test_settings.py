@@ -24,7 +24,8 @@ def test_every_setting_has_a_flag() -> None:
 
 
 def test_field_defaults_match_specs() -> None:
-    fields = {f.name: f for f in dataclasses.fields(Settings) if f.name != "sources"}
+    derived = {"sources", "warnings"}
+    fields = {f.name: f for f in dataclasses.fields(Settings) if f.name not in derived}
     assert list(fields) == [spec.name for spec in SPECS]
     for spec in SPECS:
         assert fields[spec.name].default == spec.default, spec.name
@@ -76,6 +77,9 @@ def test_boolean_flags_and_env() -> None:
         (["--max-retries", "-1"], "--max-retries: must be >= 0"),
         (["--engine", "llm"], "--engine: 'llm' is not one of console, random"),
         (["--certfile", "/nonexistent.pem"], "--certfile: cannot read file"),
+        (["--access-log", "/nonexistent/a.log"], "--access-log: cannot write file"),
+        (["--access-log", "/"], "--access-log: '/' is a directory"),
+        (["--access-log", ""], "--access-log: must not be empty"),
     ],
 )
 def test_bad_flag_values_name_the_setting(argv: list[str], message: str) -> None:
@@ -147,3 +151,51 @@ def test_secrets_are_redacted() -> None:
 )
 def test_exposed(argv: list[str], exposed: bool) -> None:
     assert load_settings(parse(*argv), environ={}).exposed is exposed
+
+
+def test_unknown_neuro_api_variables_warn_with_the_closest_setting() -> None:
+    env = {
+        "NEURO_API_PROT": "9000",  # a typo
+        "NEURO_API_HTTP_PROT": "9001",
+        "NEURO_API_API_TOKEN": "a-token-that-is-long-enough",  # the setting's name
+        "NEURO_API_NGROK_AUTHTOKEN": "x",  # ngrok's own variable is meant
+        "neuro_api_port": "9002",  # variables are case-sensitive
+        "NEURO_API_XYZZY": "1",  # nothing close
+        "NEURO_API_PORT": "9100",  # known: no warning
+        "NGROK_AUTHTOKEN": "token",  # known, not ours by prefix
+        "NEURO_SDK_WS_URL": "ws://127.0.0.1:8000",  # another program's
+        "PROT": "1",
+    }
+    settings = load_settings(parse(), environ=env)
+    assert settings.port == 9100
+    assert settings.api_token is None  # read from no unknown variable
+    ignored = "is not a neuro_api setting and is ignored"
+    assert settings.warnings == (
+        f"NEURO_API_API_TOKEN {ignored} (did you mean NEURO_API_TOKEN?)",
+        f"NEURO_API_HTTP_PROT {ignored} (did you mean NEURO_API_HTTP_PORT?)",
+        f"NEURO_API_NGROK_AUTHTOKEN {ignored} (did you mean NGROK_AUTHTOKEN?)",
+        f"NEURO_API_PROT {ignored} (did you mean NEURO_API_PORT?)",
+        f"NEURO_API_XYZZY {ignored}",
+        f"neuro_api_port {ignored} (did you mean NEURO_API_PORT?)",
+    )
+    # Values are never shown (a mistyped token variable holds a secret).
+    assert "a-token" not in " ".join(settings.warnings)
+
+
+def test_warnings_are_neither_compared_nor_shown() -> None:
+    warned = load_settings(parse(), environ={"NEURO_API_PROT": "1"})
+    assert warned.warnings
+    assert load_settings(parse(), environ={}).warnings == ()
+    assert warned == Settings()
+    assert "NEURO_API_PROT" not in repr(warned)
+    assert "warnings" not in warned.redacted()
+
+
+def test_every_suggested_variable_is_read() -> None:
+    # A suggestion must name a variable that really sets something.
+    for spec in SPECS:
+        if spec.env is None:
+            continue
+        typo = "NEURO_API_" + spec.name.upper() + "X"
+        (warning,) = load_settings(parse(), environ={typo: ""}).warnings
+        assert warning.endswith(f"(did you mean {spec.env}?)"), warning

@@ -25,6 +25,7 @@ from hypercorn.utils import LifespanFailureError
 import neuro_api.supervisor as supervisor_module
 from neuro_api.supervisor import (
     CriticalServiceError,
+    ServiceError,
     ServiceState,
     ServiceStatus,
     Supervisor,
@@ -212,6 +213,7 @@ async def test_started_info_and_uptime_are_visible(
                 "restarts": 0,
                 "last_error": None,
                 "uptime": pytest.approx(5.0),
+                "retry_in": None,
                 "info": {"url": "http://127.0.0.1:1"},
             }
         ]
@@ -529,6 +531,104 @@ async def test_crashing_service_restarts_with_exponential_backoff(
     assert "service 'flaky' failed: RuntimeError: crash 0; restarting in 0.50 s" in (
         caplog.text
     )
+
+
+def failure_records(
+    caplog: pytest.LogCaptureFixture, name: str
+) -> list[tuple[int, str]]:
+    """(level, message) of each failure of ``name`` the supervisor logged."""
+    return [
+        (record.levelno, record.getMessage())
+        for record in caplog.records
+        if record.name == LOGGER_NAME
+        and record.getMessage().startswith(f"service {name!r} failed")
+    ]
+
+
+async def test_the_same_failure_in_a_row_is_a_warning_once(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    sup = Supervisor(jitter=0.0)
+    errors = ["in use"] * 4 + ["denied"] * 2 + ["in use"]
+    attempts = 0
+
+    async def binds(*, task_status: trio.TaskStatus[None]) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts <= len(errors):
+            raise ServiceError(errors[attempts - 1])
+        task_status.started()
+        await trio.sleep_forever()
+
+    sup.add("web", binds, initial_backoff=1.0, max_backoff=2.0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sup.run)
+        await trio.sleep(60)
+        assert states(sup)["web"] is S.RUNNING
+        await sup.shutdown()
+    logged = failure_records(caplog, "web")
+    assert [level for level, _ in logged] == [
+        logging.WARNING,  # in use
+        *[logging.DEBUG] * 3,
+        logging.WARNING,  # denied: another failure
+        logging.DEBUG,
+        logging.WARNING,  # in use again, after another one
+    ]
+    assert logged[0][1] == (
+        "service 'web' failed: in use; restarting in 1.00 s"
+        " (the same failure again is logged at debug level)"
+    )
+    assert logged[1][1] == "service 'web' failed again: in use; restarting in 2.00 s"
+    assert "service 'web' running (after 7 failed attempts)" in caplog.messages
+
+
+async def test_status_says_when_a_service_in_backoff_restarts(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    sup = Supervisor(jitter=0.0)
+    flaky = Fake("flaky", [], crashes_at_start=2)
+    sup.add("flaky", flaky.run, initial_backoff=4.0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sup.run)
+        status = status_of(sup, "flaky")
+        assert (status.state, status.retry_in) == (S.BACKOFF, 4.0)
+        assert status.last_error == "OSError: flaky start 0"
+        await trio.sleep(1.5)
+        assert status_of(sup, "flaky").retry_in == pytest.approx(2.5)
+        assert sup.health_report()["services"][0]["retry_in"] == pytest.approx(2.5)
+        await trio.sleep(3)  # failed again at 4 s: 8 s to wait now
+        assert status_of(sup, "flaky").retry_in == pytest.approx(7.5)
+        await trio.sleep(10)
+        assert status_of(sup, "flaky").state is S.RUNNING
+        assert status_of(sup, "flaky").retry_in is None
+        await sup.shutdown()
+
+
+async def test_the_start_summary_names_what_is_not_running(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    sup = Supervisor(jitter=0.0)
+    sup.add("store", Fake("store", []).run)
+    sup.add("flaky", Fake("flaky", [], crashes_at_start=1).run, initial_backoff=5)
+    sup.add("web", Fake("web", []).run, depends_on=["flaky"])
+    sup.add("once", Fake("once", [], crashes_at_start=1).run, restart=False)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sup.run)
+        assert caplog.messages[-1] == (
+            "1 of 4 services started; flaky is retrying: OSError: flaky start 0; "
+            "web waits for flaky; once failed: OSError: once start 0"
+        )
+        assert caplog.records[-1].levelno == logging.WARNING
+        await sup.shutdown()
+    assert not [m for m in caplog.messages if "services started" in m][1:]
+    everything = Supervisor()
+    everything.add("store", Fake("store", []).run)
+    everything.add("web", Fake("web", []).run)
+    caplog.clear()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(everything.run)
+        assert "all 2 services started" in caplog.messages
+        await everything.shutdown()
 
 
 async def test_backoff_jitter_stays_within_bounds(
@@ -993,6 +1093,11 @@ def test_backoff_delay_is_bounded() -> None:
         (KeyError("key"), "KeyError: 'key'"),
         (RuntimeError(), "RuntimeError"),
         (OSError("two\n  lines"), "OSError: two lines"),
+        (
+            ServiceError("cannot listen on 127.0.0.1:1: in use"),
+            "cannot listen on 127.0.0.1:1: in use",
+        ),
+        (ServiceError(), "ServiceError"),
         (
             ExceptionGroup(
                 "top",

@@ -17,12 +17,12 @@ from hypercorn.typing import (
     Scope,
 )
 
+from neuro_api.manager._access import AccessLog
 from neuro_api.manager._info import host_port
 from neuro_api.manager._service import Service, StatusCallback
 
 __all__ = ["HttpService"]
 
-ACCESS_LOGGER = logging.getLogger("neuro_api.manager.access")
 ERROR_LOGGER = logging.getLogger("neuro_api.manager.hypercorn")
 
 
@@ -113,7 +113,8 @@ def hypercorn_config(
     """A Hypercorn config for one loopback-by-default HTTP server."""
     config = hypercorn.config.Config()
     config.bind = [host_port(host, port)]
-    config.accesslog = ACCESS_LOGGER
+    # Hypercorn's access log can write a request twice: AccessLog writes it.
+    config.accesslog = None
     config.errorlog = ERROR_LOGGER
     config.graceful_timeout = graceful_timeout
     return config
@@ -144,7 +145,7 @@ class HttpService(Service):
         graceful_timeout: float,
     ) -> None:
         super().__init__(name, host=host, port=port, graceful_timeout=graceful_timeout)
-        self._app = _LifespanWatch(app)
+        self._app = _LifespanWatch(AccessLog(app))
         self._shutdown = trio.Event()
 
     async def serve(self, *, task_status: trio.TaskStatus[str]) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
-import os
 import ssl
 import sys
 from collections.abc import Mapping, Sequence
@@ -29,7 +28,7 @@ from neuro_api.manager import NgrokTunnels, ServerBindError
 from neuro_api.server._base import AbstractTrioNeuroServer
 from neuro_api.server._config import CHARACTERS, ServerConfig
 from neuro_api.server._console import ConsoleInteractiveNeuroServer
-from neuro_api.server._process import LISTENING, NeuroProcess
+from neuro_api.server._process import LISTENING, NeuroProcess, listen_failure
 from neuro_api.server._random import RandomNeuroServer
 from neuro_api.settings import SPECS, Settings, SettingsError, Spec, load_settings
 from neuro_api.supervisor import CriticalServiceError
@@ -37,6 +36,7 @@ from neuro_api.supervisor import CriticalServiceError
 __all__ = ["build_parser", "main"]
 
 LOGGER: Final = logging.getLogger("neuro_api.server")
+SETTINGS_LOGGER: Final = logging.getLogger("neuro_api.settings")
 PROG: Final = "neuro_api.server"
 
 _GROUPS: Final = (
@@ -47,7 +47,7 @@ _GROUPS: Final = (
     ("random engine", ("delay", "unforced_interval")),
     ("control plane", ("http", "http_host", "http_port", "api_token")),
     ("tunnels", ("tunnel", "ngrok_authtoken", "ngrok_path")),
-    ("process", ("shutdown_grace", "log_level")),
+    ("process", ("shutdown_grace", "log_level", "access_log")),
 )  # fmt: skip
 _METAVARS: Final = {
     "host": "HOST",
@@ -69,6 +69,7 @@ _METAVARS: Final = {
     "ngrok_authtoken": "TOKEN",
     "ngrok_path": "FILE",
     "shutdown_grace": "SECONDS",
+    "access_log": "FILE",
 }
 _MORE_HELP: Final = {
     "certfile": " (needs --keyfile)",
@@ -88,6 +89,8 @@ _MORE_HELP: Final = {
 _SPECS: Final = {spec.name: spec for spec in SPECS}
 _RANDOM_ONLY: Final = ("delay", "unforced_interval")
 _LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_ACCESS_LOGGER: Final = "neuro_api.manager.access"
+"""Where every HTTP server of the process logs its requests, at INFO."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -207,9 +210,35 @@ def _failure_line(error: CriticalServiceError) -> str:
     bind = _bind_error(error)
     if bind is not None:
         # The error's own text already names the server and the address.
-        reason = os.strerror(bind.errno) if bind.errno else str(bind)
-        return f"cannot listen on {bind.host}:{bind.port}: {reason}"
+        return listen_failure(bind)
     return str(error)
+
+
+def _access_log(settings: Settings) -> RedactingFormatter:
+    """Send access lines only where ``--access-log`` says (nowhere if unset).
+
+    They never reach the root handler, which writes into the console: a
+    request would interrupt a prompt. Returns the file's formatter, for
+    secrets made later. Exits with 2 if the file cannot be opened.
+    """
+    formatter = RedactingFormatter("%(message)s", settings.secrets())
+    access = logging.getLogger(_ACCESS_LOGGER)
+    access.propagate = False
+    if settings.access_log is None:
+        access.setLevel(logging.CRITICAL + 1)  # off: lines are not even made
+        return formatter
+    handler: logging.Handler
+    if settings.access_log == "-":
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        try:
+            handler = logging.FileHandler(settings.access_log, encoding="utf-8")
+        except OSError as exc:
+            fail(f"--access-log: cannot open {settings.access_log!r}: {exc.strerror}")
+    handler.setFormatter(formatter)
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)  # whatever --log-level says: it was asked for
+    return formatter
 
 
 def main(
@@ -221,13 +250,16 @@ def main(
         settings = load_settings(vars(args), environ=environ)
     except SettingsError as exc:
         fail(str(exc))
-    if args.print_config:
-        print(orjson.dumps(settings.redacted(), option=orjson.OPT_INDENT_2).decode())
-        return 0
     redactor = RedactingFormatter(_LOG_FORMAT, settings.secrets())
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(redactor)
     logging.basicConfig(level=settings.log_level.upper(), handlers=[handler])
+    for warning in settings.warnings:
+        SETTINGS_LOGGER.warning("%s", warning)
+    if args.print_config:
+        print(orjson.dumps(settings.redacted(), option=orjson.OPT_INDENT_2).decode())
+        return 0
+    access_redactor = _access_log(settings)
     try:
         ssl_context = _ssl_context(settings)
         server = make_engine(settings)
@@ -241,6 +273,7 @@ def main(
         # is a bad setting, not a degraded run.
         fail(*missing)
     redactor.add(process.token)  # possibly generated just now
+    access_redactor.add(process.token)
     try:
         trio.run(functools.partial(process.run, tune_gc=True))
     except KeyboardInterrupt:  # before the signal receiver was installed

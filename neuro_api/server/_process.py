@@ -4,8 +4,11 @@ Services, in start order (stopped in reverse):
 
 1. ``server-manager`` (critical): the :class:`~neuro_api.manager.ServerManager`
    every server runs through, with its ngrok tunnels when ``--tunnel``;
-2. ``control-plane`` (optional, restarted with backoff): the HTTP control
-   plane (:mod:`neuro_api.control`) served by Hypercorn;
+2. ``control-plane`` (optional, restarted with backoff, at least every
+   5 s): the HTTP control plane (:mod:`neuro_api.control`) served by
+   Hypercorn; if it cannot start (its port is in use, say), the process
+   says so where its URL would be, runs without it, and prints its URL once
+   it starts;
 3. ``games`` (critical): the games' WebSocket server; if it dies the process
    exits non-zero with the reason;
 4. ``engine`` (optional): the engine's own background work (the console).
@@ -13,26 +16,35 @@ Services, in start order (stopped in reverse):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import logging
+import os
 import signal
 import ssl
 import sys
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, Final, TextIO
 
 import trio
 
 from neuro_api.control import create_app, new_token
-from neuro_api.manager import NgrokTunnels, ServerManager, TunnelProvider
+from neuro_api.manager import (
+    NgrokTunnels,
+    ServerBindError,
+    ServerManager,
+    TunnelProvider,
+)
 from neuro_api.manager import ServerInfo as ManagedServer
 from neuro_api.server._base import AbstractTrioNeuroServer
 from neuro_api.settings import Settings
 from neuro_api.supervisor import (
     CriticalServiceError,
+    ServiceError,
     ServiceHandle,
     ServiceRun,
+    ServiceState,
     StopHook,
     Supervisor,
 )
@@ -45,9 +57,27 @@ LISTENING: Final = "neuro_api server listening on"
 parse it)."""
 _GAMES: Final = "games"
 _CONTROL: Final = "control"
+_CONTROL_RETRY: Final = 5.0
+"""Longest wait between two starts of the control plane: trying to bind
+costs little, and a port freed should be taken soon."""
 _YOUNG_GC_THRESHOLD: Final = 5_000
 """Allocations between collections of the youngest generation with
 ``tune_gc`` (CPython's default is 700)."""
+
+
+def listen_failure(error: ServerBindError) -> str:
+    """``cannot listen on HOST:PORT: REASON``, the reason in the OS's words."""
+    reason = os.strerror(error.errno) if error.errno else str(error)
+    return f"cannot listen on {error.host}:{error.port}: {reason}"
+
+
+@contextlib.contextmanager
+def _plain_bind_errors() -> Iterator[None]:
+    """Report a server that cannot bind as one plain sentence (logs, /health)."""
+    try:
+        yield
+    except ServerBindError as exc:
+        raise ServiceError(listen_failure(exc)) from exc
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -109,6 +139,7 @@ class NeuroProcess:
                 self._serve_control,
                 depends_on=("server-manager",),
                 stop=self._stop_control,
+                max_backoff=_CONTROL_RETRY,
             )
         self.supervisor.add(
             "games",
@@ -189,16 +220,17 @@ class NeuroProcess:
     async def _serve_games(
         self, *, task_status: trio.TaskStatus[ManagedServer]
     ) -> None:
-        info = await self.manager.start_websocket(
-            _GAMES,
-            self.server.handle_request,
-            host=self.settings.host,
-            port=self.settings.port,
-            ssl_context=self.ssl_context,
-            tunnel=self.settings.tunnel,
-            graceful_timeout=self.settings.shutdown_grace,
-            **self.server.serve_options(),
-        )
+        with _plain_bind_errors():
+            info = await self.manager.start_websocket(
+                _GAMES,
+                self.server.handle_request,
+                host=self.settings.host,
+                port=self.settings.port,
+                ssl_context=self.ssl_context,
+                tunnel=self.settings.tunnel,
+                graceful_timeout=self.settings.shutdown_grace,
+                **self.server.serve_options(),
+            )
         task_status.started(info)
         await self._hold(_GAMES)
 
@@ -211,14 +243,15 @@ class NeuroProcess:
             health=self.health_report,
             settings=self.settings.redacted,
         )
-        info = await self.manager.start_http(
-            _CONTROL,
-            app,
-            host=self.settings.http_host,
-            port=self.settings.http_port,
-            tunnel=self.settings.tunnel,
-            graceful_timeout=self.settings.shutdown_grace,
-        )
+        with _plain_bind_errors():
+            info = await self.manager.start_http(
+                _CONTROL,
+                app,
+                host=self.settings.http_host,
+                port=self.settings.http_port,
+                tunnel=self.settings.tunnel,
+                graceful_timeout=self.settings.shutdown_grace,
+            )
         task_status.started(info)
         if self._announced:
             # Started late (its port was busy at first, or it was restarted):
@@ -317,6 +350,8 @@ class NeuroProcess:
         lines = [f"{LISTENING} {info.games.local_url}", *self._tunnel_lines(info.games)]
         if info.control is not None:
             lines += self._control_lines(info.control)
+        elif self.settings.http:
+            lines.append(self._control_missing_line())
         self._announced = True
         self._print(lines)
 
@@ -327,6 +362,16 @@ class NeuroProcess:
             lines.append(f"neuro_api control plane token: {self.token}")
             self._token_shown = True
         return lines
+
+    def _control_missing_line(self) -> str:
+        status = next(s for s in self.supervisor.status() if s.name == "control-plane")
+        why = status.last_error or status.state.value
+        if status.state is ServiceState.FAILED:
+            return f"neuro_api control plane not started: {why}"
+        return (
+            f"neuro_api control plane not started yet: {why} (retrying at least "
+            f"every {_CONTROL_RETRY:g} s; its URL follows once it starts)"
+        )
 
     @staticmethod
     def _tunnel_lines(server: ManagedServer) -> list[str]:

@@ -26,6 +26,7 @@ does; a dependency's later crash does not restart its dependants.
 from __future__ import annotations
 
 from neuro_api.supervisor._errors import CriticalServiceError as CriticalServiceError
+from neuro_api.supervisor._errors import ServiceError as ServiceError
 from neuro_api.supervisor._errors import describe_exception as describe_exception
 from neuro_api.supervisor._status import Health as Health
 from neuro_api.supervisor._status import ServiceState as ServiceState
@@ -38,6 +39,7 @@ from neuro_api.supervisor._supervisor import Supervisor as Supervisor
 __all__ = [
     "CriticalServiceError",
     "Health",
+    "ServiceError",
     "ServiceHandle",
     "ServiceRun",
     "ServiceState",

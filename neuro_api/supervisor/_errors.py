@@ -6,7 +6,17 @@ from collections.abc import Iterator
 
 import trio
 
-__all__ = ["CriticalServiceError", "describe_exception"]
+__all__ = ["CriticalServiceError", "ServiceError", "describe_exception"]
+
+
+class ServiceError(Exception):
+    """A service's failure told in its own words, for a person to read.
+
+    Raise it (``from`` the original error) when the message says all there
+    is to say (``cannot listen on 127.0.0.1:8001: Address already in use``):
+    :func:`describe_exception` shows it without the type name, in logs and
+    in ``/health``.
+    """
 
 
 class CriticalServiceError(RuntimeError):
@@ -38,10 +48,11 @@ def describe_exception(exc: BaseException) -> str:
 
     Exception groups (nested to any depth, as Trio nurseries and Hypercorn
     produce them) are unwrapped into their leaf exceptions, each shown as
-    ``Type: message`` (just ``Type`` when the message is empty), joined with
-    ``"; "``; repeated leaves are shown once, and ``trio.Cancelled`` leaves
-    only when nothing else is there. Whitespace in messages is collapsed so
-    the result is always one line.
+    ``Type: message`` (just ``Type`` when the message is empty; just the
+    message for a :class:`ServiceError`), joined with ``"; "``; repeated
+    leaves are shown once, and ``trio.Cancelled`` leaves only when nothing
+    else is there. Whitespace in messages is collapsed so the result is
+    always one line.
     """
     leaves = list(_leaves(exc))
     shown = [leaf for leaf in leaves if not isinstance(leaf, trio.Cancelled)]
@@ -49,7 +60,10 @@ def describe_exception(exc: BaseException) -> str:
     for leaf in shown or leaves:
         message = " ".join(str(leaf).split())
         name = type(leaf).__name__
-        part = f"{name}: {message}" if message else name
+        if isinstance(leaf, ServiceError) and message:
+            part = message
+        else:
+            part = f"{name}: {message}" if message else name
         if part not in parts:
             parts.append(part)
     return "; ".join(parts)

@@ -63,6 +63,8 @@ class ServiceStatus:
     """Seconds since ``started_at`` while running, else 0."""
     info: Any
     """What its most recent ``task_status.started()`` reported."""
+    retry_in: float | None = None
+    """Seconds until its next start while in ``backoff``, else None."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form for ``/health``.
@@ -77,5 +79,6 @@ class ServiceStatus:
             "restarts": self.restarts,
             "last_error": self.last_error,
             "uptime": self.uptime,
+            "retry_in": self.retry_in,
             "info": _jsonable(self.info),
         }

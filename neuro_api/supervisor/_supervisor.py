@@ -67,6 +67,8 @@ class _Service:
     """Consecutive failures since it last ran stably."""
     last_error: str | None = None
     started_at: float | None = None
+    retry_at: float | None = None
+    """``trio.current_time()`` of its next start while in backoff."""
     info: Any = None
     stop_requested: bool = False
     scope: trio.CancelScope = dataclasses.field(default_factory=trio.CancelScope)
@@ -212,6 +214,9 @@ class Supervisor:
         uptime = 0.0
         if svc.state is RUNNING and svc.started_at is not None:
             uptime = trio.current_time() - svc.started_at
+        retry_in = None
+        if svc.state is BACKOFF and svc.retry_at is not None:
+            retry_in = max(0.0, svc.retry_at - trio.current_time())
         return ServiceStatus(
             name=svc.name,
             state=svc.state,
@@ -221,6 +226,7 @@ class Supervisor:
             started_at=svc.started_at,
             uptime=uptime,
             info=svc.info,
+            retry_in=retry_in,
         )
 
     def status(self) -> list[ServiceStatus]:
@@ -352,7 +358,7 @@ class Supervisor:
                         await services.start(self._supervise, svc)
                     self._starting = None
                     if not self._stopping:
-                        LOGGER.info("all %d services started", len(order))
+                        self._log_started(order)
                         self._startup_ok = True
                         self._startup_done.set()
                     await self._stop_requested.wait()
@@ -363,6 +369,31 @@ class Supervisor:
                 self._phase = _Phase.FINISHED
                 self._startup_done.set()
                 self._finished.set()
+
+    def _log_started(self, order: list[_Service]) -> None:
+        """Say how the start pass went: all started, or which are not and why."""
+        down = [svc for svc in order if svc.state is not RUNNING]
+        if not down:
+            LOGGER.info("all %d services started", len(order))
+            return
+        LOGGER.warning(
+            "%d of %d services started; %s",
+            len(order) - len(down),
+            len(order),
+            "; ".join(self._why_down(svc) for svc in down),
+        )
+
+    def _why_down(self, svc: _Service) -> str:
+        if svc.state is BACKOFF:
+            return f"{svc.name} is retrying: {svc.last_error}"
+        if svc.state is FAILED:
+            return f"{svc.name} failed: {svc.last_error}"
+        waiting = [
+            name for name in svc.depends_on if self._services[name].state is not RUNNING
+        ]
+        if svc.state is STARTING and waiting:
+            return f"{svc.name} waits for {', '.join(waiting)}"
+        return f"{svc.name} is {svc.state.value}"
 
     async def _stop_one(self, svc: _Service) -> None:
         svc.stop_requested = True
@@ -459,7 +490,15 @@ class Supervisor:
             async with trio.open_nursery() as attempt:
                 svc.info = await attempt.start(svc.run)
                 began = svc.started_at = trio.current_time()
-                LOGGER.info("service %r running", svc.name)
+                if svc.failures:
+                    # Repeated failures were logged quietly: say it is over.
+                    LOGGER.info(
+                        "service %r running (after %d failed attempts)",
+                        svc.name,
+                        svc.failures,
+                    )
+                else:
+                    LOGGER.info("service %r running", svc.name)
                 self._set_state(svc, RUNNING)
                 report()
         except Exception as exc:
@@ -490,9 +529,11 @@ class Supervisor:
                 if error is not None:
                     LOGGER.warning("service %r failed stopping: %s", svc.name, reason)
                 return
-            svc.last_error = reason
             if began is not None and trio.current_time() - began >= self._stable_after:
                 svc.failures = 0
+            # The same failure again and again (a port in use) is said once.
+            repeated = svc.failures > 0 and reason == svc.last_error
+            svc.last_error = reason
             svc.failures += 1
             if (
                 svc.critical
@@ -508,12 +549,26 @@ class Supervisor:
                 self._jitter,
                 self._rng.random(),
             )
-            LOGGER.warning(
-                "service %r failed: %s; restarting in %.2f s", svc.name, reason, delay
-            )
+            if repeated:
+                LOGGER.debug(
+                    "service %r failed again: %s; restarting in %.2f s",
+                    svc.name,
+                    reason,
+                    delay,
+                )
+            else:
+                LOGGER.warning(
+                    "service %r failed: %s; restarting in %.2f s (the same failure "
+                    "again is logged at debug level)",
+                    svc.name,
+                    reason,
+                    delay,
+                )
+            svc.retry_at = trio.current_time() + delay
             self._set_state(svc, BACKOFF)
             report()
             await trio.sleep(delay)
+            svc.retry_at = None
 
     def _failed(
         self,
