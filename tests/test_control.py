@@ -26,7 +26,11 @@ from neuro_api import command
 from neuro_api.command import Action, ForcePriority
 from neuro_api.control import create_app
 from neuro_api.control._auth import _is_loopback_host
-from neuro_api.server import AbstractTrioNeuroServer, TrioNeuroServerClient
+from neuro_api.server import (
+    AbstractTrioNeuroServer,
+    ServerConfig,
+    TrioNeuroServerClient,
+)
 
 URL = "/games/Tic Tac Toe/actions/play"
 PLAY = Action(
@@ -45,8 +49,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 class QuietServer(AbstractTrioNeuroServer):
     """An engine that never answers forces on its own."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, config: ServerConfig | None = None) -> None:
+        super().__init__(config)
         self.context: list[str] = []
 
     def add_context(

@@ -30,6 +30,7 @@ from neuro_api import __version__
 from neuro_api.control._auth import install_auth, new_token
 from neuro_api.control._errors import ApiError, install_error_handlers
 from neuro_api.control._games import games
+from neuro_api.control._limits import BodyLimit, body_limit
 from neuro_api.control._openapi import ControlOpenAPI
 from neuro_api.control._status import HealthSource, status
 from neuro_api.server import AbstractTrioNeuroServer
@@ -79,4 +80,10 @@ def create_app(
     install_auth(app, token)
     app.register_blueprint(status)
     app.register_blueprint(games)
+    limit = body_limit(server.config.max_message_size)
+    app.config["MAX_CONTENT_LENGTH"] = limit  # what Quart would enforce itself
+    # Quart's documented way to add ASGI middleware.
+    app.asgi_app = BodyLimit(  # type: ignore[method-assign]
+        app.asgi_app, limit, app.config["BODY_TIMEOUT"]
+    )
     return app
