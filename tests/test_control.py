@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -26,6 +27,7 @@ from neuro_api import command
 from neuro_api.command import Action, ForcePriority
 from neuro_api.control import create_app
 from neuro_api.control._auth import _is_loopback_host
+from neuro_api.control._bodies import json_body
 from neuro_api.server import (
     AbstractTrioNeuroServer,
     ServerConfig,
@@ -256,6 +258,8 @@ async def test_invalid_json_body(game: WebSocketConnection, client: HttpClient) 
 
 
 GRACEFUL = "/games/Tic Tac Toe/shutdown/graceful"
+SPEECH = "/games/Tic Tac Toe/speech-finished"
+BOOLEAN = "{}: Input should be a valid boolean"
 
 
 async def test_an_empty_body_is_an_empty_object(
@@ -307,8 +311,7 @@ async def test_a_body_that_is_not_json_is_refused(
         (
             GRACEFUL,
             {"wants_shutdown": "maybe"},
-            "wants_shutdown: Input should be a valid boolean, "
-            "unable to interpret input",
+            "wants_shutdown: Input should be a valid boolean",
         ),
         (GRACEFUL, [1], "body: Input should be a JSON object"),
         (
@@ -316,6 +319,31 @@ async def test_a_body_that_is_not_json_is_refused(
             {"is_final": [], "reason": 5},
             "is_final: Input should be a valid boolean; "
             "reason: Input should be a valid string",
+        ),
+        # Booleans are JSON booleans: no strings, numbers or null read as one.
+        (URL, {"validate": "no"}, "validate: Input should be a valid boolean"),
+        (URL, {"validate": 0}, "validate: Input should be a valid boolean"),
+        (GRACEFUL, {"wants_shutdown": "false"}, BOOLEAN.format("wants_shutdown")),
+        (GRACEFUL, {"wants_shutdown": 1}, BOOLEAN.format("wants_shutdown")),
+        (SPEECH, {"is_final": "yes"}, BOOLEAN.format("is_final")),
+        (SPEECH, {"cancelled": "off"}, BOOLEAN.format("cancelled")),
+        (SPEECH, {"cancelled": None}, BOOLEAN.format("cancelled")),
+        (URL, {"raw": 5}, "raw: Input should be a valid string"),
+        # Unknown fields are named, not ignored.
+        (
+            URL,
+            {"cell": 5},
+            'cell: unknown field; the action\'s data goes in "data"',
+        ),
+        (
+            GRACEFUL,
+            {"wants_shutdown": False, "now": True},
+            'now: unknown field; the fields are "wants_shutdown"',
+        ),
+        (
+            SPEECH,
+            {"final": True},
+            'final: unknown field; the fields are "is_final", "cancelled", "reason"',
         ),
     ],
 )
@@ -670,3 +698,14 @@ async def test_real_hypercorn_and_event_stream(
     assert event["type"] == "frame.in"
     assert "hello" in event["frame"]
     stop.set()
+
+
+def test_every_body_model_is_strict() -> None:
+    # json_body refuses a model that would read "no" as false or ignore
+    # unknown fields.
+    @dataclass
+    class Lax:
+        flag: bool = False
+
+    with pytest.raises(TypeError, match="STRICT"):
+        json_body(Lax)

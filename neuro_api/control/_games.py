@@ -11,7 +11,7 @@ from quart import Blueprint, current_app, request
 from quart_schema import document_request, document_response
 
 from neuro_api.command import ProtocolError, parse_neuro_frame
-from neuro_api.control._bodies import json_body
+from neuro_api.control._bodies import STRICT, json_body
 from neuro_api.control._errors import ApiError
 from neuro_api.control._limits import check_action_frame, check_frame
 from neuro_api.control._models import (
@@ -116,6 +116,7 @@ class ExecuteRequest:
     registry checks (to send invalid data on purpose).
     """
 
+    __pydantic_config__ = STRICT
     data: Any = None
     raw: str | None = None
     validate: bool = True
@@ -124,7 +125,7 @@ class ExecuteRequest:
 @games.post("/games/<game>/actions/<action>")
 @document_response(ExecuteResult)
 @errors(400, 404)
-@json_body(ExecuteRequest)
+@json_body(ExecuteRequest, unknown_field='the action\'s data goes in "data"')
 async def execute(game: str, action: str, data: ExecuteRequest) -> ExecuteResult:
     """Perform an action on a game and return the game's result."""
     client = _one(game)
@@ -173,6 +174,7 @@ async def reregister(game: str) -> SentTo:
 class GracefulRequest:
     """``wants_shutdown=false`` cancels an earlier request."""
 
+    __pydantic_config__ = STRICT
     wants_shutdown: bool = True
 
 
@@ -197,6 +199,7 @@ async def shutdown_immediate(game: str) -> SentTo:
 class SpeechRequest:
     """Fields of ``speech_finished``."""
 
+    __pydantic_config__ = STRICT
     is_final: bool = True
     cancelled: bool = False
     reason: str | None = None
