@@ -159,6 +159,33 @@ async def test_a_control_plane_that_starts_late_is_announced_with_its_token(
     process.supervisor.request_shutdown()
 
 
+@pytest.mark.parametrize(
+    ("changes", "shown"),
+    [
+        ({}, None),  # loopback only: no token at all
+        ({"tunnel": True}, "***"),  # exposed: a token is generated
+        ({"api_token": "given-token-0123456789"}, "***"),
+    ],
+)
+async def test_config_shows_whether_a_token_is_set(
+    nursery: trio.Nursery, changes: dict[str, object], shown: str | None
+) -> None:
+    process = NeuroProcess(
+        settings(**changes), RandomNeuroServer(), tunnels=Provider(), out=io.StringIO()
+    )
+    info = await start(nursery, process)
+    assert info.control is not None
+    assert (info.token is None) is (shown is None)
+    headers = {} if info.token is None else {"Authorization": f"Bearer {info.token}"}
+    async with httpx.AsyncClient(base_url=info.control.local_url) as http:
+        response = await http.get("/config", headers=headers)
+    assert response.status_code == 200
+    config = response.json()
+    assert config["api_token"] == shown
+    assert str(info.token) not in response.text
+    process.supervisor.request_shutdown()
+
+
 @pytest.mark.parametrize("tune_gc", [False, True])
 async def test_tune_gc_freezes_startup_and_collects_less_only_while_asked(
     tune_gc: bool,
