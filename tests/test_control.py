@@ -7,6 +7,7 @@ event stream, which needs a streaming HTTP client.
 
 from __future__ import annotations
 
+import base64
 import functools
 import re
 from collections.abc import AsyncIterator, Callable
@@ -390,6 +391,52 @@ async def test_routes_need_the_token_when_one_is_configured(
         assert response.status_code == 401
         assert (await body(response))["error"]["code"] == "unauthorized"
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize(
+    ("authorization", "status"),
+    [
+        (f"Bearer {TOKEN}", 200),
+        # HTTP auth schemes are case-insensitive (RFC 7235, section 2.1).
+        (f"bearer {TOKEN}", 200),
+        (f"BEARER {TOKEN}", 200),
+        (f"Bearer   {TOKEN}", 200),
+        (f"Bearer {TOKEN}x", 401),  # a token that merely starts right
+        (f"Bearer {TOKEN} {TOKEN}", 401),
+        (f"Bearer {TOKEN[:-1]}", 401),  # truncated
+        (f"Bearer {TOKEN[:1]}", 401),
+        ("Bearer ", 401),
+        ("Bearer", 401),
+        ("", 401),
+        ("   ", 401),
+        (TOKEN, 401),
+        (f"Bearer{TOKEN}", 401),
+        (f"XBearer {TOKEN}", 401),
+        (f"Basic {TOKEN}", 401),
+        ("Basic " + base64.b64encode(f"user:{TOKEN}".encode()).decode(), 401),
+        (f"Token {TOKEN}", 401),
+    ],
+)
+async def test_the_bearer_check(
+    client: HttpClient, authorization: str, status: int
+) -> None:
+    response = await client.get("/games", headers={"Authorization": authorization})
+    assert response.status_code == status
+    if status == 401:
+        assert (await body(response))["error"]["code"] == "unauthorized"
+        assert response.headers["WWW-Authenticate"] == 'Bearer realm="neuro_api"'
+
+
+@pytest.mark.parametrize("name", ["access_token", "token", "api_token", "Token"])
+async def test_a_token_in_the_url_is_refused(client: HttpClient, name: str) -> None:
+    # Not a way in, and not even with the header: URLs end up in logs.
+    for headers in ({}, AUTH):
+        response = await client.get(f"/games?{name}={TOKEN}", headers=headers)
+        assert response.status_code == 401
+        message = (await body(response))["error"]["message"]
+        assert "token in the URL is refused" in message
+    # Other query parameters are no problem.
+    assert (await client.get("/games?verbose=1", headers=AUTH)).status_code == 200
 
 
 async def test_health_and_the_documentation_need_no_token(
