@@ -450,6 +450,48 @@ async def test_health_and_the_documentation_need_no_token(
     assert (await client.get("/games", headers=AUTH)).status_code == 200
 
 
+async def test_the_docs_page_loads_everything_from_the_control_plane(
+    client: HttpClient,
+) -> None:
+    # Offline, a page that loads Swagger UI from a CDN is blank.
+    page = await client.get("/docs")
+    assert page.status_code == 200
+    html = await page.get_data(as_text=True)
+    assert "//" not in html.replace("://", "")  # no protocol-relative URL
+    assert "http://" not in html
+    assert "https://" not in html
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    kinds = {}
+    for url in assets:
+        assert url.startswith("/docs/assets/"), url
+        response = await client.get(url)  # no token, like /docs
+        assert response.status_code == 200, url
+        kind = response.headers["Content-Type"].split(";")[0]
+        kinds[kind] = await response.get_data()
+        cache = response.headers["Cache-Control"]
+        assert "public" in cache
+        assert "max-age=31536000" in cache
+        # A browser that has it asks again with its ETag and gets a 304.
+        etag = response.headers["ETag"]
+        again = await client.get(url, headers={"If-None-Match": etag})
+        assert again.status_code == 304
+    assert sorted(kinds) == ["text/css", "text/javascript"]
+    assert b"SwaggerUIBundle" in kinds["text/javascript"]
+    assert b".swagger-ui" in kinds["text/css"]
+
+    folder = assets[0].rsplit("/", 1)[0]
+    for missing in (
+        f"{folder}/swagger-ui-bundle.js.map",
+        f"{folder}/../../../openapi.json",
+        "/docs/assets/0.0.0/swagger-ui.css",
+    ):
+        response = await client.get(missing)
+        assert response.status_code == 404, missing
+        assert (await body(response))["error"]["code"] == "not_found"
+    # The files are no part of the API.
+    assert not [path for path in (await openapi(client))["paths"] if "docs" in path]
+
+
 async def test_commands_reach_one_game_or_all(
     server: QuietServer, game: WebSocketConnection, client: HttpClient
 ) -> None:

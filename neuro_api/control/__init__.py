@@ -28,6 +28,7 @@ from quart_trio import QuartTrio
 
 from neuro_api import __version__
 from neuro_api.control._auth import install_auth, new_token
+from neuro_api.control._docs import serve_swagger_ui
 from neuro_api.control._errors import ApiError, install_error_handlers
 from neuro_api.control._games import games
 from neuro_api.control._limits import BodyLimit, body_limit
@@ -76,6 +77,7 @@ def create_app(
         redoc_ui_path=None,
         scalar_ui_path=None,
     )
+    serve_swagger_ui(app)  # not from a CDN: /docs works offline
     install_error_handlers(app)
     install_auth(app, token)
     app.register_blueprint(status)
