@@ -691,6 +691,7 @@ async def test_openapi_document(client: HttpClient) -> None:
                 assert "404" in responses, where
             if "requestBody" in operation:
                 assert "400" in responses, where
+                assert "413" in responses, where
     assert paths["/"]["post"]["requestBody"]["required"] is True
     graceful = paths["/games/{game}/shutdown/graceful"]["post"]
     assert graceful["requestBody"]["required"] is False
