@@ -2,7 +2,8 @@
 
 :func:`create_app` builds the app; serve it with Hypercorn in the server's
 nursery (the ServerManager does). Routes (all JSON; the OpenAPI document is
-at ``/openapi.json``, interactive docs at ``/docs``):
+at ``/openapi.json``, interactive docs at ``/docs``, which need no
+internet):
 
 * ``GET /health``, ``GET /stats``, ``GET /config``, ``GET /events`` (SSE);
 * ``GET /games``, ``GET /games/{game}``;
@@ -57,6 +58,10 @@ def create_app(
     ``None``: everything is open (for a loopback-only server).
     ``health`` reports the supervisor's view (default: always healthy);
     ``settings`` returns the effective settings, already redacted.
+    A request body over ``server.config.max_message_size`` + 4096 bytes gets
+    413, and so does a message whose frame to a game would be over
+    ``max_message_size``. ``/docs`` serves Swagger UI's files itself (it
+    needs no internet).
     """
     app = QuartTrio("neuro_api.control", static_folder=None)  # no /static route
     app.config["NEURO_SERVER"] = server
