@@ -269,7 +269,7 @@ class Exchange:
         self.app_called = True
         await trio.lowlevel.checkpoint()
 
-    async def run(self, limit: int = 10, body_timeout: float = 60.0) -> float:
+    async def run(self, limit: int = 10, body_timeout: float | None = 60.0) -> float:
         scope: Any = {"type": "http", "headers": []}
         started = trio.current_time()
         await BodyLimit(self.app, limit, body_timeout)(scope, self.receive, self.send)
@@ -290,6 +290,15 @@ async def test_a_body_that_stops_arriving_gets_408(
     assert took == pytest.approx(60.0)
     assert exchange.error() == (408, "request_timeout")
     assert not exchange.app_called
+
+
+async def test_without_a_body_timeout_a_body_may_take_its_time(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    exchange = Exchange(b"12345")
+    with trio.move_on_after(24 * 3600):
+        await exchange.run(body_timeout=None)  # Quart's BODY_TIMEOUT = None
+    assert exchange.sent == []
 
 
 async def test_a_client_that_leaves_mid_body_gets_nothing(

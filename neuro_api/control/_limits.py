@@ -24,6 +24,7 @@ response, which closes the connection with nothing unread.
 
 from __future__ import annotations
 
+import math
 from typing import Final
 
 import orjson
@@ -106,13 +107,16 @@ class BodyLimit:
     Other requests reach ``app`` with their whole body already read (one
     ``http.request`` message), then the server's messages as they come
     (``http.disconnect``). A body still incomplete after ``body_timeout``
-    seconds gets 408 ``request_timeout``.
+    seconds (Quart's ``BODY_TIMEOUT``; ``None``: no limit) gets 408
+    ``request_timeout``.
     """
 
-    def __init__(self, app: ASGIFramework, limit: int, body_timeout: float) -> None:
+    def __init__(
+        self, app: ASGIFramework, limit: int, body_timeout: float | None
+    ) -> None:
         self.app = app
         self.limit = limit
-        self.body_timeout = body_timeout
+        self.body_timeout = math.inf if body_timeout is None else body_timeout
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
