@@ -132,16 +132,16 @@ class BodyLimit:
         body = bytearray()
         complete = False
         with trio.move_on_after(self.body_timeout):
-            while not complete:
+            while not complete and len(body) <= self.limit:
                 event = await receive()
                 if event["type"] != "http.request":
                     return  # the client left: nobody to answer
                 body += event.get("body", b"")
                 complete = not event.get("more_body", False)
-                if len(body) > self.limit:
-                    message = self._limit_message(None)
-                    await self._refuse(receive, send, message, complete)
-                    return
+        if len(body) > self.limit:
+            message = self._limit_message(None)
+            await self._refuse(receive, send, message, complete)
+            return
         if not complete:
             await _answer(
                 send,
