@@ -7,9 +7,11 @@ event stream, which needs a streaming HTTP client.
 
 from __future__ import annotations
 
+import base64
 import functools
 import re
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -26,7 +28,12 @@ from neuro_api import command
 from neuro_api.command import Action, ForcePriority
 from neuro_api.control import create_app
 from neuro_api.control._auth import _is_loopback_host
-from neuro_api.server import AbstractTrioNeuroServer, TrioNeuroServerClient
+from neuro_api.control._bodies import json_body
+from neuro_api.server import (
+    AbstractTrioNeuroServer,
+    ServerConfig,
+    TrioNeuroServerClient,
+)
 
 URL = "/games/Tic Tac Toe/actions/play"
 PLAY = Action(
@@ -45,8 +52,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 class QuietServer(AbstractTrioNeuroServer):
     """An engine that never answers forces on its own."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, config: ServerConfig | None = None) -> None:
+        super().__init__(config)
         self.context: list[str] = []
 
     def add_context(
@@ -252,6 +259,8 @@ async def test_invalid_json_body(game: WebSocketConnection, client: HttpClient) 
 
 
 GRACEFUL = "/games/Tic Tac Toe/shutdown/graceful"
+SPEECH = "/games/Tic Tac Toe/speech-finished"
+BOOLEAN = "{}: Input should be a valid boolean"
 
 
 async def test_an_empty_body_is_an_empty_object(
@@ -303,8 +312,7 @@ async def test_a_body_that_is_not_json_is_refused(
         (
             GRACEFUL,
             {"wants_shutdown": "maybe"},
-            "wants_shutdown: Input should be a valid boolean, "
-            "unable to interpret input",
+            "wants_shutdown: Input should be a valid boolean",
         ),
         (GRACEFUL, [1], "body: Input should be a JSON object"),
         (
@@ -312,6 +320,31 @@ async def test_a_body_that_is_not_json_is_refused(
             {"is_final": [], "reason": 5},
             "is_final: Input should be a valid boolean; "
             "reason: Input should be a valid string",
+        ),
+        # Booleans are JSON booleans: no strings, numbers or null read as one.
+        (URL, {"validate": "no"}, "validate: Input should be a valid boolean"),
+        (URL, {"validate": 0}, "validate: Input should be a valid boolean"),
+        (GRACEFUL, {"wants_shutdown": "false"}, BOOLEAN.format("wants_shutdown")),
+        (GRACEFUL, {"wants_shutdown": 1}, BOOLEAN.format("wants_shutdown")),
+        (SPEECH, {"is_final": "yes"}, BOOLEAN.format("is_final")),
+        (SPEECH, {"cancelled": "off"}, BOOLEAN.format("cancelled")),
+        (SPEECH, {"cancelled": None}, BOOLEAN.format("cancelled")),
+        (URL, {"raw": 5}, "raw: Input should be a valid string"),
+        # Unknown fields are named, not ignored.
+        (
+            URL,
+            {"cell": 5},
+            'cell: unknown field; the action\'s data goes in "data"',
+        ),
+        (
+            GRACEFUL,
+            {"wants_shutdown": False, "now": True},
+            'now: unknown field; the fields are "wants_shutdown"',
+        ),
+        (
+            SPEECH,
+            {"final": True},
+            'final: unknown field; the fields are "is_final", "cancelled", "reason"',
         ),
     ],
 )
@@ -360,6 +393,52 @@ async def test_routes_need_the_token_when_one_is_configured(
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
+@pytest.mark.parametrize(
+    ("authorization", "status"),
+    [
+        (f"Bearer {TOKEN}", 200),
+        # HTTP auth schemes are case-insensitive (RFC 7235, section 2.1).
+        (f"bearer {TOKEN}", 200),
+        (f"BEARER {TOKEN}", 200),
+        (f"Bearer   {TOKEN}", 200),
+        (f"Bearer {TOKEN}x", 401),  # a token that merely starts right
+        (f"Bearer {TOKEN} {TOKEN}", 401),
+        (f"Bearer {TOKEN[:-1]}", 401),  # truncated
+        (f"Bearer {TOKEN[:1]}", 401),
+        ("Bearer ", 401),
+        ("Bearer", 401),
+        ("", 401),
+        ("   ", 401),
+        (TOKEN, 401),
+        (f"Bearer{TOKEN}", 401),
+        (f"XBearer {TOKEN}", 401),
+        (f"Basic {TOKEN}", 401),
+        ("Basic " + base64.b64encode(f"user:{TOKEN}".encode()).decode(), 401),
+        (f"Token {TOKEN}", 401),
+    ],
+)
+async def test_the_bearer_check(
+    client: HttpClient, authorization: str, status: int
+) -> None:
+    response = await client.get("/games", headers={"Authorization": authorization})
+    assert response.status_code == status
+    if status == 401:
+        assert (await body(response))["error"]["code"] == "unauthorized"
+        assert response.headers["WWW-Authenticate"] == 'Bearer realm="neuro_api"'
+
+
+@pytest.mark.parametrize("name", ["access_token", "token", "api_token", "Token"])
+async def test_a_token_in_the_url_is_refused(client: HttpClient, name: str) -> None:
+    # Not a way in, and not even with the header: URLs end up in logs.
+    for headers in ({}, AUTH):
+        response = await client.get(f"/games?{name}={TOKEN}", headers=headers)
+        assert response.status_code == 401
+        message = (await body(response))["error"]["message"]
+        assert "token in the URL is refused" in message
+    # Other query parameters are no problem.
+    assert (await client.get("/games?verbose=1", headers=AUTH)).status_code == 200
+
+
 async def test_health_and_the_documentation_need_no_token(
     game: WebSocketConnection, client: HttpClient
 ) -> None:
@@ -369,6 +448,48 @@ async def test_health_and_the_documentation_need_no_token(
     assert (await client.get("/nope")).status_code == 404
     # The token opens the reading routes.
     assert (await client.get("/games", headers=AUTH)).status_code == 200
+
+
+async def test_the_docs_page_loads_everything_from_the_control_plane(
+    client: HttpClient,
+) -> None:
+    # Offline, a page that loads Swagger UI from a CDN is blank.
+    page = await client.get("/docs")
+    assert page.status_code == 200
+    html = await page.get_data(as_text=True)
+    assert "//" not in html.replace("://", "")  # no protocol-relative URL
+    assert "http://" not in html
+    assert "https://" not in html
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    kinds = {}
+    for url in assets:
+        assert url.startswith("/docs/assets/"), url
+        response = await client.get(url)  # no token, like /docs
+        assert response.status_code == 200, url
+        kind = response.headers["Content-Type"].split(";")[0]
+        kinds[kind] = await response.get_data()
+        cache = response.headers["Cache-Control"]
+        assert "public" in cache
+        assert "max-age=31536000" in cache
+        # A browser that has it asks again with its ETag and gets a 304.
+        etag = response.headers["ETag"]
+        again = await client.get(url, headers={"If-None-Match": etag})
+        assert again.status_code == 304
+    assert sorted(kinds) == ["text/css", "text/javascript"]
+    assert b"SwaggerUIBundle" in kinds["text/javascript"]
+    assert b".swagger-ui" in kinds["text/css"]
+
+    folder = assets[0].rsplit("/", 1)[0]
+    for missing in (
+        f"{folder}/swagger-ui-bundle.js.map",
+        f"{folder}/../../../openapi.json",
+        "/docs/assets/0.0.0/swagger-ui.css",
+    ):
+        response = await client.get(missing)
+        assert response.status_code == 404, missing
+        assert (await body(response))["error"]["code"] == "not_found"
+    # The files are no part of the API.
+    assert not [path for path in (await openapi(client))["paths"] if "docs" in path]
 
 
 async def test_commands_reach_one_game_or_all(
@@ -570,6 +691,7 @@ async def test_openapi_document(client: HttpClient) -> None:
                 assert "404" in responses, where
             if "requestBody" in operation:
                 assert "400" in responses, where
+                assert "413" in responses, where
     assert paths["/"]["post"]["requestBody"]["required"] is True
     graceful = paths["/games/{game}/shutdown/graceful"]["post"]
     assert graceful["requestBody"]["required"] is False
@@ -666,3 +788,14 @@ async def test_real_hypercorn_and_event_stream(
     assert event["type"] == "frame.in"
     assert "hello" in event["frame"]
     stop.set()
+
+
+def test_every_body_model_is_strict() -> None:
+    # json_body refuses a model that would read "no" as false or ignore
+    # unknown fields.
+    @dataclass
+    class Lax:
+        flag: bool = False
+
+    with pytest.raises(TypeError, match="STRICT"):
+        json_body(Lax)

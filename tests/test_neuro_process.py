@@ -217,6 +217,32 @@ async def test_a_busy_control_plane_port_is_said_once_and_shown_in_health(
         f"service 'control-plane' running (after {len(failures)} failed attempts)"
         in caplog.messages
     )
+
+
+@pytest.mark.parametrize(
+    ("changes", "shown"),
+    [
+        ({}, None),  # loopback only: no token at all
+        ({"tunnel": True}, "***"),  # exposed: a token is generated
+        ({"api_token": "given-token-0123456789"}, "***"),
+    ],
+)
+async def test_config_shows_whether_a_token_is_set(
+    nursery: trio.Nursery, changes: dict[str, object], shown: str | None
+) -> None:
+    process = NeuroProcess(
+        settings(**changes), RandomNeuroServer(), tunnels=Provider(), out=io.StringIO()
+    )
+    info = await start(nursery, process)
+    assert info.control is not None
+    assert (info.token is None) is (shown is None)
+    headers = {} if info.token is None else {"Authorization": f"Bearer {info.token}"}
+    async with httpx.AsyncClient(base_url=info.control.local_url) as http:
+        response = await http.get("/config", headers=headers)
+    assert response.status_code == 200
+    config = response.json()
+    assert config["api_token"] == shown
+    assert str(info.token) not in response.text
     process.supervisor.request_shutdown()
 
 

@@ -2,7 +2,8 @@
 
 :func:`create_app` builds the app; serve it with Hypercorn in the server's
 nursery (the ServerManager does). Routes (all JSON; the OpenAPI document is
-at ``/openapi.json``, interactive docs at ``/docs``):
+at ``/openapi.json``, interactive docs at ``/docs``, which need no
+internet):
 
 * ``GET /health``, ``GET /stats``, ``GET /config``, ``GET /events`` (SSE);
 * ``GET /games``, ``GET /games/{game}``;
@@ -28,8 +29,10 @@ from quart_trio import QuartTrio
 
 from neuro_api import __version__
 from neuro_api.control._auth import install_auth, new_token
+from neuro_api.control._docs import serve_swagger_ui
 from neuro_api.control._errors import ApiError, install_error_handlers
 from neuro_api.control._games import games
+from neuro_api.control._limits import BodyLimit, body_limit
 from neuro_api.control._openapi import ControlOpenAPI
 from neuro_api.control._status import HealthSource, status
 from neuro_api.server import AbstractTrioNeuroServer
@@ -55,6 +58,10 @@ def create_app(
     ``None``: everything is open (for a loopback-only server).
     ``health`` reports the supervisor's view (default: always healthy);
     ``settings`` returns the effective settings, already redacted.
+    A request body over ``server.config.max_message_size`` + 4096 bytes gets
+    413, and so does a message whose frame to a game would be over
+    ``max_message_size``. ``/docs`` serves Swagger UI's files itself (it
+    needs no internet).
     """
     app = QuartTrio("neuro_api.control", static_folder=None)  # no /static route
     app.config["NEURO_SERVER"] = server
@@ -75,8 +82,15 @@ def create_app(
         redoc_ui_path=None,
         scalar_ui_path=None,
     )
+    serve_swagger_ui(app)  # not from a CDN: /docs works offline
     install_error_handlers(app)
     install_auth(app, token)
     app.register_blueprint(status)
     app.register_blueprint(games)
+    limit = body_limit(server.config.max_message_size)
+    app.config["MAX_CONTENT_LENGTH"] = limit  # what Quart would enforce itself
+    # Quart's documented way to add ASGI middleware.
+    app.asgi_app = BodyLimit(  # type: ignore[method-assign]
+        app.asgi_app, limit, app.config["BODY_TIMEOUT"]
+    )
     return app

@@ -11,13 +11,15 @@ from quart import Quart, current_app, request
 
 from neuro_api.control._errors import ApiError
 
-__all__ = ["install_auth", "is_public", "new_token", "public"]
+__all__ = ["bearer_credentials", "install_auth", "is_public", "new_token", "public"]
 
 F = TypeVar("F", bound=Callable[..., object])
 
 _PUBLIC_ATTRIBUTE: Final = "_neuro_api_public"
 _SCHEMA_ENDPOINTS: Final = frozenset({"openapi", "swagger_ui"})
 """quart-schema's OpenAPI document and interactive docs."""
+_URL_TOKEN_NAMES: Final = frozenset({"access_token", "api_token", "token"})
+"""Query parameters that would carry a token (OAuth's ``access_token``...)."""
 
 
 def new_token() -> str:
@@ -54,7 +56,7 @@ def install_auth(app: Quart, token: str | None) -> None:
     if token is None:
         _install_loopback_guard(app)
         return
-    expected = f"Bearer {token}".encode()
+    expected = token.encode()
 
     @app.before_request
     async def check_token() -> None:
@@ -63,14 +65,38 @@ def install_auth(app: Quart, token: str | None) -> None:
             return
         if is_public(endpoint, current_app.view_functions.get(endpoint)):
             return
-        given = request.headers.get("Authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
-            raise ApiError(
-                401,
-                "unauthorized",
-                "this route needs 'Authorization: Bearer <token>'",
-                headers={"WWW-Authenticate": 'Bearer realm="neuro_api"'},
+        if any(name.lower() in _URL_TOKEN_NAMES for name in request.args):
+            # Refused even with a good header: URLs end up in access logs,
+            # proxies and browser history, so the token must not be there.
+            raise _unauthorized(
+                "a token in the URL is refused (URLs end up in logs); send "
+                "'Authorization: Bearer <token>'"
             )
+        given = bearer_credentials(request.headers.get("Authorization", ""))
+        if given is None or not hmac.compare_digest(given.encode(), expected):
+            raise _unauthorized("this route needs 'Authorization: Bearer <token>'")
+
+
+def bearer_credentials(header: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value, or None.
+
+    The scheme is matched without regard to case (``bearer``, ``BEARER``:
+    RFC 7235, section 2.1) and may be followed by more than one space.
+    Another scheme, or no token, gives None.
+    """
+    scheme, _, credentials = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return credentials.lstrip(" ") or None
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(
+        401,
+        "unauthorized",
+        message,
+        headers={"WWW-Authenticate": 'Bearer realm="neuro_api"'},
+    )
 
 
 def _is_loopback_host(host: str) -> bool:

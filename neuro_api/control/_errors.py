@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 __all__ = ["ApiError", "describe_validation_error", "install_error_handlers"]
 
 _NOT_AN_OBJECT = frozenset({"dataclass_type", "dict_type", "model_type"})
+_UNKNOWN_FIELD = frozenset({"unexpected_keyword_argument", "extra_forbidden"})
 
 
 class ApiError(Exception):
@@ -35,12 +36,15 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
-def describe_validation_error(error: Exception | None) -> str:
+def describe_validation_error(
+    error: Exception | None, unknown_field: str | None = None
+) -> str:
     """One readable line per problem, naming the field, no documentation URL.
 
     ``wants_shutdown: Input should be a valid boolean``; a body that is not
-    an object reads ``body: Input should be a JSON object``. Problems are
-    joined with ``"; "``.
+    an object reads ``body: Input should be a JSON object``; a field the
+    model does not have reads ``cell: unknown field``, followed by
+    ``"; " + unknown_field`` if given. Problems are joined with ``"; "``.
     """
     if not isinstance(error, ValidationError):
         text = str(error or "").strip()
@@ -51,6 +55,10 @@ def describe_validation_error(error: Exception | None) -> str:
         message = problem["msg"]
         if not problem["loc"] and problem["type"] in _NOT_AN_OBJECT:
             message = "Input should be a JSON object"
+        elif problem["type"] in _UNKNOWN_FIELD:
+            message = "unknown field"
+            if unknown_field:
+                message += f"; {unknown_field}"
         problems.append(f"{where}: {message}")
     return "; ".join(problems) or "invalid request body"
 

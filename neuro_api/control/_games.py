@@ -11,8 +11,9 @@ from quart import Blueprint, current_app, request
 from quart_schema import document_request, document_response
 
 from neuro_api.command import ProtocolError, parse_neuro_frame
-from neuro_api.control._bodies import json_body
+from neuro_api.control._bodies import STRICT, json_body
 from neuro_api.control._errors import ApiError
+from neuro_api.control._limits import check_action_frame, check_frame
 from neuro_api.control._models import (
     ActionView,
     DiagnosticView,
@@ -110,11 +111,12 @@ async def get_game(game: str) -> GameView:
 class ExecuteRequest:
     """Body of an execute request.
 
-    ``data`` is any JSON value, or ``raw`` a string sent as is.
-    ``validate=false`` skips the schema and registry checks (to send invalid
-    data on purpose).
+    ``data`` is any JSON value, or ``raw`` a string sent as is; with neither,
+    the action is sent without data. ``validate=false`` skips the schema and
+    registry checks (to send invalid data on purpose).
     """
 
+    __pydantic_config__ = STRICT
     data: Any = None
     raw: str | None = None
     validate: bool = True
@@ -123,7 +125,7 @@ class ExecuteRequest:
 @games.post("/games/<game>/actions/<action>")
 @document_response(ExecuteResult)
 @errors(400, 404)
-@json_body(ExecuteRequest)
+@json_body(ExecuteRequest, unknown_field='the action\'s data goes in "data"')
 async def execute(game: str, action: str, data: ExecuteRequest) -> ExecuteResult:
     """Perform an action on a game and return the game's result."""
     client = _one(game)
@@ -132,6 +134,7 @@ async def execute(game: str, action: str, data: ExecuteRequest) -> ExecuteResult
     text = data.raw
     if text is None and data.data is not None:
         text = orjson.dumps(data.data).decode()
+    check_action_frame(action, text, client.config.max_message_size)
     if data.validate:
         registered = client.get_action(action)
         if registered is None:
@@ -171,6 +174,7 @@ async def reregister(game: str) -> SentTo:
 class GracefulRequest:
     """``wants_shutdown=false`` cancels an earlier request."""
 
+    __pydantic_config__ = STRICT
     wants_shutdown: bool = True
 
 
@@ -195,6 +199,7 @@ async def shutdown_immediate(game: str) -> SentTo:
 class SpeechRequest:
     """Fields of ``speech_finished``."""
 
+    __pydantic_config__ = STRICT
     is_final: bool = True
     cancelled: bool = False
     reason: str | None = None
@@ -228,8 +233,10 @@ async def inject() -> SentTo:
         message = parse_neuro_frame(body)
     except ProtocolError as exc:
         raise ApiError(400, "invalid_message", str(exc)) from None
+    server = _server()
+    check_frame(message.to_frame(), server.config.max_message_size, "the frame")
     sent: list[str] = []
-    for client in _server().games():
+    for client in server.games():
         try:
             await client.inject(message)
         except ValueError as exc:

@@ -3,9 +3,10 @@
 quart-schema documents only what a route declares and inlines each model's
 schema. This provider also names every model in ``components.schemas``
 (operations refer to them), documents the 401 and the bearer scheme on each
-route that needs the token (see :mod:`neuro_api.control._auth`), gives each
-documented error its own description, and never leaves an operation without
-a response.
+route that needs the token (see :mod:`neuro_api.control._auth`) and the
+413 on each route that takes a body (see :mod:`neuro_api.control._limits`),
+gives each documented error its own description, and never leaves an
+operation without a response.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ _ERRORS: Final = {
     404: "No such connected game (``unknown_game``) or registered action "
     "(``unknown_action``).",
     409: "The message reuses the id of an action still pending (``duplicate_id``).",
+    413: "The body is over the server's max_message_size + 4096 bytes, or the "
+    "frame it makes would be over max_message_size (``payload_too_large``).",
 }
 _BEARER_SCHEME: Final = {
     "type": "http",
@@ -119,9 +122,8 @@ class ControlOpenAPI(OpenAPIProvider):
         paths, components = super().build_paths(rule)
         route = self._app.view_functions[rule.endpoint]
         protected = not is_public(rule.endpoint, route)
-        if protected:
-            unauthorized, definitions = self.build_response_object(ErrorBody, None)
-            components.update(definitions)
+        error, definitions = self.build_response_object(ErrorBody, None)
+        components.update(definitions)
         for item in paths.values():
             for operation in item.values():
                 responses: dict[str, Any] = {
@@ -137,8 +139,10 @@ class ControlOpenAPI(OpenAPIProvider):
                         },
                     }
                 if protected:
-                    responses["401"] = dict(unauthorized)
+                    responses["401"] = dict(error)
                     operation["security"] = self._security()
+                if "requestBody" in operation:
+                    responses["413"] = dict(error)
                 for status, description in _ERRORS.items():
                     if str(status) in responses:
                         responses[str(status)]["description"] = description

@@ -38,7 +38,7 @@ from neuro_api.manager import (
 )
 from neuro_api.manager import ServerInfo as ManagedServer
 from neuro_api.server._base import AbstractTrioNeuroServer
-from neuro_api.settings import Settings
+from neuro_api.settings import REDACTED, Settings
 from neuro_api.supervisor import (
     CriticalServiceError,
     ServiceError,
@@ -194,6 +194,17 @@ class NeuroProcess:
                 report["status"] = "degraded"
         return report
 
+    def _shown_settings(self) -> dict[str, Any]:
+        """The settings as ``/config`` shows them, secrets redacted.
+
+        A token this process generated (``exposed`` with no ``api_token``)
+        is set as much as a configured one, so it shows as redacted too.
+        """
+        shown = self.settings.redacted()
+        if self.token is not None:
+            shown["api_token"] = REDACTED
+        return shown
+
     # --- services ------------------------------------------------------------
 
     def _stopper(self, name: str) -> Callable[[], Awaitable[None]]:
@@ -241,7 +252,7 @@ class NeuroProcess:
             self.server,
             token=self.token,
             health=self.health_report,
-            settings=self.settings.redacted,
+            settings=self._shown_settings,
         )
         with _plain_bind_errors():
             info = await self.manager.start_http(
