@@ -178,6 +178,10 @@ class _Reader:
     def has(self, key: str) -> bool:
         return key in self._obj
 
+    def peek(self, key: str) -> Any:
+        """The value of ``key`` (None if absent), left in place."""
+        return self._obj.get(key)
+
     def finish(self) -> None:
         """Record every key nobody took as an unknown key."""
         for key in self._obj:
@@ -373,10 +377,26 @@ def _parse_result(top: _Reader, game: str | None) -> Message:
 
 
 def _no_data(factory: Callable[..., Message], command: str) -> _Parser:
-    """Parser for a message without data: ``data`` may be absent or ``{}``."""
+    """Parser for a message without data: ``data`` may be absent or ``{}``.
+
+    A ``data`` that is not an object (some SDKs send ``[]``: Lua's empty
+    table) cannot change what the command means: it is ignored with a note,
+    rather than the whole message refused.
+    """
 
     def parse(top: _Reader, game: str | None) -> Message:
-        _data_reader(top, command, required=False).finish()
+        data = top.peek("data")
+        if data is not None and not isinstance(data, dict):
+            top.take_raw("data")
+            top.notes.append(
+                FieldProblem(
+                    "data",
+                    ProblemKind.IGNORED_DATA,
+                    f"expected an object or nothing, got {_describe(data)}; ignored",
+                )
+            )
+        else:
+            _data_reader(top, command, required=False).finish()
         if game is None:
             return factory()
         return factory(game=game)

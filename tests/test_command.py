@@ -28,6 +28,7 @@ from neuro_api.command import (
     ImmediateShutdown,
     NeuroMessage,
     ProblemKind,
+    ProtocolError,
     RegisterActions,
     ReregisterAll,
     ShutdownReady,
@@ -557,6 +558,72 @@ def test_neuro_no_data_commands_accept_empty_data(command: str) -> None:
     parsed = parse_neuro_frame(_frame({"command": command, "data": {}}))
     assert parsed.command == command
     assert parsed.notes == ()
+
+
+NOT_OBJECTS = [[], [1], "", "x", 0, 1.5, True, False]
+
+
+@pytest.mark.parametrize("data", NOT_OBJECTS, ids=repr)
+@pytest.mark.parametrize(
+    ("parse", "command", "expected"),
+    [
+        (parse_game_frame, "startup", Startup(game="G")),
+        (parse_game_frame, "shutdown/ready", ShutdownReady(game="G")),
+        (parse_neuro_frame, "actions/reregister_all", ReregisterAll()),
+        (parse_neuro_frame, "shutdown/immediate", ImmediateShutdown()),
+    ],
+)
+def test_no_data_commands_ignore_data_that_is_not_an_object(
+    parse: Any, command: str, expected: Any, data: Any
+) -> None:
+    # The Lua SDK sends "data": [] (its empty table) with startup.
+    obj: dict[str, Any] = {"command": command, "data": data}
+    if isinstance(expected, GameMessage):
+        obj["game"] = "G"
+    parsed = parse(_frame(obj))
+    assert parsed == expected
+    [note] = parsed.notes
+    assert note.field == "data"
+    assert note.kind is ProblemKind.IGNORED_DATA
+    assert note.detail.startswith("expected an object or nothing, got ")
+    assert note.detail.endswith("; ignored")
+
+
+def test_ignored_data_note_describes_the_value() -> None:
+    parsed = parse_game_frame(_frame({"command": "startup", "game": "G", "data": []}))
+    assert [str(note) for note in parsed.notes] == [
+        "data: expected an object or nothing, got an array of 0 items; ignored"
+    ]
+    huge = parse_game_frame(
+        _frame({"command": "startup", "game": "G", "data": "y" * 100_000})
+    )
+    assert len(str(huge.notes[0])) < 120
+
+
+def test_ignored_data_keeps_the_other_notes() -> None:
+    parsed = parse_game_frame(
+        _frame({"command": "startup", "game": "G", "data": [], "version": 2})
+    )
+    assert [(n.field, n.kind) for n in parsed.notes] == [
+        ("data", ProblemKind.IGNORED_DATA),
+        ("version", ProblemKind.UNKNOWN_KEY),
+    ]
+
+
+def test_object_data_of_a_no_data_command_keeps_unknown_key_notes() -> None:
+    parsed = parse_game_frame(
+        _frame({"command": "startup", "game": "G", "data": {"main_thread": 1}})
+    )
+    assert [(n.field, n.kind) for n in parsed.notes] == [
+        ("data.main_thread", ProblemKind.UNKNOWN_KEY)
+    ]
+
+
+def test_startup_acknowledgement_data_must_still_be_an_object() -> None:
+    # Neuro's startup carries a session: it is not a command without data.
+    with pytest.raises(ProtocolError) as info:
+        parse_neuro_frame(_frame({"command": "startup", "data": []}))
+    assert info.value.kind is ProblemKind.WRONG_TYPE
 
 
 def test_startup_acknowledgement_without_session() -> None:

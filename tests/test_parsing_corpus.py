@@ -32,6 +32,7 @@ from neuro_api.command import (
     ProtocolError,
     RegisterActions,
     ReregisterAll,
+    ShutdownReady,
     SpeechFinished,
     Startup,
     StartupAcknowledgement,
@@ -222,8 +223,17 @@ CORPUS: list[tuple[str, Frame, Expect, Expect]] = [
     ("game-huge", game("startup", game="g" * MB), Startup, StartupAcknowledgement),
     # --- startup / shutdown/ready (game) -----------------------------------------
     ("startup-data-null", game("startup", None), Startup, StartupAcknowledgement),
-    ("startup-data-string", game("startup", "hello"), (WRONG, "data"), (WRONG, "data")),
-    ("startup-data-list", game("startup", []), (WRONG, "data"), (WRONG, "data")),
+    # A data that is not an object is ignored (with a note) by the commands
+    # that take none; Neuro's startup acknowledgement takes one.
+    ("startup-data-string", game("startup", "hello"), Startup, (WRONG, "data")),
+    ("startup-data-list", game("startup", []), Startup, (WRONG, "data")),
+    ("startup-data-false", game("startup", False), Startup, (WRONG, "data")),
+    (
+        "startup-data-list-extra-keys",
+        game("startup", [1, 2], version=2),
+        Startup,
+        (WRONG, "data"),
+    ),
     (
         "startup-extra-keys",
         game("startup", {"main_thread": 1}, version=2),
@@ -233,7 +243,7 @@ CORPUS: list[tuple[str, Frame, Expect, Expect]] = [
     (
         "shutdown-ready-data-number",
         game("shutdown/ready", 0),
-        (WRONG, "data"),
+        ShutdownReady,
         (UNKNOWN, "command"),
     ),
     # --- context ----------------------------------------------------------------
@@ -661,7 +671,13 @@ CORPUS: list[tuple[str, Frame, Expect, Expect]] = [
         "reregister-data-int",
         neuro("actions/reregister_all", 1),
         (UNKNOWN, "command"),
-        (WRONG, "data"),
+        ReregisterAll,
+    ),
+    (
+        "reregister-data-string",
+        neuro("actions/reregister_all", ""),
+        (UNKNOWN, "command"),
+        ReregisterAll,
     ),
     (
         "reregister-data-null",
@@ -697,7 +713,7 @@ CORPUS: list[tuple[str, Frame, Expect, Expect]] = [
         "immediate-data-list",
         neuro("shutdown/immediate", []),
         (UNKNOWN, "command"),
-        (WRONG, "data"),
+        ImmediateShutdown,
     ),
     (
         "speech-missing-is-final",
