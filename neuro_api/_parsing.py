@@ -7,7 +7,8 @@ Public through :mod:`neuro_api.command` (``parse_game_frame`` and
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+import difflib
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 import orjson
@@ -735,6 +736,46 @@ _FAST_GAME_PARSERS: Final[Mapping[str, _GameFastPath]] = {
 }
 
 
+# --- did you mean ...? -------------------------------------------------------
+
+_SEPARATORS: Final = str.maketrans(dict.fromkeys(":._\\-", "/"))
+_HINT_CHARS: Final = 64
+"""Unknown commands are compared up to this many characters (a frame's
+command may be a megabyte). Past about 1.7 times the longest command nothing
+is close at the cutoff anyway."""
+_HINT_CUTOFF: Final = 0.75
+"""difflib ratio a typo needs (``contxt`` is 0.92 from ``context``); below
+it, hints turn into noise (``action`` would be ``action/result``)."""
+
+
+def _spelling(command: str) -> str:
+    """``command`` without case and with ``/`` for every separator."""
+    return command.strip().lower().translate(_SEPARATORS)
+
+
+def _did_you_mean(command: str, known: Iterable[str]) -> str | None:
+    """The known command that ``command`` most likely misspells, or None.
+
+    Same letters with other case or separators first (the C SDK's
+    ``action:result``), then the closest typo.
+    """
+    wanted = _spelling(command[:_HINT_CHARS])
+    spellings = {_spelling(name): name for name in known}
+    if wanted in spellings:
+        return spellings[wanted]
+    close = difflib.get_close_matches(wanted, spellings, n=1, cutoff=_HINT_CUTOFF)
+    return spellings[close[0]] if close else None
+
+
+def _unknown_command(command: str, table: Mapping[str, _Parser]) -> str:
+    """The error text for an unknown command, with a hint when one is close."""
+    text = f"unknown command {_short(command)!r}"
+    hint = _did_you_mean(command, table)
+    if hint is not None:
+        text += f"; did you mean {hint!r}?"
+    return f"{text} (known: {', '.join(sorted(table))})"
+
+
 def _parse(
     frame: str | bytes | bytearray,
     table: Mapping[str, _Parser],
@@ -753,12 +794,9 @@ def _parse_object(
     top._command = command
     parser = table.get(command)
     if parser is None:
-        known = ", ".join(sorted(table))
         raise ProtocolError(
             FieldProblem(
-                "command",
-                ProblemKind.UNKNOWN_COMMAND,
-                f"unknown command {_short(command)!r} (known: {known})",
+                "command", ProblemKind.UNKNOWN_COMMAND, _unknown_command(command, table)
             ),
             command,
         )
