@@ -1,12 +1,17 @@
 """Tic-tac-toe against Neuro: a complete game on :mod:`neuro_api.trio_ws`.
 
 The player ("O", played at random by this program) and Neuro ("X") take
-turns; they start in turn, game after game. On Neuro's turn the game forces
-its ``play`` action; a move on a taken cell (or out of turn) gets a failing
-result telling her why, so she tries again. Every move and the outcome are
-sent as context. Start a Neuro server, then::
+turns; they start in turn, game after game. On Neuro's turn the game
+registers its ``play`` action, with the free cells as the only choices, and
+forces it; once she has moved, ``play`` is unregistered until her next turn.
+A move the game cannot take gets a failing result telling her why, so she
+tries again. Every move and the outcome are sent as context. Start a Neuro
+server, then::
 
-    python examples/tic_tac_toe.py --url ws://127.0.0.1:8000 --games 3
+    python examples/tic_tac_toe.py --games 3
+
+It connects to ``NEURO_SDK_WS_URL`` (the variable the official SDKs read),
+else to ``ws://127.0.0.1:8000``; ``--url`` overrides both.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import math
+import os
 import random
 import sys
 from collections.abc import Sequence
@@ -31,16 +38,27 @@ NEURO: Final = "X"
 PLAYER: Final = "O"
 DRAW: Final = "draw"
 
-PLAY: Final = Action(
-    "play",
-    "Place your X on a free cell. Cells are numbered 1 to 9, left to right, "
-    "top to bottom.",
-    {
-        "type": "object",
-        "properties": {"cell": {"type": "integer", "minimum": 1, "maximum": 9}},
-        "required": ["cell"],
-    },
-)
+DEFAULT_URL: Final = "ws://127.0.0.1:8000"
+PLAY: Final = "play"
+
+
+def play_action(free_cells: Sequence[int]) -> Action:
+    """The ``play`` action, offering exactly ``free_cells``.
+
+    Neuro can only choose among the free cells, so valid data is always a
+    legal move: she does not spend the retries of a force on taken cells.
+    """
+    return Action(
+        PLAY,
+        "Place your X on a free cell. Cells are numbered 1 to 9, left to "
+        "right, top to bottom.",
+        {
+            "type": "object",
+            "properties": {"cell": {"type": "integer", "enum": list(free_cells)}},
+            "required": ["cell"],
+        },
+    )
+
 
 _LINES: Final = (
     (0, 1, 2),
@@ -88,10 +106,15 @@ class Board:
 class TicTacToe:
     """The game: one board at a time, the player "O" against Neuro "X".
 
-    After a failed move Neuro retries the force by herself, but only a few
-    times: if no new move comes within ``retry_grace`` seconds, the game
-    forces again. So it does if nothing at all happens for
-    ``force_timeout`` seconds.
+    After a failed move Neuro retries the force by herself, a few times. The
+    game cannot see when she gives up, so it forces again only once she has
+    neither moved nor tried for ``force_timeout`` seconds: forcing sooner
+    could replace a force she is still working on (a retry takes a person at
+    the console, or a model, seconds).
+
+    The player thinks ``player_delay`` seconds before each move, as a person
+    would: against an engine that answers at once, games would otherwise
+    flood Neuro with context.
     """
 
     def __init__(
@@ -100,17 +123,17 @@ class TicTacToe:
         rng: random.Random,
         *,
         force_timeout: float = 60.0,
-        retry_grace: float = 2.0,
+        player_delay: float = 0.5,
     ) -> None:
         self.client = client
         self.rng = rng
         self.force_timeout = force_timeout
-        self.retry_grace = retry_grace
+        self.player_delay = player_delay
         self.board = Board()
         self._neuro_to_move = False
         self._neuro_moved = trio.Event()
         self._neuro_tried = trio.Event()
-        client.add_action(PLAY, self.handle_play)
+        client.add_action(play_action(range(1, 10)), self.handle_play)
 
     async def handle_play(self, data: Any) -> str:
         """Neuro's ``play`` action; ``data`` already matches the schema.
@@ -154,33 +177,42 @@ class TicTacToe:
         return outcome
 
     async def _neuro_turn(self) -> None:
+        # Registered while disconnected too: every connection registers
+        # the client's registry right after its startup.
+        await self.client.register_actions([play_action(self.board.free_cells())])
         self._neuro_moved = trio.Event()
         self._neuro_to_move = True
         while not self._neuro_moved.is_set():
             await self.client.wait_connected()
+            self._neuro_tried = trio.Event()
             try:
                 await self.client.send_force_action(
                     self.board.render(),
                     "It is your turn. Place an X on a free cell.",
-                    [PLAY.name],
+                    [PLAY],
                 )
             except NotConnected:
                 continue  # lost the connection: force again once back
             await self._wait_for_move()
+        # Her move's result goes out first: the client's action task queued
+        # it before this task woke up, and the client sends in order.
+        await self.client.unregister_actions([PLAY])
 
     async def _wait_for_move(self) -> None:
-        """Return once Neuro moved, or when it is time to force again."""
-        timeout = self.force_timeout
+        """Return once Neuro moved, or when it is time to force again.
+
+        Each failed try restarts the wait: she may retry again. Silence for
+        ``force_timeout`` seconds means she gave up (or the force was lost).
+        """
         while True:
-            self._neuro_tried = trio.Event()
-            with trio.move_on_after(timeout):
+            with trio.move_on_after(self.force_timeout):
                 await self._neuro_tried.wait()
             if self._neuro_moved.is_set() or not self._neuro_tried.is_set():
                 return
-            # A failed move: Neuro retries at once, or has given up.
-            timeout = self.retry_grace
+            self._neuro_tried = trio.Event()
 
     async def _player_turn(self) -> None:
+        await trio.sleep(self.player_delay)
         cell = self.rng.choice(self.board.free_cells())
         self.board.place(cell, PLAYER)
         await self._tell(f"The player placed O on cell {cell}.\n{self.board.render()}")
@@ -199,7 +231,7 @@ async def play_games(
     *,
     seed: int | None = None,
     force_timeout: float = 60.0,
-    retry_grace: float = 2.0,
+    player_delay: float = 0.5,
 ) -> list[str]:
     """Connect to Neuro at ``url``, play ``games`` games, and disconnect.
 
@@ -211,11 +243,8 @@ async def play_games(
         client,
         random.Random(seed),
         force_timeout=force_timeout,
-        retry_grace=retry_grace,
+        player_delay=player_delay,
     )
-    # Not connected yet: this only fills the registry, which every
-    # connection registers right after its startup.
-    await client.register_actions([PLAY])
     outcomes: list[str] = []
     async with trio.open_nursery() as nursery:
         await nursery.start(client.run, url)
@@ -232,6 +261,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < math.inf:  # also refuses nan
+        raise argparse.ArgumentTypeError("must be a number of seconds, 0 or more")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(
@@ -239,8 +275,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--url",
-        default="ws://127.0.0.1:8000",
-        help="WebSocket URL of the Neuro server (default: %(default)s)",
+        default=os.environ.get("NEURO_SDK_WS_URL") or DEFAULT_URL,
+        help="WebSocket URL of the Neuro server (default: $NEURO_SDK_WS_URL, "
+        f"else {DEFAULT_URL})",
     )
     parser.add_argument(
         "--games",
@@ -249,6 +286,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="number of games to play before exiting (default: %(default)s)",
     )
     parser.add_argument("--seed", type=int, help="seed for the player's moves")
+    parser.add_argument(
+        "--player-delay",
+        type=_seconds,
+        default=0.5,
+        metavar="SECONDS",
+        help="the player's thinking time before each move (default: %(default)s)",
+    )
     parser.add_argument(
         "--verbose", action="store_true", help="also log connection events"
     )
@@ -262,7 +306,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     interrupted = False
     try:
         outcomes = trio.run(
-            functools.partial(play_games, args.url, args.games, seed=args.seed)
+            functools.partial(
+                play_games,
+                args.url,
+                args.games,
+                seed=args.seed,
+                player_delay=args.player_delay,
+            )
         )
     except* KeyboardInterrupt:
         interrupted = True

@@ -72,6 +72,7 @@ class ProblemKind(enum.StrEnum):
     UNKNOWN_COMMAND = "unknown_command"
     UNKNOWN_KEY = "unknown_key"
     NULL_VALUE = "null_value"
+    IGNORED_DATA = "ignored_data"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -132,8 +133,8 @@ class Message:
     """Base of every parsed message.
 
     ``notes`` holds harmless oddities found while parsing (unknown keys,
-    ``null`` values); it does not take part in equality, so a message parsed
-    from a frame equals the one that built it.
+    ``null`` values, a ``data`` that was ignored); it does not take part in
+    equality, so a message parsed from a frame equals the one that built it.
     """
 
     command: ClassVar[str]

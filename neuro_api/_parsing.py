@@ -7,7 +7,8 @@ Public through :mod:`neuro_api.command` (``parse_game_frame`` and
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+import difflib
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 import orjson
@@ -177,6 +178,10 @@ class _Reader:
 
     def has(self, key: str) -> bool:
         return key in self._obj
+
+    def peek(self, key: str) -> Any:
+        """The value of ``key`` (None if absent), left in place."""
+        return self._obj.get(key)
 
     def finish(self) -> None:
         """Record every key nobody took as an unknown key."""
@@ -373,10 +378,26 @@ def _parse_result(top: _Reader, game: str | None) -> Message:
 
 
 def _no_data(factory: Callable[..., Message], command: str) -> _Parser:
-    """Parser for a message without data: ``data`` may be absent or ``{}``."""
+    """Parser for a message without data: ``data`` may be absent or ``{}``.
+
+    A ``data`` that is not an object (some SDKs send ``[]``: Lua's empty
+    table) cannot change what the command means: it is ignored with a note,
+    rather than the whole message refused.
+    """
 
     def parse(top: _Reader, game: str | None) -> Message:
-        _data_reader(top, command, required=False).finish()
+        data = top.peek("data")
+        if data is not None and not isinstance(data, dict):
+            top.take_raw("data")
+            top.notes.append(
+                FieldProblem(
+                    "data",
+                    ProblemKind.IGNORED_DATA,
+                    f"expected an object or nothing, got {_describe(data)}; ignored",
+                )
+            )
+        else:
+            _data_reader(top, command, required=False).finish()
         if game is None:
             return factory()
         return factory(game=game)
@@ -715,6 +736,46 @@ _FAST_GAME_PARSERS: Final[Mapping[str, _GameFastPath]] = {
 }
 
 
+# --- did you mean ...? -------------------------------------------------------
+
+_SEPARATORS: Final = str.maketrans(dict.fromkeys(":._\\-", "/"))
+_HINT_CHARS: Final = 64
+"""Unknown commands are compared up to this many characters (a frame's
+command may be a megabyte). Past about 1.7 times the longest command nothing
+is close at the cutoff anyway."""
+_HINT_CUTOFF: Final = 0.75
+"""difflib ratio a typo needs (``contxt`` is 0.92 from ``context``); below
+it, hints turn into noise (``action`` would be ``action/result``)."""
+
+
+def _spelling(command: str) -> str:
+    """``command`` without case and with ``/`` for every separator."""
+    return command.strip().lower().translate(_SEPARATORS)
+
+
+def _did_you_mean(command: str, known: Iterable[str]) -> str | None:
+    """The known command that ``command`` most likely misspells, or None.
+
+    Same letters with other case or separators first (the C SDK's
+    ``action:result``), then the closest typo.
+    """
+    wanted = _spelling(command[:_HINT_CHARS])
+    spellings = {_spelling(name): name for name in known}
+    if wanted in spellings:
+        return spellings[wanted]
+    close = difflib.get_close_matches(wanted, spellings, n=1, cutoff=_HINT_CUTOFF)
+    return spellings[close[0]] if close else None
+
+
+def _unknown_command(command: str, table: Mapping[str, _Parser]) -> str:
+    """The error text for an unknown command, with a hint when one is close."""
+    text = f"unknown command {_short(command)!r}"
+    hint = _did_you_mean(command, table)
+    if hint is not None:
+        text += f"; did you mean {hint!r}?"
+    return f"{text} (known: {', '.join(sorted(table))})"
+
+
 def _parse(
     frame: str | bytes | bytearray,
     table: Mapping[str, _Parser],
@@ -733,12 +794,9 @@ def _parse_object(
     top._command = command
     parser = table.get(command)
     if parser is None:
-        known = ", ".join(sorted(table))
         raise ProtocolError(
             FieldProblem(
-                "command",
-                ProblemKind.UNKNOWN_COMMAND,
-                f"unknown command {_short(command)!r} (known: {known})",
+                "command", ProblemKind.UNKNOWN_COMMAND, _unknown_command(command, table)
             ),
             command,
         )

@@ -317,10 +317,13 @@ class AbstractNeuroAPI(ABC):
         query: str,
         action_names: Sequence[str],
         ephemeral_context: bool = False,
-        priority: ForcePriority = ForcePriority.LOW,
+        priority: ForcePriority | None = ForcePriority.LOW,
     ) -> None:
         """Make Neuro pick one of ``action_names`` as soon as possible.
 
+        ``priority=None`` leaves the ``priority`` field out of the frame, for
+        servers that predate it and refuse unknown fields (Jippity does);
+        the default sends ``"low"``, which is what a missing priority means.
         Raises :class:`ValueError` for an empty list or for names that are
         not in the registry (Neuro could only fail them), and
         :class:`NotConnected` while disconnected.
@@ -347,9 +350,17 @@ class AbstractNeuroAPI(ABC):
     ) -> None:
         """Answer the action ``id_``.
 
-        A failing result needs a ``message`` (:class:`ValueError` otherwise).
-        Raises :class:`NotConnected` while disconnected.
+        ``message`` is optional, as in the spec, but a failing result without
+        one is sent with a warning in the log: Neuro learns nothing from a
+        failure without a reason. Raises :class:`NotConnected` while
+        disconnected.
         """
+        if not success and not message:
+            LOGGER.warning(
+                "action %r failed without a message; say why, so Neuro can "
+                "do better next time",
+                id_,
+            )
         await self.write_to_websocket(
             actions_result_command(self.game_title, id_, success, message)
         )

@@ -45,6 +45,7 @@ from neuro_api._messages import (
     Startup,
     StartupAcknowledgement,
     UnregisterActions,
+    _dumps,
 )
 from neuro_api._parsing import parse_game_frame, parse_neuro_frame
 
@@ -179,19 +180,31 @@ def actions_force_command(
     query: str,
     action_names: Sequence[str],
     ephemeral_context: bool = False,
-    priority: ForcePriority = ForcePriority.LOW,
+    priority: ForcePriority | None = ForcePriority.LOW,
 ) -> str:
-    """Return an ``actions/force`` frame (raises on an empty name list)."""
+    """Return an ``actions/force`` frame (raises on an empty name list).
+
+    ``priority=None`` leaves the ``priority`` key out, for servers that
+    predate it and refuse unknown fields (Jippity does); servers that know it
+    read a missing priority as ``low``. The default sends ``"low"``.
+    """
     if not action_names:
         raise ValueError("actions/force needs at least one action name")
-    return ForceActions(
+    message = ForceActions(
         game=game,
         state=state,
         query=query,
         action_names=tuple(action_names),
         ephemeral_context=ephemeral_context,
-        priority=ForcePriority(priority),
-    ).to_frame()
+        priority=ForcePriority.LOW if priority is None else ForcePriority(priority),
+    )
+    if priority is not None:
+        return message.to_frame()
+    # The parsed message cannot tell a missing priority from "low" (both
+    # mean low), so the key is dropped here, from the frame, not the message.
+    frame = message.envelope()
+    del frame["data"]["priority"]
+    return _dumps(frame)
 
 
 def actions_result_command(
@@ -199,11 +212,10 @@ def actions_result_command(
 ) -> str:
     """Return an ``action/result`` frame.
 
-    A failing result must say why: ``success=False`` without a message raises
-    :class:`ValueError` (Neuro would have nothing to learn from it).
+    ``message`` is optional, as in the spec, but a failing result should say
+    why: Neuro reads the message, and retries a force with nothing to go on
+    without one (servers report it: ``result.failure-without-message``).
     """
-    if not success and message is None:
-        raise ValueError("a failing action/result needs a message saying why")
     return ActionResult(game=game, id=id_, success=success, message=message).to_frame()
 
 

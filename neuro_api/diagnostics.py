@@ -223,6 +223,14 @@ _KINDS: Final = (
         "Remove it, or check its spelling against the API specification.",
     ),
     _kind(
+        "protocol.ignored-data",
+        _W,
+        "Data ignored",
+        "{command!r} frame: {detail}",
+        "This command takes no data: leave 'data' out (or send {}). Some SDKs "
+        "send [] for an empty object.",
+    ),
+    _kind(
         "protocol.null-value",
         _I,
         "Null value",
@@ -643,6 +651,7 @@ _PROBLEM_IDS: Final = {
     ProblemKind.UNKNOWN_COMMAND: "protocol.unknown-command",
     ProblemKind.UNKNOWN_KEY: "protocol.unknown-key",
     ProblemKind.NULL_VALUE: "protocol.null-value",
+    ProblemKind.IGNORED_DATA: "protocol.ignored-data",
 }
 
 
@@ -680,5 +689,5 @@ def from_note(
     game: str | None = None,
     frame: str | bytes | None = None,
 ) -> Diagnostic:
-    """Turn a parser note (unknown key, null value) into its diagnostic."""
+    """Turn a parser note (unknown key, null, ignored data) into its diagnostic."""
     return _from_problem(note, command, game, frame)

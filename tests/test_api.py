@@ -248,8 +248,42 @@ async def test_simple_sends(api: RecordingAPI) -> None:
         },
         {"command": "shutdown/ready", "game": "Test Game"},
     ]
-    with pytest.raises(ValueError, match="needs a message"):
-        await api.send_action_result("3", False)
+
+
+async def test_failing_result_without_message_is_sent_with_a_warning(
+    api: RecordingAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The spec makes the message optional; Neuro just learns nothing.
+    await api.send_action_result("3", False)
+    await api.send_action_result("4", False, "")
+    assert [f["data"] for f in api.frames] == [
+        {"id": "3", "success": False},
+        {"id": "4", "success": False, "message": ""},
+    ]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in warnings] == [
+        "action '3' failed without a message; say why, so Neuro can do better "
+        "next time",
+        "action '4' failed without a message; say why, so Neuro can do better "
+        "next time",
+    ]
+    caplog.clear()
+    await api.send_action_result("5", False, "no")
+    await api.send_action_result("6", True)
+    assert caplog.records == []
+
+
+async def test_force_without_priority_leaves_the_field_out() -> None:
+    # Servers that predate priority (Jippity) refuse the unknown field.
+    api = await registered_api(PLAY)
+    await api.send_force_action("board", "Your turn", ["play"], priority=None)
+    [frame] = api.frames
+    assert frame["data"] == {
+        "state": "board",
+        "query": "Your turn",
+        "ephemeral_context": False,
+        "action_names": ["play"],
+    }
 
 
 async def test_startup_clears_registry_and_session() -> None:

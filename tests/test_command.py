@@ -28,6 +28,7 @@ from neuro_api.command import (
     ImmediateShutdown,
     NeuroMessage,
     ProblemKind,
+    ProtocolError,
     RegisterActions,
     ReregisterAll,
     ShutdownReady,
@@ -280,6 +281,30 @@ def test_actions_force_every_priority(priority: ForcePriority) -> None:
     assert parsed.priority is priority
 
 
+def test_actions_force_without_priority() -> None:
+    # priority=None leaves the key out (servers that predate it refuse it).
+    text = actions_force_command("G", "s", "q", ["a", "b"], True, priority=None)
+    assert text == (
+        '{"command":"actions/force","game":"G","data":{"state":"s","query":"q",'
+        '"ephemeral_context":true,"action_names":["a","b"]}}'
+    )
+    parsed = parse_game_frame(text)
+    assert parsed == ForceActions(
+        game="G",
+        state="s",
+        query="q",
+        action_names=("a", "b"),
+        ephemeral_context=True,
+        priority=ForcePriority.LOW,
+    )
+    assert parsed.notes == ()
+
+
+def test_actions_force_priority_accepts_its_string() -> None:
+    text = actions_force_command("G", None, "q", ["a"], priority="high")  # type: ignore[arg-type]
+    assert orjson.loads(text)["data"]["priority"] == "high"
+
+
 def test_actions_force_defaults() -> None:
     parsed = parse_game_frame(actions_force_command("G", None, "q", ["a"]))
     assert parsed == ForceActions(game="G", query="q", action_names=("a",))
@@ -299,8 +324,6 @@ def test_actions_force_defaults() -> None:
 def test_actions_result_round_trip(
     game: str, id_: str, success: bool, message: str | None
 ) -> None:
-    if not success and message is None:
-        message = "failed"
     text = actions_result_command(game, id_, success, message)
     expected = ActionResult(game=game, id=id_, success=success, message=message)
     keys = {"id", "success"} | (set() if message is None else {"message"})
@@ -517,9 +540,13 @@ def test_force_empty_list_raises() -> None:
         actions_force_command("G", None, "q", [])
 
 
-def test_failing_result_without_message_raises() -> None:
-    with pytest.raises(ValueError, match="needs a message"):
-        actions_result_command("G", "1", False)
+def test_failing_result_without_message_is_allowed() -> None:
+    # The spec makes the message optional (servers warn about it).
+    text = actions_result_command("G", "1", False)
+    assert text == (
+        '{"command":"action/result","game":"G","data":{"id":"1","success":false}}'
+    )
+    assert parse_game_frame(text) == ActionResult(game="G", id="1", success=False)
 
 
 def test_failing_result_with_empty_message_is_allowed() -> None:
@@ -557,6 +584,72 @@ def test_neuro_no_data_commands_accept_empty_data(command: str) -> None:
     parsed = parse_neuro_frame(_frame({"command": command, "data": {}}))
     assert parsed.command == command
     assert parsed.notes == ()
+
+
+NOT_OBJECTS = [[], [1], "", "x", 0, 1.5, True, False]
+
+
+@pytest.mark.parametrize("data", NOT_OBJECTS, ids=repr)
+@pytest.mark.parametrize(
+    ("parse", "command", "expected"),
+    [
+        (parse_game_frame, "startup", Startup(game="G")),
+        (parse_game_frame, "shutdown/ready", ShutdownReady(game="G")),
+        (parse_neuro_frame, "actions/reregister_all", ReregisterAll()),
+        (parse_neuro_frame, "shutdown/immediate", ImmediateShutdown()),
+    ],
+)
+def test_no_data_commands_ignore_data_that_is_not_an_object(
+    parse: Any, command: str, expected: Any, data: Any
+) -> None:
+    # The Lua SDK sends "data": [] (its empty table) with startup.
+    obj: dict[str, Any] = {"command": command, "data": data}
+    if isinstance(expected, GameMessage):
+        obj["game"] = "G"
+    parsed = parse(_frame(obj))
+    assert parsed == expected
+    [note] = parsed.notes
+    assert note.field == "data"
+    assert note.kind is ProblemKind.IGNORED_DATA
+    assert note.detail.startswith("expected an object or nothing, got ")
+    assert note.detail.endswith("; ignored")
+
+
+def test_ignored_data_note_describes_the_value() -> None:
+    parsed = parse_game_frame(_frame({"command": "startup", "game": "G", "data": []}))
+    assert [str(note) for note in parsed.notes] == [
+        "data: expected an object or nothing, got an array of 0 items; ignored"
+    ]
+    huge = parse_game_frame(
+        _frame({"command": "startup", "game": "G", "data": "y" * 100_000})
+    )
+    assert len(str(huge.notes[0])) < 120
+
+
+def test_ignored_data_keeps_the_other_notes() -> None:
+    parsed = parse_game_frame(
+        _frame({"command": "startup", "game": "G", "data": [], "version": 2})
+    )
+    assert [(n.field, n.kind) for n in parsed.notes] == [
+        ("data", ProblemKind.IGNORED_DATA),
+        ("version", ProblemKind.UNKNOWN_KEY),
+    ]
+
+
+def test_object_data_of_a_no_data_command_keeps_unknown_key_notes() -> None:
+    parsed = parse_game_frame(
+        _frame({"command": "startup", "game": "G", "data": {"main_thread": 1}})
+    )
+    assert [(n.field, n.kind) for n in parsed.notes] == [
+        ("data.main_thread", ProblemKind.UNKNOWN_KEY)
+    ]
+
+
+def test_startup_acknowledgement_data_must_still_be_an_object() -> None:
+    # Neuro's startup carries a session: it is not a command without data.
+    with pytest.raises(ProtocolError) as info:
+        parse_neuro_frame(_frame({"command": "startup", "data": []}))
+    assert info.value.kind is ProblemKind.WRONG_TYPE
 
 
 def test_startup_acknowledgement_without_session() -> None:

@@ -248,6 +248,7 @@ PROBLEM_IDS = {
     ProblemKind.UNKNOWN_COMMAND: "protocol.unknown-command",
     ProblemKind.UNKNOWN_KEY: "protocol.unknown-key",
     ProblemKind.NULL_VALUE: "protocol.null-value",
+    ProblemKind.IGNORED_DATA: "protocol.ignored-data",
 }
 
 
@@ -292,6 +293,22 @@ def test_unknown_key_note() -> None:
     assert diag.id == "protocol.unknown-key"
     assert diag.severity is Severity.WARNING
     assert diag.message == "'context' frame: unknown key data.main_thread was ignored"
+
+
+def test_ignored_data_note_is_a_warning() -> None:
+    note = FieldProblem(
+        "data",
+        ProblemKind.IGNORED_DATA,
+        "expected an object or nothing, got an array of 0 items; ignored",
+    )
+    diag = from_note(note, command="startup", game="G")
+    assert diag.id == "protocol.ignored-data"
+    assert diag.severity is Severity.WARNING
+    assert diag.message == (
+        "'startup' frame: data: expected an object or nothing, "
+        "got an array of 0 items; ignored"
+    )
+    assert "leave 'data' out" in diag.hint
 
 
 def test_null_value_note_is_info() -> None:

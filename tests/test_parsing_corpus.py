@@ -9,6 +9,7 @@ the offending field.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +33,7 @@ from neuro_api.command import (
     ProtocolError,
     RegisterActions,
     ReregisterAll,
+    ShutdownReady,
     SpeechFinished,
     Startup,
     StartupAcknowledgement,
@@ -222,8 +224,17 @@ CORPUS: list[tuple[str, Frame, Expect, Expect]] = [
     ("game-huge", game("startup", game="g" * MB), Startup, StartupAcknowledgement),
     # --- startup / shutdown/ready (game) -----------------------------------------
     ("startup-data-null", game("startup", None), Startup, StartupAcknowledgement),
-    ("startup-data-string", game("startup", "hello"), (WRONG, "data"), (WRONG, "data")),
-    ("startup-data-list", game("startup", []), (WRONG, "data"), (WRONG, "data")),
+    # A data that is not an object is ignored (with a note) by the commands
+    # that take none; Neuro's startup acknowledgement takes one.
+    ("startup-data-string", game("startup", "hello"), Startup, (WRONG, "data")),
+    ("startup-data-list", game("startup", []), Startup, (WRONG, "data")),
+    ("startup-data-false", game("startup", False), Startup, (WRONG, "data")),
+    (
+        "startup-data-list-extra-keys",
+        game("startup", [1, 2], version=2),
+        Startup,
+        (WRONG, "data"),
+    ),
     (
         "startup-extra-keys",
         game("startup", {"main_thread": 1}, version=2),
@@ -233,7 +244,7 @@ CORPUS: list[tuple[str, Frame, Expect, Expect]] = [
     (
         "shutdown-ready-data-number",
         game("shutdown/ready", 0),
-        (WRONG, "data"),
+        ShutdownReady,
         (UNKNOWN, "command"),
     ),
     # --- context ----------------------------------------------------------------
@@ -661,7 +672,13 @@ CORPUS: list[tuple[str, Frame, Expect, Expect]] = [
         "reregister-data-int",
         neuro("actions/reregister_all", 1),
         (UNKNOWN, "command"),
-        (WRONG, "data"),
+        ReregisterAll,
+    ),
+    (
+        "reregister-data-string",
+        neuro("actions/reregister_all", ""),
+        (UNKNOWN, "command"),
+        ReregisterAll,
     ),
     (
         "reregister-data-null",
@@ -697,7 +714,7 @@ CORPUS: list[tuple[str, Frame, Expect, Expect]] = [
         "immediate-data-list",
         neuro("shutdown/immediate", []),
         (UNKNOWN, "command"),
-        (WRONG, "data"),
+        ImmediateShutdown,
     ),
     (
         "speech-missing-is-final",
@@ -879,6 +896,80 @@ def test_error_text_unknown_command_lists_known() -> None:
     )
     assert error.command == "nope"
     assert diagnostics.from_protocol_error(error).id == "protocol.unknown-command"
+
+
+@pytest.mark.parametrize(
+    ("parser", "frame", "hint"),
+    [
+        (parse_game_frame, game("action:result"), "action/result"),  # the C SDK
+        (parse_game_frame, game("Action_Result"), "action/result"),
+        (parse_game_frame, game("actions.force"), "actions/force"),
+        (parse_game_frame, game("actions\\register"), "actions/register"),
+        (parse_game_frame, game("shutdown-ready"), "shutdown/ready"),
+        (parse_game_frame, game(" STARTUP "), "startup"),
+        (parse_game_frame, game("contxt"), "context"),
+        (parse_game_frame, game("actions/forcee"), "actions/force"),
+        (parse_neuro_frame, neuro("actions/reregister-all"), "actions/reregister_all"),
+        (parse_neuro_frame, neuro("Speech.Finished"), "speech_finished"),
+        (parse_neuro_frame, neuro("shutdown:immediate"), "shutdown/immediate"),
+    ],
+)
+def test_unknown_command_near_a_known_one_gets_a_hint(
+    parser: Parser, frame: str, hint: str
+) -> None:
+    error = _error(parser, frame)
+    assert error.kind is ProblemKind.UNKNOWN_COMMAND
+    assert f"; did you mean {hint!r}? (known: " in str(error)
+    diag = diagnostics.from_protocol_error(error, game="Game", frame=frame)
+    assert diag.id == "protocol.unknown-command"
+    assert f"did you mean {hint!r}?" in diag.message
+
+
+def test_unknown_command_hint_text() -> None:
+    error = _error(parse_game_frame, game("action:result"))
+    assert str(error) == (
+        "command: unknown command 'action:result'; did you mean 'action/result'? "
+        "(known: action/result, actions/force, actions/register, "
+        "actions/unregister, context, shutdown/ready, startup)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("parser", "command"),
+    [
+        (parse_game_frame, "nope"),
+        (parse_game_frame, "hello"),
+        (parse_game_frame, "action"),  # Neuro's, not close to a game's command
+        (parse_game_frame, ""),
+        (parse_neuro_frame, "context"),
+        (parse_neuro_frame, "ping"),
+        (parse_game_frame, "action/result" + "x" * MB),
+    ],
+)
+def test_no_hint_when_nothing_is_close(parser: Parser, command: str) -> None:
+    error = _error(parser, game(command))
+    assert error.kind is ProblemKind.UNKNOWN_COMMAND
+    assert "did you mean" not in str(error)
+
+
+def test_hint_compares_only_the_start_of_a_huge_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[int] = []
+    close_matches = difflib.get_close_matches
+
+    def recording(word: str, *args: Any, **kwargs: Any) -> list[str]:
+        seen.append(len(word))
+        return close_matches(word, *args, **kwargs)
+
+    monkeypatch.setattr(difflib, "get_close_matches", recording)
+    error = _error(parse_game_frame, game("c" * MB))
+    assert "did you mean" not in str(error)
+    assert seen
+    assert max(seen) <= 64
+    # Trailing padding is cut away before comparing.
+    error = _error(parse_game_frame, game("action:result" + " " * MB))
+    assert "did you mean 'action/result'?" in str(error)
 
 
 def test_error_for_bytes_names_utf8() -> None:

@@ -182,6 +182,65 @@ async def test_startup_with_or_without_empty_data(
     assert server.seen == []
 
 
+@pytest.mark.parametrize("data", [[], "", 0, False], ids=repr)
+async def test_startup_with_data_that_is_not_an_object(
+    nursery: trio.Nursery, data: object
+) -> None:
+    # The Lua SDK sends "data": [] (its empty table): still a startup.
+    server = RecordingServer()
+    info = await start_server(nursery, server)
+    async with connect(info.url, "Game") as game:
+        await game.send_obj({"command": "startup", "game": "Game", "data": data})
+        ack = await game.receive()
+        assert isinstance(ack, StartupAcknowledgement)
+        await game.register(PLAY)
+        await game.context("after startup")
+        await server.settle(game)
+        assert "play" in server.client_of(game).actions
+    [diag] = server.seen  # and no protocol.before-startup
+    assert diag.id == "protocol.ignored-data"
+    assert diag.severity is Severity.WARNING
+    assert diag.game == "Game"
+    assert diag.subject == "data"
+    assert diag.message.startswith("'startup' frame: data: expected an object")
+    assert server.messages("Game") == ["after startup"]
+
+
+async def test_shutdown_ready_with_list_data_is_handled(
+    nursery: trio.Nursery,
+) -> None:
+    server = RecordingServer()
+    info = await start_server(nursery, server)
+    async with connect(info.url, "Game") as game:
+        await game.startup()
+        await game.send_obj({"command": "shutdown/ready", "game": "Game", "data": []})
+        await server.wait_diag("protocol.shutdown-ready", game="Game")
+        await server.settle(game)
+    assert server.ids("Game") == ["protocol.ignored-data", "protocol.shutdown-ready"]
+
+
+async def test_near_miss_command_gets_a_hint(nursery: trio.Nursery) -> None:
+    # The C SDK spells the result command "action:result".
+    server = RecordingServer()
+    info = await start_server(nursery, server)
+    async with connect(info.url, "Game") as game:
+        await game.startup()
+        await game.send_obj(
+            {
+                "command": "action:result",
+                "game": "Game",
+                "data": {"id": "1", "success": True},
+            }
+        )
+        await game.send_obj({"command": "jump", "game": "Game"})
+        await server.settle(game)
+    near, far = server.diags("protocol.unknown-command", game="Game")
+    assert "unknown command 'action:result'; did you mean 'action/result'?" in (
+        near.message
+    )
+    assert "did you mean" not in far.message
+
+
 async def test_unknown_keys_reported_and_tolerated(nursery: trio.Nursery) -> None:
     server = RecordingServer()
     info = await start_server(nursery, server)
