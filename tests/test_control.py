@@ -29,6 +29,7 @@ from neuro_api.command import Action, ForcePriority
 from neuro_api.control import create_app
 from neuro_api.control._auth import _is_loopback_host
 from neuro_api.control._bodies import json_body
+from neuro_api.schema import validate_action_data
 from neuro_api.server import (
     AbstractTrioNeuroServer,
     ServerConfig,
@@ -179,6 +180,68 @@ async def test_execute_returns_the_games_result(
     assert outcome["message"] == "taken"
 
 
+@pytest.mark.parametrize(
+    "request_body", [{}, {"json": {}}, {"json": {"data": None}}], ids=str
+)
+async def test_execute_without_data_generates_valid_data(
+    nursery: trio.Nursery,
+    game: WebSocketConnection,
+    client: HttpClient,
+    request_body: dict[str, Any],
+) -> None:
+    async def answer() -> None:
+        message = await recv(game)
+        assert isinstance(message, command.ActionMessage)
+        assert validate_action_data(PLAY.schema, message.data_json).ok
+        assert message.data_json is not None
+        await game.send_message(
+            command.actions_result_command("Tic Tac Toe", message.id, True, "ok")
+        )
+
+    nursery.start_soon(answer)
+    response = await client.post(URL, headers=AUTH, **request_body)
+    assert response.status_code == 200, await body(response)
+    assert (await body(response))["outcome"]["status"] == "success"
+
+
+async def test_execute_without_data_on_purpose(
+    nursery: trio.Nursery, game: WebSocketConnection, client: HttpClient
+) -> None:
+    async def answer() -> None:
+        message = await recv(game)
+        assert isinstance(message, command.ActionMessage)
+        assert message.data_json is None
+        await game.send_message(
+            command.actions_result_command("Tic Tac Toe", message.id, False, "no cell")
+        )
+
+    nursery.start_soon(answer)
+    response = await client.post(URL, json={"validate": False}, headers=AUTH)
+    assert (await body(response))["outcome"]["message"] == "no cell"
+
+
+async def test_execute_says_when_no_data_can_be_generated(
+    server: QuietServer, client: HttpClient
+) -> None:
+    huge = Action(
+        "huge",
+        "Ten megabytes",
+        {
+            "type": "object",
+            "properties": {"a": {"type": "string", "minLength": 10**7}},
+            "required": ["a"],
+        },
+    )
+    async for greedy in connect_game(server, "Greedy"):
+        await greedy.send_message(command.actions_register_command("Greedy", [huge]))
+        await eventually(lambda: "huge" in game_client(server, "Greedy").actions)
+        response = await client.post("/games/Greedy/actions/huge", headers=AUTH)
+        assert response.status_code == 400
+        error = (await body(response))["error"]
+        assert error["code"] == "cannot_generate_data"
+        assert "65536" in error["message"]
+
+
 async def test_execute_invalid_data_on_purpose(
     nursery: trio.Nursery, game: WebSocketConnection, client: HttpClient
 ) -> None:
@@ -281,10 +344,7 @@ async def test_an_empty_body_is_an_empty_object(
         is_final=True, cancelled=False, reason=None
     )
 
-    # The body is fine ({}); the action itself wants data.
-    execute = await client.post(URL, headers=AUTH)
-    assert execute.status_code == 400
-    assert (await body(execute))["error"]["code"] == "invalid_action_data"
+    # {} for an action: valid data is generated for it (test_execute_generates).
 
 
 async def test_a_body_that_is_not_json_is_refused(

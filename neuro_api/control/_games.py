@@ -10,7 +10,7 @@ import orjson
 from quart import Blueprint, current_app, request
 from quart_schema import document_request, document_response
 
-from neuro_api.command import ProtocolError, parse_neuro_frame
+from neuro_api.command import Action, ProtocolError, parse_neuro_frame
 from neuro_api.control._bodies import STRICT, json_body
 from neuro_api.control._errors import ApiError
 from neuro_api.control._limits import check_action_frame, check_frame
@@ -24,7 +24,7 @@ from neuro_api.control._models import (
     SentTo,
 )
 from neuro_api.control._openapi import errors
-from neuro_api.schema import SchemaError, validate_action_data
+from neuro_api.schema import GenerationError, SchemaError
 from neuro_api.server import AbstractTrioNeuroServer, TrioNeuroServerClient
 
 __all__ = ["games"]
@@ -111,9 +111,10 @@ async def get_game(game: str) -> GameView:
 class ExecuteRequest:
     """Body of an execute request.
 
-    ``data`` is any JSON value, or ``raw`` a string sent as is; with neither,
-    the action is sent without data. ``validate=false`` skips the schema and
-    registry checks (to send invalid data on purpose).
+    ``data`` is any JSON value, or ``raw`` a string sent as is. With neither,
+    valid data is generated for the action's schema (as the console does),
+    or none sent if it has no schema. ``validate=false`` skips the schema and
+    registry checks (to send invalid data, or no data, on purpose).
     """
 
     __pydantic_config__ = STRICT
@@ -144,12 +145,11 @@ async def execute(game: str, action: str, data: ExecuteRequest) -> ExecuteResult
                 "unknown_action",
                 f"{client.game_title!r} has no action {action!r} (registered: {known})",
             )
-        try:
-            verdict = validate_action_data(registered.schema, text)
-        except SchemaError as exc:  # pragma: no cover - registry refuses these
-            raise ApiError(400, "invalid_schema", str(exc)) from None
-        if not verdict.ok:
-            raise ApiError(400, "invalid_action_data", verdict.reason)
+        if text is None:
+            text = await _generated(registered)
+            check_action_frame(action, text, client.config.max_message_size)
+        else:
+            await _check(registered, text)
     outcome = await client.execute_action(action, text)
     return {
         "outcome": {
@@ -160,6 +160,28 @@ async def execute(game: str, action: str, data: ExecuteRequest) -> ExecuteResult
             "message": outcome.message,
         }
     }
+
+
+async def _generated(action: Action) -> str | None:
+    """Valid data for ``action`` (``None``: it takes none), within the limits."""
+    try:
+        return await _server().generator.generate_json(action.schema)
+    except (GenerationError, SchemaError) as exc:
+        raise ApiError(
+            400,
+            "cannot_generate_data",
+            f"no valid data could be generated for {action.name!r}: {exc}; give "
+            "it in \"data\"",
+        ) from None
+
+
+async def _check(action: Action, text: str) -> None:
+    try:
+        verdict = await _server().validate_data(action.schema, text)
+    except SchemaError as exc:  # pragma: no cover - registry refuses these
+        raise ApiError(400, "invalid_schema", str(exc)) from None
+    if not verdict.ok:
+        raise ApiError(400, "invalid_action_data", verdict.reason)
 
 
 @games.post("/games/<game>/reregister")

@@ -33,8 +33,9 @@ _STREAM_ATTRIBUTE: Final = "_neuro_api_event_stream"
 _OPTIONAL_BODY_ATTRIBUTE: Final = "_neuro_api_optional_body"
 _ERRORS: Final = {
     400: "The body is not JSON (``invalid_json``), a field is wrong "
-    "(``invalid_request``, ``invalid_action_data``), or the route takes one "
-    "game, not ``*`` (``one_game_only``).",
+    "(``invalid_request``, ``invalid_action_data``), no valid data could be "
+    "generated (``cannot_generate_data``), or the route takes one game, not "
+    "``*`` (``one_game_only``).",
     401: "A token is configured and the request did not carry it (``unauthorized``).",
     404: "No such connected game (``unknown_game``) or registered action "
     "(``unknown_action``).",

@@ -17,6 +17,8 @@ from trio_websocket import WebSocketRequest, serve_websocket
 from neuro_api._text import printable
 from neuro_api.command import Action, ForcePriority
 from neuro_api.diagnostics import Diagnostic
+from neuro_api.schema import ValidationResult
+from neuro_api.server._checks import validate_data
 from neuro_api.server._config import ServerConfig
 from neuro_api.server._events import EventBus, ServerStats
 from neuro_api.server._generation import DataGenerator
@@ -215,6 +217,20 @@ class AbstractTrioNeuroServer(ABC):
             while len(self.diagnostics) > _MAX_GAMES_REMEMBERED:
                 self.diagnostics.popitem(last=False)
         kept.append(diagnostic)
+
+    # --- data ------------------------------------------------------------
+
+    async def validate_data(
+        self, schema: Mapping[str, Any] | None, data: str | None
+    ) -> ValidationResult:
+        """Check ``data`` (JSON text) against an action's ``schema``.
+
+        :func:`~neuro_api.schema.validate_action_data`, in a worker thread
+        when the schema and data are large, so a megabyte of either does not
+        hold the event loop. Raises :class:`~neuro_api.schema.SchemaError`
+        for an invalid schema.
+        """
+        return await validate_data(schema, data)
 
     # --- lookups ---------------------------------------------------------
 

@@ -33,7 +33,6 @@ from neuro_api.command import Action, ForcePriority
 from neuro_api.diagnostics import Diagnostic, Severity
 from neuro_api.schema import GenerationError, SchemaError
 from neuro_api.server._base import AbstractTrioNeuroServer
-from neuro_api.server._checks import validate_data
 from neuro_api.server._config import ServerConfig
 from neuro_api.server._handler import ActionOutcome, OutcomeStatus
 from neuro_api.server._random import RandomNeuroServer
@@ -222,10 +221,13 @@ def _is_json(text: str) -> bool:
     return True
 
 
-async def _refusal(action: Action | None, data: str) -> str | None:
+async def _refusal(
+    server: AbstractTrioNeuroServer, action: Action | None, data: str
+) -> str | None:
     """Why ``data`` does not fit ``action`` (``None`` if it does)."""
+    schema = None if action is None else action.schema
     try:
-        result = await validate_data(None if action is None else action.schema, data)
+        result = await server.validate_data(schema, data)
     except SchemaError as exc:
         return f"the action's schema is invalid: {exc}"
     return None if result.ok else result.reason
@@ -499,7 +501,7 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
             if answer.startswith("!"):
                 data = answer[1:].strip() or None
                 break
-            why = await _refusal(action, answer)
+            why = await _refusal(self, action, answer)
             if why is None:
                 data = answer
                 break
@@ -653,7 +655,7 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
                 )
                 return
         elif text is not None and checked:
-            why = await _refusal(action, text)
+            why = await _refusal(self, action, text)
             if why is not None:
                 self.say(f"not sent: {why}; send! sends it anyway")
                 return
