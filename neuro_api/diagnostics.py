@@ -505,7 +505,7 @@ _KINDS: Final = (
         "force.cancelled-by-unregister",
         _I,
         "Force cancelled by unregister",
-        "the pending force was cancelled because its actions were unregistered",
+        "the force was cancelled: none of its actions is registered any more",
     ),
     _kind(
         "force.unanswerable",
@@ -568,12 +568,6 @@ _KINDS: Final = (
         "Success without message",
         "action {action!r} succeeded without a message",
         "Optional: a short message gives Neuro context about what happened.",
-    ),
-    _kind(
-        "result.action-unregistered",
-        _I,
-        "Result for an unregistered action",
-        "result for action {action!r}, which was unregistered meanwhile",
     ),
     # --- behaviour ----------------------------------------------------------
     _kind(

@@ -402,3 +402,69 @@ def test_remembered_ids_keep_at_least_the_limit_and_stay_bounded() -> None:
     assert recent.get(str(10 * _REMEMBERED_IDS - 1)) == 10 * _REMEMBERED_IDS - 1
     assert recent.get(str(_REMEMBERED_IDS - 1)) is None
     assert "0" not in recent
+
+
+# --- re-registration asked for by Neuro (actions/reregister_all) -------------
+
+
+async def test_registrations_answering_reregister_all_are_expected(
+    nursery: trio.Nursery,
+) -> None:
+    server = RecordingServer()
+    info = await start_server(nursery, server)
+    async with connect(info.url, "Game") as game:
+        await game.startup()
+        await game.register(PLAY, PASS)
+        await server.settle(game)
+        await server.client_of(game).send_reregister_all()
+        assert isinstance(await game.receive(), command.ReregisterAll)
+        changed = Action("pass", "Skip this turn, politely")
+        await game.register(PLAY, changed)  # what PROPOSALS.md asks for
+        await server.settle(game)
+        assert [d for d in server.ids("Game") if d.startswith("action.duplicate")] == []
+        # The game's current definition replaced the old one.
+        assert server.client_of(game).actions["pass"] == changed
+        # Once answered, a registration of the same name is a duplicate again.
+        await game.register(PLAY)
+        await server.wait_diag("action.duplicate-identical", game="Game")
+
+
+async def test_a_changed_action_with_errors_keeps_the_old_one(
+    nursery: trio.Nursery,
+) -> None:
+    server = RecordingServer()
+    info = await start_server(nursery, server)
+    async with connect(info.url, "Game") as game:
+        await game.startup()
+        await game.register(PLAY)
+        await server.settle(game)
+        await server.client_of(game).send_reregister_all()
+        await game.receive()
+        await game.register(Action("play", "Play", {"type": "object", "required": 5}))
+        await server.wait_diag("action.rejected", game="Game")
+        assert server.client_of(game).actions["play"] == PLAY
+
+
+async def test_unregistered_or_restarted_names_are_no_longer_awaited(
+    nursery: trio.Nursery,
+) -> None:
+    server = RecordingServer()
+    info = await start_server(nursery, server)
+    async with connect(info.url, "Game") as game:
+        await game.startup()
+        await game.register(PLAY, PASS)
+        await server.settle(game)
+        await server.client_of(game).send_reregister_all()
+        await game.receive()
+        await game.unregister("pass")
+        await game.register(PASS)  # registered afresh: no diagnostic at all
+        await game.register(PASS)  # and now a duplicate
+        await server.wait_diag("action.duplicate-identical", game="Game")
+        (duplicate,) = server.diags("action.duplicate-identical")
+        assert duplicate.subject == "pass"
+        await server.client_of(game).send_reregister_all()
+        await game.receive()
+        await game.startup()  # a startup clears everything, the wait too
+        await game.register(PLAY)
+        await game.register(PLAY)
+        await server.wait_diag("action.duplicate-identical", game="Game", count=2)

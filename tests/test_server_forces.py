@@ -490,9 +490,15 @@ async def test_unregister_cancels_the_force(
     assert len(server.force_calls) == 1
 
 
-async def test_unregister_cancels_a_force_waiting_for_its_result(
+async def test_unregister_before_the_result_keeps_the_force_until_it(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
+    """The official SDK unregisters an action before answering it.
+
+    The force waits for that result: a success ends it, a failure would
+    retry it, and with nothing left to retry it ends then (no endless
+    retries of actions that no longer exist).
+    """
     server = RecordingServer()
     info = await start_server(nursery, server)
     async with connect(info.url, "Game") as game:
@@ -501,13 +507,56 @@ async def test_unregister_cancels_a_force_waiting_for_its_result(
         await game.force("pass")
         action = await game.expect_action()
         await game.unregister("pass")
-        await server.wait_diag("force.cancelled-by-unregister", game="Game")
+        await server.settle(game)
+        assert server.client_of(game).active_force is not None
+        assert "force.cancelled-by-unregister" not in server.ids()
         await game.result(action.id, False, "no longer possible")
-        await server.wait_diag("result.action-unregistered", game="Game")
+        await server.wait_diag("force.cancelled-by-unregister", game="Game")
         # No retry of an action that no longer exists.
         await game.expect_silence(120)
+        assert server.client_of(game).active_force is None
     assert len(server.force_calls) == 1
     assert "force.retry" not in server.ids()
+
+
+async def test_unregister_then_success_ends_the_force_quietly(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    server = RecordingServer()
+    info = await start_server(nursery, server)
+    async with connect(info.url, "Game") as game:
+        await game.startup()
+        await game.register(PASS, WAVE)
+        await game.force("pass")
+        action = await game.expect_action()
+        await game.unregister("pass", "wave")
+        await game.result(action.id, True, "passed")
+        await server.wait_until(lambda: bool(server.outcomes))
+        await server.settle(game)
+        assert server.client_of(game).active_force is None
+        await game.expect_silence(60)
+    assert server.ids() == [
+        "result.success-without-message"
+    ] or "force" not in " ".join(server.ids())
+
+
+async def test_a_retry_whose_actions_were_all_unregistered_ends_the_force(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    server = RecordingServer()
+    info = await start_server(nursery, server)
+    async with connect(info.url, "Game") as game:
+        await game.startup()
+        await game.register(PASS, WAVE)
+        await game.force("pass", "wave")
+        action = await game.expect_action()
+        # One action gone before the result, the other too.
+        await game.unregister("pass")
+        await game.unregister("wave")
+        await game.result(action.id, False, "both gone")
+        await server.wait_diag("force.cancelled-by-unregister", game="Game")
+        await game.expect_silence(60)
+    assert len(server.force_calls) == 1
 
 
 async def test_startup_cancels_the_active_force(

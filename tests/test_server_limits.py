@@ -107,9 +107,10 @@ async def test_queue_overflow_and_stale_queued_forces_are_reported(
         assert [c.query for c in server.force_calls] == ["Your turn"]
 
 
-async def test_unknown_action_result_is_not_called_unregistered(
+async def test_a_result_after_unregister_is_accepted_quietly(
     nursery: trio.Nursery,
 ) -> None:
+    """What the official SDK README recommends: unregister, then answer."""
     server = RecordingServer()
     info = await start_server(nursery, server)
     async with connect(info.url, "Game") as game:
@@ -125,9 +126,13 @@ async def test_unknown_action_result_is_not_called_unregistered(
         second = await game.expect_action()
         await game.unregister("pass")
         await game.result(second.id, True, "done")
-        await server.wait_diag("result.action-unregistered", game="Game")
-    (unregistered,) = server.diags("result.action-unregistered")
-    assert "'pass'" in unregistered.message
+        await server.wait_until(lambda: len(server.outcomes) == 2)
+        await server.settle(game)
+    assert server.outcomes[1][1].success
+    found = server.ids("Game")
+    assert "force.cancelled-by-unregister" not in found
+    assert not [i for i in found if "unregistered" in i]
+    assert client.active_force is None
 
 
 def test_a_game_connection_keeps_a_small_instance_dict() -> None:

@@ -716,8 +716,8 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             self._diag("result.success-without-message", action=pending.action)
         elif not message.success and not message.message:
             self._diag("result.failure-without-message", action=pending.action)
-        if pending.registered and self.get_action(pending.action) is None:
-            self._diag("result.action-unregistered", action=pending.action)
+        # An action unregistered before its result is what the official SDK
+        # recommends (unregister, then answer): nothing to report.
         status = _SUCCESS if message.success else _FAILURE
         pending.finish(status, message.message)
         self._settled(pending)
@@ -816,23 +816,19 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
                 return
             self._diag("force.queued-dropped", names=", ".join(message.action_names))
 
-    async def _choose(self, force: _Force) -> None:
+    async def _choose(
+        self, force: _Force, actions: tuple[Action, ...] | None = None
+    ) -> None:
         """Get the force's next action from the engine and send it.
 
-        An engine that answers at once is served right here, in the reader;
-        otherwise its choice runs in a task that the force's end cancels.
+        ``actions`` are those offered (default: the force's own; a retry
+        offers those still registered). An engine that answers at once is
+        served right here, in the reader; otherwise its choice runs in a task
+        that the force's end cancels.
         """
         message = force.message
-        actions = force.actions
-        if force.attempts:  # a retry: some actions may be gone since
-            actions = tuple(
-                action
-                for action in map(self.get_action, force.names)
-                if action is not None
-            )
-        if not actions:
-            self._end_force(force)
-            return
+        if actions is None:
+            actions = force.actions
         try:
             answer = self.choose_force_action_now(
                 message.state,
@@ -924,13 +920,30 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             self._diag("force.retries-exhausted", attempts=force.attempts)
             self._end_force(force)
             return
+        remaining = tuple(
+            found for found in map(self.get_action, force.names) if found is not None
+        )
+        if not remaining:
+            # Unregistered before its result: nothing left to retry.
+            self._diag("force.cancelled-by-unregister")
+            self._end_force(force)
+            return
         self._diag("force.retry", action=action, attempt=force.attempts, limit=limit)
-        await self._choose(force)
+        await self._choose(force, remaining)
 
     def forget_actions(self, names: Iterable[str]) -> None:
-        """Cancel the active force if none of its actions remain registered."""
+        """Cancel the active force if none of its actions remain registered.
+
+        Unless one of its actions was sent and waits for its result: games
+        unregister an action before answering it (the official SDK says
+        to), so the force goes on to that result. A success ends it; a
+        failure would retry it, and with nothing left to retry the force
+        ends then (``force.cancelled-by-unregister``).
+        """
         force = self._force
         if force is None or not set(force.names) & set(names):
+            return
+        if any(pending.force is force for pending in self._pending.values()):
             return
         if not any(self.get_action(n) for n in force.names):
             self._diag("force.cancelled-by-unregister")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from neuro_api.command import Action, RegisterActions, UnregisterActions
-from neuro_api.diagnostics import Severity, diagnose
+from neuro_api.diagnostics import Diagnostic, Severity, diagnose
 from neuro_api.server._checks import check_actions
 from neuro_api.server._handler import AbstractHandlerNeuroServerClient, split_actions
 
@@ -23,6 +23,10 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
     are refused with ``action.limit`` (a game cannot grow the server without
     bound).
     """
+
+    # Names registered when Neuro asked for all actions again (set only
+    # then: a connection's instance dict stays small).
+    _awaited: set[str] | None = None
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -58,6 +62,7 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
         """Forget every registered action."""
         removed = list(self._actions)
         self._actions.clear()
+        self._awaited = None
         if removed:
             self.on_registry_changed((), removed)
 
@@ -71,6 +76,33 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
         """
         return {}
 
+    async def send_reregister_all(self) -> None:
+        """Ask the game to register all its actions again, and expect it.
+
+        The game answers with ``actions/register`` frames naming actions it
+        already has registered (PROPOSALS.md asks it to): each of those is
+        accepted once without a duplicate diagnostic, replacing the old
+        definition if it changed, since it is the game's current one.
+        """
+        self._awaited = set(self._actions)
+        await super().send_reregister_all()
+
+    def _checked(self, action: Action, found: list[Diagnostic]) -> bool:
+        """Report an action's diagnostics; whether it may be registered."""
+        for diagnostic in found:
+            self.report(diagnostic)
+        if any(d.severity is Severity.ERROR for d in found):
+            self.report(
+                diagnose(
+                    "action.rejected",
+                    game=self.game_title,
+                    subject=action.name,
+                    detail=f"{action.name!r} has the errors above",
+                )
+            )
+            return False
+        return True
+
     async def handle_actions_register(self, message: RegisterActions) -> None:
         """Check and register each action; see the class docstring."""
         game = message.game
@@ -81,7 +113,12 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
         added: list[str] = []
         refused: list[str] = []
         limit = self.config.max_actions
-        fresh = [a for a in message.actions if a.name not in self._actions]
+        awaited = self._awaited if self._awaited is not None else set()
+        fresh = [
+            a
+            for a in message.actions
+            if a.name not in self._actions or a.name in awaited
+        ]
         checks = dict(
             zip(
                 map(id, fresh),
@@ -95,6 +132,12 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
         )
         for action in message.actions:
             existing = self._actions.get(action.name)
+            if existing is not None and action.name in awaited:
+                # Answering our reregister request: expected, not a duplicate.
+                awaited.discard(action.name)
+                if existing != action and self._checked(action, checks[id(action)]):
+                    self._actions[action.name] = action  # the game's current one
+                continue
             if existing is not None:
                 id_ = (
                     "action.duplicate-identical"
@@ -105,18 +148,7 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
                     diagnose(id_, game=game, subject=action.name, name=action.name)
                 )
                 continue
-            found = checks[id(action)]
-            for diagnostic in found:
-                self.report(diagnostic)
-            if any(d.severity is Severity.ERROR for d in found):
-                self.report(
-                    diagnose(
-                        "action.rejected",
-                        game=game,
-                        subject=action.name,
-                        detail=f"{action.name!r} has the errors above",
-                    )
-                )
+            if not self._checked(action, checks[id(action)]):
                 continue
             if len(self._actions) >= limit:
                 refused.append(action.name)
@@ -163,6 +195,8 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
                 )
             )
         removed = [name for name in names if self._actions.pop(name, None)]
+        if self._awaited:
+            self._awaited.difference_update(removed)
         if removed:
             self.on_registry_changed((), removed)
         self.forget_actions(names)
