@@ -120,6 +120,9 @@ SPECS: Final[tuple[Spec, ...]] = (
           env="NEURO_API_HOST", check=_non_empty),
     _spec("port", int, 8000, "port of the games' WebSocket server (0 picks one)",
           env="NEURO_API_PORT", check=_port),
+    _spec("max_connections", int, 4096,
+          "game connections open at once (kept below the open file limit)",
+          env="NEURO_API_MAX_CONNECTIONS", check=_positive),
     _spec("certfile", str, None, "TLS certificate (PEM) for wss://",
           env="NEURO_API_CERTFILE", check=_readable_file),
     _spec("keyfile", str, None, "TLS private key (PEM) for --certfile",
@@ -200,6 +203,7 @@ class Settings:
 
     host: str = "127.0.0.1"
     port: int = 8000
+    max_connections: int = 4096
     certfile: str | None = None
     keyfile: str | None = None
     engine: str = "console"

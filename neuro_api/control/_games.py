@@ -171,7 +171,7 @@ async def _generated(action: Action) -> str | None:
             400,
             "cannot_generate_data",
             f"no valid data could be generated for {action.name!r}: {exc}; give "
-            "it in \"data\"",
+            'it in "data"',
         ) from None
 
 

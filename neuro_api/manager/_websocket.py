@@ -10,13 +10,11 @@ from typing import Any, TypedDict
 import trio
 from trio_websocket import (
     ConnectionClosed,
-    Endpoint,
     WebSocketConnection,
     WebSocketRequest,
-    WebSocketServer,
-    serve_websocket,
 )
 
+from neuro_api._wsserve import Listening, serve_websocket
 from neuro_api.manager._info import host_port
 from neuro_api.manager._service import Service
 
@@ -33,13 +31,19 @@ _CLOSE_TIMEOUT = 2.0
 
 
 class WebSocketOptions(TypedDict, total=False):
-    """``serve_websocket`` options the manager passes through unchanged."""
+    """Server options the manager passes through unchanged.
+
+    Those of ``trio_websocket.serve_websocket``, and the connection cap of
+    :func:`neuro_api._wsserve.serve_websocket` (which serves them).
+    """
 
     message_queue_size: int
     max_message_size: int
     receive_buffer_size: int | None
     connect_timeout: float
     disconnect_timeout: float
+    max_connections: int | None
+    on_refused: Callable[[], None]
 
 
 class _TrackedRequest(WebSocketRequest):
@@ -147,13 +151,12 @@ class WebSocketService(Service):
     async def serve(self, *, task_status: trio.TaskStatus[str]) -> None:
         """Listen, report ``ws(s)://host:port``, serve until drained or cancelled."""
         async with trio.open_nursery() as handlers:
-            server = await handlers.start(self._listen, handlers)
-            ports = [ep.port for ep in server.listeners if isinstance(ep, Endpoint)]
+            listening = await handlers.start(self._listen, handlers)
             scheme = "ws" if self._ssl_context is None else "wss"
-            task_status.started(f"{scheme}://{host_port(self.host, ports[0])}")
+            task_status.started(f"{scheme}://{host_port(self.host, listening.port)}")
 
     async def _listen(
-        self, handlers: trio.Nursery, *, task_status: trio.TaskStatus[WebSocketServer]
+        self, handlers: trio.Nursery, *, task_status: trio.TaskStatus[Listening]
     ) -> None:
         # Its own scope, so draining can stop the listeners and leave the
         # handlers (in ``handlers``) running to close their connections.

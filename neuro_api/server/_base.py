@@ -12,9 +12,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import trio
-from trio_websocket import WebSocketRequest, serve_websocket
+from trio_websocket import WebSocketRequest
 
+from neuro_api._fds import connection_budget
 from neuro_api._text import printable
+from neuro_api._wsserve import Listening, serve_websocket
 from neuro_api.command import Action, ForcePriority
 from neuro_api.diagnostics import Diagnostic
 from neuro_api.schema import ValidationResult
@@ -314,6 +316,7 @@ class AbstractTrioNeuroServer(ABC):
                     **self.serve_options(),
                 )
             )
+            assert isinstance(listener, Listening)
             info = ServerInfo(host, listener.port, ssl_context is not None)
             LOGGER.info("listening on %s", info.url)
             nursery.start_soon(self.background)
@@ -358,17 +361,38 @@ class AbstractTrioNeuroServer(ABC):
         """
 
     def serve_options(self) -> dict[str, Any]:
-        """Keyword arguments for ``trio_websocket.serve_websocket``.
+        """Keyword arguments for the games' WebSocket server.
 
         One frame queued per connection (backpressure instead of buffering),
-        the configured frame size limit, and bounded handshakes.
+        the configured frame size limit, bounded handshakes, and the
+        connection cap: ``config.max_connections``, kept below what the open
+        file limit leaves (see :mod:`neuro_api._fds`). Connections refused
+        for it are shown, rate limited.
         """
+        budget = connection_budget()
+        cap = self.config.max_connections
+        if budget is not None and budget < cap:
+            LOGGER.warning(
+                "at most %d game connections (max_connections %d is more than "
+                "the open file limit leaves)",
+                budget,
+                cap,
+            )
+            cap = budget
         return {
             "message_queue_size": 1,
             "max_message_size": self.config.max_message_size,
             "connect_timeout": _HANDSHAKE_TIMEOUT,
             "disconnect_timeout": _HANDSHAKE_TIMEOUT,
+            "max_connections": cap,
+            "on_refused": functools.partial(self._refused, cap),
         }
+
+    def _refused(self, cap: int) -> None:
+        self.show_limited(
+            (None, "refused connections"),
+            f"a game connection was refused: {cap} are open (max_connections)",
+        )
 
     async def handle_request(self, request: WebSocketRequest) -> None:
         """Serve one game connection until it ends; never raises.

@@ -23,6 +23,7 @@ import orjson
 import trio
 
 from neuro_api import __version__
+from neuro_api._fds import raise_open_file_limit
 from neuro_api._redact import RedactingFormatter
 from neuro_api.manager import NgrokTunnels, ServerBindError
 from neuro_api.server._base import AbstractTrioNeuroServer
@@ -40,7 +41,7 @@ SETTINGS_LOGGER: Final = logging.getLogger("neuro_api.settings")
 PROG: Final = "neuro_api.server"
 
 _GROUPS: Final = (
-    ("server", ("host", "port", "certfile", "keyfile")),
+    ("server", ("host", "port", "max_connections", "certfile", "keyfile")),
     ("engine", ("engine", "seed", "max_generated_size", "generate_timeout")),
     ("behaviour", ("character", "display_name", "result_timeout", "max_retries",
                    "force_policy")),
@@ -52,6 +53,7 @@ _GROUPS: Final = (
 _METAVARS: Final = {
     "host": "HOST",
     "port": "PORT",
+    "max_connections": "N",
     "certfile": "FILE",
     "keyfile": "FILE",
     "character": "ID",
@@ -274,6 +276,9 @@ def main(
         fail(*missing)
     redactor.add(process.token)  # possibly generated just now
     access_redactor.add(process.token)
+    # Every game holds a descriptor: take all the system allows (game
+    # connections stay below it, see ServerConfig.max_connections).
+    LOGGER.debug("open file limit: %s", raise_open_file_limit())
     try:
         trio.run(functools.partial(process.run, tune_gc=True))
     except KeyboardInterrupt:  # before the signal receiver was installed

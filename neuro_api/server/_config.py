@@ -47,7 +47,14 @@ class ServerConfig:
     max_queued_forces: int = 8
     """With the queue policy, older queued forces are dropped beyond this."""
     max_message_size: int = 1 << 20
-    """Largest frame accepted, in bytes; a larger one closes with 1009."""
+    """Largest frame accepted, in bytes; a larger one closes with 1009. Frames
+    the server would send are held to it too (an engine's answer, an
+    injected message)."""
+    max_connections: int = 4096
+    """Game connections open at once (handshakes included); beyond it a
+    connection gets an HTTP 503 or, in a flood, is closed at once. Also kept
+    below the open file limit, minus descriptors kept for the rest of the
+    process."""
     send_timeout: float = 10.0
     """A game that does not read for this long is disconnected."""
     max_held_context: int = 1000
@@ -84,6 +91,7 @@ class ServerConfig:
             ("max_retries", self.max_retries >= 0),
             ("max_queued_forces", self.max_queued_forces >= 1),
             ("max_message_size", self.max_message_size >= 1024),
+            ("max_connections", self.max_connections >= 1),
             ("send_timeout", self.send_timeout > 0),
             ("max_held_context", self.max_held_context >= 1),
             ("max_held_context_chars", self.max_held_context_chars >= 1),
@@ -118,6 +126,7 @@ class ServerConfig:
             max_retries=settings.max_retries,
             force_policy=ForcePolicy(settings.force_policy),
             max_generated_size=settings.max_generated_size,
+            max_connections=settings.max_connections,
             generate_timeout=settings.generate_timeout,
         )
 
