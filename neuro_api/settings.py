@@ -120,6 +120,11 @@ SPECS: Final[tuple[Spec, ...]] = (
           env="NEURO_API_HOST", check=_non_empty),
     _spec("port", int, 8000, "port of the games' WebSocket server (0 picks one)",
           env="NEURO_API_PORT", check=_port),
+    _spec("allowed_origins", str, None,
+          "web pages allowed to connect to the games' server, comma-separated "
+          "origins such as https://example.com ('*': any page; this "
+          "machine's pages always may)",
+          env="NEURO_API_ALLOWED_ORIGINS"),
     _spec("max_connections", int, 4096,
           "game connections open at once (kept below the open file limit)",
           env="NEURO_API_MAX_CONNECTIONS", check=_positive),
@@ -203,6 +208,7 @@ class Settings:
 
     host: str = "127.0.0.1"
     port: int = 8000
+    allowed_origins: str | None = None
     max_connections: int = 4096
     certfile: str | None = None
     keyfile: str | None = None

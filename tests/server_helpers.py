@@ -465,6 +465,34 @@ async def connect(url: str, title: str, **options: Any) -> AsyncIterator[Game]:
             await trio.aclose_forcefully(stream)
 
 
+async def handshake(port: int, *headers: str) -> bytes:
+    """Send a WebSocket opening handshake by hand; return the server's answer.
+
+    ``headers`` are extra ``Name: value`` lines. Reads until a 101 response
+    or the end of the stream (a refusal). trio-websocket's own client leaks
+    its socket when a handshake is refused, which warnings turn into errors.
+    """
+    lines = [
+        "GET / HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+        *headers,
+    ]
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    answer = b""
+    with trio.fail_after(WAIT):
+        async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+            await stream.send_all(request)
+            while chunk := await stream.receive_some():
+                answer += chunk
+                if answer.startswith(b"HTTP/1.1 101") and b"\r\n\r\n" in answer:
+                    break
+    return answer
+
+
 class RawGame:
     """A game speaking WebSocket by hand (wsproto): it reads only when asked.
 

@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 import trio
-from server_helpers import PASS, RecordingServer, connect, start_server
+from server_helpers import PASS, RecordingServer, connect, handshake, start_server
 from trio_websocket import WebSocketRequest, open_websocket_url
 
 from neuro_api import _fds
@@ -41,27 +41,6 @@ async def until(check: object, within: float = WAIT) -> None:
     with trio.fail_after(within):
         while not check():  # type: ignore[operator]  # noqa: ASYNC110
             await trio.sleep(0.01)
-
-
-async def handshake(port: int) -> bytes:
-    """Send a WebSocket opening handshake by hand; return the whole answer.
-
-    (trio-websocket's client leaks its socket when the handshake is refused.)
-    """
-    request = (
-        f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n"
-    ).encode()
-    answer = b""
-    with trio.fail_after(WAIT):
-        async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
-            await stream.send_all(request)
-            while chunk := await stream.receive_some():
-                answer += chunk
-                if answer.startswith(b"HTTP/1.1 101"):
-                    break
-    return answer
 
 
 def raw_connect(port: int) -> socket.socket:

@@ -25,9 +25,9 @@ from quart.typing import TestClientProtocol as HttpClient
 from trio_websocket import WebSocketConnection, open_websocket_url
 
 from neuro_api import command
+from neuro_api._origins import is_loopback_host
 from neuro_api.command import Action, ForcePriority
 from neuro_api.control import create_app
-from neuro_api.control._auth import _is_loopback_host
 from neuro_api.control._bodies import json_body
 from neuro_api.schema import validate_action_data
 from neuro_api.server import (
@@ -680,7 +680,7 @@ async def test_without_a_token_web_pages_are_refused(server: QuietServer) -> Non
     ],
 )
 def test_loopback_hosts(host: str, loopback: bool) -> None:
-    assert _is_loopback_host(host) is loopback
+    assert is_loopback_host(host) is loopback
 
 
 async def openapi(client: HttpClient) -> dict[str, Any]:

@@ -101,7 +101,7 @@ async def test_a_game_that_stops_reading_is_closed_after_send_timeout(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, warm_rounds: int
 ) -> None:
     big = orjson.dumps({"blob": "x" * (16 << 20)}).decode()
-    server = ImmediateServer(send_timeout=SEND_TIMEOUT)
+    server = ImmediateServer(send_timeout=SEND_TIMEOUT, max_message_size=32 << 20)
     server.data["Slow"] = big
     server.small_first["Slow"] = warm_rounds
     info = await start_server(nursery, server)
@@ -160,7 +160,7 @@ async def test_sends_that_finish_never_trip_the_watchdog(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
     """Round trips at every spacing around the timeout keep the game."""
-    server = ImmediateServer(send_timeout=SEND_TIMEOUT)
+    server = ImmediateServer(send_timeout=SEND_TIMEOUT, max_message_size=32 << 20)
     info = await start_server(nursery, server)
     gaps = collections.deque(
         [0.0, 0.1, SEND_TIMEOUT / 2, SEND_TIMEOUT, SEND_TIMEOUT * 1.5, 5 * SEND_TIMEOUT]
@@ -188,7 +188,7 @@ async def test_an_idle_game_costs_the_watchdog_no_wake_ups(
     counter = StepCounter("ReaderGuard.run")
     trio.lowlevel.add_instrument(counter)
     try:
-        server = ImmediateServer(send_timeout=SEND_TIMEOUT)
+        server = ImmediateServer(send_timeout=SEND_TIMEOUT, max_message_size=32 << 20)
         info = await start_server(nursery, server)
         async with connect(info.url, "Idle") as game:
             await game.startup()
@@ -221,7 +221,7 @@ async def test_cancelling_the_server_mid_send_is_still_bounded(
     for that send at most ``send_timeout`` (plus the short close), never
     forever."""
     big = orjson.dumps({"blob": "x" * (16 << 20)}).decode()
-    server = ImmediateServer(send_timeout=SEND_TIMEOUT)
+    server = ImmediateServer(send_timeout=SEND_TIMEOUT, max_message_size=32 << 20)
     server.data["Slow"] = big
     server.small_first["Slow"] = warm_rounds
     scope = trio.CancelScope()

@@ -650,7 +650,7 @@ async def test_replacing_a_force_mid_write_keeps_the_stream_valid(
     to read a valid ``action`` for the second force.
     """
     big = orjson.dumps({"blob": "x" * (16 << 20)}).decode()
-    server = RecordingServer()
+    server = RecordingServer(max_message_size=32 << 20)  # big is allowed
     server.answers.extend([("pass", big), ("wave", None)])
     info = await start_server(nursery, server)
     raw = await RawGame.connect(info.port, "Game", rcvbuf=4096)

@@ -402,7 +402,7 @@ async def test_game_that_never_reads_is_disconnected(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
     big = orjson.dumps({"blob": "x" * (16 << 20)}).decode()
-    server = RecordingServer(send_timeout=1.0)
+    server = RecordingServer(send_timeout=1.0, max_message_size=32 << 20)
     server.answers_by_game["Slow"] = collections.deque([("pass", big)])
     info = await start_server(nursery, server)
     async with connect(info.url, "Good") as good:

@@ -9,6 +9,7 @@ from typing import Final, TypeVar
 
 from quart import Quart, current_app, request
 
+from neuro_api._origins import is_loopback_host, origin_host
 from neuro_api.control._errors import ApiError
 
 __all__ = ["bearer_credentials", "install_auth", "is_public", "new_token", "public"]
@@ -99,20 +100,6 @@ def _unauthorized(message: str) -> ApiError:
     )
 
 
-def _is_loopback_host(host: str) -> bool:
-    """Whether a ``Host`` value (name, IPv4 or [IPv6], optional port) is local."""
-    if host.startswith("["):
-        name = host[1 : host.find("]")] if "]" in host else host
-    else:
-        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    name = name.lower().rstrip(".")
-    return (
-        name in {"localhost", "::1"}
-        or name.endswith(".localhost")
-        or (name.startswith("127.") and name.replace(".", "").isdigit())
-    )
-
-
 def _install_loopback_guard(app: Quart) -> None:
     """Open routes still refuse what only a browser tricked into it would send.
 
@@ -125,7 +112,7 @@ def _install_loopback_guard(app: Quart) -> None:
     @app.before_request
     async def check_origin() -> None:
         host = request.headers.get("Host", "")
-        if not _is_loopback_host(host):
+        if not is_loopback_host(host):
             raise ApiError(
                 403,
                 "forbidden_host",
@@ -133,9 +120,7 @@ def _install_loopback_guard(app: Quart) -> None:
                 "has no token and answers local requests only",
             )
         origin = request.headers.get("Origin")
-        if origin is not None and not _is_loopback_host(
-            origin.split("://", 1)[-1].split("/", 1)[0]
-        ):
+        if origin is not None and not is_loopback_host(origin_host(origin)):
             raise ApiError(
                 403,
                 "forbidden_origin",

@@ -10,6 +10,8 @@ from quart import Quart, jsonify
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
+from neuro_api.server import FrameTooLarge
+
 __all__ = ["ApiError", "describe_validation_error", "install_error_handlers"]
 
 _NOT_AN_OBJECT = frozenset({"dataclass_type", "dict_type", "model_type"})
@@ -73,6 +75,11 @@ def install_error_handlers(app: Quart) -> None:
     @app.errorhandler(ApiError)
     async def api_error(error: ApiError) -> Any:
         return jsonify(_body(error.code, error.message)), error.status, error.headers
+
+    @app.errorhandler(FrameTooLarge)
+    async def frame_too_large(error: FrameTooLarge) -> Any:
+        # A route's own check answers first; this covers any frame it missed.
+        return jsonify(_body("payload_too_large", str(error))), 413
 
     @app.errorhandler(RequestSchemaValidationError)
     async def schema_error(error: RequestSchemaValidationError) -> Any:

@@ -55,6 +55,7 @@ from neuro_api.server._handler import (
     AbstractHandlerNeuroServerClient as AbstractHandlerNeuroServerClient,
 )
 from neuro_api.server._handler import ActionOutcome as ActionOutcome
+from neuro_api.server._handler import FrameTooLarge as FrameTooLarge
 from neuro_api.server._handler import OutcomeStatus as OutcomeStatus
 from neuro_api.server._handler import UnanswerableForce as UnanswerableForce
 from neuro_api.server._random import RandomNeuroServer as RandomNeuroServer
@@ -86,6 +87,7 @@ __all__ = [
     "EventBus",
     "ForceActionsData",
     "ForcePolicy",
+    "FrameTooLarge",
     "NeuroProcess",
     "OutcomeStatus",
     "ProcessInfo",

@@ -15,6 +15,7 @@ import trio
 from trio_websocket import WebSocketRequest
 
 from neuro_api._fds import connection_budget
+from neuro_api._origins import origin_allowed
 from neuro_api._text import printable
 from neuro_api._wsserve import Listening, serve_websocket
 from neuro_api.command import Action, ForcePriority
@@ -394,6 +395,26 @@ class AbstractTrioNeuroServer(ABC):
             f"a game connection was refused: {cap} are open (max_connections)",
         )
 
+    async def _origin_allowed(self, request: WebSocketRequest) -> bool:
+        """Refuse (403) a web page the user visits, unless it is allowed."""
+        origin = next((v for k, v in request.headers if k.lower() == b"origin"), None)
+        if origin is None:
+            return True
+        text = origin.decode("latin-1")
+        if origin_allowed(text, self.config.allowed_origins):
+            return True
+        self.show_limited(
+            (None, "refused web pages"),
+            f"refused a game connection from the web page at {printable(text)!r}"
+            " (allow it with --allowed-origins)",
+        )
+        body = (
+            f"neuro_api: connections from the web page at {text!r} are refused; "
+            "allow it with --allowed-origins (NEURO_API_ALLOWED_ORIGINS)"
+        )
+        await request.reject(403, body=body.encode("utf-8", "replace"))
+        return False
+
     async def handle_request(self, request: WebSocketRequest) -> None:
         """Serve one game connection until it ends; never raises.
 
@@ -404,6 +425,8 @@ class AbstractTrioNeuroServer(ABC):
         # The connection boundary: an exception escaping here would stop
         # trio-websocket's whole server, so nothing Exception-shaped does.
         try:
+            if not await self._origin_allowed(request):
+                return
             websocket = await request.accept()
         except Exception:
             LOGGER.debug("handshake failed", exc_info=True)

@@ -50,6 +50,11 @@ class ServerConfig:
     """Largest frame accepted, in bytes; a larger one closes with 1009. Frames
     the server would send are held to it too (an engine's answer, an
     injected message)."""
+    allowed_origins: tuple[str, ...] = ()
+    """Web pages (``Origin`` values, such as ``https://example.com``) whose
+    WebSocket connections are accepted besides this machine's; ``*`` accepts
+    every page. Games send no ``Origin``; a page the user visits does, and
+    is refused with HTTP 403 unless listed."""
     max_connections: int = 4096
     """Game connections open at once (handshakes included); beyond it a
     connection gets an HTTP 503 or, in a flood, is closed at once. Also kept
@@ -110,6 +115,7 @@ class ServerConfig:
         if not self.character_id:
             raise ValueError("character_id: must not be empty")
         object.__setattr__(self, "force_policy", ForcePolicy(self.force_policy))
+        object.__setattr__(self, "allowed_origins", tuple(self.allowed_origins))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServerConfig:
@@ -127,6 +133,11 @@ class ServerConfig:
             force_policy=ForcePolicy(settings.force_policy),
             max_generated_size=settings.max_generated_size,
             max_connections=settings.max_connections,
+            allowed_origins=tuple(
+                origin.strip()
+                for origin in (settings.allowed_origins or "").split(",")
+                if origin.strip()
+            ),
             generate_timeout=settings.generate_timeout,
         )
 

@@ -46,6 +46,7 @@ from neuro_api.server._ratelimit import (
 __all__ = [
     "AbstractHandlerNeuroServerClient",
     "ActionOutcome",
+    "FrameTooLarge",
     "OutcomeStatus",
     "UnanswerableForce",
 ]
@@ -82,6 +83,22 @@ class ActionOutcome:
     def success(self) -> bool:
         """True only for a successful result."""
         return self.status is OutcomeStatus.SUCCESS
+
+
+class FrameTooLarge(Exception):
+    """A frame to a game would be larger than ``config.max_message_size``.
+
+    The server holds what it sends to the limit it enforces on what it
+    receives; nothing of the frame was sent.
+    """
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"the frame would be {size} bytes, over the {limit} byte limit "
+            "(max_message_size)"
+        )
+        self.size = size
+        self.limit = limit
 
 
 class UnanswerableForce(Exception):
@@ -611,16 +628,27 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         settles it.
         """
         pending = self._register_pending(name, result_timeout, force=None)
-        await self.send_action_command(pending.id, name, data)
+        try:
+            await self.send_action_command(pending.id, name, data)
+        except FrameTooLarge:
+            self._pending.pop(pending.id, None)  # never sent: nothing to settle
+            raise
         return await pending.wait()
 
     def start_action(self, name: str, data: str | None) -> None:
         """Send ``action`` without waiting: its outcome reaches the hooks.
 
         The action lives in the connection's nursery and ends with it. Raises
-        :class:`RuntimeError` if the connection is not being served.
+        :class:`RuntimeError` if the connection is not being served. A frame
+        too large to send is logged, not sent.
         """
-        self._spawn().start_soon(self.execute_action, name, data)
+        self._spawn().start_soon(self._execute_in_background, name, data)
+
+    async def _execute_in_background(self, name: str, data: str | None) -> None:
+        try:
+            await self.execute_action(name, data)
+        except FrameTooLarge as exc:
+            LOGGER.warning("action %r not sent: %s", name, exc)
 
     async def inject(self, message: NeuroMessage) -> None:
         """Send a Neuro message as is (what Randy's ``POST /`` does).
@@ -633,7 +661,12 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             if message.id in self._pending:
                 raise ValueError(f"action id {message.id!r} is already pending")
             self._register_pending(message.name, None, force=None, id_=message.id)
-        await self.send_text(message.to_frame())
+        try:
+            await self.send_text(message.to_frame())
+        except FrameTooLarge:
+            if isinstance(message, ActionMessage):
+                self._pending.pop(message.id, None)
+            raise
 
     def _register_pending(
         self,
@@ -881,7 +914,16 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             self._engine_failed(force, exc)
             return
         pending = self._register_pending(name, None, force=force)
-        await self.send_action_command(pending.id, name, data)
+        try:
+            await self.send_action_command(pending.id, name, data)
+        except FrameTooLarge as exc:
+            self._pending.pop(pending.id, None)
+            self._diag(
+                "force.unanswerable",
+                reason=f"its answer {name!r} was too large: {exc}",
+                outcome="the force was dropped (the game gets no action)",
+            )
+            self._end_force(force)
 
     async def _unanswerable(self, force: _Force, exc: UnanswerableForce) -> None:
         if self._force is not force:

@@ -15,7 +15,7 @@ from neuro_api._text import printable
 from neuro_api.command import Action, ForceActions, ForcePriority, RegisterActions
 from neuro_api.diagnostics import Diagnostic, diagnose
 from neuro_api.server._config import ServerConfig
-from neuro_api.server._handler import ActionOutcome
+from neuro_api.server._handler import ActionOutcome, FrameTooLarge
 from neuro_api.server._ratelimit import LogLimiter, Summary
 from neuro_api.server._reader_guard import ReaderGuard
 from neuro_api.server._recording import AbstractRecordingNeuroServerClient
@@ -109,7 +109,9 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
         must not leave half a frame on the wire), so it ends within
         ``config.send_timeout`` whatever happens. Raises
         :class:`trio_websocket.ConnectionClosed` if the connection is closed
-        (or closes because the peer did not read in time).
+        (or closes because the peer did not read in time), and
+        :class:`~neuro_api.server.FrameTooLarge` (nothing sent) for a frame
+        over ``config.max_message_size``, the limit on frames from games.
 
         Most frames are sent by the reader task itself (the handlers it runs
         answer startups and forces at once). A connection's first few get a
@@ -121,6 +123,10 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
         wrap a send in a cancel scope it may cancel: only cancellation from
         outside the reader's scope is held back during the write.
         """
+        limit = self.config.max_message_size
+        # Characters are at most 4 bytes: most frames skip the encoding.
+        if len(frame) * 4 > limit and len(frame.encode("utf-8", "replace")) > limit:
+            raise FrameTooLarge(len(frame.encode("utf-8", "replace")), limit)
         if self._reader is not None and trio.lowlevel.current_task() is self._reader:
             await self._send_from_reader(frame)
         else:
