@@ -30,6 +30,7 @@ __all__ = [
     "Outcome",
     "SentTo",
     "Stats",
+    "StreamStats",
 ]
 
 
@@ -71,6 +72,15 @@ class DiagnosticCounts(TypedDict):
     by_id: dict[str, int]
 
 
+class StreamStats(TypedDict):
+    """One open ``/events`` stream: since when, events given and lost."""
+
+    id: int
+    since: float
+    delivered: int
+    dropped: int
+
+
 class Stats(TypedDict):
     """Counters since the server started."""
 
@@ -82,6 +92,8 @@ class Stats(TypedDict):
     timeouts: int
     diagnostics: DiagnosticCounts
     events_dropped: int
+    event_streams: list[StreamStats]
+
 
 
 class ConfigView(TypedDict):

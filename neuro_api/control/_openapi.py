@@ -42,6 +42,7 @@ _ERRORS: Final = {
     409: "The message reuses the id of an action still pending (``duplicate_id``).",
     413: "The body is over the server's max_message_size + 4096 bytes, or the "
     "frame it makes would be over max_message_size (``payload_too_large``).",
+    503: "Too many event streams are open (``too_many_streams``).",
 }
 _BEARER_SCHEME: Final = {
     "type": "http",

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from quart import Blueprint, Response, current_app
 from quart_schema import document_response
 
 from neuro_api.control._auth import public
-from neuro_api.control._models import ConfigView, HealthReport, Stats
-from neuro_api.control._openapi import event_stream
-from neuro_api.server import AbstractTrioNeuroServer
+from neuro_api.control._errors import ApiError
+from neuro_api.control._models import ConfigView, HealthReport, Stats, StreamStats
+from neuro_api.control._openapi import errors, event_stream
+from neuro_api.server import AbstractTrioNeuroServer, TooManySubscribers
 
 __all__ = ["status"]
 
@@ -67,6 +68,10 @@ async def stats() -> Stats:
             "by_id": dict(counters.diagnostics),
         },
         "events_dropped": server.events.dropped,
+        "event_streams": [
+            cast(StreamStats, reader.to_json())
+            for reader in server.events.subscribers()
+        ],
     }
 
 
@@ -78,25 +83,49 @@ async def config() -> Any:
     return dict(source())
 
 
+def _sse(kind: str, data: bytes) -> bytes:
+    return b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"
+
+
+def _dropped(count: int, total: int) -> bytes:
+    """The event telling a slow reader what it lost since its last event."""
+    return orjson.dumps({"type": "dropped", "count": count, "total": total})
+
+
 @status.get("/events")
+@errors(503)
 @event_stream(
-    "One `event:` line (`frame.in`, `frame.out`, `diagnostic`) and "
+    "One `event:` line (`frame.in`, `frame.out`, `diagnostic`, `dropped`) and "
     "one `data:` line of JSON per event."
 )
 async def events() -> Response:
     """Server-sent events: ``frame.in``, ``frame.out`` and ``diagnostic``.
 
     Each event is one ``data:`` line of JSON. A listener that falls behind
-    loses events rather than slowing the server (see ``/stats``).
+    loses events rather than slowing the server or other listeners; it is
+    told how many with a ``dropped`` event before the next one it gets (and
+    ``/stats`` lists every stream's losses). At most 32 streams are open at
+    once: beyond, 503 ``too_many_streams``.
     """
     server = _server()
+    if server.events.full:
+        raise ApiError(
+            503,
+            "too_many_streams",
+            f"{server.events.max_subscribers} event streams are open already; "
+            "close one first",
+        )
 
     async def stream() -> AsyncIterator[bytes]:
         yield b": connected\n\n"
-        with server.events.subscribe() as receive:
-            async for event in receive:
-                kind = event["type"].encode()
-                yield b"event: " + kind + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+        try:
+            with server.events.subscribe() as reader:
+                async for kind, data in reader:
+                    if dropped := reader.take_drops():
+                        yield _sse("dropped", _dropped(dropped, reader.dropped))
+                    yield _sse(kind, data)
+        except TooManySubscribers as exc:  # filled up since the check above
+            yield _sse("error", orjson.dumps({"type": "error", "error": str(exc)}))
 
     response = Response(stream(), mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"

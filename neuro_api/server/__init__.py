@@ -50,6 +50,8 @@ from neuro_api.server._console import (
 )
 from neuro_api.server._events import EventBus as EventBus
 from neuro_api.server._events import ServerStats as ServerStats
+from neuro_api.server._events import Subscriber as Subscriber
+from neuro_api.server._events import TooManySubscribers as TooManySubscribers
 from neuro_api.server._generation import DataGenerator as DataGenerator
 from neuro_api.server._handler import (
     AbstractHandlerNeuroServerClient as AbstractHandlerNeuroServerClient,
@@ -96,6 +98,8 @@ __all__ = [
     "ServerConfig",
     "ServerInfo",
     "ServerStats",
+    "Subscriber",
+    "TooManySubscribers",
     "TrioNeuroServerClient",
     "UnanswerableForce",
     "UnregisterActionsData",
