@@ -172,6 +172,8 @@ class Params:
     slices: int = 1
     """Parts each throughput measurement is cut into, taken of the servers in
     turn (see run_all)."""
+    left_wait: float = 20.0
+    """Seconds after the idle games closed before their memory is read."""
 
     @property
     def slice_seconds(self) -> float:
@@ -799,9 +801,13 @@ THROUGHPUT_KEYS: Final = (
 FIGURE_KEYS: Final = (
     *THROUGHPUT_KEYS,
     "idle_bytes_per_client",
+    "rss_after_left_ratio",
     "cpu_s_per_rt_1",
     "cpu_s_per_rt_n",
 )
+RSS_AFTER_LEFT_MAX: Final = 1.10
+
+"""Target: RSS once the idle games left, over the RSS before they came."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -879,12 +885,20 @@ def measurements(server: ServerProcess, params: Params, result: Measured) -> lis
             seconds=0.0,
             on_ready=read_rss,
         )
+        # The games closed: the server must give their memory back. It does
+        # once the wave of disconnections is over (neuro_api.server._memory:
+        # two quiet looks 5 s apart); read after that, at a fixed time
+        # (--left-wait).
+        await trio.sleep(params.left_wait)
+        left = await settled_rss(server.pid)
         result.figures["idle_bytes_per_client"] = (after - baseline) / (
             params.idle_clients
         )
+        result.figures["rss_after_left_ratio"] = left / baseline
         result.load["idle"] = {
             "rss_before_bytes": baseline,
             "rss_after_bytes": after,
+            "rss_after_left_bytes": left,
         }
 
     # Throughput is measured in parts (slices); each figure is that of all
@@ -935,7 +949,12 @@ def measurements(server: ServerProcess, params: Params, result: Measured) -> lis
     slices = params.slices
     return [
         ("warm-up", lambda: warm_up(server, params), 1, ()),
-        ("idle memory", idle_memory, 1, ("idle_bytes_per_client",)),
+        (
+            "idle memory",
+            idle_memory,
+            1,
+            ("idle_bytes_per_client", "rss_after_left_ratio"),
+        ),
         (
             "force, 1 client",
             lambda: forcing("1", 1),
@@ -993,6 +1012,7 @@ def server_budget(params: Params) -> float:
         + 0.1 * params.idle_clients
         + 2 * params.timeout
         + 6.0  # settling
+        + params.left_wait
         + 4 * per_phase
         + 0.1 * (params.clients + params.context_clients)
         + 4 * params.grace
@@ -1073,6 +1093,9 @@ def labels(params: Params) -> dict[str, str]:
         "idle_bytes_per_client": (
             f"idle memory per client (KiB), {params.idle_clients} clients"
         ),
+        "rss_after_left_ratio": (
+            f"RSS after {params.idle_clients} idle games left / before they came"
+        ),
         "cpu_s_per_rt_1": "server CPU per round trip (us), 1 client",
         "cpu_s_per_rt_n": f"server CPU per round trip (us), {params.clients} clients",
     }
@@ -1083,6 +1106,8 @@ def _shown(key: str, value: float | None) -> str:
         return "error"
     if key == "idle_bytes_per_client":
         return f"{value / KIB:,.1f}"
+    if key == "rss_after_left_ratio":
+        return f"{value:.3f}"
     if key.startswith("cpu_s_"):
         return f"{value * 1e6:,.1f}"
     return f"{value:,.0f}"
@@ -1110,6 +1135,7 @@ def compare(results: dict[str, Measured]) -> tuple[dict[str, float | None], list
     ratios = {
         key: paired_ratio(key, results["neuro_api"], results["floor"])
         for key in FIGURE_KEYS
+        if key != "rss_after_left_ratio"  # a ratio already, to its own start
     }
     checks: list[Any] = []
     for key in (*THROUGHPUT_KEYS, "idle_bytes_per_client"):
@@ -1125,6 +1151,15 @@ def compare(results: dict[str, Measured]) -> tuple[dict[str, float | None], list
         checks.append(
             {"figure": key, "ratio": ratio, "target": limit, "passed": passed}
         )
+    own = results["neuro_api"].figures["rss_after_left_ratio"]
+    checks.append(
+        {
+            "figure": "rss_after_left_ratio",
+            "ratio": own,
+            "target": f"<= {RSS_AFTER_LEFT_MAX} (own)",
+            "passed": own is not None and own <= RSS_AFTER_LEFT_MAX,
+        }
+    )
     return ratios, checks
 
 
@@ -1280,6 +1315,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="idle clients for the memory figure (default 1000, --quick 100)",
     )
     parser.add_argument(
+        "--left-wait",
+        type=float,
+        default=None,
+        help="seconds after the idle games left before the memory they leave "
+        "is read (default 20, --quick 1; the server returns memory once the "
+        "disconnections are over)",
+    )
+    parser.add_argument(
         "--idle-concurrency",
         type=int,
         default=20,
@@ -1361,6 +1404,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         grace=5.0,
         rounds=args.rounds,
         slices=args.slices or (1 if args.quick else 5),
+        left_wait=args.left_wait
+        if args.left_wait is not None
+        else (1.0 if args.quick else 20.0),
     )
     servers = [
         ("floor", shlex.split(args.floor_cmd)),

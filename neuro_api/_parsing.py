@@ -13,6 +13,7 @@ from typing import Any, Final
 
 import orjson
 
+from neuro_api._cache import SizedCache
 from neuro_api._messages import (
     Action,
     ActionMessage,
@@ -684,12 +685,10 @@ def _fast_register(obj: dict[str, Any], game: str) -> GameMessage | None:
     return RegisterActions(game=game, actions=tuple(actions))
 
 
-_SHALLOW_SCHEMAS: dict[bytes, None] = {}
-"""JSON texts of schemas already found within MAX_SCHEMA_DEPTH (oldest
-forgotten first, past _SHALLOW_SCHEMAS_MAX): games register the same few
-schemas on every connection, and encoding one costs a fraction of walking
-it."""
-_SHALLOW_SCHEMAS_MAX: Final = 1024
+_SHALLOW_SCHEMAS: SizedCache[bool] = SizedCache(1 << 20, 64 << 10)
+"""JSON texts of schemas already found within MAX_SCHEMA_DEPTH (1 MiB of
+them at most, none over 64 KiB): games register the same few schemas on
+every connection, and encoding one costs a fraction of walking it."""
 
 
 def _any_too_deep(schemas: list[dict[str, Any]]) -> bool:
@@ -701,7 +700,7 @@ def _any_too_deep(schemas: list[dict[str, Any]]) -> bool:
             text = orjson.dumps(schema)
         except orjson.JSONEncodeError:  # deeper than orjson writes, at least
             return True
-        if text not in _SHALLOW_SCHEMAS:
+        if _SHALLOW_SCHEMAS.get(text) is None:
             fresh.append(schema)
             texts.append(text)
     # One depth walk for the schemas not seen yet: the list adds one level,
@@ -709,9 +708,7 @@ def _any_too_deep(schemas: list[dict[str, Any]]) -> bool:
     if fresh and _deeper_than(fresh, MAX_SCHEMA_DEPTH + 1):
         return True
     for text in texts:
-        if len(_SHALLOW_SCHEMAS) >= _SHALLOW_SCHEMAS_MAX:
-            del _SHALLOW_SCHEMAS[next(iter(_SHALLOW_SCHEMAS))]
-        _SHALLOW_SCHEMAS[text] = None
+        _SHALLOW_SCHEMAS.put(text, True)
     return False
 
 

@@ -285,7 +285,7 @@ _KINDS: Final = (
         _W,
         "Held context dropped",
         "too much context held while a result is pending (limit {limit}); "
-        "the oldest held message was dropped",
+        "{which} was dropped",
         "Answer actions promptly; Neuro cannot use a flood of context anyway.",
     ),
     # --- actions ------------------------------------------------------------
@@ -303,6 +303,14 @@ _KINDS: Final = (
         "{count} action(s) not registered ({names}): a game may have at most "
         "{limit} actions registered",
         "Register only what Neuro can do now; unregister the rest.",
+    ),
+    _kind(
+        "action.memory-limit",
+        _E,
+        "Actions too large to keep",
+        "{count} action(s) not registered ({names}): {reason}",
+        "Register fewer or smaller actions (schemas are counted as JSON); "
+        "unregister what Neuro cannot do now.",
     ),
     _kind(
         "action.register-empty",

@@ -125,6 +125,10 @@ SPECS: Final[tuple[Spec, ...]] = (
           "origins such as https://example.com ('*': any page; this "
           "machine's pages always may)",
           env="NEURO_API_ALLOWED_ORIGINS"),
+    _spec("memory_budget", int, 512 << 20,
+          "bytes of actions and held context all games together may make the "
+          "server keep (each game at most 16 MiB)",
+          env="NEURO_API_MEMORY_BUDGET", check=_at_least(1 << 20)),
     _spec("max_connections", int, 4096,
           "game connections open at once (kept below the open file limit)",
           env="NEURO_API_MAX_CONNECTIONS", check=_positive),
@@ -209,6 +213,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     allowed_origins: str | None = None
+    memory_budget: int = 512 << 20
     max_connections: int = 4096
     certfile: str | None = None
     keyfile: str | None = None

@@ -31,6 +31,7 @@ FIGURES = {
     "context_msgs_per_s",
     "connects_per_s",
     "idle_bytes_per_client",
+    "rss_after_left_ratio",
     "cpu_s_per_rt_1",
     "cpu_s_per_rt_n",
 }

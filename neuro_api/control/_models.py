@@ -95,7 +95,6 @@ class Stats(TypedDict):
     event_streams: list[StreamStats]
 
 
-
 class ConfigView(TypedDict):
     """The effective settings, secrets shown as ``***``.
 

@@ -21,11 +21,13 @@ from neuro_api._wsserve import Listening, serve_websocket
 from neuro_api.command import Action, ForcePriority
 from neuro_api.diagnostics import Diagnostic
 from neuro_api.schema import ValidationResult
+from neuro_api.server._budget import MemoryBudget
 from neuro_api.server._checks import validate_data
 from neuro_api.server._config import ServerConfig
 from neuro_api.server._events import EventBus, ServerStats
 from neuro_api.server._generation import DataGenerator
 from neuro_api.server._handler import LOG_LEVELS, ActionOutcome
+from neuro_api.server._memory import keep_memory_low
 from neuro_api.server._ratelimit import (
     Key,
     LogLimiter,
@@ -92,6 +94,11 @@ class AbstractTrioNeuroServer(ABC):
         """Frames and diagnostics, live (see :class:`EventBus`)."""
         self.log_limiter = LogLimiter(self.config.log_burst, self.config.log_window)
         """Rate limit of the lines games cause (shared by their connections)."""
+        self.memory = MemoryBudget(
+            self.config.memory_budget, self.config.max_game_memory
+        )
+        """What games make the server keep (actions, held context), each
+        and all together."""
         self.generator = DataGenerator(
             max_size=self.config.max_generated_size,
             timeout=self.config.generate_timeout,
@@ -321,6 +328,7 @@ class AbstractTrioNeuroServer(ABC):
             info = ServerInfo(host, listener.port, ssl_context is not None)
             LOGGER.info("listening on %s", info.url)
             nursery.start_soon(self.background)
+            nursery.start_soon(keep_memory_low, self)
             task_status.started(info)
             await self._stop_requested.wait()
             await self.close_games()
@@ -441,6 +449,8 @@ class AbstractTrioNeuroServer(ABC):
             LOGGER.exception("connection handler failed")
         finally:
             self.clients.pop(client.session_id, None)
+            self.stats.disconnections += 1
+            self.memory.release_all(client)
             self.index_actions(client, (), list(client.actions))
             try:
                 self.on_client_disconnected(client)

@@ -41,8 +41,8 @@ SETTINGS_LOGGER: Final = logging.getLogger("neuro_api.settings")
 PROG: Final = "neuro_api.server"
 
 _GROUPS: Final = (
-    ("server", ("host", "port", "allowed_origins", "max_connections", "certfile",
-                "keyfile")),
+    ("server", ("host", "port", "allowed_origins", "max_connections",
+                "memory_budget", "certfile", "keyfile")),
     ("engine", ("engine", "seed", "max_generated_size", "generate_timeout")),
     ("behaviour", ("character", "display_name", "result_timeout", "max_retries",
                    "force_policy")),
@@ -55,6 +55,7 @@ _METAVARS: Final = {
     "host": "HOST",
     "port": "PORT",
     "max_connections": "N",
+    "memory_budget": "BYTES",
     "allowed_origins": "ORIGINS",
     "certfile": "FILE",
     "keyfile": "FILE",

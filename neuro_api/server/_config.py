@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 __all__ = ["CHARACTERS", "ForcePolicy", "ServerConfig"]
 
 CHARACTERS: Final = {"neuro": "Neuro-sama", "evil": "Evil Neuro"}
+_MAX_GAME_MEMORY: Final = 16 << 20
 """Production character ids and their display names."""
 
 
@@ -70,6 +71,12 @@ class ServerConfig:
     max_actions: int = 1000
     """Actions one game may have registered at once; more are refused
     (``action.limit``)."""
+    max_game_memory: int = _MAX_GAME_MEMORY
+    """Bytes of actions (names, descriptions, schemas as JSON) and held
+    context one game may make the server keep; beyond it, registrations are
+    refused (``action.memory-limit``) and held context is dropped."""
+    memory_budget: int = 512 << 20
+    """The same, for all games together."""
     context_spam_count: int = 20
     """See :attr:`context_spam_window`."""
     context_spam_window: float = 1.0
@@ -101,6 +108,8 @@ class ServerConfig:
             ("max_held_context", self.max_held_context >= 1),
             ("max_held_context_chars", self.max_held_context_chars >= 1),
             ("max_actions", self.max_actions >= 1),
+            ("max_game_memory", self.max_game_memory >= 1024),
+            ("memory_budget", self.memory_budget >= self.max_game_memory),
             ("context_spam_count", self.context_spam_count >= 1),
             ("context_spam_window", self.context_spam_window > 0),
             ("diagnostics_kept", self.diagnostics_kept >= 1),
@@ -133,6 +142,8 @@ class ServerConfig:
             force_policy=ForcePolicy(settings.force_policy),
             max_generated_size=settings.max_generated_size,
             max_connections=settings.max_connections,
+            memory_budget=settings.memory_budget,
+            max_game_memory=min(settings.memory_budget, _MAX_GAME_MEMORY),
             allowed_origins=tuple(
                 origin.strip()
                 for origin in (settings.allowed_origins or "").split(",")

@@ -186,6 +186,7 @@ class ServerStats:
 
     started_at: float = dataclasses.field(default_factory=time.time)
     connections_total: int = 0
+    disconnections: int = 0
     frames_in: int = 0
     frames_out: int = 0
     forces: int = 0

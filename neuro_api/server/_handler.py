@@ -33,6 +33,7 @@ from neuro_api.command import (
     Startup,
 )
 from neuro_api.diagnostics import Diagnostic, Severity, diagnose
+from neuro_api.server._budget import MemoryBudget
 from neuro_api.server._client import AbstractNeuroServerClient
 from neuro_api.server._config import ForcePolicy, ServerConfig
 from neuro_api.server._ratelimit import (
@@ -57,6 +58,7 @@ LOG_LEVELS: Final = {
     Severity.WARNING: logging.WARNING,
     Severity.ERROR: logging.ERROR,
 }
+_OLDEST: Final = "the oldest held message"
 _REMEMBERED_IDS: Final = 256
 """Answered and timed-out ids remembered to tell stale/late from unknown."""
 
@@ -270,6 +272,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
     # connection's instance dict stays small (see tests/test_server_limits).
     _limiter: LogLimiter | None = None
     _flushing: bool = False
+    _budget: MemoryBudget | None = None
 
     def __init__(self, config: ServerConfig | None = None) -> None:
         self.config = config or ServerConfig()
@@ -463,6 +466,18 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             self._limiter = LogLimiter(self.config.log_burst, self.config.log_window)
         return self._limiter
 
+    def memory_budget(self) -> MemoryBudget:
+        """What this game may make the server keep (default: per connection).
+
+        A client bound to a server uses the server's, which also bounds all
+        games together.
+        """
+        if self._budget is None:
+            self._budget = MemoryBudget(
+                self.config.memory_budget, self.config.max_game_memory
+            )
+        return self._budget
+
     def show_diagnostic(self, diagnostic: Diagnostic) -> None:
         """Show a diagnostic that passed the rate limit (default: log it)."""
         LOGGER.log(LOG_LEVELS[diagnostic.severity], "%s", diagnostic)
@@ -587,7 +602,19 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             self._diag("behaviour.context-spam", count=len(times), window=window)
 
     def _hold(self, message: Context) -> None:
-        """Keep ``message`` for later, within the count and size limits."""
+        """Keep ``message`` for later, within the count, size and memory limits."""
+        budget = self.memory_budget()
+        size = len(message.message)
+        if budget.refusal(self, size - self._held_chars) is not None:
+            # Even with every older message dropped it would not fit.
+            why = budget.refusal(self, size)
+            self._diag("context.dropped", limit=why, which="this message")
+            return
+        while (why := budget.reserve(self, size)) is not None:
+            dropped = self._held.popleft()
+            self._held_chars -= len(dropped.message)
+            budget.release(self, len(dropped.message))
+            self._diag("context.dropped", limit=why, which=_OLDEST)
         self._held.append(message)
         self._held_chars += len(message.message)
         config = self.config
@@ -597,17 +624,19 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         ):
             dropped = self._held.popleft()
             self._held_chars -= len(dropped.message)
+            budget.release(self, len(dropped.message))
             limit = (
                 f"{config.max_held_context} messages"
                 if len(self._held) >= config.max_held_context
                 else f"{config.max_held_context_chars} characters"
             )
-            self._diag("context.dropped", limit=limit)
+            self._diag("context.dropped", limit=limit, which=_OLDEST)
 
     def _flush_held(self) -> None:
         while self._held and not self._pending:
             held = self._held.popleft()
             self._held_chars -= len(held.message)
+            self.memory_budget().release(self, len(held.message))
             self.deliver_context(held.message, not held.silent)
 
     # --- actions and results ----------------------------------------------

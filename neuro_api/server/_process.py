@@ -38,6 +38,7 @@ from neuro_api.manager import (
 )
 from neuro_api.manager import ServerInfo as ManagedServer
 from neuro_api.server._base import AbstractTrioNeuroServer
+from neuro_api.server._memory import keep_memory_low
 from neuro_api.settings import REDACTED, Settings
 from neuro_api.supervisor import (
     CriticalServiceError,
@@ -243,7 +244,11 @@ class NeuroProcess:
                 **self.server.serve_options(),
             )
         task_status.started(info)
-        await self._hold(_GAMES)
+        async with trio.open_nursery() as nursery:
+            # Games leave in waves: give their memory back after each.
+            nursery.start_soon(keep_memory_low, self.server)
+            await self._hold(_GAMES)
+            nursery.cancel_scope.cancel()
 
     async def _serve_control(
         self, *, task_status: trio.TaskStatus[ManagedServer]

@@ -72,7 +72,9 @@ class LogLimiter:
         if window is not None and now >= window.start + self.window:
             if window.held:
                 due.append(Summary(key, window.held, self.window))
-            window = None
+            # Reused, not replaced: an object made in the middle of a burst
+            # of connections would outlive it and keep its memory pages.
+            window.start, window.shown, window.held = now, 0, 0
         if window is None:
             window = self._windows[key] = _Window(now)
             while len(self._windows) > _MAX_KEYS:

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+import orjson
+
 from neuro_api.command import Action, RegisterActions, UnregisterActions
 from neuro_api.diagnostics import Diagnostic, Severity, diagnose
 from neuro_api.server._checks import check_actions
 from neuro_api.server._handler import AbstractHandlerNeuroServerClient, split_actions
 
 __all__ = ["AbstractRecordingNeuroServerClient"]
+
+
+def _size(action: Action) -> int:
+    """What an action takes as text: name, description, schema as JSON."""
+    size = len(action.name) + len(action.description)
+    if action.schema is not None:
+        try:
+            size += len(orjson.dumps(action.schema))
+        except TypeError:  # not JSON (a hand-made action): a rough guess
+            size += len(repr(action.schema))
+    return size
 
 
 class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
@@ -61,6 +74,7 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
     def clear_actions(self) -> None:
         """Forget every registered action."""
         removed = list(self._actions)
+        self._release(self._actions.values())
         self._actions.clear()
         self._awaited = None
         if removed:
@@ -87,6 +101,15 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
         self._awaited = set(self._actions)
         await super().send_reregister_all()
 
+    def _reserve(self, action: Action) -> str | None:
+        """Account for ``action`` in the memory budget; why not, if it is full."""
+        return self.memory_budget().reserve(self, _size(action))
+
+    def _release(self, actions: Iterable[Action]) -> None:
+        budget = self.memory_budget()
+        for action in actions:
+            budget.release(self, _size(action))
+
     def _checked(self, action: Action, found: list[Diagnostic]) -> bool:
         """Report an action's diagnostics; whether it may be registered."""
         for diagnostic in found:
@@ -112,6 +135,7 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
             self.report(diagnose("action.register-empty", game=game))
         added: list[str] = []
         refused: list[str] = []
+        over_budget: list[tuple[str, str]] = []
         limit = self.config.max_actions
         awaited = self._awaited if self._awaited is not None else set()
         fresh = [
@@ -136,7 +160,13 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
                 # Answering our reregister request: expected, not a duplicate.
                 awaited.discard(action.name)
                 if existing != action and self._checked(action, checks[id(action)]):
-                    self._actions[action.name] = action  # the game's current one
+                    self._release((existing,))
+                    why = self._reserve(action)
+                    if why is None:
+                        self._actions[action.name] = action  # the game's current one
+                    else:
+                        self._reserve(existing)  # kept as it was
+                        over_budget.append((action.name, why))
                 continue
             if existing is not None:
                 id_ = (
@@ -153,6 +183,10 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
             if len(self._actions) >= limit:
                 refused.append(action.name)
                 continue
+            why = self._reserve(action)
+            if why is not None:
+                over_budget.append((action.name, why))
+                continue
             self._actions[action.name] = action
             added.append(action.name)
         if refused:
@@ -164,6 +198,18 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
                     count=len(refused),
                     names=shown,
                     limit=limit,
+                )
+            )
+        if over_budget:
+            names = [name for name, _ in over_budget]
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            self.report(
+                diagnose(
+                    "action.memory-limit",
+                    game=game,
+                    count=len(names),
+                    names=shown,
+                    reason=over_budget[-1][1],
                 )
             )
         if added:
@@ -194,7 +240,9 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
                     names=", ".join(unknown),
                 )
             )
-        removed = [name for name in names if self._actions.pop(name, None)]
+        gone = [self._actions.pop(name, None) for name in names]
+        self._release(action for action in gone if action is not None)
+        removed = [action.name for action in gone if action is not None]
         if self._awaited:
             self._awaited.difference_update(removed)
         if removed:

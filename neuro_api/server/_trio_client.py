@@ -11,9 +11,11 @@ import orjson
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
+from neuro_api._cache import SizedCache
 from neuro_api._text import printable
 from neuro_api.command import Action, ForceActions, ForcePriority, RegisterActions
 from neuro_api.diagnostics import Diagnostic, diagnose
+from neuro_api.server._budget import MemoryBudget
 from neuro_api.server._config import ServerConfig
 from neuro_api.server._handler import ActionOutcome, FrameTooLarge
 from neuro_api.server._ratelimit import LogLimiter, Summary
@@ -38,11 +40,10 @@ _GUARD_AFTER_SENDS: Final = 4
 # Games register the same few schemas on every connection, and each parsed
 # copy costs about a kilobyte (a handful of dicts); the registries keep one
 # copy of each (same JSON text, key order included, and equal, so nothing
-# shown or diagnosed can differ). Bounded: small schemas only, at most
-# _SHARED_SCHEMAS_MAX of them, the oldest forgotten first.
-_SHARED_SCHEMAS: dict[bytes, dict[str, Any]] = {}
-_SHARED_SCHEMAS_MAX: Final = 1024
+# shown or diagnosed can differ). Bounded by size: small schemas only, 1 MiB
+# of them in all, the least recently used forgotten first.
 _SHARED_SCHEMA_BYTES: Final = 4096
+_SHARED_SCHEMAS: SizedCache[dict[str, Any]] = SizedCache(1 << 20, _SHARED_SCHEMA_BYTES)
 
 
 def _shared(schema: dict[str, Any]) -> dict[str, Any]:
@@ -59,9 +60,7 @@ def _shared(schema: dict[str, Any]) -> dict[str, Any]:
         known = orjson.loads(text)
         if known != schema:  # NaN, tuples ...: not what JSON would give
             return schema
-        if len(_SHARED_SCHEMAS) >= _SHARED_SCHEMAS_MAX:
-            del _SHARED_SCHEMAS[next(iter(_SHARED_SCHEMAS))]
-        _SHARED_SCHEMAS[text] = known
+        _SHARED_SCHEMAS.put(text, known)
     # Equal JSON text is not always equal values (a tuple prints as a list).
     return known if known == schema else schema
 
@@ -306,6 +305,10 @@ class TrioNeuroServerClient(BaseTrioNeuroServerClient):
     def on_diagnostic(self, diagnostic: Diagnostic) -> None:
         """Keep the diagnostic on the server, per game."""
         self.server.record_diagnostic(diagnostic)
+
+    def memory_budget(self) -> MemoryBudget:
+        """The server's: one budget for all games, and a limit for each."""
+        return self.server.memory
 
     def log_limiter(self) -> LogLimiter:
         """The server's: a game is limited as one over all its connections."""

@@ -1,0 +1,74 @@
+"""How much memory games may make the server hold: per game, and in all.
+
+What a game registers (its actions and their schemas) and the context held
+for it while a result is pending stay in memory as long as the game wants.
+Counts alone do not bound that (a thousand one-megabyte schemas are a
+gigabyte), so every such byte is accounted here: against a limit per game,
+and against one budget for the whole process, so no game can take what the
+others need and all of them together cannot exhaust the machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Final
+
+__all__ = ["MemoryBudget"]
+
+_MIB: Final = 1 << 20
+
+
+class MemoryBudget:
+    """Bytes held for games: at most ``per_game`` each, ``total`` in all.
+
+    ``owner`` is any hashable standing for one game's connection (the
+    client object). Sizes are what the data takes as text, a lower bound of
+    what Python holds for it; the limits are set with that in mind.
+    """
+
+    def __init__(self, total: int, per_game: int) -> None:
+        if total < 1 or per_game < 1:
+            raise ValueError("memory budgets must be >= 1 byte")
+        self.total = total
+        self.per_game = per_game
+        self.used = 0
+        self._by_owner: dict[Hashable, int] = {}
+
+    def usage(self, owner: Hashable) -> int:
+        """Bytes held for ``owner``."""
+        return self._by_owner.get(owner, 0)
+
+    def refusal(self, owner: Hashable, size: int) -> str | None:
+        """Why ``size`` more bytes for ``owner`` do not fit (``None``: they do)."""
+        if self.usage(owner) + size > self.per_game:
+            return f"a game may hold at most {_shown(self.per_game)} on the server"
+        if self.used + size > self.total:
+            return f"the server's memory budget ({_shown(self.total)}) is used up"
+        return None
+
+    def reserve(self, owner: Hashable, size: int) -> str | None:
+        """Hold ``size`` bytes for ``owner``; return why not, if they do not fit."""
+        why = self.refusal(owner, size)
+        if why is None:
+            self._by_owner[owner] = self.usage(owner) + size
+            self.used += size
+        return why
+
+    def release(self, owner: Hashable, size: int) -> None:
+        """``owner`` no longer holds ``size`` bytes."""
+        left = self.usage(owner) - size
+        self.used -= min(size, self.usage(owner))
+        if left > 0:
+            self._by_owner[owner] = left
+        else:
+            self._by_owner.pop(owner, None)
+
+    def release_all(self, owner: Hashable) -> None:
+        """``owner`` is gone: everything it held is free again."""
+        self.used -= self._by_owner.pop(owner, 0)
+
+
+def _shown(size: int) -> str:
+    if size % _MIB == 0:
+        return f"{size // _MIB} MiB"
+    return f"{size} bytes"
