@@ -31,15 +31,17 @@ _MISSING: Final = object()
 class SizedCache(Generic[V]):
     """A least-recently-used map from ``bytes`` keys, bounded by key length.
 
-    Holds at most ``max_total`` bytes of keys; a key longer than
-    ``max_entry`` is never stored.
+    Holds at most ``max_total`` bytes of keys and ``max_entries`` entries (a
+    short key may stand for a large value: a compiled pattern, a plan); a key
+    longer than ``max_entry`` is never stored.
     """
 
-    def __init__(self, max_total: int, max_entry: int) -> None:
-        if max_entry > max_total or max_entry < 1:
-            raise ValueError("need 1 <= max_entry <= max_total")
+    def __init__(self, max_total: int, max_entry: int, max_entries: int = 256) -> None:
+        if max_entry > max_total or max_entry < 1 or max_entries < 1:
+            raise ValueError("need 1 <= max_entry <= max_total and max_entries >= 1")
         self.max_total = max_total
         self.max_entry = max_entry
+        self.max_entries = max_entries
         self._entries: collections.OrderedDict[bytes, V] = collections.OrderedDict()
         self._total = 0
         self._lock = threading.Lock()
@@ -72,7 +74,7 @@ class SizedCache(Generic[V]):
                 return
             self._entries[key] = value
             self._total += size
-            while self._total > self.max_total:
+            while self._total > self.max_total or len(self._entries) > self.max_entries:
                 old, _ = self._entries.popitem(last=False)
                 self._total -= len(old)
 
@@ -84,7 +86,7 @@ class SizedCache(Generic[V]):
 
 
 def sized_cache(
-    max_total: int, max_entry: int
+    max_total: int, max_entry: int, max_entries: int = 256
 ) -> Callable[[Callable[[bytes], V]], Callable[[bytes], V]]:
     """Cache a function of one ``bytes`` argument in a :class:`SizedCache`.
 
@@ -93,7 +95,7 @@ def sized_cache(
     """
 
     def decorator(function: Callable[[bytes], V]) -> Callable[[bytes], V]:
-        cache: SizedCache[V] = SizedCache(max_total, max_entry)
+        cache: SizedCache[V] = SizedCache(max_total, max_entry, max_entries)
 
         @functools.wraps(function)
         def wrapper(key: bytes) -> V:

@@ -37,13 +37,15 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Any, Final
 
 import orjson
 import rstr
 
 from neuro_api._cache import sized_cache
-from neuro_api._regex import generation_cost
+from neuro_api._keywords import find_patterns
+from neuro_api._regex import generation_cost, linear
 from neuro_api._sizes import least_size
 from neuro_api._validators import canonical, validity_check
 
@@ -125,6 +127,24 @@ class _Context:
         """``time.monotonic()`` past which drawing stops."""
 
 
+_PLAN_NODES: ContextVar[list[int]] = ContextVar("neuro_api_plan_nodes")
+"""Schema objects planned so far by the current plan or draw."""
+MAX_PLAN_NODES: Final = 2_000
+"""Most schema objects one plan (and one draw) may plan: ``anyOf`` branches
+are planned with the rest of their schema, so nested ones multiply."""
+
+
+def _count_plan_node() -> None:
+    counter = _PLAN_NODES.get(None)
+    if counter is None:
+        return
+    counter[0] += 1
+    if counter[0] > MAX_PLAN_NODES:
+        raise GenerationError(
+            f"the schema is too large to plan (over {MAX_PLAN_NODES} parts)"
+        )
+
+
 def _charge(ctx: _Context, size: int) -> None:
     """Spend ``size`` bytes of the budget; raise when it or the time ran out.
 
@@ -182,6 +202,7 @@ def _merge_when_drawn(
 
 
 def _plan(schema: Any, depth: int) -> _Draw:
+    _count_plan_node()
     if schema is True:
         schema = {}
     if schema is False or depth > _MAX_DEPTH:
@@ -813,7 +834,16 @@ class _Plan:
 def _make_plan(root: Mapping[str, Any]) -> _Plan:
     check = validity_check(root)  # raises SchemaError for an invalid schema
     exact = _exact(root, 0)
-    return _Plan(root, _compile(root, 0), None if exact else check, least_size(root))
+    token = _PLAN_NODES.set([0])
+    try:
+        draw = _compile(root, 0)
+    finally:
+        _PLAN_NODES.reset(token)
+    plan = _Plan(root, draw, None if exact else check, least_size(root))
+    # A pattern only the regex package matches (backreferences ...) makes
+    # each check slow; the package lets other threads run, not the caller.
+    plan.slow = any(not linear(pattern) for pattern, _ in find_patterns(root))
+    return plan
 
 
 @sized_cache(max_total=8 << 20, max_entry=256 << 10)
@@ -940,6 +970,17 @@ def _generate(
         )
     deadline = math.inf if timeout is None else time.monotonic() + timeout
     ctx = _Context(rng or random.Random(), plan.root, max_size, deadline)
+    # Parts planned when drawn (references, failed plans) count too.
+    token = _PLAN_NODES.set([0])
+    try:
+        return _attempts(plan, ctx, attempts, max_size, timeout)
+    finally:
+        _PLAN_NODES.reset(token)
+
+
+def _attempts(
+    plan: _Plan, ctx: _Context, attempts: int, max_size: int, timeout: float | None
+) -> Any:
     reason = "no attempt produced a valid value"
     over_budget = False
     for _ in range(attempts):

@@ -5,12 +5,16 @@ game wrote, and Python's ``re`` backtracks: ``^(a+)+$`` against ``"a" * 40 +
 "!"`` runs for minutes and holds the event loop. So no game's regex is ever
 run by ``re``:
 
-* :func:`search` matches with jsonschema-rs (Rust's ``regex`` engine, linear
-  in the text; ``fancy-regex`` only for backreferences and lookaround, with a
-  backtracking limit). That is also the engine of the fast validator, so both
-  validators agree on every pattern. A pattern it cannot compile (Python-only
-  syntax such as ``\Z``) is matched by the ``regex`` package under a time
-  limit instead; running out of time counts as no match.
+* :func:`search` matches with jsonschema-rs's linear-time engine (Rust's
+  ``regex``: no backtracking, time proportional to the text), the engine of
+  the fast validator too, so both validators agree on every pattern.
+* A pattern that engine does not take (backreferences and lookaround, which
+  need backtracking, or Python-only syntax such as ``\Z``) is matched by the
+  ``regex`` package instead: at most 20 ms per match, with the interpreter
+  released meanwhile (jsonschema-rs holds it while it works, so only linear
+  work is left to it). Running out of time counts as no match. Such a
+  pattern is compiled only if its program stays small (``(a{1000}){1001}``
+  would take 0.4 s and hundreds of MiB to compile).
 * :func:`generation_cost` bounds what ``rstr.xeger`` would build from a
   pattern before it is asked to (``((a+)+)+`` would be a million
   characters; a class of every Unicode character is a million-item list per
@@ -33,32 +37,31 @@ from neuro_api._cache import sized_cache
 sre_parse: Any = importlib.import_module("re._parser")
 
 __all__ = [
-    "BACKTRACK_LIMIT",
+    "FALLBACK_PROGRAM",
     "FALLBACK_TIMEOUT",
     "PATTERN_OPTIONS",
     "SafeRe",
     "compiles",
     "generation_cost",
+    "linear",
+    "pattern_problem",
     "search",
 ]
 
 LOGGER: Final = logging.getLogger("neuro_api.schema")
 
-BACKTRACK_LIMIT: Final = 100_000
-"""Backtracking steps ``fancy-regex`` may take for one match (about 3 ms);
-beyond it the pattern counts as not matching."""
-_SIZE_LIMIT: Final = 4 << 20
-"""Bytes a compiled pattern may take (``a{1000}{1000}`` would take more)."""
+_SIZE_LIMIT: Final = 1 << 20
+"""Bytes a compiled pattern may take in Rust's engine."""
 FALLBACK_TIMEOUT: Final = 0.02
-"""Seconds one match may take with the ``regex`` package (only for patterns
-the Rust engines cannot compile)."""
+"""Seconds one match may take with the ``regex`` package."""
+FALLBACK_PROGRAM: Final = 10_000
+"""Largest program (items, repeats expanded) the ``regex`` package compiles."""
 
-PATTERN_OPTIONS: Final = jsonschema_rs.FancyRegexOptions(
-    backtrack_limit=BACKTRACK_LIMIT,
-    size_limit=_SIZE_LIMIT,
-    dfa_size_limit=_SIZE_LIMIT,
+PATTERN_OPTIONS: Final = jsonschema_rs.RegexOptions(
+    size_limit=_SIZE_LIMIT, dfa_size_limit=_SIZE_LIMIT
 )
-"""What every jsonschema-rs validator of the package is built with."""
+"""What every jsonschema-rs validator of the package is built with: the
+linear-time engine only."""
 
 _XEGER_REPEAT: Final = 100
 """rstr.xeger repeats ``*`` and ``+`` (and any larger count) at most this often."""
@@ -66,47 +69,77 @@ _PRINTABLE: Final = 100
 """Size of the alphabets xeger draws ``.`` and negated classes from."""
 
 
-@sized_cache(max_total=1 << 20, max_entry=4096)
-def _matcher(pattern: bytes) -> Callable[[str], bool]:
-    text = pattern.decode("utf-8", "surrogatepass")
+def _rust(pattern: str) -> Callable[[str], bool] | None:
     try:
         validator = jsonschema_rs.validator_for(
-            {"pattern": text}, pattern_options=PATTERN_OPTIONS
+            {"pattern": pattern}, pattern_options=PATTERN_OPTIONS
         )
-    except Exception:  # not a pattern Rust's engines know (\Z, a{,3} ...)
-        return _fallback(text)
+    except Exception:  # backtracking features, Python-only syntax, too large
+        return None
     return validator.is_valid
 
 
-def _fallback(pattern: str) -> Callable[[str], bool]:
+def _fallback_compiled(pattern: str) -> Any:
+    """The ``regex`` package's compiled pattern, or ``None`` if not a fit."""
+    size = program_size(pattern)
+    if size is None or size > FALLBACK_PROGRAM:
+        return None
     try:
-        compiled = regex.compile(pattern)
-    except Exception:  # not a regex at all: it matches nothing
-        LOGGER.debug("pattern %r cannot be compiled; it matches nothing", pattern)
-        return lambda text: False
+        return regex.compile(pattern, cache_pattern=False)
+    except Exception:  # not a regex at all
+        return None
 
-    def search(text: str) -> bool:
+
+@sized_cache(max_total=1 << 20, max_entry=4096, max_entries=256)
+def _matcher(pattern: bytes) -> Callable[[str], bool]:
+    text = pattern.decode("utf-8", "surrogatepass")
+    rust = _rust(text)
+    if rust is not None:
+        return rust
+    compiled = _fallback_compiled(text)
+    if compiled is None:
+        LOGGER.debug("pattern %r cannot be used; it matches nothing", text[:100])
+        return lambda _: False
+
+    def search(value: str) -> bool:
         try:
-            return compiled.search(text, timeout=FALLBACK_TIMEOUT) is not None
+            found = compiled.search(value, timeout=FALLBACK_TIMEOUT, concurrent=True)
         except TimeoutError:
-            LOGGER.debug("pattern %r ran out of time; counted as no match", pattern)
+            LOGGER.debug("pattern %r ran out of time; no match", text[:100])
             return False
+        return found is not None
 
     return search
 
 
-def compiles(pattern: str) -> bool:
-    """Whether some engine here understands ``pattern`` (Rust's or ``regex``)."""
-    try:
-        jsonschema_rs.validator_for(
-            {"pattern": pattern}, pattern_options=PATTERN_OPTIONS
+def linear(pattern: str) -> bool:
+    """Whether Rust's linear-time engine takes ``pattern`` (no fallback)."""
+    return _matcher_is_rust(pattern.encode("utf-8", "surrogatepass"))
+
+
+@sized_cache(max_total=1 << 20, max_entry=4096, max_entries=1024)
+def _matcher_is_rust(pattern: bytes) -> bool:
+    return _rust(pattern.decode("utf-8", "surrogatepass")) is not None
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why no engine here takes ``pattern`` (``None``: one does)."""
+    if _rust(pattern) is not None:
+        return None
+    size = program_size(pattern)
+    if size is not None and size > FALLBACK_PROGRAM:
+        return (
+            f"is too large to use (about {size} parts once its repeats are "
+            f"expanded; at most {FALLBACK_PROGRAM})"
         )
-    except Exception:
-        try:
-            regex.compile(pattern)
-        except Exception:
-            return False
-    return True
+    if _fallback_compiled(pattern) is None:
+        return "is not a regex"
+    return None
+
+
+def compiles(pattern: str) -> bool:
+    """Whether some engine here takes ``pattern`` (Rust's, or ``regex`` if small)."""
+    return pattern_problem(pattern) is None
 
 
 def search(pattern: str, text: str) -> bool:
@@ -133,6 +166,41 @@ class SafeRe:
         if flags:
             raise ValueError("flags are not supported")
         return True if search(pattern, string) else None
+
+
+def program_size(pattern: str) -> int | None:
+    """An estimate of the size of ``pattern``'s compiled program.
+
+    Items, with every counted repeat expanded (``a{1000}`` is 1,000; an
+    unbounded one counts its body once). ``None`` when Python's parser does
+    not take it.
+    """
+    try:
+        parsed = sre_parse.parse(pattern)
+        return int(_size(list(parsed)))
+    except (Exception, RecursionError):
+        return None
+
+
+def _size(items: list[Any]) -> int:
+    total = 0
+    for op, value in items:
+        name = op.name
+        if name in {"MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"}:
+            low, high, sub = value
+            times = max(low, 1) if high == sre_parse.MAXREPEAT else max(high, 1)
+            total += times * _size(list(sub))
+        elif name in {"SUBPATTERN", "ASSERT", "ASSERT_NOT", "ATOMIC_GROUP"}:
+            total += 1 + _size(list(value[-1]))
+        elif name == "BRANCH":
+            total += 1 + sum(_size(list(b)) for b in value[1])
+        elif name == "GROUPREF_EXISTS":
+            total += 1 + sum(_size(list(b)) for b in value[1:] if b is not None)
+        else:
+            total += 1
+        if total > 1 << 40:  # enough to refuse; keep the numbers small
+            break
+    return total
 
 
 def generation_cost(pattern: str) -> int | None:

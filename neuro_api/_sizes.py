@@ -63,6 +63,10 @@ class _Walk:
     def __init__(self, root: Any) -> None:
         self.root = root
         self.visits = 0
+        # Each schema object's bound, worked out once: references make a
+        # small schema a huge (or endless) tree of the same few objects.
+        self.known: dict[int, int] = {}
+        self.open: set[int] = set()
 
     def least(self, schema: Any, depth: int) -> int:
         self.visits += 1
@@ -70,10 +74,24 @@ class _Walk:
             not isinstance(schema, Mapping)
             or depth > _MAX_DEPTH
             or self.visits > _MAX_VISITS
+            or id(schema) in self.open  # a reference cycle: no bound from it
         ):
             # true, false (no value at all: not a size problem), too deep,
             # or too much work: assume the smallest.
             return 0
+        key = id(schema)
+        known = self.known.get(key)
+        if known is not None:
+            return known
+        self.open.add(key)
+        try:
+            bound = self._least(schema, depth)
+        finally:
+            self.open.discard(key)
+        self.known[key] = bound
+        return bound
+
+    def _least(self, schema: Mapping[str, Any], depth: int) -> int:
         bounds = [self._here(schema, depth)]
         ref = schema.get("$ref")
         if isinstance(ref, str):

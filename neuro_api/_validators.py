@@ -42,8 +42,9 @@ from jsonschema.protocols import Validator
 from jsonschema_specifications import REGISTRY as SPECIFICATIONS
 
 from neuro_api._cache import sized_cache
+from neuro_api._complexity import complexity_problem
 from neuro_api._keywords import find_patterns
-from neuro_api._regex import PATTERN_OPTIONS, SafeRe, compiles
+from neuro_api._regex import PATTERN_OPTIONS, SafeRe, pattern_problem
 
 __all__ = [
     "SchemaError",
@@ -264,8 +265,9 @@ def _meta_validator(cls: type[Validator]) -> Any:
 
 def _pattern_problem(schema: Mapping[str, Any]) -> str | None:
     for pattern, where in find_patterns(schema):
-        if not compiles(pattern):
-            return f"{pattern[:100]!r} is not a regex (at {where.lstrip('/')})"
+        why = pattern_problem(pattern)
+        if why is not None:
+            return f"{pattern[:100]!r} {why} (at {where.lstrip('/')})"
     return None
 
 
@@ -289,40 +291,45 @@ def _reference_problem(schema: Mapping[str, Any]) -> str | None:
     """Why jsonschema-rs cannot compile ``schema`` when that means it is broken.
 
     A reference that does not resolve within the schema is reported; a
-    pattern written for Python only (``a{,3}``) is not a problem (the
-    reference validator matches it, see :mod:`neuro_api._regex`).
+    pattern its linear-time engine does not take (backreferences, or
+    ``a{,3}`` written for Python) is not a problem: the reference validator
+    matches it (see :mod:`neuro_api._regex`).
     """
     if (_draft(schema) or _LATEST) not in _RUST_DRAFTS:
         return None
     try:
         _rust_validator(schema)
     except jsonschema_rs.ValidationError as exc:
-        if "not present in a registry" in exc.message:
+        if isinstance(exc.kind, jsonschema_rs.ValidationErrorKind.Referencing):
             return (
                 "a reference cannot be resolved within the schema (references "
                 f"are never fetched): {exc.message}"
             )
-    except Exception as exc:  # a reference error of another shape
-        text = str(exc)
-        if "registry" in text or "resolv" in text.lower():
-            return (
-                "a reference cannot be resolved within the schema (references "
-                f"are never fetched): {text}"
-            )
+    except jsonschema_rs.ReferencingError as exc:
+        return (
+            "a reference cannot be resolved within the schema (references "
+            f"are never fetched): {exc}"
+        )
     return None
 
 
 @sized_cache(_CACHE_BYTES, _ENTRY_BYTES)
 def _problem_for_text(text: bytes) -> str | None:
     schema = orjson.loads(text)
-    return _meta_problem(schema) or _reference_problem(schema)
+    return (
+        _meta_problem(schema)
+        or complexity_problem(schema)
+        or _reference_problem(schema)
+    )
 
 
 def schema_problem(schema: Mapping[str, Any]) -> str | None:
     """Why ``schema`` is not a usable JSON schema, or ``None``.
 
     Meta-validation against its draft (``$schema``; the latest when absent
-    or unknown) and references that do not resolve within the schema.
+    or unknown), validation work a value could cause (see
+    :mod:`neuro_api._complexity`) and references that do not resolve within
+    the schema.
     Raises :class:`SchemaError` only for a schema too deep to encode.
     """
     return _problem_for_text(canonical(schema))

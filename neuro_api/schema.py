@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -248,14 +249,26 @@ def validate_action_data(
         return ValidationResult(True, value)
     if data is None:
         value = {}  # no data at all stands for an empty object; "null" does not
-    if is_valid(schema, value):
-        return ValidationResult(True, value)
-    validator = get_validator(schema)
-    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+    try:
+        if is_valid(schema, value):
+            return ValidationResult(True, value)
+        validator = get_validator(schema)
+        # The first problems are enough to say what is wrong; all of them
+        # could be a megabyte of data's worth of work.
+        found = itertools.islice(validator.iter_errors(value), _MAX_ERRORS)
+        errors = sorted(found, key=lambda e: list(e.absolute_path))
+    except SchemaError:
+        raise
+    except Exception as exc:  # RecursionError, an unresolvable reference ...
+        # Registration refuses such schemas; one made by hand may still be.
+        raise SchemaError(f"the schema cannot be used to check data: {exc!r}") from None
     if not errors:
         return ValidationResult(True, value)
     first = errors[0]
-    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+    at_least = "at least " if len(errors) == _MAX_ERRORS else ""
+    more = (
+        f" (and {at_least}{len(errors) - 1} more problems)" if len(errors) > 1 else ""
+    )
     # jsonschema's messages quote the offending value whole: a 1 MB string
     # must not come back to Neuro (or into a log) whole.
     problem = _clip(first.message, _MAX_REASON)
@@ -266,6 +279,8 @@ def validate_action_data(
     )
 
 
+_MAX_ERRORS: Final = 100
+"""Problems collected to describe invalid data (the count says "100 more")."""
 _MAX_REASON: Final = 300
 """Longest problem text quoted in a validation reason, in characters."""
 

@@ -176,7 +176,7 @@ KEYWORD_VALUES: dict[str, Any] = {
     "$comment": "a comment",
     "$defs": {"cell": {"type": "integer"}},
     "$dynamicAnchor": "node",
-    "$dynamicRef": "#node",
+    "$dynamicRef": "#",  # an anchor nowhere in the schema would not resolve
     "$id": "https://example.com/cell",
     "$ref": "#",
     "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -342,12 +342,24 @@ def test_the_time_limit_ends_generation() -> None:
 
 
 @pytest.mark.timeout(10)
-@pytest.mark.parametrize(
-    "pattern", ["^(((a+)+)+)+$", r"^[\x00-\U0010ffff]{50}$", "^((a{100}){100}){100}$"]
-)
+@pytest.mark.parametrize("pattern", ["^(((a+)+)+)+$", r"^[\x00-\U0010ffff]{50}$"])
 def test_patterns_too_large_to_expand_are_refused(pattern: str) -> None:
     with pytest.raises(GenerationError, match="too large to expand"):
         generate_data(obj(a={"type": "string", "pattern": pattern}))
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("pattern", ["^((a{100}){100}){100}$", "(?:a{1000}){1001}"])
+def test_patterns_too_large_to_compile_make_the_schema_invalid(pattern: str) -> None:
+    # Rust's engine refuses them for size; the regex package would take
+    # seconds and hundreds of MiB to compile them.
+    schema = obj(a={"type": "string", "pattern": pattern})
+    found = check_action(Action("a", "A", schema))
+    invalid = [d for d in found if d.id == "action.schema-invalid"]
+    assert invalid
+    assert "is too large to use" in invalid[0].message
+    with pytest.raises(SchemaError, match="too large"):
+        generate_data(schema)
 
 
 NUMBERS = {
@@ -451,3 +463,128 @@ def test_least_size_is_a_lower_bound_of_generated_data() -> None:
             except GenerationError:
                 continue
             assert len(orjson.dumps(value)) >= bound, schema
+
+
+# --- work a schema can cause, whatever its size (review of issue 10) -------------
+
+
+def reference_bomb(levels: int) -> dict[str, Any]:
+    """2 ** levels evaluations at one place, in about 100 bytes per level."""
+    defs: dict[str, Any] = {
+        f"d{i}": {"allOf": [{"$ref": f"#/$defs/d{i + 1}"}] * 2} for i in range(levels)
+    }
+    defs[f"d{levels}"] = {"type": "object"}
+    return {"type": "object", "$defs": defs, "not": {"$ref": "#/$defs/d0"}}
+
+
+@pytest.mark.timeout(10)
+def test_a_reference_bomb_is_refused_at_registration() -> None:
+    schema = reference_bomb(30)
+    found = check_action(Action("boom", "Boom", schema))
+    invalid = [d for d in found if d.id == "action.schema-invalid"]
+    assert invalid
+    assert "more than 64 subschemas" in invalid[0].message
+    with pytest.raises(SchemaError):
+        validate_action_data(schema, "{}")
+    with pytest.raises(SchemaError):
+        generate_data(schema)
+
+
+@pytest.mark.timeout(10)
+def test_a_reference_back_to_the_same_place_is_refused() -> None:
+    for schema in (
+        {"type": "object", "allOf": [{"$ref": "#"}]},
+        {
+            "type": "object",
+            "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"not": {"$ref": "#/$defs/a"}}},
+            "anyOf": [{"$ref": "#/$defs/a"}],
+        },
+    ):
+        found = check_action(Action("loop", "Loop", schema))
+        messages = [d.message for d in found if d.id == "action.schema-invalid"]
+        assert messages
+        assert "leads back to itself" in messages[0]
+
+
+def test_a_recursive_data_structure_is_fine() -> None:
+    tree = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "maxLength": 5},
+            "children": {"type": "array", "maxItems": 2, "items": {"$ref": "#"}},
+        },
+        "required": ["name"],
+    }
+    assert "action.schema-invalid" not in ids(check_action(Action("t", "T", tree)))
+    assert validate_action_data(tree, '{"name": "a", "children": [{"name": "b"}]}').ok
+    assert not validate_action_data(tree, '{"name": "a", "children": [{}]}').ok
+    assert validate_action_data(tree, orjson.dumps(generate_data(tree)).decode()).ok
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "not": {"$ref": "#/$defs/missing"}},
+        {"type": "object", "properties": {"a": {"$ref": "#nope"}}},
+        {"type": "object", "properties": {"a": {"$dynamicRef": "#meta"}}},
+    ],
+)
+def test_a_local_reference_that_does_not_resolve_is_refused(
+    schema: dict[str, Any],
+) -> None:
+    # Before: registered, then every force on it ended in force.engine-error.
+    found = check_action(Action("r", "R", schema))
+    messages = [d.message for d in found if d.id == "action.schema-invalid"]
+    assert messages
+    assert "cannot be resolved within the schema" in messages[0]
+
+
+def nested_choices(levels: int, branches: int) -> dict[str, Any]:
+    """Plans that multiply: each ``anyOf`` branch is planned with the rest."""
+    node: dict[str, Any] = {"type": "integer"}
+    for _ in range(levels):
+        node = {
+            "type": "object",
+            "anyOf": [{"minProperties": 0} for _ in range(branches)],
+            "properties": {"p": node},
+        }
+    return node
+
+
+@pytest.mark.timeout(10)
+def test_planning_is_bounded() -> None:
+    schema = nested_choices(4, 30)  # 30 ** 4 plans, in 2.6 KB
+    assert _generate.try_quickly(schema, random.Random(1), 16 << 10, 0.005) is (
+        _generate.NOT_QUICK
+    )
+    refusals = []
+    for seed in range(5):  # parts planned in time may still give a value
+        try:
+            value = generate_data(schema, rng=random.Random(seed))
+        except GenerationError as exc:
+            refusals.append(str(exc))
+            continue
+        assert validate_action_data(schema, orjson.dumps(value).decode()).ok
+    assert all("too large to plan" in refusal for refusal in refusals)
+
+
+@pytest.mark.timeout(10)
+def test_least_size_works_each_schema_object_out_once() -> None:
+    defs: dict[str, Any] = {
+        f"d{i}": {"allOf": [{"$ref": f"#/$defs/d{i + 1}"}] * 2} for i in range(13)
+    }
+    defs["d13"] = {"enum": [0] * 3000}
+    assert least_size({"$defs": defs, "allOf": [{"$ref": "#/$defs/d0"}]}) == 1
+
+
+def test_data_checked_by_the_slow_engine_is_never_drawn_on_the_loop() -> None:
+    # A backreference needs the regex package (it lets other threads run,
+    # not its caller): such schemas are generated in a worker thread.
+    schema = obj(a={"type": "string", "maxLength": 5, "not": {"pattern": "(a)\\1"}})
+    assert _generate.try_quickly(schema, random.Random(1), 16 << 10, 1.0) is (
+        _generate.NOT_QUICK
+    )
+    assert validate_action_data(schema, '{"a": "ab"}').ok
+    assert not validate_action_data(schema, '{"a": "aa"}').ok
+    value = generate_data(schema, rng=random.Random(1))
+    assert "aa" not in value["a"]

@@ -10,9 +10,10 @@ game registers can hold the event loop for longer than the small budget.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import random
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 import trio
@@ -20,7 +21,9 @@ import trio
 from neuro_api._generate import NOT_QUICK, try_quickly
 from neuro_api.schema import (
     DEFAULT_MAX_SIZE,
+    GenerationError,
     GenerationLimitError,
+    SchemaError,
     encode_data,
     generate_data,
 )
@@ -33,6 +36,21 @@ QUICK_TIME: Final = 0.005
 """Seconds a draw may take on the event loop before it moves to a thread."""
 _THREAD_GRACE: Final = 1.0
 """Past the time limit, how long to wait for a worker to notice it."""
+
+
+@contextlib.contextmanager
+def _as_generation_error() -> Iterator[None]:
+    """Anything but the documented errors is a generation failure too.
+
+    An engine falls back on a :class:`GenerationError` (another action, or a
+    fallback answer); an unexpected exception would drop the force instead.
+    """
+    try:
+        yield
+    except (GenerationError, SchemaError):
+        raise
+    except Exception as exc:  # RecursionError, a reference that fails ...
+        raise GenerationError(f"cannot generate data: {exc!r}") from exc
 
 
 class DataGenerator:
@@ -69,7 +87,10 @@ class DataGenerator:
         data can be found for, :class:`~neuro_api.schema.SchemaError` for an
         invalid one.
         """
-        return try_quickly(schema, self.rng, min(self.max_size, QUICK_SIZE), QUICK_TIME)
+        with _as_generation_error():
+            return try_quickly(
+                schema, self.rng, min(self.max_size, QUICK_SIZE), QUICK_TIME
+            )
 
     async def generate(self, schema: Mapping[str, Any] | None) -> Any:
         """Data for ``schema`` (``None`` for an action without data).
@@ -92,7 +113,7 @@ class DataGenerator:
             max_size=self.max_size,
             timeout=self.timeout,
         )
-        with trio.move_on_after(self.timeout + _THREAD_GRACE):
+        with trio.move_on_after(self.timeout + _THREAD_GRACE), _as_generation_error():
             return await trio.to_thread.run_sync(
                 draw, limiter=self._limiter, abandon_on_cancel=True
             )
