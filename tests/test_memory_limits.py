@@ -19,8 +19,19 @@ from neuro_api import _generate, _parsing, _validators
 from neuro_api.command import Action
 from neuro_api.schema import check_action, generate_data, validate_action_data
 from neuro_api.server import ServerConfig, _memory
-from neuro_api.server._budget import MemoryBudget
+from neuro_api.server._budget import MemoryBudget, footprint
 from neuro_api.server._trio_client import _SHARED_SCHEMAS, _shared
+
+
+def test_footprint_counts_what_python_holds() -> None:
+    # 3 bytes of JSON per empty list, 56 of Python.
+    assert footprint([[]] * 1000) >= 56 * 1000
+    assert footprint({"a": "x" * 1000}) > 1000
+    assert footprint(None) == footprint(True) == 0
+    deep: list[object] = []
+    for _ in range(100_000):  # no recursion limit
+        deep = [deep]
+    assert footprint(deep) > 100_000
 
 
 def test_budget_per_game_and_in_all() -> None:
@@ -47,9 +58,10 @@ def big_action(name: str, size: int) -> Action:
 async def test_a_game_cannot_register_more_than_its_share(
     nursery: trio.Nursery,
 ) -> None:
-    # Each action takes about 10,070 bytes: four fit, not five.
+    # Four of these actions fit, not five.
+    size = footprint(("a0", "Big", big_action("a0", 10_000).schema))
     server = RecordingServer(
-        ServerConfig(max_game_memory=41_000, memory_budget=1 << 20)
+        ServerConfig(max_game_memory=4 * size + 100, memory_budget=1 << 20)
     )
     info = await start_server(nursery, server)
     async with connect(info.url, "Greedy") as game:
@@ -57,7 +69,7 @@ async def test_a_game_cannot_register_more_than_its_share(
         await game.register(*(big_action(f"a{i}", 10_000) for i in range(6)))
         found = await server.wait_diag("action.memory-limit", game="Greedy")
         assert "2 action(s) not registered (a4, a5)" in found.message
-        assert "at most 41000 bytes" in found.message
+        assert f"at most {4 * size + 100} bytes" in found.message
         client = server.client_of(game)
         assert list(client.actions) == ["a0", "a1", "a2", "a3"]
         # Unregistering frees its share: the next registration fits.
@@ -66,7 +78,7 @@ async def test_a_game_cannot_register_more_than_its_share(
         await server.settle(game)
         assert "a6" in client.actions
         used = server.memory.usage(client)
-        assert 41_000 - 11_000 < used <= 41_000
+        assert used == 4 * size
         await game.startup()  # clears every action
         await server.settle(game)
         assert server.memory.usage(client) == 0

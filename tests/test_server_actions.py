@@ -429,6 +429,23 @@ async def test_registrations_answering_reregister_all_are_expected(
         await server.wait_diag("action.duplicate-identical", game="Game")
 
 
+async def test_an_injected_reregister_all_is_awaited_too(
+    nursery: trio.Nursery,
+) -> None:
+    # Randy's ``POST /`` may inject the frame: the answer is expected the same.
+    server = RecordingServer()
+    info = await start_server(nursery, server)
+    async with connect(info.url, "Game") as game:
+        await game.startup()
+        await game.register(PLAY)
+        await server.settle(game)
+        await server.client_of(game).inject(command.ReregisterAll())
+        assert isinstance(await game.receive(), command.ReregisterAll)
+        await game.register(PLAY)
+        await server.settle(game)
+        assert [d for d in server.ids("Game") if d.startswith("action.duplicate")] == []
+
+
 async def test_a_changed_action_with_errors_keeps_the_old_one(
     nursery: trio.Nursery,
 ) -> None:
