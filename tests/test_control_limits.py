@@ -338,3 +338,53 @@ async def test_a_complete_body_over_the_limit_is_not_drained(
     await BodyLimit(exchange.app, 10, 60.0)(scope, receive, exchange.send)
     assert trio.current_time() == started  # nothing left to wait for
     assert exchange.error() == (413, "payload_too_large")
+
+
+async def test_bodies_held_at_once_are_bounded_across_requests(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Bodies are read before the token is checked: many clients each sending
+    # a body just under the limit must not add up without bound.
+    limit = BodyLimit(Exchange().app, 10, 60.0, max_buffered=15)
+    slow = Exchange(b"x" * 8)  # holds 8 bytes, never finishes
+    late = Exchange(b"y" * 8)  # would make 16 > 15
+    scope: Any = {"type": "http", "headers": []}
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(limit, scope, slow.receive, slow.send)
+        await trio.sleep(1)
+        assert limit.buffered == 8
+        await limit(scope, late.receive, late.send)
+        assert late.error() == (503, "server_busy")
+        assert (b"retry-after", b"1") in late.sent[0]["headers"]
+        assert not late.app_called
+        assert limit.buffered == 8  # the refused body is not held
+    assert slow.error() == (408, "request_timeout")
+    assert limit.buffered == 0
+    # Once the slow body is gone, the same body fits.
+    again = Exchange(b"y" * 8, then="leave")
+    await limit(scope, again.receive, again.send)
+    assert again.sent == []  # the client left; nothing refused it as busy
+    assert limit.buffered == 0
+
+
+async def test_a_body_is_held_while_its_request_is_served() -> None:
+    held: list[int] = []
+    limit: BodyLimit
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert (await receive())["body"] == b"abc"
+        held.append(limit.buffered)
+
+    limit = BodyLimit(app, 10, 60.0)
+
+    async def receive() -> Any:
+        await trio.lowlevel.checkpoint()
+        return {"type": "http.request", "body": b"abc", "more_body": False}
+
+    async def send(message: Any) -> None:
+        raise AssertionError(message)
+
+    scope: Any = {"type": "http", "headers": []}
+    await limit(scope, receive, send)
+    assert held == [3]
+    assert limit.buffered == 0

@@ -8,7 +8,11 @@ The body limit is enforced by :class:`BodyLimit`, an ASGI middleware in front
 of the whole app, so it holds for every route, whether it reads its body or
 not. It reads the body before the app runs and refuses it as soon as it is
 known to be too long: at once from ``Content-Length``, or once a chunked
-body passes the limit.
+body passes the limit. Bodies are read before the app checks the bearer token,
+so what all requests together hold is bounded too (:data:`MAX_BUFFERED`): a
+request whose body would pass that gets 503 ``server_busy`` with
+``Retry-After``, and a crowd of clients sending large bodies cannot grow the
+server's memory past it.
 
 Why the 413 needs care: Hypercorn closes the connection as soon as a response
 ends. A client still sending its body then has unread bytes in the server's
@@ -45,6 +49,7 @@ __all__ = [
     "BODY_HEADROOM",
     "DRAIN_BYTES",
     "DRAIN_SECONDS",
+    "MAX_BUFFERED",
     "BodyLimit",
     "body_limit",
     "check_action_frame",
@@ -58,6 +63,8 @@ DRAIN_SECONDS: Final = 5.0
 """Longest time spent discarding the rest of a refused body."""
 DRAIN_BYTES: Final = 256 << 20
 """Most bytes of a refused body read and discarded (256 MiB)."""
+MAX_BUFFERED: Final = 64 << 20
+"""Most request-body bytes held at once by all requests together (64 MiB)."""
 _ID_ROOM: Final = "0" * 32
 """Stands for the action id the server picks (its ids are shorter)."""
 
@@ -108,15 +115,24 @@ class BodyLimit:
     ``http.request`` message), then the server's messages as they come
     (``http.disconnect``). A body still incomplete after ``body_timeout``
     seconds (Quart's ``BODY_TIMEOUT``; ``None``: no limit) gets 408
-    ``request_timeout``.
+    ``request_timeout``. The bodies of all requests in progress hold at most
+    ``max_buffered`` bytes together; a body that would pass it gets 503
+    ``server_busy`` (its request is refused, the others are unaffected).
     """
 
     def __init__(
-        self, app: ASGIFramework, limit: int, body_timeout: float | None
+        self,
+        app: ASGIFramework,
+        limit: int,
+        body_timeout: float | None,
+        max_buffered: int = MAX_BUFFERED,
     ) -> None:
         self.app = app
         self.limit = limit
         self.body_timeout = math.inf if body_timeout is None else body_timeout
+        self.max_buffered = max_buffered
+        self.buffered = 0
+        """Body bytes held right now by all requests in progress."""
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
@@ -129,41 +145,63 @@ class BodyLimit:
         if declared is not None and declared > self.limit:
             await self._refuse(receive, send, self._limit_message(declared), False)
             return
+        held = 0
         body = bytearray()
-        complete = False
-        with trio.move_on_after(self.body_timeout):
-            while not complete and len(body) <= self.limit:
-                event = await receive()
-                if event["type"] != "http.request":
-                    return  # the client left: nobody to answer
-                body += event.get("body", b"")
-                complete = not event.get("more_body", False)
-        if len(body) > self.limit:
-            message = self._limit_message(None)
-            await self._refuse(receive, send, message, complete)
-            return
-        if not complete:
-            await _answer(
-                send,
-                408,
-                "request_timeout",
-                f"the request body did not arrive within {self.body_timeout:g} s",
-            )
-            return
-        first: ASGIReceiveEvent | None = {
-            "type": "http.request",
-            "body": bytes(body),
-            "more_body": False,
-        }
 
-        async def replay() -> ASGIReceiveEvent:
-            nonlocal first
-            if first is None:
-                return await receive()
-            message, first = first, None
-            return message
+        def release() -> None:
+            # Refused or answered: the body is dropped before any drain.
+            nonlocal held
+            body.clear()
+            self.buffered -= held
+            held = 0
 
-        await self.app(scope, replay, send)
+        try:
+            complete = False
+            with trio.move_on_after(self.body_timeout):
+                while not complete and len(body) <= self.limit:
+                    event = await receive()
+                    if event["type"] != "http.request":
+                        return  # the client left: nobody to answer
+                    chunk = event.get("body", b"")
+                    if self.buffered + len(chunk) > self.max_buffered:
+                        release()
+                        await self._refuse_busy(receive, send)
+                        return
+                    self.buffered += len(chunk)
+                    held += len(chunk)
+                    body += chunk
+                    complete = not event.get("more_body", False)
+            if len(body) > self.limit:
+                release()
+                message = self._limit_message(None)
+                await self._refuse(receive, send, message, complete)
+                return
+            if not complete:
+                release()
+                await _answer(
+                    send,
+                    408,
+                    "request_timeout",
+                    f"the request body did not arrive within {self.body_timeout:g} s",
+                )
+                return
+            first: ASGIReceiveEvent | None = {
+                "type": "http.request",
+                "body": bytes(body),
+                "more_body": False,
+            }
+            body.clear()  # the copy above is what the app holds
+
+            async def replay() -> ASGIReceiveEvent:
+                nonlocal first
+                if first is None:
+                    return await receive()
+                message, first = first, None
+                return message
+
+            await self.app(scope, replay, send)
+        finally:
+            release()
 
     def _limit_message(self, declared: int | None) -> str:
         size = "" if declared is None else f" ({declared} bytes)"
@@ -172,14 +210,28 @@ class BodyLimit:
             f"(the server's max_message_size + {BODY_HEADROOM})"
         )
 
+    async def _refuse_busy(
+        self, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        message = (
+            f"the server holds {self.max_buffered} bytes of request bodies at "
+            "most, and other requests fill it now; try again shortly"
+        )
+        await self._refuse(
+            receive, send, message, False, status=503, code="server_busy"
+        )
+
     async def _refuse(
         self,
         receive: ASGIReceiveCallable,
         send: ASGISendCallable,
         message: str,
         complete: bool,
+        *,
+        status: int = 413,
+        code: str = "payload_too_large",
     ) -> None:
-        await _answer(send, 413, "payload_too_large", message, more=True)
+        await _answer(send, status, code, message, more=True)
         # The client has the whole answer; let it finish sending (or stop)
         # before the connection closes, so that it closes without a reset.
         drained = 0
@@ -202,15 +254,18 @@ async def _answer(
     caller ends it with an empty body message).
     """
     body = orjson.dumps({"error": {"code": code, "message": message}})
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+    if status == 503:
+        headers.append((b"retry-after", b"1"))
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
+            "headers": headers,
             "trailers": False,
         }
     )
