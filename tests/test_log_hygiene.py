@@ -10,6 +10,7 @@ summary of what was held back.
 from __future__ import annotations
 
 import io
+import json
 import logging
 
 import pytest
@@ -294,3 +295,87 @@ async def test_the_console_prints_what_the_log_shows(
     text = output.getvalue()
     assert text.count("protocol.unknown-command: command: unknown command 'bogus'") == 2
     assert "... 28 more protocol.unknown-command from Noisy in the last 10 s" in text
+
+
+async def test_a_new_game_name_in_each_frame_is_still_one_game(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The rate limit is per game: a connection must not become a new game
+    # (a new key) by writing another name into each frame's "game" field.
+    server = RecordingServer(ServerConfig(log_burst=3, log_window=1000.0))
+    info = await start_server(nursery, server)
+    with caplog.at_level(logging.INFO, logger="neuro_api.server"):
+        async with connect(info.url, "Flood") as flood:
+            await flood.startup()
+            for n in range(100):
+                frame = {
+                    "command": "context",
+                    "game": f"G{n}",
+                    "junk": 1,
+                    "data": {"message": "x", "silent": True},
+                }
+                await flood.send(json.dumps(frame))
+            await server.wait_diag("protocol.unknown-key", count=100)
+    for id_ in ("protocol.unknown-key", "protocol.game-renamed"):
+        shown = [
+            r.getMessage()
+            for r in caplog.records
+            if id_ in r.getMessage() and not r.getMessage().startswith("...")
+        ]
+        assert len(shown) == 3
+        assert all("[Flood]" in line for line in shown)
+        assert {d.game for d in server.diags(id_)} == {"Flood"}
+    messages = [r.getMessage() for r in caplog.records]
+    assert "... 97 more protocol.game-renamed from Flood in the last 1000 s" in (
+        messages
+    )
+
+
+async def test_all_games_together_have_a_log_limit_too(
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Each game within its own burst, but many games: the log still gets at
+    # most 20 bursts' worth per window, then one summary.
+    server = RecordingServer(ServerConfig(log_burst=2, log_window=10.0))
+    info = await start_server(nursery, server)
+    with caplog.at_level(logging.INFO, logger="neuro_api.server"):
+        for n in range(30):
+            async with connect(info.url, f"Game{n}") as game:
+                await game.startup()
+                await game.send("[]")
+                await game.send("[]")
+                await server.wait_diag("protocol.not-an-object", count=2 * (n + 1))
+        await trio.sleep(11)
+    shown = [
+        r.getMessage()
+        for r in caplog.records
+        if "protocol.not-an-object" in r.getMessage()
+        and not r.getMessage().startswith("...")
+    ]
+    assert len(shown) == 2 * 20
+    summaries = [
+        r.getMessage() for r in caplog.records if "of all games" in r.getMessage()
+    ]
+    assert summaries == ["... 20 more diagnostics of all games in the last 10 s"]
+    assert server.stats.diagnostics["protocol.not-an-object"] == 60
+
+
+async def test_connected_games_keep_their_diagnostics_in_a_flood_of_names(
+    nursery: trio.Nursery,
+) -> None:
+    server = RecordingServer()
+    info = await start_server(nursery, server)
+    async with connect(info.url, "Keep") as keep:
+        await keep.startup()
+        await keep.send("[]")
+        await server.wait_diag("protocol.not-an-object", game="Keep")
+        for n in range(1000):
+            server.record_diagnostic(
+                diagnose("protocol.not-an-object", game=f"Gone{n}", detail="x")
+            )
+        assert "Keep" in server.diagnostics
+        assert len(server.diagnostics) <= 257
+        assert "Gone0" not in server.diagnostics
+        assert "Gone999" in server.diagnostics

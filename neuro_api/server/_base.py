@@ -33,6 +33,7 @@ from neuro_api.server._ratelimit import (
     LogLimiter,
     Summary,
     current_time,
+    show_when_due,
     summary_text,
 )
 from neuro_api.server._trio_client import TrioNeuroServerClient
@@ -94,6 +95,7 @@ class AbstractTrioNeuroServer(ABC):
         """Frames and diagnostics, live (see :class:`EventBus`)."""
         self.log_limiter = LogLimiter(self.config.log_burst, self.config.log_window)
         """Rate limit of the lines games cause (shared by their connections)."""
+        self._upkeep: trio.Nursery | None = None
         self.memory = MemoryBudget(
             self.config.memory_budget, self.config.max_game_memory
         )
@@ -195,6 +197,44 @@ class AbstractTrioNeuroServer(ABC):
             self.show_summary(summary)
         if shown:
             self.show_event(text)
+        elif not self.log_limiter.flushing:
+            self.show_summaries_later()
+
+    def show_summaries_later(self) -> bool:
+        """Have what :attr:`log_limiter` holds back shown once due.
+
+        Done by a task of :meth:`upkeep`, so summaries come even after the
+        games that caused them left. Returns ``False`` when the upkeep is
+        not running (the next line shown brings the summaries then).
+        """
+        if self._upkeep is None:
+            return False
+        limiter = self.log_limiter
+        if not limiter.flushing:
+            limiter.flushing = True
+            self._upkeep.start_soon(show_when_due, limiter, self.show_summary)
+        return True
+
+    async def upkeep(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run for ever: the server's own work beside the games.
+
+        Gives memory back after waves of disconnections
+        (:func:`~neuro_api.server._memory.keep_memory_low`) and shows the log
+        summaries the rate limit held back once their window is over.
+        :meth:`run` runs it; whoever serves :meth:`handle_request` instead
+        should run it too (NeuroProcess does). Reports readiness through
+        ``task_status``.
+        """
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(keep_memory_low, self)
+            self._upkeep = nursery
+            try:
+                task_status.started()
+                await trio.sleep_forever()
+            finally:
+                self._upkeep = None
 
     def show_event(self, text: str) -> None:
         """Show one line about the server's games (default: log at info)."""
@@ -224,9 +264,22 @@ class AbstractTrioNeuroServer(ABC):
         if kept is None:
             kept = collections.deque(maxlen=self.config.diagnostics_kept)
             self.diagnostics[game] = kept
-            while len(self.diagnostics) > _MAX_GAMES_REMEMBERED:
-                self.diagnostics.popitem(last=False)
+            if len(self.diagnostics) > _MAX_GAMES_REMEMBERED:
+                self._forget_a_gone_game()
         kept.append(diagnostic)
+
+    def _forget_a_gone_game(self) -> None:
+        """Forget the diagnostics of the game seen longest ago and gone since.
+
+        A connection naming itself anew all the time must not push the
+        games still connected out.
+        """
+        connected = {client.game_title for client in self.clients.values()}
+        for title in self.diagnostics:
+            if title not in connected:
+                del self.diagnostics[title]
+                return
+        self.diagnostics.popitem(last=False)  # all connected: the oldest
 
     # --- data ------------------------------------------------------------
 
@@ -328,7 +381,7 @@ class AbstractTrioNeuroServer(ABC):
             info = ServerInfo(host, listener.port, ssl_context is not None)
             LOGGER.info("listening on %s", info.url)
             nursery.start_soon(self.background)
-            nursery.start_soon(keep_memory_low, self)
+            await nursery.start(self.upkeep)
             task_status.started(info)
             await self._stop_requested.wait()
             await self.close_games()

@@ -102,13 +102,15 @@ class AbstractNeuroServerClient(ABC):
             self._report_binary(frame, self.game_title)
             self.report(from_protocol_error(exc, game=self.game_title, frame=text))
             return
-        # Reported after parsing, so even a first frame is filed under its game.
+        # Reported after parsing, so even a first frame is filed under its
+        # game; later ones under the game's own name, whatever the frame says
+        # (a frame with a new name each time must not be a new game each time
+        # for the log's rate limit).
+        game = self.game_title or message.game
         if text is not frame:
-            self._report_binary(frame, message.game)
+            self._report_binary(frame, game)
         for note in message.notes:
-            self.report(
-                from_note(note, command=message.command, game=message.game, frame=text)
-            )
+            self.report(from_note(note, command=message.command, game=game, frame=text))
         if self.accept_message(message, text):
             await self._DISPATCH[type(message)](self, message)
 

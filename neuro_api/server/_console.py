@@ -492,7 +492,7 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
         except (GenerationError, SchemaError) as exc:
             self.say(f"  no valid data could be generated: {printable(str(exc))}")
             example = "{}"
-        default = "none" if example is None else example
+        default = "none" if example is None else _p(example)
         while True:
             answer = await self._ask(lines, f"[{force.game}] data [{default}]: ")
             if not answer:
@@ -636,14 +636,16 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
         client, name = found[0], args[1]
         action = client.get_action(name)
         if action is None:
-            registered = ", ".join(client.actions) or "none"
+            registered = _p(", ".join(client.actions) or "none")
             if checked:
                 self.say(
-                    f"[{_title(client)}] unknown action {name!r} (registered: "
+                    f"[{_title(client)}] unknown action {_p(repr(name))} (registered: "
                     f"{registered}); send! sends it anyway"
                 )
                 return
-            self.say(f"[{_title(client)}] {name!r} is not registered; sent anyway")
+            self.say(
+                f"[{_title(client)}] {_p(repr(name))} is not registered; sent anyway"
+            )
         text = _data_text(data)
         if text is None and action is not None:
             try:

@@ -13,6 +13,7 @@ import enum
 import itertools
 import logging
 import math
+import sys
 import traceback
 import uuid
 from abc import abstractmethod
@@ -21,6 +22,7 @@ from typing import Any, Final
 
 import trio
 
+from neuro_api._text import printable
 from neuro_api.command import (
     Action,
     ActionMessage,
@@ -41,6 +43,7 @@ from neuro_api.server._ratelimit import (
     LogLimiter,
     Summary,
     current_time,
+    show_when_due,
     summary_text,
 )
 
@@ -59,6 +62,9 @@ LOG_LEVELS: Final = {
     Severity.ERROR: logging.ERROR,
 }
 _OLDEST: Final = "the oldest held message"
+_ALL_DIAGNOSTICS: Final = "diagnostics of all games"
+_ALL_GAMES_BURST: Final = 20
+"""All games together may show this many times one game's burst."""
 _REMEMBERED_IDS: Final = 256
 """Answered and timed-out ids remembered to tell stale/late from unknown."""
 
@@ -271,7 +277,6 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
     # Class-level defaults, set on the instance only when used: a game
     # connection's instance dict stays small (see tests/test_server_limits).
     _limiter: LogLimiter | None = None
-    _flushing: bool = False
     _budget: MemoryBudget | None = None
 
     def __init__(self, config: ServerConfig | None = None) -> None:
@@ -488,25 +493,32 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
 
     def _show_limited(self, diagnostic: Diagnostic) -> None:
         limiter = self.log_limiter()
-        shown, due = limiter.allow((diagnostic.game, diagnostic.id), current_time())
+        now = current_time()
+        shown, due = limiter.allow((diagnostic.game, diagnostic.id), now)
+        if shown:
+            # And all games together: many games (or titles) are many keys.
+            overall = limiter.burst * _ALL_GAMES_BURST
+            shown, more = limiter.allow((None, _ALL_DIAGNOSTICS), now, overall)
+            due += more
         for summary in due:
             self.show_summary(summary)
         if shown:
             self.show_diagnostic(diagnostic)
-        elif not self._flushing and self._nursery is not None:
-            # Say what was held back once its window is over, even if the
-            # game goes quiet; one task per connection at most.
-            self._flushing = True
-            self._nursery.start_soon(self._flush_summaries, limiter)
+        elif not limiter.flushing:
+            self.show_summaries_later(limiter)
 
-    async def _flush_summaries(self, limiter: LogLimiter) -> None:
-        try:
-            while (due_at := limiter.next_due()) is not None:
-                await trio.sleep_until(due_at)
-                for summary in limiter.flush(trio.current_time()):
-                    self.show_summary(summary)
-        finally:
-            self._flushing = False
+    def show_summaries_later(self, limiter: LogLimiter) -> None:
+        """Have what ``limiter`` holds back shown once its window is over.
+
+        Called when a line is held back and no task flushes ``limiter`` yet,
+        so the summary comes even if the games go quiet. Default: a task in
+        this connection's nursery (if this connection ends first, the next
+        line held back starts another; unserved, the next line shows it).
+        A client bound to a server lets the server's upkeep do it.
+        """
+        if self._nursery is not None:
+            limiter.flushing = True
+            self._nursery.start_soon(show_when_due, limiter, self.show_summary)
 
     def flush_summaries(self) -> None:
         """Show what the rate limit holds back for this game (it left)."""
@@ -604,8 +616,8 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
     def _hold(self, message: Context) -> None:
         """Keep ``message`` for later, within the count, size and memory limits."""
         budget = self.memory_budget()
-        size = len(message.message)
-        if budget.refusal(self, size - self._held_chars) is not None:
+        size = sys.getsizeof(message.message)
+        if budget.refusal(self, size - self._held_bytes()) is not None:
             # Even with every older message dropped it would not fit.
             why = budget.refusal(self, size)
             self._diag("context.dropped", limit=why, which="this message")
@@ -613,7 +625,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         while (why := budget.reserve(self, size)) is not None:
             dropped = self._held.popleft()
             self._held_chars -= len(dropped.message)
-            budget.release(self, len(dropped.message))
+            budget.release(self, sys.getsizeof(dropped.message))
             self._diag("context.dropped", limit=why, which=_OLDEST)
         self._held.append(message)
         self._held_chars += len(message.message)
@@ -624,7 +636,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         ):
             dropped = self._held.popleft()
             self._held_chars -= len(dropped.message)
-            budget.release(self, len(dropped.message))
+            budget.release(self, sys.getsizeof(dropped.message))
             limit = (
                 f"{config.max_held_context} messages"
                 if len(self._held) >= config.max_held_context
@@ -632,11 +644,14 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             )
             self._diag("context.dropped", limit=limit, which=_OLDEST)
 
+    def _held_bytes(self) -> int:
+        return sum(sys.getsizeof(held.message) for held in self._held)
+
     def _flush_held(self) -> None:
         while self._held and not self._pending:
             held = self._held.popleft()
             self._held_chars -= len(held.message)
-            self.memory_budget().release(self, len(held.message))
+            self.memory_budget().release(self, sys.getsizeof(held.message))
             self.deliver_context(held.message, not held.silent)
 
     # --- actions and results ----------------------------------------------
@@ -677,7 +692,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         try:
             await self.execute_action(name, data)
         except FrameTooLarge as exc:
-            LOGGER.warning("action %r not sent: %s", name, exc)
+            LOGGER.warning("action %s not sent: %s", printable(repr(name)), exc)
 
     async def inject(self, message: NeuroMessage) -> None:
         """Send a Neuro message as is (what Randy's ``POST /`` does).

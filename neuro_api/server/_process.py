@@ -38,7 +38,6 @@ from neuro_api.manager import (
 )
 from neuro_api.manager import ServerInfo as ManagedServer
 from neuro_api.server._base import AbstractTrioNeuroServer
-from neuro_api.server._memory import keep_memory_low
 from neuro_api.settings import REDACTED, Settings
 from neuro_api.supervisor import (
     CriticalServiceError,
@@ -245,8 +244,8 @@ class NeuroProcess:
             )
         task_status.started(info)
         async with trio.open_nursery() as nursery:
-            # Games leave in waves: give their memory back after each.
-            nursery.start_soon(keep_memory_low, self.server)
+            # Memory given back after waves of games leaving; log summaries.
+            await nursery.start(self.server.upkeep)
             await self._hold(_GAMES)
             nursery.cancel_scope.cancel()
 

@@ -8,6 +8,7 @@ from typing import Final
 
 import trio
 
+from neuro_api._text import printable
 from neuro_api.command import Action, ForcePriority
 from neuro_api.schema import GenerationError, SchemaError, encode_data
 from neuro_api.server._base import AbstractTrioNeuroServer
@@ -154,9 +155,17 @@ class RandomNeuroServer(AbstractTrioNeuroServer):
             try:
                 data = await self.make_data(action)
             except (GenerationError, SchemaError) as exc:
-                LOGGER.info("not acting unforced with %r: %s", action.name, exc)
+                LOGGER.info(
+                    "not acting unforced with %s: %s",
+                    printable(repr(action.name)),
+                    printable(str(exc)),
+                )
                 continue
             if not client.serving:
                 continue  # it left while the data was made
-            LOGGER.info("acting unforced: %s on %s", action.name, client.game_title)
+            LOGGER.info(
+                "acting unforced: %s on %s",
+                printable(action.name),
+                printable(client.game_title or "game"),
+            )
             client.start_action(action.name, data)

@@ -22,7 +22,14 @@ from typing import Final, TypeAlias
 
 import trio
 
-__all__ = ["Key", "LogLimiter", "Summary", "current_time", "summary_text"]
+__all__ = [
+    "Key",
+    "LogLimiter",
+    "Summary",
+    "current_time",
+    "show_when_due",
+    "summary_text",
+]
 
 Key: TypeAlias = tuple[str | None, str]
 """``(game, what)``: a diagnostic id, or an event such as ``"connections"``
@@ -59,13 +66,18 @@ class LogLimiter:
             raise ValueError("need burst >= 1 and window > 0")
         self.burst = burst
         self.window = window
+        self.flushing = False
+        """Whether a task is waiting to show due summaries (one is enough)."""
         self._windows: collections.OrderedDict[Key, _Window] = collections.OrderedDict()
 
-    def allow(self, key: Key, now: float) -> tuple[bool, list[Summary]]:
+    def allow(
+        self, key: Key, now: float, burst: int | None = None
+    ) -> tuple[bool, list[Summary]]:
         """Whether a line of ``key`` may be shown now, and summaries now due.
 
-        The summaries are for windows that ended (this key's, or one
-        forgotten to make room); show them before the line.
+        ``burst`` replaces the limiter's own for this key. The summaries are
+        for windows that ended (this key's, or one forgotten to make room);
+        show them before the line.
         """
         due: list[Summary] = []
         window = self._windows.get(key)
@@ -81,7 +93,7 @@ class LogLimiter:
                 old_key, old = self._windows.popitem(last=False)
                 if old.held:
                     due.append(Summary(old_key, old.held, self.window))
-        if window.shown < self.burst:
+        if window.shown < (self.burst if burst is None else burst):
             window.shown += 1
             return True, due
         window.held += 1
@@ -115,6 +127,22 @@ class LogLimiter:
         """Whether lines of ``key`` are being held back now."""
         window = self._windows.get(key)
         return window is not None and window.held > 0
+
+
+async def show_when_due(limiter: LogLimiter, show: Callable[[Summary], None]) -> None:
+    """Show each summary ``limiter`` holds once its window ends; then return.
+
+    Run as the limiter's one flushing task: the caller sets
+    ``limiter.flushing`` when starting it, and it is cleared when this ends
+    (cancelled or done), so that the next line held back starts another.
+    """
+    try:
+        while (due_at := limiter.next_due()) is not None:
+            await trio.sleep_until(due_at)
+            for summary in limiter.flush(trio.current_time()):
+                show(summary)
+    finally:
+        limiter.flushing = False
 
 
 def current_time() -> float:

@@ -322,6 +322,11 @@ class TrioNeuroServerClient(BaseTrioNeuroServerClient):
         """Let the server show it (the console prints it too)."""
         self.server.show_summary(summary)
 
+    def show_summaries_later(self, limiter: LogLimiter) -> None:
+        """The server's upkeep shows them (it outlives this connection)."""
+        if not self.server.show_summaries_later():
+            super().show_summaries_later(limiter)
+
     def on_frame(self, direction: str, frame: str | bytes) -> None:
         """Count the frame on the server and publish it to live listeners."""
         stats = self.server.stats
