@@ -64,6 +64,10 @@ NEURO_CMD: Final = (
     # on a free loopback port instead of the fixed 8001.
     "--http-port",
     "0",
+    # The idle load holds 1,000 games besides the others: above the default
+    # cap of 1,024 connections once stragglers of a previous load remain.
+    "--max-connections",
+    "4096",
 )
 ENV_DROPPED: Final = ("NEURO_API_", "NGROK_")
 """Servers run without these variables: only the command line configures them

@@ -129,7 +129,7 @@ SPECS: Final[tuple[Spec, ...]] = (
           "bytes of actions and held context all games together may make the "
           "server keep (each game at most 16 MiB)",
           env="NEURO_API_MEMORY_BUDGET", check=_at_least(1 << 20)),
-    _spec("max_connections", int, 4096,
+    _spec("max_connections", int, 1024,
           "game connections open at once (kept below the open file limit)",
           env="NEURO_API_MAX_CONNECTIONS", check=_positive),
     _spec("certfile", str, None, "TLS certificate (PEM) for wss://",
@@ -214,7 +214,7 @@ class Settings:
     port: int = 8000
     allowed_origins: str | None = None
     memory_budget: int = 512 << 20
-    max_connections: int = 4096
+    max_connections: int = 1024
     certfile: str | None = None
     keyfile: str | None = None
     engine: str = "console"

@@ -56,11 +56,13 @@ class ServerConfig:
     WebSocket connections are accepted besides this machine's; ``*`` accepts
     every page. Games send no ``Origin``; a page the user visits does, and
     is refused with HTTP 403 unless listed."""
-    max_connections: int = 4096
+    max_connections: int = 1024
     """Game connections open at once (handshakes included); beyond it a
     connection gets an HTTP 503 or, in a flood, is closed at once. Also kept
     below the open file limit, minus descriptors kept for the rest of the
-    process."""
+    process. Each connection may hold one frame in progress (up to
+    ``max_message_size``), so the two together bound that memory: about
+    1 GiB at the defaults."""
     send_timeout: float = 10.0
     """A game that does not read for this long is disconnected."""
     max_held_context: int = 1000
