@@ -47,6 +47,7 @@ from neuro_api._cache import sized_cache
 from neuro_api._keywords import find_patterns
 from neuro_api._regex import generation_cost, linear
 from neuro_api._sizes import least_size
+from neuro_api._steps import reference_steps
 from neuro_api._validators import canonical, validity_check
 
 __all__ = [
@@ -946,13 +947,24 @@ def try_quickly(
     plan = _plan_for(schema, max_text=max_size)
     if plan is None or plan.slow:
         return _NOT_QUICK
-    try:
-        return _generate(plan, rng, 10, max_size, timeout)
-    except GenerationLimitError:
-        plan.slow = True
-        return _NOT_QUICK
+    # Checking drawn values takes time too: the reference validator gets a
+    # few milliseconds' worth of steps for all the attempts together.
+    with reference_steps(QUICK_STEPS) as steps:
+        try:
+            return _generate(plan, rng, 10, max_size, timeout)
+        except GenerationLimitError:
+            plan.slow = True
+            return _NOT_QUICK
+        except GenerationError:
+            if not steps.exhausted:
+                raise
+            plan.slow = True
+            return _NOT_QUICK
 
 
+QUICK_STEPS: Final = 2_000
+"""Reference-validator steps :func:`try_quickly` allows, all attempts
+together (see :mod:`neuro_api._steps`)."""
 NOT_QUICK: Final = _NOT_QUICK
 """What :func:`try_quickly` returns for data it leaves to a slower path."""
 

@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
 import jsonschema_rs
 import regex
 
+from neuro_api import _steps
 from neuro_api._cache import sized_cache
 
 # The parser rstr.xeger expands (``sre_parse`` is deprecated under that name).
@@ -39,6 +41,7 @@ sre_parse: Any = importlib.import_module("re._parser")
 __all__ = [
     "FALLBACK_PROGRAM",
     "FALLBACK_TIMEOUT",
+    "MAX_PATTERN",
     "PATTERN_OPTIONS",
     "SafeRe",
     "compiles",
@@ -54,6 +57,10 @@ _SIZE_LIMIT: Final = 1 << 20
 """Bytes a compiled pattern may take in Rust's engine."""
 FALLBACK_TIMEOUT: Final = 0.02
 """Seconds one match may take with the ``regex`` package."""
+MAX_PATTERN: Final = 16 << 10
+"""Longest pattern taken, in bytes of UTF-8 (real ones are far shorter): a
+longer one is refused, so every pattern in use fits the matcher cache and is
+compiled once."""
 FALLBACK_PROGRAM: Final = 10_000
 """Largest program (items, repeats expanded) the ``regex`` package compiles."""
 
@@ -90,7 +97,7 @@ def _fallback_compiled(pattern: str) -> Any:
         return None
 
 
-@sized_cache(max_total=1 << 20, max_entry=4096, max_entries=256)
+@sized_cache(max_total=1 << 20, max_entry=MAX_PATTERN, max_entries=256)
 def _matcher(pattern: bytes) -> Callable[[str], bool]:
     text = pattern.decode("utf-8", "surrogatepass")
     rust = _rust(text)
@@ -102,11 +109,19 @@ def _matcher(pattern: bytes) -> Callable[[str], bool]:
         return lambda _: False
 
     def search(value: str) -> bool:
+        budget = _steps.current()
+        timeout = FALLBACK_TIMEOUT
+        if budget is not None:
+            timeout = min(timeout, max(budget.regex_seconds, 0.001))
+        started = time.monotonic()
         try:
-            found = compiled.search(value, timeout=FALLBACK_TIMEOUT, concurrent=True)
+            found = compiled.search(value, timeout=timeout, concurrent=True)
         except TimeoutError:
             LOGGER.debug("pattern %r ran out of time; no match", text[:100])
-            return False
+            found = None
+        if budget is not None:
+            # A question matching many strings spends its budget once.
+            budget.spent_on_regex(time.monotonic() - started)
         return found is not None
 
     return search
@@ -117,13 +132,16 @@ def linear(pattern: str) -> bool:
     return _matcher_is_rust(pattern.encode("utf-8", "surrogatepass"))
 
 
-@sized_cache(max_total=1 << 20, max_entry=4096, max_entries=1024)
+@sized_cache(max_total=1 << 20, max_entry=MAX_PATTERN, max_entries=1024)
 def _matcher_is_rust(pattern: bytes) -> bool:
     return _rust(pattern.decode("utf-8", "surrogatepass")) is not None
 
 
 def pattern_problem(pattern: str) -> str | None:
     """Why no engine here takes ``pattern`` (``None``: one does)."""
+    length = len(pattern.encode("utf-8", "surrogatepass"))
+    if length > MAX_PATTERN:
+        return f"is too long ({length:,} bytes; at most {MAX_PATTERN:,})"
     if _rust(pattern) is not None:
         return None
     size = program_size(pattern)

@@ -22,6 +22,10 @@ asks beyond validating:
   time), never with ``re``.
 * Meta-validation by jsonschema-rs (a megabyte of schema in about 20 ms;
   the reference took 12 s).
+* Bounded work: schemas whose checking work no value can bound are refused
+  (:mod:`neuro_api._complexity`), a value too costly for its schema is not
+  checked (:func:`too_costly_to_check`), and the reference validator stops
+  after a budget of steps per question (:mod:`neuro_api._steps`).
 """
 
 from __future__ import annotations
@@ -42,17 +46,25 @@ from jsonschema.protocols import Validator
 from jsonschema_specifications import REGISTRY as SPECIFICATIONS
 
 from neuro_api._cache import sized_cache
-from neuro_api._complexity import complexity_problem
+from neuro_api._complexity import UNRESOLVED, Complexity, analyse
 from neuro_api._keywords import find_patterns
 from neuro_api._regex import PATTERN_OPTIONS, SafeRe, pattern_problem
+from neuro_api._steps import CheckTooCostly, counted, reference_steps, steps_for
 
 __all__ = [
+    "INVALID",
+    "MAX_CHECK_WORK",
+    "TOO_COMPLEX",
     "SchemaError",
     "canonical",
+    "depth_limited",
     "get_validator",
     "is_valid",
     "safe_validator_class",
     "schema_problem",
+    "schema_problem_kind",
+    "steps_to_check",
+    "too_costly_to_check",
     "validity_check",
 ]
 
@@ -208,16 +220,18 @@ def _without_re(
 def safe_validator_class(cls: type[Validator]) -> type[Validator]:
     """``cls`` with every keyword that matches a regex matching in linear time.
 
-    Also refuses remote references: instances get the bundled
-    meta-schemas as their only registry (see :func:`get_validator`).
+    Every keyword also counts its evaluations against the step budget
+    (:mod:`neuro_api._steps`). Remote references are refused: instances get
+    the bundled meta-schemas as their only registry (see
+    :func:`get_validator`).
     """
     done: dict[types.FunctionType, types.FunctionType] = {}
     replaced = {}
     for keyword, function in cls.VALIDATORS.items():
+        safe = function
         if isinstance(function, types.FunctionType):
             safe = _without_re(function, done)
-            if safe is not function:
-                replaced[keyword] = safe
+        replaced[keyword] = counted(safe)
     safe_class: type[Validator] = jsonschema_validators.extend(  # type: ignore[no-untyped-call]
         cls, replaced
     )
@@ -313,14 +327,85 @@ def _reference_problem(schema: Mapping[str, Any]) -> str | None:
     return None
 
 
+INVALID: Final = "invalid"
+"""Kind of problem: not a valid JSON schema (or a reference that does not
+resolve within it)."""
+TOO_COMPLEX: Final = "too-complex"
+"""Kind of problem: valid, but checking a value could take too long."""
+
+
 @sized_cache(_CACHE_BYTES, _ENTRY_BYTES)
-def _problem_for_text(text: bytes) -> str | None:
+def _complexity_for_text(text: bytes) -> Complexity:
     schema = orjson.loads(text)
-    return (
-        _meta_problem(schema)
-        or complexity_problem(schema)
-        or _reference_problem(schema)
-    )
+    return analyse(schema, _id_of((_draft(schema) or _LATEST).META_SCHEMA))
+
+
+@sized_cache(_CACHE_BYTES, _ENTRY_BYTES)
+def _problem_for_text(text: bytes) -> tuple[str, str] | None:
+    schema = orjson.loads(text)
+    problem = _meta_problem(schema)
+    if problem is not None:
+        return INVALID, problem
+    problem = _complexity_for_text(text).problem
+    if problem is not None:
+        kind = INVALID if problem.startswith(UNRESOLVED) else TOO_COMPLEX
+        return kind, problem
+    problem = _reference_problem(schema)
+    return None if problem is None else (INVALID, problem)
+
+
+MAX_CHECK_WORK: Final = 200_000
+"""Most subschema checks one value may take, where a schema's work grows
+with the value's depth (see :mod:`neuro_api._complexity`): milliseconds for
+jsonschema-rs, a fraction of a second for the reference validator."""
+
+
+def _usable_complexity(text: bytes) -> Complexity:
+    problem = _problem_for_text(text)
+    if problem is not None:
+        raise SchemaError(problem[1])
+    return _complexity_for_text(text)
+
+
+def depth_limited(schema: Mapping[str, Any]) -> int | None:
+    """The depth from which places in data cost ``schema`` more and more.
+
+    ``None`` for nearly every schema: only one whose references apply to the
+    same part of a value again and again, multiplying with each level, has
+    one; data deep enough past it is refused unchecked
+    (:func:`too_costly_to_check`). Raises :class:`SchemaError` if the schema
+    itself is invalid.
+    """
+    return _usable_complexity(canonical(schema)).depth_limited
+
+
+def steps_to_check(schema: Mapping[str, Any], value: Any) -> int:
+    """The reference validator's step budget for checking ``value``.
+
+    Grows with the value's size and the schema's cost per place (see
+    :mod:`neuro_api._steps`). Raises :class:`SchemaError` if the schema
+    itself is invalid.
+    """
+    return steps_for(value, _usable_complexity(canonical(schema)).place_cost)
+
+
+def too_costly_to_check(schema: Mapping[str, Any], value: Any) -> bool:
+    """Whether checking ``value`` would take more than :data:`MAX_CHECK_WORK`.
+
+    Always ``False`` for a schema without :func:`depth_limited`; else the
+    value is walked once. Raises :class:`SchemaError` if the schema itself is
+    invalid.
+    """
+    complexity = _usable_complexity(canonical(schema))
+    return complexity.work(value, MAX_CHECK_WORK) is None
+
+
+def schema_problem_kind(schema: Mapping[str, Any]) -> tuple[str, str] | None:
+    """What is wrong with ``schema`` and why (see :func:`schema_problem`), or ``None``.
+
+    The kind is :data:`INVALID` or :data:`TOO_COMPLEX`.
+    """
+    return _problem_for_text(canonical(schema))
 
 
 def schema_problem(schema: Mapping[str, Any]) -> str | None:
@@ -332,7 +417,8 @@ def schema_problem(schema: Mapping[str, Any]) -> str | None:
     the schema.
     Raises :class:`SchemaError` only for a schema too deep to encode.
     """
-    return _problem_for_text(canonical(schema))
+    found = schema_problem_kind(schema)
+    return None if found is None else found[1]
 
 
 # --- validators -----------------------------------------------------------------
@@ -342,7 +428,7 @@ def schema_problem(schema: Mapping[str, Any]) -> str | None:
 def _validator_for_text(text: bytes) -> Validator:
     problem = _problem_for_text(text)
     if problem is not None:
-        raise SchemaError(problem)
+        raise SchemaError(problem[1])
     schema = orjson.loads(text)
     cls = safe_validator_class(_draft(schema) or _LATEST)
     validator: Validator = cls(schema, registry=SPECIFICATIONS)
@@ -372,9 +458,22 @@ def _fast_for_text(text: bytes) -> Callable[[Any], bool] | None:
 def _check_for_text(text: bytes) -> Callable[[Any], bool]:
     reference = _validator_for_text(text).is_valid
     fast = None if b'"multipleOf"' in text else _fast_for_text(text)
-    if fast is None:
-        return lambda value: bool(reference(value))
-    return lambda value: fast(value) or bool(reference(value))
+    profile = _complexity_for_text(text)
+
+    def check(value: Any) -> bool:
+        if profile.profile and profile.work(value, MAX_CHECK_WORK) is None:
+            return False  # too costly to check (too deep for this schema)
+        if fast is not None and fast(value):
+            return True
+        try:
+            with reference_steps(steps_for(value, profile.place_cost)):
+                return bool(reference(value))
+        except CheckTooCostly:
+            # The fast validator said no (or is not trusted here), and the
+            # reference cannot say yes in time.
+            return False
+
+    return check
 
 
 def validity_check(schema: Mapping[str, Any]) -> Callable[[Any], bool]:

@@ -377,6 +377,27 @@ _KINDS: Final = (
         "Check the schema against the JSON Schema specification.",
     ),
     _kind(
+        "action.schema-too-complex",
+        _E,
+        "Schema too costly to check",
+        "schema of action {name!r} could make checking one value take too "
+        "long: {detail}",
+        "Use enum for a long list of constants, and references that go "
+        "deeper into the value (a tree) rather than back to the same part.",
+    ),
+    _kind(
+        "action.schema-depth-limited",
+        _W,
+        "Deep data too costly to check",
+        "checking data of action {name!r} costs more with each level of "
+        "nesting from {depth} levels deep; data deep enough to take too long "
+        "to check will be refused",
+        "Its references apply to the same part of the data more and more "
+        "often with each level (e.g. a oneOf whose branches all recurse "
+        "under the same property); give the branches distinct properties, or "
+        "keep the data shallow.",
+    ),
+    _kind(
         "action.schema-unsupported-keywords",
         _W,
         "Unsupported schema keywords",

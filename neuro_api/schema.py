@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -30,7 +29,18 @@ from neuro_api._generate import (
 )
 from neuro_api._keywords import find_keywords
 from neuro_api._sizes import least_size
-from neuro_api._validators import SchemaError, get_validator, is_valid, schema_problem
+from neuro_api._steps import CheckTooCostly, reference_steps
+from neuro_api._validators import (
+    MAX_CHECK_WORK,
+    TOO_COMPLEX,
+    SchemaError,
+    depth_limited,
+    get_validator,
+    is_valid,
+    schema_problem_kind,
+    steps_to_check,
+    too_costly_to_check,
+)
 from neuro_api.command import Action
 from neuro_api.diagnostics import Diagnostic, diagnose
 
@@ -119,11 +129,19 @@ def _schema_findings(text: bytes) -> tuple[_Finding, ...]:
         shown = orjson.dumps(schema["type"]).decode() if "type" in schema else "missing"
         found.append(("action.schema-type-not-object", (("type", shown),)))
     try:
-        problem = schema_problem(schema)
+        problem = schema_problem_kind(schema)
     except SchemaError as exc:
-        problem = str(exc)
+        problem = ("invalid", str(exc))
     if problem is not None:
-        found.append(("action.schema-invalid", (("detail", problem),)))
+        kind, detail = problem
+        if kind == TOO_COMPLEX:
+            found.append(("action.schema-too-complex", (("detail", detail),)))
+        else:
+            found.append(("action.schema-invalid", (("detail", detail),)))
+    else:
+        depth = depth_limited(schema)
+        if depth is not None:
+            found.append(("action.schema-depth-limited", (("depth", str(depth)),)))
     hits = list(find_keywords(schema))
     unsupported = [hit for hit in hits if hit[0] in UNSUPPORTED_KEYWORDS]
     if unsupported:
@@ -234,7 +252,11 @@ def validate_action_data(
     is treated as ``{}`` (an object schema
     with no required properties accepts it). Invalid JSON, a wrong type and
     off-schema values each give a readable :attr:`ValidationResult.reason`.
-    Raises :class:`SchemaError` only if the schema itself is invalid.
+    So does data too costly to check against this schema (nested deeper
+    than its references allow, or over the reference validator's step
+    budget; see :doc:`/limits`): the work is bounded whatever the schema.
+    Raises :class:`SchemaError` only if the schema itself is invalid (or too
+    costly to check any data against).
     """
     if data is None:
         value: Any = None
@@ -249,23 +271,49 @@ def validate_action_data(
         return ValidationResult(True, value)
     if data is None:
         value = {}  # no data at all stands for an empty object; "null" does not
+    if too_costly_to_check(schema, value):
+        return ValidationResult(
+            False,
+            value,
+            reason=(
+                "Invalid action data: nested too deep for this action's schema, "
+                f"checking it would take over {MAX_CHECK_WORK:,} steps"
+            ),
+        )
+    errors: list[Any] = []
+    cut = False
     try:
         if is_valid(schema, value):
             return ValidationResult(True, value)
         validator = get_validator(schema)
         # The first problems are enough to say what is wrong; all of them
         # could be a megabyte of data's worth of work.
-        found = itertools.islice(validator.iter_errors(value), _MAX_ERRORS)
-        errors = sorted(found, key=lambda e: list(e.absolute_path))
+        with reference_steps(steps_to_check(schema, value)):
+            for error in validator.iter_errors(value):
+                errors.append(error)
+                if len(errors) == _MAX_ERRORS:
+                    break
+    except CheckTooCostly:
+        cut = True
+        if not errors:
+            return ValidationResult(
+                False,
+                value,
+                reason=(
+                    "Invalid action data: checking it against this action's "
+                    f"schema takes over {steps_to_check(schema, value):,} steps"
+                ),
+            )
     except SchemaError:
         raise
     except Exception as exc:  # RecursionError, an unresolvable reference ...
         # Registration refuses such schemas; one made by hand may still be.
         raise SchemaError(f"the schema cannot be used to check data: {exc!r}") from None
+    errors.sort(key=lambda e: list(e.absolute_path))
     if not errors:
         return ValidationResult(True, value)
     first = errors[0]
-    at_least = "at least " if len(errors) == _MAX_ERRORS else ""
+    at_least = "at least " if cut or len(errors) == _MAX_ERRORS else ""
     more = (
         f" (and {at_least}{len(errors) - 1} more problems)" if len(errors) > 1 else ""
     )
