@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import math
+from typing import Any
 
 import pytest
 import trio
@@ -23,11 +24,16 @@ from neuro_api._redact import RedactingFormatter
 from neuro_api._text import printable
 from neuro_api.command import Action
 from neuro_api.diagnostics import Diagnostic, diagnose
-from neuro_api.server import ConsoleInteractiveNeuroServer, ServerConfig
+from neuro_api.server import (
+    ConsoleInteractiveNeuroServer,
+    ServerConfig,
+)
 from neuro_api.server._ratelimit import (
     ALL_GAMES,
+    Key,
     LogLimiter,
     Summary,
+    show_when_due,
     summary_text,
 )
 
@@ -476,3 +482,42 @@ async def test_games_leaving_under_new_titles_cannot_flood_the_log(
     assert [s.key for s in rest if s.key[1] not in _EVENTS] == [ALL_GAMES]
     held = sum(s.count for s in diagnostic_summaries + rest if s.key[1] not in _EVENTS)
     assert len(server.shown) + held == sum(server.stats.diagnostics.values())
+
+
+# --- the task that shows summaries once due ----------------------------------------
+
+
+class _CountingLimiter(LogLimiter):
+    """Counts the flushes (each scans every key)."""
+
+    flushes = 0
+
+    def flush(self, now: float, **options: Any) -> list[Summary]:
+        self.flushes += 1
+        return super().flush(now, **options)
+
+
+async def test_the_flusher_wakes_about_once_a_second(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # 4096 keys whose windows end one after another over 10 s: one wake-up
+    # (and one scan of all keys) per key took 2.7 s of CPU per window.
+    keys, window = 4096, 10.0
+    limiter = _CountingLimiter(burst=5, window=window)
+    start = trio.current_time()
+    ends: dict[Key, float] = {}
+    for index in range(keys):
+        key = (f"G{index}", "x")
+        ends[key] = start + index * window / keys + window
+        for _ in range(6):
+            limiter.allow(key, ends[key] - window)
+    shown: list[tuple[float, Summary]] = []
+    limiter.flushing = True
+    await show_when_due(limiter, lambda s: shown.append((trio.current_time(), s)))
+    assert not limiter.flushing
+    # Ten seconds of ending windows, then all games' summary.
+    assert limiter.flushes <= 13
+    assert sum(summary.count for _, summary in shown) == keys
+    for when, summary in shown:
+        if summary.key != ALL_GAMES:
+            assert ends[summary.key] <= when <= ends[summary.key] + 1.0

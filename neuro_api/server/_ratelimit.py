@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from typing import Final, TypeAlias
@@ -47,6 +48,8 @@ ALL_GAMES: Final[Key] = (None, "diagnostics of all games")
 
 _MAX_KEYS: Final = 4096
 _ALL_GAMES_BURSTS: Final = 20
+_FLUSH_TICK: Final = 1.0
+"""Seconds at least between two wake-ups of :func:`show_when_due`."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -196,11 +199,15 @@ async def show_when_due(limiter: LogLimiter, show: Callable[[Summary], None]) ->
     Run as the limiter's one flushing task: the caller sets
     ``limiter.flushing`` when starting it, and it is cleared when this ends
     (cancelled or done), so that the next line held back starts another.
+    Wakes at most once a second (a summary may come up to a second late) and
+    shows all that is due then: each wake-up scans every key.
     """
+    woke = -math.inf
     try:
         while (due_at := limiter.next_due()) is not None:
-            await trio.sleep_until(due_at)
-            for summary in limiter.flush(trio.current_time()):
+            await trio.sleep_until(max(due_at, woke + _FLUSH_TICK))
+            woke = trio.current_time()
+            for summary in limiter.flush(woke):
                 show(summary)
     finally:
         limiter.flushing = False
