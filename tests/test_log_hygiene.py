@@ -13,7 +13,7 @@ import io
 import json
 import logging
 import math
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import trio
@@ -27,6 +27,7 @@ from neuro_api.diagnostics import Diagnostic, diagnose
 from neuro_api.server import (
     ConsoleInteractiveNeuroServer,
     ServerConfig,
+    TrioNeuroServerClient,
 )
 from neuro_api.server._ratelimit import (
     ALL_GAMES,
@@ -521,3 +522,74 @@ async def test_the_flusher_wakes_about_once_a_second(
     for when, summary in shown:
         if summary.key != ALL_GAMES:
             assert ends[summary.key] <= when <= ends[summary.key] + 1.0
+
+
+async def test_the_flusher_survives_a_failing_show(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    limiter = LogLimiter(burst=1, window=10.0)
+    for key in (("A", "x"), ("B", "x"), ("C", "x")):
+        limiter.allow(key, trio.current_time())
+        limiter.allow(key, trio.current_time())
+    tried: list[Summary] = []
+
+    def show(summary: Summary) -> None:
+        tried.append(summary)
+        raise RuntimeError("a subclass's show_summary is broken")
+
+    limiter.flushing = True
+    with caplog.at_level(logging.ERROR, logger="neuro_api.server"):
+        await show_when_due(limiter, show)
+    assert len(tried) == 3  # each one tried
+    assert not limiter.flushing
+    # Logged once, with the traceback.
+    assert [r.getMessage() for r in caplog.records] == ["showing a log summary failed"]
+    assert caplog.records[0].exc_info is not None
+
+
+class _BrokenSummaries(RecordingServer):
+    def show_summary(self, summary: Summary) -> None:
+        raise RuntimeError("a subclass's show_summary is broken")
+
+
+async def test_a_failing_show_summary_does_not_stop_the_server(
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The summaries are shown in the server's upkeep: an exception there
+    # would end the server with every game.
+    server = _BrokenSummaries(ServerConfig(log_burst=1, log_window=10.0))
+    info = await start_server(nursery, server)
+    with caplog.at_level(logging.ERROR, logger="neuro_api.server"):
+        async with connect(info.url, "Noisy") as game:
+            await game.startup()
+            for _ in range(5):
+                await game.send("[]")
+            await server.wait_diag("protocol.not-an-object", count=5)
+            await trio.sleep(11)  # the summary is due, and fails
+            await game.send("[]")
+            await server.wait_diag("protocol.not-an-object", count=6)
+        async with connect(info.url, "Later") as later:
+            await later.startup()
+    assert "showing a log summary failed" in [r.getMessage() for r in caplog.records]
+
+
+class _ClosedNursery:
+    def start_soon(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("Nursery is closed to new arrivals")
+
+
+def test_flushing_is_not_set_if_the_flusher_cannot_start() -> None:
+    # Else nothing would ever clear it, and no summary be shown again.
+    server = RecordingServer()
+    server._upkeep = cast(trio.Nursery, _ClosedNursery())
+    with pytest.raises(RuntimeError, match="closed"):
+        server.show_summaries_later()
+    assert not server.log_limiter.flushing
+    client = TrioNeuroServerClient(RecordingServer(), cast(Any, None))
+    client._nursery = cast(trio.Nursery, _ClosedNursery())
+    limiter = LogLimiter()
+    with pytest.raises(RuntimeError, match="closed"):
+        client.show_summaries_later(limiter)
+    assert not limiter.flushing

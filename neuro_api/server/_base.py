@@ -214,8 +214,9 @@ class AbstractTrioNeuroServer(ABC):
             return False
         limiter = self.log_limiter
         if not limiter.flushing:
-            limiter.flushing = True
             self._upkeep.start_soon(show_when_due, limiter, self.show_summary)
+            # Only now: if start_soon raised, no task would ever clear it.
+            limiter.flushing = True
         return True
 
     async def upkeep(

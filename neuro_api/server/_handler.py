@@ -511,8 +511,9 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         A client bound to a server lets the server's upkeep do it.
         """
         if self._nursery is not None:
-            limiter.flushing = True
             self._nursery.start_soon(show_when_due, limiter, self.show_summary)
+            # Only now: if start_soon raised, no task would ever clear it.
+            limiter.flushing = True
 
     def flush_summaries(self) -> None:
         """Show what the rate limit holds back for this game (it left)."""

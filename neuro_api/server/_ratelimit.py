@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -46,6 +47,7 @@ Key: TypeAlias = tuple[str | None, str]
 ALL_GAMES: Final[Key] = (None, "diagnostics of all games")
 """The key of all games' diagnostics together (``burst`` x 20 a window)."""
 
+LOGGER: Final = logging.getLogger("neuro_api.server")
 _MAX_KEYS: Final = 4096
 _ALL_GAMES_BURSTS: Final = 20
 _FLUSH_TICK: Final = 1.0
@@ -200,15 +202,23 @@ async def show_when_due(limiter: LogLimiter, show: Callable[[Summary], None]) ->
     ``limiter.flushing`` when starting it, and it is cleared when this ends
     (cancelled or done), so that the next line held back starts another.
     Wakes at most once a second (a summary may come up to a second late) and
-    shows all that is due then: each wake-up scans every key.
+    shows all that is due then: each wake-up scans every key. An exception
+    from ``show`` is logged (the first of this task's) and the next summary
+    is shown: this runs beside all games, in the server's upkeep.
     """
+    logged = False
     woke = -math.inf
     try:
         while (due_at := limiter.next_due()) is not None:
             await trio.sleep_until(max(due_at, woke + _FLUSH_TICK))
             woke = trio.current_time()
             for summary in limiter.flush(woke):
-                show(summary)
+                try:
+                    show(summary)
+                except Exception:
+                    if not logged:
+                        logged = True
+                        LOGGER.exception("showing a log summary failed")
     finally:
         limiter.flushing = False
 
