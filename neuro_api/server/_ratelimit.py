@@ -199,8 +199,9 @@ async def show_when_due(limiter: LogLimiter, show: Callable[[Summary], None]) ->
     """Show each summary ``limiter`` holds once its window ends; then return.
 
     Run as the limiter's one flushing task: the caller sets
-    ``limiter.flushing`` when starting it, and it is cleared when this ends
-    (cancelled or done), so that the next line held back starts another.
+    ``limiter.flushing`` once ``start_soon`` returned, and it is cleared when
+    this ends (cancelled or done), so that the next line held back starts
+    another.
     Wakes at most once a second (a summary may come up to a second late) and
     shows all that is due then: each wake-up scans every key. An exception
     from ``show`` is logged (the first of this task's) and the next summary
