@@ -61,8 +61,8 @@ def create_app(
     A request body over ``server.config.max_message_size`` + 4096 bytes gets
     413, and so does a message whose frame to a game would be over
     ``max_message_size``. Bodies held at once are bounded (64 MiB; requests
-    carrying the token have 64 MiB of their own), beyond that 503. ``/docs`` serves Swagger UI's files itself (it
-    needs no internet).
+    carrying the token have 64 MiB of their own), beyond that 503. ``/docs``
+    serves Swagger UI's files itself (it needs no internet).
     """
     app = QuartTrio("neuro_api.control", static_folder=None)  # no /static route
     app.config["NEURO_SERVER"] = server
