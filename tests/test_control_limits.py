@@ -12,6 +12,7 @@ time.
 
 from __future__ import annotations
 
+import functools
 import http.client
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -388,3 +389,113 @@ async def test_a_body_is_held_while_its_request_is_served() -> None:
     await limit(scope, receive, send)
     assert held == [3]
     assert limit.buffered == 0
+
+
+async def _complete(body: bytes) -> Any:
+    await trio.lowlevel.checkpoint()
+    return {"type": "http.request", "body": body, "more_body": False}
+
+
+def _with(authorization: bytes | None) -> Any:
+    headers = [] if authorization is None else [(b"authorization", authorization)]
+    return {"type": "http", "headers": headers}
+
+
+async def test_requests_with_the_token_have_their_own_budget(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Bodies are read before the route checks the token: without a budget
+    # of their own, stalled bodies of anyone at all made the operator's
+    # requests fail with 503.
+    served: list[bytes] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        served.append((await receive())["body"])
+
+    token = TOKEN.encode()
+    limit = BodyLimit(app, 10, 60.0, max_buffered=15, token=TOKEN)
+    async with trio.open_nursery() as nursery:
+        stalled = Exchange(b"x" * 8)
+        nursery.start_soon(limit, _with(None), stalled.receive, stalled.send)
+        await trio.sleep(1)
+        for refused in (
+            None,
+            b"Bearer wrong-token",
+            b"Bearer " + token[:-1],
+            b"Bearer " + token + b"x",
+            b"Basic " + token,
+            token,
+        ):
+            late = Exchange(b"y" * 8)
+            await limit(_with(refused), late.receive, late.send)
+            assert late.error() == (503, "server_busy"), refused
+        for good in (b"Bearer " + token, b"bearer  " + token):
+            await limit(_with(good), functools.partial(_complete, b"z" * 8), _no_send)
+        assert served == [b"z" * 8] * 2
+        # Their own budget is bounded the same way.
+        mine = Exchange(b"m" * 8)
+        nursery.start_soon(limit, _with(b"Bearer " + token), mine.receive, mine.send)
+        await trio.sleep(1)
+        assert limit.buffered == 16
+        late = Exchange(b"y" * 8)
+        await limit(_with(b"Bearer " + token), late.receive, late.send)
+        assert late.error() == (503, "server_busy")
+    assert limit.buffered == 0
+
+
+async def test_without_a_token_every_request_shares_one_budget(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    limit = BodyLimit(Exchange().app, 10, 60.0, max_buffered=15)
+    async with trio.open_nursery() as nursery:
+        stalled = Exchange(b"x" * 8)
+        nursery.start_soon(limit, _with(None), stalled.receive, stalled.send)
+        await trio.sleep(1)
+        late = Exchange(b"y" * 8)
+        await limit(_with(b"Bearer " + TOKEN.encode()), late.receive, late.send)
+        assert late.error() == (503, "server_busy")
+        nursery.cancel_scope.cancel()
+
+
+async def _no_send(message: Any) -> None:
+    raise AssertionError(message)
+
+
+async def test_a_crowd_without_the_token_cannot_lock_out_the_operator(
+    nursery: trio.Nursery, server: QuietServer, game: WebSocketConnection
+) -> None:
+    app = create_app(server, token=TOKEN)
+    middleware = app.asgi_app
+    assert isinstance(middleware, BodyLimit)
+    stalled_size = LIMIT - 10
+    middleware.max_buffered = 2 * stalled_size + 10  # two stalled bodies fill it
+    manager = ServerManager()
+    await nursery.start(manager.run)
+    url = (await manager.start_http("control", app)).local_url
+    port = urlsplit(url).port
+    assert port is not None
+    head = (
+        "POST /games/Tic%20Tac%20Toe/speech-finished HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {LIMIT}\r\n\r\n"
+    ).encode()
+    crowd = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(2)]
+    try:
+        for stream in crowd:  # most of a body, then nothing
+            await stream.send_all(head + b" " * stalled_size)
+        with trio.fail_after(10):
+            while middleware.buffered < 2 * stalled_size:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        body = {"reason": "the crowd holds the shared budget"}
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            path = "/games/Tic Tac Toe/speech-finished"
+            for headers in ({}, {"Authorization": "Bearer not-the-token"}):
+                response = await http.post(path, json=body, headers=headers)
+                assert response.status_code == 503, response.text
+            response = await http.post(path, json=body, headers=AUTH)
+            assert response.status_code == 200, response.text
+        message = await recv(game)
+        assert isinstance(message, command.SpeechFinished), message
+    finally:
+        for stream in crowd:
+            await stream.aclose()

@@ -12,6 +12,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
+from typing import Any, cast
 
 import pytest
 import trio
@@ -21,9 +23,20 @@ from server_helpers import PLAY, RecordingServer, connect, start_server
 from neuro_api._redact import RedactingFormatter
 from neuro_api._text import printable
 from neuro_api.command import Action
-from neuro_api.diagnostics import diagnose
-from neuro_api.server import ConsoleInteractiveNeuroServer, ServerConfig
-from neuro_api.server._ratelimit import LogLimiter, Summary, summary_text
+from neuro_api.diagnostics import Diagnostic, diagnose
+from neuro_api.server import (
+    ConsoleInteractiveNeuroServer,
+    ServerConfig,
+    TrioNeuroServerClient,
+)
+from neuro_api.server._ratelimit import (
+    ALL_GAMES,
+    Key,
+    LogLimiter,
+    Summary,
+    show_when_due,
+    summary_text,
+)
 
 EVIL_TITLE = "Evil\n2026-12-05 10:00:00 CRITICAL neuro_api: forged \x1b[31mred\x1b[0m"
 
@@ -379,3 +392,204 @@ async def test_connected_games_keep_their_diagnostics_in_a_flood_of_names(
         assert len(server.diagnostics) <= 257
         assert "Gone0" not in server.diagnostics
         assert "Gone999" in server.diagnostics
+
+
+# --- summaries count against all games' lines --------------------------------------
+
+
+def test_summaries_of_many_titles_are_charged_to_all_games() -> None:
+    # Every game a new title, one line held back each: their summaries are
+    # lines too. Beyond all games' lines of the window they are only added
+    # to all games' count; 10,000 titles also make the limiter forget keys,
+    # and it must never forget all games' own window (a fresh window would
+    # be another 20 bursts).
+    limiter = LogLimiter(burst=1, window=1000.0)
+    lines = 0
+    summaries: list[Summary] = []
+    for index in range(10_000):
+        for _ in range(2):
+            shown, due = limiter.allow_diagnostic((f"T{index}", "x"), 1.0)
+            lines += shown
+            summaries += due
+    summaries += limiter.flush(2.0, final=lambda key: key[0] is not None)
+    lines += len(summaries)
+    assert lines <= limiter.all_games_burst
+    assert limiter.holding(ALL_GAMES)
+    last = limiter.flush(1001.0)
+    assert [summary.key for summary in last] == [ALL_GAMES]
+    # Nothing is lost: each of the 20,000 lines was shown or counted once.
+    shown_lines = lines - len(summaries)
+    assert shown_lines + sum(s.count for s in summaries + last) == 20_000
+
+
+def test_summaries_of_events_are_not_charged_to_all_games() -> None:
+    limiter = LogLimiter(burst=1, window=10.0)
+    for index in range(limiter.all_games_burst + 1):
+        for _ in range(2):
+            limiter.allow_diagnostic((f"T{index}", "x"), 0.0)
+    assert limiter.holding(ALL_GAMES)
+    for _ in range(3):
+        limiter.allow((None, "connections"), 0.0)
+    # The games leave: all games have no line left for their summaries, but
+    # connections are limited on their own.
+    due = limiter.flush(5.0, final=lambda key: key != ALL_GAMES)
+    assert due == [Summary((None, "connections"), 2, 10.0)]
+    assert limiter.flush(10.0) == [Summary(ALL_GAMES, 1 + 21, 10.0)]
+
+
+class _ShownServer(RecordingServer):
+    """Records what it shows: diagnostics and summaries."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        super().__init__(config)
+        self.shown: list[str] = []
+        self.summaries: list[Summary] = []
+
+    def show_diagnostic(self, diagnostic: Diagnostic) -> None:
+        self.shown.append(str(diagnostic))
+        super().show_diagnostic(diagnostic)
+
+    def show_summary(self, summary: Summary) -> None:
+        self.summaries.append(summary)
+        super().show_summary(summary)
+
+
+_EVENTS = ("connections", "disconnections")
+
+
+async def test_games_leaving_under_new_titles_cannot_flood_the_log(
+    nursery: trio.Nursery,
+) -> None:
+    # Reviewer's flood: each connection a new title, three bad frames three
+    # times each, then it leaves (which shows its summaries at once). Before,
+    # every departure wrote three summary lines past all games' limit.
+    burst, games = 2, 40
+    server = _ShownServer(ServerConfig(log_burst=burst, log_window=1000.0))
+    info = await start_server(nursery, server)
+    for n in range(games):
+        title = f"T{n}"
+        async with connect(info.url, title) as game:
+            await game.startup()
+            for frame in ("[]", json.dumps({"command": "bogus", "game": title})):
+                for _ in range(3):
+                    await game.send(frame)
+            await server.wait_diag("protocol.unknown-command", count=3 * (n + 1))
+    await server.wait_until(lambda: len(server.disconnected) == games)
+    diagnostic_summaries = [s for s in server.summaries if s.key[1] not in _EVENTS]
+    lines = len(server.shown) + len(diagnostic_summaries)
+    assert lines <= burst * 20
+    # All games' own summary says the rest once its window is over.
+    rest = server.log_limiter.flush(math.inf)
+    assert [s.key for s in rest if s.key[1] not in _EVENTS] == [ALL_GAMES]
+    held = sum(s.count for s in diagnostic_summaries + rest if s.key[1] not in _EVENTS)
+    assert len(server.shown) + held == sum(server.stats.diagnostics.values())
+
+
+# --- the task that shows summaries once due ----------------------------------------
+
+
+class _CountingLimiter(LogLimiter):
+    """Counts the flushes (each scans every key)."""
+
+    flushes = 0
+
+    def flush(self, now: float, **options: Any) -> list[Summary]:
+        self.flushes += 1
+        return super().flush(now, **options)
+
+
+async def test_the_flusher_wakes_about_once_a_second(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # 4096 keys whose windows end one after another over 10 s: one wake-up
+    # (and one scan of all keys) per key took 2.7 s of CPU per window.
+    keys, window = 4096, 10.0
+    limiter = _CountingLimiter(burst=5, window=window)
+    start = trio.current_time()
+    ends: dict[Key, float] = {}
+    for index in range(keys):
+        key = (f"G{index}", "x")
+        ends[key] = start + index * window / keys + window
+        for _ in range(6):
+            limiter.allow(key, ends[key] - window)
+    shown: list[tuple[float, Summary]] = []
+    limiter.flushing = True
+    await show_when_due(limiter, lambda s: shown.append((trio.current_time(), s)))
+    assert not limiter.flushing
+    # Ten seconds of ending windows, then all games' summary.
+    assert limiter.flushes <= 13
+    assert sum(summary.count for _, summary in shown) == keys
+    for when, summary in shown:
+        if summary.key != ALL_GAMES:
+            assert ends[summary.key] <= when <= ends[summary.key] + 1.0
+
+
+async def test_the_flusher_survives_a_failing_show(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    limiter = LogLimiter(burst=1, window=10.0)
+    for key in (("A", "x"), ("B", "x"), ("C", "x")):
+        limiter.allow(key, trio.current_time())
+        limiter.allow(key, trio.current_time())
+    tried: list[Summary] = []
+
+    def show(summary: Summary) -> None:
+        tried.append(summary)
+        raise RuntimeError("a subclass's show_summary is broken")
+
+    limiter.flushing = True
+    with caplog.at_level(logging.ERROR, logger="neuro_api.server"):
+        await show_when_due(limiter, show)
+    assert len(tried) == 3  # each one tried
+    assert not limiter.flushing
+    # Logged once, with the traceback.
+    assert [r.getMessage() for r in caplog.records] == ["showing a log summary failed"]
+    assert caplog.records[0].exc_info is not None
+
+
+class _BrokenSummaries(RecordingServer):
+    def show_summary(self, summary: Summary) -> None:
+        raise RuntimeError("a subclass's show_summary is broken")
+
+
+async def test_a_failing_show_summary_does_not_stop_the_server(
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The summaries are shown in the server's upkeep: an exception there
+    # would end the server with every game.
+    server = _BrokenSummaries(ServerConfig(log_burst=1, log_window=10.0))
+    info = await start_server(nursery, server)
+    with caplog.at_level(logging.ERROR, logger="neuro_api.server"):
+        async with connect(info.url, "Noisy") as game:
+            await game.startup()
+            for _ in range(5):
+                await game.send("[]")
+            await server.wait_diag("protocol.not-an-object", count=5)
+            await trio.sleep(11)  # the summary is due, and fails
+            await game.send("[]")
+            await server.wait_diag("protocol.not-an-object", count=6)
+        async with connect(info.url, "Later") as later:
+            await later.startup()
+    assert "showing a log summary failed" in [r.getMessage() for r in caplog.records]
+
+
+class _ClosedNursery:
+    def start_soon(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("Nursery is closed to new arrivals")
+
+
+def test_flushing_is_not_set_if_the_flusher_cannot_start() -> None:
+    # Else nothing would ever clear it, and no summary be shown again.
+    server = RecordingServer()
+    server._upkeep = cast(trio.Nursery, _ClosedNursery())
+    with pytest.raises(RuntimeError, match="closed"):
+        server.show_summaries_later()
+    assert not server.log_limiter.flushing
+    client = TrioNeuroServerClient(RecordingServer(), cast(Any, None))
+    client._nursery = cast(trio.Nursery, _ClosedNursery())
+    limiter = LogLimiter()
+    with pytest.raises(RuntimeError, match="closed"):
+        client.show_summaries_later(limiter)
+    assert not limiter.flushing

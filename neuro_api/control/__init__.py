@@ -60,8 +60,9 @@ def create_app(
     ``settings`` returns the effective settings, already redacted.
     A request body over ``server.config.max_message_size`` + 4096 bytes gets
     413, and so does a message whose frame to a game would be over
-    ``max_message_size``. ``/docs`` serves Swagger UI's files itself (it
-    needs no internet).
+    ``max_message_size``. Bodies held at once are bounded (64 MiB; requests
+    carrying the token have 64 MiB of their own), beyond that 503. ``/docs``
+    serves Swagger UI's files itself (it needs no internet).
     """
     app = QuartTrio("neuro_api.control", static_folder=None)  # no /static route
     app.config["NEURO_SERVER"] = server
@@ -90,7 +91,9 @@ def create_app(
     limit = body_limit(server.config.max_message_size)
     app.config["MAX_CONTENT_LENGTH"] = limit  # what Quart would enforce itself
     # Quart's documented way to add ASGI middleware.
+    # With the token, so that requests carrying it have their own budget of
+    # bodies held at once (those without it cannot make them fail).
     app.asgi_app = BodyLimit(  # type: ignore[method-assign]
-        app.asgi_app, limit, app.config["BODY_TIMEOUT"]
+        app.asgi_app, limit, app.config["BODY_TIMEOUT"], token=token
     )
     return app

@@ -12,7 +12,9 @@ body passes the limit. Bodies are read before the app checks the bearer token,
 so what all requests together hold is bounded too (:data:`MAX_BUFFERED`): a
 request whose body would pass that gets 503 ``server_busy`` with
 ``Retry-After``, and a crowd of clients sending large bodies cannot grow the
-server's memory past it.
+server's memory past it. With a token, requests that carry it have a budget of
+their own: a crowd without the token cannot make them fail. The middleware
+only picks the budget; the route still answers 401 to a wrong token.
 
 Why the 413 needs care: Hypercorn closes the connection as soon as a response
 ends. A client still sending its body then has unread bytes in the server's
@@ -28,6 +30,8 @@ response, which closes the connection with nothing unread.
 
 from __future__ import annotations
 
+import dataclasses
+import hmac
 import math
 from typing import Final
 
@@ -43,6 +47,7 @@ from hypercorn.typing import (
 )
 
 from neuro_api.command import action_command
+from neuro_api.control._auth import bearer_credentials
 from neuro_api.control._errors import ApiError
 
 __all__ = [
@@ -64,7 +69,8 @@ DRAIN_SECONDS: Final = 5.0
 DRAIN_BYTES: Final = 256 << 20
 """Most bytes of a refused body read and discarded (256 MiB)."""
 MAX_BUFFERED: Final = 64 << 20
-"""Most request-body bytes held at once by all requests together (64 MiB)."""
+"""Most request-body bytes held at once by all requests together (64 MiB);
+with a token, by those without it, and as much by those with it."""
 _ID_ROOM: Final = "0" * 32
 """Stands for the action id the server picks (its ids are shorter)."""
 
@@ -98,14 +104,27 @@ def check_action_frame(action: str, data: str | None, max_message_size: int) -> 
     )
 
 
-def _declared_length(scope: HTTPScope) -> int | None:
+def _header(scope: HTTPScope, wanted: bytes) -> bytes | None:
+    """The first value of header ``wanted`` (lower case), as Quart reads it."""
     for name, value in scope["headers"]:
-        if name.lower() == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None  # Hypercorn (h11) refuses these before us
+        if name.lower() == wanted:
+            return value
     return None
+
+
+def _declared_length(scope: HTTPScope) -> int | None:
+    value = _header(scope, b"content-length")
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return None  # Hypercorn (h11) refuses these before us
+
+
+@dataclasses.dataclass(slots=True)
+class _Budget:
+    """Request-body bytes held now by one kind of request."""
+
+    held: int = 0
 
 
 class BodyLimit:
@@ -118,6 +137,11 @@ class BodyLimit:
     ``request_timeout``. The bodies of all requests in progress hold at most
     ``max_buffered`` bytes together; a body that would pass it gets 503
     ``server_busy`` (its request is refused, the others are unaffected).
+
+    With a ``token`` (the control plane's), a request whose ``Authorization:
+    Bearer`` header carries it has a budget of its own, ``max_buffered``
+    bytes more: requests without it (which the app will refuse) cannot fill
+    it. Nothing is refused for a wrong token here; the app answers 401.
     """
 
     def __init__(
@@ -126,13 +150,32 @@ class BodyLimit:
         limit: int,
         body_timeout: float | None,
         max_buffered: int = MAX_BUFFERED,
+        token: str | None = None,
     ) -> None:
         self.app = app
         self.limit = limit
         self.body_timeout = math.inf if body_timeout is None else body_timeout
         self.max_buffered = max_buffered
-        self.buffered = 0
+        """Most body bytes held at once by the requests of one budget."""
+        self._token = None if token is None else token.encode()
+        self._anonymous = _Budget()
+        self._authenticated = _Budget()
+
+    @property
+    def buffered(self) -> int:
         """Body bytes held right now by all requests in progress."""
+        return self._anonymous.held + self._authenticated.held
+
+    def _budget(self, scope: HTTPScope) -> _Budget:
+        """The token's budget for a request that carries it, else the shared one."""
+        if self._token is None:
+            return self._anonymous
+        header = _header(scope, b"authorization")
+        # Decoded as Quart decodes it for the route's own check (_auth).
+        given = None if header is None else bearer_credentials(header.decode("latin-1"))
+        if given is not None and hmac.compare_digest(given.encode(), self._token):
+            return self._authenticated
+        return self._anonymous
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
@@ -145,6 +188,7 @@ class BodyLimit:
         if declared is not None and declared > self.limit:
             await self._refuse(receive, send, self._limit_message(declared), False)
             return
+        budget = self._budget(scope)
         held = 0
         body = bytearray()
 
@@ -152,7 +196,7 @@ class BodyLimit:
             # Refused or answered: the body is dropped before any drain.
             nonlocal held
             body.clear()
-            self.buffered -= held
+            budget.held -= held
             held = 0
 
         try:
@@ -163,11 +207,11 @@ class BodyLimit:
                     if event["type"] != "http.request":
                         return  # the client left: nobody to answer
                     chunk = event.get("body", b"")
-                    if self.buffered + len(chunk) > self.max_buffered:
+                    if budget.held + len(chunk) > self.max_buffered:
                         release()
                         await self._refuse_busy(receive, send)
                         return
-                    self.buffered += len(chunk)
+                    budget.held += len(chunk)
                     held += len(chunk)
                     body += chunk
                     complete = not event.get("more_body", False)

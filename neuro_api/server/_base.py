@@ -29,6 +29,7 @@ from neuro_api.server._generation import DataGenerator
 from neuro_api.server._handler import LOG_LEVELS, ActionOutcome
 from neuro_api.server._memory import keep_memory_low
 from neuro_api.server._ratelimit import (
+    ALL_GAMES,
     Key,
     LogLimiter,
     Summary,
@@ -192,12 +193,14 @@ class AbstractTrioNeuroServer(ABC):
         up by :meth:`show_summary` (``"... 4,213 more connections in the
         last 10 s"``). For events a client can cause at will.
         """
-        shown, due = self.log_limiter.allow(key, current_time())
+        limiter = self.log_limiter
+        shown, due = limiter.allow(key, current_time())
         for summary in due:
             self.show_summary(summary)
         if shown:
             self.show_event(text)
-        elif not self.log_limiter.flushing:
+        # A game's summary that all games had no line left for is held there.
+        if not limiter.flushing and (not shown or limiter.holding(ALL_GAMES)):
             self.show_summaries_later()
 
     def show_summaries_later(self) -> bool:
@@ -211,8 +214,9 @@ class AbstractTrioNeuroServer(ABC):
             return False
         limiter = self.log_limiter
         if not limiter.flushing:
-            limiter.flushing = True
             self._upkeep.start_soon(show_when_due, limiter, self.show_summary)
+            # Only now: if start_soon raised, no task would ever clear it.
+            limiter.flushing = True
         return True
 
     async def upkeep(

@@ -39,6 +39,7 @@ from neuro_api.server._budget import MemoryBudget
 from neuro_api.server._client import AbstractNeuroServerClient
 from neuro_api.server._config import ForcePolicy, ServerConfig
 from neuro_api.server._ratelimit import (
+    ALL_GAMES,
     Key,
     LogLimiter,
     Summary,
@@ -62,9 +63,6 @@ LOG_LEVELS: Final = {
     Severity.ERROR: logging.ERROR,
 }
 _OLDEST: Final = "the oldest held message"
-_ALL_DIAGNOSTICS: Final = "diagnostics of all games"
-_ALL_GAMES_BURST: Final = 20
-"""All games together may show this many times one game's burst."""
 _REMEMBERED_IDS: Final = 256
 """Answered and timed-out ids remembered to tell stale/late from unknown."""
 
@@ -493,18 +491,14 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
 
     def _show_limited(self, diagnostic: Diagnostic) -> None:
         limiter = self.log_limiter()
-        now = current_time()
-        shown, due = limiter.allow((diagnostic.game, diagnostic.id), now)
-        if shown:
-            # And all games together: many games (or titles) are many keys.
-            overall = limiter.burst * _ALL_GAMES_BURST
-            shown, more = limiter.allow((None, _ALL_DIAGNOSTICS), now, overall)
-            due += more
+        key = (diagnostic.game, diagnostic.id)
+        shown, due = limiter.allow_diagnostic(key, current_time())
         for summary in due:
             self.show_summary(summary)
         if shown:
             self.show_diagnostic(diagnostic)
-        elif not limiter.flushing:
+        # A summary that all games had no line left for is held there.
+        if not limiter.flushing and (not shown or limiter.holding(ALL_GAMES)):
             self.show_summaries_later(limiter)
 
     def show_summaries_later(self, limiter: LogLimiter) -> None:
@@ -517,8 +511,9 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         A client bound to a server lets the server's upkeep do it.
         """
         if self._nursery is not None:
-            limiter.flushing = True
             self._nursery.start_soon(show_when_due, limiter, self.show_summary)
+            # Only now: if start_soon raised, no task would ever clear it.
+            limiter.flushing = True
 
     def flush_summaries(self) -> None:
         """Show what the rate limit holds back for this game (it left)."""
@@ -528,9 +523,13 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             # Events of no one game (connections) have None there.
             return game is not None and key[0] == game
 
+        limiter = self.log_limiter()
         try:
-            for summary in self.log_limiter().flush(current_time(), final=mine):
+            for summary in limiter.flush(current_time(), final=mine):
                 self.show_summary(summary)
+            # Those all games had no line left for are held there.
+            if not limiter.flushing and limiter.holding(ALL_GAMES):
+                self.show_summaries_later(limiter)
         except Exception:
             LOGGER.exception("showing a summary failed")
 
