@@ -486,3 +486,47 @@ def test_a_pattern_too_long_to_keep_is_refused() -> None:
     invalid = [d.message for d in found if d.id == "action.schema-invalid"]
     assert invalid
     assert "is too long" in invalid[0]
+
+
+# --- the analysis's own bounds, and older drafts ------------------------------------
+
+
+def test_older_drafts_are_analysed_with_their_own_keywords() -> None:
+    draft4_tree = {
+        "$schema": "http://json-schema.org/draft-04/schema#",
+        "type": "object",
+        "properties": {
+            "t": {"type": "array", "items": [{"$ref": "#"}, {"type": "integer"}]}
+        },
+    }
+    assert _validators.schema_problem(draft4_tree) is None
+    assert _validators.depth_limited(draft4_tree) is None
+    draft3_loop = {
+        "$schema": "http://json-schema.org/draft-03/schema#",
+        "type": "object",
+        "extends": {"$ref": "#"},
+    }
+    problem = _validators.schema_problem_kind(draft3_loop)
+    assert problem is not None
+    assert problem[0] == _validators.TOO_COMPLEX
+    assert "leads back to itself" in problem[1]
+
+
+def test_the_analysis_itself_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    wide = {"type": "object", "properties": {f"p{i}": {} for i in range(20)}}
+    monkeypatch.setattr(_complexity, "MAX_NODES", 10)
+    found = _complexity.analyse(wide, DRAFT2020)
+    assert found.problem == "it has more than 10 subschemas to analyse"
+    monkeypatch.undo()
+    monkeypatch.setattr(_complexity, "_MAX_WORK", 5)
+    found = _complexity.analyse(fan(2), DRAFT2020)
+    assert found.problem == "its references are too involved to analyse"
+
+
+def test_places_past_the_profile_cost_too_much_unless_it_repeats() -> None:
+    ending = _complexity.Complexity(profile=(1, 300), repeats_from=None)
+    assert ending.work([1], 10**6) == 301
+    assert ending.work([[1]], 10**6) is None  # deeper than worked out
+    repeating = _complexity.Complexity(profile=(1, 300, 2), repeats_from=1)
+    assert repeating.work([[[1]]], 10**6) == 1 + 300 + 2 + 300
+    assert repeating.depth_limited == 1
