@@ -51,6 +51,8 @@ import referencing.exceptions
 import referencing.jsonschema
 from jsonschema_specifications import REGISTRY as SPECIFICATIONS
 
+from neuro_api._gil import share
+
 __all__ = [
     "MAX_DEPTH_STEPS",
     "MAX_NODES",
@@ -171,6 +173,7 @@ class _Graph:
             self._link(number, contents, resolver)
 
     def _add(self, contents: Any, resolver: Any) -> int:
+        share()
         if not isinstance(contents, dict):
             return _LEAF
         known = self.index.get(id(contents))
@@ -483,6 +486,7 @@ class _Depth:
         sums: dict[int, _Sums] = {}
         fresh: dict[int, int] = {}
         for number in _in_place_order(nodes, alive):
+            share()
             node = nodes[number]
             own = _Sums()
             own.obj = sum(bound.get(c, 0) for c in node.obj)

@@ -44,6 +44,7 @@ import orjson
 import rstr
 
 from neuro_api._cache import sized_cache
+from neuro_api._gil import share
 from neuro_api._keywords import find_patterns
 from neuro_api._regex import generation_cost, linear
 from neuro_api._sizes import least_size
@@ -152,6 +153,7 @@ def _charge(ctx: _Context, size: int) -> None:
     Called before a value is built wherever its size is known in advance
     (strings, arrays, objects), so an oversized value is never built.
     """
+    share()
     ctx.left -= size
     if ctx.left < 0:
         raise _OverBudget

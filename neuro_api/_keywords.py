@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
+from neuro_api._gil import share
+
 __all__ = ["find_keywords", "find_patterns"]
 
 # Where JSON Schema (2020-12 and older drafts) holds subschemas. Anything not
@@ -69,6 +71,7 @@ def find_patterns(schema: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
 
 def _walk(schema: Mapping[str, Any], at: str) -> Iterator[tuple[str, Any, str]]:
     for key, value in schema.items():
+        share()
         here = _pointer(at, key)
         yield key, value, here
         if key in _SCHEMA_MAPS and isinstance(value, Mapping):

@@ -23,6 +23,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
+from neuro_api._gil import share
+
 __all__ = [
     "REFERENCE_STEPS",
     "REGEX_SECONDS",
@@ -137,6 +139,7 @@ def counted(function: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(function)
     def keyword(validator: Any, value: Any, instance: Any, schema: Any) -> Any:
+        share()
         budget = _CURRENT.budget
         if budget is not None:
             if budget.left <= 0:

@@ -6,6 +6,9 @@ Rules: 127.0.0.1 port 0, a deadline on every wait, the game closes first
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import orjson
 import pytest
 import trio
@@ -385,3 +388,33 @@ async def test_closed_connection_is_forgotten(nursery: trio.Nursery) -> None:
     assert len(server.disconnected) == 1
     with pytest.raises(ConnectionClosed):
         await game.ws.send_message("late")
+
+
+async def test_nothing_of_a_closed_connection_stays_reachable(
+    nursery: trio.Nursery,
+) -> None:
+    """Memory a game used is the allocator's to keep, never the server's.
+
+    The game registers actions, is forced and answers, then leaves: its
+    client object, and with it everything the server kept for it, is
+    garbage once its disconnection has been reported.
+    """
+    server = RecordingServer()
+    info = await start_server(nursery, server)
+    async with connect(info.url, "Game") as game:
+        await game.startup()
+        await game.register(PASS)
+        await game.force("pass")
+        action = await game.expect_action()
+        await game.result(action.id, True, "ok")
+        [client] = server.clients.values()
+        gone = weakref.ref(client)
+        del client
+    await server.wait_until(lambda: not server.clients)
+    server.disconnected.clear()  # the test's own record of it
+    for _ in range(3):
+        await trio.sleep(0.05)  # tasks of the connection wind down
+        gc.collect()
+        if gone() is None:
+            break
+    assert gone() is None, [type(r).__name__ for r in gc.get_referrers(gone())]

@@ -4,7 +4,8 @@ Checking a registration or validating data takes time in proportion to the
 schema and the data: microseconds for what games usually send, up to a
 second for a frame's worth (a megabyte) of either. Small work is done at
 once; large work in a worker thread (two at a time per run), so the event
-loop, and every other game, keeps going meanwhile.
+loop, and every other game, keeps going meanwhile; the thread gives the
+loop its turn often (:mod:`neuro_api._gil`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Final, TypeVar
 import orjson
 import trio
 
+from neuro_api._gil import yielding
 from neuro_api.command import Action
 from neuro_api.diagnostics import Diagnostic
 from neuro_api.schema import ValidationResult, check_action, validate_action_data
@@ -55,7 +57,7 @@ async def _run(work: Callable[[], T], size: int) -> T:
         await trio.lowlevel.checkpoint()
         return work()
     return await trio.to_thread.run_sync(
-        work, limiter=_limiter(), abandon_on_cancel=True
+        yielding(work), limiter=_limiter(), abandon_on_cancel=True
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any, Final
 import trio
 
 from neuro_api._generate import NOT_QUICK, try_quickly
+from neuro_api._gil import yielding
 from neuro_api.schema import (
     DEFAULT_MAX_SIZE,
     GenerationError,
@@ -115,7 +116,7 @@ class DataGenerator:
         )
         with trio.move_on_after(self.timeout + _THREAD_GRACE), _as_generation_error():
             return await trio.to_thread.run_sync(
-                draw, limiter=self._limiter, abandon_on_cancel=True
+                yielding(draw), limiter=self._limiter, abandon_on_cancel=True
             )
         raise GenerationLimitError(
             f"no valid data within {self.timeout:g} s (the generator is busy)"
