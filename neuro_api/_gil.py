@@ -45,6 +45,17 @@ class _State(threading.local):
 
 
 _STATE = _State()
+_LOCK = threading.Lock()
+
+
+class _Working:
+    threads = 0
+    """Threads inside :func:`yielding` now: while none is, :func:`share`
+    returns at once (one attribute read), so the loop's own inline work pays
+    next to nothing."""
+
+
+_WORKING = _Working()
 
 
 def _give_way() -> None:
@@ -57,6 +68,8 @@ def share() -> None:
     Cheap enough for a hot loop: a thread-local flag and a countdown, with a
     look at the clock every few dozen calls.
     """
+    if not _WORKING.threads:
+        return
     state = _STATE
     if not state.active:
         return
@@ -78,9 +91,13 @@ def yielding(work: Callable[[], T]) -> Callable[[], T]:
         outer = state.active
         state.active = True
         state.last = time.perf_counter()
+        with _LOCK:
+            _WORKING.threads += 1
         try:
             return work()
         finally:
+            with _LOCK:
+                _WORKING.threads -= 1
             state.active = outer
 
     return run

@@ -12,7 +12,23 @@ from typing import Any, Final
 
 from neuro_api._gil import share
 
-__all__ = ["find_keywords", "find_patterns"]
+__all__ = ["NAME_CHARS", "UNSUPPORTED_KEYWORDS", "find_keywords", "find_patterns"]
+
+UNSUPPORTED_KEYWORDS: Final = frozenset(
+    {
+        "$anchor", "$comment", "$defs", "$dynamicAnchor", "$dynamicRef", "$id",
+        "$ref", "$schema", "$vocabulary", "additionalProperties", "allOf",
+        "anyOf", "contentEncoding", "contentMediaType", "contentSchema",
+        "dependentRequired", "dependentSchemas", "deprecated", "description",
+        "else", "if", "maxProperties", "minProperties", "multipleOf", "not",
+        "oneOf", "patternProperties", "readOnly", "then", "title",
+        "unevaluatedItems", "unevaluatedProperties", "writeOnly",
+    }
+)  # fmt: skip
+"""Keywords the spec says Neuro "probably does not support well"."""
+
+NAME_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
+"""Characters an action name may use."""
 
 # Where JSON Schema (2020-12 and older drafts) holds subschemas. Anything not
 # listed - enum, const, default, examples, required ... - holds data, so a

@@ -248,14 +248,19 @@ class ForceActions(GameMessage):
     priority: ForcePriority = ForcePriority.LOW
 
     def data(self) -> JSONObject:
-        """Return the force's data; ``state`` only when set."""
+        """Return the force's data, in the upstream SDK's order.
+
+        ``state`` is sent only when set, ``ephemeral_context`` only when true
+        (both are optional).
+        """
         data: JSONObject = {}
         if self.state is not None:
             data["state"] = self.state
         data["query"] = self.query
-        data["ephemeral_context"] = self.ephemeral_context
-        data["priority"] = self.priority.value
         data["action_names"] = list(self.action_names)
+        data["priority"] = self.priority.value
+        if self.ephemeral_context:
+            data["ephemeral_context"] = True
         return data
 
 
@@ -331,6 +336,24 @@ class ActionMessage(NeuroMessage):
         if self.data_json is not None:
             data["data"] = self.data_json
         return data
+
+
+def action_frame(id_: str, name: str, data: str | None = None) -> str:
+    """The text of an ``action`` frame; ``data`` is already a JSON *string*.
+
+    The same text as ``ActionMessage(...).to_frame()``, built without the
+    message object: the server sends one per force.
+    """
+    if (
+        type(id_) is not str
+        or type(name) is not str
+        or (data is not None and type(data) is not str)
+    ):  # the message's own encoding says what is wrong
+        return ActionMessage(id=id_, name=name, data_json=data).to_frame()
+    fields = {"id": id_, "name": name}
+    if data is not None:
+        fields["data"] = data
+    return orjson.dumps({"command": "action", "data": fields}).decode()
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

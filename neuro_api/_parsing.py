@@ -842,3 +842,15 @@ def parse_neuro_frame(frame: str | bytes | bytearray) -> NeuroMessage:
     message = _parse(frame, NEURO_PARSERS, with_game=False)
     assert isinstance(message, NeuroMessage)
     return message
+
+
+def load_frame(frame: str | bytes | bytearray) -> dict[str, Any]:
+    """The JSON object of a frame; :class:`ProtocolError` if it is not one."""
+    return _load_object(frame)
+
+
+def parse_neuro_object(obj: dict[str, Any]) -> NeuroMessage:
+    """:func:`parse_neuro_frame` of a frame already decoded from JSON."""
+    message = _parse_object(obj, NEURO_PARSERS, with_game=False)
+    assert isinstance(message, NeuroMessage)
+    return message

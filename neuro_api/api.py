@@ -22,6 +22,13 @@ Actions are answered by handlers registered by name::
 The data a handler receives has already been checked against the action's
 schema; every ``action`` Neuro sends gets exactly one result, whatever
 happens (unknown action, malformed data, a bug in the handler).
+
+Code written for the upstream package ``neuro-api`` 4.0.0 runs unchanged:
+override :meth:`~AbstractNeuroAPI.handle_action` (it receives a
+:class:`NeuroAction`) and :meth:`~AbstractNeuroAPI.handle_startup_acknowledgement`
+(a :class:`NeuroStartupData`), implement
+:meth:`~neuro_api.client.AbstractNeuroAPIClient.read_from_websocket` and call
+:meth:`~AbstractNeuroAPI.read_message` without arguments in a loop.
 """
 
 from __future__ import annotations
@@ -29,13 +36,14 @@ from __future__ import annotations
 import logging
 import math
 import types
-from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
-import orjson
 import trio
 
+from neuro_api._parsing import load_frame, parse_neuro_object
+from neuro_api._text import printable
+from neuro_api.client import AbstractNeuroAPIClient
 from neuro_api.command import (
     Action,
     ActionMessage,
@@ -43,6 +51,7 @@ from neuro_api.command import (
     GracefulShutdown,
     ImmediateShutdown,
     NeuroMessage,
+    ProblemKind,
     ProtocolError,
     ReregisterAll,
     SpeechFinished,
@@ -52,7 +61,6 @@ from neuro_api.command import (
     actions_result_command,
     actions_unregister_command,
     context_command,
-    parse_neuro_frame,
     shutdown_ready_command,
     startup_command,
 )
@@ -63,6 +71,9 @@ __all__ = [
     "AbstractNeuroAPI",
     "ActionFailed",
     "ActionHandler",
+    "NeuroAction",
+    "NeuroSessionData",
+    "NeuroStartupData",
     "NotConnected",
 ]
 
@@ -103,7 +114,48 @@ class NotConnected(RuntimeError):
     """
 
 
-class AbstractNeuroAPI(ABC):
+class NeuroSessionData(NamedTuple):
+    """The session Neuro's ``startup`` acknowledgement describes."""
+
+    session_id: str
+    """The server's WebSocket session id: opaque, for routing and debugging."""
+    character_id: str
+    """The stable id of the character the game is connected to (``"neuro"``)."""
+    display_name: str
+    """The character's name for people (``"Neuro-sama"``)."""
+
+
+class NeuroStartupData(NamedTuple):
+    """Neuro's ``startup`` acknowledgement.
+
+    ``session`` is ``None`` when the server acknowledged without a
+    ``session`` object (older test servers do; upstream raised).
+    """
+
+    session: NeuroSessionData | None
+
+
+class NeuroAction(NamedTuple):
+    """An ``action`` Neuro sent: perform ``name`` with ``data``, answer ``id_``.
+
+    ``data`` is the JSON *text* Neuro sent (``None`` without data), not yet
+    parsed or checked against the schema.
+    """
+
+    id_: str
+    name: str
+    data: str | None
+
+
+def _startup_data(ack: StartupAcknowledgement) -> NeuroStartupData:
+    if ack.session_id is None:
+        return NeuroStartupData(None)
+    return NeuroStartupData(
+        NeuroSessionData(ack.session_id, ack.character_id or "", ack.display_name or "")
+    )
+
+
+class AbstractNeuroAPI(AbstractNeuroAPIClient):
     """A game's side of the Neuro API: registry, sending, and dispatch.
 
     ``game_title`` is the display name sent in every frame; it must not
@@ -131,7 +183,7 @@ class AbstractNeuroAPI(ABC):
             raise ValueError(f"action_timeout: must be > 0, got {action_timeout!r}")
         self.game_title = game_title
         self.action_timeout = action_timeout
-        self.session: StartupAcknowledgement | None = None
+        self.session: NeuroStartupData | None = None
         """Neuro's last startup acknowledgement (``None`` until one arrives,
         and again after each new ``startup``)."""
         self.shutdown_requested = False
@@ -139,17 +191,9 @@ class AbstractNeuroAPI(ABC):
         self._registry: dict[str, Action] = {}
         self._handlers: dict[str, ActionHandler] = {}
 
-    # ------------------------------------------------------------------
-    # I/O: the one thing a subclass must provide
-    # ------------------------------------------------------------------
-
-    @abstractmethod
-    async def write_to_websocket(self, frame: str) -> None:
-        """Send one text frame to Neuro.
-
-        Implementations raise :class:`NotConnected` when there is no open
-        connection (or it closes during the send).
-        """
+    # I/O: a subclass provides write_to_websocket(data), which raises
+    # NotConnected when there is no open connection (or it closes during the
+    # send), and read_from_websocket() if it lets read_message() read.
 
     # ------------------------------------------------------------------
     # Registry and handlers
@@ -202,17 +246,17 @@ class AbstractNeuroAPI(ABC):
                 f"cannot register action {action.name!r}: {'; '.join(errors)}"
             )
 
-    def _register_all_frame(self) -> str | None:
+    def _register_all_frame(self) -> bytes | None:
         """Return the frame registering the whole registry (None if empty)."""
         if not self._registry:
             return None
         return actions_register_command(self.game_title, self._registry.values())
 
-    async def _send_registration(self, frame: str) -> None:
+    async def _send_registration(self, frame: bytes) -> None:
         # Registration is state, not an event: the registry is already
         # updated, and a (re)connect replays it after its startup.
         try:
-            await self.write_to_websocket(frame)
+            await self.send_command_data(frame)
         except NotConnected:
             LOGGER.debug("not connected: registry change is sent on connect")
 
@@ -250,13 +294,15 @@ class AbstractNeuroAPI(ABC):
             actions_register_command(self.game_title, new.values())
         )
 
-    async def unregister_actions(self, names: Iterable[str]) -> None:
+    async def unregister_actions(self, action_names: Iterable[str]) -> None:
         """Remove actions from the registry and unregister them with Neuro.
 
         Names that are not registered are ignored (and not sent). As with
         :meth:`register_actions`, no error is raised while disconnected.
         """
-        removed = [name for name in dict.fromkeys(names) if name in self._registry]
+        removed = [
+            name for name in dict.fromkeys(action_names) if name in self._registry
+        ]
         if not removed:
             return
         for name in removed:
@@ -272,7 +318,7 @@ class AbstractNeuroAPI(ABC):
         """
         frame = self._register_all_frame()
         if frame is not None:
-            await self.write_to_websocket(frame)
+            await self.send_command_data(frame)
 
     # ------------------------------------------------------------------
     # Sending
@@ -285,7 +331,7 @@ class AbstractNeuroAPI(ABC):
         :class:`~neuro_api.trio_ws.TrioNeuroAPI` connection sends its own
         ``startup`` and then the registry; this method is for starting over.)
         """
-        await self.write_to_websocket(startup_command(self.game_title))
+        await self.send_command_data(startup_command(self.game_title))
         self._registry.clear()
         self.session = None
 
@@ -296,10 +342,10 @@ class AbstractNeuroAPI(ABC):
         state the new connection must restore.
         """
         self.session = None
-        frames = [startup_command(self.game_title)]
+        frames = [startup_command(self.game_title).decode()]
         register = self._register_all_frame()
         if register is not None:
-            frames.append(register)
+            frames.append(register.decode())
         return frames
 
     async def send_context(self, message: str, silent: bool = True) -> None:
@@ -309,7 +355,7 @@ class AbstractNeuroAPI(ABC):
         :class:`NotConnected` while disconnected (context is an event of
         this moment; the caller decides whether it is still worth sending).
         """
-        await self.write_to_websocket(context_command(self.game_title, message, silent))
+        await self.send_command_data(context_command(self.game_title, message, silent))
 
     async def send_force_action(
         self,
@@ -330,11 +376,12 @@ class AbstractNeuroAPI(ABC):
         """
         unknown = [name for name in action_names if name not in self._registry]
         if unknown:
+            names = ", ".join(map(repr, unknown))
             raise ValueError(
-                f"cannot force unregistered actions {', '.join(map(repr, unknown))}"
-                f"; registered: {self._registered_list()}"
+                f"{names} {'is' if len(unknown) == 1 else 'are'} not currently "
+                f"registered. (registered: {self._registered_list()})"
             )
-        await self.write_to_websocket(
+        await self.send_command_data(
             actions_force_command(
                 self.game_title,
                 state,
@@ -350,24 +397,19 @@ class AbstractNeuroAPI(ABC):
     ) -> None:
         """Answer the action ``id_``.
 
-        ``message`` is optional, as in the spec, but a failing result without
-        one is sent with a warning in the log: Neuro learns nothing from a
-        failure without a reason. Raises :class:`NotConnected` while
-        disconnected.
+        ``message`` may be left out of a successful result; a failing one
+        must say why (Neuro reads it, and retries a force with nothing to go
+        on otherwise): ``success=False`` without a message raises
+        :class:`ValueError`, as in upstream. Raises :class:`NotConnected`
+        while disconnected.
         """
-        if not success and not message:
-            LOGGER.warning(
-                "action %r failed without a message; say why, so Neuro can "
-                "do better next time",
-                id_,
-            )
-        await self.write_to_websocket(
+        await self.send_command_data(
             actions_result_command(self.game_title, id_, success, message)
         )
 
     async def send_shutdown_ready(self) -> None:
         """Tell Neuro the game has saved and may be closed."""
-        await self.write_to_websocket(shutdown_ready_command(self.game_title))
+        await self.send_command_data(shutdown_ready_command(self.game_title))
 
     def _registered_list(self) -> str:
         return ", ".join(self._registry) or "(none)"
@@ -376,21 +418,43 @@ class AbstractNeuroAPI(ABC):
     # Receiving
     # ------------------------------------------------------------------
 
-    async def read_message(self, frame: str | bytes) -> NeuroMessage | None:
-        """Parse one frame from Neuro and call the matching ``handle_*`` hook.
+    async def read_message(
+        self, frame: str | bytes | None = None
+    ) -> NeuroMessage | None:
+        """Handle one frame from Neuro: call the matching ``handle_*`` hook.
 
-        Returns the parsed message, or ``None`` for a frame that does not
-        parse: such a frame is logged and ignored, except an ``action`` frame
-        whose ``id`` is readable, which gets a failing result naming the
-        problem. An exception escaping a hook is logged with its traceback
-        and not raised, so one bad frame or one bug cannot end the
-        connection (:class:`trio.Cancelled` and other base exceptions
-        propagate).
+        ``frame`` is the frame received; without it, the next one is read
+        with :meth:`~neuro_api.client.AbstractNeuroAPIClient.read_raw_server_message`
+        (as upstream's ``read_message()`` does). Returns the parsed message,
+        or ``None`` for a frame that does not parse: such a frame is logged
+        and ignored, except an ``action`` frame whose ``id`` is readable,
+        which gets a failing result naming the problem, and a frame of a
+        command this side does not know, which goes to
+        :meth:`~neuro_api.client.AbstractNeuroAPIClient.handle_unknown_command`.
+        An exception escaping a hook is logged with its traceback and not
+        raised, so one bad frame or one bug cannot end the connection
+        (:class:`trio.Cancelled` and other base exceptions propagate, and so
+        do the transport's errors of ``read_from_websocket``).
         """
+        if frame is None:
+            try:
+                command, data = await self.read_raw_server_message()
+            except (ValueError, TypeError) as exc:  # JSON, but not a frame
+                LOGGER.warning("ignoring a malformed frame from Neuro: %s", exc)
+                return None
+            obj: dict[str, Any] = {"command": command}
+            if data is not None:
+                obj["data"] = data
+        else:
+            try:
+                obj = load_frame(frame)
+            except ProtocolError as exc:
+                await self._handle_bad_frame(None, exc)
+                return None
         try:
-            message = parse_neuro_frame(frame)
+            message = parse_neuro_object(obj)
         except ProtocolError as exc:
-            await self._handle_bad_frame(frame, exc)
+            await self._handle_bad_frame(obj, exc)
             return None
         for note in message.notes:
             LOGGER.debug("%s frame: %s", message.command, note)
@@ -398,38 +462,62 @@ class AbstractNeuroAPI(ABC):
         if dispatch is None:  # pragma: no cover - the parser knows no others
             LOGGER.warning("no handler for %r frames", message.command)
             return message
-        try:
-            await dispatch(self, message)
-        except NotConnected:
-            LOGGER.info("connection lost while handling %r", message.command)
-        except Exception:
-            LOGGER.exception("error while handling a %r frame", message.command)
+        await self._run_hook(message.command, dispatch(self, message))
         return message
 
-    async def _handle_bad_frame(self, frame: str | bytes, exc: ProtocolError) -> None:
-        action_id = _readable_action_id(frame) if exc.command == "action" else None
+    async def _run_hook(self, command: str, hook: Awaitable[None]) -> None:
+        try:
+            await hook
+        except NotConnected:
+            LOGGER.info("connection lost while handling %r", command)
+        except Exception:
+            LOGGER.exception("error while handling a %r frame", command)
+
+    async def _handle_bad_frame(
+        self, obj: dict[str, Any] | None, exc: ProtocolError
+    ) -> None:
+        if obj is not None and exc.problem.kind is ProblemKind.UNKNOWN_COMMAND:
+            data = obj.get("data")
+            await self._run_hook(
+                "unknown",
+                self.handle_unknown_command(
+                    str(obj.get("command")), data if isinstance(data, dict) else None
+                ),
+            )
+            return
+        action_id = _readable_action_id(obj) if exc.command == "action" else None
         if action_id is None:
             LOGGER.warning("ignoring a malformed frame from Neuro: %s", exc)
             return
-        LOGGER.warning("malformed action %r from Neuro: %s", action_id, exc)
+        LOGGER.warning(
+            "malformed action %s from Neuro: %s", printable(repr(action_id)), exc
+        )
         try:
             await self.send_action_result(
                 action_id, False, f"Malformed action message: {exc}"
             )
         except NotConnected:
-            LOGGER.info("connection lost before answering action %r", action_id)
+            LOGGER.info(
+                "connection lost before answering action %s", printable(repr(action_id))
+            )
 
-    async def handle_startup_acknowledgement(self, ack: StartupAcknowledgement) -> None:
+    async def handle_startup_acknowledgement(
+        self, startup_ack: NeuroStartupData
+    ) -> None:
         """Neuro acknowledged the ``startup``: stored in :attr:`session`."""
-        self.session = ack
+        self.session = startup_ack
+        session = startup_ack.session
+        if session is None:
+            LOGGER.info("startup acknowledged (no session data)")
+            return
         LOGGER.info(
             "startup acknowledged by %s (character %s, session %s)",
-            ack.display_name,
-            ack.character_id,
-            ack.session_id,
+            printable(session.display_name),
+            printable(session.character_id),
+            printable(session.session_id),
         )
 
-    async def handle_action(self, action: ActionMessage) -> None:
+    async def handle_action(self, action: NeuroAction) -> None:
         """Perform an action and send its result (exactly one, always).
 
         A failing result is sent, with a message for Neuro, when the name is
@@ -460,15 +548,15 @@ class AbstractNeuroAPI(ABC):
                 (f"The game hit an internal error performing {action.name!r}."),
             )
         try:
-            await self.send_action_result(action.id, success, message)
+            await self.send_action_result(action.id_, success, message)
         except NotConnected:
             LOGGER.warning(
                 "connection lost before the result of action %r (%s) was sent",
-                action.id,
+                action.id_,
                 action.name,
             )
 
-    async def _perform(self, action: ActionMessage) -> tuple[bool, str | None]:
+    async def _perform(self, action: NeuroAction) -> tuple[bool, str | None]:
         registered = self._registry.get(action.name)
         if registered is None:
             return False, (
@@ -479,7 +567,7 @@ class AbstractNeuroAPI(ABC):
             LOGGER.error("action %r is registered but has no handler", action.name)
             return False, f"The game cannot perform {action.name!r} right now."
         try:
-            checked = validate_action_data(registered.schema, action.data_json)
+            checked = validate_action_data(registered.schema, action.data)
         except SchemaError:  # register_actions refuses these; a subclass may not
             LOGGER.exception("schema of action %r is invalid", action.name)
             return False, f"The game cannot perform {action.name!r} right now."
@@ -520,18 +608,28 @@ class AbstractNeuroAPI(ABC):
     async def handle_graceful_shutdown_request(self, wants_shutdown: bool) -> None:
         """Neuro wants the game to quit at the next safe point (or not).
 
-        The default stores the flag in :attr:`shutdown_requested` and logs
-        it; a game that supports it saves, quits to its menu and calls
-        :meth:`send_shutdown_ready`.
+        The default stores the flag in :attr:`shutdown_requested`, logs it,
+        and on a request answers ``shutdown/ready`` at once (as upstream
+        does: a game with nothing to save is ready). A game that saves
+        overrides this: it quits to its menu at its next safe point, then
+        calls :meth:`send_shutdown_ready`.
         """
         self.shutdown_requested = wants_shutdown
         LOGGER.info(
             "graceful shutdown %s", "requested" if wants_shutdown else "cancelled"
         )
+        if wants_shutdown:
+            await self.send_shutdown_ready()
 
     async def handle_immediate_shutdown(self) -> None:
-        """The game will be closed within seconds; the default only logs."""
+        """The game will be closed within seconds.
+
+        The default logs it and answers ``shutdown/ready`` at once (as
+        upstream does); a game that saves overrides this, saves what it can,
+        then calls :meth:`send_shutdown_ready`.
+        """
         LOGGER.warning("immediate shutdown announced by Neuro")
+        await self.send_shutdown_ready()
 
     async def handle_speech_finished(self, speech: SpeechFinished) -> None:
         """Neuro finished (or was cut off) speaking; the default only logs."""
@@ -543,13 +641,9 @@ class AbstractNeuroAPI(ABC):
         )
 
 
-def _readable_action_id(frame: str | bytes) -> str | None:
+def _readable_action_id(obj: dict[str, Any] | None) -> str | None:
     """Return ``data.id`` of a broken ``action`` frame if it is a string."""
-    try:
-        obj = orjson.loads(frame)
-    except orjson.JSONDecodeError:
-        return None
-    data = obj.get("data") if isinstance(obj, dict) else None
+    data = obj.get("data") if obj is not None else None
     action_id = data.get("id") if isinstance(data, dict) else None
     return action_id if isinstance(action_id, str) else None
 
@@ -559,8 +653,12 @@ _Dispatch = Callable[[AbstractNeuroAPI, Any], Awaitable[None]]
 # Looked up by the parsed message's type. The lambdas call the hooks by name,
 # so a subclass's overrides are used.
 _DISPATCH: Final[Mapping[type[NeuroMessage], _Dispatch]] = {
-    StartupAcknowledgement: lambda api, msg: api.handle_startup_acknowledgement(msg),
-    ActionMessage: lambda api, msg: api.handle_action(msg),
+    StartupAcknowledgement: lambda api, msg: api.handle_startup_acknowledgement(
+        _startup_data(msg)
+    ),
+    ActionMessage: lambda api, msg: api.handle_action(
+        NeuroAction(msg.id, msg.name, msg.data_json)
+    ),
     ReregisterAll: lambda api, msg: api.handle_reregister_all(),
     GracefulShutdown: lambda api, msg: api.handle_graceful_shutdown_request(
         msg.wants_shutdown

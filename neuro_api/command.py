@@ -6,9 +6,12 @@ frames into typed, immutable messages and back, with no I/O:
 * each message is a frozen dataclass; ``message.to_frame()`` is the exact JSON
   text to send, and ``parse_game_frame`` / ``parse_neuro_frame`` turn received
   text back into the same value;
-* the upstream SDK's builder functions (``startup_command``,
-  ``actions_force_command`` ...) are kept with the same meaning, but return
-  ``str`` so a WebSocket library sends a *text* frame (the spec forbids binary);
+* the builder functions of the upstream package ``neuro-api`` 4.0.0
+  (``startup_command``, ``actions_force_command`` ...) are kept with the same
+  names, arguments and results: the frame as UTF-8 JSON *bytes*, to be sent
+  as a *text* frame (``.decode()``; the spec forbids binary frames), with
+  upstream's helpers (``format_command``, ``check_typed_dict``,
+  ``check_action`` ...) beside them;
 * a frame that cannot be understood raises exactly one :class:`ProtocolError`
   (a :class:`ValueError`) naming the field and what was wrong. Things that are
   odd but harmless (unknown extra keys, ``null`` where a value may be omitted)
@@ -18,11 +21,13 @@ frames into typed, immutable messages and back, with no I/O:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any, Literal, NotRequired, TypedDict
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final, Literal, NotRequired, TypedDict
 
 import orjson
 
+from neuro_api._keywords import NAME_CHARS, UNSUPPORTED_KEYWORDS, find_keywords
 from neuro_api._messages import (
     Action,
     ActionMessage,
@@ -45,11 +50,19 @@ from neuro_api._messages import (
     Startup,
     StartupAcknowledgement,
     UnregisterActions,
-    _dumps,
+    action_frame,
 )
 from neuro_api._parsing import parse_game_frame, parse_neuro_frame
+from neuro_api._typed_dict import (
+    check_typed_dict,
+    convert_parameterized_generic,
+    convert_parameterized_generic_nonunion,
+    convert_parameterized_generic_union_items,
+)
 
 __all__ = [
+    "ACTION_NAME_ALLOWED_CHARS",
+    "INVALID_SCHEMA_KEYS",
     "Action",
     "ActionMessage",
     "ActionResult",
@@ -57,6 +70,7 @@ __all__ = [
     "ActionSchema",
     "Context",
     "ContextData",
+    "EmptyListError",
     "FieldProblem",
     "ForceActions",
     "ForceActionsData",
@@ -64,6 +78,9 @@ __all__ = [
     "GameMessage",
     "GracefulShutdown",
     "ImmediateShutdown",
+    "IncomingActionMessageSchema",
+    "IncomingStartupAcknowledgementSchema",
+    "IncomingStartupAcknowledgementSessionSchema",
     "Message",
     "NeuroMessage",
     "ProblemKind",
@@ -82,7 +99,14 @@ __all__ = [
     "actions_register_command",
     "actions_result_command",
     "actions_unregister_command",
+    "check_action",
+    "check_invalid_keys_recursive",
+    "check_typed_dict",
     "context_command",
+    "convert_parameterized_generic",
+    "convert_parameterized_generic_nonunion",
+    "convert_parameterized_generic_union_items",
+    "format_command",
     "parse_game_frame",
     "parse_neuro_frame",
     "reregister_all_command",
@@ -141,37 +165,175 @@ class ActionResultData(TypedDict):
 
 
 # ---------------------------------------------------------------------------
-# Builders with the upstream SDK's names (return the frame text)
+# Upstream's incoming schemas and checks
 # ---------------------------------------------------------------------------
 
 
-def startup_command(game: str) -> str:
+class IncomingStartupAcknowledgementSessionSchema(TypedDict):
+    """``data.session`` of Neuro's ``startup`` acknowledgement."""
+
+    sessionId: str
+    characterId: str
+    displayName: str
+
+
+class IncomingStartupAcknowledgementSchema(TypedDict):
+    """``data`` of Neuro's ``startup`` acknowledgement."""
+
+    session: IncomingStartupAcknowledgementSessionSchema
+
+
+class IncomingActionMessageSchema(TypedDict):
+    """``data`` of an ``action`` frame (``data`` is a JSON *string*)."""
+
+    id: str
+    name: str
+    data: NotRequired[str]
+
+
+ACTION_NAME_ALLOWED_CHARS: Final = NAME_CHARS
+"""Characters an action name may use: lowercase letters, digits, ``_``, ``-``."""
+
+INVALID_SCHEMA_KEYS: Final = UNSUPPORTED_KEYWORDS
+"""Schema keywords the spec says Neuro probably does not support well."""
+
+
+class EmptyListError(ValueError, AssertionError):
+    """A builder was given an empty list of actions or action names.
+
+    A :class:`ValueError` here, an :class:`AssertionError` in the upstream
+    package ``neuro-api`` 4.0.0: catching either works.
+    """
+
+
+def check_invalid_keys_recursive(sub_schema: Mapping[str, Any]) -> list[str]:
+    """Each key of ``sub_schema``, at any depth, in :data:`INVALID_SCHEMA_KEYS`.
+
+    Upstream's helper, with its results: keys are found wherever they are,
+    property names included, in depth-first order. ``null`` values are fine
+    (upstream raised for them); a value that is not JSON (a set, bytes ...)
+    raises :class:`ValueError`. To know which keywords a schema really uses,
+    see :func:`neuro_api.schema.check_action`.
+    """
+    found: list[str] = []
+    stack: list[Any] = [sub_schema]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            children: list[Any] = []
+            for key, value in item.items():
+                if key in INVALID_SCHEMA_KEYS:
+                    found.append(key)
+                    continue
+                if value is None or isinstance(value, (str, int, float, bool)):
+                    continue
+                if not isinstance(value, (Mapping, list)):
+                    raise ValueError(
+                        f"Unhandled schema value type {type(value)!r} ({value!r})"
+                    )
+                children.append(value)
+            stack.extend(reversed(children))
+        else:  # a list: its objects are schemas, other items are data
+            stack.extend(reversed([x for x in item if isinstance(x, (Mapping, list))]))
+    return found
+
+
+def check_action(action: Action) -> None:
+    """Check an action the way upstream's ``check_action`` did, before sending it.
+
+    Raises :class:`ValueError` if the name has characters outside
+    :data:`ACTION_NAME_ALLOWED_CHARS`, and warns (:class:`UserWarning`) when
+    the schema uses keywords Neuro probably does not support. Only keywords
+    in keyword position count (a property named ``title`` is fine, unlike
+    upstream). For every check with its reason, see
+    :func:`neuro_api.schema.check_action`.
+    """
+    bad = set(action.name) - ACTION_NAME_ALLOWED_CHARS
+    if bad:
+        raise ValueError(
+            f"Following invalid characters found in name {action.name!r}: {bad}"
+        )
+    if isinstance(action.schema, Mapping):
+        keys = list(
+            dict.fromkeys(
+                keyword
+                for keyword, _ in find_keywords(action.schema)
+                if keyword in INVALID_SCHEMA_KEYS
+            )
+        )
+        if keys:
+            warnings.warn(
+                f"Discouraged keys found in schema: {keys} ({action.name = })\n"
+                "Please make sure you accurately check for them in your "
+                "integration.",
+                stacklevel=2,
+            )
+
+
+# ---------------------------------------------------------------------------
+# Builders with the upstream SDK's names (return the frame as UTF-8 bytes)
+# ---------------------------------------------------------------------------
+
+
+def format_command(
+    command: str, game: str | None = None, data: Mapping[str, object] | None = None
+) -> bytes:
+    """Return the frame ``{"command", "game"?, "data"?}`` as UTF-8 JSON bytes.
+
+    Send it as a *text* frame (``bytes.decode()``; the spec forbids binary
+    frames): :meth:`neuro_api.api.AbstractNeuroAPI.send_command_data` does.
+    Raises :class:`TypeError` for a value JSON cannot encode, with a note
+    showing the frame.
+    """
+    payload: dict[str, object] = {"command": command}
+    if game is not None:
+        payload["game"] = game
+    if data is not None:
+        payload["data"] = data
+    try:
+        return orjson.dumps(payload)
+    except TypeError as exc:
+        exc.add_note(f"payload = {payload!r}"[:_NOTE_CHARS])
+        raise
+
+
+_NOTE_CHARS: Final = 2000
+
+
+def _encoded(message: Message) -> bytes:
+    frame = message.envelope()
+    return format_command(frame["command"], frame.get("game"), frame.get("data"))
+
+
+def startup_command(game: str) -> bytes:
     """Return a game's ``startup`` frame."""
-    return Startup(game=game).to_frame()
+    return _encoded(Startup(game=game))
 
 
-def context_command(game: str, message: str, silent: bool = True) -> str:
+def context_command(game: str, message: str, silent: bool = True) -> bytes:
     """Return a ``context`` frame (``silent=True`` by default)."""
-    return Context(game=game, message=message, silent=silent).to_frame()
+    return _encoded(Context(game=game, message=message, silent=silent))
 
 
-def actions_register_command(game: str, actions: Iterable[Action]) -> str:
+def actions_register_command(game: str, actions: Iterable[Action]) -> bytes:
     """Return an ``actions/register`` frame.
 
-    Raises :class:`ValueError` for an empty list: registering nothing is
-    always a mistake in the caller.
+    An action without a schema is sent without a ``schema`` key (upstream
+    sent ``"schema": null``, which servers report). Raises
+    :class:`EmptyListError` for an empty list: registering nothing is always
+    a mistake in the caller.
     """
     actions = tuple(actions)
     if not actions:
-        raise ValueError("actions/register needs at least one action")
-    return RegisterActions(game=game, actions=actions).to_frame()
+        raise EmptyListError("Must register at least one action.")
+    return _encoded(RegisterActions(game=game, actions=actions))
 
 
-def actions_unregister_command(game: str, action_names: Sequence[str]) -> str:
-    """Return an ``actions/unregister`` frame (raises on an empty list)."""
+def actions_unregister_command(game: str, action_names: Sequence[str]) -> bytes:
+    """Return an ``actions/unregister`` frame (:class:`EmptyListError` if empty)."""
     if not action_names:
-        raise ValueError("actions/unregister needs at least one action name")
-    return UnregisterActions(game=game, action_names=tuple(action_names)).to_frame()
+        raise EmptyListError("Must unregister at least one action.")
+    return _encoded(UnregisterActions(game=game, action_names=tuple(action_names)))
 
 
 def actions_force_command(
@@ -181,15 +343,17 @@ def actions_force_command(
     action_names: Sequence[str],
     ephemeral_context: bool = False,
     priority: ForcePriority | None = ForcePriority.LOW,
-) -> str:
-    """Return an ``actions/force`` frame (raises on an empty name list).
+) -> bytes:
+    """Return an ``actions/force`` frame (:class:`EmptyListError` if no names).
 
+    ``state=None`` leaves ``state`` out (upstream sent ``null``), and
+    ``ephemeral_context`` is sent only when true, as upstream does.
     ``priority=None`` leaves the ``priority`` key out, for servers that
     predate it and refuse unknown fields (Jippity does); servers that know it
     read a missing priority as ``low``. The default sends ``"low"``.
     """
     if not action_names:
-        raise ValueError("actions/force needs at least one action name")
+        raise EmptyListError("Must force at least one action name.")
     message = ForceActions(
         game=game,
         state=state,
@@ -198,78 +362,71 @@ def actions_force_command(
         ephemeral_context=ephemeral_context,
         priority=ForcePriority.LOW if priority is None else ForcePriority(priority),
     )
-    if priority is not None:
-        return message.to_frame()
-    # The parsed message cannot tell a missing priority from "low" (both
-    # mean low), so the key is dropped here, from the frame, not the message.
     frame = message.envelope()
-    del frame["data"]["priority"]
-    return _dumps(frame)
+    if priority is None:
+        # The parsed message cannot tell a missing priority from "low" (both
+        # mean low), so the key is dropped here, from the frame.
+        del frame["data"]["priority"]
+    return format_command(frame["command"], game, frame["data"])
 
 
 def actions_result_command(
     game: str, id_: str, success: bool, message: str | None = None
-) -> str:
+) -> bytes:
     """Return an ``action/result`` frame.
 
-    ``message`` is optional, as in the spec, but a failing result should say
-    why: Neuro reads the message, and retries a force with nothing to go on
-    without one (servers report it: ``result.failure-without-message``).
+    A failing result must say why (Neuro reads the message, and retries a
+    force with nothing to go on without one): ``success=False`` without a
+    message raises :class:`ValueError`, as upstream does.
     """
-    return ActionResult(game=game, id=id_, success=success, message=message).to_frame()
+    if message is None and not success:
+        raise ValueError(
+            "Message can only be omitted if successful, otherwise should be "
+            "error message."
+        )
+    return _encoded(ActionResult(game=game, id=id_, success=success, message=message))
 
 
-def shutdown_ready_command(game: str) -> str:
+def shutdown_ready_command(game: str) -> bytes:
     """Return a ``shutdown/ready`` frame."""
-    return ShutdownReady(game=game).to_frame()
+    return _encoded(ShutdownReady(game=game))
 
 
 def startup_acknowledgement_command(
     session_id: str, character_id: str, display_name: str
-) -> str:
+) -> bytes:
     """Return Neuro's ``startup`` acknowledgement frame."""
-    return StartupAcknowledgement(
-        session_id=session_id, character_id=character_id, display_name=display_name
-    ).to_frame()
+    return _encoded(
+        StartupAcknowledgement(
+            session_id=session_id, character_id=character_id, display_name=display_name
+        )
+    )
 
 
-def action_command(id_: str, name: str, data: str | None = None) -> str:
-    """Return an ``action`` frame; ``data`` is already a JSON *string*.
-
-    The same text as ``ActionMessage(...).to_frame()``, built without the
-    message object: the server sends one per force.
-    """
-    if (
-        type(id_) is not str
-        or type(name) is not str
-        or (data is not None and type(data) is not str)
-    ):  # the message's own encoding says what is wrong
-        return ActionMessage(id=id_, name=name, data_json=data).to_frame()
-    fields = {"id": id_, "name": name}
-    if data is not None:
-        fields["data"] = data
-    return orjson.dumps({"command": "action", "data": fields}).decode()
+def action_command(id_: str, name: str, data: str | None = None) -> bytes:
+    """Return an ``action`` frame; ``data`` is already a JSON *string*."""
+    return action_frame(id_, name, data).encode()
 
 
-def reregister_all_command() -> str:
+def reregister_all_command() -> bytes:
     """Return an ``actions/reregister_all`` frame."""
-    return ReregisterAll().to_frame()
+    return _encoded(ReregisterAll())
 
 
-def shutdown_graceful_command(wants_shutdown: bool) -> str:
+def shutdown_graceful_command(wants_shutdown: bool) -> bytes:
     """Return a ``shutdown/graceful`` frame."""
-    return GracefulShutdown(wants_shutdown=wants_shutdown).to_frame()
+    return _encoded(GracefulShutdown(wants_shutdown=wants_shutdown))
 
 
-def shutdown_immediate_command() -> str:
+def shutdown_immediate_command() -> bytes:
     """Return a ``shutdown/immediate`` frame."""
-    return ImmediateShutdown().to_frame()
+    return _encoded(ImmediateShutdown())
 
 
 def speech_finished_command(
     is_final: bool, cancelled: bool = False, reason: str | None = None
-) -> str:
+) -> bytes:
     """Return a ``speech_finished`` frame."""
-    return SpeechFinished(
-        is_final=is_final, cancelled=cancelled, reason=reason
-    ).to_frame()
+    return _encoded(
+        SpeechFinished(is_final=is_final, cancelled=cancelled, reason=reason)
+    )

@@ -27,7 +27,7 @@ from neuro_api._generate import (
     encode_data,
     generate_data,
 )
-from neuro_api._keywords import find_keywords
+from neuro_api._keywords import NAME_CHARS, UNSUPPORTED_KEYWORDS, find_keywords
 from neuro_api._sizes import least_size
 from neuro_api._steps import CheckTooCostly, reference_steps
 from neuro_api._validators import (
@@ -61,23 +61,9 @@ __all__ = [
     "validate_action_data",
 ]
 
-UNSUPPORTED_KEYWORDS: Final = frozenset(
-    {
-        "$anchor", "$comment", "$defs", "$dynamicAnchor", "$dynamicRef", "$id",
-        "$ref", "$schema", "$vocabulary", "additionalProperties", "allOf",
-        "anyOf", "contentEncoding", "contentMediaType", "contentSchema",
-        "dependentRequired", "dependentSchemas", "deprecated", "description",
-        "else", "if", "maxProperties", "minProperties", "multipleOf", "not",
-        "oneOf", "patternProperties", "readOnly", "then", "title",
-        "unevaluatedItems", "unevaluatedProperties", "writeOnly",
-    }
-)  # fmt: skip
-"""Keywords the spec says Neuro "probably does not support well"."""
 
 UNKNOWN_KEYWORDS: Final = frozenset({"uniqueItems"})
 """Keywords whose support the spec calls unknown."""
-
-_NAME_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
 def _keyword_list(hits: list[tuple[str, str]]) -> str:
@@ -95,7 +81,7 @@ def _check_name(name: str, game: str | None) -> list[Diagnostic]:
     lower = name.lower()
     # Most names are fine: one C-speed test first (set difference), the
     # sorted list only for a name that has something to report.
-    bad = sorted(set(lower) - _NAME_CHARS) if not _NAME_CHARS.issuperset(lower) else []
+    bad = sorted(set(lower) - NAME_CHARS) if not NAME_CHARS.issuperset(lower) else []
     if bad:
         chars = ", ".join(repr(c) for c in bad)
         found.append(

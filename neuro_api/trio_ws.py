@@ -17,6 +17,10 @@ A typical game::
         ...  # play; client.send_force_action(...), client.send_context(...)
         client.stop()
 
+:class:`TrioNeuroAPIComponent` is the upstream package's game client built
+on libcomponent (optional: ``pip install "trio-neuro-api[component]"``),
+imported on first use of the name.
+
 Sends while disconnected raise :class:`~neuro_api.api.NotConnected` (except
 registration, which is state and is replayed on connect): a result or a
 force belongs to one connection and would be wrong on the next one. Use
@@ -33,7 +37,7 @@ import ssl
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from typing import Final, NamedTuple, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, NoReturn
 
 import trio
 from trio_websocket import (
@@ -44,10 +48,12 @@ from trio_websocket import (
     wrap_client_stream,
 )
 
-from neuro_api.api import AbstractNeuroAPI, NotConnected
-from neuro_api.command import ActionMessage
+from neuro_api.api import AbstractNeuroAPI, NeuroAction, NotConnected
 
-__all__ = ["Backoff", "NeuroGameClient", "TrioNeuroAPI"]
+if TYPE_CHECKING:
+    from neuro_api._trio_component import TrioNeuroAPIComponent
+
+__all__ = ["Backoff", "NeuroGameClient", "TrioNeuroAPI", "TrioNeuroAPIComponent"]
 
 LOGGER: Final = logging.getLogger(__name__)
 
@@ -133,7 +139,7 @@ class TrioNeuroAPI(AbstractNeuroAPI):
             )
         self.startup_timeout = startup_timeout
         self.max_queued_actions = max_queued_actions
-        self._actions: trio.MemorySendChannel[ActionMessage] | None = None
+        self._actions: trio.MemorySendChannel[NeuroAction] | None = None
         self._connection: WebSocketConnection | None = None
         self._connected_event = trio.Event()
         self._send_lock = trio.Lock()
@@ -151,6 +157,11 @@ class TrioNeuroAPI(AbstractNeuroAPI):
     def connected(self) -> bool:
         """Whether a connection is bound (and, under :meth:`serve`, started)."""
         return self._connection is not None
+
+    @property
+    def not_connected(self) -> bool:
+        """``not connected`` (upstream's name)."""
+        return self._connection is None
 
     def connect(self, websocket: WebSocketConnection | None) -> None:
         """Bind ``websocket`` for sending (``None`` unbinds). Sends nothing."""
@@ -228,7 +239,7 @@ class TrioNeuroAPI(AbstractNeuroAPI):
                     self.connect(websocket)
             task_status.started()
             async with trio.open_nursery() as nursery:
-                send, receive = trio.open_memory_channel[ActionMessage](
+                send, receive = trio.open_memory_channel[NeuroAction](
                     self.max_queued_actions
                 )
                 self._actions = send
@@ -241,7 +252,7 @@ class TrioNeuroAPI(AbstractNeuroAPI):
                     self._actions = None
                     nursery.cancel_scope.cancel()
         finally:
-            self._unbind(websocket)
+            self._unbind_connection(websocket)
 
     async def _read_frames(self, websocket: WebSocketConnection) -> None:
         while True:
@@ -252,7 +263,7 @@ class TrioNeuroAPI(AbstractNeuroAPI):
                 return
             await self.read_message(frame)
 
-    async def handle_action(self, action: ActionMessage) -> None:
+    async def handle_action(self, action: NeuroAction) -> None:
         """Queue the action for the connection's action task (see the class).
 
         Outside :meth:`serve` (frames fed to :meth:`read_message` by hand)
@@ -269,25 +280,25 @@ class TrioNeuroAPI(AbstractNeuroAPI):
             LOGGER.warning(
                 "%d actions already wait; failing action %r (%s)",
                 self.max_queued_actions,
-                action.id,
+                action.id_,
                 action.name,
             )
             await self.send_action_result(
-                action.id,
+                action.id_,
                 False,
                 f"The game is busy with {self.max_queued_actions} other actions; "
                 "try again in a moment.",
             )
 
     async def _perform_actions(
-        self, receive: trio.MemoryReceiveChannel[ActionMessage]
+        self, receive: trio.MemoryReceiveChannel[NeuroAction]
     ) -> None:
         async for action in receive:
             # AbstractNeuroAPI.handle_action sends exactly one result and
             # lets no Exception out, so one action cannot end the others.
             await AbstractNeuroAPI.handle_action(self, action)
 
-    def _unbind(self, websocket: WebSocketConnection) -> None:
+    def _unbind_connection(self, websocket: WebSocketConnection) -> None:
         if self._connection is websocket:
             self.connect(None)
 
@@ -588,3 +599,15 @@ def _raise_one(group: BaseExceptionGroup[BaseException]) -> NoReturn:
     finally:
         chosen.__context__ = context
         del chosen, context
+
+
+def __getattr__(name: str) -> Any:
+    # TrioNeuroAPIComponent needs the optional libcomponent: import it only
+    # when asked for, so everything else here works without it.
+    if name == "TrioNeuroAPIComponent":
+        from neuro_api._trio_component import (  # noqa: PLC0415 (optional dep)
+            TrioNeuroAPIComponent,
+        )
+
+        return TrioNeuroAPIComponent
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -371,7 +371,7 @@ class Game:
 
     async def startup(self) -> StartupAcknowledgement:
         """Send ``startup`` and return Neuro's acknowledgement."""
-        await self.send(command.startup_command(self.title))
+        await self.send(command.startup_command(self.title).decode())
         ack = await self.receive()
         assert isinstance(ack, StartupAcknowledgement), ack
         self.session_id = ack.session_id
@@ -379,11 +379,11 @@ class Game:
 
     async def register(self, *actions: Action) -> None:
         """Send ``actions/register``."""
-        await self.send(command.actions_register_command(self.title, actions))
+        await self.send(command.actions_register_command(self.title, actions).decode())
 
     async def unregister(self, *names: str) -> None:
         """Send ``actions/unregister``."""
-        await self.send(command.actions_unregister_command(self.title, names))
+        await self.send(command.actions_unregister_command(self.title, names).decode())
 
     async def force(
         self,
@@ -397,12 +397,12 @@ class Game:
         await self.send(
             command.actions_force_command(
                 self.title, state, query, names, ephemeral_context, priority
-            )
+            ).decode()
         )
 
     async def context(self, message: str, silent: bool = True) -> None:
         """Send ``context``."""
-        await self.send(command.context_command(self.title, message, silent))
+        await self.send(command.context_command(self.title, message, silent).decode())
 
     async def result(
         self, id_: str, success: bool = True, message: str | None = "done"

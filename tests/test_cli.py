@@ -162,9 +162,11 @@ async def game(
             with trio.fail_after(WAIT):
                 ws = await wrap_client_stream(nursery, stream, "127.0.0.1", "/")
             try:
-                await ws.send_message(command.startup_command(title))
+                await ws.send_message(command.startup_command(title).decode())
                 await recv(ws)
-                await ws.send_message(command.actions_register_command(title, actions))
+                await ws.send_message(
+                    command.actions_register_command(title, actions).decode()
+                )
                 yield ws
             finally:
                 with trio.move_on_after(WAIT, shield=True):
@@ -187,7 +189,7 @@ async def recv_action(ws: WebSocketConnection) -> ActionMessage:
 
 async def force(ws: WebSocketConnection, title: str = TITLE) -> None:
     await ws.send_message(
-        command.actions_force_command(title, None, "Your move", ["play"])
+        command.actions_force_command(title, None, "Your move", ["play"]).decode()
     )
 
 
@@ -416,7 +418,7 @@ async def test_certificate_serves_wss(tmp_path: Path) -> None:
         assert server.url.startswith("wss://127.0.0.1:")
         trusted = ssl.create_default_context(cafile=str(cert))
         async with open_websocket_url(server.url, ssl_context=trusted) as ws:
-            await ws.send_message(command.startup_command(TITLE))
+            await ws.send_message(command.startup_command(TITLE).decode())
             assert isinstance(await recv(ws), command.StartupAcknowledgement)
         assert await server.stop() == 0
 
@@ -428,17 +430,21 @@ async def test_random_engine_answers_with_valid_data() -> None:
     flags = ["--engine", "random", "--seed", "3", "--character", "evil"]
     async with server_process(*flags, stdin=subprocess.DEVNULL) as server:
         async with open_websocket_url(server.url) as ws:
-            await ws.send_message(command.startup_command(TITLE))
+            await ws.send_message(command.startup_command(TITLE).decode())
             ack = await recv(ws)
             assert isinstance(ack, command.StartupAcknowledgement)
             assert (ack.character_id, ack.display_name) == ("evil", "Evil Neuro")
-            await ws.send_message(command.actions_register_command(TITLE, [PLAY]))
+            await ws.send_message(
+                command.actions_register_command(TITLE, [PLAY]).decode()
+            )
             for _ in range(3):
                 await force(ws)
                 message = await recv_action(ws)
                 assert validate_action_data(PLAY.schema, message.data_json).ok
                 await ws.send_message(
-                    command.actions_result_command(TITLE, message.id, True, "ok")
+                    command.actions_result_command(
+                        TITLE, message.id, True, "ok"
+                    ).decode()
                 )
         assert await server.stop() == 0
         assert server.text.startswith(f"neuro_api server listening on {server.url}\n")
@@ -482,7 +488,7 @@ async def test_console_send_command_delivers_an_action() -> None:
     async with server_process() as server, game(server.url) as ws:
         # Frames of one game are handled in order: once this context is
         # printed, the registration before it was handled too.
-        await ws.send_message(command.context_command(TITLE, "registered"))
+        await ws.send_message(command.context_command(TITLE, "registered").decode())
         await server.expect(f"[{TITLE}] context: registered")
         await server.type("list")
         await server.expect("- play: Play a cell")
@@ -490,7 +496,7 @@ async def test_console_send_command_delivers_an_action() -> None:
         message = await recv_action(ws)
         assert (message.name, message.data_json) == ("play", '{"cell": 2}')
         await ws.send_message(
-            command.actions_result_command(TITLE, message.id, True, "placed")
+            command.actions_result_command(TITLE, message.id, True, "placed").decode()
         )
         await server.expect("succeeded: placed")
 
@@ -547,7 +553,7 @@ async def test_other_games_are_served_while_a_prompt_waits() -> None:
         await force(one)
         await server.expect("[1]: ")  # the prompt waits for a person
         async with game(server.url, "Chess") as two:  # startup acknowledged
-            await two.send_message(command.context_command("Chess", "e4"))
+            await two.send_message(command.context_command("Chess", "e4").decode())
             await server.expect("[Chess] context: e4")
         await server.type("")
         await server.type("")  # the generated example data

@@ -20,6 +20,7 @@ from neuro_api.command import (
     ActionMessage,
     ActionResult,
     Context,
+    EmptyListError,
     FieldProblem,
     ForceActions,
     ForcePriority,
@@ -116,7 +117,6 @@ actions: st.SearchStrategy[Action] = st.builds(
 
 def _check_frame_text(text: str, message: GameMessage | NeuroMessage) -> dict[str, Any]:
     """The text is orjson's rendering of the message's envelope."""
-    assert isinstance(text, str)
     assert text == message.to_frame()
     assert text == orjson.dumps(message.envelope()).decode()
     frame = orjson.loads(text)
@@ -127,8 +127,15 @@ def _check_frame_text(text: str, message: GameMessage | NeuroMessage) -> dict[st
     return frame
 
 
-def check_game(text: str, expected: GameMessage, data_keys: set[str] | None) -> None:
+def _built(raw: bytes) -> str:
+    """A builder's frame: UTF-8 bytes, as upstream's builders return."""
+    assert isinstance(raw, bytes)
+    return raw.decode()
+
+
+def check_game(raw: bytes, expected: GameMessage, data_keys: set[str] | None) -> None:
     """Round-trip a game -> Neuro frame; ``data_keys=None``: no ``data``."""
+    text = _built(raw)
     frame = _check_frame_text(text, expected)
     top = {"command", "game"} | (set() if data_keys is None else {"data"})
     assert set(frame) == top
@@ -146,8 +153,9 @@ def check_game(text: str, expected: GameMessage, data_keys: set[str] | None) -> 
     assert parse_game_frame(expected.to_frame()) == expected
 
 
-def check_neuro(text: str, expected: NeuroMessage, data_keys: set[str] | None) -> None:
+def check_neuro(raw: bytes, expected: NeuroMessage, data_keys: set[str] | None) -> None:
     """Round-trip a Neuro -> game frame (never with ``game``)."""
+    text = _built(raw)
     frame = _check_frame_text(text, expected)
     assert "game" not in frame
     top = {"command"} | (set() if data_keys is None else {"data"})
@@ -263,9 +271,11 @@ def test_actions_force_round_trip(
         ephemeral_context=ephemeral,
         priority=priority,
     )
-    keys = {"query", "ephemeral_context", "priority", "action_names"}
+    keys = {"query", "priority", "action_names"}
     if state is not None:
         keys.add("state")
+    if ephemeral:  # false is the default: left out, as upstream does
+        keys.add("ephemeral_context")
     check_game(text, expected, keys)
     parsed = parse_game_frame(text)
     assert isinstance(parsed, ForceActions)
@@ -285,8 +295,8 @@ def test_actions_force_without_priority() -> None:
     # priority=None leaves the key out (servers that predate it refuse it).
     text = actions_force_command("G", "s", "q", ["a", "b"], True, priority=None)
     assert text == (
-        '{"command":"actions/force","game":"G","data":{"state":"s","query":"q",'
-        '"ephemeral_context":true,"action_names":["a","b"]}}'
+        b'{"command":"actions/force","game":"G","data":{"state":"s","query":"q",'
+        b'"action_names":["a","b"],"ephemeral_context":true}}'
     )
     parsed = parse_game_frame(text)
     assert parsed == ForceActions(
@@ -324,6 +334,10 @@ def test_actions_force_defaults() -> None:
 def test_actions_result_round_trip(
     game: str, id_: str, success: bool, message: str | None
 ) -> None:
+    if not success and message is None:
+        with pytest.raises(ValueError, match="Message can only be omitted"):
+            actions_result_command(game, id_, success, message)
+        return
     text = actions_result_command(game, id_, success, message)
     expected = ActionResult(game=game, id=id_, success=success, message=message)
     keys = {"id", "success"} | (set() if message is None else {"message"})
@@ -367,7 +381,7 @@ def test_action_round_trip(id_: str, name: str, data: str | None) -> None:
     keys = {"id", "name"} | (set() if data is None else {"data"})
     check_neuro(text, expected, keys)
     # The direct encoding is the message's own, to the byte.
-    assert text == expected.to_frame()
+    assert text == expected.to_frame().encode()
 
 
 def test_action_command_refuses_what_the_message_refuses() -> None:
@@ -443,14 +457,14 @@ def test_speech_finished_round_trip(
                 priority=ForcePriority.HIGH,
             ),
             '{"command":"actions/force","game":"Game","data":{"state":"board",'
-            '"query":"Pick","ephemeral_context":true,"priority":"high",'
-            '"action_names":["a","b"]}}',
+            '"query":"Pick","action_names":["a","b"],"priority":"high",'
+            '"ephemeral_context":true}}',
             id="force-with-priority",
         ),
         pytest.param(
             actions_force_command("Game", None, "Pick", ["a"]),
             '{"command":"actions/force","game":"Game","data":{"query":"Pick",'
-            '"ephemeral_context":false,"priority":"low","action_names":["a"]}}',
+            '"action_names":["a"],"priority":"low"}}',
             id="force-defaults",
         ),
         pytest.param(
@@ -511,8 +525,8 @@ def test_speech_finished_round_trip(
         ),
     ],
 )
-def test_exact_text(text: str, expected: str) -> None:
-    assert text == expected
+def test_exact_text(text: bytes, expected: str) -> None:
+    assert text == expected.encode()
 
 
 # ---------------------------------------------------------------------------
@@ -531,8 +545,25 @@ def test_register_empty_iterator_raises() -> None:
 
 
 def test_unregister_empty_list_raises() -> None:
-    with pytest.raises(ValueError, match="at least one action name"):
+    with pytest.raises(ValueError, match="at least one action"):
         actions_unregister_command("G", [])
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: actions_register_command("G", []),
+        lambda: actions_unregister_command("G", []),
+        lambda: actions_force_command("G", None, "q", []),
+    ],
+    ids=["register", "unregister", "force"],
+)
+def test_empty_lists_raise_what_both_kinds_of_caller_catch(build: Any) -> None:
+    # ValueError here, AssertionError in upstream 4.0.0: one exception is both.
+    with pytest.raises(EmptyListError) as caught:
+        build()
+    assert isinstance(caught.value, ValueError)
+    assert isinstance(caught.value, AssertionError)
 
 
 def test_force_empty_list_raises() -> None:
@@ -540,13 +571,10 @@ def test_force_empty_list_raises() -> None:
         actions_force_command("G", None, "q", [])
 
 
-def test_failing_result_without_message_is_allowed() -> None:
-    # The spec makes the message optional (servers warn about it).
-    text = actions_result_command("G", "1", False)
-    assert text == (
-        '{"command":"action/result","game":"G","data":{"id":"1","success":false}}'
-    )
-    assert parse_game_frame(text) == ActionResult(game="G", id="1", success=False)
+def test_failing_result_without_message_is_refused() -> None:
+    # As upstream: Neuro learns nothing from a failure without a reason.
+    with pytest.raises(ValueError, match="Message can only be omitted if successful"):
+        actions_result_command("G", "1", False)
 
 
 def test_failing_result_with_empty_message_is_allowed() -> None:
@@ -784,7 +812,7 @@ def test_null_inside_schema_is_preserved() -> None:
         },
     }
     text = actions_register_command("G", [Action("a", "d", schema)])
-    assert '"default":null' in text
+    assert b'"default":null' in text
     parsed = parse_game_frame(text)
     assert isinstance(parsed, RegisterActions)
     assert parsed.notes == ()

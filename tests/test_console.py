@@ -123,9 +123,9 @@ async def connect(
     console: Console, title: str = TITLE, actions: Sequence[Action] = (PLAY, PASS)
 ) -> AsyncIterator[WebSocketConnection]:
     async with open_websocket_url(console.url) as ws:
-        await ws.send_message(command.startup_command(title))
+        await ws.send_message(command.startup_command(title).decode())
         await recv(ws)
-        await ws.send_message(command.actions_register_command(title, actions))
+        await ws.send_message(command.actions_register_command(title, actions).decode())
         await eventually(
             lambda: (
                 (c := console.server.get_client(title)) is not None
@@ -152,7 +152,7 @@ async def force(
     await ws.send_message(
         command.actions_force_command(
             title, "board: empty", "Your move", names, priority=ForcePriority.HIGH
-        )
+        ).decode()
     )
 
 
@@ -223,7 +223,7 @@ async def test_send_refuses_off_schema_data(console: Console) -> None:
         message = await recv_action(ws)  # the first frame: nothing sent before
         assert (message.name, data_of(message)) == ("play", {"cell": 5})
         await ws.send_message(
-            command.actions_result_command(TITLE, message.id, True, "placed")
+            command.actions_result_command(TITLE, message.id, True, "placed").decode()
         )
         await console.expect(
             f"[{TITLE}] context: Result of action 'play': succeeded: placed"
@@ -236,7 +236,9 @@ async def test_send_without_data_sends_a_valid_example(console: Console) -> None
         await console.type(f"send {session} play")
         message = await recv_action(ws)
         assert validate_action_data(PLAY.schema, message.data_json).ok
-        await ws.send_message(command.actions_result_command(TITLE, message.id, True))
+        await ws.send_message(
+            command.actions_result_command(TITLE, message.id, True).decode()
+        )
         await console.expect("action 'play' succeeded (no message)")
         await console.type(f"send {session[:6]} pass")  # a unique id prefix
         message = await recv_action(ws)
@@ -289,11 +291,15 @@ async def test_game_messages_reach_every_or_one_game(console: Console) -> None:
 
 async def test_context_and_diagnostics_are_printed(console: Console) -> None:
     async with connect(console) as ws:
-        await ws.send_message(command.context_command(TITLE, "quiet", silent=True))
+        await ws.send_message(
+            command.context_command(TITLE, "quiet", silent=True).decode()
+        )
         await console.expect(f"[{TITLE}] context: quiet")
-        await ws.send_message(command.context_command(TITLE, "loud", silent=False))
+        await ws.send_message(
+            command.context_command(TITLE, "loud", silent=False).decode()
+        )
         await console.expect(f"[{TITLE}] context (not silent): loud")
-        await ws.send_message(command.context_command(TITLE, " "))
+        await ws.send_message(command.context_command(TITLE, " ").decode())
         await console.expect("warning [Tic Tac Toe] context.empty")
         await console.expect("hint: Send context only when")
         await console.type(f"diag '{TITLE}'")
@@ -357,7 +363,9 @@ async def test_force_prompt_bang_sends_invalid_data(console: Console) -> None:
         message = await recv_action(ws)
         assert data_of(message) == {"cell": 0}
         await ws.send_message(
-            command.actions_result_command(TITLE, message.id, False, "no cell 0")
+            command.actions_result_command(
+                TITLE, message.id, False, "no cell 0"
+            ).decode()
         )
         await console.expect("failed: no cell 0")
         await console.expect("[1]: ")  # the force is retried
@@ -427,7 +435,9 @@ async def test_end_of_input_answers_forces_automatically(
         await console.keys.aclose()  # the open prompt is answered for us
         message = await recv_action(ws)
         assert validate_action_data(PLAY.schema, message.data_json).ok
-        await ws.send_message(command.actions_result_command(TITLE, message.id, True))
+        await ws.send_message(
+            command.actions_result_command(TITLE, message.id, True).decode()
+        )
         await force(ws, names=["play"])  # and so is every later force
         message = await recv_action(ws)
         assert validate_action_data(PLAY.schema, message.data_json).ok

@@ -113,9 +113,9 @@ async def connect_game(
     server: QuietServer, title: str = "Tic Tac Toe"
 ) -> AsyncIterator[WebSocketConnection]:
     async with open_websocket_url(server.url) as ws:  # type: ignore[attr-defined]
-        await ws.send_message(command.startup_command(title))
+        await ws.send_message(command.startup_command(title).decode())
         await recv(ws)
-        await ws.send_message(command.actions_register_command(title, [PLAY]))
+        await ws.send_message(command.actions_register_command(title, [PLAY]).decode())
         await eventually(lambda: bool(game_client(server, title).actions))
         yield ws
 
@@ -145,7 +145,7 @@ async def test_list_games_shows_actions_and_force(
     await game.send_message(
         command.actions_force_command(
             "Tic Tac Toe", "board", "your turn", ["play"], priority=ForcePriority.HIGH
-        )
+        ).decode()
     )
     await eventually(lambda: game_client(server).active_force is not None)
     response = await client.get("/games", headers=AUTH)
@@ -167,7 +167,9 @@ async def test_execute_returns_the_games_result(
         assert isinstance(message, command.ActionMessage)
         assert orjson.loads(message.data_json or "null") == {"cell": 5}
         await game.send_message(
-            command.actions_result_command("Tic Tac Toe", message.id, False, "taken")
+            command.actions_result_command(
+                "Tic Tac Toe", message.id, False, "taken"
+            ).decode()
         )
 
     nursery.start_soon(answer)
@@ -195,7 +197,9 @@ async def test_execute_without_data_generates_valid_data(
         assert validate_action_data(PLAY.schema, message.data_json).ok
         assert message.data_json is not None
         await game.send_message(
-            command.actions_result_command("Tic Tac Toe", message.id, True, "ok")
+            command.actions_result_command(
+                "Tic Tac Toe", message.id, True, "ok"
+            ).decode()
         )
 
     nursery.start_soon(answer)
@@ -212,7 +216,9 @@ async def test_execute_without_data_on_purpose(
         assert isinstance(message, command.ActionMessage)
         assert message.data_json is None
         await game.send_message(
-            command.actions_result_command("Tic Tac Toe", message.id, False, "no cell")
+            command.actions_result_command(
+                "Tic Tac Toe", message.id, False, "no cell"
+            ).decode()
         )
 
     nursery.start_soon(answer)
@@ -233,7 +239,9 @@ async def test_execute_says_when_no_data_can_be_generated(
         },
     )
     async for greedy in connect_game(server, "Greedy"):
-        await greedy.send_message(command.actions_register_command("Greedy", [huge]))
+        await greedy.send_message(
+            command.actions_register_command("Greedy", [huge]).decode()
+        )
         await eventually(lambda: "huge" in game_client(server, "Greedy").actions)
         response = await client.post("/games/Greedy/actions/huge", headers=AUTH)
         assert response.status_code == 400
@@ -250,7 +258,9 @@ async def test_execute_invalid_data_on_purpose(
         assert isinstance(message, command.ActionMessage)
         assert message.data_json == "{not json"
         await game.send_message(
-            command.actions_result_command("Tic Tac Toe", message.id, False, "bad json")
+            command.actions_result_command(
+                "Tic Tac Toe", message.id, False, "bad json"
+            ).decode()
         )
 
     nursery.start_soon(answer)
@@ -596,7 +606,7 @@ async def test_randy_injection(
     assert message == command.ActionMessage(id="randy-1", name="play", data_json="{}")
     # The injected action is tracked: its result is matched, not "unknown".
     await game.send_message(
-        command.actions_result_command("Tic Tac Toe", "randy-1", True, "ok")
+        command.actions_result_command("Tic Tac Toe", "randy-1", True, "ok").decode()
     )
     await eventually(lambda: not game_client(server).pending_ids)
     ids = [d.id for d in server.diagnostics.get("Tic Tac Toe", ())]
@@ -772,7 +782,9 @@ async def test_responses_match_the_documented_schemas(
     document = await openapi(client)
     await game.send_message("not json")  # a diagnostic to show
     await game.send_message(
-        command.actions_force_command("Tic Tac Toe", "board", "your turn", ["play"])
+        command.actions_force_command(
+            "Tic Tac Toe", "board", "your turn", ["play"]
+        ).decode()
     )
     await eventually(lambda: game_client(server).active_force is not None)
     session = game_client(server).session_id
@@ -837,7 +849,9 @@ async def test_real_hypercorn_and_event_stream(
             while b": connected" not in received:
                 received += await stream.receive_some()
             assert b"200" in received.split(b"\r\n", 1)[0]
-            await game.send_message(command.context_command("Tic Tac Toe", "hello"))
+            await game.send_message(
+                command.context_command("Tic Tac Toe", "hello").decode()
+            )
             # Hypercorn chunks the body; wait for the whole event line.
             while not re.search(rb"\ndata: .*hello.*\n", received):
                 received += await stream.receive_some()

@@ -222,7 +222,9 @@ async def test_execute_under_the_frame_limit_is_sent(
         message = await recv(game)
         assert isinstance(message, command.ActionMessage)
         await game.send_message(
-            command.actions_result_command("Tic Tac Toe", message.id, True, "ok")
+            command.actions_result_command(
+                "Tic Tac Toe", message.id, True, "ok"
+            ).decode()
         )
 
     nursery.start_soon(answer)

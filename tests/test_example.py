@@ -74,7 +74,7 @@ class NeuroSide:
             cell = self._next_cell
             id_ = str(next(self._ids))
             data = orjson.dumps({"cell": cell}).decode()
-            await websocket.send_message(action_command(id_, "play", data))
+            await websocket.send_message(action_command(id_, "play", data).decode())
             while (frame := await self._next(websocket))["command"] != "action/result":
                 pass
             assert frame["data"]["id"] == id_

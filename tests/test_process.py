@@ -102,7 +102,7 @@ async def test_health_and_games_over_http() -> None:
         games_url = await proc.url("neuro_api server listening on")
         control = await proc.url("neuro_api control plane on")
         async with game(games_url) as ws, httpx.AsyncClient(base_url=control) as http:
-            await ws.send_message(command.startup_command("Proc Game"))
+            await ws.send_message(command.startup_command("Proc Game").decode())
             await ws.get_message()
             health = (await http.get("/health")).json()
             assert health["status"] == "healthy"
@@ -132,7 +132,7 @@ async def test_sigterm_drains_games_and_exits_zero() -> None:
     async with server("--shutdown-grace", "3") as proc:
         games_url = await proc.url("neuro_api server listening on")
         async with game(games_url) as ws:
-            await ws.send_message(command.startup_command("Drained"))
+            await ws.send_message(command.startup_command("Drained").decode())
             await ws.get_message()
             started = time.monotonic()
             proc.process.send_signal(signal.SIGTERM)

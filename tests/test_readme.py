@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import trio
-from server_helpers import PLAY, connect
+from server_helpers import PLAY, RecordingServer, connect, start_server
 
 from neuro_api.command import Action, StartupAcknowledgement
 from neuro_api.schema import validate_action_data
@@ -107,3 +107,25 @@ async def test_your_own_neuro_serves_a_game_and_stops_on_ctrl_c(
             await process.stderr.aclose()
     assert code == 0, errors.decode()
     assert "Traceback" not in errors.decode()
+
+
+async def test_the_game_in_a_few_lines_plays_against_our_server(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    server = RecordingServer()
+    info = await start_server(nursery, server)
+    code = readme_block("## A game in a few lines")
+    assert '"ws://127.0.0.1:8000"' in code
+    script = tmp_path / "coin_flip.py"
+    script.write_text(code.replace("ws://127.0.0.1:8000", info.url), encoding="utf-8")
+    with trio.fail_after(WAIT):
+        done = await trio.run_process(
+            [sys.executable, str(script)], capture_stderr=True, check=False
+        )
+    assert done.returncode == 0, done.stderr.decode()
+    await server.wait_until(lambda: server.outcomes)
+    [(title, outcome)] = server.outcomes
+    assert (title, outcome.success, outcome.message) == ("Coin Flip", True, "Heads!")
+    # Every frame went out as text, in order: nothing to report.
+    assert [d.id for d in server.seen if d.severity != "info"] == []
+    assert not [d for d in server.seen if d.id == "protocol.binary-frame"]

@@ -88,12 +88,16 @@ class StepCounter(trio.abc.Instrument):
 async def _warm_up(slow: RawGame, rounds: int) -> None:
     """Play ``rounds`` force round trips on a raw game (registered: pass)."""
     for _ in range(rounds):
-        await slow.send(command.actions_force_command("Slow", None, "q", ["pass"]))
+        await slow.send(
+            command.actions_force_command("Slow", None, "q", ["pass"]).decode()
+        )
         action = await slow.receive()
         if isinstance(action, command.StartupAcknowledgement):
             action = await slow.receive()
         assert isinstance(action, command.ActionMessage), action
-        await slow.send(command.actions_result_command("Slow", action.id, True, "ok"))
+        await slow.send(
+            command.actions_result_command("Slow", action.id, True, "ok").decode()
+        )
 
 
 @WARM
@@ -114,12 +118,14 @@ async def test_a_game_that_stops_reading_is_closed_after_send_timeout(
             await good.register(PLAY)
             slow = await RawGame.connect(info.port, "Slow", rcvbuf=4096)
             try:
-                await slow.send(command.startup_command("Slow"))
-                await slow.send(command.actions_register_command("Slow", [PASS]))
+                await slow.send(command.startup_command("Slow").decode())
+                await slow.send(
+                    command.actions_register_command("Slow", [PASS]).decode()
+                )
                 await _warm_up(slow, warm_rounds)
                 start = trio.current_time()
                 await slow.send(
-                    command.actions_force_command("Slow", None, "q", ["pass"])
+                    command.actions_force_command("Slow", None, "q", ["pass"]).decode()
                 )
                 await server.wait_until(
                     lambda: any(
@@ -237,10 +243,12 @@ async def test_cancelling_the_server_mid_send_is_still_bounded(
     info = await nursery.start(serve)
     slow = await RawGame.connect(info.port, "Slow", rcvbuf=4096)
     try:
-        await slow.send(command.startup_command("Slow"))
-        await slow.send(command.actions_register_command("Slow", [PASS]))
+        await slow.send(command.startup_command("Slow").decode())
+        await slow.send(command.actions_register_command("Slow", [PASS]).decode())
         await _warm_up(slow, warm_rounds)
-        await slow.send(command.actions_force_command("Slow", None, "q", ["pass"]))
+        await slow.send(
+            command.actions_force_command("Slow", None, "q", ["pass"]).decode()
+        )
         await server.wait_until(
             lambda: any(c.pending_ids for c in server.clients.values())
         )

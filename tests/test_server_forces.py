@@ -655,16 +655,20 @@ async def test_replacing_a_force_mid_write_keeps_the_stream_valid(
     info = await start_server(nursery, server)
     raw = await RawGame.connect(info.port, "Game", rcvbuf=4096)
     try:
-        await raw.send(command.startup_command("Game"))
-        await raw.send(command.actions_register_command("Game", [PASS, WAVE]))
-        await raw.send(command.actions_force_command("Game", None, "q", ["pass"]))
+        await raw.send(command.startup_command("Game").decode())
+        await raw.send(command.actions_register_command("Game", [PASS, WAVE]).decode())
+        await raw.send(
+            command.actions_force_command("Game", None, "q", ["pass"]).decode()
+        )
         await server.wait_until(
             lambda: any(c.pending_ids for c in server.clients.values())
         )
         # Virtual time only passes once every task waits: the server is then
         # stuck writing the big frame to a game that does not read.
         await trio.sleep(1)
-        await raw.send(command.actions_force_command("Game", None, "q", ["wave"]))
+        await raw.send(
+            command.actions_force_command("Game", None, "q", ["wave"]).decode()
+        )
         await server.wait_diag("force.while-active", game="Game")
         assert isinstance(await raw.receive(), StartupAcknowledgement)
         names = []

@@ -410,10 +410,12 @@ async def test_game_that_never_reads_is_disconnected(
         await good.register(PLAY)
         slow = await RawGame.connect(info.port, "Slow", rcvbuf=4096)
         try:
-            await slow.send(command.startup_command("Slow"))
-            await slow.send(command.actions_register_command("Slow", [PASS]))
+            await slow.send(command.startup_command("Slow").decode())
+            await slow.send(command.actions_register_command("Slow", [PASS]).decode())
             start = trio.current_time()
-            await slow.send(command.actions_force_command("Slow", None, "q", ["pass"]))
+            await slow.send(
+                command.actions_force_command("Slow", None, "q", ["pass"]).decode()
+            )
             await server.wait_until(
                 lambda: any(
                     c.pending_ids

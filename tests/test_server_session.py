@@ -87,7 +87,7 @@ async def test_startup_acknowledgement_character(
     server = RecordingServer(config)
     info = await start_server(nursery, server)
     async with connect(info.url, "Game") as game:
-        await game.send(command.startup_command("Game"))
+        await game.send(command.startup_command("Game").decode())
         raw = await game.ws.get_message()
     assert orjson.loads(raw)["data"]["session"]["characterId"] == character_id
     ack = command.parse_neuro_frame(raw)
@@ -151,8 +151,8 @@ async def test_game_renamed_frame_dropped(nursery: trio.Nursery) -> None:
     info = await start_server(nursery, server)
     async with connect(info.url, "Game") as game:
         await game.startup()
-        await game.send(command.actions_register_command("Other Game", [PLAY]))
-        await game.send(command.context_command("Other Game", "renamed"))
+        await game.send(command.actions_register_command("Other Game", [PLAY]).decode())
+        await game.send(command.context_command("Other Game", "renamed").decode())
         await game.context("kept")
         await server.settle(game)
         client = server.client_of(game)
@@ -282,9 +282,9 @@ async def test_binary_frame_reported_and_processed(nursery: trio.Nursery) -> Non
     server = RecordingServer()
     info = await start_server(nursery, server)
     async with connect(info.url, "Game") as game:
-        await game.send(command.startup_command("Game").encode())
+        await game.send(command.startup_command("Game"))
         ack = await game.receive()
-        await game.send(command.context_command("Game", "binary hello").encode())
+        await game.send(command.context_command("Game", "binary hello"))
         await server.settle(game)
     assert isinstance(ack, StartupAcknowledgement)
     assert server.ids() == ["protocol.binary-frame"] * 2
@@ -303,7 +303,7 @@ async def test_binary_first_frame_diagnostic_names_the_game(
     server = RecordingServer()
     info = await start_server(nursery, server)
     async with connect(info.url, "Game") as game:
-        await game.send(command.startup_command("Game").encode())
+        await game.send(command.startup_command("Game"))
         await game.receive()
     binary = server.diags("protocol.binary-frame")
     assert len(binary) == 1
@@ -354,9 +354,9 @@ async def test_oversized_frame_connection_is_closed_at_tcp_level(
     info = await start_server(nursery, server)
     raw = await RawGame.connect(info.port, "Game")
     try:
-        await raw.send(command.startup_command("Game"))
+        await raw.send(command.startup_command("Game").decode())
         assert isinstance(await raw.receive(), StartupAcknowledgement)
-        await raw.send(command.context_command("Game", "y" * 4096))
+        await raw.send(command.context_command("Game", "y" * 4096).decode())
         with pytest.raises(ConnectionError, match="1009"):
             await raw.receive()
         with trio.fail_after(30):
@@ -371,7 +371,7 @@ async def test_shutdown_ready_reported_as_info(nursery: trio.Nursery) -> None:
     info = await start_server(nursery, server)
     async with connect(info.url, "Game") as game:
         await game.startup()
-        await game.send(command.shutdown_ready_command("Game"))
+        await game.send(command.shutdown_ready_command("Game").decode())
         diag = await server.wait_diag("protocol.shutdown-ready", game="Game")
         # The game is still served afterwards.
         await game.startup()

@@ -149,7 +149,7 @@ async def test_startup_ack_and_actions_over_the_wire(fake_neuro: FakeNeuro) -> N
             websocket = await fake_neuro.accept()
             await expect_startup(fake_neuro, websocket, "play")
             await websocket.send_message(
-                startup_acknowledgement_command("s-1", "neuro", "Neuro-sama")
+                startup_acknowledgement_command("s-1", "neuro", "Neuro-sama").decode()
             )
             answers = {}
             for id_, name, data in [
@@ -159,13 +159,14 @@ async def test_startup_ack_and_actions_over_the_wire(fake_neuro: FakeNeuro) -> N
                 ("4", "play", '{"cell": 5}'),
                 ("5", "play", '{"cell": 3}'),
             ]:
-                await websocket.send_message(action_command(id_, name, data))
+                await websocket.send_message(action_command(id_, name, data).decode())
                 frame = await fake_neuro.receive(websocket)
                 assert frame["command"] == "action/result"
                 answers[frame["data"]["id"]] = frame["data"]
             # Frames are handled in order: the ack came before the results.
             assert client.session is not None
-            assert client.session.session_id == "s-1"
+            assert client.session.session is not None
+            assert client.session.session.session_id == "s-1"
             client.stop()
     assert [answers[i]["success"] for i in "12345"] == [
         False,
@@ -202,7 +203,7 @@ async def test_server_drop_reconnects_and_restores(fake_neuro: FakeNeuro) -> Non
                 "back again"
             )
 
-            await second.send_message(reregister_all_command())
+            await second.send_message(reregister_all_command().decode())
             frame = await fake_neuro.receive(second)
             assert frame["command"] == "actions/register"
             assert [a["name"] for a in frame["data"]["actions"]] == ["play"]
@@ -390,7 +391,9 @@ async def test_cancel_during_a_handler_sends_no_result(fake_neuro: FakeNeuro) ->
             await nursery.start(client.run, fake_neuro.url)
             websocket = await fake_neuro.accept()
             await expect_startup(fake_neuro, websocket, "play")
-            await websocket.send_message(action_command("1", "play", '{"cell": 1}'))
+            await websocket.send_message(
+                action_command("1", "play", '{"cell": 1}').decode()
+            )
             await entered.wait()
             nursery.cancel_scope.cancel()
         with pytest.raises(ConnectionClosed) as info:
@@ -573,8 +576,10 @@ async def test_bound_connection_upstream_style(fake_neuro: FakeNeuro) -> None:
             assert api.connected
             await api.send_startup_command()
             await expect_startup(fake_neuro, server_side)
-            await server_side.send_message(reregister_all_command())
-            assert (await api.read_from_websocket()) == reregister_all_command()
+            await server_side.send_message(reregister_all_command().decode())
+            assert (
+                await api.read_from_websocket()
+            ) == reregister_all_command().decode()
             await websocket.aclose()
             with pytest.raises(ConnectionClosed):
                 await api.read_from_websocket()
@@ -611,11 +616,13 @@ async def test_a_slow_handler_does_not_stop_the_reader(fake_neuro: FakeNeuro) ->
             await nursery.start(client.run, fake_neuro.url)
             websocket = await fake_neuro.accept()
             await expect_startup(fake_neuro, websocket, "play", "pass")
-            await websocket.send_message(action_command("1", "play", '{"cell": 1}'))
-            await websocket.send_message(action_command("2", "pass"))
+            await websocket.send_message(
+                action_command("1", "play", '{"cell": 1}').decode()
+            )
+            await websocket.send_message(action_command("2", "pass").decode())
             # The reader still reads while "play" hangs.
             started = trio.current_time()
-            await websocket.send_message(reregister_all_command())
+            await websocket.send_message(reregister_all_command().decode())
             frame = await fake_neuro.receive(websocket)
             assert frame["command"] == "actions/register"
             assert trio.current_time() - started < 0.4
@@ -655,7 +662,9 @@ async def test_a_drop_during_a_hanging_handler_reconnects(
             await nursery.start(client.run, fake_neuro.url)
             first = await fake_neuro.accept()
             await expect_startup(fake_neuro, first, "play")
-            await first.send_message(action_command("1", "play", '{"cell": 1}'))
+            await first.send_message(
+                action_command("1", "play", '{"cell": 1}').decode()
+            )
             await entered.wait()
             await trio.aclose_forcefully(first._stream)  # TCP gone, no close frame
             second = await fake_neuro.accept()
@@ -683,7 +692,7 @@ async def test_actions_beyond_the_queue_are_failed_at_once(
             await expect_startup(fake_neuro, websocket, "play")
             for id_ in "123":
                 await websocket.send_message(
-                    action_command(id_, "play", f'{{"cell": {id_}}}')
+                    action_command(id_, "play", f'{{"cell": {id_}}}').decode()
                 )
             busy = await expect_result(fake_neuro, websocket)
             assert busy["id"] == "3"
@@ -715,8 +724,8 @@ async def test_a_handler_returning_a_non_string_still_gets_one_result(
             await nursery.start(client.run, fake_neuro.url)
             websocket = await fake_neuro.accept()
             await expect_startup(fake_neuro, websocket, "pass")
-            await websocket.send_message(action_command("1", "pass"))
-            await websocket.send_message(action_command("2", "pass"))
+            await websocket.send_message(action_command("1", "pass").decode())
+            await websocket.send_message(action_command("2", "pass").decode())
             for id_ in "12":
                 assert await expect_result(fake_neuro, websocket) == {
                     "id": id_,

@@ -46,7 +46,7 @@ from hypercorn.typing import (
     Scope,
 )
 
-from neuro_api.command import action_command
+from neuro_api._messages import action_frame
 from neuro_api.control._auth import bearer_credentials
 from neuro_api.control._errors import ApiError
 
@@ -100,7 +100,7 @@ def check_frame(frame: str, max_message_size: int, what: str) -> None:
 def check_action_frame(action: str, data: str | None, max_message_size: int) -> None:
     """Raise 413 if the ``action`` frame sending ``data`` would be too large."""
     check_frame(
-        action_command(_ID_ROOM, action, data), max_message_size, "the action frame"
+        action_frame(_ID_ROOM, action, data), max_message_size, "the action frame"
     )
 
 

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from neuro_api import command
+from neuro_api._messages import action_frame
 from neuro_api.command import (
     ActionResult,
     Context,
@@ -157,31 +158,37 @@ class AbstractNeuroServerClient(ABC):
     ) -> None:
         """Send the ``startup`` acknowledgement."""
         await self.send_text(
-            command.startup_acknowledgement_command(
-                session_id, character_id, display_name
-            )
+            command.StartupAcknowledgement(
+                session_id=session_id,
+                character_id=character_id,
+                display_name=display_name,
+            ).to_frame()
         )
 
     async def send_action_command(self, id_: str, name: str, data: str | None) -> None:
         """Send an ``action`` frame (no bookkeeping; see the handler layer)."""
-        await self.send_text(command.action_command(id_, name, data))
+        await self.send_text(action_frame(id_, name, data))
 
     async def send_reregister_all(self) -> None:
         """Ask the game to register all its actions again."""
-        await self.send_text(command.reregister_all_command())
+        await self.send_text(command.ReregisterAll().to_frame())
 
     async def send_graceful_shutdown(self, wants_shutdown: bool) -> None:
         """Ask the game to quit at the next safe point (False cancels)."""
-        await self.send_text(command.shutdown_graceful_command(wants_shutdown))
+        await self.send_text(
+            command.GracefulShutdown(wants_shutdown=wants_shutdown).to_frame()
+        )
 
     async def send_immediate_shutdown(self) -> None:
         """Tell the game it is about to be closed."""
-        await self.send_text(command.shutdown_immediate_command())
+        await self.send_text(command.ImmediateShutdown().to_frame())
 
     async def send_speech_finished(
         self, is_final: bool = True, cancelled: bool = False, reason: str | None = None
     ) -> None:
         """Tell the game Neuro finished (or was cut off) speaking."""
         await self.send_text(
-            command.speech_finished_command(is_final, cancelled, reason)
+            command.SpeechFinished(
+                is_final=is_final, cancelled=cancelled, reason=reason
+            ).to_frame()
         )
