@@ -7,6 +7,7 @@ unique schema (1,024 entries) after their games left.
 
 from __future__ import annotations
 
+import collections
 import random
 from typing import Any
 
@@ -197,3 +198,36 @@ async def test_memory_is_given_back_after_a_wave_of_departures(
 
 def test_return_free_memory_runs() -> None:
     _memory.return_free_memory()  # a collection and malloc_trim where glibc
+
+
+def test_schema_footprints_are_remembered_by_identity_and_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from neuro_api.server import _budget  # noqa: PLC0415 (module under test)
+
+    walks: list[object] = []
+    real = _budget.footprint
+
+    def counting(value: object) -> int:
+        walks.append(value)
+        return real(value)
+
+    monkeypatch.setattr(_budget, "footprint", counting)
+    monkeypatch.setattr(_budget, "_footprints", collections.OrderedDict())
+    schema = {"type": "object", "properties": {"x": {"type": "integer"}}}
+    size = _budget.schema_footprint(schema)
+    assert size == real(schema)
+    assert _budget.schema_footprint(schema) == size
+    assert walks == [schema]  # the second time: remembered
+    equal_copy = {"type": "object", "properties": {"x": {"type": "integer"}}}
+    assert _budget.schema_footprint(equal_copy) == size
+    assert len(walks) == 2  # another object: walked (it may change)
+    assert _budget.schema_footprint(None) == 0
+    # Bounded: only the most recent are kept, and no large schema.
+    schemas = [{"n": i} for i in range(_budget._REMEMBERED + 10)]
+    for s in schemas:
+        _budget.schema_footprint(s)
+    assert len(_budget._footprints) == _budget._REMEMBERED
+    big = {"enum": ["x" * 100] * 1000}
+    _budget.schema_footprint(big)
+    assert id(big) not in _budget._footprints

@@ -13,6 +13,7 @@ of JSON per item and 56 bytes of Python (:func:`footprint`).
 
 from __future__ import annotations
 
+import collections
 import sys
 from collections.abc import Hashable
 from typing import Any, Final
@@ -95,6 +96,38 @@ def footprint(value: Any) -> int:
         elif item is not None and not isinstance(item, bool):
             total += 32
     return total
+
+
+_REMEMBERED: Final = 256
+"""Schemas whose footprint is remembered (the most recently asked)."""
+_REMEMBERED_SIZE: Final = 16 << 10
+"""Largest footprint remembered: at most 4 MiB of schemas kept alive."""
+_footprints: collections.OrderedDict[int, tuple[object, int]] = (
+    collections.OrderedDict()
+)
+
+
+def schema_footprint(schema: object) -> int:
+    """:func:`footprint` of a registered schema, remembered by identity.
+
+    Registries share one copy of equal schemas (see ``_trio_client``), so a
+    game registering the same twenty actions as the last one costs a
+    dictionary lookup per action instead of a walk. A schema is never
+    changed once registered; the entry holds it, so its id is not reused.
+    """
+    if schema is None:
+        return 0
+    key = id(schema)
+    known = _footprints.get(key)
+    if known is not None and known[0] is schema:
+        _footprints.move_to_end(key)
+        return known[1]
+    size = footprint(schema)
+    if size <= _REMEMBERED_SIZE:
+        _footprints[key] = (schema, size)
+        if len(_footprints) > _REMEMBERED:
+            _footprints.popitem(last=False)
+    return size
 
 
 def _shown(size: int) -> str:

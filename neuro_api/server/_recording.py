@@ -12,7 +12,7 @@ from neuro_api.command import (
     UnregisterActions,
 )
 from neuro_api.diagnostics import Diagnostic, Severity, diagnose
-from neuro_api.server._budget import footprint
+from neuro_api.server._budget import footprint, schema_footprint
 from neuro_api.server._checks import check_actions
 from neuro_api.server._handler import AbstractHandlerNeuroServerClient, split_actions
 
@@ -21,7 +21,10 @@ __all__ = ["AbstractRecordingNeuroServerClient"]
 
 def _size(action: Action) -> int:
     """What an action takes in memory: its name, description and schema."""
-    return footprint((action.name, action.description, action.schema))
+    # footprint((name, description, schema)), its schema part remembered:
+    # the third tuple slot is 8 bytes.
+    pair = footprint((action.name, action.description))
+    return pair + 8 + schema_footprint(action.schema)
 
 
 class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
