@@ -9,10 +9,10 @@ import logging
 import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import trio
-from trio_websocket import WebSocketRequest
+from trio_websocket import WebSocketConnection, WebSocketRequest
 
 from neuro_api._fds import connection_budget
 from neuro_api._origins import origin_allowed
@@ -37,6 +37,7 @@ from neuro_api.server._ratelimit import (
     show_when_due,
     summary_text,
 )
+from neuro_api.server._signatures import takes_priority
 from neuro_api.server._trio_client import TrioNeuroServerClient
 
 __all__ = ["AbstractTrioNeuroServer", "ServerInfo"]
@@ -79,8 +80,33 @@ class AbstractTrioNeuroServer(ABC):
     client_class: type[TrioNeuroServerClient] = TrioNeuroServerClient
     """The per-connection class; override to customise a layer."""
 
-    def __init__(self, config: ServerConfig | None = None) -> None:
-        self.config = config or ServerConfig()
+    # Whether this class's engine hooks take ``priority`` (see _signatures):
+    # set for each subclass when it is made.
+    choose_takes_priority: ClassVar[bool] = True
+    choose_now_takes_priority: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        before = 6  # self, game_title, state, query, ephemeral_context, actions
+        cls.choose_takes_priority = takes_priority(cls.choose_force_action, before)
+        cls.choose_now_takes_priority = takes_priority(
+            cls.choose_force_action_now, before
+        )
+
+    def __init__(
+        self,
+        config: ServerConfig | str | None = None,
+        *,
+        character_id: str | None = None,
+    ) -> None:
+        if isinstance(config, str):  # upstream's MyServer("neuro")
+            if character_id is not None:
+                raise TypeError("character_id given twice")
+            config, character_id = None, config
+        config = config or ServerConfig()
+        if character_id is not None:
+            config = dataclasses.replace(config, character_id=character_id)
+        self.config = config
         self.clients: dict[str, TrioNeuroServerClient] = {}
         """Connected games by session id."""
         self.diagnostics: collections.OrderedDict[
@@ -109,6 +135,25 @@ class AbstractTrioNeuroServer(ABC):
         """Valid random data for an action's schema, bounded (what the
         control plane sends when asked to act without data)."""
 
+    @property
+    def character_id(self) -> str:
+        """The character games are connected to (``config.character_id``)."""
+        return self.config.character_id
+
+    # --- logging, by upstream's names --------------------------------------
+
+    def log_info(self, message: str) -> None:
+        """Log ``message`` at INFO on ``neuro_api.server`` (escaped, one line)."""
+        LOGGER.info("%s", printable(message))
+
+    def log_warning(self, message: str) -> None:
+        """Log ``message`` at WARNING on ``neuro_api.server``."""
+        LOGGER.warning("%s", printable(message))
+
+    def log_critical(self, message: str) -> None:
+        """Log ``message`` at CRITICAL on ``neuro_api.server``."""
+        LOGGER.critical("%s", printable(message))
+
     # --- the two decisions ---------------------------------------------
 
     @abstractmethod
@@ -136,7 +181,10 @@ class AbstractTrioNeuroServer(ABC):
         """Pick one of ``actions`` for a force: ``(name, json_data_or_None)``.
 
         ``json_data`` is a JSON *string* matching the action's schema (it is
-        sent to the game as is, so it may be invalid on purpose).
+        sent to the game as is, so it may be invalid on purpose). An
+        override may leave ``priority`` out (the five-argument form of the
+        reference page and of neuro-api 4.0.0): it is then called without
+        it.
         ``ephemeral_context=True`` means state and query must be forgotten
         after this force. Called again, after the failure message arrived
         through :meth:`add_context`, when the game answers ``success: false``
@@ -227,8 +275,8 @@ class AbstractTrioNeuroServer(ABC):
         Gives memory back after waves of disconnections
         (:func:`~neuro_api.server._memory.keep_memory_low`) and shows the log
         summaries the rate limit held back once their window is over.
-        :meth:`run` runs it; whoever serves :meth:`handle_request` instead
-        should run it too (NeuroProcess does). Reports readiness through
+        :meth:`run` runs it; whoever serves :meth:`handle_websocket_request`
+        instead should run it too (NeuroProcess does). Reports readiness through
         ``task_status``.
         """
         async with trio.open_nursery() as nursery:
@@ -373,7 +421,7 @@ class AbstractTrioNeuroServer(ABC):
             listener = await nursery.start(
                 functools.partial(
                     serve_websocket,
-                    self.handle_request,
+                    self.handle_websocket_request,
                     host,
                     port,
                     ssl_context,
@@ -480,12 +528,13 @@ class AbstractTrioNeuroServer(ABC):
         await request.reject(403, body=body.encode("utf-8", "replace"))
         return False
 
-    async def handle_request(self, request: WebSocketRequest) -> None:
+    async def handle_websocket_request(self, request: WebSocketRequest) -> None:
         """Serve one game connection until it ends; never raises.
 
-        This is the handler to give ``serve_websocket`` (with
-        :meth:`serve_options`) when the server is run by something else,
-        such as the ServerManager.
+        Checks the page's ``Origin``, accepts the handshake and hands the
+        connection to :meth:`handle_client_connection`. This is the handler
+        to give ``serve_websocket`` (with :meth:`serve_options`) when the
+        server is run by something else, such as the ServerManager.
         """
         # The connection boundary: an exception escaping here would stop
         # trio-websocket's whole server, so nothing Exception-shaped does.
@@ -496,6 +545,14 @@ class AbstractTrioNeuroServer(ABC):
         except Exception:
             LOGGER.debug("handshake failed", exc_info=True)
             return
+        await self.handle_client_connection(websocket)
+
+    async def handle_client_connection(self, websocket: WebSocketConnection) -> None:
+        """Serve an accepted game connection until it ends; never raises.
+
+        Makes its :attr:`client_class` instance, keeps it in :attr:`clients`
+        while it is served, and forgets everything about it afterwards.
+        """
         client = self.client_class(self, websocket)
         self.clients[client.session_id] = client
         self.stats.connections_total += 1

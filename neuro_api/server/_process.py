@@ -234,7 +234,7 @@ class NeuroProcess:
         with _plain_bind_errors():
             info = await self.manager.start_websocket(
                 _GAMES,
-                self.server.handle_request,
+                self.server.handle_websocket_request,
                 host=self.settings.host,
                 port=self.settings.port,
                 ssl_context=self.ssl_context,

@@ -277,9 +277,21 @@ class TrioNeuroServerClient(BaseTrioNeuroServerClient):
         priority: ForcePriority,
     ) -> tuple[str, str | None]:
         """Forward to :meth:`AbstractTrioNeuroServer.choose_force_action`."""
-        return await self.server.choose_force_action(
-            self.game_title or "", state, query, ephemeral_context, actions, priority
+        server = self.server
+        if server.choose_takes_priority:
+            return await server.choose_force_action(
+                self.game_title or "",
+                state,
+                query,
+                ephemeral_context,
+                actions,
+                priority,
+            )
+        choose: Any = server.choose_force_action  # the five-argument form
+        answer: tuple[str, str | None] = await choose(
+            self.game_title or "", state, query, ephemeral_context, actions
         )
+        return answer
 
     def choose_force_action_now(
         self,
@@ -290,9 +302,21 @@ class TrioNeuroServerClient(BaseTrioNeuroServerClient):
         priority: ForcePriority,
     ) -> tuple[str, str | None] | None:
         """Forward to :meth:`AbstractTrioNeuroServer.choose_force_action_now`."""
-        return self.server.choose_force_action_now(
-            self.game_title or "", state, query, ephemeral_context, actions, priority
+        server = self.server
+        if server.choose_now_takes_priority:
+            return server.choose_force_action_now(
+                self.game_title or "",
+                state,
+                query,
+                ephemeral_context,
+                actions,
+                priority,
+            )
+        choose: Any = server.choose_force_action_now  # the five-argument form
+        answer: tuple[str, str | None] | None = choose(
+            self.game_title or "", state, query, ephemeral_context, actions
         )
+        return answer
 
     def find_collisions(self, names: Sequence[str]) -> Mapping[str, str]:
         """Ask the server which names other games registered too."""
