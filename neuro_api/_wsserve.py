@@ -117,6 +117,20 @@ class _WatchedStream(trio.abc.Stream):
     async def aclose(self) -> None:
         await self.stream.aclose()
 
+    def stop_watching(self) -> None:
+        """After the handshake: every call goes straight to the socket.
+
+        The instance's own attributes shadow the methods above, so a served
+        connection pays no extra call per frame for a watch that is over.
+        """
+        self.on_gone = None
+        stream = self.stream
+        self.receive_some = stream.receive_some  # type: ignore[method-assign]
+        self.send_all = stream.send_all  # type: ignore[method-assign]
+        self.wait_send_all_might_not_block = (  # type: ignore[method-assign]
+            stream.wait_send_all_might_not_block
+        )
+
 
 class _Tracked(WebSocketRequest):
     """The request the handler sees; remembers the connection it accepts.
@@ -223,7 +237,7 @@ async def _handshake(
                 receive_buffer_size=options.receive_buffer_size,
             )
         finally:
-            stream.on_gone = None
+            stream.stop_watching()
     return None
 
 

@@ -266,3 +266,23 @@ async def test_a_connection_flood_leaves_health_and_games_working() -> None:
             async with connect(games, "Late") as late:
                 await late.startup()
             assert (await http.get("/health")).json()["status"] == "healthy"
+
+
+async def test_a_served_connection_reads_its_socket_directly() -> None:
+    # The watch for a peer leaving mid-handshake ends with the handshake;
+    # afterwards no frame pays for a wrapper call.
+    from neuro_api._wsserve import _WatchedStream  # noqa: PLC0415 (private)
+
+    left, right = trio.testing.memory_stream_pair()
+    gone: list[bool] = []
+    watched = _WatchedStream(left)
+    watched.on_gone = lambda: gone.append(True)
+    watched.stop_watching()
+    assert watched.on_gone is None
+    assert watched.receive_some == left.receive_some
+    assert watched.send_all == left.send_all
+    await watched.send_all(b"hi")
+    assert await right.receive_some() == b"hi"
+    await right.aclose()
+    assert await watched.receive_some() == b""
+    assert gone == []  # no longer watched
