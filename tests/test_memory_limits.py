@@ -231,3 +231,18 @@ def test_schema_footprints_are_remembered_by_identity_and_bounded(
     big = {"enum": ["x" * 100] * 1000}
     _budget.schema_footprint(big)
     assert id(big) not in _budget._footprints
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        Action("n", "d"),
+        Action("név" * 10, "d" * 1000, {"type": "object", "properties": {}}),
+        Action("emoji", "🎮" * 3, {"type": "object", "required": ["a"]}),
+    ],
+)
+def test_an_actions_size_is_its_footprint(action: Action) -> None:
+    from neuro_api.server._budget import footprint  # noqa: PLC0415
+    from neuro_api.server._recording import _size  # noqa: PLC0415 (private)
+
+    assert _size(action) == footprint((action.name, action.description, action.schema))
