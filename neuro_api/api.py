@@ -187,7 +187,11 @@ class AbstractNeuroAPI(AbstractNeuroAPIClient):
         """Neuro's last startup acknowledgement (``None`` until one arrives,
         and again after each new ``startup``)."""
         self.shutdown_requested = False
-        """The last ``wants_shutdown`` Neuro sent in ``shutdown/graceful``."""
+        """The last ``wants_shutdown`` Neuro sent in ``shutdown/graceful``.
+
+        The default :meth:`handle_graceful_shutdown_request` already answers
+        ``shutdown/ready`` (as upstream does): a game that saves first must
+        override it rather than poll this flag."""
         self._registry: dict[str, Action] = {}
         self._handlers: dict[str, ActionHandler] = {}
 
@@ -424,8 +428,11 @@ class AbstractNeuroAPI(AbstractNeuroAPIClient):
         """Handle one frame from Neuro: call the matching ``handle_*`` hook.
 
         ``frame`` is the frame received; without it, the next one is read
-        with :meth:`~neuro_api.client.AbstractNeuroAPIClient.read_raw_server_message`
-        (as upstream's ``read_message()`` does). Returns the parsed message,
+        with :meth:`~neuro_api.client.AbstractNeuroAPIClient.read_from_websocket`
+        and handled the same way (or, if a subclass replaced
+        :meth:`~neuro_api.client.AbstractNeuroAPIClient.read_raw_server_message`,
+        from what that returns, as upstream's ``read_message()`` does).
+        Returns the parsed message,
         or ``None`` for a frame that does not parse: such a frame is logged
         and ignored, except an ``action`` frame whose ``id`` is readable,
         which gets a failing result naming the problem, and a frame of a
@@ -436,6 +443,10 @@ class AbstractNeuroAPI(AbstractNeuroAPIClient):
         (:class:`trio.Cancelled` and other base exceptions propagate, and so
         do the transport's errors of ``read_from_websocket``).
         """
+        if frame is None and not self._reads_raw():
+            received = await self.read_from_websocket()
+            # bytearray and memoryview too, as upstream's readers may return
+            frame = received if isinstance(received, str) else bytes(received)
         if frame is None:
             try:
                 command, data = await self.read_raw_server_message()
@@ -464,6 +475,17 @@ class AbstractNeuroAPI(AbstractNeuroAPIClient):
             return message
         await self._run_hook(message.command, dispatch(self, message))
         return message
+
+    def _reads_raw(self) -> bool:
+        """Whether ``read_raw_server_message`` was replaced (class or instance).
+
+        Then frames come from it; otherwise the frame is read whole, so a
+        broken ``action`` still gets its failing result.
+        """
+        replaced = type(self).read_raw_server_message is not (
+            AbstractNeuroAPIClient.read_raw_server_message
+        )
+        return replaced or "read_raw_server_message" in getattr(self, "__dict__", {})
 
     async def _run_hook(self, command: str, hook: Awaitable[None]) -> None:
         try:

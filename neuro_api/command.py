@@ -22,7 +22,7 @@ frames into typed, immutable messages and back, with no I/O:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final, Literal, NotRequired, TypedDict
 
 import orjson
@@ -209,32 +209,43 @@ class EmptyListError(ValueError, AssertionError):
 def check_invalid_keys_recursive(sub_schema: Mapping[str, Any]) -> list[str]:
     """Each key of ``sub_schema``, at any depth, in :data:`INVALID_SCHEMA_KEYS`.
 
-    Upstream's helper, with its results: keys are found wherever they are,
-    property names included, in depth-first order. ``null`` values are fine
-    (upstream raised for them); a value that is not JSON (a set, bytes ...)
-    raises :class:`ValueError`. To know which keywords a schema really uses,
-    see :func:`neuro_api.schema.check_action`.
+    Upstream's helper, with its results in its order: keys are found
+    wherever they are, property names included, depth first (the value of a
+    key found is not searched); objects in lists are searched, nested lists
+    are not. ``null`` values are fine (upstream raised for them); a value
+    that is not JSON (a set, bytes ...) raises :class:`ValueError`. Depth
+    does not matter (no recursion). To know which keywords a schema really
+    uses, see :func:`neuro_api.schema.check_action`.
     """
     found: list[str] = []
-    stack: list[Any] = [sub_schema]
+    # Iterators of the objects and lists being searched, innermost last.
+    stack: list[Iterator[Any]] = [iter(sub_schema.items())]
+    in_list: list[bool] = [False]
     while stack:
-        item = stack.pop()
-        if isinstance(item, Mapping):
-            children: list[Any] = []
-            for key, value in item.items():
-                if key in INVALID_SCHEMA_KEYS:
-                    found.append(key)
-                    continue
-                if value is None or isinstance(value, (str, int, float, bool)):
-                    continue
-                if not isinstance(value, (Mapping, list)):
-                    raise ValueError(
-                        f"Unhandled schema value type {type(value)!r} ({value!r})"
-                    )
-                children.append(value)
-            stack.extend(reversed(children))
-        else:  # a list: its objects are schemas, other items are data
-            stack.extend(reversed([x for x in item if isinstance(x, (Mapping, list))]))
+        try:
+            item = next(stack[-1])
+        except StopIteration:
+            stack.pop()
+            in_list.pop()
+            continue
+        if in_list[-1]:
+            if isinstance(item, Mapping):
+                stack.append(iter(item.items()))
+                in_list.append(False)
+            continue
+        key, value = item
+        if key in INVALID_SCHEMA_KEYS:
+            found.append(key)
+        elif value is None or isinstance(value, (str, int, float, bool)):
+            pass
+        elif isinstance(value, Mapping):
+            stack.append(iter(value.items()))
+            in_list.append(False)
+        elif isinstance(value, list):
+            stack.append(iter(value))
+            in_list.append(True)
+        else:
+            raise ValueError(f"Unhandled schema value type {type(value)!r} ({value!r})")
     return found
 
 

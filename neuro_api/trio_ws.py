@@ -51,9 +51,11 @@ from trio_websocket import (
 from neuro_api.api import AbstractNeuroAPI, NeuroAction, NotConnected
 
 if TYPE_CHECKING:
-    from neuro_api._trio_component import TrioNeuroAPIComponent
+    pass
 
-__all__ = ["Backoff", "NeuroGameClient", "TrioNeuroAPI", "TrioNeuroAPIComponent"]
+# TrioNeuroAPIComponent is importable by name but not listed: it needs the
+# optional libcomponent, and a star import must work without it.
+__all__ = ["Backoff", "NeuroGameClient", "TrioNeuroAPI"]
 
 LOGGER: Final = logging.getLogger(__name__)
 

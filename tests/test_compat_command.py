@@ -263,3 +263,9 @@ def test_schema_object_is_a_typed_dict_for_literals() -> None:
     }
     assert SchemaObject(type="object") == {"type": "object"}
     check_action(Action("a", "b", dict(schema)))
+
+
+def test_check_invalid_keys_recursive_keeps_upstreams_order() -> None:
+    # Depth first, in key order: a key's inner finds come before the next key.
+    schema: Any = {"a": {"title": 1}, "oneOf": [], "b": [{"not": {}}, [{"if": 1}]]}
+    assert check_invalid_keys_recursive(schema) == ["title", "oneOf", "not"]

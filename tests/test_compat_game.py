@@ -348,3 +348,43 @@ async def test_component_connects_on_its_event(
     with trio.fail_after(10):
         await done.wait()
     assert component.not_connected
+
+
+async def test_read_message_without_a_frame_answers_broken_actions() -> None:
+    # The frame is read whole and parsed as a received frame is: odd but
+    # harmless keys are fine, and a broken action still gets its result.
+    game = Scripted(
+        "G",
+        [
+            '{"command":"action","data":{"id":"1","name":"jump"},"extra":1}',
+            '{"command":"action","data":{"id":"2","name":5}}',
+            '{"command":"actions/reregister_all","data":null}',
+        ],
+    )
+    for _ in range(3):
+        await game.read_message()
+    assert game.actions_seen == [NeuroAction("1", "jump", None)]
+    [result] = [orjson.loads(f) for f in game.sent]
+    assert result["command"] == "action/result"
+    assert result["data"]["id"] == "2"
+    assert result["data"]["success"] is False
+
+
+def test_star_import_works_without_libcomponent() -> None:
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    code = (
+        "import sys; sys.modules['libcomponent'] = None\n"
+        "from neuro_api.trio_ws import *\n"
+        "try:\n"
+        "    from neuro_api.trio_ws import TrioNeuroAPIComponent\n"
+        "except ImportError as exc:\n"
+        "    assert 'trio-neuro-api[component]' in str(exc), exc\n"
+        "else:\n"
+        "    raise AssertionError('imported without libcomponent')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr

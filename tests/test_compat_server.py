@@ -18,7 +18,7 @@ from server_helpers import PASS, PLAY, connect
 
 from neuro_api.command import Action, ForcePriority
 from neuro_api.server import AbstractTrioNeuroServer, ServerConfig
-from neuro_api.server._signatures import takes_priority
+from neuro_api.server._signatures import priority_style, takes_priority
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -53,7 +53,7 @@ async def test_the_reference_pages_basic_server_answers_forces(
     nursery: trio.Nursery,
 ) -> None:
     server = MyNeuroServer()
-    assert server.choose_takes_priority is False
+    assert server.choose_priority is None
     url = await serve(nursery, server)
     async with connect(url, "Game") as game:
         await game.startup()
@@ -85,26 +85,49 @@ async def test_hooks_with_priority_get_it() -> None:
         ) -> tuple[str, str | None]:
             return actions[0].name, priority.value
 
-    assert WithPriority.choose_takes_priority is True
-    assert WithPriority.choose_now_takes_priority is True
+    assert WithPriority.choose_priority == "positional"
+    assert WithPriority.choose_now_priority == "positional"
 
 
 @pytest.mark.parametrize(
     ("source", "expected"),
     [
-        ("def f(self, a, b, c, d, e): pass", False),
-        ("def f(self, a, b, c, d, e, priority): pass", True),
-        ("def f(self, a, b, c, d, e, p): pass", True),
-        ("def f(self, a, b, c, d, e, *, priority=None): pass", True),
-        ("def f(self, *args): pass", True),
-        ("def f(self, a, b, c, d, e, **kwargs): pass", False),
-        ("def f(self, a, b, c, d, e, *, other=1): pass", False),
+        ("def f(self, a, b, c, d, e): pass", None),
+        ("def f(self, a, b, c, d, e, priority): pass", "positional"),
+        ("def f(self, a, b, c, d, e, p): pass", "positional"),
+        ("def f(self, a, b, c, d, e, *, priority=None): pass", "keyword"),
+        ("def f(self, *args): pass", "positional"),
+        ("def f(self, a, b, c, d, e, **kwargs): pass", None),
+        ("def f(self, a, b, c, d, e, *, other=1): pass", None),
     ],
 )
-def test_takes_priority(source: str, expected: bool) -> None:
+def test_priority_style(source: str, expected: str | None) -> None:
     space: dict[str, Any] = {}
     exec(source, space)
-    assert takes_priority(space["f"], 6) is expected
+    assert priority_style(space["f"], 6) == expected
+    assert takes_priority(space["f"], 6) is (expected is not None)
+
+
+async def test_keyword_only_priority_is_passed_by_keyword(
+    nursery: trio.Nursery,
+) -> None:
+    class KeywordEngine(MyNeuroServer):
+        async def choose_force_action(  # type: ignore[no-untyped-def,override]
+            self, game_title, state, query, ephemeral_context, actions, *, priority
+        ):
+            self.forced.append((priority,))
+            return actions[0].name, None
+
+    server = KeywordEngine()
+    assert server.choose_priority == "keyword"
+    url = await serve(nursery, server)
+    async with connect(url, "Game") as game:
+        await game.startup()
+        await game.register(PASS)
+        await game.force("pass", priority=ForcePriority.CRITICAL)
+        action = await game.expect_action()
+        await game.result(action.id, True, "ok")
+    assert server.forced == [(ForcePriority.CRITICAL,)]
 
 
 def test_unreadable_signatures_are_assumed_to_take_it() -> None:
@@ -119,7 +142,7 @@ async def test_five_argument_engine_answering_now(nursery: trio.Nursery) -> None
             return actions[-1].name, None
 
     server = Quick()
-    assert server.choose_now_takes_priority is False
+    assert server.choose_now_priority is None
     url = await serve(nursery, server)
     async with connect(url, "Game") as game:
         await game.startup()

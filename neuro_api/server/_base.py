@@ -37,7 +37,7 @@ from neuro_api.server._ratelimit import (
     show_when_due,
     summary_text,
 )
-from neuro_api.server._signatures import takes_priority
+from neuro_api.server._signatures import POSITIONAL, PriorityStyle, priority_style
 from neuro_api.server._trio_client import TrioNeuroServerClient
 
 __all__ = ["AbstractTrioNeuroServer", "ServerInfo"]
@@ -80,18 +80,16 @@ class AbstractTrioNeuroServer(ABC):
     client_class: type[TrioNeuroServerClient] = TrioNeuroServerClient
     """The per-connection class; override to customise a layer."""
 
-    # Whether this class's engine hooks take ``priority`` (see _signatures):
+    # How this class's engine hooks take ``priority`` (see _signatures):
     # set for each subclass when it is made.
-    choose_takes_priority: ClassVar[bool] = True
-    choose_now_takes_priority: ClassVar[bool] = True
+    choose_priority: ClassVar[PriorityStyle] = POSITIONAL
+    choose_now_priority: ClassVar[PriorityStyle] = POSITIONAL
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         before = 6  # self, game_title, state, query, ephemeral_context, actions
-        cls.choose_takes_priority = takes_priority(cls.choose_force_action, before)
-        cls.choose_now_takes_priority = takes_priority(
-            cls.choose_force_action_now, before
-        )
+        cls.choose_priority = priority_style(cls.choose_force_action, before)
+        cls.choose_now_priority = priority_style(cls.choose_force_action_now, before)
 
     def __init__(
         self,

@@ -1,11 +1,12 @@
-"""Which engine hooks take ``priority``: decided once per class, from its signature.
+"""How engine hooks take ``priority``: decided once per class, from their signature.
 
 The reference page of ``neuro_api.server`` (and code written for neuro-api
 4.0.0) implements ``choose_force_action(self, game_title, state, query,
 ephemeral_context, actions)``: five arguments, no ``priority``. Ours add
-``priority`` as a sixth. A hook is called with ``priority`` when it can take
-it: it has a parameter named ``priority``, ``*args``, or room for that many
-positional arguments. Looking once when the class is made costs nothing per
+``priority`` as a sixth. A hook gets ``priority`` positionally when it has
+room for it there (``*args`` included), by keyword when it has a
+keyword-only ``priority`` (or ``**kwargs`` and a parameter so named), and
+not at all otherwise. Looking once when the class is made costs nothing per
 force.
 """
 
@@ -13,33 +14,48 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final, Literal
 
-__all__ = ["takes_priority"]
+__all__ = ["KEYWORD", "POSITIONAL", "PriorityStyle", "priority_style", "takes_priority"]
 
-_POSITIONAL = (
+POSITIONAL: Final = "positional"
+KEYWORD: Final = "keyword"
+PriorityStyle = Literal["positional", "keyword"] | None
+"""How to pass ``priority`` to a hook: positionally, by keyword, or not."""
+
+_POSITIONAL_KINDS = (
     inspect.Parameter.POSITIONAL_ONLY,
     inspect.Parameter.POSITIONAL_OR_KEYWORD,
 )
 
 
-def takes_priority(hook: Callable[..., Any], arguments: int) -> bool:
-    """Whether ``hook`` (a function defined in a class) takes ``priority``.
+def priority_style(hook: Callable[..., Any], arguments: int) -> PriorityStyle:
+    """How ``hook`` (a function defined in a class) takes ``priority``.
 
     ``arguments`` counts the arguments before ``priority``, ``self``
     included. A signature that cannot be read (a C function) is assumed to
-    take it, as the hooks of this package do.
+    take it positionally, as the hooks of this package do.
     """
     try:
-        parameters = inspect.signature(hook).parameters.values()
+        parameters = list(inspect.signature(hook).parameters.values())
     except (TypeError, ValueError):
-        return True
+        return POSITIONAL
     positional = 0
     for parameter in parameters:
         if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
-            return True
-        if parameter.name == "priority":
-            return True
-        if parameter.kind in _POSITIONAL:
+            return POSITIONAL
+        if parameter.kind in _POSITIONAL_KINDS:
             positional += 1
-    return positional > arguments
+            if positional > arguments:
+                return POSITIONAL
+        elif (
+            parameter.kind is inspect.Parameter.KEYWORD_ONLY
+            and parameter.name == "priority"
+        ):
+            return KEYWORD
+    return None
+
+
+def takes_priority(hook: Callable[..., Any], arguments: int) -> bool:
+    """Whether ``hook`` takes ``priority`` at all (see :func:`priority_style`)."""
+    return priority_style(hook, arguments) is not None

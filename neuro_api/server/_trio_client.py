@@ -21,6 +21,7 @@ from neuro_api.server._handler import ActionOutcome, FrameTooLarge
 from neuro_api.server._ratelimit import LogLimiter, Summary
 from neuro_api.server._reader_guard import ReaderGuard
 from neuro_api.server._recording import AbstractRecordingNeuroServerClient
+from neuro_api.server._signatures import POSITIONAL
 
 if TYPE_CHECKING:
     from neuro_api.server._base import AbstractTrioNeuroServer
@@ -278,19 +279,20 @@ class TrioNeuroServerClient(BaseTrioNeuroServerClient):
     ) -> tuple[str, str | None]:
         """Forward to :meth:`AbstractTrioNeuroServer.choose_force_action`."""
         server = self.server
-        if server.choose_takes_priority:
+        title = self.game_title or ""
+        style = server.choose_priority
+        if style is POSITIONAL:
             return await server.choose_force_action(
-                self.game_title or "",
-                state,
-                query,
-                ephemeral_context,
-                actions,
-                priority,
+                title, state, query, ephemeral_context, actions, priority
             )
-        choose: Any = server.choose_force_action  # the five-argument form
-        answer: tuple[str, str | None] = await choose(
-            self.game_title or "", state, query, ephemeral_context, actions
-        )
+        choose: Any = server.choose_force_action  # another form (see _signatures)
+        answer: tuple[str, str | None]
+        if style is None:
+            answer = await choose(title, state, query, ephemeral_context, actions)
+        else:
+            answer = await choose(
+                title, state, query, ephemeral_context, actions, priority=priority
+            )
         return answer
 
     def choose_force_action_now(
@@ -303,19 +305,20 @@ class TrioNeuroServerClient(BaseTrioNeuroServerClient):
     ) -> tuple[str, str | None] | None:
         """Forward to :meth:`AbstractTrioNeuroServer.choose_force_action_now`."""
         server = self.server
-        if server.choose_now_takes_priority:
+        title = self.game_title or ""
+        style = server.choose_now_priority
+        if style is POSITIONAL:
             return server.choose_force_action_now(
-                self.game_title or "",
-                state,
-                query,
-                ephemeral_context,
-                actions,
-                priority,
+                title, state, query, ephemeral_context, actions, priority
             )
-        choose: Any = server.choose_force_action_now  # the five-argument form
-        answer: tuple[str, str | None] | None = choose(
-            self.game_title or "", state, query, ephemeral_context, actions
-        )
+        choose: Any = server.choose_force_action_now  # another form
+        answer: tuple[str, str | None] | None
+        if style is None:
+            answer = choose(title, state, query, ephemeral_context, actions)
+        else:
+            answer = choose(
+                title, state, query, ephemeral_context, actions, priority=priority
+            )
         return answer
 
     def find_collisions(self, names: Sequence[str]) -> Mapping[str, str]:
