@@ -170,13 +170,28 @@ class AbstractNeuroAPI(AbstractNeuroAPIClient):
 
     All hooks (``handle_*``) are coroutines with working defaults; override
     them to react. An exception escaping a hook is logged by
-    :meth:`read_message` and does not end the connection.
+    :meth:`read_message` and does not end the connection; set
+    :attr:`raise_hook_errors` to have it raised instead, as neuro-api 4.0.0
+    does.
+
+    :meth:`register_actions` refuses an action the production server could
+    not use (an error-severity diagnostic, e.g. a schema whose ``type`` is
+    not ``"object"``); set :attr:`refuse_invalid_actions` to False to log
+    those problems and send the action anyway, as 4.0.0 does.
 
     ``action_timeout`` bounds each action handler (``None``: no bound). A
     handler still running then is cancelled and the action fails with a
     message saying so: production Neuro counts about 20 s without a result
     as a failure anyway, and a late result would be discarded.
     """
+
+    raise_hook_errors: bool = False
+    """Whether an exception escaping a hook ends :meth:`read_message` (and
+    with it the connection's loop) instead of being logged."""
+
+    refuse_invalid_actions: bool = True
+    """Whether :meth:`register_actions` raises :class:`ValueError` for an
+    action with an error-severity diagnostic (False: logs it and sends)."""
 
     def __init__(self, game_title: str, *, action_timeout: float | None = 15.0) -> None:
         if action_timeout is not None and not action_timeout > 0:
@@ -245,10 +260,14 @@ class AbstractNeuroAPI(AbstractNeuroAPIClient):
                 errors.append(diagnostic.message)
             else:
                 LOGGER.warning("%s: %s", diagnostic.id, diagnostic.message)
-        if errors:
-            raise ValueError(
-                f"cannot register action {action.name!r}: {'; '.join(errors)}"
-            )
+        if not errors:
+            return
+        problems = f"cannot register action {action.name!r}: {'; '.join(errors)}"
+        if self.refuse_invalid_actions:
+            raise ValueError(problems)
+        LOGGER.warning(
+            "%s (registered anyway: refuse_invalid_actions is off)", problems
+        )
 
     def _register_all_frame(self) -> bytes | None:
         """Return the frame registering the whole registry (None if empty)."""
@@ -491,8 +510,12 @@ class AbstractNeuroAPI(AbstractNeuroAPIClient):
         try:
             await hook
         except NotConnected:
+            if self.raise_hook_errors:
+                raise
             LOGGER.info("connection lost while handling %r", command)
         except Exception:
+            if self.raise_hook_errors:
+                raise
             LOGGER.exception("error while handling a %r frame", command)
 
     async def _handle_bad_frame(

@@ -132,13 +132,15 @@ def default_answer(call: ForceCall) -> tuple[str, str | None]:
 class RecordingClient(TrioNeuroServerClient):
     """A connection that counts the frames it finished handling."""
 
-    server: RecordingServer
-
     def __init__(
-        self, server: AbstractTrioNeuroServer, websocket: WebSocketConnection
+        self,
+        websocket: WebSocketConnection,
+        server: AbstractTrioNeuroServer,
+        websocket_session_id: str | None = None,
     ) -> None:
         assert isinstance(server, RecordingServer)
-        super().__init__(server, websocket)
+        super().__init__(websocket, server, websocket_session_id)
+        self.recording_server = server
         self.handled = 0
 
     async def handle_frame(self, frame: str | bytes) -> None:
@@ -147,7 +149,7 @@ class RecordingClient(TrioNeuroServerClient):
             await super().handle_frame(frame)
         finally:
             self.handled += 1
-            self.server.notify()
+            self.recording_server.notify()
 
 
 class RecordingServer(AbstractTrioNeuroServer):

@@ -489,9 +489,9 @@ async def test_console_send_command_delivers_an_action() -> None:
         # Frames of one game are handled in order: once this context is
         # printed, the registration before it was handled too.
         await ws.send_message(command.context_command(TITLE, "registered").decode())
-        await server.expect(f"[{TITLE}] context: registered")
+        await server.expect(f"[{TITLE}] [CONTEXT] registered")
         await server.type("list")
-        await server.expect("- play: Play a cell")
+        await server.expect("    play: Play a cell")
         await server.type(f'send "{TITLE}" play {{"cell": 2}}')
         message = await recv_action(ws)
         assert (message.name, message.data_json) == ("play", '{"cell": 2}')
@@ -554,7 +554,7 @@ async def test_other_games_are_served_while_a_prompt_waits() -> None:
         await server.expect("[1]: ")  # the prompt waits for a person
         async with game(server.url, "Chess") as two:  # startup acknowledged
             await two.send_message(command.context_command("Chess", "e4").decode())
-            await server.expect("[Chess] context: e4")
+            await server.expect("[Chess] [CONTEXT] e4")
         await server.type("")
         await server.type("")  # the generated example data
         message = await recv_action(one)

@@ -191,8 +191,16 @@ def test_parse_command_unbalanced_quote() -> None:
 
 async def test_help_unknown_and_unparsable(console: Console) -> None:
     await console.type("help")
-    shown = await console.expect("quit")
-    for name in ("list", "send GAME", "send! GAME", "diag", "reregister", "shutdown"):
+    shown = await console.expect("quit - Stop the server")
+    for name in (
+        "Available Commands:",
+        "list - Show all connected clients",
+        "send <client_id> <action_name> [JSON]",
+        "send! <client_id>",
+        "diag",
+        "reregister",
+        "shutdown",
+    ):
         assert name in shown
     await console.type("bogus")
     await console.expect("unknown command 'bogus'; type help")
@@ -210,9 +218,9 @@ async def test_list_shows_games_actions_and_pending(console: Console) -> None:
         await console.type("list")
         shown = await console.expect("pending: ")
         assert f"{TITLE} (session {session})" in shown
-        assert '- play: Play a cell {"type":"object"' in shown
-        assert "- pass: Pass the turn" in shown
-        await console.expect(f"{session[:8]}-1")
+        assert '    play: Play a cell {"type":"object"' in shown
+        assert "    pass: Pass the turn" in shown
+        await console.expect(f"{session[:8]}-{session[8:12]}-{session[12:16]}-")
 
 
 async def test_send_refuses_off_schema_data(console: Console) -> None:
@@ -226,7 +234,7 @@ async def test_send_refuses_off_schema_data(console: Console) -> None:
             command.actions_result_command(TITLE, message.id, True, "placed").decode()
         )
         await console.expect(
-            f"[{TITLE}] context: Result of action 'play': succeeded: placed"
+            f"[{TITLE}] [CONTEXT] Result of action 'play': succeeded: placed"
         )
 
 
@@ -294,11 +302,11 @@ async def test_context_and_diagnostics_are_printed(console: Console) -> None:
         await ws.send_message(
             command.context_command(TITLE, "quiet", silent=True).decode()
         )
-        await console.expect(f"[{TITLE}] context: quiet")
+        await console.expect(f"[{TITLE}] [CONTEXT] quiet")
         await ws.send_message(
             command.context_command(TITLE, "loud", silent=False).decode()
         )
-        await console.expect(f"[{TITLE}] context (not silent): loud")
+        await console.expect(f"[{TITLE}] [CONTEXT] loud (reply_if_not_busy = True)")
         await ws.send_message(command.context_command(TITLE, " ").decode())
         await console.expect("warning [Tic Tac Toe] context.empty")
         await console.expect("hint: Send context only when")

@@ -134,7 +134,7 @@ async def test_the_console_prints_game_text_on_one_line(nursery: trio.Nursery) -
         await game.context(forged)
         await game.register(Action("play", "Play\nnow", PLAY.schema))
         with trio.fail_after(5):
-            while "context" not in output.getvalue():  # noqa: ASYNC110
+            while "[CONTEXT]" not in output.getvalue():  # noqa: ASYNC110
                 await trio.sleep(0.01)
     text = output.getvalue()
     assert "\x1b" not in text
@@ -587,7 +587,7 @@ def test_flushing_is_not_set_if_the_flusher_cannot_start() -> None:
     with pytest.raises(RuntimeError, match="closed"):
         server.show_summaries_later()
     assert not server.log_limiter.flushing
-    client = TrioNeuroServerClient(RecordingServer(), cast(Any, None))
+    client = TrioNeuroServerClient(cast(Any, None), server)
     client._nursery = cast(trio.Nursery, _ClosedNursery())
     limiter = LogLimiter()
     with pytest.raises(RuntimeError, match="closed"):

@@ -357,16 +357,17 @@ class _HidingClient(TrioNeuroServerClient):
 @pytest.mark.parametrize("hiding", [False, True])
 async def test_force_lookups_ask_an_overridden_get_action(hiding: bool) -> None:
     cls = _HidingClient if hiding else TrioNeuroServerClient
-    client = cls(RandomNeuroServer(), cast(Any, None))
+    server = RandomNeuroServer()
+    client = cls(cast(Any, None), server)
     play, secret = Action("play", "Play"), Action("secret", "Hidden")
     frame = command.actions_register_command("Game", [play, secret])
     await client.handle_frame(frame)  # registering sends nothing
     assert set(client.actions) == {"play", "secret"}
     known, unknown = client.lookup_actions(["play", "secret", "nope", "play"])
     if hiding:
-        assert (known, unknown) == ({"play": play}, ["secret", "nope"])
+        assert (known, unknown) == (["play"], ["secret", "nope"])
     else:
-        assert (known, unknown) == ({"play": play, "secret": secret}, ["nope"])
+        assert (known, unknown) == (["play", "secret"], ["nope"])
 
 
 PLAYING, PASSING = Action("play", "Play"), Action("pass", "Pass")
@@ -416,7 +417,7 @@ async def test_registrations_answering_reregister_all_are_expected(
         await game.startup()
         await game.register(PLAY, PASS)
         await server.settle(game)
-        await server.client_of(game).send_reregister_all()
+        await server.client_of(game).send_reregister_all_command()
         assert isinstance(await game.receive(), command.ReregisterAll)
         changed = Action("pass", "Skip this turn, politely")
         await game.register(PLAY, changed)  # what PROPOSALS.md asks for
@@ -455,7 +456,7 @@ async def test_a_changed_action_with_errors_keeps_the_old_one(
         await game.startup()
         await game.register(PLAY)
         await server.settle(game)
-        await server.client_of(game).send_reregister_all()
+        await server.client_of(game).send_reregister_all_command()
         await game.receive()
         await game.register(Action("play", "Play", {"type": "object", "required": 5}))
         await server.wait_diag("action.rejected", game="Game")
@@ -471,7 +472,7 @@ async def test_unregistered_or_restarted_names_are_no_longer_awaited(
         await game.startup()
         await game.register(PLAY, PASS)
         await server.settle(game)
-        await server.client_of(game).send_reregister_all()
+        await server.client_of(game).send_reregister_all_command()
         await game.receive()
         await game.unregister("pass")
         await game.register(PASS)  # registered afresh: no diagnostic at all
@@ -479,7 +480,7 @@ async def test_unregistered_or_restarted_names_are_no_longer_awaited(
         await server.wait_diag("action.duplicate-identical", game="Game")
         (duplicate,) = server.diags("action.duplicate-identical")
         assert duplicate.subject == "pass"
-        await server.client_of(game).send_reregister_all()
+        await server.client_of(game).send_reregister_all_command()
         await game.receive()
         await game.startup()  # a startup clears everything, the wait too
         await game.register(PLAY)

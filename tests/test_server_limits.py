@@ -143,6 +143,7 @@ def test_a_game_connection_keeps_a_small_instance_dict() -> None:
     game, 1.3 MB per thousand idle games. Keep the instance state under the
     limit (or move it to an object of its own, as ReaderGuard does).
     """
-    client = TrioNeuroServerClient(RandomNeuroServer(), cast(Any, None))
+    server = RandomNeuroServer()
+    client = TrioNeuroServerClient(cast(Any, None), server)
     assert len(vars(client)) < 30, sorted(vars(client))
     assert sys.getsizeof(vars(client)) < 600

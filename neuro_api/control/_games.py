@@ -189,7 +189,7 @@ async def _check(action: Action, text: str) -> None:
 @errors(404)
 async def reregister(game: str) -> SentTo:
     """Send ``actions/reregister_all`` (``*`` = every game)."""
-    return await _each(game, lambda c: c.send_reregister_all())
+    return await _each(game, lambda c: c.send_reregister_all_command())
 
 
 @dataclass
@@ -206,7 +206,9 @@ class GracefulRequest:
 @json_body(GracefulRequest)
 async def shutdown_graceful(game: str, data: GracefulRequest) -> SentTo:
     """Send ``shutdown/graceful`` (``*`` = every game)."""
-    return await _each(game, lambda c: c.send_graceful_shutdown(data.wants_shutdown))
+    return await _each(
+        game, lambda c: c.send_graceful_shutdown_command(data.wants_shutdown)
+    )
 
 
 @games.post("/games/<game>/shutdown/immediate")
@@ -214,7 +216,7 @@ async def shutdown_graceful(game: str, data: GracefulRequest) -> SentTo:
 @errors(404)
 async def shutdown_immediate(game: str) -> SentTo:
     """Send ``shutdown/immediate`` (``*`` = every game)."""
-    return await _each(game, lambda c: c.send_immediate_shutdown())
+    return await _each(game, lambda c: c.send_immediate_shutdown_command())
 
 
 @dataclass

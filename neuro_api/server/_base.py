@@ -121,6 +121,9 @@ class AbstractTrioNeuroServer(ABC):
         self.log_limiter = LogLimiter(self.config.log_burst, self.config.log_window)
         """Rate limit of the lines games cause (shared by their connections)."""
         self._upkeep: trio.Nursery | None = None
+        self.handler_nursery: trio.Nursery | None = None
+        """The nursery of :meth:`run` while it serves (upstream's name): a
+        client that is not served itself runs background work there."""
         self.memory = MemoryBudget(
             self.config.memory_budget, self.config.max_game_memory
         )
@@ -416,6 +419,7 @@ class AbstractTrioNeuroServer(ABC):
         :class:`OSError` if the address cannot be bound.
         """
         async with trio.open_nursery() as nursery:
+            self.handler_nursery = nursery
             listener = await nursery.start(
                 functools.partial(
                     serve_websocket,
@@ -433,8 +437,11 @@ class AbstractTrioNeuroServer(ABC):
             nursery.start_soon(self.background)
             await nursery.start(self.upkeep)
             task_status.started(info)
-            await self._stop_requested.wait()
-            await self.close_games()
+            try:
+                await self._stop_requested.wait()
+                await self.close_games()
+            finally:
+                self.handler_nursery = None
             nursery.cancel_scope.cancel()
 
     def request_stop(self) -> None:
@@ -551,7 +558,7 @@ class AbstractTrioNeuroServer(ABC):
         Makes its :attr:`client_class` instance, keeps it in :attr:`clients`
         while it is served, and forgets everything about it afterwards.
         """
-        client = self.client_class(self, websocket)
+        client = self.client_class(websocket, self)
         self.clients[client.session_id] = client
         self.stats.connections_total += 1
         try:

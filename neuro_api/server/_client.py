@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+import logging
+from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Final
+
+import orjson
 
 from neuro_api import command
 from neuro_api._messages import action_frame
+from neuro_api.client import AbstractNeuroAPIClient
 from neuro_api.command import (
+    Action,
     ActionResult,
     Context,
     ForceActions,
+    ForcePriority,
     GameMessage,
     ProtocolError,
     RegisterActions,
@@ -20,50 +26,102 @@ from neuro_api.command import (
     UnregisterActions,
 )
 from neuro_api.diagnostics import Diagnostic, diagnose, from_note, from_protocol_error
+from neuro_api.server._compat import check_action_names_type, deserialize_actions
 
 __all__ = ["AbstractNeuroServerClient"]
 
-_Handler = Callable[[Any, Any], Awaitable[None]]
+LOGGER: Final = logging.getLogger("neuro_api.server")
+
+_Dispatch = Callable[[Any, Any], Awaitable[None]]
 
 
-class AbstractNeuroServerClient(ABC):
+# The dispatch table: a parsed message to the positional handler (upstream's
+# signatures). A register frame's rejected entries and emptiness are
+# reported here, where the whole frame is still known.
+
+
+async def _startup(client: AbstractNeuroServerClient, m: Startup) -> None:
+    await client.handle_startup(m.game)
+
+
+async def _context(client: AbstractNeuroServerClient, m: Context) -> None:
+    await client.handle_context(m.game, m.message, m.silent)
+
+
+async def _register(client: AbstractNeuroServerClient, m: RegisterActions) -> None:
+    for problem in m.rejected:
+        client.report(diagnose("action.rejected", game=m.game, detail=str(problem)))
+    if not m.actions:
+        if not m.rejected:
+            client.report(diagnose("action.register-empty", game=m.game))
+        return
+    await client.handle_actions_register(m.game, list(m.actions))
+
+
+async def _unregister(client: AbstractNeuroServerClient, m: UnregisterActions) -> None:
+    await client.handle_actions_unregister(m.game, list(m.action_names))
+
+
+async def _force(client: AbstractNeuroServerClient, m: ForceActions) -> None:
+    await client.handle_actions_force(
+        m.game,
+        m.state,
+        m.query,
+        m.ephemeral_context,
+        list(m.action_names),
+        m.priority,
+    )
+
+
+async def _result(client: AbstractNeuroServerClient, m: ActionResult) -> None:
+    await client.handle_action_result(m.game, m.id, m.success, m.message)
+
+
+async def _shutdown_ready(client: AbstractNeuroServerClient, m: ShutdownReady) -> None:
+    await client.handle_shutdown_ready(m.game)
+
+
+_DISPATCH: Final[Mapping[type[GameMessage], _Dispatch]] = {
+    Startup: _startup,
+    Context: _context,
+    RegisterActions: _register,
+    UnregisterActions: _unregister,
+    ForceActions: _force,
+    ActionResult: _result,
+    ShutdownReady: _shutdown_ready,
+}
+
+
+class AbstractNeuroServerClient(AbstractNeuroAPIClient):
     """Turns one game's frames into calls of ``handle_*`` methods.
 
-    :meth:`handle_frame` parses a frame, reports what is wrong with it through
-    :meth:`report` (a frame that cannot be parsed is dropped, nothing is
-    raised), and dispatches the message through a ``{type: handler}`` table.
-    Outgoing messages go through the one abstract writer,
-    :meth:`send_text`. Nothing here touches a socket.
+    The contract of neuro-api 4.0.0: subclasses implement
+    :meth:`get_next_id`, the I/O pair (``write_to_websocket``,
+    ``read_from_websocket``) and the four abstract handlers, which receive
+    the frame's fields as arguments (``handle_actions_force(game_title,
+    state, query, ephemeral_context, action_names, priority)`` ...).
+
+    Frames are parsed by :meth:`handle_frame` (what :meth:`read_message`
+    calls) with the production server's rules: what is wrong with a frame
+    becomes a diagnostic passed to :meth:`report` (default: logged) instead
+    of an exception, a frame that cannot be understood is dropped, and the
+    connection goes on. Nothing here touches a socket.
     """
 
-    _DISPATCH: Mapping[type[GameMessage], _Handler] = {}
+    __slots__ = ()
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls._DISPATCH = {
-            Startup: cls.handle_startup,
-            Context: cls.handle_context,
-            RegisterActions: cls.handle_actions_register,
-            UnregisterActions: cls.handle_actions_unregister,
-            ForceActions: cls.handle_actions_force,
-            ActionResult: cls.handle_action_result,
-            ShutdownReady: cls.handle_shutdown_ready,
-        }
+    game_title: str | None = None
+    """The game's name once known (the handler layer keeps it)."""
 
-    # --- I/O and reporting, provided by subclasses -----------------------
+    # --- provided by subclasses ------------------------------------------
 
     @abstractmethod
-    async def send_text(self, frame: str) -> None:
-        """Send one text frame to the game."""
+    def get_next_id(self) -> str:
+        """Return a fresh id for an ``action`` sent to the game."""
 
-    @abstractmethod
     def report(self, diagnostic: Diagnostic) -> None:
-        """Record a diagnostic about this game (must not raise)."""
-
-    @property
-    @abstractmethod
-    def game_title(self) -> str | None:
-        """The game's name once known."""
+        """Record a diagnostic about this game (default: log it; must not raise)."""
+        LOGGER.warning("%s", diagnostic)
 
     # --- receiving ---------------------------------------------------------
 
@@ -73,6 +131,28 @@ class AbstractNeuroServerClient(ABC):
         Subclasses check session rules here (startup first, stable name).
         """
         return True
+
+    async def read_message(self) -> None:
+        """Read one frame with ``read_from_websocket`` and handle it.
+
+        As :meth:`handle_frame`: a malformed frame is reported, not raised.
+        A subclass that replaces ``read_raw_client_message`` is read through
+        it, as upstream does.
+        """
+        if (
+            type(self).read_raw_client_message
+            is AbstractNeuroAPIClient.read_raw_client_message
+        ):
+            frame = await self.read_from_websocket()
+            if isinstance(frame, (bytearray, memoryview)):
+                frame = bytes(frame)
+        else:
+            command_type, game, data = await self.read_raw_client_message()
+            fields: dict[str, object] = {"command": command_type, "game": game}
+            if data is not None:
+                fields["data"] = data
+            frame = orjson.dumps(fields).decode()
+        await self.handle_frame(frame)
 
     async def handle_frame(self, frame: str | bytes) -> None:
         """Parse one received frame and dispatch it.
@@ -113,7 +193,7 @@ class AbstractNeuroServerClient(ABC):
         for note in message.notes:
             self.report(from_note(note, command=message.command, game=game, frame=text))
         if self.accept_message(message, text):
-            await self._DISPATCH[type(message)](self, message)
+            await _DISPATCH[type(message)](self, message)
 
     def _report_binary(self, frame: str | bytes, game: str | None) -> None:
         if isinstance(frame, bytes):
@@ -123,41 +203,57 @@ class AbstractNeuroServerClient(ABC):
                 )
             )
 
-    @abstractmethod
-    async def handle_startup(self, message: Startup) -> None:
-        """``startup``: clear the game's actions and acknowledge."""
+    async def handle_startup(self, game_title: str) -> None:
+        """``startup`` (default: nothing; the handler layer clears and answers)."""
+
+    async def handle_context(self, game_title: str, message: str, silent: bool) -> None:
+        """``context`` (default: nothing)."""
 
     @abstractmethod
-    async def handle_context(self, message: Context) -> None:
-        """``context``."""
+    async def handle_actions_register(
+        self, game_title: str, actions: list[Action]
+    ) -> None:
+        """``actions/register``: the frame's valid actions (never empty)."""
 
     @abstractmethod
-    async def handle_actions_register(self, message: RegisterActions) -> None:
-        """``actions/register``."""
-
-    @abstractmethod
-    async def handle_actions_unregister(self, message: UnregisterActions) -> None:
+    async def handle_actions_unregister(
+        self, game_title: str, action_names: list[str]
+    ) -> None:
         """``actions/unregister``."""
 
     @abstractmethod
-    async def handle_actions_force(self, message: ForceActions) -> None:
+    async def handle_actions_force(
+        self,
+        game_title: str,
+        state: str | None,
+        query: str,
+        ephemeral_context: bool,
+        action_names: list[str],
+        priority: ForcePriority,
+    ) -> None:
         """``actions/force``."""
 
     @abstractmethod
-    async def handle_action_result(self, message: ActionResult) -> None:
+    async def handle_action_result(
+        self, game_title: str, id_: str, success: bool, message: str | None
+    ) -> None:
         """``action/result``."""
 
-    async def handle_shutdown_ready(self, message: ShutdownReady) -> None:
+    async def handle_shutdown_ready(self, game_title: str) -> None:
         """``shutdown/ready``: reported as an info diagnostic by default."""
-        self.report(diagnose("protocol.shutdown-ready", game=message.game))
+        self.report(diagnose("protocol.shutdown-ready", game=game_title))
+
+    # Upstream's helpers, as static methods of the class.
+    deserialize_actions = staticmethod(deserialize_actions)
+    check_action_names_type = staticmethod(check_action_names_type)
 
     # --- sending (Neuro -> game) -----------------------------------------
 
-    async def send_startup_acknowledgement(
+    async def send_setup_acknowledgement_command(
         self, session_id: str, character_id: str, display_name: str
     ) -> None:
         """Send the ``startup`` acknowledgement."""
-        await self.send_text(
+        await self.write_to_websocket(
             command.StartupAcknowledgement(
                 session_id=session_id,
                 character_id=character_id,
@@ -165,29 +261,37 @@ class AbstractNeuroServerClient(ABC):
             ).to_frame()
         )
 
-    async def send_action_command(self, id_: str, name: str, data: str | None) -> None:
-        """Send an ``action`` frame (no bookkeeping; see the handler layer)."""
-        await self.send_text(action_frame(id_, name, data))
+    async def send_action_command(self, name: str, data: str | None = None) -> str:
+        """Send an ``action`` under a fresh :meth:`get_next_id`; return the id.
 
-    async def send_reregister_all(self) -> None:
+        ``data`` is the action's JSON text, or ``None`` for no data.
+        """
+        id_ = self.get_next_id()
+        await self._send_action(id_, name, data)
+        return id_
+
+    async def _send_action(self, id_: str, name: str, data: str | None) -> None:
+        await self.write_to_websocket(action_frame(id_, name, data))
+
+    async def send_reregister_all_command(self) -> None:
         """Ask the game to register all its actions again."""
-        await self.send_text(command.ReregisterAll().to_frame())
+        await self.write_to_websocket(command.ReregisterAll().to_frame())
 
-    async def send_graceful_shutdown(self, wants_shutdown: bool) -> None:
+    async def send_graceful_shutdown_command(self, wants_shutdown: bool) -> None:
         """Ask the game to quit at the next safe point (False cancels)."""
-        await self.send_text(
+        await self.write_to_websocket(
             command.GracefulShutdown(wants_shutdown=wants_shutdown).to_frame()
         )
 
-    async def send_immediate_shutdown(self) -> None:
+    async def send_immediate_shutdown_command(self) -> None:
         """Tell the game it is about to be closed."""
-        await self.send_text(command.ImmediateShutdown().to_frame())
+        await self.write_to_websocket(command.ImmediateShutdown().to_frame())
 
     async def send_speech_finished(
         self, is_final: bool = True, cancelled: bool = False, reason: str | None = None
     ) -> None:
         """Tell the game Neuro finished (or was cut off) speaking."""
-        await self.send_text(
+        await self.write_to_websocket(
             command.SpeechFinished(
                 is_final=is_final, cancelled=cancelled, reason=reason
             ).to_frame()

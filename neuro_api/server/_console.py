@@ -48,21 +48,23 @@ _DIAGNOSTICS_SHOWN: Final = 20
 _SEND_COMMANDS: Final = frozenset({"send", "send!"})
 
 _HELP: Final = """\
-Commands (GAME is a title or session id; [GAME] left out means every game):
-  list                          games, their actions, force and pending ids
-  send GAME ACTION [JSON]       perform ACTION; JSON is checked against its
-                                schema (nothing is sent if it does not fit);
-                                no JSON sends a generated valid example
-  send! GAME ACTION [DATA]      perform ACTION with DATA sent as is, unchecked
-                                (even an unregistered action)
-  diag [GAME]                   recent diagnostics, with hints
-  reregister [GAME]             ask games to register their actions again
-  shutdown graceful|cancel|immediate [GAME]
-                                graceful: save and quit at a safe point;
-                                cancel: take that back; immediate: closing now
-  speech-finished [GAME]        tell games Neuro finished speaking
-  help                          this text
-  quit                          stop the server
+Available Commands:
+(<client_id> is a game title, a session id, or a unique prefix of 4 or more
+characters of a session id; [<client_id>] left out means every game)
+  list - Show all connected clients and their available actions, with each
+      game's force and pending action ids
+  send <client_id> <action_name> [JSON] - Send action to specific client;
+      JSON is checked against the action's schema (nothing is sent if it
+      does not fit); no JSON sends a generated valid example
+  send! <client_id> <action_name> [DATA] - Send action with DATA as is,
+      unchecked (even an unregistered action)
+  diag [<client_id>] - Recent diagnostics, with hints
+  reregister [<client_id>] - Ask games to register their actions again
+  shutdown graceful|cancel|immediate [<client_id>] - graceful: save and quit
+      at a safe point; cancel: take that back; immediate: closing now
+  speech-finished [<client_id>] - Tell games Neuro finished speaking
+  help - Show this help message
+  quit - Stop the server
 JSON and DATA are the rest of the line, written as is (or quoted as one word).
 While a force prompt is open, lines answer it: Enter takes the default in
 brackets, and !DATA sends DATA unchecked (! alone sends no data). A line
@@ -274,7 +276,8 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
     """An engine where a person plays Neuro at a console.
 
     ``input`` is read for lines (default: stdin, read in a worker thread);
-    ``output`` receives the console text (default: ``sys.stdout``); both
+    ``output`` receives the console text (default: ``sys.stdout``, looked
+    up at each line, so a later redirection is followed); both
     exist so tests can drive the console without a terminal. ``seed`` makes
     generated examples and the answers after the input ended repeatable.
     Context, action outcomes that carry no message, and warning and error
@@ -292,7 +295,7 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
     ) -> None:
         super().__init__(config)
         self._lines = _LineReader(input if input is not None else _stdin())
-        self._output = output if output is not None else sys.stdout
+        self._output = output  # None: sys.stdout as it is when printing
         self._output_broken = False
         # The random engine is only used for its decisions (examples and the
         # answers after the input ended); it never serves anything itself.
@@ -369,7 +372,8 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
         if self._output_broken:
             return
         try:
-            print(text, end=end, file=self._output, flush=True)
+            output = self._output if self._output is not None else sys.stdout
+            print(text, end=end, file=output, flush=True)
         except (OSError, ValueError):
             self._output_broken = True
             LOGGER.warning("console output is closed; console text is dropped")
@@ -378,8 +382,8 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
         self, game_title: str, message: str, reply_if_not_busy: bool
     ) -> None:
         """Print the context; non-silent context is marked."""
-        mark = " (not silent)" if reply_if_not_busy else ""
-        self.say(f"[{_p(game_title)}] context{mark}: {_p(message)}")
+        mark = " (reply_if_not_busy = True)" if reply_if_not_busy else ""
+        self.say(f"[{_p(game_title)}] [CONTEXT] {_p(message)}{mark}")
 
     def on_action_outcome(self, game_title: str, outcome: ActionOutcome) -> None:
         """Print outcomes that carry no message (the others arrive as context)."""
@@ -600,20 +604,48 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
             else:
                 self.say(f"[{_title(client)}] sent {what}")
 
-    async def _cmd_help(self, args: list[str], data: str) -> None:
+    def show_help(self) -> None:
+        """Print the console's commands (what ``help`` shows)."""
         self.say(_HELP)
+
+    def list_client_actions(self, client: TrioNeuroServerClient) -> None:
+        """Print a game's title, session and registered actions (with schemas)."""
+        self.say(f"Game: {_title(client)} (session {client.session_id})")
+        if not client.actions:
+            self.say("  No actions registered")
+            return
+        self.say("  Available actions:")
+        for action in client.actions.values():
+            schema = "" if action.schema is None else f" {_compact(action.schema)}"
+            self.say(f"    {_p(action.name)}: {_p(action.description + schema)}")
+
+    def ask_action_json(self, action: Action) -> str | None:
+        """Ask with :func:`input` for an action's JSON data (None: no data).
+
+        Upstream's helper, for scripts: it blocks the thread while the
+        operator types, so it must not be called from the event loop (the
+        console's own prompts read their input without blocking). An
+        action without a schema takes no data and asks nothing.
+        """
+        if action.schema is None:
+            return None
+        self.say(
+            f"{_p(action.name)}\n\t{_p(action.description)}\n\n"
+            f"schema: {_p(_compact(action.schema))}\n"
+        )
+        if input("Do json blob? (y/N) > ").strip().lower() != "y":
+            return None
+        return input("Json blob > ")
+
+    async def _cmd_help(self, args: list[str], data: str) -> None:
+        self.show_help()
 
     async def _cmd_list(self, args: list[str], data: str) -> None:
         clients = self.games()
         if not clients:
             self.say("no games connected")
         for client in clients:
-            self.say(f"{_title(client)} (session {client.session_id})")
-            if not client.actions:
-                self.say("  no actions registered")
-            for action in client.actions.values():
-                schema = "" if action.schema is None else f" {_compact(action.schema)}"
-                self.say(f"  - {_p(action.name)}: {_p(action.description + schema)}")
+            self.list_client_actions(client)
             force = client.active_force
             if force is not None:
                 names = _p(", ".join(force.action_names))
@@ -697,7 +729,7 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
     async def _cmd_reregister(self, args: list[str], data: str) -> None:
         clients = self._targets(args, "reregister [GAME]")
         await self._send_each(
-            clients, "actions/reregister_all", lambda c: c.send_reregister_all()
+            clients, "actions/reregister_all", lambda c: c.send_reregister_all_command()
         )
 
     async def _cmd_shutdown(self, args: list[str], data: str) -> None:
@@ -709,14 +741,16 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
         clients = self._targets(args[1:], usage)
         if mode == "immediate":
             await self._send_each(
-                clients, "shutdown/immediate", lambda c: c.send_immediate_shutdown()
+                clients,
+                "shutdown/immediate",
+                lambda c: c.send_immediate_shutdown_command(),
             )
             return
         wants = mode == "graceful"
         await self._send_each(
             clients,
             f"shutdown/graceful (wants_shutdown {str(wants).lower()})",
-            lambda c: c.send_graceful_shutdown(wants),
+            lambda c: c.send_graceful_shutdown_command(wants),
         )
 
     async def _cmd_speech_finished(self, args: list[str], data: str) -> None:

@@ -1,7 +1,7 @@
 """Layer 2: ids, pending results, the force state machine, context hand-off.
 
 Timers use Trio (so tests run them on the autojump clock), but nothing here
-touches a socket: outgoing frames go through :meth:`send_text`, and tasks are
+touches a socket: outgoing frames go through :meth:`write_to_websocket`, and tasks are
 started in the nursery the I/O layer binds with :meth:`bind_nursery`.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
+import functools
 import itertools
 import logging
 import math
@@ -17,7 +18,7 @@ import sys
 import traceback
 import uuid
 from abc import abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any, Final
 
 import trio
@@ -26,8 +27,6 @@ from neuro_api._text import printable
 from neuro_api.command import (
     Action,
     ActionMessage,
-    ActionResult,
-    Context,
     ForceActions,
     ForcePriority,
     GameMessage,
@@ -47,6 +46,7 @@ from neuro_api.server._ratelimit import (
     show_when_due,
     summary_text,
 )
+from neuro_api.server._signatures import POSITIONAL, PriorityStyle, priority_style
 
 __all__ = [
     "AbstractHandlerNeuroServerClient",
@@ -139,7 +139,6 @@ class _Pending:
         "force",
         "id",
         "outcome",
-        "registered",
         "timeout",
     )
 
@@ -149,11 +148,9 @@ class _Pending:
         action: str,
         timeout: float,
         force: _Force | None,
-        registered: bool,
     ) -> None:
         self.id = id_
         self.action = action
-        self.registered = registered  # when it was sent
         self.timeout = timeout
         self.deadline = trio.current_time() + timeout
         self.force = force
@@ -167,11 +164,20 @@ class _Pending:
             if self.done is not None:
                 self.done.set()
 
-    async def wait(self) -> ActionOutcome:
+    async def wait(self, time_out: Callable[[_Pending], None]) -> ActionOutcome:
+        """The outcome, at the latest at the deadline (``time_out`` settles it).
+
+        The connection's timer times out actions nobody waits for; a waiter
+        keeps its own deadline, so a client without a timer (not served,
+        only called) still gets an outcome.
+        """
         if self.outcome is None:
             if self.done is None:
                 self.done = trio.Event()
-            await self.done.wait()
+            with trio.move_on_at(self.deadline):
+                await self.done.wait()
+            if self.outcome is None:
+                time_out(self)
         else:
             await trio.lowlevel.checkpoint()
         assert self.outcome is not None
@@ -181,13 +187,41 @@ class _Pending:
 @dataclasses.dataclass(slots=True, eq=False)
 class _Force:
     message: ForceActions
-    names: tuple[str, ...]
-    actions: tuple[Action, ...]
-    """The forced actions as registered when the force began."""
+    names: ActionNames
+    """The forced actions that were registered when the force began."""
     scope: trio.CancelScope | None = None
     """Cancels the engine's choice when the force ends early (only engines
     that answer in a task have one)."""
     attempts: int = 0
+
+
+class ActionNames(frozenset[str]):
+    """The action names a force offers, in the force's order.
+
+    A :class:`frozenset`, as neuro-api 4.0.0's ``choose_force_action``
+    receives, whose iteration follows the order the game listed them in
+    (a plain frozenset's order changes from run to run, which would make a
+    seeded engine's choices differ).
+    """
+
+    __slots__ = ("_order",)
+
+    _order: tuple[str, ...]
+
+    def __new__(cls, names: Iterable[str]) -> ActionNames:
+        """Names in the order given, without repeats."""
+        order = tuple(dict.fromkeys(names))
+        self = super().__new__(cls, order)
+        self._order = order
+        return self
+
+    def __iter__(self) -> Iterator[str]:
+        """The names in the force's order."""
+        return iter(self._order)
+
+    def __repr__(self) -> str:
+        """``ActionNames(['a', 'b'])``."""
+        return f"{type(self).__name__}({list(self._order)!r})"
 
 
 class _Recent:
@@ -266,40 +300,68 @@ def _check_answer(answer: object) -> tuple[str, str | None]:
 class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
     """Session rules, results and forces for one game connection.
 
-    Subclasses provide the action registry (:meth:`get_action`,
-    :meth:`registered_names`, :meth:`clear_actions`) and the decisions
-    (:meth:`deliver_context`, :meth:`choose_force_action`). All bookkeeping a
-    connection owns lives on the instance and dies with it.
+    The contract of neuro-api 4.0.0: subclasses provide the registry
+    (:meth:`register_action`, :meth:`unregister_action`,
+    :meth:`clear_registered_actions`) and the decisions (:meth:`add_context`,
+    :meth:`choose_force_action`); :meth:`submit_call_async_soon` runs work in
+    the background (default: the connection's nursery). A subclass that also
+    answers :meth:`get_action` has forces checked against its registry.
+
+    Forces run on one state machine with the production server's rules
+    (retries within ``config.max_retries``, one force at a time, result
+    timeouts, context held while a result is pending). An engine that can
+    answer at once (:meth:`choose_force_action_now`) is served from the
+    connection's reader with no task per force; otherwise
+    :meth:`choose_force_action` is called in the background. A subclass that
+    overrides :meth:`perform_actions_force` has each force handed to it
+    instead, as upstream does. All bookkeeping a connection owns lives on the
+    instance and dies with it.
     """
 
     # Class-level defaults, set on the instance only when used: a game
     # connection's instance dict stays small (see tests/test_server_limits).
     _limiter: LogLimiter | None = None
     _budget: MemoryBudget | None = None
+    _timed_out: _Recent | None = None
+    _spam_reported_at = -1e9
+
+    # Decided once per class from what it overrides (see __init_subclass__).
+    _choose_style: PriorityStyle = POSITIONAL
+    _checks_names: bool = False
+    _own_perform: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        base = AbstractHandlerNeuroServerClient
+        # 4.0.0's documented clients take (state, query, ephemeral_context,
+        # action_names); ours add priority.
+        cls._choose_style = priority_style(cls.choose_force_action, 5)
+        cls._checks_names = cls.get_action is not base.get_action
+        cls._own_perform = cls.perform_actions_force is not base.perform_actions_force
 
     def __init__(self, config: ServerConfig | None = None) -> None:
         self.config = config or ServerConfig()
         self.session_id = uuid.uuid4().hex
-        self._game: str | None = None
+        self.game_title: str | None = None
         self._started = False
         self._warned_before_startup = False
         self._ids = itertools.count(1)
-        self._id_prefix = self.session_id[:8] + "-"
+        hex_ = self.session_id
+        # Ids are UUIDs (as upstream's): this session's, counting up.
+        self._id_prefix = f"{hex_[:8]}-{hex_[8:12]}-{hex_[12:16]}-{hex_[16:20]}-"
         self._pending: dict[str, _Pending] = {}
         self._answered = _Recent()
-        self._timed_out = _Recent()
         self._force: _Force | None = None
         self._queued: collections.deque[ForceActions] = collections.deque(
             maxlen=self.config.max_queued_forces
         )
-        self._held: collections.deque[Context] = collections.deque()
+        self._held: collections.deque[tuple[str, bool]] = collections.deque()
         self._held_chars = 0
         # Only the threshold's worth of timestamps matters; a flood within
         # one window must not grow this.
         self._context_times: collections.deque[float] = collections.deque(
             maxlen=self.config.context_spam_count + 1
         )
-        self._spam_reported_at = -1e9
         self.diagnostics: collections.deque[Diagnostic] = collections.deque(
             maxlen=self.config.diagnostics_kept
         )
@@ -311,33 +373,22 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         self._timer_wake: trio.Event | None = None
         self._timer_running = False
 
-    # --- provided by subclasses ------------------------------------------
+    # --- provided by subclasses (upstream's contract) ----------------------
 
     @abstractmethod
-    def get_action(self, name: str) -> Action | None:
-        """Return the registered action ``name``, if any."""
-
-    def lookup_actions(
-        self, names: Iterable[str]
-    ) -> tuple[dict[str, Action], list[str]]:
-        """Split ``names`` into the registered actions and the unknown names.
-
-        The actions come by name, in the order of ``names`` and without
-        repeats. The default asks :meth:`get_action` for each; a registry
-        that can look names up faster overrides it.
-        """
-        return split_actions(names, self.get_action)
+    def clear_registered_actions(self) -> None:
+        """Forget every registered action (a ``startup`` does this)."""
 
     @abstractmethod
-    def registered_names(self) -> Sequence[str]:
-        """Names of every registered action, in registration order."""
+    def register_action(self, action: Action) -> None:
+        """Register one action, replacing one of the same name."""
 
     @abstractmethod
-    def clear_actions(self) -> None:
-        """Forget every registered action."""
+    def unregister_action(self, action_name: str) -> None:
+        """Forget one action (an unknown name is ignored)."""
 
     @abstractmethod
-    def deliver_context(self, message: str, reply_if_not_busy: bool) -> None:
+    def add_context(self, message: str, reply_if_not_busy: bool) -> None:
         """Hand context to the engine (called in order, never while held)."""
 
     @abstractmethod
@@ -346,26 +397,97 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         state: str | None,
         query: str,
         ephemeral_context: bool,
-        actions: tuple[Action, ...],
-        priority: ForcePriority,
+        action_names: frozenset[str],
+        priority: ForcePriority = ForcePriority.LOW,
     ) -> tuple[str, str | None]:
-        """Ask the engine which action to perform: ``(name, json_or_None)``."""
+        """Ask the engine which action to perform: ``(name, json_or_None)``.
+
+        ``action_names`` is an :class:`ActionNames` (a frozenset that
+        iterates in the force's order). A subclass may leave ``priority``
+        out, as neuro-api 4.0.0's documented clients do: it is then not
+        passed (decided once per class from the signature).
+        """
 
     def choose_force_action_now(
         self,
         state: str | None,
         query: str,
         ephemeral_context: bool,
-        actions: tuple[Action, ...],
+        action_names: frozenset[str],
         priority: ForcePriority,
     ) -> tuple[str, str | None] | None:
         """Answer a force at once if the engine can, else ``None`` (default).
 
         An answer here is sent straight from the connection's reader, with
         no task per force; engines that need to wait (a person, a model)
-        return ``None`` and are asked :meth:`choose_force_action` in a task.
+        return ``None`` and are asked :meth:`choose_force_action` in the
+        background.
         """
         return None
+
+    async def submit_call_async_soon(
+        self, function: Callable[[], Awaitable[Any]]
+    ) -> None:
+        """Run ``function()`` in the background (default: the connection's nursery).
+
+        Raises :class:`RuntimeError` if the connection is not served.
+        """
+        self._spawn().start_soon(function)
+
+    def get_action(self, name: str) -> Action | None:
+        """The registered action ``name``, if any (this layer keeps none).
+
+        A subclass that answers it has forces checked against its registry
+        (unknown names reported and left out); otherwise the names are
+        passed on as the game sent them.
+        """
+        return None
+
+    def has_action(self, action_name: str) -> bool:
+        """Whether ``action_name`` is registered."""
+        return self.get_action(action_name) is not None
+
+    def registered_names(self) -> Sequence[str]:
+        """Names of every registered action, in registration order."""
+        return ()
+
+    def get_action_names(self) -> frozenset[str]:
+        """Names of every registered action."""
+        return frozenset(self.registered_names())
+
+    def lookup_actions(self, names: Iterable[str]) -> tuple[list[str], list[str]]:
+        """Split ``names`` into the registered names and the unknown ones.
+
+        The registered come in the order of ``names`` and without repeats.
+        The default asks :meth:`get_action` for each; a registry that can
+        look names up faster overrides it.
+        """
+        known, unknown = split_actions(names, self.get_action)
+        return list(known), unknown
+
+    def get_websocket_session_id(self) -> str:
+        """The session id the ``startup`` acknowledgement carries."""
+        return self.session_id
+
+    def get_character_id(self) -> str:
+        """The character id the acknowledgement carries (``config.character_id``)."""
+        return self.config.character_id
+
+    def get_display_name(self) -> str:
+        """The character's name for the acknowledgement.
+
+        ``config.character_name`` for the configured character; for another
+        id (a subclass's :meth:`get_character_id`), the id with ``-`` and
+        ``_`` as spaces, in title case, as upstream derives it.
+        """
+        character_id = self.get_character_id()
+        if character_id == self.config.character_id:
+            return self.config.character_name
+        return character_id.replace("-", " ").replace("_", " ").title()
+
+    def log_warning(self, message: str) -> None:
+        """Log a warning about this connection (escaped: games choose the text)."""
+        LOGGER.warning("%s", printable(message))
 
     def on_diagnostic(self, diagnostic: Diagnostic) -> None:
         """Called for every diagnostic after it is stored (default: nothing)."""
@@ -386,17 +508,12 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         status = outcome.status
         if outcome.message and (status is _SUCCESS or status is _FAILURE):
             verdict = "succeeded" if status is _SUCCESS else "failed"
-            self.deliver_context(
+            self.add_context(
                 f"Result of action {outcome.action!r}: {verdict}: {outcome.message}",
                 False,
             )
 
     # --- state the outside may look at -----------------------------------
-
-    @property
-    def game_title(self) -> str | None:
-        """The game's name, from its first frame (``None`` before)."""
-        return self._game
 
     @property
     def started(self) -> bool:
@@ -426,8 +543,8 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
     def serving(self) -> bool:
         """Whether the connection is served and not ending.
 
-        Only then can actions be sent (:meth:`start_action`,
-        :meth:`execute_action`); a client that is closing stays briefly
+        Only then can actions be sent in the background
+        (:meth:`start_action`); a client that is closing stays briefly
         known to its server while its close handshake finishes.
         """
         return self._nursery is not None and not self._closing
@@ -447,8 +564,8 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         limited per game and id by :meth:`log_limiter`, with a summary line
         (:meth:`show_summary`) for what was held back.
         """
-        if diagnostic.game is None and self._game is not None:
-            diagnostic = dataclasses.replace(diagnostic, game=self._game)
+        if diagnostic.game is None and self.game_title is not None:
+            diagnostic = dataclasses.replace(diagnostic, game=self.game_title)
         self.diagnostics.append(diagnostic)
         try:
             self._show_limited(diagnostic)
@@ -517,7 +634,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
 
     def flush_summaries(self) -> None:
         """Show what the rate limit holds back for this game (it left)."""
-        game = self._game
+        game = self.game_title
 
         def mine(key: Key) -> bool:
             # Events of no one game (connections) have None there.
@@ -534,7 +651,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             LOGGER.exception("showing a summary failed")
 
     def _diag(self, id_: str, **params: Any) -> None:
-        self.report(diagnose(id_, game=self._game, **params))
+        self.report(diagnose(id_, game=self.game_title, **params))
 
     # --- session rules ---------------------------------------------------
 
@@ -544,15 +661,16 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         A changed game name is an error and the frame is dropped; anything
         before ``startup`` is reported once and still handled.
         """
-        if self._game is None:
-            self._game = message.game
-        elif message.game != self._game:
+        game = self.game_title
+        if game is None:
+            self.game_title = message.game
+        elif message.game != game:
             self.report(
                 diagnose(
                     "protocol.game-renamed",
-                    game=self._game,
+                    game=game,
                     frame=frame,
-                    old=self._game,
+                    old=game,
                     new=message.game,
                 )
             )
@@ -566,37 +684,62 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             self.report(
                 diagnose(
                     "protocol.before-startup",
-                    game=self._game,
+                    game=self.game_title,
                     frame=frame,
                     command=message.command,
                 )
             )
         return True
 
-    async def handle_startup(self, message: Startup) -> None:
+    def check_game_title(self, game_title: str) -> None:
+        """Warn (:meth:`log_warning`) if ``game_title`` is not this game's.
+
+        Frames read from the connection are checked before dispatch
+        (:meth:`accept_message`: a renamed game's frame is dropped with a
+        diagnostic), so this only speaks when a handler is called directly
+        with another name, in upstream's words.
+        """
+        if self.game_title == game_title:
+            return
+        if self.game_title is None:
+            self.log_warning(
+                "A non-setup action fired before setup action, game title not set."
+            )
+        self.log_warning(
+            f"Attempted to change game title from {self.game_title!r} to "
+            f"{game_title!r}, not allowed"
+        )
+
+    async def handle_startup(self, game_title: str) -> None:
         """Clear the game's actions (cancelling a force) and acknowledge."""
+        if self.game_title is None:
+            self.game_title = game_title
+        self.check_game_title(game_title)
         if self._started:
             self._diag("protocol.repeated-startup")
         self._started = True
-        self.clear_actions()
+        self.clear_registered_actions()
         self._cancel_force()
         self._queued.clear()
-        await self.send_startup_acknowledgement(
-            self.session_id, self.config.character_id, self.config.character_name
+        await self.send_setup_acknowledgement_command(
+            self.get_websocket_session_id(),
+            self.get_character_id(),
+            self.get_display_name(),
         )
 
     # --- context -----------------------------------------------------------
 
-    async def handle_context(self, message: Context) -> None:
+    async def handle_context(self, game_title: str, message: str, silent: bool) -> None:
         """Deliver context, or hold it while a result is pending."""
+        self.check_game_title(game_title)
         self._check_spam()
-        if not message.message.strip():
+        if not message.strip():
             self._diag("context.empty")
         if self._pending:
             self._diag("context.held")
-            self._hold(message)
+            self._hold(message, silent)
             return
-        self.deliver_context(message.message, not message.silent)
+        self.add_context(message, not silent)
 
     def _check_spam(self) -> None:
         now = trio.current_time()
@@ -612,30 +755,26 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             self._spam_reported_at = now
             self._diag("behaviour.context-spam", count=len(times), window=window)
 
-    def _hold(self, message: Context) -> None:
+    def _hold(self, message: str, silent: bool) -> None:
         """Keep ``message`` for later, within the count, size and memory limits."""
         budget = self.memory_budget()
-        size = sys.getsizeof(message.message)
+        size = sys.getsizeof(message)
         if budget.refusal(self, size - self._held_bytes()) is not None:
             # Even with every older message dropped it would not fit.
             why = budget.refusal(self, size)
             self._diag("context.dropped", limit=why, which="this message")
             return
         while (why := budget.reserve(self, size)) is not None:
-            dropped = self._held.popleft()
-            self._held_chars -= len(dropped.message)
-            budget.release(self, sys.getsizeof(dropped.message))
+            self._drop_oldest_held()
             self._diag("context.dropped", limit=why, which=_OLDEST)
-        self._held.append(message)
-        self._held_chars += len(message.message)
+        self._held.append((message, silent))
+        self._held_chars += len(message)
         config = self.config
         while len(self._held) > 1 and (
             len(self._held) > config.max_held_context
             or self._held_chars > config.max_held_context_chars
         ):
-            dropped = self._held.popleft()
-            self._held_chars -= len(dropped.message)
-            budget.release(self, sys.getsizeof(dropped.message))
+            self._drop_oldest_held()
             limit = (
                 f"{config.max_held_context} messages"
                 if len(self._held) >= config.max_held_context
@@ -643,21 +782,76 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             )
             self._diag("context.dropped", limit=limit, which=_OLDEST)
 
+    def _drop_oldest_held(self) -> tuple[str, bool]:
+        held = self._held.popleft()
+        self._held_chars -= len(held[0])
+        self.memory_budget().release(self, sys.getsizeof(held[0]))
+        return held
+
     def _held_bytes(self) -> int:
-        return sum(sys.getsizeof(held.message) for held in self._held)
+        return sum(sys.getsizeof(message) for message, _ in self._held)
 
     def _flush_held(self) -> None:
         while self._held and not self._pending:
-            held = self._held.popleft()
-            self._held_chars -= len(held.message)
-            self.memory_budget().release(self, sys.getsizeof(held.message))
-            self.deliver_context(held.message, not held.silent)
+            message, silent = self._drop_oldest_held()
+            self.add_context(message, not silent)
+
+    # --- registry ------------------------------------------------------------
+
+    async def handle_actions_register(
+        self, game_title: str, actions: list[Action]
+    ) -> None:
+        """Register each action with :meth:`register_action`."""
+        self.check_game_title(game_title)
+        for action in actions:
+            self.register_action(action)
+
+    async def handle_actions_unregister(
+        self, game_title: str, action_names: list[str]
+    ) -> None:
+        """Unregister each name with :meth:`unregister_action`."""
+        self.check_game_title(game_title)
+        for name in action_names:
+            self.unregister_action(name)
+        self.forget_actions(action_names)
 
     # --- actions and results ----------------------------------------------
 
-    def next_id(self) -> str:
-        """Return a fresh action id, unique on this connection."""
-        return f"{self._id_prefix}{next(self._ids)}"
+    def get_next_id(self) -> str:
+        """A fresh action id: a UUID, unique on this connection."""
+        return f"{self._id_prefix}{next(self._ids):012x}"
+
+    async def send_action_command(self, name: str, data: str | None = None) -> str:
+        """Send ``action`` and return its id; its outcome reaches the hooks.
+
+        The id is tracked before the frame leaves, so the game's result is
+        matched (:meth:`submit_action` waits for it), and times out after
+        ``config.result_timeout``. Raises :class:`FrameTooLarge` (nothing
+        sent) and :class:`RuntimeError` if the connection is ending.
+        """
+        pending = self._register_pending(name, None, force=None)
+        try:
+            await self._send_action(pending.id, name, data)
+        except FrameTooLarge:
+            self._pending.pop(pending.id, None)  # never sent: nothing to settle
+            raise
+        return pending.id
+
+    async def submit_action(
+        self, name: str, data: str | None = None
+    ) -> tuple[bool, str | None]:
+        """Send ``action`` and wait for its result: ``(success, message)``.
+
+        A timeout (``config.result_timeout``) or the connection ending
+        counts as ``(False, None)``; :meth:`execute_action` tells them apart.
+        """
+        id_ = await self.send_action_command(name, data)
+        pending = self._pending.get(id_)
+        if pending is None:
+            # Sent by a send_action_command that does not track ids.
+            pending = self._register_pending(name, None, force=None, id_=id_)
+        outcome = await pending.wait(self._time_out)
+        return outcome.success, outcome.message
 
     async def execute_action(
         self, name: str, data: str | None, *, result_timeout: float | None = None
@@ -672,11 +866,11 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         """
         pending = self._register_pending(name, result_timeout, force=None)
         try:
-            await self.send_action_command(pending.id, name, data)
+            await self._send_action(pending.id, name, data)
         except FrameTooLarge:
             self._pending.pop(pending.id, None)  # never sent: nothing to settle
             raise
-        return await pending.wait()
+        return await pending.wait(self._time_out)
 
     def start_action(self, name: str, data: str | None) -> None:
         """Send ``action`` without waiting: its outcome reaches the hooks.
@@ -685,6 +879,8 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         :class:`RuntimeError` if the connection is not being served. A frame
         too large to send is logged, not sent.
         """
+        if self._closing:
+            raise RuntimeError("client is not serving (its connection is ending)")
         self._spawn().start_soon(self._execute_in_background, name, data)
 
     async def _execute_in_background(self, name: str, data: str | None) -> None:
@@ -705,7 +901,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
                 raise ValueError(f"action id {message.id!r} is already pending")
             self._register_pending(message.name, None, force=None, id_=message.id)
         try:
-            await self.send_text(message.to_frame())
+            await self.write_to_websocket(message.to_frame())
         except FrameTooLarge:
             if isinstance(message, ActionMessage):
                 self._pending.pop(message.id, None)
@@ -719,13 +915,16 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         force: _Force | None,
         id_: str | None = None,
     ) -> _Pending:
-        nursery = self._spawn()  # fail early when the connection is not served
-        if not self._timer_running:
+        if self._closing:
+            raise RuntimeError("client is not serving (its connection is ending)")
+        nursery = self._nursery
+        # Unserved (a client only called, as in tests), waiters keep the
+        # deadline themselves.
+        if nursery is not None and not self._timer_running:
             nursery.start_soon(self._keep_deadlines)
             self._timer_running = True
         timeout = self.config.result_timeout if timeout is None else timeout
-        registered = self.get_action(name) is not None
-        pending = _Pending(id_ or self.next_id(), name, timeout, force, registered)
+        pending = _Pending(id_ or self.get_next_id(), name, timeout, force)
         self._pending[pending.id] = pending
         if pending.deadline < self._timer_target:
             self._timer_target = pending.deadline
@@ -755,6 +954,8 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
     def _time_out(self, pending: _Pending) -> None:
         if self._pending.pop(pending.id, None) is None:
             return
+        if self._timed_out is None:
+            self._timed_out = _Recent()
         self._timed_out.add(pending.id, pending.timeout)
         self._diag(
             "result.timeout",
@@ -775,27 +976,35 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             LOGGER.exception("on_action_outcome hook failed")
         self._flush_held()
 
-    async def handle_action_result(self, message: ActionResult) -> None:
+    async def handle_action_result(
+        self, game_title: str, id_: str, success: bool, message: str | None
+    ) -> None:
         """Settle the pending action, or report why the result is discarded."""
-        pending = self._pending.pop(message.id, None)
+        self.check_game_title(game_title)
+        pending = self._pending.pop(id_, None)
         if pending is None:
-            timeout = self._timed_out.get(message.id)
+            timed_out = self._timed_out
+            timeout = None if timed_out is None else timed_out.get(id_)
             if timeout is not None:
-                self._diag("result.late", id=message.id, timeout=timeout)
-            elif message.id in self._answered:
-                self._diag("result.stale-id", id=message.id)
+                self._diag("result.late", id=id_, timeout=timeout)
+            elif id_ in self._answered:
+                self._diag("result.stale-id", id=id_)
             else:
-                self._diag("result.unknown-id", id=message.id)
+                self._diag("result.unknown-id", id=id_)
+                self.log_warning(
+                    f"Got action result for unknown action id {id_!r} "
+                    f"({success = } {message = })"
+                )
             return
-        self._answered.add(message.id, pending.timeout)
-        if message.success and not message.message:
+        self._answered.add(id_, pending.timeout)
+        if success and not message:
             self._diag("result.success-without-message", action=pending.action)
-        elif not message.success and not message.message:
+        elif not success and not message:
             self._diag("result.failure-without-message", action=pending.action)
         # An action unregistered before its result is what the official SDK
         # recommends (unregister, then answer): nothing to report.
-        status = _SUCCESS if message.success else _FAILURE
-        pending.finish(status, message.message)
+        status = _SUCCESS if success else _FAILURE
+        pending.finish(status, message)
         self._settled(pending)
         if pending.force is not None and pending.force is self._force:
             await self._continue_force(pending.force, status, pending.action)
@@ -823,21 +1032,53 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
 
     # --- forces --------------------------------------------------------------
 
-    async def handle_actions_force(self, message: ForceActions) -> None:
+    async def handle_actions_force(
+        self,
+        game_title: str,
+        state: str | None,
+        query: str,
+        ephemeral_context: bool,
+        action_names: list[str],
+        priority: ForcePriority = ForcePriority.LOW,
+    ) -> None:
         """Check a force and run it (or queue it, by policy)."""
-        names = message.action_names
-        if not names:
+        self.check_game_title(game_title)
+        if not action_names:
             self._diag("force.empty")
             return
-        known, unknown = self.lookup_actions(names)
-        if not known:
-            if not self.registered_names():
-                self._diag("force.before-registration")
-            else:
-                self._diag("force.none-registered", names=", ".join(unknown))
+        if self._checks_names:
+            known, unknown = self.lookup_actions(action_names)
+            if not known:
+                if not self.registered_names():
+                    self._diag("force.before-registration")
+                else:
+                    self._diag("force.none-registered", names=", ".join(unknown))
+                return
+            if unknown:
+                self._diag("force.some-unregistered", names=", ".join(unknown))
+        else:
+            known = action_names
+        if self._own_perform:
+            # A subclass's own force loop, as upstream runs it.
+            await self.submit_call_async_soon(
+                functools.partial(
+                    self.perform_actions_force,
+                    state,
+                    query,
+                    ephemeral_context,
+                    list(dict.fromkeys(known)),
+                    priority,
+                )
+            )
             return
-        if unknown:
-            self._diag("force.some-unregistered", names=", ".join(unknown))
+        message = ForceActions(
+            game=game_title,
+            state=state,
+            query=query,
+            ephemeral_context=ephemeral_context,
+            action_names=tuple(action_names),
+            priority=priority,
+        )
         if self._pending:
             waiting = next((p for p in self._pending.values() if p.force is None), None)
             if waiting is not None:
@@ -851,18 +1092,85 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
                 return
             self._diag("force.while-active", outcome="the old force was replaced")
             self._cancel_force()
-        force = self._begin_force(message, tuple(known.values()), tuple(known))
+        force = self._begin_force(message, ActionNames(known))
         await self._choose(force)
 
-    def _begin_force(
+    async def perform_actions_force(
         self,
-        message: ForceActions,
-        actions: tuple[Action, ...],
-        names: tuple[str, ...] | None = None,
-    ) -> _Force:
-        if names is None:
-            names = tuple(action.name for action in actions)
-        force = _Force(message, names, actions)
+        state: str | None,
+        query: str,
+        ephemeral_context: bool,
+        action_names: list[str],
+        priority: ForcePriority = ForcePriority.LOW,
+    ) -> None:
+        """Run a force to its end from your own code, waiting for it.
+
+        Asks :meth:`choose_force_action`, sends the answer with
+        :meth:`submit_action`, and on a failure asks again, with the same
+        retry rules as a game's force (``config.max_retries``; actions no
+        longer registered are not offered again). It is not the game's
+        active force: the state machine runs those. A subclass that
+        overrides this method gets every force of the game here instead.
+        """
+        names = ActionNames(action_names)
+        attempts = 0
+        while True:
+            answer = _check_answer(
+                await self._ask(state, query, ephemeral_context, names, priority)
+            )
+            success, _message = await self.submit_action(*answer)
+            if success:
+                return
+            attempts += 1
+            remaining = self._retry_names(names, attempts, answer[0])
+            if remaining is None:
+                return
+            names = remaining
+
+    async def _ask(
+        self,
+        state: str | None,
+        query: str,
+        ephemeral_context: bool,
+        names: ActionNames,
+        priority: ForcePriority,
+    ) -> object:
+        """:meth:`choose_force_action`, given ``priority`` as the class takes it."""
+        style = self._choose_style
+        if style is POSITIONAL:
+            return await self.choose_force_action(
+                state, query, ephemeral_context, names, priority
+            )
+        choose: Any = self.choose_force_action  # another form (see _signatures)
+        if style is None:
+            return await choose(state, query, ephemeral_context, names)
+        return await choose(state, query, ephemeral_context, names, priority=priority)
+
+    def _retry_names(
+        self, names: ActionNames, attempts: int, action: str
+    ) -> ActionNames | None:
+        """After a failure: the names to offer again, or None when it ends.
+
+        The retry rules of every force: at most ``config.max_retries``,
+        only actions still registered (when this client keeps a registry).
+        """
+        limit = self.config.max_retries
+        if attempts > limit:
+            self._diag("force.retries-exhausted", attempts=attempts)
+            return None
+        if self._checks_names:
+            remaining = ActionNames(n for n in names if self.get_action(n) is not None)
+            if not remaining:
+                # Unregistered before its result: nothing left to retry.
+                self._diag("force.cancelled-by-unregister")
+                return None
+        else:
+            remaining = names
+        self._diag("force.retry", action=action, attempt=attempts, limit=limit)
+        return remaining
+
+    def _begin_force(self, message: ForceActions, names: ActionNames) -> _Force:
+        force = _Force(message, names)
         self._force = force
         self.on_force_started(message)
         return force
@@ -881,36 +1189,34 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
     def _next_queued(self) -> None:
         while self._queued and not self._closing:
             message = self._queued.popleft()
-            actions = tuple(
-                action
-                for action in map(self.get_action, dict.fromkeys(message.action_names))
-                if action is not None
-            )
-            if actions:
-                force = self._begin_force(message, actions)
+            if self._checks_names:
+                known, _unknown = self.lookup_actions(message.action_names)
+            else:
+                known = list(message.action_names)
+            if known:
+                force = self._begin_force(message, ActionNames(known))
                 self._spawn().start_soon(self._choose, force)
                 return
             self._diag("force.queued-dropped", names=", ".join(message.action_names))
 
-    async def _choose(
-        self, force: _Force, actions: tuple[Action, ...] | None = None
-    ) -> None:
+    async def _choose(self, force: _Force, names: ActionNames | None = None) -> None:
         """Get the force's next action from the engine and send it.
 
-        ``actions`` are those offered (default: the force's own; a retry
+        ``names`` are those offered (default: the force's own; a retry
         offers those still registered). An engine that answers at once is
-        served right here, in the reader; otherwise its choice runs in a task
-        that the force's end cancels.
+        served right here, in the reader; otherwise its choice runs in the
+        background (:meth:`submit_call_async_soon`), cancelled by the
+        force's end.
         """
         message = force.message
-        if actions is None:
-            actions = force.actions
+        if names is None:
+            names = force.names
         try:
             answer = self.choose_force_action_now(
                 message.state,
                 message.query,
                 message.ephemeral_context,
-                actions,
+                names,
                 message.priority,
             )
         except UnanswerableForce as exc:
@@ -922,22 +1228,24 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         if answer is None:
             # A fresh scope per choice (retries choose again), made before
             # the task starts so an early cancel still reaches it.
-            force.scope = trio.CancelScope()
-            self._spawn().start_soon(self._choose_later, force, force.scope, actions)
+            scope = force.scope = trio.CancelScope()
+            await self.submit_call_async_soon(
+                functools.partial(self._choose_later, force, scope, names)
+            )
         else:
             await self._act(force, answer)
 
     async def _choose_later(
-        self, force: _Force, scope: trio.CancelScope, actions: tuple[Action, ...]
+        self, force: _Force, scope: trio.CancelScope, names: ActionNames
     ) -> None:
         message = force.message
         with scope:
             try:
-                answer = await self.choose_force_action(
+                answer = await self._ask(
                     message.state,
                     message.query,
                     message.ephemeral_context,
-                    actions,
+                    names,
                     message.priority,
                 )
             except UnanswerableForce as exc:
@@ -958,7 +1266,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             return
         pending = self._register_pending(name, None, force=force)
         try:
-            await self.send_action_command(pending.id, name, data)
+            await self._send_action(pending.id, name, data)
         except FrameTooLarge as exc:
             self._pending.pop(pending.id, None)
             self._diag(
@@ -988,7 +1296,9 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         if self._force is not force:
             return  # replaced or cancelled while the engine thought
         # The diagnostic says what and where; the traceback is for debugging.
-        LOGGER.debug("engine failed to answer a force of %s", self._game, exc_info=exc)
+        LOGGER.debug(
+            "engine failed to answer a force of %s", self.game_title, exc_info=exc
+        )
         self._diag("force.engine-error", detail=_describe_exception(exc))
         self._end_force(force)
 
@@ -1000,20 +1310,10 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             self._end_force(force)
             return
         force.attempts += 1
-        limit = self.config.max_retries
-        if force.attempts > limit:
-            self._diag("force.retries-exhausted", attempts=force.attempts)
+        remaining = self._retry_names(force.names, force.attempts, action)
+        if remaining is None:
             self._end_force(force)
             return
-        remaining = tuple(
-            found for found in map(self.get_action, force.names) if found is not None
-        )
-        if not remaining:
-            # Unregistered before its result: nothing left to retry.
-            self._diag("force.cancelled-by-unregister")
-            self._end_force(force)
-            return
-        self._diag("force.retry", action=action, attempt=force.attempts, limit=limit)
         await self._choose(force, remaining)
 
     def forget_actions(self, names: Iterable[str]) -> None:
@@ -1026,7 +1326,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         ends then (``force.cancelled-by-unregister``).
         """
         force = self._force
-        if force is None or not set(force.names) & set(names):
+        if force is None or not self._checks_names or not force.names & set(names):
             return
         if any(pending.force is force for pending in self._pending.values()):
             return

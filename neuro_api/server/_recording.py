@@ -8,14 +8,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from neuro_api.command import (
     Action,
     NeuroMessage,
-    RegisterActions,
     ReregisterAll,
-    UnregisterActions,
 )
 from neuro_api.diagnostics import Diagnostic, Severity, diagnose
 from neuro_api.server._budget import footprint, schema_footprint
 from neuro_api.server._checks import check_actions
-from neuro_api.server._handler import AbstractHandlerNeuroServerClient, split_actions
+from neuro_api.server._handler import AbstractHandlerNeuroServerClient
 
 __all__ = ["AbstractRecordingNeuroServerClient"]
 
@@ -35,13 +33,15 @@ def _size(action: Action) -> int:
 class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
     """Keeps the game's registered actions, checking each registration.
 
-    An action with an error-severity diagnostic (e.g. a schema that is not a
-    JSON schema, or an empty name) is not registered: Neuro could not use it.
+    :attr:`actions` maps names to the registered actions, as upstream's
+    does. Actions from the game's frames are checked: one with an
+    error-severity diagnostic (e.g. a schema that is not a JSON schema, or
+    an empty name) is not registered, since Neuro could not use it.
     Re-registering a name is ignored, as in production, with a diagnostic
     saying whether the new one was identical or conflicting. At most
-    ``config.max_actions`` actions are kept per game; further registrations
-    are refused with ``action.limit`` (a game cannot grow the server without
-    bound).
+    ``config.max_actions`` actions are kept per game, within the memory
+    budget; further registrations are refused with ``action.limit`` or
+    ``action.memory-limit`` (a game cannot grow the server without bound).
     """
 
     # Names registered when Neuro asked for all actions again (set only
@@ -50,20 +50,25 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._actions: dict[str, Action] = {}
+        self.actions: dict[str, Action] = {}
+        """The registered actions by name."""
+        # What each action holds of the memory budget, as reserved (an
+        # action put into ``actions`` directly holds nothing).
+        self._sizes: dict[str, int] = {}
 
-    @property
-    def actions(self) -> Mapping[str, Action]:
-        """The registered actions by name (a read-only view)."""
-        return self._actions
+    def get_action(self, action_name: str) -> Action | None:
+        """Return the registered action ``action_name``, if any."""
+        return self.actions.get(action_name)
 
-    def get_action(self, name: str) -> Action | None:
-        """Return the registered action ``name``, if any."""
-        return self._actions.get(name)
+    def has_action(self, action_name: str) -> bool:
+        """Whether ``action_name`` is registered."""
+        return action_name in self.actions
 
-    def lookup_actions(
-        self, names: Iterable[str]
-    ) -> tuple[dict[str, Action], list[str]]:
+    def get_action_names(self) -> frozenset[str]:
+        """Names of every registered action."""
+        return frozenset(self.actions)
+
+    def lookup_actions(self, names: Iterable[str]) -> tuple[list[str], list[str]]:
         """As the layer below does, with the registry's own lookup.
 
         No call of :meth:`get_action` per name (a force looks up every name
@@ -72,20 +77,93 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
         """
         if type(self).get_action is not AbstractRecordingNeuroServerClient.get_action:
             return super().lookup_actions(names)
-        return split_actions(names, self._actions.get)
+        actions = self.actions
+        known: dict[str, None] = {}
+        unknown: list[str] = []
+        for name in names:
+            if name in actions:
+                known[name] = None
+            else:
+                unknown.append(name)
+        return list(known), unknown
 
     def registered_names(self) -> Sequence[str]:
         """Names of every registered action, in registration order."""
-        return list(self._actions)
+        return list(self.actions)
 
-    def clear_actions(self) -> None:
+    def clear_registered_actions(self) -> None:
         """Forget every registered action."""
-        removed = list(self._actions)
-        self._release(self._actions.values())
-        self._actions.clear()
+        removed = list(self.actions)
+        self.memory_budget().release(self, sum(self._sizes.values()))
+        self.actions.clear()
+        self._sizes.clear()
         self._awaited = None
         if removed:
             self.on_registry_changed((), removed)
+
+    def register_action(self, action: Action) -> None:
+        """Register ``action`` as it is, replacing one of the same name.
+
+        For code that registers actions itself: no schema checks (frames
+        from the game get those), but the memory budget holds; an action
+        over it is refused with an ``action.memory-limit`` diagnostic.
+        """
+        new = action.name not in self.actions
+        why = self._store(action)
+        if why is not None:
+            self.report(
+                diagnose(
+                    "action.memory-limit",
+                    game=self.game_title,
+                    count=1,
+                    names=action.name,
+                    reason=why,
+                )
+            )
+        elif new:
+            self.on_registry_changed((action.name,), ())
+
+    def unregister_action(self, action_name: str) -> None:
+        """Forget ``action_name``; an unknown name is logged as a warning.
+
+        A force none of whose actions remain is cancelled, as when the game
+        unregisters them.
+        """
+        if self._remove(action_name) is None:
+            self.log_warning(
+                f"Attempted to unregister non-existent action: {action_name}"
+            )
+            return
+        self.on_registry_changed((), (action_name,))
+        self.forget_actions((action_name,))
+
+    def _store(self, action: Action) -> str | None:
+        """Keep ``action`` within the memory budget; why not, if it is full.
+
+        An action it replaces gives its share back first, and keeps its
+        place if the new one does not fit.
+        """
+        budget = self.memory_budget()
+        name = action.name
+        old = self._sizes.pop(name, 0)
+        budget.release(self, old)
+        size = _size(action)
+        why = budget.reserve(self, size)
+        if why is not None:
+            if old:
+                budget.reserve(self, old)
+                self._sizes[name] = old
+            return why
+        self.actions[name] = action
+        self._sizes[name] = size
+        return None
+
+    def _remove(self, name: str) -> Action | None:
+        action = self.actions.pop(name, None)
+        self.memory_budget().release(self, self._sizes.pop(name, 0))
+        if self._awaited:
+            self._awaited.discard(name)
+        return action
 
     def on_registry_changed(self, added: Sequence[str], removed: Sequence[str]) -> None:
         """Called after names were registered or removed (default: nothing)."""
@@ -97,7 +175,7 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
         """
         return {}
 
-    async def send_reregister_all(self) -> None:
+    async def send_reregister_all_command(self) -> None:
         """Ask the game to register all its actions again, and expect it.
 
         The game answers with ``actions/register`` frames naming actions it
@@ -105,28 +183,19 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
         accepted once without a duplicate diagnostic, replacing the old
         definition if it changed, since it is the game's current one.
         """
-        self._awaited = set(self._actions)
-        await super().send_reregister_all()
+        self._awaited = set(self.actions)
+        await super().send_reregister_all_command()
 
     async def inject(self, message: NeuroMessage) -> None:
         """Send a Neuro message as is; an injected reregister is awaited too.
 
         Injecting ``actions/reregister_all`` has the effect of
-        :meth:`send_reregister_all`: the game's answer is not reported as
+        :meth:`send_reregister_all_command`: the game's answer is not reported as
         duplicate registrations.
         """
         if isinstance(message, ReregisterAll):
-            self._awaited = set(self._actions)
+            self._awaited = set(self.actions)
         await super().inject(message)
-
-    def _reserve(self, action: Action) -> str | None:
-        """Account for ``action`` in the memory budget; why not, if it is full."""
-        return self.memory_budget().reserve(self, _size(action))
-
-    def _release(self, actions: Iterable[Action]) -> None:
-        budget = self.memory_budget()
-        for action in actions:
-            budget.release(self, _size(action))
 
     def _checked(self, action: Action, found: list[Diagnostic]) -> bool:
         """Report an action's diagnostics; whether it may be registered."""
@@ -144,23 +213,18 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
             return False
         return True
 
-    async def handle_actions_register(self, message: RegisterActions) -> None:
+    async def handle_actions_register(
+        self, game_title: str, actions: list[Action]
+    ) -> None:
         """Check and register each action; see the class docstring."""
-        game = message.game
-        for problem in message.rejected:
-            self.report(diagnose("action.rejected", game=game, detail=str(problem)))
-        if not message.actions and not message.rejected:
-            self.report(diagnose("action.register-empty", game=game))
+        self.check_game_title(game_title)
+        game = game_title
         added: list[str] = []
         refused: list[str] = []
         over_budget: list[tuple[str, str]] = []
         limit = self.config.max_actions
         awaited = self._awaited if self._awaited is not None else set()
-        fresh = [
-            a
-            for a in message.actions
-            if a.name not in self._actions or a.name in awaited
-        ]
+        fresh = [a for a in actions if a.name not in self.actions or a.name in awaited]
         checks = dict(
             zip(
                 map(id, fresh),
@@ -172,18 +236,16 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
                 strict=True,
             )
         )
-        for action in message.actions:
-            existing = self._actions.get(action.name)
+        for action in actions:
+            existing = self.actions.get(action.name)
             if existing is not None and action.name in awaited:
                 # Answering our reregister request: expected, not a duplicate.
                 awaited.discard(action.name)
                 if existing != action and self._checked(action, checks[id(action)]):
-                    self._release((existing,))
-                    why = self._reserve(action)
-                    if why is None:
-                        self._actions[action.name] = action  # the game's current one
-                    else:
-                        self._reserve(existing)  # kept as it was
+                    # The game's current one, or the old one kept if it
+                    # does not fit.
+                    why = self._store(action)
+                    if why is not None:
                         over_budget.append((action.name, why))
                 continue
             if existing is not None:
@@ -198,14 +260,13 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
                 continue
             if not self._checked(action, checks[id(action)]):
                 continue
-            if len(self._actions) >= limit:
+            if len(self.actions) >= limit:
                 refused.append(action.name)
                 continue
-            why = self._reserve(action)
+            why = self._store(action)
             if why is not None:
                 over_budget.append((action.name, why))
                 continue
-            self._actions[action.name] = action
             added.append(action.name)
         if refused:
             shown = ", ".join(refused[:5]) + (", ..." if len(refused) > 5 else "")
@@ -243,26 +304,24 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
                 )
             )
 
-    async def handle_actions_unregister(self, message: UnregisterActions) -> None:
+    async def handle_actions_unregister(
+        self, game_title: str, action_names: list[str]
+    ) -> None:
         """Remove actions; cancels the active force if none of its remain."""
-        names = message.action_names
-        if not names:
-            self.report(diagnose("action.unregister-empty", game=message.game))
+        self.check_game_title(game_title)
+        if not action_names:
+            self.report(diagnose("action.unregister-empty", game=game_title))
             return
-        unknown = [name for name in names if name not in self._actions]
+        unknown = [name for name in action_names if name not in self.actions]
         if unknown:
             self.report(
                 diagnose(
                     "action.unregister-unknown",
-                    game=message.game,
+                    game=game_title,
                     names=", ".join(unknown),
                 )
             )
-        gone = [self._actions.pop(name, None) for name in names]
-        self._release(action for action in gone if action is not None)
-        removed = [action.name for action in gone if action is not None]
-        if self._awaited:
-            self._awaited.difference_update(removed)
+        removed = [name for name in action_names if self._remove(name) is not None]
         if removed:
             self.on_registry_changed((), removed)
-        self.forget_actions(names)
+        self.forget_actions(action_names)

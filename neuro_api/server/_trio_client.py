@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -13,7 +13,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from neuro_api._cache import SizedCache
 from neuro_api._text import printable
-from neuro_api.command import Action, ForceActions, ForcePriority, RegisterActions
+from neuro_api.command import Action, ForceActions, ForcePriority
 from neuro_api.diagnostics import Diagnostic, diagnose
 from neuro_api.server._budget import MemoryBudget
 from neuro_api.server._config import ServerConfig
@@ -66,7 +66,7 @@ def _shared(schema: dict[str, Any]) -> dict[str, Any]:
     return known if known == schema else schema
 
 
-def _share_schemas(actions: tuple[Action, ...]) -> tuple[Action, ...] | None:
+def _share_schemas(actions: list[Action]) -> list[Action] | None:
     """``actions`` with the registries' schema copies; None if none changed."""
     shared: list[Action] = []
     changed = False
@@ -78,7 +78,7 @@ def _share_schemas(actions: tuple[Action, ...]) -> tuple[Action, ...] | None:
         else:  # Action(...), not _replace(): three times faster
             shared.append(Action(action.name, action.description, copy))
             changed = True
-    return tuple(shared) if changed else None
+    return shared if changed else None
 
 
 class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
@@ -98,11 +98,11 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
         self.frames_in = 0
         self.frames_out = 0
         # While serve() runs: the task reading the connection, and the guard
-        # of its sends (see send_text).
+        # of its sends (see write_to_websocket).
         self._reader: trio.lowlevel.Task | None = None
         self._guard: ReaderGuard | None = None
 
-    async def send_text(self, frame: str) -> None:
+    async def write_to_websocket(self, data: str) -> None:
         """Send a text frame; a peer that stops reading is disconnected.
 
         The write is shielded from cancellation (a force replaced mid-write
@@ -123,6 +123,7 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
         wrap a send in a cancel scope it may cancel: only cancellation from
         outside the reader's scope is held back during the write.
         """
+        frame = data
         limit = self.config.max_message_size
         # Characters are at most 4 bytes: most frames skip the encoding.
         if len(frame) * 4 > limit and len(frame.encode("utf-8", "replace")) > limit:
@@ -133,6 +134,14 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
             await self._send_in_own_scope(frame)
         self.frames_out += 1
         self.on_frame("out", frame)
+
+    async def read_from_websocket(self) -> str | bytes:
+        """Receive the next frame (what :meth:`serve` does in its loop).
+
+        Raises :class:`trio_websocket.ConnectionClosed` once the connection
+        is closed.
+        """
+        return await self.websocket.get_message()
 
     async def _send_in_own_scope(self, frame: str) -> None:
         with trio.move_on_after(self.config.send_timeout) as scope:
@@ -178,12 +187,14 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
     def on_frame(self, direction: str, frame: str | bytes) -> None:
         """Called for each frame sent (``"out"``) or received (``"in"``)."""
 
-    async def handle_actions_register(self, message: RegisterActions) -> None:
+    async def handle_actions_register(
+        self, game_title: str, actions: list[Action]
+    ) -> None:
         """Register as the layer below does, sharing equal schemas (memory)."""
-        shared = _share_schemas(message.actions)
-        if shared is not None:
-            message = dataclasses.replace(message, actions=shared)
-        await super().handle_actions_register(message)
+        shared = _share_schemas(actions)
+        await super().handle_actions_register(
+            game_title, actions if shared is None else shared
+        )
 
     async def _close(
         self, code: int, reason: str, reply_wait: float = _CLOSE_TIMEOUT
@@ -248,15 +259,70 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
 
 
 class TrioNeuroServerClient(BaseTrioNeuroServerClient):
-    """A game connection whose decisions are made by its server."""
+    """A game connection whose decisions are made by its server.
+
+    Holds its server by a weak reference (:attr:`server` raises
+    :class:`ValueError` once the server is gone), as upstream's does.
+    """
 
     def __init__(
-        self, server: AbstractTrioNeuroServer, websocket: WebSocketConnection
+        self,
+        websocket: WebSocketConnection,
+        server: AbstractTrioNeuroServer,
+        websocket_session_id: str | None = None,
     ) -> None:
-        super().__init__(websocket, server.config)
-        self.server = server
+        config = getattr(server, "config", None)
+        # A stand-in server without our settings gets the defaults.
+        super().__init__(
+            websocket, config if isinstance(config, ServerConfig) else None
+        )
+        self._server_ref = weakref.ref(server)
+        if websocket_session_id is not None:
+            self.session_id = websocket_session_id
 
-    def deliver_context(self, message: str, reply_if_not_busy: bool) -> None:
+    @property
+    def server(self) -> AbstractTrioNeuroServer:
+        """The server this connection belongs to."""
+        server = self._server_ref()
+        if server is None:
+            raise ValueError("Reference to server is dead.")
+        return server
+
+    @property
+    def websocket_session_id(self) -> str:
+        """The session id sent in the ``startup`` acknowledgement."""
+        return self.session_id
+
+    def get_character_id(self) -> str:
+        """The server's :attr:`~AbstractTrioNeuroServer.character_id`."""
+        return self.server.character_id
+
+    def log_warning(self, message: str) -> None:
+        """Log through the server, naming the game and the connection."""
+        websocket = self.websocket
+        remote = websocket.remote
+        if not isinstance(remote, str):
+            remote = f"{remote.address}:{remote.port}"
+        session_info = f"{websocket.CONNECTION_ID} {remote}"
+        self.server.log_warning(f"[{self.game_title} ({session_info})] {message}")
+
+    async def submit_call_async_soon(
+        self, function: Callable[[], Awaitable[Any]]
+    ) -> None:
+        """Run ``function()`` in the connection's nursery (it ends with the game).
+
+        A client that is not served (made by hand) uses the server's
+        :attr:`~AbstractTrioNeuroServer.handler_nursery`, as upstream does.
+        """
+        if self._nursery is None:
+            nursery = self.server.handler_nursery
+            if nursery is None:
+                raise RuntimeError("neither the client nor its server is serving")
+            nursery.start_soon(function)
+            return
+        self._nursery.start_soon(function)
+
+    def add_context(self, message: str, reply_if_not_busy: bool) -> None:
         """Forward to :meth:`AbstractTrioNeuroServer.add_context`.
 
         An exception in the engine is logged; the game keeps being served.
@@ -269,17 +335,27 @@ class TrioNeuroServerClient(BaseTrioNeuroServerClient):
                 printable(self.game_title or "game"),
             )
 
+    def _actions_of(self, action_names: Iterable[str]) -> tuple[Action, ...]:
+        actions = self.actions
+        return tuple(
+            action for action in map(actions.get, action_names) if action is not None
+        )
+
     async def choose_force_action(
         self,
         state: str | None,
         query: str,
         ephemeral_context: bool,
-        actions: tuple[Action, ...],
-        priority: ForcePriority,
+        action_names: frozenset[str],
+        priority: ForcePriority = ForcePriority.LOW,
     ) -> tuple[str, str | None]:
-        """Forward to :meth:`AbstractTrioNeuroServer.choose_force_action`."""
+        """Forward to :meth:`AbstractTrioNeuroServer.choose_force_action`.
+
+        The server gets the registered actions of ``action_names``.
+        """
         server = self.server
         title = self.game_title or ""
+        actions = self._actions_of(action_names)
         style = server.choose_priority
         if style is POSITIONAL:
             return await server.choose_force_action(
@@ -300,12 +376,13 @@ class TrioNeuroServerClient(BaseTrioNeuroServerClient):
         state: str | None,
         query: str,
         ephemeral_context: bool,
-        actions: tuple[Action, ...],
+        action_names: frozenset[str],
         priority: ForcePriority,
     ) -> tuple[str, str | None] | None:
         """Forward to :meth:`AbstractTrioNeuroServer.choose_force_action_now`."""
         server = self.server
         title = self.game_title or ""
+        actions = self._actions_of(action_names)
         style = server.choose_now_priority
         if style is POSITIONAL:
             return server.choose_force_action_now(
