@@ -388,3 +388,35 @@ def test_star_import_works_without_libcomponent() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
+
+
+async def test_hook_errors_are_logged_or_raised_as_upstream_does(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Failing(Scripted):
+        async def handle_immediate_shutdown(self) -> None:
+            raise EOFError("jerald waz here")
+
+    frame = command.shutdown_immediate_command()
+    game = Failing("G", [frame, frame])
+    await game.read_message()  # ours: logged, the loop goes on
+    assert "error while handling a 'shutdown/immediate' frame" in caplog.text
+    game.raise_hook_errors = True  # 4.0.0's behaviour
+    with pytest.raises(EOFError, match="jerald waz here"):
+        await game.read_message()
+
+
+async def test_invalid_actions_are_refused_unless_told_otherwise(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    string_schema = Action("say", "Say something", {"type": "string"})
+    game = Scripted("G")
+    with pytest.raises(ValueError, match='has type "string", not "object"'):
+        await game.register_actions([string_schema])
+    assert game.sent == []
+    assert game.get_registered() == ()
+    game.refuse_invalid_actions = False  # 4.0.0 sends it as it is
+    await game.register_actions([string_schema])
+    [frame] = game.sent
+    assert orjson.loads(frame)["data"]["actions"][0]["schema"] == {"type": "string"}
+    assert "registered anyway: refuse_invalid_actions is off" in caplog.text

@@ -10,6 +10,7 @@ methods. These run here with real games over loopback.
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 import pytest
@@ -184,6 +185,31 @@ def test_log_methods_go_to_logging_escaped(caplog: pytest.LogCaptureFixture) -> 
         ("INFO", "info \\x1b[2J"),
         ("WARNING", "warning"),
         ("CRITICAL", "critical"),
+    ]
+
+
+def test_upstreams_log_lines_come_back_with_a_logging_format(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # What docs/upstream.rst recommends (there with logging.basicConfig).
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
+    logger = logging.getLogger("neuro_api")
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        server = MyNeuroServer()
+        server.log_info("Test info")
+        server.log_warning("Test warning")
+        server.log_critical("Test critical")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    assert capsys.readouterr().out.splitlines() == [
+        "[INFO] Test info",
+        "[WARNING] Test warning",
+        "[CRITICAL] Test critical",
     ]
 
 

@@ -558,3 +558,64 @@ def test_upstreams_client_constructor_order() -> None:
     server = Server("evil")
     client = TrioNeuroServerClient(cast(Any, None), server, "id")
     assert (client.server, client.get_character_id()) == (server, "evil")
+
+
+class CustomClient(AbstractRecordingNeuroServerClient):
+    """The reference page's "Custom Client Handler", as written there.
+
+    Plus what a runnable one needs: a socket to write to, the AI system and
+    the task scheduler it names.
+    """
+
+    def __init__(self, ai_system: Any, task_scheduler: Any) -> None:
+        super().__init__()
+        self.ai_system = ai_system
+        self.task_scheduler = task_scheduler
+        self.sent: list[str] = []
+
+    async def write_to_websocket(self, data: str) -> None:
+        self.sent.append(data)
+
+    def add_context(self, message, reply_if_not_busy):  # type: ignore[no-untyped-def]
+        # Custom context handling
+        self.log_info(f"Game context: {message}")
+
+    async def choose_force_action(self, state, query, ephemeral_context, action_names):  # type: ignore[no-untyped-def,override]
+        # Custom AI integration
+        return await self.ai_system.choose_action(state, query, list(action_names))
+
+    async def submit_call_async_soon(self, function):  # type: ignore[no-untyped-def]
+        # Schedule with custom task manager
+        await self.task_scheduler.schedule(function)
+
+
+async def test_the_reference_pages_custom_client_runs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class AI:
+        asked: list[tuple[Any, ...]] = []  # noqa: RUF012
+
+        async def choose_action(
+            self, state: str | None, query: str, names: list[str]
+        ) -> tuple[str, str | None]:
+            self.asked.append((state, query, names))
+            return names[-1], '{"cell": 4}'
+
+    class Scheduler:
+        async def schedule(self, function: Callable[[], Awaitable[Any]]) -> None:
+            await function()
+
+    caplog.set_level(logging.INFO, logger="neuro_api.server")
+    client = CustomClient(AI(), Scheduler())
+    for frame in (
+        command.startup_command("Game"),
+        command.context_command("Game", "the board is empty"),
+        command.actions_register_command("Game", [PASS, PLAY]),
+        command.actions_force_command("Game", "board", "Your turn", ["pass", "play"]),
+    ):
+        await client.handle_frame(frame.decode())
+    assert AI.asked == [("board", "Your turn", ["pass", "play"])]
+    action = frames_of(client.sent)[-1]
+    assert action["data"]["name"] == "play"
+    assert action["data"]["data"] == '{"cell": 4}'
+    assert "Game context: the board is empty" in caplog.text

@@ -485,6 +485,10 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             return self.config.character_name
         return character_id.replace("-", " ").replace("_", " ").title()
 
+    def log_info(self, message: str) -> None:
+        """Log about this connection (escaped: games choose the text)."""
+        LOGGER.info("%s", printable(message))
+
     def log_warning(self, message: str) -> None:
         """Log a warning about this connection (escaped: games choose the text)."""
         LOGGER.warning("%s", printable(message))

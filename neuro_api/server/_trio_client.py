@@ -297,14 +297,21 @@ class TrioNeuroServerClient(BaseTrioNeuroServerClient):
         """The server's :attr:`~AbstractTrioNeuroServer.character_id`."""
         return self.server.character_id
 
-    def log_warning(self, message: str) -> None:
-        """Log through the server, naming the game and the connection."""
+    def _named(self, message: str) -> str:
+        """``message`` after the game's title and connection, as upstream logs."""
         websocket = self.websocket
         remote = websocket.remote
         if not isinstance(remote, str):
             remote = f"{remote.address}:{remote.port}"
-        session_info = f"{websocket.CONNECTION_ID} {remote}"
-        self.server.log_warning(f"[{self.game_title} ({session_info})] {message}")
+        return f"[{self.game_title} ({websocket.CONNECTION_ID} {remote})] {message}"
+
+    def log_info(self, message: str) -> None:
+        """Log through the server, naming the game and the connection."""
+        self.server.log_info(self._named(message))
+
+    def log_warning(self, message: str) -> None:
+        """Log a warning through the server, naming the game and the connection."""
+        self.server.log_warning(self._named(message))
 
     async def submit_call_async_soon(
         self, function: Callable[[], Awaitable[Any]]
