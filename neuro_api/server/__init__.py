@@ -56,6 +56,7 @@ from neuro_api.server._generation import DataGenerator as DataGenerator
 from neuro_api.server._handler import (
     AbstractHandlerNeuroServerClient as AbstractHandlerNeuroServerClient,
 )
+from neuro_api.server._handler import ActionNames as ActionNames
 from neuro_api.server._handler import ActionOutcome as ActionOutcome
 from neuro_api.server._handler import FrameTooLarge as FrameTooLarge
 from neuro_api.server._handler import OutcomeStatus as OutcomeStatus
@@ -79,6 +80,7 @@ __all__ = [
     "AbstractNeuroServerClient",
     "AbstractRecordingNeuroServerClient",
     "AbstractTrioNeuroServer",
+    "ActionNames",
     "ActionOutcome",
     "ActionResultData",
     "ActionSchema",

@@ -25,7 +25,13 @@ from neuro_api.command import (
     Startup,
     UnregisterActions,
 )
-from neuro_api.diagnostics import Diagnostic, diagnose, from_note, from_protocol_error
+from neuro_api.diagnostics import (
+    Diagnostic,
+    Severity,
+    diagnose,
+    from_note,
+    from_protocol_error,
+)
 from neuro_api.server._compat import check_action_names_type, deserialize_actions
 
 __all__ = ["AbstractNeuroServerClient"]
@@ -33,37 +39,45 @@ __all__ = ["AbstractNeuroServerClient"]
 LOGGER: Final = logging.getLogger("neuro_api.server")
 
 _Dispatch = Callable[[Any, Any], Awaitable[None]]
+"""A message to the call of its handler."""
 
 
 # The dispatch table: a parsed message to the positional handler (upstream's
-# signatures). A register frame's rejected entries and emptiness are
-# reported here, where the whole frame is still known.
+# signatures). Plain functions returning the handler's coroutine, so a frame
+# costs no coroutine of its own. A register frame's rejected entries and
+# emptiness are reported here, where the whole frame is still known.
 
 
-async def _startup(client: AbstractNeuroServerClient, m: Startup) -> None:
-    await client.handle_startup(m.game)
+async def _nothing() -> None:
+    pass
 
 
-async def _context(client: AbstractNeuroServerClient, m: Context) -> None:
-    await client.handle_context(m.game, m.message, m.silent)
+def _startup(client: AbstractNeuroServerClient, m: Startup) -> Awaitable[None]:
+    return client.handle_startup(m.game)
 
 
-async def _register(client: AbstractNeuroServerClient, m: RegisterActions) -> None:
+def _context(client: AbstractNeuroServerClient, m: Context) -> Awaitable[None]:
+    return client.handle_context(m.game, m.message, m.silent)
+
+
+def _register(client: AbstractNeuroServerClient, m: RegisterActions) -> Awaitable[None]:
     for problem in m.rejected:
         client.report(diagnose("action.rejected", game=m.game, detail=str(problem)))
     if not m.actions:
         if not m.rejected:
             client.report(diagnose("action.register-empty", game=m.game))
-        return
-    await client.handle_actions_register(m.game, list(m.actions))
+        return _nothing()
+    return client.handle_actions_register(m.game, list(m.actions))
 
 
-async def _unregister(client: AbstractNeuroServerClient, m: UnregisterActions) -> None:
-    await client.handle_actions_unregister(m.game, list(m.action_names))
+def _unregister(
+    client: AbstractNeuroServerClient, m: UnregisterActions
+) -> Awaitable[None]:
+    return client.handle_actions_unregister(m.game, list(m.action_names))
 
 
-async def _force(client: AbstractNeuroServerClient, m: ForceActions) -> None:
-    await client.handle_actions_force(
+def _force(client: AbstractNeuroServerClient, m: ForceActions) -> Awaitable[None]:
+    return client.handle_actions_force(
         m.game,
         m.state,
         m.query,
@@ -73,12 +87,14 @@ async def _force(client: AbstractNeuroServerClient, m: ForceActions) -> None:
     )
 
 
-async def _result(client: AbstractNeuroServerClient, m: ActionResult) -> None:
-    await client.handle_action_result(m.game, m.id, m.success, m.message)
+def _result(client: AbstractNeuroServerClient, m: ActionResult) -> Awaitable[None]:
+    return client.handle_action_result(m.game, m.id, m.success, m.message)
 
 
-async def _shutdown_ready(client: AbstractNeuroServerClient, m: ShutdownReady) -> None:
-    await client.handle_shutdown_ready(m.game)
+def _shutdown_ready(
+    client: AbstractNeuroServerClient, m: ShutdownReady
+) -> Awaitable[None]:
+    return client.handle_shutdown_ready(m.game)
 
 
 _DISPATCH: Final[Mapping[type[GameMessage], _Dispatch]] = {
@@ -121,7 +137,8 @@ class AbstractNeuroServerClient(AbstractNeuroAPIClient):
 
     def report(self, diagnostic: Diagnostic) -> None:
         """Record a diagnostic about this game (default: log it; must not raise)."""
-        LOGGER.warning("%s", diagnostic)
+        info = diagnostic.severity is Severity.INFO
+        LOGGER.log(logging.INFO if info else logging.WARNING, "%s", diagnostic)
 
     # --- receiving ---------------------------------------------------------
 

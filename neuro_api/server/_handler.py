@@ -23,6 +23,7 @@ from typing import Any, Final
 
 import trio
 
+from neuro_api._parsing import _build_force as build_force
 from neuro_api._text import printable
 from neuro_api.command import (
     Action,
@@ -204,15 +205,28 @@ class ActionNames(frozenset[str]):
     seeded engine's choices differ).
     """
 
-    __slots__ = ("_order",)
+    __slots__ = ("_order", "actions")
 
     _order: tuple[str, ...]
+    actions: tuple[Action, ...] | None
+    """The registered actions of the names, in the same order, when the
+    force's client keeps a registry (``None`` otherwise)."""
 
     def __new__(cls, names: Iterable[str]) -> ActionNames:
         """Names in the order given, without repeats."""
         order = tuple(dict.fromkeys(names))
         self = super().__new__(cls, order)
         self._order = order
+        self.actions = None
+        return self
+
+    @classmethod
+    def of_actions(cls, actions: dict[str, Action]) -> ActionNames:
+        """The names of registered ``actions`` (by name), with the actions."""
+        order = tuple(actions)
+        self = super().__new__(cls, order)
+        self._order = order
+        self.actions = tuple(actions.values())
         return self
 
     def __iter__(self) -> Iterator[str]:
@@ -455,15 +469,16 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         """Names of every registered action."""
         return frozenset(self.registered_names())
 
-    def lookup_actions(self, names: Iterable[str]) -> tuple[list[str], list[str]]:
-        """Split ``names`` into the registered names and the unknown ones.
+    def lookup_actions(
+        self, names: Iterable[str]
+    ) -> tuple[dict[str, Action], list[str]]:
+        """Split ``names`` into the registered actions and the unknown names.
 
-        The registered come in the order of ``names`` and without repeats.
-        The default asks :meth:`get_action` for each; a registry that can
-        look names up faster overrides it.
+        The actions come by name, in the order of ``names`` and without
+        repeats. The default asks :meth:`get_action` for each; a registry
+        that can look names up faster overrides it.
         """
-        known, unknown = split_actions(names, self.get_action)
-        return list(known), unknown
+        return split_actions(names, self.get_action)
 
     def get_websocket_session_id(self) -> str:
         """The session id the ``startup`` acknowledgement carries."""
@@ -1051,8 +1066,8 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             self._diag("force.empty")
             return
         if self._checks_names:
-            known, unknown = self.lookup_actions(action_names)
-            if not known:
+            found, unknown = self.lookup_actions(action_names)
+            if not found:
                 if not self.registered_names():
                     self._diag("force.before-registration")
                 else:
@@ -1060,29 +1075,26 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
                 return
             if unknown:
                 self._diag("force.some-unregistered", names=", ".join(unknown))
+            names = ActionNames.of_actions(found)
         else:
-            known = action_names
+            names = ActionNames(action_names)
+        message = build_force(
+            game_title, state, query, ephemeral_context, priority, tuple(action_names)
+        )
         if self._own_perform:
             # A subclass's own force loop, as upstream runs it.
+            self.on_force_started(message)
             await self.submit_call_async_soon(
                 functools.partial(
                     self.perform_actions_force,
                     state,
                     query,
                     ephemeral_context,
-                    list(dict.fromkeys(known)),
+                    list(names),
                     priority,
                 )
             )
             return
-        message = ForceActions(
-            game=game_title,
-            state=state,
-            query=query,
-            ephemeral_context=ephemeral_context,
-            action_names=tuple(action_names),
-            priority=priority,
-        )
         if self._pending:
             waiting = next((p for p in self._pending.values() if p.force is None), None)
             if waiting is not None:
@@ -1096,7 +1108,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
                 return
             self._diag("force.while-active", outcome="the old force was replaced")
             self._cancel_force()
-        force = self._begin_force(message, ActionNames(known))
+        force = self._begin_force(message, names)
         await self._choose(force)
 
     async def perform_actions_force(
@@ -1163,7 +1175,9 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             self._diag("force.retries-exhausted", attempts=attempts)
             return None
         if self._checks_names:
-            remaining = ActionNames(n for n in names if self.get_action(n) is not None)
+            remaining = ActionNames.of_actions(
+                {n: a for n in names if (a := self.get_action(n)) is not None}
+            )
             if not remaining:
                 # Unregistered before its result: nothing left to retry.
                 self._diag("force.cancelled-by-unregister")
@@ -1194,11 +1208,13 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         while self._queued and not self._closing:
             message = self._queued.popleft()
             if self._checks_names:
-                known, _unknown = self.lookup_actions(message.action_names)
+                names = ActionNames.of_actions(
+                    self.lookup_actions(message.action_names)[0]
+                )
             else:
-                known = list(message.action_names)
-            if known:
-                force = self._begin_force(message, ActionNames(known))
+                names = ActionNames(message.action_names)
+            if names:
+                force = self._begin_force(message, names)
                 self._spawn().start_soon(self._choose, force)
                 return
             self._diag("force.queued-dropped", names=", ".join(message.action_names))

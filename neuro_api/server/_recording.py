@@ -13,7 +13,7 @@ from neuro_api.command import (
 from neuro_api.diagnostics import Diagnostic, Severity, diagnose
 from neuro_api.server._budget import footprint, schema_footprint
 from neuro_api.server._checks import check_actions
-from neuro_api.server._handler import AbstractHandlerNeuroServerClient
+from neuro_api.server._handler import AbstractHandlerNeuroServerClient, split_actions
 
 __all__ = ["AbstractRecordingNeuroServerClient"]
 
@@ -68,7 +68,9 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
         """Names of every registered action."""
         return frozenset(self.actions)
 
-    def lookup_actions(self, names: Iterable[str]) -> tuple[list[str], list[str]]:
+    def lookup_actions(
+        self, names: Iterable[str]
+    ) -> tuple[dict[str, Action], list[str]]:
         """As the layer below does, with the registry's own lookup.
 
         No call of :meth:`get_action` per name (a force looks up every name
@@ -77,15 +79,7 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
         """
         if type(self).get_action is not AbstractRecordingNeuroServerClient.get_action:
             return super().lookup_actions(names)
-        actions = self.actions
-        known: dict[str, None] = {}
-        unknown: list[str] = []
-        for name in names:
-            if name in actions:
-                known[name] = None
-            else:
-                unknown.append(name)
-        return list(known), unknown
+        return split_actions(names, self.actions.get)
 
     def registered_names(self) -> Sequence[str]:
         """Names of every registered action, in registration order."""

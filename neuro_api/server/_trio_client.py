@@ -17,7 +17,7 @@ from neuro_api.command import Action, ForceActions, ForcePriority
 from neuro_api.diagnostics import Diagnostic, diagnose
 from neuro_api.server._budget import MemoryBudget
 from neuro_api.server._config import ServerConfig
-from neuro_api.server._handler import ActionOutcome, FrameTooLarge
+from neuro_api.server._handler import ActionNames, ActionOutcome, FrameTooLarge
 from neuro_api.server._ratelimit import LogLimiter, Summary
 from neuro_api.server._reader_guard import ReaderGuard
 from neuro_api.server._recording import AbstractRecordingNeuroServerClient
@@ -343,6 +343,13 @@ class TrioNeuroServerClient(BaseTrioNeuroServerClient):
             )
 
     def _actions_of(self, action_names: Iterable[str]) -> tuple[Action, ...]:
+        """The registered actions of ``action_names``.
+
+        A force's :class:`ActionNames` carries the actions as registered
+        when the force began; other names are looked up now.
+        """
+        if type(action_names) is ActionNames and action_names.actions is not None:
+            return action_names.actions
         actions = self.actions
         return tuple(
             action for action in map(actions.get, action_names) if action is not None
