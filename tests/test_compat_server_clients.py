@@ -10,6 +10,7 @@ way such code uses it, on the same machinery our own server runs on.
 
 from __future__ import annotations
 
+import collections
 import logging
 import uuid
 import weakref
@@ -20,6 +21,7 @@ import orjson
 import pytest
 import trio
 from server_helpers import PASS, PLAY, connect
+from trio_websocket import ConnectionClosed
 
 from neuro_api import command
 from neuro_api.command import Action, ForcePriority
@@ -28,6 +30,7 @@ from neuro_api.server import (
     AbstractNeuroServerClient,
     AbstractRecordingNeuroServerClient,
     AbstractTrioNeuroServer,
+    ForcePolicy,
     RandomNeuroServer,
     ServerConfig,
     TrioNeuroServerClient,
@@ -619,3 +622,204 @@ async def test_the_reference_pages_custom_client_runs(
     assert action["data"]["name"] == "play"
     assert action["data"]["data"] == '{"cell": 4}'
     assert "Game context: the board is empty" in caplog.text
+
+
+# --- robustness of the upstream-shaped paths (found in review) ----------------
+
+
+class Answering(Recording):
+    """Upstream style, not served: the game answers during the very write."""
+
+    def __init__(self, nursery: trio.Nursery | None = None) -> None:
+        super().__init__()
+        self.nursery = nursery
+        self.answer: bool | None = None  # answer actions while writing
+
+    async def write_to_websocket(self, data: str) -> None:
+        await super().write_to_websocket(data)
+        frame = orjson.loads(data)
+        if self.answer is not None and frame["command"] == "action":
+            await self.handle_action_result(
+                "Game", frame["data"]["id"], self.answer, "answered"
+            )
+
+    async def submit_call_async_soon(
+        self, function: Callable[[], Awaitable[Any]]
+    ) -> None:
+        if self.nursery is None:
+            await function()
+        else:
+            self.nursery.start_soon(function)
+
+
+async def start(client: AbstractNeuroServerClient, *actions: Action) -> None:
+    await client.handle_frame(command.startup_command("Game").decode())
+    await client.handle_frame(command.actions_register_command("Game", actions))
+
+
+async def test_a_result_handled_during_the_write_is_not_lost(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    client = Answering()
+    await start(client, PLAY)
+    client.answer = True
+    with trio.fail_after(1):
+        assert await client.submit_action("play") == (True, "answered")
+    assert "result.timeout" not in [d.id for d in client.diagnostics]
+
+
+async def test_an_unserved_clients_actions_still_time_out(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # No nursery, so no timer task: what is due times out with the next frame.
+    client = Answering()
+    await start(client, PLAY)
+    for _ in range(50):
+        await client.handle_frame(
+            command.actions_force_command("Game", None, "go", ["play"]).decode()
+        )
+    await trio.sleep(client.config.result_timeout + 1)
+    await client.handle_frame(command.context_command("Game", "hello").decode())
+    assert client.pending_ids == ()
+    assert client.active_force is None
+    assert "result.timeout" in [d.id for d in client.diagnostics]
+
+
+async def test_queued_forces_of_an_unserved_client_do_not_raise() -> None:
+    client = Answering()
+    client.config = ServerConfig(force_policy=ForcePolicy.QUEUE)
+    client._queued = collections.deque(maxlen=8)
+    await start(client, PLAY)
+    for query in ("first", "second"):
+        await client.handle_frame(
+            command.actions_force_command("Game", None, query, ["play"]).decode()
+        )
+    id_ = frames_of(client.sent)[-1]["data"]["id"]
+    await client.handle_frame(
+        command.actions_result_command("Game", id_, True, "ok").decode()
+    )
+    assert client.active_force is None  # the first ended; the queue waits
+
+
+async def test_a_hand_made_clients_failed_send_cannot_stop_the_server(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class Leaving:
+        """A socket whose game left before the engine answered."""
+
+        CONNECTION_ID = 1
+        remote = "x"
+
+        async def send_message(self, message: str) -> None:
+            if '"action"' in message:
+                raise ConnectionClosed(None)
+
+    class Slow(RandomNeuroServer):
+        def choose_force_action_now(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+        async def choose_force_action(
+            self, *args: Any, **kwargs: Any
+        ) -> tuple[str, str | None]:
+            await trio.sleep(1)
+            return "play", None
+
+    server = Slow()
+    async with trio.open_nursery() as nursery:
+        server.handler_nursery = nursery  # what run() sets
+        client = TrioNeuroServerClient(cast(Any, Leaving()), server, "sid")
+        await start(client, PLAY)
+        await client.handle_frame(
+            command.actions_force_command("Game", None, "go", ["play"]).decode()
+        )
+    # The nursery ended normally: the failed send ended the force only.
+    assert client.active_force is None
+
+
+async def test_an_overridden_perform_actions_force_runs_one_force_at_a_time(
+    nursery: trio.Nursery,
+) -> None:
+    started: list[str] = []
+
+    class Thinking(Answering):
+        async def perform_actions_force(
+            self,
+            state: str | None,
+            query: str,
+            ephemeral_context: bool,
+            action_names: list[str],
+            priority: ForcePriority = ForcePriority.LOW,
+        ) -> None:
+            started.append(query)
+            await trio.sleep_forever()  # an operator who takes their time
+
+    async with trio.open_nursery() as forces:
+        client = Thinking(forces)
+        await start(client, PLAY)
+        for i in range(1000):
+            await client.handle_frame(
+                command.actions_force_command("Game", None, f"q{i}", ["play"])
+            )
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(forces.child_tasks) == 1  # each force replaced the last
+        assert client.active_force is not None
+        assert client.active_force.query == "q999"
+        forces.cancel_scope.cancel()
+
+
+async def test_unknown_result_ids_are_warned_a_few_times_shortened() -> None:
+    client = Recording()
+    await start(client, PLAY)
+    for i in range(100):
+        await client.handle_frame(
+            command.actions_result_command("Game", f"id{i}", False, "x" * 5000)
+        )
+    assert len(client.warnings) == 5
+    assert all(len(warning) < 600 for warning in client.warnings)
+    assert [d.id for d in client.diagnostics].count("result.unknown-id") == 100
+
+
+async def test_game_frames_go_through_overridden_registry_methods() -> None:
+    seen: list[tuple[str, str]] = []
+
+    class Hooked(Recording):
+        def register_action(self, action: Action) -> None:
+            seen.append(("register", action.name))
+            super().register_action(action)
+
+        def unregister_action(self, action_name: str) -> None:
+            seen.append(("unregister", action_name))
+            super().unregister_action(action_name)
+
+    client = Hooked()
+    bad = Action("bad", "Bad", {"type": "string"})
+    await start(client, PLAY, PASS, bad)
+    await client.handle_frame(
+        command.actions_unregister_command("Game", ["pass", "no"])
+    )
+    # Checked first (the bad one never reaches the hook), then upstream's hooks.
+    assert seen == [("register", "play"), ("register", "pass"), ("unregister", "pass")]
+    assert list(client.actions) == ["play"]
+
+
+async def test_unknown_commands_reach_the_hook_on_the_server_side() -> None:
+    got: list[tuple[str, dict[str, object] | None]] = []
+
+    class Listening(Recording):
+        async def handle_unknown_command(
+            self, command: str, data: dict[str, object] | None
+        ) -> None:
+            got.append((command, data))
+
+    client = Listening()
+    await start(client, PLAY)
+    await client.handle_frame('{"command": "dance", "game": "Game", "data": {"x": 1}}')
+    assert got == [("dance", {"x": 1})]
+    assert client.diagnostics[-1].id == "protocol.unknown-command"
+
+
+def test_websocket_session_id_is_writable() -> None:
+    server = RandomNeuroServer()
+    client = TrioNeuroServerClient(cast(Any, None), server)
+    client.websocket_session_id = "mine"
+    assert client.get_websocket_session_id() == "mine"

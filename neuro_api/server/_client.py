@@ -10,7 +10,7 @@ from typing import Any, Final
 import orjson
 
 from neuro_api import command
-from neuro_api._messages import action_frame
+from neuro_api._messages import ProblemKind, action_frame
 from neuro_api.client import AbstractNeuroAPIClient
 from neuro_api.command import (
     Action,
@@ -199,6 +199,8 @@ class AbstractNeuroServerClient(AbstractNeuroAPIClient):
         except ProtocolError as exc:
             self._report_binary(frame, self.game_title)
             self.report(from_protocol_error(exc, game=self.game_title, frame=text))
+            if exc.problem.kind is ProblemKind.UNKNOWN_COMMAND:
+                await self._unknown_command(text)
             return
         # Reported after parsing, so even a first frame is filed under its
         # game; later ones under the game's own name, whatever the frame says
@@ -211,6 +213,22 @@ class AbstractNeuroServerClient(AbstractNeuroAPIClient):
             self.report(from_note(note, command=message.command, game=game, frame=text))
         if self.accept_message(message, text):
             await _DISPATCH[type(message)](self, message)
+
+    async def _unknown_command(self, text: str) -> None:
+        obj = orjson.loads(text)  # it parsed up to its command
+        data = obj.get("data")
+        await self.handle_unknown_command(
+            str(obj.get("command")), data if isinstance(data, dict) else None
+        )
+
+    async def handle_unknown_command(
+        self, command: str, data: dict[str, object] | None
+    ) -> None:
+        """A frame with a command the API does not define (default: nothing).
+
+        It was already reported (``protocol.unknown-command``, with a hint
+        for a near miss); override to act on commands of your own.
+        """
 
     def _report_binary(self, frame: str | bytes, game: str | None) -> None:
         if isinstance(frame, bytes):

@@ -64,6 +64,9 @@ LOG_LEVELS: Final = {
     Severity.ERROR: logging.ERROR,
 }
 _OLDEST: Final = "the oldest held message"
+_UNKNOWN_WARNINGS: Final = 5
+"""Unknown result ids logged with log_warning per connection."""
+_SHOWN_CHARS: Final = 200
 _REMEMBERED_IDS: Final = 256
 """Answered and timed-out ids remembered to tell stale/late from unknown."""
 
@@ -338,6 +341,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
     _budget: MemoryBudget | None = None
     _timed_out: _Recent | None = None
     _spam_reported_at = -1e9
+    _unknown_warned = 0
 
     # Decided once per class from what it overrides (see __init_subclass__).
     _choose_style: PriorityStyle = POSITIONAL
@@ -678,8 +682,11 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         """Enforce the session rules before dispatch.
 
         A changed game name is an error and the frame is dropped; anything
-        before ``startup`` is reported once and still handled.
+        before ``startup`` is reported once and still handled. A client that
+        is not served (no timer task) times out what is due here.
         """
+        if self._nursery is None and self._pending:
+            self._expire(trio.current_time())
         game = self.game_title
         if game is None:
             self.game_title = message.game
@@ -864,13 +871,25 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         A timeout (``config.result_timeout``) or the connection ending
         counts as ``(False, None)``; :meth:`execute_action` tells them apart.
         """
-        id_ = await self.send_action_command(name, data)
-        pending = self._pending.get(id_)
-        if pending is None:
-            # Sent by a send_action_command that does not track ids.
-            pending = self._register_pending(name, None, force=None, id_=id_)
-        outcome = await pending.wait(self._time_out)
+        if self._tracks_sends():
+            outcome = await self.execute_action(name, data)
+        else:
+            # A replaced send_action_command: track the id it returns (a
+            # result handled before it returned would be missed, as upstream).
+            id_ = await self.send_action_command(name, data)
+            pending = self._pending.get(id_)
+            if pending is None:
+                pending = self._register_pending(name, None, force=None, id_=id_)
+            outcome = await pending.wait(self._time_out)
         return outcome.success, outcome.message
+
+    def _tracks_sends(self) -> bool:
+        """Whether ``send_action_command`` is this class's own (not replaced)."""
+        return (
+            type(self).send_action_command
+            is AbstractHandlerNeuroServerClient.send_action_command
+            and "send_action_command" not in self.__dict__
+        )
 
     async def execute_action(
         self, name: str, data: str | None, *, result_timeout: float | None = None
@@ -937,9 +956,11 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         if self._closing:
             raise RuntimeError("client is not serving (its connection is ending)")
         nursery = self._nursery
-        # Unserved (a client only called, as in tests), waiters keep the
-        # deadline themselves.
-        if nursery is not None and not self._timer_running:
+        if nursery is None:
+            # Not served (a client driven by hand): no timer task, so what
+            # is due times out now, and waiters keep their own deadline.
+            self._expire(trio.current_time())
+        elif not self._timer_running:
             nursery.start_soon(self._keep_deadlines)
             self._timer_running = True
         timeout = self.config.result_timeout if timeout is None else timeout
@@ -963,12 +984,16 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             with trio.move_on_at(self._timer_target):
                 await wake.wait()
             now = trio.current_time()
-            for pending in [p for p in self._pending.values() if p.deadline <= now]:
-                self._time_out(pending)
+            self._expire(now)
             self._timer_target = min(
                 (p.deadline for p in self._pending.values()),
                 default=now + self.config.result_timeout,
             )
+
+    def _expire(self, now: float) -> None:
+        """Time out every pending action whose deadline is past."""
+        for pending in [p for p in self._pending.values() if p.deadline <= now]:
+            self._time_out(pending)
 
     def _time_out(self, pending: _Pending) -> None:
         if self._pending.pop(pending.id, None) is None:
@@ -1010,10 +1035,15 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
                 self._diag("result.stale-id", id=id_)
             else:
                 self._diag("result.unknown-id", id=id_)
-                self.log_warning(
-                    f"Got action result for unknown action id {id_!r} "
-                    f"({success = } {message = })"
-                )
+                if self._unknown_warned < _UNKNOWN_WARNINGS:
+                    # Upstream's words, a few per connection (the diagnostic
+                    # above is rate limited for the rest).
+                    self._unknown_warned += 1
+                    shown = None if message is None else message[:_SHOWN_CHARS]
+                    self.log_warning(
+                        f"Got action result for unknown action id "
+                        f"{id_[:_SHOWN_CHARS]!r} ({success = } message = {shown!r})"
+                    )
             return
         self._answered.add(id_, pending.timeout)
         if success and not message:
@@ -1081,20 +1111,6 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         message = build_force(
             game_title, state, query, ephemeral_context, priority, tuple(action_names)
         )
-        if self._own_perform:
-            # A subclass's own force loop, as upstream runs it.
-            self.on_force_started(message)
-            await self.submit_call_async_soon(
-                functools.partial(
-                    self.perform_actions_force,
-                    state,
-                    query,
-                    ephemeral_context,
-                    list(names),
-                    priority,
-                )
-            )
-            return
         if self._pending:
             waiting = next((p for p in self._pending.values() if p.force is None), None)
             if waiting is not None:
@@ -1205,6 +1221,10 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             self._next_queued()
 
     def _next_queued(self) -> None:
+        if self._nursery is None:
+            # Not served: nothing to run the next force in; queued forces
+            # wait (as under REPLACE, a new force starts at once).
+            return
         while self._queued and not self._closing:
             message = self._queued.popleft()
             if self._checks_names:
@@ -1229,6 +1249,9 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         force's end.
         """
         message = force.message
+        if self._own_perform:
+            await self._background(force, self._perform_own)
+            return
         if names is None:
             names = force.names
         try:
@@ -1246,35 +1269,84 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             self._engine_failed(force, exc)
             return
         if answer is None:
-            # A fresh scope per choice (retries choose again), made before
-            # the task starts so an early cancel still reaches it.
-            scope = force.scope = trio.CancelScope()
-            await self.submit_call_async_soon(
-                functools.partial(self._choose_later, force, scope, names)
+            await self._background(
+                force, functools.partial(self._choose_later, names=names)
             )
         else:
             await self._act(force, answer)
 
-    async def _choose_later(
-        self, force: _Force, scope: trio.CancelScope, names: ActionNames
+    async def _background(
+        self,
+        force: _Force,
+        work: Callable[[_Force], Awaitable[None]],
     ) -> None:
+        """Run ``work(force)`` through :meth:`submit_call_async_soon`.
+
+        In a fresh cancel scope (retries choose again) made before the work
+        starts, so the force's end cancels it even before it runs. Nothing
+        escapes the work into the nursery that runs it (a hand-made client's
+        may be the server's): a failure ends the force.
+        """
+        scope = force.scope = trio.CancelScope()
+
+        async def guarded() -> None:
+            with scope:
+                try:
+                    await work(force)
+                except Exception as exc:
+                    self._send_failed(force, exc)
+
+        try:
+            await self.submit_call_async_soon(guarded)
+        except RuntimeError as exc:  # nothing runs background work
+            self._engine_failed(force, exc)
+
+    def _send_failed(self, force: _Force, exc: Exception) -> None:
+        # The connection closed under the send, or a subclass's code broke.
+        LOGGER.debug("force of %s ended by %r", self.game_title, exc, exc_info=exc)
+        if self._force is force:
+            self._end_force(force)
+
+    async def _choose_later(self, force: _Force, *, names: ActionNames) -> None:
         message = force.message
-        with scope:
-            try:
-                answer = await self._ask(
-                    message.state,
-                    message.query,
-                    message.ephemeral_context,
-                    names,
-                    message.priority,
+        try:
+            answer = await self._ask(
+                message.state,
+                message.query,
+                message.ephemeral_context,
+                names,
+                message.priority,
+            )
+        except UnanswerableForce as exc:
+            await self._unanswerable(force, exc)
+            return
+        except Exception as exc:
+            self._engine_failed(force, exc)
+            return
+        await self._act(force, answer)
+
+    async def _perform_own(self, force: _Force) -> None:
+        """A subclass's :meth:`perform_actions_force` as the force's choice."""
+        message = force.message
+        try:
+            await self.perform_actions_force(
+                message.state,
+                message.query,
+                message.ephemeral_context,
+                list(force.names),
+                message.priority,
+            )
+        except UnanswerableForce as exc:
+            if self._force is force:
+                self._diag(
+                    "force.unanswerable",
+                    reason=exc.reason,
+                    outcome="the force was dropped",
                 )
-            except UnanswerableForce as exc:
-                await self._unanswerable(force, exc)
-                return
-            except Exception as exc:
-                self._engine_failed(force, exc)
-                return
-            await self._act(force, answer)
+        except Exception as exc:
+            self._engine_failed(force, exc)
+            return
+        self._end_force(force)
 
     async def _act(self, force: _Force, answer: object) -> None:
         if self._force is not force:

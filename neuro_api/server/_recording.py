@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from neuro_api.command import (
     Action,
@@ -47,6 +48,18 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
     # Names registered when Neuro asked for all actions again (set only
     # then: a connection's instance dict stays small).
     _awaited: set[str] | None = None
+
+    # Whether a subclass replaced register_action / unregister_action:
+    # then frames from the game go through them (after the checks), as
+    # upstream's do. Decided once per class.
+    _own_register = False
+    _own_unregister = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        base = AbstractRecordingNeuroServerClient
+        cls._own_register = cls.register_action is not base.register_action
+        cls._own_unregister = cls.unregister_action is not base.unregister_action
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -230,14 +243,21 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
                 strict=True,
             )
         )
+        own = self._own_register
         for action in actions:
             existing = self.actions.get(action.name)
+            found = checks.get(id(action))
+            if found is None and existing is None:
+                continue  # a duplicate when it came, removed meanwhile
             if existing is not None and action.name in awaited:
                 # Answering our reregister request: expected, not a duplicate.
                 awaited.discard(action.name)
-                if existing != action and self._checked(action, checks[id(action)]):
+                if existing != action and self._checked(action, found or []):
                     # The game's current one, or the old one kept if it
                     # does not fit.
+                    if own:
+                        self.register_action(action)
+                        continue
                     why = self._store(action)
                     if why is not None:
                         over_budget.append((action.name, why))
@@ -252,16 +272,31 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
                     diagnose(id_, game=game, subject=action.name, name=action.name)
                 )
                 continue
-            if not self._checked(action, checks[id(action)]):
+            if not self._checked(action, found or []):
                 continue
             if len(self.actions) >= limit:
                 refused.append(action.name)
+                continue
+            if own:
+                # A subclass's register_action (upstream's hook) stores it.
+                self.register_action(action)
                 continue
             why = self._store(action)
             if why is not None:
                 over_budget.append((action.name, why))
                 continue
             added.append(action.name)
+        self._report_registered(game, added, refused, over_budget)
+
+    def _report_registered(
+        self,
+        game: str,
+        added: list[str],
+        refused: list[str],
+        over_budget: list[tuple[str, str]],
+    ) -> None:
+        """After a registration: what was refused, what collides."""
+        limit = self.config.max_actions
         if refused:
             shown = ", ".join(refused[:5]) + (", ..." if len(refused) > 5 else "")
             self.report(
@@ -315,6 +350,12 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
                     names=", ".join(unknown),
                 )
             )
+        if self._own_unregister:
+            # A subclass's unregister_action (upstream's hook) removes them.
+            for name in dict.fromkeys(action_names):
+                if name in self.actions:
+                    self.unregister_action(name)
+            return
         removed = [name for name in action_names if self._remove(name) is not None]
         if removed:
             self.on_registry_changed((), removed)

@@ -236,8 +236,12 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
             )
         finally:
             self.bind_nursery(None)
-            self.abandon_pending()
-            await self._close(1000, "bye", close_timeout)
+            try:
+                self.abandon_pending()
+            finally:
+                # Closed even if the hooks failed (a hand-made client whose
+                # server is gone cannot reach it any more).
+                await self._close(1000, "bye", close_timeout)
 
     async def _read_loop(self) -> None:
         while True:
@@ -292,6 +296,10 @@ class TrioNeuroServerClient(BaseTrioNeuroServerClient):
     def websocket_session_id(self) -> str:
         """The session id sent in the ``startup`` acknowledgement."""
         return self.session_id
+
+    @websocket_session_id.setter
+    def websocket_session_id(self, value: str) -> None:
+        self.session_id = value
 
     def get_character_id(self) -> str:
         """The server's :attr:`~AbstractTrioNeuroServer.character_id`."""
