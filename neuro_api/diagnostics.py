@@ -585,6 +585,23 @@ _KINDS: Final = (
         "Always answer an action, even an unknown or invalid one.",
     ),
     _kind(
+        "result.given-up",
+        _W,
+        "Too many results awaited",
+        "{count} actions were waiting for their results; the oldest, "
+        "{action!r} (id {id!r}), was given up and counted as failed",
+        "Answer every action with an action/result as soon as it is done; "
+        "a game that does not answer leaves actions waiting.",
+    ),
+    _kind(
+        "result.after-given-up",
+        _W,
+        "Result for a given-up action",
+        "action/result for id {id!r} arrived after its action was given up "
+        "(too many results awaited); discarded",
+        "Answer every action with an action/result as soon as it is done.",
+    ),
+    _kind(
         "result.failure-without-message",
         _W,
         "Failure without message",

@@ -107,6 +107,41 @@ async def test_queue_overflow_and_stale_queued_forces_are_reported(
         assert [c.query for c in server.force_calls] == ["Your turn"]
 
 
+async def test_a_game_that_never_answers_cannot_grow_the_pending_actions(
+    nursery: trio.Nursery,
+) -> None:
+    # The worst input: forces as fast as it can send them, no result ever.
+    server = RecordingServer(max_pending_actions=4)
+    info = await start_server(nursery, server)
+    async with connect(info.url, "Flood") as game:
+        await game.startup()
+        await game.register(PASS)
+        ids = []
+        for _ in range(50):
+            await game.force("pass")
+            ids.append((await game.expect_action()).id)
+        await server.settle(game)
+        client = server.client_of(game)
+        assert len(client.pending_ids) == 4
+        assert client.pending_ids == tuple(ids[-4:])  # the newest are kept
+        given_up = server.diags("result.given-up", game="Flood")
+        assert given_up  # reported (rate limited in the log, all recorded)
+        assert "the oldest, 'pass'" in given_up[0].message
+        # A result for a given-up action comes after all: said so, discarded.
+        await game.result(ids[0], True, "done at last")
+        await server.wait_diag("result.after-given-up", game="Flood")
+        # The newest are still answered normally.
+        await game.result(ids[-1], True, "done")
+        await server.wait_until(
+            lambda: ids[-1] not in server.client_of(game).pending_ids
+        )
+
+
+def test_max_pending_actions_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_pending_actions"):
+        RecordingServer(max_pending_actions=0)
+
+
 async def test_a_result_after_unregister_is_accepted_quietly(
     nursery: trio.Nursery,
 ) -> None:

@@ -47,6 +47,10 @@ class ServerConfig:
     """What a new force does while another is active (production: replace)."""
     max_queued_forces: int = 8
     """With the queue policy, older queued forces are dropped beyond this."""
+    max_pending_actions: int = 64
+    """Actions waiting for their result per connection; beyond it the
+    oldest is given up (counted as failed, ``result.given-up``), so a game
+    that never answers cannot make the server keep them without bound."""
     max_message_size: int = 1 << 20
     """Largest frame accepted, in bytes; a larger one closes with 1009. Frames
     the server would send are held to it too (an engine's answer, an
@@ -104,6 +108,7 @@ class ServerConfig:
             ("result_timeout", self.result_timeout > 0),
             ("max_retries", self.max_retries >= 0),
             ("max_queued_forces", self.max_queued_forces >= 1),
+            ("max_pending_actions", self.max_pending_actions >= 1),
             ("max_message_size", self.max_message_size >= 1024),
             ("max_connections", self.max_connections >= 1),
             ("send_timeout", self.send_timeout > 0),

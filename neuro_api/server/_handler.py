@@ -963,6 +963,10 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         elif not self._timer_running:
             nursery.start_soon(self._keep_deadlines)
             self._timer_running = True
+        if len(self._pending) >= self.config.max_pending_actions:
+            # A game that does not answer (or is flooded with forces by
+            # itself) must not make this grow: the oldest is given up.
+            self._time_out(next(iter(self._pending.values())), given_up=True)
         timeout = self.config.result_timeout if timeout is None else timeout
         pending = _Pending(id_ or self.get_next_id(), name, timeout, force)
         self._pending[pending.id] = pending
@@ -995,18 +999,30 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         for pending in [p for p in self._pending.values() if p.deadline <= now]:
             self._time_out(pending)
 
-    def _time_out(self, pending: _Pending) -> None:
+    def _time_out(self, pending: _Pending, *, given_up: bool = False) -> None:
         if self._pending.pop(pending.id, None) is None:
             return
         if self._timed_out is None:
             self._timed_out = _Recent()
-        self._timed_out.add(pending.id, pending.timeout)
-        self._diag(
-            "result.timeout",
-            action=pending.action,
-            id=pending.id,
-            timeout=pending.timeout,
+        # A result coming after all is reported as late (a given-up one's
+        # timeout is stored negative, to say so).
+        self._timed_out.add(
+            pending.id, -pending.timeout if given_up else pending.timeout
         )
+        if given_up:
+            self._diag(
+                "result.given-up",
+                count=len(self._pending) + 1,
+                action=pending.action,
+                id=pending.id,
+            )
+        else:
+            self._diag(
+                "result.timeout",
+                action=pending.action,
+                id=pending.id,
+                timeout=pending.timeout,
+            )
         pending.finish(OutcomeStatus.TIMEOUT)
         self._settled(pending)
         if pending.force is not None:
@@ -1029,7 +1045,9 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         if pending is None:
             timed_out = self._timed_out
             timeout = None if timed_out is None else timed_out.get(id_)
-            if timeout is not None:
+            if timeout is not None and timeout < 0:
+                self._diag("result.after-given-up", id=id_)
+            elif timeout is not None:
                 self._diag("result.late", id=id_, timeout=timeout)
             elif id_ in self._answered:
                 self._diag("result.stale-id", id=id_)
