@@ -31,11 +31,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import random
 import ssl
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, NoReturn
 
@@ -48,6 +47,8 @@ from trio_websocket import (
     wrap_client_stream,
 )
 
+from neuro_api._shared import StatusCallback, exponential_delay
+from neuro_api._shared import leaves as _leaves
 from neuro_api.api import AbstractNeuroAPI, NeuroAction, NotConnected
 
 if TYPE_CHECKING:
@@ -97,15 +98,14 @@ class Backoff:
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Return the delay in seconds before retry number ``attempt``."""
-        try:
-            base = min(self.initial * self.factor**attempt, self.maximum)
-        except OverflowError:
-            base = self.maximum
-        if not math.isfinite(base):
-            base = self.maximum
-        if self.jitter:
-            base *= 1 - self.jitter * (rng or random).random()
-        return base
+        return exponential_delay(
+            attempt,
+            initial=self.initial,
+            maximum=self.maximum,
+            factor=self.factor,
+            jitter=self.jitter,
+            rand=(rng or random).random() if self.jitter else 0.0,
+        )
 
 
 class TrioNeuroAPI(AbstractNeuroAPI):
@@ -305,16 +305,6 @@ class TrioNeuroAPI(AbstractNeuroAPI):
             self.connect(None)
 
 
-class _OnStarted:
-    """A ``task_status`` that calls a function (run() learns of readiness)."""
-
-    def __init__(self, callback: Callable[[], None]) -> None:
-        self._callback = callback
-
-    def started(self, value: None = None) -> None:
-        self._callback()
-
-
 class NeuroGameClient(TrioNeuroAPI):
     """A game's connection to Neuro that reconnects by itself.
 
@@ -492,7 +482,9 @@ class NeuroGameClient(TrioNeuroAPI):
         while True:
             problem = "cancelled"
             with self._new_phase():
-                problem = await self._connect_once(url, _OnStarted(ready))
+                problem = await self._connect_once(
+                    url, StatusCallback(lambda _: ready())
+                )
             if self._should_stop():
                 break
             delay = self.backoff.delay(self._attempt, self._rng)
@@ -510,7 +502,7 @@ class NeuroGameClient(TrioNeuroAPI):
                 break
         LOGGER.info("disconnected from %s", url)
 
-    async def _connect_once(self, url: str, on_ready: _OnStarted) -> str:
+    async def _connect_once(self, url: str, on_ready: StatusCallback[None]) -> str:
         """Connect and serve until the connection ends; return why it did."""
         try:
             async with trio.open_nursery() as nursery:  # the reader task's
@@ -562,14 +554,6 @@ def _parse_url(url: str) -> _Target:
         resource=resource,
         ssl_context=ssl.create_default_context() if secure else None,
     )
-
-
-def _leaves(exc: BaseException) -> Iterator[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            yield from _leaves(inner)
-    else:
-        yield exc
 
 
 def _describe(exc: BaseException) -> str:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Callable, Iterator
-from typing import ClassVar, Generic, TypeVar
+from typing import ClassVar, TypeVar
 
 import trio
 
+from neuro_api._shared import StatusCallback
+from neuro_api._shared import leaves as _leaves
 from neuro_api.manager._errors import ServerBindError, ServerStartError
 from neuro_api.manager._info import ServerInfo, ServerKind, host_port
 
@@ -17,21 +18,6 @@ __all__ = ["Service", "StatusCallback", "run_service"]
 LOGGER = logging.getLogger("neuro_api.manager")
 
 T = TypeVar("T")
-
-
-class StatusCallback(trio.TaskStatus[T], Generic[T]):
-    """A ``task_status`` that hands the started value to a callback.
-
-    Lets a wrapper see (or translate, or hold back) what a library's serve
-    function reports to ``nursery.start``.
-    """
-
-    def __init__(self, on_started: Callable[[T], None]) -> None:
-        self._on_started = on_started
-
-    def started(self, value: T | None = None) -> None:
-        """Forward ``value`` to the callback."""
-        self._on_started(value)  # type: ignore[arg-type]
 
 
 class Service(abc.ABC):
@@ -95,14 +81,6 @@ async def run_service(service: Service, *, task_status: trio.TaskStatus[str]) ->
         LOGGER.error("%s server %r crashed", service.kind, service.name, exc_info=exc)
     finally:
         service.done.set()
-
-
-def _leaves(exc: BaseException) -> Iterator[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            yield from _leaves(inner)
-    else:
-        yield exc
 
 
 def start_error(service: Service, exc: Exception) -> ServerStartError:

@@ -25,6 +25,7 @@ import trio
 from neuro_api import __version__
 from neuro_api._fds import raise_open_file_limit
 from neuro_api._redact import RedactingFormatter
+from neuro_api._shared import find_exception
 from neuro_api.manager import NgrokTunnels, ServerBindError
 from neuro_api.server._base import AbstractTrioNeuroServer
 from neuro_api.server._config import CHARACTERS, ServerConfig
@@ -198,21 +199,8 @@ def make_engine(settings: Settings) -> AbstractTrioNeuroServer:
     return ConsoleInteractiveNeuroServer(config, seed=settings.seed)
 
 
-def _bind_error(error: BaseException | None) -> ServerBindError | None:
-    """Find the bind failure under a service error's causes and groups."""
-    if isinstance(error, ServerBindError):
-        return error
-    if isinstance(error, BaseExceptionGroup):
-        for inner in error.exceptions:
-            if (found := _bind_error(inner)) is not None:
-                return found
-    if error is not None and error.__cause__ is not None:
-        return _bind_error(error.__cause__)
-    return None
-
-
 def _failure_line(error: CriticalServiceError) -> str:
-    bind = _bind_error(error)
+    bind = find_exception(error, ServerBindError)
     if bind is not None:
         # The error's own text already names the server and the address.
         return listen_failure(bind)

@@ -29,6 +29,7 @@ from typing import Any, Final, TextIO
 
 import trio
 
+from neuro_api._shared import first_leaf
 from neuro_api.control import create_app, new_token
 from neuro_api.manager import (
     NgrokTunnels,
@@ -333,9 +334,7 @@ class NeuroProcess:
             critical, _ = group.split(CriticalServiceError)
             if critical is None:
                 raise
-            first = critical.exceptions[0]
-            while isinstance(first, BaseExceptionGroup):
-                first = first.exceptions[0]
+            first = first_leaf(critical)
             raise first from first.__cause__
         finally:
             if tuned:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import trio
+
+from neuro_api._shared import leaves as _leaves
 
 __all__ = ["CriticalServiceError", "ServiceError", "describe_exception"]
 
@@ -33,14 +33,6 @@ class CriticalServiceError(RuntimeError):
 
     def __str__(self) -> str:
         return f"critical service {self.name!r} failed: {self.reason}"
-
-
-def _leaves(exc: BaseException) -> Iterator[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            yield from _leaves(inner)
-    else:
-        yield exc
 
 
 def describe_exception(exc: BaseException) -> str:

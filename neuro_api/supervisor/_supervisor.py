@@ -13,6 +13,7 @@ from typing import Any, Final, Protocol, final
 
 import trio
 
+from neuro_api._shared import exponential_delay
 from neuro_api.supervisor._errors import CriticalServiceError, describe_exception
 from neuro_api.supervisor._graph import start_order
 from neuro_api.supervisor._status import Health, ServiceState, ServiceStatus
@@ -85,8 +86,9 @@ def backoff_delay(
     up to ``jitter`` (a fraction) using ``rand`` in [0, 1), so that services
     failing together do not restart in lockstep.
     """
-    base = min(maximum, initial * 2.0 ** min(failures - 1, 64))
-    return base * (1.0 - jitter * rand)
+    return exponential_delay(
+        failures - 1, initial=initial, maximum=maximum, jitter=jitter, rand=rand
+    )
 
 
 @final
