@@ -27,6 +27,7 @@ from typing import Any, Final, Literal, NotRequired, TypedDict
 
 import orjson
 
+from neuro_api._fastparse import parse_game_frame
 from neuro_api._keywords import NAME_CHARS, UNSUPPORTED_KEYWORDS, find_keywords
 from neuro_api._messages import (
     Action,
@@ -52,7 +53,7 @@ from neuro_api._messages import (
     UnregisterActions,
     action_frame,
 )
-from neuro_api._parsing import parse_game_frame, parse_neuro_frame
+from neuro_api._parsing import parse_neuro_frame
 from neuro_api._typed_dict import (
     check_typed_dict,
     convert_parameterized_generic,

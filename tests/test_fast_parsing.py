@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neuro_api import _parsing
+from neuro_api import _fastparse, _parsing
 from neuro_api.command import (
     ActionResult,
     Context,
@@ -118,7 +118,9 @@ def test_the_fast_paths_agree_with_the_full_parser(text: str) -> None:
     ("built", "made"),
     [
         (
-            _parsing._build_force("g", None, "q", True, ForcePriority.HIGH, ("a", "b")),
+            _fastparse._build_force(
+                "g", None, "q", True, ForcePriority.HIGH, ("a", "b")
+            ),
             ForceActions(
                 game="g",
                 state=None,
@@ -129,11 +131,11 @@ def test_the_fast_paths_agree_with_the_full_parser(text: str) -> None:
             ),
         ),
         (
-            _parsing._build_result("g", "7", False, "no"),
+            _fastparse._build_result("g", "7", False, "no"),
             ActionResult(game="g", id="7", success=False, message="no"),
         ),
         (
-            _parsing._build_context("g", "hi", True),
+            _fastparse._build_context("g", "hi", True),
             Context(game="g", message="hi", silent=True),
         ),
     ],
@@ -151,7 +153,7 @@ def test_fast_builders_make_what_init_makes(built: Any, made: Any) -> None:
 
 def test_a_builder_out_of_date_with_its_class_is_refused_at_import() -> None:
     with pytest.raises(TypeError, match="out of date"):
-        _parsing._slot_setters(Context, "game", "message")
+        _fastparse._slot_setters(Context, "game", "message")
 
 
 def _wrapped(levels: int) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import trio
 import trio.testing
 from server_helpers import PASS, RecordingServer, connect, start_server
 
-from neuro_api import _generate, _parsing, _validators
+from neuro_api import _fastparse, _generate, _validators
 from neuro_api.command import Action
 from neuro_api.schema import check_action, generate_data, validate_action_data
 from neuro_api.server import ServerConfig, _memory
@@ -147,13 +147,13 @@ def test_schema_caches_are_bounded_by_size() -> None:
         check_action(Action("a", "A", schema))
         assert validate_action_data(schema, "{}").ok
         generate_data(schema, rng=random.Random(index))
-        _parsing._any_too_deep([schema])
+        _fastparse._any_too_deep([schema])
     for cache in (
         _validators._problem_for_text.cache,  # type: ignore[attr-defined]
         _validators._validator_for_text.cache,  # type: ignore[attr-defined]
         _validators._check_for_text.cache,  # type: ignore[attr-defined]
         _generate._plan_for_text.cache,  # type: ignore[attr-defined]
-        _parsing._SHALLOW_SCHEMAS,
+        _fastparse._SHALLOW_SCHEMAS,
     ):
         assert cache.total <= cache.max_total
     assert _validators._check_for_text.cache.total > 0  # type: ignore[attr-defined]

@@ -23,7 +23,7 @@ from typing import Any, Final
 
 import trio
 
-from neuro_api._parsing import _build_force as build_force
+from neuro_api._fastparse import _build_force as build_force
 from neuro_api._text import printable
 from neuro_api.command import (
     Action,
