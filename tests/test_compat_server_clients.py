@@ -823,3 +823,165 @@ def test_websocket_session_id_is_writable() -> None:
     client = TrioNeuroServerClient(cast(Any, None), server)
     client.websocket_session_id = "mine"
     assert client.get_websocket_session_id() == "mine"
+
+
+async def test_an_overridden_force_replaced_before_it_starts_sends_nothing() -> None:
+    class Eager(Answering):
+        async def perform_actions_force(
+            self,
+            state: str | None,
+            query: str,
+            ephemeral_context: bool,
+            action_names: list[str],
+            priority: ForcePriority = ForcePriority.LOW,
+        ) -> None:
+            await self.send_action_command(action_names[0])  # no checkpoint first
+
+    async with trio.open_nursery() as forces:
+        client = Eager(forces)
+        await start(client, PLAY)
+        for i in range(10):
+            await client.handle_frame(
+                command.actions_force_command("Game", None, f"q{i}", ["play"])
+            )
+        await trio.testing.wait_all_tasks_blocked()
+        sent = [f for f in frames_of(client.sent) if f["command"] == "action"]
+        assert len(sent) == 1  # only the last force's
+        forces.cancel_scope.cancel()
+
+
+def assert_no_force(client: AbstractHandlerNeuroServerClient) -> None:
+    assert client.active_force is None
+
+
+async def test_an_overriding_unregister_still_ends_the_force_it_empties() -> None:
+    class OwnRegistry(Answering):
+        def unregister_action(self, action_name: str) -> None:
+            self.actions.pop(action_name, None)  # not calling super()
+
+    async with trio.open_nursery() as nursery:
+        client = OwnRegistry(nursery)
+        await start(client, PLAY)
+        await client.handle_frame(
+            command.actions_force_command("Game", None, "go", ["play"])
+        )
+        assert client.active_force is not None  # its action waits for a result
+        client._pending.clear()  # (say it was answered and the game moved on)
+        await client.handle_frame(command.actions_unregister_command("Game", ["play"]))
+        assert_no_force(client)
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_overriding_register_still_gets_collisions_reported() -> None:
+    class Hooked(TrioNeuroServerClient):
+        def register_action(self, action: Action) -> None:
+            super().register_action(action)
+
+    async def quiet(data: str) -> None:
+        pass
+
+    server = RandomNeuroServer()
+    for game, cls in (("A", TrioNeuroServerClient), ("B", Hooked)):
+        client = cls(cast(Any, None), server, game)
+        client.write_to_websocket = quiet  # type: ignore[method-assign]
+        await client.handle_frame(command.startup_command(game))
+        await client.handle_frame(command.actions_register_command(game, [PLAY]))
+    assert "action.name-collision" in [d.id for d in client.diagnostics]
+
+
+async def test_queued_forces_of_an_unserved_client_start_in_order() -> None:
+    client = Answering()
+    client.config = ServerConfig(force_policy=ForcePolicy.QUEUE)
+    client._queued = collections.deque(maxlen=8)
+    await start(client, PLAY)
+    for query in ("first", "second"):
+        await client.handle_frame(
+            command.actions_force_command("Game", None, query, ["play"]).decode()
+        )
+    id_ = frames_of(client.sent)[-1]["data"]["id"]
+    await client.handle_frame(command.actions_result_command("Game", id_, True, "ok"))
+    await client.handle_frame(
+        command.actions_force_command("Game", None, "third", ["play"])
+    )
+    # The queued one first, not overtaken by the newest.
+    assert client.active_force is not None
+    assert client.active_force.query == "second"
+
+
+async def test_a_failing_unknown_command_hook_does_not_end_the_connection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken(Recording):
+        async def handle_unknown_command(
+            self, command: str, data: dict[str, object] | None
+        ) -> None:
+            raise RuntimeError("bug in a hook")
+
+    client = Broken()
+    await start(client, PLAY)
+    await client.handle_frame('{"command": "dance", "game": "Game"}')
+    assert "handle_unknown_command failed" in caplog.text
+
+
+async def test_a_choice_run_in_the_reader_is_not_cut_off_mid_send(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # 4.0.0's documented submit_call_async_soon awaits the work in place, so
+    # the engine's answer is sent by the connection's reader. Ending the
+    # force (here: its result timer, shorter than the send timeout) must not
+    # cancel that send halfway; only the send guard may, after send_timeout.
+    cut: list[float] = []
+
+    class NotReading:
+        CONNECTION_ID = 1
+        remote = "x"
+        closed = None
+
+        def __init__(self) -> None:
+            self.to_server, self.incoming = trio.open_memory_channel[str](100)
+
+        async def get_message(self) -> str:
+            try:
+                return await self.incoming.receive()
+            except trio.EndOfChannel:
+                raise ConnectionClosed(None) from None
+
+        async def send_message(self, message: str) -> None:
+            if '"action"' in message:
+                try:
+                    await trio.sleep_forever()  # the game does not read
+                except trio.Cancelled:
+                    cut.append(trio.current_time())
+                    raise
+
+        async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
+            await trio.lowlevel.checkpoint()
+
+    class Slow(RandomNeuroServer):
+        def choose_force_action_now(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    class Inline(TrioNeuroServerClient):
+        async def submit_call_async_soon(
+            self, function: Callable[[], Awaitable[Any]]
+        ) -> None:
+            await function()
+
+    server = Slow(ServerConfig(result_timeout=1.0, send_timeout=10.0))
+    socket = NotReading()
+    client = Inline(cast(Any, socket), server, "sid")
+    start_time = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.serve)
+        for _ in range(4):  # the reader's guard is active from now on
+            await socket.to_server.send(command.startup_command("Game").decode())
+        await socket.to_server.send(
+            command.actions_register_command("Game", [PLAY]).decode()
+        )
+        await socket.to_server.send(
+            command.actions_force_command("Game", None, "go", ["play"]).decode()
+        )
+    # Cut by the send guard at send_timeout (and the connection closed),
+    # not at the 1 s result timeout.
+    assert len(cut) == 1
+    assert cut[0] - start_time >= 10.0

@@ -73,3 +73,10 @@ def test_the_supervisors_backoff_is_the_same_rule(
     from neuro_api.supervisor._supervisor import backoff_delay  # noqa: PLC0415
 
     assert backoff_delay(failures, 0.5, 30.0, 0.0, 0.0) == expected
+
+
+def test_the_supervisors_backoff_keeps_its_exponent_cap() -> None:
+    from neuro_api.supervisor._supervisor import backoff_delay  # noqa: PLC0415
+
+    # An unbounded maximum still gives a finite delay, as before.
+    assert backoff_delay(10_000, 0.5, math.inf, 0.0, 0.0) == 0.5 * 2.0**64

@@ -217,9 +217,12 @@ class AbstractNeuroServerClient(AbstractNeuroAPIClient):
     async def _unknown_command(self, text: str) -> None:
         obj = orjson.loads(text)  # it parsed up to its command
         data = obj.get("data")
-        await self.handle_unknown_command(
-            str(obj.get("command")), data if isinstance(data, dict) else None
-        )
+        try:
+            await self.handle_unknown_command(
+                str(obj.get("command")), data if isinstance(data, dict) else None
+            )
+        except Exception:  # a subclass's hook: the connection goes on
+            LOGGER.exception("handle_unknown_command failed")
 
     async def handle_unknown_command(
         self, command: str, data: dict[str, object] | None

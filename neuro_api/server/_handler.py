@@ -1133,12 +1133,18 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             waiting = next((p for p in self._pending.values() if p.force is None), None)
             if waiting is not None:
                 self._diag("force.while-result-pending", action=waiting.action)
+        if self._force is None and self._queued and self._nursery is None:
+            # Not served: no task could start the queued forces when the
+            # last one ended, so they start now, in order, before this one.
+            self._queue(message)
+            begun = self._next_queued(here=True)
+            if begun is not None:
+                await self._choose(begun)
+            return
         if self._force is not None:
             if self.config.force_policy is ForcePolicy.QUEUE:
                 self._diag("force.while-active", outcome="queued until it ends")
-                if len(self._queued) == self._queued.maxlen:
-                    self._diag("force.queue-full", limit=self._queued.maxlen)
-                self._queued.append(message)
+                self._queue(message)
                 return
             self._diag("force.while-active", outcome="the old force was replaced")
             self._cancel_force()
@@ -1221,6 +1227,11 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         self._diag("force.retry", action=action, attempt=attempts, limit=limit)
         return remaining
 
+    def _queue(self, message: ForceActions) -> None:
+        if len(self._queued) == self._queued.maxlen:
+            self._diag("force.queue-full", limit=self._queued.maxlen)
+        self._queued.append(message)
+
     def _begin_force(self, message: ForceActions, names: ActionNames) -> _Force:
         force = _Force(message, names)
         self._force = force
@@ -1238,11 +1249,15 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             self._cancel_force()
             self._next_queued()
 
-    def _next_queued(self) -> None:
-        if self._nursery is None:
-            # Not served: nothing to run the next force in; queued forces
-            # wait (as under REPLACE, a new force starts at once).
-            return
+    def _next_queued(self, *, here: bool = False) -> _Force | None:
+        """Begin the oldest queued force that still has actions; return it.
+
+        Its choice starts in the connection's nursery, or, with ``here``,
+        is left to the caller. Not served and not ``here``, nothing starts:
+        the next force frame starts the queued ones (handle_actions_force).
+        """
+        if self._nursery is None and not here:
+            return None
         while self._queued and not self._closing:
             message = self._queued.popleft()
             if self._checks_names:
@@ -1253,9 +1268,11 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
                 names = ActionNames(message.action_names)
             if names:
                 force = self._begin_force(message, names)
-                self._spawn().start_soon(self._choose, force)
-                return
+                if not here:
+                    self._spawn().start_soon(self._choose, force)
+                return force
             self._diag("force.queued-dropped", names=", ".join(message.action_names))
+        return None
 
     async def _choose(self, force: _Force, names: ActionNames | None = None) -> None:
         """Get the force's next action from the engine and send it.
@@ -1306,13 +1323,23 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         may be the server's): a failure ends the force.
         """
         scope = force.scope = trio.CancelScope()
+        caller = trio.lowlevel.current_task()
 
         async def guarded() -> None:
-            with scope:
-                try:
+            if self._force is not force:
+                return  # ended before it started
+            try:
+                if trio.lowlevel.current_task() is caller:
+                    # Run in place (a subclass's submit_call_async_soon
+                    # awaits it): no cancel scope around the connection's
+                    # own sends; a force that ends meanwhile is ignored
+                    # (its answer is dropped by _act).
                     await work(force)
-                except Exception as exc:
-                    self._send_failed(force, exc)
+                else:
+                    with scope:
+                        await work(force)
+            except Exception as exc:
+                self._send_failed(force, exc)
 
         try:
             await self.submit_call_async_soon(guarded)
@@ -1359,7 +1386,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
                 self._diag(
                     "force.unanswerable",
                     reason=exc.reason,
-                    outcome="the force was dropped",
+                    outcome="the force ended (perform_actions_force gave up)",
                 )
         except Exception as exc:
             self._engine_failed(force, exc)

@@ -244,6 +244,7 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
             )
         )
         own = self._own_register
+        hooked: list[str] = []  # registered by a subclass's register_action
         for action in actions:
             existing = self.actions.get(action.name)
             found = checks.get(id(action))
@@ -257,7 +258,7 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
                     # does not fit.
                     if own:
                         self.register_action(action)
-                        continue
+                        continue  # replaced: not new, no collision to tell
                     why = self._store(action)
                     if why is not None:
                         over_budget.append((action.name, why))
@@ -280,13 +281,15 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
             if own:
                 # A subclass's register_action (upstream's hook) stores it.
                 self.register_action(action)
+                if self.get_action(action.name) is not None:
+                    hooked.append(action.name)
                 continue
             why = self._store(action)
             if why is not None:
                 over_budget.append((action.name, why))
                 continue
             added.append(action.name)
-        self._report_registered(game, added, refused, over_budget)
+        self._report_registered(game, added, refused, over_budget, hooked)
 
     def _report_registered(
         self,
@@ -294,6 +297,7 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
         added: list[str],
         refused: list[str],
         over_budget: list[tuple[str, str]],
+        hooked: Sequence[str] = (),
     ) -> None:
         """After a registration: what was refused, what collides."""
         limit = self.config.max_actions
@@ -322,7 +326,7 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
             )
         if added:
             self.on_registry_changed(added, ())
-        for name, other in self.find_collisions(added).items():
+        for name, other in self.find_collisions([*added, *hooked]).items():
             self.report(
                 diagnose(
                     "action.name-collision",
@@ -355,6 +359,7 @@ class AbstractRecordingNeuroServerClient(AbstractHandlerNeuroServerClient):
             for name in dict.fromkeys(action_names):
                 if name in self.actions:
                     self.unregister_action(name)
+            self.forget_actions(action_names)
             return
         removed = [name for name in action_names if self._remove(name) is not None]
         if removed:

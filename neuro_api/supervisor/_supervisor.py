@@ -87,7 +87,11 @@ def backoff_delay(
     failing together do not restart in lockstep.
     """
     return exponential_delay(
-        failures - 1, initial=initial, maximum=maximum, jitter=jitter, rand=rand
+        min(failures - 1, 64),
+        initial=initial,
+        maximum=maximum,
+        jitter=jitter,
+        rand=rand,
     )
 
 
