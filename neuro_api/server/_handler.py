@@ -1317,10 +1317,14 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
     ) -> None:
         """Run ``work(force)`` through :meth:`submit_call_async_soon`.
 
-        In a fresh cancel scope (retries choose again) made before the work
-        starts, so the force's end cancels it even before it runs. Nothing
-        escapes the work into the nursery that runs it (a hand-made client's
-        may be the server's): a failure ends the force.
+        In a task, the work runs in a fresh cancel scope (retries choose
+        again) made before it starts, so the force's end cancels it; a
+        force that ended before the work starts skips it. Run in place (a
+        subclass's ``submit_call_async_soon`` awaiting it in the reader), it
+        gets no cancel scope: the reader's sends must not be cut halfway,
+        and an answer for a force that ended is dropped anyway. Nothing
+        escapes the work into the nursery that runs it (a hand-made
+        client's may be the server's): a failure ends the force.
         """
         scope = force.scope = trio.CancelScope()
         caller = trio.lowlevel.current_task()
