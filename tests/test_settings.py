@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from neuro_api.server._cli import build_parser
+from neuro_api.app import build_parser
 from neuro_api.settings import REDACTED, SPECS, Settings, SettingsError, load_settings
 
 
@@ -24,7 +24,7 @@ def test_every_setting_has_a_flag() -> None:
 
 
 def test_field_defaults_match_specs() -> None:
-    derived = {"sources", "warnings"}
+    derived = {"sections", "sources", "warnings"}
     fields = {f.name: f for f in dataclasses.fields(Settings) if f.name not in derived}
     assert list(fields) == [spec.name for spec in SPECS]
     for spec in SPECS:

@@ -14,34 +14,52 @@ internet):
 * ``POST /``: a raw Neuro message for every game (Randy-compatible).
 
 With a token configured, every route but ``/health`` and the documentation
-needs ``Authorization: Bearer <token>``. Errors are ``{"error": {"code",
+needs ``Authorization: Bearer <token>``. Capabilities add blueprints
+(:class:`Routes`) under their own prefixes, each with its auth; a route
+two of them would both serve is refused when the app is built
+(:class:`RouteCollision`). Errors are ``{"error": {"code",
 "message"}}``. A route's JSON body may be left out when all its fields have
 defaults.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from quart_schema import QuartSchema
 from quart_trio import QuartTrio
 
 from neuro_api import __version__
-from neuro_api.control._auth import install_auth, new_token
+from neuro_api.control._auth import install_auth, new_token, public
 from neuro_api.control._docs import serve_swagger_ui
 from neuro_api.control._errors import ApiError, install_error_handlers
 from neuro_api.control._games import games
 from neuro_api.control._limits import BodyLimit, body_limit
 from neuro_api.control._openapi import ControlOpenAPI
-from neuro_api.control._status import HealthSource, status
+from neuro_api.control._routes import RouteAuth, RouteCollision, Routes, mount
+from neuro_api.control._status import HealthSource, StatsSource, status
 from neuro_api.server import AbstractTrioNeuroServer
 
-__all__ = ["ApiError", "HealthSource", "create_app", "new_token"]
+__all__ = [
+    "ApiError",
+    "HealthSource",
+    "RouteAuth",
+    "RouteCollision",
+    "Routes",
+    "StatsSource",
+    "create_app",
+    "new_token",
+    "public",
+]
 
 
 def _always_healthy() -> Mapping[str, Any]:
     return {"status": "healthy", "services": []}
+
+
+def _no_sections() -> Mapping[str, Mapping[str, Any]]:
+    return {}
 
 
 def create_app(
@@ -50,6 +68,8 @@ def create_app(
     token: str | None = None,
     health: HealthSource = _always_healthy,
     settings: Callable[[], Mapping[str, Any]] = dict,
+    stats: StatsSource = _no_sections,
+    routes: Iterable[Routes] = (),
 ) -> QuartTrio:
     """Build the control-plane app for ``server``.
 
@@ -57,7 +77,10 @@ def create_app(
     (and its ``/docs`` page) needs ``Authorization: Bearer <token>``;
     ``None``: everything is open (for a loopback-only server).
     ``health`` reports the supervisor's view (default: always healthy);
-    ``settings`` returns the effective settings, already redacted.
+    ``settings`` returns the effective settings, already redacted;
+    ``stats`` returns extra ``/stats`` sections by name (capabilities').
+    ``routes`` are mounted after the control plane's own; raises
+    :class:`RouteCollision` if two routes would serve one method and path.
     A request body over ``server.config.max_message_size`` + 4096 bytes gets
     413, and so does a message whose frame to a game would be over
     ``max_message_size``. Bodies held at once are bounded (64 MiB; requests
@@ -68,6 +91,7 @@ def create_app(
     app.config["NEURO_SERVER"] = server
     app.config["NEURO_HEALTH"] = health
     app.config["NEURO_SETTINGS"] = settings
+    app.config["NEURO_STATS"] = stats
     app.config["NEURO_TOKEN_REQUIRED"] = token is not None
     QuartSchema(
         app,
@@ -88,6 +112,7 @@ def create_app(
     install_auth(app, token)
     app.register_blueprint(status)
     app.register_blueprint(games)
+    mount(app, routes)
     limit = body_limit(server.config.max_message_size)
     app.config["MAX_CONTENT_LENGTH"] = limit  # what Quart would enforce itself
     # Quart's documented way to add ASGI middleware.

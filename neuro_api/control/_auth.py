@@ -7,10 +7,11 @@ import secrets
 from collections.abc import Callable
 from typing import Final, TypeVar
 
-from quart import Quart, current_app, request
+from quart import Quart, current_app, has_app_context, request
 
 from neuro_api._origins import is_loopback_host, origin_host
 from neuro_api.control._errors import ApiError
+from neuro_api.control._routes import auth_of
 
 __all__ = ["bearer_credentials", "install_auth", "is_public", "new_token", "public"]
 
@@ -39,8 +40,15 @@ def public(route: F) -> F:
 
 
 def is_public(endpoint: str, view: object) -> bool:
-    """Whether route ``endpoint`` (served by ``view``) needs no token."""
-    return endpoint in _SCHEMA_ENDPOINTS or getattr(view, _PUBLIC_ATTRIBUTE, False)
+    """Whether route ``endpoint`` (served by ``view``) needs no token.
+
+    Routes marked :func:`public`, the API's documentation, and every route
+    of a blueprint mounted with an auth other than ``"token"`` (public, or
+    its owner's own check).
+    """
+    if endpoint in _SCHEMA_ENDPOINTS or getattr(view, _PUBLIC_ATTRIBUTE, False):
+        return True
+    return has_app_context() and auth_of(current_app, endpoint) != "token"
 
 
 def install_auth(app: Quart, token: str | None) -> None:
@@ -56,7 +64,25 @@ def install_auth(app: Quart, token: str | None) -> None:
     """
     if token is None:
         _install_loopback_guard(app)
-        return
+    else:
+        _install_token_check(app, token)
+    _install_own_checks(app)
+
+
+def _install_own_checks(app: Quart) -> None:
+    """Run the checks of blueprints mounted with an auth of their own."""
+
+    @app.before_request
+    async def check_own() -> None:
+        endpoint = request.endpoint
+        if endpoint is None:
+            return
+        auth = auth_of(current_app, endpoint)
+        if callable(auth):
+            await auth(request)
+
+
+def _install_token_check(app: Quart, token: str) -> None:
     expected = token.encode()
 
     @app.before_request

@@ -52,6 +52,8 @@ class HealthReport(TypedDict):
 
     status: Literal["healthy", "degraded", "unhealthy"]
     services: list[dict[str, Any]]
+    capabilities: NotRequired[dict[str, dict[str, Any]]]
+    """Each capability's own health section (its ``status`` counts too)."""
 
 
 class Counters(TypedDict):
@@ -93,6 +95,8 @@ class Stats(TypedDict):
     diagnostics: DiagnosticCounts
     events_dropped: int
     event_streams: list[StreamStats]
+    capabilities: NotRequired[dict[str, dict[str, Any]]]
+    """Each capability's own counters."""
 
 
 class ConfigView(TypedDict):

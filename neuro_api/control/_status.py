@@ -16,12 +16,14 @@ from neuro_api.control._models import ConfigView, HealthReport, Stats, StreamSta
 from neuro_api.control._openapi import errors, event_stream
 from neuro_api.server import AbstractTrioNeuroServer, TooManySubscribers
 
-__all__ = ["status"]
+__all__ = ["HealthSource", "StatsSource", "status"]
 
 status = Blueprint("status", __name__)
 
 HealthSource = Callable[[], Mapping[str, Any]]
 """Returns ``{"status": "healthy"|"degraded"|"unhealthy", "services": [...]}``."""
+StatsSource = Callable[[], Mapping[str, Mapping[str, Any]]]
+"""Returns extra ``/stats`` sections by name (capabilities' counters)."""
 
 
 def _server() -> AbstractTrioNeuroServer:
@@ -50,7 +52,9 @@ async def stats() -> Stats:
     """Counters since start: connections, frames, forces, diagnostics."""
     server = _server()
     counters = server.stats
-    return {
+    extra: StatsSource = current_app.config["NEURO_STATS"]
+    sections = {name: dict(section) for name, section in extra().items()}
+    report: Stats = {
         "uptime": time.time() - counters.started_at,
         "connections": {
             "current": len(server.clients),
@@ -73,6 +77,9 @@ async def stats() -> Stats:
             for reader in server.events.subscribers()
         ],
     }
+    if sections:
+        report["capabilities"] = sections
+    return report
 
 
 @status.get("/config")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import functools
 import logging
 import math
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Unpack
 from urllib.parse import urlsplit
 
@@ -164,6 +166,69 @@ class ServerManager:
             service, tunnel or require_tunnel, public_path, require_tunnel
         )
 
+    async def serve_http(
+        self,
+        name: str,
+        app: ASGIFramework,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tunnel: bool = False,
+        public_path: str = "",
+        require_tunnel: bool = False,
+        graceful_timeout: float = 5.0,
+        task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve ``app`` as :meth:`start_http` does, in the calling task.
+
+        For a supervised service: ``task_status.started(info)`` once it
+        listens (and its tunnel is settled); returns once :meth:`stop`
+        drained it; a crash is raised here, where it happened, not logged
+        and swallowed; cancelling the call stops the server at once. The
+        server is listed, tunnelled and stopped by name like any other. The
+        manager must be running (for its tunnels).
+        """
+        service = HttpService(
+            name, app, host=host, port=port, graceful_timeout=graceful_timeout
+        )
+        await self._serve_here(
+            service, tunnel or require_tunnel, public_path, require_tunnel, task_status
+        )
+
+    async def serve_websocket(
+        self,
+        name: str,
+        handler: WebSocketHandler,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+        tunnel: bool = False,
+        public_path: str = "",
+        require_tunnel: bool = False,
+        graceful_timeout: float = 5.0,
+        task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
+        **serve_kwargs: Unpack[WebSocketOptions],
+    ) -> None:
+        """Serve ``handler`` as :meth:`start_websocket` does, in the calling task.
+
+        See :meth:`serve_http`: ready through ``task_status``, returns once
+        stopped (:meth:`stop` closes its connections with 1001 first), and
+        raises what crashed it.
+        """
+        service = WebSocketService(
+            name,
+            handler,
+            host=host,
+            port=port,
+            ssl_context=ssl_context,
+            graceful_timeout=graceful_timeout,
+            options=serve_kwargs,
+        )
+        await self._serve_here(
+            service, tunnel or require_tunnel, public_path, require_tunnel, task_status
+        )
+
     def list(self) -> builtins.list[ServerInfo]:
         """The running servers, in start order (starting ones are not listed)."""
         return [service.info for service in self._services.values() if service.info]
@@ -226,9 +291,8 @@ class ServerManager:
         if self._services.get(service.name) is service:
             del self._services[service.name]
 
-    async def _start(
-        self, service: Service, tunnel: bool, public_path: str, require_tunnel: bool
-    ) -> ServerInfo:
+    def _register(self, service: Service, tunnel: bool) -> trio.Nursery:
+        """Take the service's name; the manager's nursery (it must run)."""
         nursery = self._nursery
         if nursery is None:
             raise RuntimeError(
@@ -242,9 +306,35 @@ class ServerManager:
                 f"server {name!r} wants a tunnel, but no provider is configured"
             )
         self._services[name] = service
+        return nursery
+
+    async def _start(
+        self, service: Service, tunnel: bool, public_path: str, require_tunnel: bool
+    ) -> ServerInfo:
+        nursery = self._register(service, tunnel)
+        return await self._bring_up(
+            nursery,
+            functools.partial(self._run, service),
+            service,
+            tunnel,
+            public_path,
+            require_tunnel,
+        )
+
+    async def _bring_up(
+        self,
+        nursery: trio.Nursery,
+        run: Callable[..., Awaitable[object]],
+        service: Service,
+        tunnel: bool,
+        public_path: str,
+        require_tunnel: bool,
+    ) -> ServerInfo:
+        """Start ``run`` in ``nursery``, open the tunnel; undo all on failure."""
+        name = service.name
         started = False
         try:
-            local_url = await nursery.start(self._run, service)
+            local_url = await nursery.start(run)
             started = True
             port = urlsplit(local_url).port or 0
             info = ServerInfo(
@@ -271,6 +361,33 @@ class ServerManager:
             raise
         service.info = info
         return info
+
+    async def _serve_here(
+        self,
+        service: Service,
+        tunnel: bool,
+        public_path: str,
+        require_tunnel: bool,
+        task_status: trio.TaskStatus[ServerInfo],
+    ) -> None:
+        self._register(service, tunnel)
+        try:
+            try:
+                async with trio.open_nursery() as nursery:
+                    run = functools.partial(run_service, service, contain=False)
+                    info = await self._bring_up(
+                        nursery, run, service, tunnel, public_path, require_tunnel
+                    )
+                    task_status.started(info)
+            except BaseExceptionGroup as group:
+                # Our own nursery's wrapping: raise what crashed the server.
+                if len(group.exceptions) == 1:
+                    raise group.exceptions[0] from None
+                raise
+        finally:
+            self._forget(service)
+            with trio.CancelScope(shield=True):
+                await self._close_tunnel(service)
 
     async def _run(
         self, service: Service, *, task_status: trio.TaskStatus[str]

@@ -55,14 +55,17 @@ class Service(abc.ABC):
         return None
 
 
-async def run_service(service: Service, *, task_status: trio.TaskStatus[str]) -> None:
+async def run_service(
+    service: Service, *, task_status: trio.TaskStatus[str], contain: bool = True
+) -> None:
     """Run ``service.serve`` inside ``service.cancel_scope``; set ``done`` at the end.
 
     ``started(local_url)`` is forwarded. A failure before that raises
     :class:`ServerBindError` (an address problem) or :class:`ServerStartError`
     (anything else, cause attached) out of ``nursery.start``. A failure after
-    it is logged and ends only this server, never the manager's nursery.
-    Cancellation propagates.
+    it is logged and ends only this server, never the manager's nursery;
+    with ``contain=False`` it is raised instead (the server runs in its
+    owner's task, which must learn of it). Cancellation propagates.
     """
     started = False
 
@@ -78,6 +81,8 @@ async def run_service(service: Service, *, task_status: trio.TaskStatus[str]) ->
         if not started:
             raise start_error(service, exc) from exc
         service.error = exc
+        if not contain:
+            raise
         LOGGER.error("%s server %r crashed", service.kind, service.name, exc_info=exc)
     finally:
         service.done.set()

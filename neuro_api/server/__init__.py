@@ -40,6 +40,8 @@ from neuro_api.server._base import ServerInfo as ServerInfo
 from neuro_api.server._client import (
     AbstractNeuroServerClient as AbstractNeuroServerClient,
 )
+from neuro_api.server._commands import Console as Console
+from neuro_api.server._commands import ConsoleCommand as ConsoleCommand
 from neuro_api.server._compat import check_action_names_type as check_action_names_type
 from neuro_api.server._compat import deserialize_actions as deserialize_actions
 from neuro_api.server._config import CHARACTERS as CHARACTERS
@@ -61,6 +63,12 @@ from neuro_api.server._handler import ActionOutcome as ActionOutcome
 from neuro_api.server._handler import FrameTooLarge as FrameTooLarge
 from neuro_api.server._handler import OutcomeStatus as OutcomeStatus
 from neuro_api.server._handler import UnanswerableForce as UnanswerableForce
+from neuro_api.server._hooks import AdmissionCheck as AdmissionCheck
+from neuro_api.server._hooks import ConnectionEvent as ConnectionEvent
+from neuro_api.server._hooks import ConnectionEventKind as ConnectionEventKind
+from neuro_api.server._hooks import ConnectionEvents as ConnectionEvents
+from neuro_api.server._hooks import ForceGate as ForceGate
+from neuro_api.server._hooks import Refusal as Refusal
 from neuro_api.server._random import RandomNeuroServer as RandomNeuroServer
 from neuro_api.server._recording import (
     AbstractRecordingNeuroServerClient as AbstractRecordingNeuroServerClient,
@@ -71,8 +79,8 @@ from neuro_api.server._trio_client import (
 from neuro_api.server._trio_client import TrioNeuroServerClient as TrioNeuroServerClient
 
 if typing.TYPE_CHECKING:
-    from neuro_api.server._process import NeuroProcess as NeuroProcess
-    from neuro_api.server._process import ProcessInfo as ProcessInfo
+    from neuro_api.app import NeuroProcess as NeuroProcess
+    from neuro_api.app import ProcessInfo as ProcessInfo
 
 __all__ = [
     "CHARACTERS",
@@ -84,18 +92,26 @@ __all__ = [
     "ActionOutcome",
     "ActionResultData",
     "ActionSchema",
+    "AdmissionCheck",
     "BaseTrioNeuroServerClient",
+    "ConnectionEvent",
+    "ConnectionEventKind",
+    "ConnectionEvents",
+    "Console",
+    "ConsoleCommand",
     "ConsoleInteractiveNeuroServer",
     "ContextData",
     "DataGenerator",
     "EventBus",
     "ForceActionsData",
+    "ForceGate",
     "ForcePolicy",
     "FrameTooLarge",
     "NeuroProcess",
     "OutcomeStatus",
     "ProcessInfo",
     "RandomNeuroServer",
+    "Refusal",
     "RegisterActionsData",
     "ServerConfig",
     "ServerInfo",
@@ -114,8 +130,10 @@ _LAZY = frozenset({"NeuroProcess", "ProcessInfo"})
 
 
 def __getattr__(name: str) -> typing.Any:
-    # The whole process (control plane, manager, tunnels) is imported only
-    # when asked for: a game-side or engine-only user does not pay for Quart.
+    # NeuroProcess lives in neuro_api.app, the composition root above this
+    # package; the names stay here for the code and docs that use them. It
+    # is a re-export, not a dependency: nothing in this package uses the
+    # process, and importing it does not import neuro_api.app.
     if name in _LAZY:
-        return getattr(importlib.import_module("neuro_api.server._process"), name)
+        return getattr(importlib.import_module("neuro_api.app"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

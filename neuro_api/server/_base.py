@@ -27,6 +27,15 @@ from neuro_api.server._config import ServerConfig
 from neuro_api.server._events import EventBus, ServerStats
 from neuro_api.server._generation import DataGenerator
 from neuro_api.server._handler import LOG_LEVELS, ActionOutcome
+from neuro_api.server._hooks import (
+    ABNORMAL_CLOSURE,
+    AdmissionCheck,
+    ConnectionEvent,
+    ConnectionEventKind,
+    ConnectionEvents,
+    ForceGate,
+    Refusal,
+)
 from neuro_api.server._memory import keep_memory_low
 from neuro_api.server._ratelimit import (
     ALL_GAMES,
@@ -101,6 +110,10 @@ class AbstractTrioNeuroServer(ABC):
             if character_id is not None:
                 raise TypeError("character_id given twice")
             config, character_id = None, config
+        self.config_given = config is not None
+        """Whether a :class:`ServerConfig` was given; if not, a process may
+        give it the one of its settings (:meth:`configure`)."""
+        self._character_given = character_id
         config = config or ServerConfig()
         if character_id is not None:
             config = dataclasses.replace(config, character_id=character_id)
@@ -135,6 +148,33 @@ class AbstractTrioNeuroServer(ABC):
         )
         """Valid random data for an action's schema, bounded (what the
         control plane sends when asked to act without data)."""
+        self.connection_events = ConnectionEvents()
+        """Every game connection's events (connected, started with its
+        title, disconnected with how): subscribe to hear them."""
+        self._admission: list[AdmissionCheck] = []
+        self._gates: list[ForceGate] = []
+
+    def configure(self, config: ServerConfig) -> None:
+        """Use ``config`` from now on.
+
+        What a process does for an engine made without one, so the
+        process's settings (``--result-timeout``...) apply to it. A
+        character id given to the constructor is kept.
+
+        Before serving only: raises :class:`RuntimeError` once games are
+        connected or :meth:`run` serves.
+        """
+        if self.clients or self.handler_nursery is not None:
+            raise RuntimeError("configure() is only possible before serving")
+        if self._character_given is not None:
+            config = dataclasses.replace(config, character_id=self._character_given)
+        self.config = config
+        self.config_given = True
+        self.log_limiter = LogLimiter(config.log_burst, config.log_window)
+        self.memory = MemoryBudget(config.memory_budget, config.max_game_memory)
+        self.generator = DataGenerator(
+            max_size=config.max_generated_size, timeout=config.generate_timeout
+        )
 
     @property
     def character_id(self) -> str:
@@ -231,6 +271,59 @@ class AbstractTrioNeuroServer(ABC):
         self.show_limited(
             (None, "disconnections"),
             f"[{title}] disconnected (session {client.session_id})",
+        )
+
+    # --- capabilities' hooks ------------------------------------------------
+
+    def add_admission_check(self, check: AdmissionCheck) -> None:
+        """Call ``check(client, game_title)`` when a game's first ``startup`` comes.
+
+        A :class:`Refusal` closes the connection with its code and reason
+        (the game gets no acknowledgement); None admits it. Checks run in
+        the order they were added, the first refusal wins. A check that
+        raises refuses the game (1011), and the error is logged.
+        """
+        self._admission.append(check)
+
+    def admit(self, client: TrioNeuroServerClient, game_title: str) -> Refusal | None:
+        """Run the admission checks for ``client``'s first ``startup``."""
+        for check in self._admission:
+            try:
+                refusal = check(client, game_title)
+            except Exception:
+                LOGGER.exception("admission check %r failed", check)
+                return Refusal("server error while admitting the game", 1011)
+            if refusal is not None:
+                return refusal
+        return None
+
+    def add_force_gate(self, gate: ForceGate) -> ForceGate:
+        """Let ``gate`` hold games' forces and actions by title; returns it."""
+        self._gates.append(gate)
+        gate.watch(self._apply_gates)
+        return gate
+
+    def forces_held(self, game_title: str | None) -> bool:
+        """Whether any force gate holds ``game_title``."""
+        return game_title is not None and any(g.holds(game_title) for g in self._gates)
+
+    def _apply_gates(self, game_title: str) -> None:
+        held = self.forces_held(game_title)
+        for client in list(self.clients.values()):
+            if client.game_title == game_title and client.started:
+                if held:
+                    client.hold_forces()
+                else:
+                    client.release_forces()
+
+    def game_started(self, client: TrioNeuroServerClient) -> None:
+        """A game's first ``startup`` was admitted: apply gates, tell listeners."""
+        if self.forces_held(client.game_title):
+            client.hold_forces()
+        self.connection_events.publish(
+            ConnectionEvent(
+                ConnectionEventKind.STARTED, client.session_id, client.game_title
+            )
         )
 
     # --- what the operator sees (log, console) -----------------------------
@@ -563,6 +656,9 @@ class AbstractTrioNeuroServer(ABC):
         self.stats.connections_total += 1
         try:
             self.on_client_connected(client)
+            self.connection_events.publish(
+                ConnectionEvent(ConnectionEventKind.CONNECTED, client.session_id, None)
+            )
             await client.serve()
         except Exception:
             LOGGER.exception("connection handler failed")
@@ -575,3 +671,17 @@ class AbstractTrioNeuroServer(ABC):
                 self.on_client_disconnected(client)
             except Exception:
                 LOGGER.exception("on_client_disconnected hook failed")
+            self.connection_events.publish(_disconnected(client))
+
+
+def _disconnected(client: TrioNeuroServerClient) -> ConnectionEvent:
+    closed = client.websocket.closed
+    code = ABNORMAL_CLOSURE if closed is None else closed.code
+    return ConnectionEvent(
+        ConnectionEventKind.DISCONNECTED,
+        client.session_id,
+        client.game_title,
+        close_code=code,
+        close_reason=None if closed is None else closed.reason,
+        clean=code != ABNORMAL_CLOSURE,
+    )

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import TYPE_CHECKING, Final
+from typing import Any, Final
 
-if TYPE_CHECKING:
-    from neuro_api.settings import Settings
+from neuro_api.settings import Settings
 
 __all__ = ["CHARACTERS", "ForcePolicy", "ServerConfig"]
 
 CHARACTERS: Final = {"neuro": "Neuro-sama", "evil": "Evil Neuro"}
-_MAX_GAME_MEMORY: Final = 16 << 20
 """Production character ids and their display names."""
+_MAX_GAME_MEMORY: Final = 16 << 20
+
+
+def _default(name: str) -> Any:
+    """The default of setting ``name``: declared once, in :class:`Settings`."""
+    return Settings.__dataclass_fields__[name].default
 
 
 class ForcePolicy(enum.StrEnum):
@@ -25,6 +29,9 @@ class ForcePolicy(enum.StrEnum):
     """Run the new force after the active one ends."""
 
 
+_DEFAULT_POLICY: Final = ForcePolicy(_default("force_policy"))
+
+
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class ServerConfig:
     """How the server treats games. Every default follows production Neuro.
@@ -33,17 +40,17 @@ class ServerConfig:
     the setting.
     """
 
-    character_id: str = "neuro"
+    character_id: str = _default("character")
     """Sent to games in the startup acknowledgement; action names are
     scoped to it (collisions between games of one character are reported)."""
     display_name: str | None = None
     """Shown to games in the startup acknowledgement; ``None`` picks the
     production name of ``character_id`` (or the id itself)."""
-    result_timeout: float = 20.0
+    result_timeout: float = _default("result_timeout")
     """Seconds to wait for an ``action/result`` before counting it failed."""
-    max_retries: int = 2
+    max_retries: int = _default("max_retries")
     """Times a force is retried after a failing result (0 disables)."""
-    force_policy: ForcePolicy = ForcePolicy.REPLACE
+    force_policy: ForcePolicy = _DEFAULT_POLICY
     """What a new force does while another is active (production: replace)."""
     max_queued_forces: int = 8
     """With the queue policy, older queued forces are dropped beyond this."""
@@ -60,7 +67,7 @@ class ServerConfig:
     WebSocket connections are accepted besides this machine's; ``*`` accepts
     every page. Games send no ``Origin``; a page the user visits does, and
     is refused with HTTP 403 unless listed."""
-    max_connections: int = 1024
+    max_connections: int = _default("max_connections")
     """Game connections open at once (handshakes included); beyond it a
     connection gets an HTTP 503 or, in a flood, is closed at once. Also kept
     below the open file limit, minus descriptors kept for the rest of the
@@ -81,7 +88,7 @@ class ServerConfig:
     """Bytes of actions (names, descriptions, schemas as JSON) and held
     context one game may make the server keep; beyond it, registrations are
     refused (``action.memory-limit``) and held context is dropped."""
-    memory_budget: int = 512 << 20
+    memory_budget: int = _default("memory_budget")
     """The same, for all games together."""
     context_spam_count: int = 20
     """See :attr:`context_spam_window`."""
@@ -90,11 +97,11 @@ class ServerConfig:
     seconds earns one ``behaviour.context-spam`` diagnostic per window."""
     diagnostics_kept: int = 200
     """Diagnostics kept per game for later display."""
-    max_generated_size: int = 64 << 10
+    max_generated_size: int = _default("max_generated_size")
     """Bytes of JSON one generated answer may take (random engine, console
     examples, control-plane defaults); a schema whose valid data cannot be
     that small is reported at registration (``action.schema-unanswerable``)."""
-    generate_timeout: float = 2.0
+    generate_timeout: float = _default("generate_timeout")
     """Seconds the generation of one answer may take."""
     log_burst: int = 5
     """Diagnostics of one id from one game shown (logged, printed) per

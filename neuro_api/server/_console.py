@@ -14,59 +14,34 @@ longer be typed then; everything else keeps being printed.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import io
 import logging
 import math
-import shlex
-import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Final, TextIO
 
-import orjson
 import trio
-from trio_websocket import ConnectionClosed
 
 from neuro_api._text import printable
 from neuro_api.command import Action, ForcePriority
 from neuro_api.diagnostics import Diagnostic, Severity
 from neuro_api.schema import GenerationError, SchemaError
 from neuro_api.server._base import AbstractTrioNeuroServer
+from neuro_api.server._commands import (
+    Console,
+    compact_json,
+    data_refusal,
+    parse_command,
+)
 from neuro_api.server._config import ServerConfig
 from neuro_api.server._handler import ActionOutcome, OutcomeStatus
-from neuro_api.server._lines import LineReader, stdin_stream
-from neuro_api.server._random import RandomNeuroServer
 from neuro_api.server._ratelimit import Summary, summary_text
 from neuro_api.server._trio_client import TrioNeuroServerClient
 
 __all__ = ["ConsoleInteractiveNeuroServer", "parse_command"]
 
-LOGGER: Final = logging.getLogger("neuro_api.server.console")
-_DIAGNOSTICS_SHOWN: Final = 20
-_SEND_COMMANDS: Final = frozenset({"send", "send!"})
+_p = printable
 
-_HELP: Final = """\
-Available Commands:
-(<client_id> is a game title, a session id, or a unique prefix of 4 or more
-characters of a session id; [<client_id>] left out means every game)
-  list - Show all connected clients and their available actions, with each
-      game's force and pending action ids
-  send <client_id> <action_name> [JSON] - Send action to specific client;
-      JSON is checked against the action's schema (nothing is sent if it
-      does not fit); no JSON sends a generated valid example
-  send! <client_id> <action_name> [DATA] - Send action with DATA as is,
-      unchecked (even an unregistered action)
-  diag [<client_id>] - Recent diagnostics, with hints
-  reregister [<client_id>] - Ask games to register their actions again
-  shutdown graceful|cancel|immediate [<client_id>] - graceful: save and quit
-      at a safe point; cancel: take that back; immediate: closing now
-  speech-finished [<client_id>] - Tell games Neuro finished speaking
-  help - Show this help message
-  quit - Stop the server
-JSON and DATA are the rest of the line, written as is (or quoted as one word).
-While a force prompt is open, lines answer it: Enter takes the default in
-brackets, and !DATA sends DATA unchecked (! alone sends no data). A line
-starting with / is always a command (/list, /quit), even at a prompt."""
+LOGGER: Final = logging.getLogger("neuro_api.server.console")
 
 
 # --- input -----------------------------------------------------------------
@@ -74,76 +49,6 @@ starting with / is always a command (/list, /quit), even at a prompt."""
 
 class _InputClosed(Exception):
     """The console input ended while a prompt waited."""
-
-
-# --- pure helpers ----------------------------------------------------------
-
-
-def _split(line: str, words: int) -> tuple[list[str], str]:
-    stream = io.StringIO(line)
-    lexer = shlex.shlex(stream, posix=True)
-    lexer.whitespace_split = True
-    lexer.commenters = ""
-    found: list[str] = []
-    while len(found) < words:
-        token = lexer.get_token()
-        if token is None:
-            break
-        found.append(token)
-    return found, stream.read()
-
-
-def parse_command(line: str) -> tuple[str, list[str], str]:
-    """Split a console line into ``(command, arguments, data)``.
-
-    Words are split like a shell (``shlex``), so titles with spaces are
-    quoted. For ``send`` and ``send!`` the arguments are the game and the
-    action, and ``data`` is the rest of the line as typed (stripped), so
-    JSON needs no quoting; for other commands ``data`` is empty. Raises
-    :class:`ValueError` for unbalanced quotes. An empty line gives ``""``.
-    """
-    head, rest = _split(line, 3)
-    if not head:
-        return "", [], ""
-    if head[0] in _SEND_COMMANDS:
-        return head[0], head[1:], rest.strip()
-    words = shlex.split(line)
-    return words[0], words[1:], ""
-
-
-def _data_text(raw: str) -> str | None:
-    """Typed data as JSON text: as typed, or unquoted if that makes it JSON."""
-    if not raw:
-        return None
-    if _is_json(raw):
-        return raw
-    try:
-        words = shlex.split(raw)
-    except ValueError:
-        return raw
-    if len(words) == 1 and _is_json(words[0]):
-        return words[0]
-    return raw
-
-
-def _is_json(text: str) -> bool:
-    try:
-        orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return False
-    return True
-
-
-async def _refusal(
-    server: AbstractTrioNeuroServer, action: Action | None, data: str
-) -> str | None:
-    """Why ``data`` does not fit ``action`` (``None`` if it does)."""
-    schema = None if action is None else action.schema
-    try:
-        result = await server.validate_data(schema, data)
-    except SchemaError as exc:
-        return f"the action's schema is invalid: {exc}"
-    return None if result.ok else result.reason
 
 
 def _pick(actions: Sequence[Action], answer: str) -> Action | None:
@@ -154,19 +59,6 @@ def _pick(actions: Sequence[Action], answer: str) -> Action | None:
     return next((a for a in actions if a.name == answer), None)
 
 
-def _compact(value: object) -> str:
-    return orjson.dumps(value).decode()
-
-
-def _title(client: TrioNeuroServerClient) -> str:
-    return _p(client.game_title or f"(no startup yet, session {client.session_id})")
-
-
-def _p(text: str) -> str:
-    """Game-supplied ``text`` fit for the console (see neuro_api._text)."""
-    return printable(text)
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Force:
     game: str
@@ -175,9 +67,6 @@ class _Force:
     ephemeral: bool
     actions: tuple[Action, ...]
     priority: ForcePriority
-
-
-_Handler = Callable[[list[str], str], Awaitable[None]]
 
 
 # --- the engine --------------------------------------------------------------
@@ -193,7 +82,11 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
     generated examples and the answers after the input ended repeatable.
     Context, action outcomes that carry no message, and warning and error
     diagnostics are printed as they happen; a closed output is tolerated
-    (its text is dropped with one logged warning).
+    (its text is dropped with one logged warning). Its :attr:`console`
+    (a :class:`~neuro_api.server.Console`) takes the commands; with
+    ``read_input=False`` nothing is read and forces are answered
+    automatically from the start; ``idle_prompt`` is shown while the
+    console waits for a command.
     """
 
     def __init__(
@@ -203,30 +96,26 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
         input: trio.abc.ReceiveStream | None = None,
         output: TextIO | None = None,
         seed: int | None = None,
+        read_input: bool = True,
+        idle_prompt: str | None = None,
     ) -> None:
         super().__init__(config)
-        self._lines = LineReader(input if input is not None else stdin_stream())
-        self._output = output  # None: sys.stdout as it is when printing
-        self._output_broken = False
-        # The random engine is only used for its decisions (examples and the
-        # answers after the input ended); it never serves anything itself.
-        self._autopilot = RandomNeuroServer(self.config, seed=seed)
+        self.console = Console(
+            self, input=input, output=output, seed=seed, idle_prompt=idle_prompt
+        )
+        """The console this engine prompts at (its commands: ``help``)."""
+        self.console.line_filter = self._answer_prompt
+        self.console.prompt_open = lambda: self._open_prompt
+        self.console.on_input_end = self._end_input
+        # Only used for its decisions (examples and the answers after the
+        # input ended); it never serves anything itself.
+        self._autopilot = self.console.examples
         self._prompt_lock = trio.Lock()  # fair: prompts come in arrival order
         self._prompt_lines: trio.MemorySendChannel[str | None] | None = None
         self._open_prompt: str | None = None
         self._waiting = 0
         self._input_ended = False
-        self._commands: Mapping[str, _Handler] = {
-            "help": self._cmd_help,
-            "list": self._cmd_list,
-            "send": functools.partial(self._cmd_send, checked=True),
-            "send!": functools.partial(self._cmd_send, checked=False),
-            "diag": self._cmd_diag,
-            "reregister": self._cmd_reregister,
-            "shutdown": self._cmd_shutdown,
-            "speech-finished": self._cmd_speech_finished,
-            "quit": self._cmd_quit,
-        }
+        self._read_input = read_input
 
     @property
     def input_ended(self) -> bool:
@@ -236,35 +125,22 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
     # --- serving -------------------------------------------------------------
 
     async def background(self) -> None:
-        """Read input lines until the input ends or ``quit`` is typed.
+        """Run the console until its input ends (see :class:`Console`).
 
         Lines answer the open force prompt, if any; otherwise (or when they
-        start with ``/``) they are commands. A command that fails is logged
-        and the console goes on.
+        start with ``/``) they are commands. Without ``read_input`` nothing
+        is read: forces are answered automatically from the start.
         """
-        while True:
-            try:
-                line = await self._lines.readline()
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                self._end_input(f"reading failed: {exc}")
-                return
-            if line is None:
-                self._end_input("end of input")
-                return
-            if line.startswith("/"):
-                await self._run_guarded(line[1:])
-                if self._open_prompt is not None:
-                    self.say(self._open_prompt, end="")
-            elif self._prompt_lines is not None:
-                self._prompt_lines.send_nowait(line)
-            else:
-                await self._run_guarded(line)
+        if not self._read_input:
+            self._end_input("no console input (--no-console)")
+            return
+        await self.console.run()
 
-    async def _run_guarded(self, line: str) -> None:
-        try:
-            await self.run_command(line)
-        except Exception:
-            LOGGER.exception("console command %r failed", line)
+    def _answer_prompt(self, line: str) -> bool:
+        if self._prompt_lines is None:
+            return False
+        self._prompt_lines.send_nowait(line)
+        return True
 
     def _end_input(self, why: str) -> None:
         self._input_ended = True
@@ -280,14 +156,7 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
 
     def say(self, text: str, *, end: str = "\n") -> None:
         """Print console text (flushed); a closed output drops it."""
-        if self._output_broken:
-            return
-        try:
-            output = self._output if self._output is not None else sys.stdout
-            print(text, end=end, file=output, flush=True)
-        except (OSError, ValueError):
-            self._output_broken = True
-            LOGGER.warning("console output is closed; console text is dropped")
+        self.console.say(text, end=end)
 
     def add_context(
         self, game_title: str, message: str, reply_if_not_busy: bool
@@ -416,7 +285,7 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
             if answer.startswith("!"):
                 data = answer[1:].strip() or None
                 break
-            why = await _refusal(self, action, answer)
+            why = await data_refusal(self, action, answer)
             if why is None:
                 data = answer
                 break
@@ -453,82 +322,22 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
         for number, action in enumerate(force.actions, 1):
             self.say(f"  {number}) {_p(action.name)}: {_p(action.description)}")
             if action.schema is not None:
-                self.say(f"     schema: {_p(_compact(action.schema))}")
+                self.say(f"     schema: {_p(compact_json(action.schema))}")
         self.say("  (Enter takes the [default]; !DATA sends DATA unchecked; /help)")
 
     # --- commands ------------------------------------------------------------------
 
     async def run_command(self, line: str) -> None:
         """Run one console command line; problems are printed, not raised."""
-        try:
-            name, args, data = parse_command(line)
-        except ValueError as exc:
-            self.say(f"cannot parse that line: {exc}")
-            return
-        if not name:
-            return
-        handler = self._commands.get(name)
-        if handler is None:
-            self.say(f"unknown command {name!r}; type help")
-            return
-        await handler(args, data)
-
-    def _match(self, name: str) -> list[TrioNeuroServerClient]:
-        exact = self.clients.get(name)
-        if exact is not None:
-            return [exact]
-        titled = [c for c in self.games() if c.game_title == name]
-        if titled:
-            return titled
-        prefixed = [c for c in self.games() if c.session_id.startswith(name)]
-        return prefixed if len(name) >= 4 and len(prefixed) == 1 else []
-
-    def _targets(self, args: list[str], usage: str) -> list[TrioNeuroServerClient]:
-        if len(args) > 1:
-            self.say(f"usage: {usage}")
-            return []
-        found = self._match(args[0]) if args else self.games()
-        if not found:
-            self._say_unknown_game(args[0] if args else None)
-        return found
-
-    def _say_unknown_game(self, name: str | None) -> None:
-        connected = ", ".join(
-            f"{_title(c)} (session {c.session_id})" for c in self.games()
-        )
-        if name is None or not connected:
-            self.say("no games connected")
-        else:
-            self.say(f"unknown game {name!r}; connected: {connected}")
-
-    async def _send_each(
-        self,
-        clients: list[TrioNeuroServerClient],
-        what: str,
-        send: Callable[[TrioNeuroServerClient], Awaitable[None]],
-    ) -> None:
-        for client in clients:
-            try:
-                await send(client)
-            except ConnectionClosed:
-                self.say(f"[{_title(client)}] not sent: the game disconnected")
-            else:
-                self.say(f"[{_title(client)}] sent {what}")
+        await self.console.run_command(line)
 
     def show_help(self) -> None:
         """Print the console's commands (what ``help`` shows)."""
-        self.say(_HELP)
+        self.console.show_help()
 
     def list_client_actions(self, client: TrioNeuroServerClient) -> None:
         """Print a game's title, session and registered actions (with schemas)."""
-        self.say(f"Game: {_title(client)} (session {client.session_id})")
-        if not client.actions:
-            self.say("  No actions registered")
-            return
-        self.say("  Available actions:")
-        for action in client.actions.values():
-            schema = "" if action.schema is None else f" {_compact(action.schema)}"
-            self.say(f"    {_p(action.name)}: {_p(action.description + schema)}")
+        self.console.list_client_actions(client)
 
     def ask_action_json(self, action: Action) -> str | None:
         """Ask with :func:`input` for an action's JSON data (None: no data).
@@ -542,134 +351,8 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
             return None
         self.say(
             f"{_p(action.name)}\n\t{_p(action.description)}\n\n"
-            f"schema: {_p(_compact(action.schema))}\n"
+            f"schema: {_p(compact_json(action.schema))}\n"
         )
         if input("Do json blob? (y/N) > ").strip().lower() != "y":
             return None
         return input("Json blob > ")
-
-    async def _cmd_help(self, args: list[str], data: str) -> None:
-        self.show_help()
-
-    async def _cmd_list(self, args: list[str], data: str) -> None:
-        clients = self.games()
-        if not clients:
-            self.say("no games connected")
-        for client in clients:
-            self.list_client_actions(client)
-            force = client.active_force
-            if force is not None:
-                names = _p(", ".join(force.action_names))
-                self.say(
-                    f"  force: {_p(repr(force.query))} -> {names} "
-                    f"(priority {force.priority})"
-                )
-            if client.pending_ids:
-                self.say(f"  pending: {_p(', '.join(client.pending_ids))}")
-
-    async def _cmd_send(self, args: list[str], data: str, *, checked: bool) -> None:
-        command = "send" if checked else "send!"
-        if len(args) != 2:
-            self.say(f"usage: {command} GAME ACTION [{'JSON' if checked else 'DATA'}]")
-            return
-        found = self._match(args[0])
-        if not found:
-            self._say_unknown_game(args[0])
-            return
-        client, name = found[0], args[1]
-        action = client.get_action(name)
-        if action is None:
-            registered = _p(", ".join(client.actions) or "none")
-            if checked:
-                self.say(
-                    f"[{_title(client)}] unknown action {_p(repr(name))} (registered: "
-                    f"{registered}); send! sends it anyway"
-                )
-                return
-            self.say(
-                f"[{_title(client)}] {_p(repr(name))} is not registered; sent anyway"
-            )
-        text = _data_text(data)
-        if text is None and action is not None:
-            try:
-                text = await self._autopilot.make_data(action)
-            except (GenerationError, SchemaError) as exc:
-                self.say(
-                    f"not sent: no valid data could be generated: "
-                    f"{printable(str(exc))}; give the data, or send! it"
-                )
-                return
-        elif text is not None and checked:
-            why = await _refusal(self, action, text)
-            if why is not None:
-                self.say(f"not sent: {why}; send! sends it anyway")
-                return
-        try:
-            client.start_action(name, text)
-        except RuntimeError:
-            self.say(f"[{_title(client)}] not sent: the game disconnected")
-            return
-        shown = f"{_p(name)} {_p(text or '')}".rstrip()
-        self.say(f"[{_title(client)}] sending {shown}")
-
-    async def _cmd_diag(self, args: list[str], data: str) -> None:
-        if len(args) > 1:
-            self.say("usage: diag [GAME]")
-            return
-        if not args:
-            titles = list(self.diagnostics)
-        elif args[0] in self.diagnostics:
-            titles = [args[0]]
-        else:
-            titles = [c.game_title for c in self._match(args[0]) if c.game_title]
-            if not titles:
-                self._say_unknown_game(args[0])
-                return
-        shown = [(t, list(self.diagnostics.get(t, ()))) for t in dict.fromkeys(titles)]
-        if not any(kept for _, kept in shown):
-            self.say("no diagnostics")
-            return
-        for title, kept in shown:
-            recent = kept[-_DIAGNOSTICS_SHOWN:]
-            earlier = len(kept) - len(recent)
-            more = f" ({earlier} earlier not shown)" if earlier else ""
-            self.say(f"{title}: {len(kept)} diagnostics{more}")
-            for diagnostic in recent:
-                self.say("  " + diagnostic.format().replace("\n", "\n  "))
-
-    async def _cmd_reregister(self, args: list[str], data: str) -> None:
-        clients = self._targets(args, "reregister [GAME]")
-        await self._send_each(
-            clients, "actions/reregister_all", lambda c: c.send_reregister_all_command()
-        )
-
-    async def _cmd_shutdown(self, args: list[str], data: str) -> None:
-        usage = "shutdown graceful|cancel|immediate [GAME]"
-        mode = args[0] if args else ""
-        if mode not in {"graceful", "cancel", "immediate"}:
-            self.say(f"usage: {usage}")
-            return
-        clients = self._targets(args[1:], usage)
-        if mode == "immediate":
-            await self._send_each(
-                clients,
-                "shutdown/immediate",
-                lambda c: c.send_immediate_shutdown_command(),
-            )
-            return
-        wants = mode == "graceful"
-        await self._send_each(
-            clients,
-            f"shutdown/graceful (wants_shutdown {str(wants).lower()})",
-            lambda c: c.send_graceful_shutdown_command(wants),
-        )
-
-    async def _cmd_speech_finished(self, args: list[str], data: str) -> None:
-        clients = self._targets(args, "speech-finished [GAME]")
-        await self._send_each(
-            clients, "speech_finished", lambda c: c.send_speech_finished()
-        )
-
-    async def _cmd_quit(self, args: list[str], data: str) -> None:
-        self.say("stopping the server")
-        self.request_stop()

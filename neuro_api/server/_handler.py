@@ -8,6 +8,7 @@ started in the nursery the I/O layer binds with :meth:`bind_nursery`.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import enum
 import functools
@@ -18,7 +19,14 @@ import sys
 import traceback
 import uuid
 from abc import abstractmethod
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from typing import Any, Final
 
 import trio
@@ -48,6 +56,7 @@ from neuro_api.server._ratelimit import (
     summary_text,
 )
 from neuro_api.server._signatures import POSITIONAL, PriorityStyle, priority_style
+from neuro_api.server._turns import HeldTurns
 
 __all__ = [
     "AbstractHandlerNeuroServerClient",
@@ -197,6 +206,8 @@ class _Force:
     """Cancels the engine's choice when the force ends early (only engines
     that answer in a task have one)."""
     attempts: int = 0
+    held: ActionNames | None = None
+    """The names to offer once the game is released (its forces are held)."""
 
 
 class ActionNames(frozenset[str]):
@@ -385,6 +396,9 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         )
         self._nursery: trio.Nursery | None = None
         self._closing = False
+        # While the game's forces are held (and until the actions held
+        # meanwhile are sent): see hold_forces.
+        self._gate: HeldTurns | None = None
         # One timer per connection times out pending actions: it sleeps until
         # _timer_target, which is never later than any pending deadline.
         self._timer_target = math.inf
@@ -552,6 +566,78 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
     def pending_ids(self) -> tuple[str, ...]:
         """Ids of actions sent and not yet answered."""
         return tuple(self._pending)
+
+    # --- holding a game (force gates) ----------------------------------------
+
+    @property
+    def forces_held(self) -> bool:
+        """Whether the game's forces and actions are held (:meth:`hold_forces`)."""
+        return self._gate is not None and self._gate.held
+
+    def hold_forces(self) -> None:
+        """Hold the game's forces and the actions sent to it until released.
+
+        A force (or its retry) that begins meanwhile is kept, without asking
+        the engine; the force rules still apply (a new force replaces it, or
+        queues behind it). Actions sent meanwhile (:meth:`execute_action`,
+        :meth:`send_action_command`, an injected ``action``) wait, without
+        their result timer running. Context and everything else go on. The
+        server's force gates call this (see
+        :meth:`~neuro_api.server.AbstractTrioNeuroServer.add_force_gate`).
+        """
+        if self._closing:
+            return
+        if self._gate is None:
+            self._gate = HeldTurns()
+        else:
+            self._gate.held = True
+
+    def release_forces(self) -> None:
+        """Let held actions go, in the order they were made, then the force.
+
+        The force held meanwhile (if still active) is then offered to the
+        engine as it would have been. Does nothing if not held.
+        """
+        gate = self._gate
+        if gate is None or not gate.held:
+            return
+        gate.release()
+        if gate.idle:
+            self._gate = None
+        force = self._force
+        if force is not None and force.held is not None and self._nursery is not None:
+            self._spawn().start_soon(self._resume_force, force)
+
+    async def _resume_force(self, force: _Force) -> None:
+        gate = self._gate
+        if gate is not None:
+            async with gate.turn():  # after the actions held before it
+                pass
+        self._release_gate(gate)
+        names, force.held = force.held, None
+        if self._force is force and names is not None and not self.forces_held:
+            await self._choose(force, names)
+
+    @contextlib.asynccontextmanager
+    async def _in_turn(self) -> AsyncIterator[None]:
+        """Send an action now, or, while the game is held, in its turn."""
+        gate = self._gate
+        if gate is None:
+            yield
+            return
+        try:
+            async with gate.turn():
+                if self._closing:
+                    raise RuntimeError(
+                        "client is not serving (its connection is ending)"
+                    )
+                yield
+        finally:
+            self._release_gate(gate)
+
+    def _release_gate(self, gate: HeldTurns | None) -> None:
+        if gate is not None and gate.idle and self._gate is gate:
+            self._gate = None
 
     def bind_nursery(self, nursery: trio.Nursery | None) -> None:
         """Give the client the nursery its timer and forces run in.
@@ -855,12 +941,13 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         ``config.result_timeout``. Raises :class:`FrameTooLarge` (nothing
         sent) and :class:`RuntimeError` if the connection is ending.
         """
-        pending = self._register_pending(name, None, force=None)
-        try:
-            await self._send_action(pending.id, name, data)
-        except FrameTooLarge:
-            self._pending.pop(pending.id, None)  # never sent: nothing to settle
-            raise
+        async with self._in_turn():
+            pending = self._register_pending(name, None, force=None)
+            try:
+                await self._send_action(pending.id, name, data)
+            except FrameTooLarge:
+                self._pending.pop(pending.id, None)  # never sent: nothing to settle
+                raise
         return pending.id
 
     async def submit_action(
@@ -902,12 +989,13 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         caller does not forget the action: the connection's timer still
         settles it.
         """
-        pending = self._register_pending(name, result_timeout, force=None)
-        try:
-            await self._send_action(pending.id, name, data)
-        except FrameTooLarge:
-            self._pending.pop(pending.id, None)  # never sent: nothing to settle
-            raise
+        async with self._in_turn():
+            pending = self._register_pending(name, result_timeout, force=None)
+            try:
+                await self._send_action(pending.id, name, data)
+            except FrameTooLarge:
+                self._pending.pop(pending.id, None)  # never sent: nothing to settle
+                raise
         return await pending.wait(self._time_out)
 
     def start_action(self, name: str, data: str | None) -> None:
@@ -934,16 +1022,18 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         so its result is matched instead of reported as unknown. Raises
         :class:`ValueError` if that id is already pending.
         """
-        if isinstance(message, ActionMessage):
+        if not isinstance(message, ActionMessage):
+            await self.write_to_websocket(message.to_frame())
+            return
+        async with self._in_turn():
             if message.id in self._pending:
                 raise ValueError(f"action id {message.id!r} is already pending")
             self._register_pending(message.name, None, force=None, id_=message.id)
-        try:
-            await self.write_to_websocket(message.to_frame())
-        except FrameTooLarge:
-            if isinstance(message, ActionMessage):
+            try:
+                await self.write_to_websocket(message.to_frame())
+            except FrameTooLarge:
                 self._pending.pop(message.id, None)
-            raise
+                raise
 
     def _register_pending(
         self,
@@ -1077,10 +1167,15 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             await self._continue_force(pending.force, status, pending.action)
 
     def end_session(self) -> None:
-        """The connection is ending: end the force, start nothing new."""
+        """The connection is ending: end the force, start nothing new.
+
+        Actions held for the game (:meth:`hold_forces`) are refused.
+        """
         self._closing = True
         self._queued.clear()
         self._cancel_force()
+        if self._gate is not None:
+            self._gate.abandon()
 
     def abandon_pending(self) -> None:
         """Settle every pending action as disconnected (the connection ended).
@@ -1284,11 +1379,14 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         force's end.
         """
         message = force.message
+        if names is None:
+            names = force.names
+        if self._gate is not None and self._gate.held:
+            force.held = names  # offered once the game is released
+            return
         if self._own_perform:
             await self._background(force, self._perform_own)
             return
-        if names is None:
-            names = force.names
         try:
             answer = self.choose_force_action_now(
                 message.state,

@@ -284,6 +284,29 @@ class TrioNeuroServerClient(BaseTrioNeuroServerClient):
         if websocket_session_id is not None:
             self.session_id = websocket_session_id
 
+    async def handle_startup(self, game_title: str) -> None:
+        """Admit the game (first ``startup``), then acknowledge as below.
+
+        A refused game (see
+        :meth:`~neuro_api.server.AbstractTrioNeuroServer.add_admission_check`)
+        is closed with the refusal's code and reason, and gets nothing else.
+        """
+        server = self._server_ref()
+        first = not self.started
+        if first and server is not None:
+            refusal = server.admit(self, game_title)
+            if refusal is not None:
+                server.show_limited(
+                    (None, "refused games"),
+                    f"[{printable(game_title)}] refused: {printable(refusal.reason)} "
+                    f"(close code {refusal.code})",
+                )
+                await self._close(refusal.code, refusal.reason)
+                raise ConnectionClosed(self.websocket.closed)
+        await super().handle_startup(game_title)
+        if first and server is not None:
+            server.game_started(self)
+
     @property
     def server(self) -> AbstractTrioNeuroServer:
         """The server this connection belongs to."""

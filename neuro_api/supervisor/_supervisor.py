@@ -214,6 +214,21 @@ class Supervisor:
         )
         return ServiceHandle(self, name)
 
+    def add_dependency(self, name: str, depends_on: str) -> None:
+        """Make service ``name`` start after (and stop before) ``depends_on``.
+
+        For ordering decided after :meth:`add` (a service that must run
+        before another added earlier). Both may be added later; unknown
+        names and cycles are reported by :meth:`run`. Raises KeyError for an
+        unknown ``name`` and RuntimeError once :meth:`run` began.
+        """
+        if self._phase is not _Phase.NEW:
+            msg = f"cannot order service {name!r}: the supervisor already ran"
+            raise RuntimeError(msg)
+        svc = self._services[name]
+        if depends_on not in svc.depends_on:
+            svc.depends_on = (*svc.depends_on, depends_on)
+
     # -- queries -------------------------------------------------------------
 
     def _snapshot(self, svc: _Service) -> ServiceStatus:

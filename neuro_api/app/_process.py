@@ -1,9 +1,12 @@
 """The process behind ``python -m neuro_api.server``: one supervised nursery.
 
-Services, in start order (stopped in reverse):
+The composition root. Every part is a capability
+(:class:`~neuro_api.app.Capability`); the built-ins, in start order
+(stopped in reverse):
 
-1. ``server-manager`` (critical): the :class:`~neuro_api.manager.ServerManager`
-   every server runs through, with its ngrok tunnels when ``--tunnel``;
+1. ``server-manager`` (critical, the process's own): the
+   :class:`~neuro_api.manager.ServerManager` every server runs through,
+   with its ngrok tunnels when ``--tunnel``;
 2. ``control-plane`` (optional, restarted with backoff, at least every
    5 s): the HTTP control plane (:mod:`neuro_api.control`) served by
    Hypercorn; if it cannot start (its port is in use, say), the process
@@ -11,43 +14,51 @@ Services, in start order (stopped in reverse):
    it starts;
 3. ``games`` (critical): the games' WebSocket server; if it dies the process
    exits non-zero with the reason;
-4. ``engine`` (optional): the engine's own background work (the console).
+4. ``engine`` (optional): the engine's own background work (the console
+   engine's prompts); ``console`` (optional): the console of any other
+   engine, with ``--console``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import gc
 import logging
-import os
 import signal
 import ssl
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any, Final, TextIO
 
 import trio
 
 from neuro_api._shared import first_leaf
-from neuro_api.control import create_app, new_token
+from neuro_api.app._builtins import CONTROL_RETRY, default_capabilities
+from neuro_api.app._capability import (
+    Capability,
+    HealthSection,
+    ServiceSpec,
+    Setup,
+    StatsSection,
+    worst,
+)
+from neuro_api.control import Routes, new_token
 from neuro_api.manager import (
     NgrokTunnels,
-    ServerBindError,
     ServerManager,
     TunnelProvider,
 )
 from neuro_api.manager import ServerInfo as ManagedServer
-from neuro_api.server._base import AbstractTrioNeuroServer
+from neuro_api.server import AbstractTrioNeuroServer, ConsoleCommand, ServerConfig
 from neuro_api.settings import REDACTED, Settings
 from neuro_api.supervisor import (
     CriticalServiceError,
-    ServiceError,
     ServiceHandle,
     ServiceRun,
     ServiceState,
     StopHook,
     Supervisor,
+    describe_exception,
 )
 
 __all__ = ["LISTENING", "NeuroProcess", "ProcessInfo"]
@@ -57,28 +68,9 @@ LISTENING: Final = "neuro_api server listening on"
 """Start of the one stdout line printed once games can connect (scripts
 parse it)."""
 _GAMES: Final = "games"
-_CONTROL: Final = "control"
-_CONTROL_RETRY: Final = 5.0
-"""Longest wait between two starts of the control plane: trying to bind
-costs little, and a port freed should be taken soon."""
 _YOUNG_GC_THRESHOLD: Final = 5_000
 """Allocations between collections of the youngest generation with
 ``tune_gc`` (CPython's default is 700)."""
-
-
-def listen_failure(error: ServerBindError) -> str:
-    """``cannot listen on HOST:PORT: REASON``, the reason in the OS's words."""
-    reason = os.strerror(error.errno) if error.errno else str(error)
-    return f"cannot listen on {error.host}:{error.port}: {reason}"
-
-
-@contextlib.contextmanager
-def _plain_bind_errors() -> Iterator[None]:
-    """Report a server that cannot bind as one plain sentence (logs, /health)."""
-    try:
-        yield
-    except ServerBindError as exc:
-        raise ServiceError(listen_failure(exc)) from exc
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -93,15 +85,23 @@ class ProcessInfo:
 
 
 class NeuroProcess:
-    """Runs a Neuro server and its control plane under one :class:`Supervisor`.
+    """Runs a Neuro server and its capabilities under one :class:`Supervisor`.
 
     This is what ``python -m neuro_api.server`` runs; a library user runs it
-    the same way with an engine of their own, and adds services with
-    :meth:`add_service`::
+    the same way with an engine of their own, and adds capabilities (or
+    single services with :meth:`add_service`)::
 
-        process = NeuroProcess(load_settings(), MyEngine())
-        process.add_service("scoreboard", scoreboard.run)
+        settings = load_settings(sections=[StatusSettings])
+        process = NeuroProcess(
+            settings, MyEngine(), capabilities=[*default_capabilities(), Status()]
+        )
         trio.run(process.run)
+
+    ``capabilities`` defaults to :func:`~neuro_api.app.default_capabilities`
+    (games, control plane, console); each one's ``setup`` and ``finish`` run
+    here, so a bad contribution (a route that collides, say) raises now. An
+    engine made without a :class:`~neuro_api.server.ServerConfig` gets the
+    one of ``settings`` (``--result-timeout`` and the rest apply to it).
 
     ``tunnels`` defaults to ngrok (pyngrok) when ``settings.tunnel`` is set;
     tests pass a provider of their own. It is kept as :attr:`tunnels`, so a
@@ -115,12 +115,15 @@ class NeuroProcess:
         settings: Settings,
         server: AbstractTrioNeuroServer,
         *,
+        capabilities: Iterable[Capability] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         tunnels: TunnelProvider | None = None,
         out: TextIO | None = None,
     ) -> None:
         self.settings = settings
         self.server = server
+        if not server.config_given:
+            server.configure(ServerConfig.from_settings(settings))
         self.ssl_context = ssl_context
         if tunnels is None and settings.tunnel:
             tunnels = NgrokTunnels(
@@ -133,24 +136,70 @@ class NeuroProcess:
         self.token = new_token() if self._token_generated else settings.api_token
         self._token_shown = False
         self._out = out or sys.stdout
+        self.announced = False
+        """Whether the listening line was printed (later URLs print alone)."""
+        self.routes: list[Routes] = []
+        """Every capability's routes, for the control plane to mount."""
+        self.console_commands: list[ConsoleCommand] = []
+        """Every capability's console commands, for the console to add."""
+        self._health: dict[str, HealthSection] = {}
+        self._stats: dict[str, StatsSection] = {}
+        self._before: list[tuple[str, str]] = []
         self.supervisor.add("server-manager", self.manager.run, critical=True)
-        if settings.http:
-            self.supervisor.add(
-                "control-plane",
-                self._serve_control,
-                depends_on=("server-manager",),
-                stop=self._stop_control,
-                max_backoff=_CONTROL_RETRY,
-            )
-        self.supervisor.add(
-            "games",
-            self._serve_games,
-            critical=True,
-            depends_on=("server-manager",),
-            stop=self._stopper(_GAMES),
+        self.capabilities: tuple[Capability, ...] = tuple(
+            default_capabilities() if capabilities is None else capabilities
         )
-        self.supervisor.add("engine", self._run_engine, depends_on=("games",))
-        self._announced = False
+        self._set_up()
+
+    def _set_up(self) -> None:
+        names = [capability.name for capability in self.capabilities]
+        for name in names:
+            if not name or names.count(name) > 1:
+                raise ValueError(f"capability name {name!r}: empty or used twice")
+        setups = [Setup(self, capability) for capability in self.capabilities]
+        for capability, setup in zip(self.capabilities, setups, strict=True):
+            capability.setup(setup)
+        for capability, setup in zip(self.capabilities, setups, strict=True):
+            capability.finish(setup)
+        for setup in setups:
+            setup.open = False
+
+    # --- what capabilities contribute (through Setup) ------------------------
+
+    def add_service_spec(self, spec: ServiceSpec) -> ServiceHandle:
+        """Supervise a capability's service (see :meth:`Setup.add_service`)."""
+        handle = self.supervisor.add(
+            spec.name,
+            spec.run,
+            depends_on=("server-manager", *spec.after),
+            critical=spec.critical,
+            stop=spec.stop,
+            **spec.options,
+        )
+        self._before += [(later, spec.name) for later in spec.before]
+        return handle
+
+    def add_routes(self, routes: Routes) -> None:
+        """Have the control plane mount ``routes``."""
+        self.routes.append(routes)
+
+    def add_command(self, command: ConsoleCommand) -> None:
+        """Have the console offer ``command``; ValueError for a taken name."""
+        if any(c.name == command.name for c in self.console_commands):
+            raise ValueError(f"console command {command.name!r} exists already")
+        self.console_commands.append(command)
+
+    def add_health(self, name: str, section: HealthSection) -> None:
+        """Show ``section()`` in ``/health`` under ``name``."""
+        if name in self._health:
+            raise ValueError(f"a health section {name!r} exists already")
+        self._health[name] = section
+
+    def add_stats(self, name: str, section: StatsSection) -> None:
+        """Show ``section()`` in ``/stats`` under ``name``."""
+        if name in self._stats:
+            raise ValueError(f"a stats section {name!r} exists already")
+        self._stats[name] = section
 
     def add_service(
         self,
@@ -171,19 +220,30 @@ class NeuroProcess:
         process instead. ``options`` are those of
         :meth:`~neuro_api.supervisor.Supervisor.add` (backoff, restarts).
         Call before :meth:`run`; raises :class:`ValueError` for a name in
-        use and :class:`RuntimeError` once the process runs.
+        use and :class:`RuntimeError` once the process runs. A capability
+        does this with :meth:`Setup.add_service`, which can also order it
+        before another service.
         """
-        return self.supervisor.add(
-            name, run, depends_on=depends_on, critical=critical, stop=stop, **options
+        if isinstance(depends_on, str):
+            raise TypeError(f"depends_on of {name!r} must be a collection of names")
+        spec = ServiceSpec(
+            name, run, "", (), tuple(depends_on), critical, stop, dict(options)
         )
+        return self.add_service_spec(spec)
+
+    # --- what the control plane shows ------------------------------------------
 
     def health_report(self) -> dict[str, Any]:
-        """The supervisor's health, ``degraded`` too if a tunnel is missing.
+        """The supervisor's health, with the tunnels and capabilities' sections.
 
         A tunnel that was asked for and failed leaves the local servers up
-        (so no service is down), but the process is not what was asked for.
+        (so no service is down), but the process is not what was asked for:
+        ``degraded``, with ``tunnel_errors``. A capability's section that is
+        not healthy makes the whole report at least as bad; one that fails
+        to report counts as degraded.
         """
         report = self.supervisor.health_report()
+        statuses = [report["status"]]
         missing = [
             f"{info.name}: {info.tunnel_error}"
             for info in self.manager.list()
@@ -191,11 +251,19 @@ class NeuroProcess:
         ]
         if missing:
             report["tunnel_errors"] = missing
-            if report["status"] == "healthy":
-                report["status"] = "degraded"
+            statuses.append("degraded")
+        sections = {name: _section(source) for name, source in self._health.items()}
+        if sections:
+            report["capabilities"] = sections
+            statuses += [str(s.get("status", "healthy")) for s in sections.values()]
+        report["status"] = worst(statuses)
         return report
 
-    def _shown_settings(self) -> dict[str, Any]:
+    def stats_sections(self) -> dict[str, dict[str, Any]]:
+        """The capabilities' ``/stats`` sections by name."""
+        return {name: _section(source) for name, source in self._stats.items()}
+
+    def shown_settings(self) -> dict[str, Any]:
         """The settings as ``/config`` shows them, secrets redacted.
 
         A token this process generated (``exposed`` with no ``api_token``)
@@ -205,81 +273,6 @@ class NeuroProcess:
         if self.token is not None:
             shown["api_token"] = REDACTED
         return shown
-
-    # --- services ------------------------------------------------------------
-
-    def _stopper(self, name: str) -> Callable[[], Awaitable[None]]:
-        async def stop() -> None:
-            if any(info.name == name for info in self.manager.list()):
-                await self.manager.stop(name)
-
-        return stop
-
-    async def _stop_control(self) -> None:
-        # Live event streams never end on their own: end them first, so the
-        # drain waits only for real requests.
-        self.server.events.end_subscriptions()
-        await self._stopper(_CONTROL)()
-
-    async def _hold(self, name: str) -> None:
-        """Stay up while server ``name`` runs; stop it if cancelled."""
-        try:
-            await self.manager.wait(name)
-        finally:
-            with trio.CancelScope(shield=True):
-                await self._stopper(name)()
-
-    async def _serve_games(
-        self, *, task_status: trio.TaskStatus[ManagedServer]
-    ) -> None:
-        with _plain_bind_errors():
-            info = await self.manager.start_websocket(
-                _GAMES,
-                self.server.handle_websocket_request,
-                host=self.settings.host,
-                port=self.settings.port,
-                ssl_context=self.ssl_context,
-                tunnel=self.settings.tunnel,
-                graceful_timeout=self.settings.shutdown_grace,
-                **self.server.serve_options(),
-            )
-        task_status.started(info)
-        async with trio.open_nursery() as nursery:
-            # Memory given back after waves of games leaving; log summaries.
-            await nursery.start(self.server.upkeep)
-            await self._hold(_GAMES)
-            nursery.cancel_scope.cancel()
-
-    async def _serve_control(
-        self, *, task_status: trio.TaskStatus[ManagedServer]
-    ) -> None:
-        app = create_app(
-            self.server,
-            token=self.token,
-            health=self.health_report,
-            settings=self._shown_settings,
-        )
-        with _plain_bind_errors():
-            info = await self.manager.start_http(
-                _CONTROL,
-                app,
-                host=self.settings.http_host,
-                port=self.settings.http_port,
-                tunnel=self.settings.tunnel,
-                graceful_timeout=self.settings.shutdown_grace,
-            )
-        task_status.started(info)
-        if self._announced:
-            # Started late (its port was busy at first, or it was restarted):
-            # its address, and the token it needs, were not printed yet.
-            self._print(self._control_lines(info))
-        await self._hold(_CONTROL)
-
-    async def _run_engine(self, *, task_status: trio.TaskStatus[None]) -> None:
-        task_status.started()
-        await self.server.background()
-        # The console's input may end while games are still served.
-        await trio.sleep_forever()
 
     # --- the process -----------------------------------------------------------
 
@@ -311,6 +304,15 @@ class NeuroProcess:
         process that runs more than this server decides that for itself,
         hence off by default.
         """
+        known = {status.name for status in self.supervisor.status()}
+        for later, earlier in self._before:
+            if later not in known:
+                raise ValueError(
+                    f"service {earlier!r} is to start before {later!r}, "
+                    "which no capability adds"
+                )
+            self.supervisor.add_dependency(later, earlier)
+        self._before.clear()
         thresholds = gc.get_threshold()
         tuned = False
         try:
@@ -361,17 +363,18 @@ class NeuroProcess:
         )
 
     def _announce(self, info: ProcessInfo) -> None:
-        lines = [f"{LISTENING} {info.games.local_url}", *self._tunnel_lines(info.games)]
+        lines = [f"{LISTENING} {info.games.local_url}", *tunnel_lines(info.games)]
         if info.control is not None:
-            lines += self._control_lines(info.control)
+            lines += self.control_lines(info.control)
         elif self.settings.http:
             lines.append(self._control_missing_line())
-        self._announced = True
-        self._print(lines)
+        self.announced = True
+        self.print_lines(lines)
 
-    def _control_lines(self, control: ManagedServer) -> list[str]:
+    def control_lines(self, control: ManagedServer) -> list[str]:
+        """The control plane's URL lines (and the generated token, once)."""
         lines = [f"neuro_api control plane on {control.local_url}"]
-        lines += self._tunnel_lines(control)
+        lines += tunnel_lines(control)
         if self._token_generated and not self._token_shown:
             lines.append(f"neuro_api control plane token: {self.token}")
             self._token_shown = True
@@ -384,18 +387,11 @@ class NeuroProcess:
             return f"neuro_api control plane not started: {why}"
         return (
             f"neuro_api control plane not started yet: {why} (retrying at least "
-            f"every {_CONTROL_RETRY:g} s; its URL follows once it starts)"
+            f"every {CONTROL_RETRY:g} s; its URL follows once it starts)"
         )
 
-    @staticmethod
-    def _tunnel_lines(server: ManagedServer) -> list[str]:
-        if server.public_url:
-            return [f"neuro_api public {server.name} URL: {server.public_url}"]
-        if server.tunnel_error:
-            return [f"neuro_api {server.name}: no tunnel: {server.tunnel_error}"]
-        return []
-
-    def _print(self, lines: Iterable[str]) -> None:
+    def print_lines(self, lines: Iterable[str]) -> None:
+        """Print lines a person or a script needs (URLs, a token) to ``out``."""
         for line in lines:
             print(line, file=self._out, flush=True)
 
@@ -415,3 +411,21 @@ class NeuroProcess:
         await self.server.wait_stop_requested()
         LOGGER.info("stop requested; stopping")
         self.supervisor.request_shutdown()
+
+
+def tunnel_lines(server: ManagedServer) -> list[str]:
+    """A server's public URL line, or why it has none (nothing if not asked)."""
+    if server.public_url:
+        return [f"neuro_api public {server.name} URL: {server.public_url}"]
+    if server.tunnel_error:
+        return [f"neuro_api {server.name}: no tunnel: {server.tunnel_error}"]
+    return []
+
+
+def _section(source: Callable[[], Any]) -> dict[str, Any]:
+    """A capability's section; one that fails says so instead (degraded)."""
+    try:
+        return dict(source())
+    except Exception as exc:
+        LOGGER.debug("a capability's section failed", exc_info=True)
+        return {"status": "degraded", "error": describe_exception(exc)}

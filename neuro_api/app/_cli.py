@@ -1,8 +1,9 @@
 """``python -m neuro_api.server``: run a Neuro server games can connect to.
 
-Flags, their defaults, checks and environment variables come from
-:data:`neuro_api.settings.SPECS`, so the messages match the rest of the
-package. Exit codes: 0 after ``quit``, SIGINT or SIGTERM; 1 when a critical
+Flags, their defaults, checks and environment variables come from the
+settings' fields (:class:`neuro_api.settings.Settings` and each
+capability's section), so the messages match the rest of the package.
+Exit codes: 0 after ``quit``, SIGINT or SIGTERM; 1 when a critical
 service fails (the games' address cannot be bound, say); 2 for a bad flag,
 value or config file, or ``--tunnel`` without an ngrok executable or auth
 token (one ``neuro_api.server: error: ...`` line on stderr per problem, no
@@ -26,13 +27,26 @@ from neuro_api import __version__
 from neuro_api._fds import raise_open_file_limit
 from neuro_api._redact import RedactingFormatter
 from neuro_api._shared import find_exception
+from neuro_api.app._builtins import default_capabilities, listen_failure
+from neuro_api.app._capability import Capability
+from neuro_api.app._process import LISTENING, NeuroProcess
 from neuro_api.manager import NgrokTunnels, ServerBindError
-from neuro_api.server._base import AbstractTrioNeuroServer
-from neuro_api.server._config import CHARACTERS, ServerConfig
-from neuro_api.server._console import ConsoleInteractiveNeuroServer
-from neuro_api.server._process import LISTENING, NeuroProcess, listen_failure
-from neuro_api.server._random import RandomNeuroServer
-from neuro_api.settings import SPECS, Settings, SettingsError, Spec, load_settings
+from neuro_api.server import (
+    CHARACTERS,
+    AbstractTrioNeuroServer,
+    ConsoleInteractiveNeuroServer,
+    RandomNeuroServer,
+    ServerConfig,
+)
+from neuro_api.settings import (
+    SPECS,
+    SectionSettings,
+    Settings,
+    SettingsError,
+    Spec,
+    load_settings,
+    specs_of,
+)
 from neuro_api.supervisor import CriticalServiceError
 
 __all__ = ["build_parser", "main"]
@@ -41,42 +55,6 @@ LOGGER: Final = logging.getLogger("neuro_api.server")
 SETTINGS_LOGGER: Final = logging.getLogger("neuro_api.settings")
 PROG: Final = "neuro_api.server"
 
-_GROUPS: Final = (
-    ("server", ("host", "port", "allowed_origins", "max_connections",
-                "memory_budget", "certfile", "keyfile")),
-    ("engine", ("engine", "seed", "max_generated_size", "generate_timeout")),
-    ("behaviour", ("character", "display_name", "result_timeout", "max_retries",
-                   "force_policy")),
-    ("random engine", ("delay", "unforced_interval")),
-    ("control plane", ("http", "http_host", "http_port", "api_token")),
-    ("tunnels", ("tunnel", "ngrok_authtoken", "ngrok_path")),
-    ("process", ("shutdown_grace", "log_level", "access_log")),
-)  # fmt: skip
-_METAVARS: Final = {
-    "host": "HOST",
-    "port": "PORT",
-    "max_connections": "N",
-    "memory_budget": "BYTES",
-    "allowed_origins": "ORIGINS",
-    "certfile": "FILE",
-    "keyfile": "FILE",
-    "character": "ID",
-    "display_name": "NAME",
-    "result_timeout": "SECONDS",
-    "max_retries": "N",
-    "delay": "SECONDS",
-    "unforced_interval": "SECONDS",
-    "seed": "N",
-    "max_generated_size": "BYTES",
-    "generate_timeout": "SECONDS",
-    "http_host": "HOST",
-    "http_port": "PORT",
-    "api_token": "TOKEN",
-    "ngrok_authtoken": "TOKEN",
-    "ngrok_path": "FILE",
-    "shutdown_grace": "SECONDS",
-    "access_log": "FILE",
-}
 _MORE_HELP: Final = {
     "certfile": " (needs --keyfile)",
     "engine": " (console: you answer at a prompt, 'help' lists its commands; "
@@ -121,8 +99,14 @@ def _help(spec: Spec) -> str:
     return f"{text} [env {spec.env}]" if spec.env else text
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line; every value stays a raw string for the settings."""
+def build_parser(
+    sections: Sequence[type[SectionSettings]] = (),
+) -> argparse.ArgumentParser:
+    """The command line; every value stays a raw string for the settings.
+
+    ``sections`` are the capabilities' settings types: each setting gets its
+    flag, in the ``--help`` group its spec names (the section's own).
+    """
     parser = _Parser(
         prog="python -m neuro_api.server",
         description="Run a Neuro server: games connect to it over WebSocket "
@@ -137,37 +121,47 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument(
-        "--config", metavar="FILE", help="TOML file of settings (keys as flag names)"
+        "--config",
+        metavar="FILE",
+        help="TOML file of settings (keys as flag names; a capability's in "
+        "its [section] table)",
     )
     parser.add_argument(
         "--print-config",
         action="store_true",
         help="print the effective settings as JSON (secrets redacted) and exit",
     )
-    for title, names in _GROUPS:
-        group = parser.add_argument_group(title)
-        for name in names:
-            spec = _SPECS[name]
-            if spec.kind is bool:
-                group.add_argument(
-                    spec.option,
-                    dest=name,
-                    default=None,
-                    action=argparse.BooleanOptionalAction,
-                    help=_help(spec).replace("%", "%%"),
-                )
-                continue
-            metavar = _METAVARS.get(name)
-            if spec.choices is not None:
-                metavar = "{" + ",".join(spec.choices) + "}"
-            group.add_argument(
-                spec.option,
-                dest=name,
-                default=None,
-                metavar=metavar,
-                help=_help(spec).replace("%", "%%"),
-            )
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    specs = [*SPECS, *(spec for kind in sections for spec in specs_of(kind))]
+    for spec in specs:
+        title = spec.group or spec.section or "other"
+        group = groups.get(title)
+        if group is None:
+            group = groups[title] = parser.add_argument_group(title)
+        _add_flag(group, spec)
     return parser
+
+
+def _add_flag(group: argparse._ArgumentGroup, spec: Spec) -> None:
+    if spec.kind is bool:
+        group.add_argument(
+            spec.option,
+            dest=spec.key,
+            default=None,
+            action=argparse.BooleanOptionalAction,
+            help=_help(spec).replace("%", "%%"),
+        )
+        return
+    metavar = spec.metavar
+    if spec.choices is not None:
+        metavar = "{" + ",".join(spec.choices) + "}"
+    group.add_argument(
+        spec.option,
+        dest=spec.key,
+        default=None,
+        metavar=metavar,
+        help=_help(spec).replace("%", "%%"),
+    )
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -184,7 +178,11 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
 
 
 def make_engine(settings: Settings) -> AbstractTrioNeuroServer:
-    """Build the engine the settings name; :class:`ValueError` if invalid."""
+    """Build the engine the settings name; :class:`ValueError` if invalid.
+
+    The console engine reads its input unless ``--no-console`` (then it
+    answers forces automatically from the start).
+    """
     config = ServerConfig.from_settings(settings)
     if settings.engine == "random":
         return RandomNeuroServer(
@@ -196,7 +194,19 @@ def make_engine(settings: Settings) -> AbstractTrioNeuroServer:
     for name in _RANDOM_ONLY:
         if name in settings.sources:
             LOGGER.warning("%s is only used by --engine random", _SPECS[name].option)
-    return ConsoleInteractiveNeuroServer(config, seed=settings.seed)
+    return ConsoleInteractiveNeuroServer(
+        config,
+        seed=settings.seed,
+        read_input=settings.console is not False,
+        idle_prompt="neuro> " if _stdin_is_a_terminal() else None,
+    )
+
+
+def _stdin_is_a_terminal() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (OSError, ValueError):
+        return False
 
 
 def _failure_line(error: CriticalServiceError) -> str:
@@ -235,13 +245,23 @@ def _access_log(settings: Settings) -> RedactingFormatter:
 
 
 def main(
-    argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None = None
+    argv: Sequence[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    capabilities: Sequence[Capability] | None = None,
 ) -> int:
-    """Run the command line; returns the exit code (2 raises SystemExit)."""
-    args = build_parser().parse_args(argv)
+    """Run the command line; returns the exit code (2 raises SystemExit).
+
+    ``capabilities`` default to :func:`~neuro_api.app.default_capabilities`;
+    their settings sections get flags, variables and config tables.
+    """
+    if capabilities is None:
+        capabilities = default_capabilities()
+    sections = [c.settings for c in capabilities if c.settings is not None]
+    args = build_parser(sections).parse_args(argv)
     try:
-        settings = load_settings(vars(args), environ=environ)
-    except SettingsError as exc:
+        settings = load_settings(vars(args), environ=environ, sections=sections)
+    except (SettingsError, ValueError) as exc:
         fail(str(exc))
     redactor = RedactingFormatter(_LOG_FORMAT, settings.secrets())
     handler = logging.StreamHandler(sys.stderr)
@@ -258,7 +278,12 @@ def main(
         server = make_engine(settings)
     except ValueError as exc:  # SettingsError, or ServerConfig's own checks
         fail(str(exc))
-    process = NeuroProcess(settings, server, ssl_context=ssl_context)
+    try:
+        process = NeuroProcess(
+            settings, server, capabilities=capabilities, ssl_context=ssl_context
+        )
+    except ValueError as exc:  # a capability's bad contribution (a route...)
+        fail(str(exc))
     if isinstance(process.tunnels, NgrokTunnels) and (
         missing := process.tunnels.missing()
     ):

@@ -1,0 +1,101 @@
+"""Routes added to the control plane: a blueprint, its prefix, its auth.
+
+The control plane's own routes and every capability's are one URL space;
+a path two of them would both answer is refused when the app is built
+(:class:`RouteCollision`), instead of the later one silently never running.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Final, Literal
+
+from quart import Blueprint, Quart, Request
+
+__all__ = ["RouteAuth", "RouteCollision", "Routes", "auth_of", "mount"]
+
+RouteAuth = Literal["token", "public"] | Callable[[Request], Awaitable[None]]
+"""Who may call a blueprint's routes.
+
+``"token"``: the control plane's bearer token, when one is configured (the
+default, like every route of the control plane); ``"public"``: anyone (only
+for routes that reveal nothing about the games or the settings); a
+coroutine function: the capability's own check, called with the request
+instead of the token check. It raises :class:`~neuro_api.control.ApiError`
+(401 or 403, say) to refuse. Without a token (a loopback-only control
+plane), requests from web pages and non-loopback hosts are refused first,
+whatever the auth.
+"""
+
+_AUTH_KEY: Final = "NEURO_ROUTE_AUTH"
+_IGNORED_METHODS: Final = frozenset({"HEAD", "OPTIONS"})
+"""Added to routes by Quart itself: never what a capability declared."""
+_VARIABLE: Final = re.compile(r"<[^>]*>")
+"""A path variable: ``/games/<game>`` and ``/games/<int:id>`` are one path."""
+
+
+class RouteCollision(ValueError):
+    """Two routes would answer the same method and path."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Routes:
+    """A blueprint to mount on the control plane, under ``prefix``.
+
+    ``prefix`` starts with ``/`` (``/status``) and is the blueprint's own;
+    ``owner`` names who brought it, for errors (a capability's name).
+    """
+
+    blueprint: Blueprint
+    prefix: str
+    auth: RouteAuth = "token"
+    owner: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.prefix.startswith("/") or self.prefix.endswith("/"):
+            raise ValueError(
+                f"route prefix {self.prefix!r} of {self.owner or 'a blueprint'}: "
+                "must start with '/' and not end with one (such as '/status')"
+            )
+        if self.auth not in ("token", "public") and not callable(self.auth):
+            raise ValueError(f"route auth {self.auth!r}: 'token', 'public' or a check")
+
+
+def mount(app: Quart, routes: Iterable[Routes], *, builtin: str = "control") -> None:
+    """Register every blueprint, then refuse any method and path served twice.
+
+    Raises :class:`RouteCollision` naming both owners (the app's own routes
+    are ``builtin``'s) and :class:`ValueError` for a blueprint mounted twice.
+    """
+    owners: dict[str, str] = {}
+    table: dict[str, RouteAuth] = app.config.setdefault(_AUTH_KEY, {})
+    for entry in routes:
+        name = entry.blueprint.name
+        if name in app.blueprints or name in owners:
+            raise ValueError(
+                f"blueprint {name!r} of {entry.owner or 'a capability'} is "
+                "mounted already; give it another name"
+            )
+        app.register_blueprint(entry.blueprint, url_prefix=entry.prefix)
+        owners[name] = entry.owner or name
+        table[name] = entry.auth
+    seen: dict[tuple[str, str], tuple[str, str]] = {}
+    for rule in app.url_map.iter_rules():
+        blueprint = rule.endpoint.rpartition(".")[0]
+        owner = owners.get(blueprint, builtin)
+        path = _VARIABLE.sub("<>", rule.rule)
+        for method in sorted((rule.methods or set()) - _IGNORED_METHODS):
+            other, endpoint = seen.setdefault((method, path), (owner, rule.endpoint))
+            if endpoint != rule.endpoint:
+                raise RouteCollision(
+                    f"route {method} {rule.rule} of {owner!r} collides with "
+                    f"the same route of {other!r}"
+                )
+
+
+def auth_of(app: Quart, endpoint: str) -> RouteAuth:
+    """The auth of the blueprint serving ``endpoint`` (default ``"token"``)."""
+    table: dict[str, RouteAuth] = app.config.get(_AUTH_KEY, {})
+    return table.get(endpoint.rpartition(".")[0], "token")

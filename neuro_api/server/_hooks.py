@@ -1,0 +1,192 @@
+"""Public hooks into a game's life: admission, force gates, connection events.
+
+What a capability (the client-status one, say) needs to refuse a game when
+its ``startup`` arrives, to hold a game's forces and actions while it is
+paused, and to learn how each connection began and ended, without touching
+a connection's internals. The server owns one of each registry (see
+:class:`~neuro_api.server.AbstractTrioNeuroServer`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from neuro_api.server._trio_client import TrioNeuroServerClient
+
+__all__ = [
+    "AdmissionCheck",
+    "ConnectionEvent",
+    "ConnectionEventKind",
+    "ConnectionEvents",
+    "ForceGate",
+    "Refusal",
+]
+
+LOGGER: Final = logging.getLogger("neuro_api.server")
+ABNORMAL_CLOSURE: Final = 1006
+"""The close code of a connection lost without a close handshake."""
+_MAX_REASON_BYTES: Final = 123
+"""A close frame's reason fits in 125 bytes with its 2-byte code."""
+_RESERVED_CODES: Final = frozenset({1004, 1005, 1006, 1015})
+"""Close codes that may never be sent in a close frame (RFC 6455 7.4.1)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a game is not admitted: the close code and reason it gets.
+
+    ``code`` defaults to 1008 (policy violation); 1000-1003, 1007-1014 and
+    3000-4999 (application codes) may be used. ``reason`` is at most 123
+    bytes of UTF-8 (what a close frame holds). Raises :class:`ValueError`
+    otherwise.
+    """
+
+    reason: str
+    code: int = 1008
+
+    def __post_init__(self) -> None:
+        if not (1000 <= self.code <= 1014 or 3000 <= self.code <= 4999) or (
+            self.code in _RESERVED_CODES
+        ):
+            raise ValueError(f"close code {self.code} cannot be sent to a game")
+        if len(self.reason.encode("utf-8")) > _MAX_REASON_BYTES:
+            raise ValueError("a close reason is at most 123 bytes of UTF-8")
+
+
+AdmissionCheck = Callable[["TrioNeuroServerClient", str], Refusal | None]
+"""Called with the connection and the title of its first ``startup``;
+returns a :class:`Refusal` to close it, or None to admit it. It runs in the
+game's reader: keep it quick and do not block (look things up in memory)."""
+
+
+class ConnectionEventKind(enum.StrEnum):
+    """What happened to a game connection."""
+
+    CONNECTED = "connected"
+    """The WebSocket handshake was accepted (no title yet)."""
+    STARTED = "started"
+    """Its first ``startup`` was admitted and acknowledged."""
+    DISCONNECTED = "disconnected"
+    """The connection ended and was cleaned up."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConnectionEvent:
+    """One event of a game connection's life (see :class:`ConnectionEvents`)."""
+
+    kind: ConnectionEventKind
+    session_id: str
+    game_title: str | None
+    """The title of its ``startup`` (None before one came)."""
+    close_code: int | None = None
+    """How it closed (disconnected only): the code of the first close frame
+    either side sent, or 1006 when it was lost without one."""
+    close_reason: str | None = None
+    clean: bool | None = None
+    """Disconnected only: True after a close handshake (by either side),
+    False for a network error (reset, end of stream: close code 1006)."""
+
+    @property
+    def network_error(self) -> bool:
+        """Whether it disconnected without a close handshake."""
+        return self.kind is ConnectionEventKind.DISCONNECTED and self.clean is False
+
+
+ConnectionListener = Callable[[ConnectionEvent], object]
+
+
+class ConnectionEvents:
+    """Listeners of every game connection's events, called in order.
+
+    A listener is called synchronously, from the connection's own task, so
+    it sees events in the order they happened; it must not block. One that
+    raises is logged (once per listener; later failures at debug level)
+    and the others are still called.
+    """
+
+    def __init__(self) -> None:
+        self._listeners: list[ConnectionListener] = []
+        self._failed: set[int] = set()
+
+    def subscribe(self, listener: ConnectionListener) -> Callable[[], None]:
+        """Call ``listener`` with every event; returns what unsubscribes it."""
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def __len__(self) -> int:
+        return len(self._listeners)
+
+    def publish(self, event: ConnectionEvent) -> None:
+        """Call every listener with ``event``; none can stop the others."""
+        for listener in tuple(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                first = id(listener) not in self._failed
+                self._failed.add(id(listener))
+                LOGGER.log(
+                    logging.ERROR if first else logging.DEBUG,
+                    "connection event listener %r failed%s",
+                    listener,
+                    "" if first else " again",
+                    exc_info=True,
+                )
+
+
+class ForceGate:
+    """Holds the forces and actions of the games it names, by title.
+
+    Add it to a server with
+    :meth:`~neuro_api.server.AbstractTrioNeuroServer.add_force_gate`; then
+    :meth:`hold` a title and every connected game of that title (and any
+    that starts with it later) has its forces and the actions sent to it
+    held (:meth:`~neuro_api.server.AbstractHandlerNeuroServerClient.hold_forces`)
+    until :meth:`release`. A game is held while any gate holds it.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._held: set[str] = set()
+        self._listeners: list[Callable[[str], None]] = []
+
+    def holds(self, game_title: str) -> bool:
+        """Whether this gate holds ``game_title``."""
+        return game_title in self._held
+
+    @property
+    def held(self) -> frozenset[str]:
+        """Every title this gate holds."""
+        return frozenset(self._held)
+
+    def hold(self, game_title: str) -> None:
+        """Hold the forces and actions of every game called ``game_title``."""
+        if game_title not in self._held:
+            self._held.add(game_title)
+            self._changed(game_title)
+
+    def release(self, game_title: str) -> None:
+        """Stop holding ``game_title`` (others gates may still hold it)."""
+        if game_title in self._held:
+            self._held.discard(game_title)
+            self._changed(game_title)
+
+    def watch(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(title)`` after each change (the server does)."""
+        self._listeners.append(listener)
+
+    def _changed(self, game_title: str) -> None:
+        for listener in tuple(self._listeners):
+            listener(game_title)
+
+    def __repr__(self) -> str:
+        return f"<ForceGate {self.name!r} holding {len(self._held)}>"
