@@ -17,7 +17,8 @@ import trio
 import trio.testing
 
 from neuro_api.manager.tunnels import TunnelError
-from neuro_api.server import NeuroProcess, ProcessInfo, RandomNeuroServer
+from neuro_api.app import NeuroProcess, ProcessInfo
+from neuro_api.server import RandomNeuroServer
 from neuro_api.settings import Settings
 
 pytestmark = pytest.mark.timeout(30)

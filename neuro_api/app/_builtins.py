@@ -135,8 +135,20 @@ class ControlPlaneCapability(Capability):
     def __init__(self) -> None:
         self.app: QuartTrio | None = None
 
+    def setup(self, app: Setup) -> None:
+        """Add the ``control-plane`` service (its app is built in :meth:`finish`)."""
+        process = app.process
+        if not app.settings.http:
+            return
+        app.add_service(
+            "control-plane",
+            lambda *, task_status: self._serve(process, task_status=task_status),
+            stop=lambda: self._stop(process),
+            max_backoff=CONTROL_RETRY,
+        )
+
     def finish(self, app: Setup) -> None:
-        """Build the app with every capability's routes; add the service."""
+        """Build the app with every capability's routes (collisions raise)."""
         process = app.process
         if not app.settings.http:
             return
@@ -147,12 +159,6 @@ class ControlPlaneCapability(Capability):
             settings=process.shown_settings,
             stats=process.stats_sections,
             routes=process.routes,
-        )
-        app.add_service(
-            "control-plane",
-            lambda *, task_status: self._serve(process, task_status=task_status),
-            stop=lambda: self._stop(process),
-            max_backoff=CONTROL_RETRY,
         )
 
     async def _stop(self, process: NeuroProcess) -> None:
@@ -262,4 +268,4 @@ def default_capabilities() -> list[Capability]:
 
     Add yours after them: ``[*default_capabilities(), MyCapability()]``.
     """
-    return [GamesCapability(), ControlPlaneCapability(), ConsoleCapability()]
+    return [ControlPlaneCapability(), GamesCapability(), ConsoleCapability()]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import typing
+import warnings
 
 from neuro_api.command import (
     ActionResultData as ActionResultData,
@@ -78,10 +79,6 @@ from neuro_api.server._trio_client import (
 )
 from neuro_api.server._trio_client import TrioNeuroServerClient as TrioNeuroServerClient
 
-if typing.TYPE_CHECKING:
-    from neuro_api.app import NeuroProcess as NeuroProcess
-    from neuro_api.app import ProcessInfo as ProcessInfo
-
 __all__ = [
     "CHARACTERS",
     "AbstractHandlerNeuroServerClient",
@@ -107,9 +104,7 @@ __all__ = [
     "ForceGate",
     "ForcePolicy",
     "FrameTooLarge",
-    "NeuroProcess",
     "OutcomeStatus",
-    "ProcessInfo",
     "RandomNeuroServer",
     "Refusal",
     "RegisterActionsData",
@@ -126,14 +121,21 @@ __all__ = [
 ]
 
 
-_LAZY = frozenset({"NeuroProcess", "ProcessInfo"})
+_MOVED = frozenset({"NeuroProcess", "ProcessInfo"})
+"""Deprecated aliases: the process moved to :mod:`neuro_api.app` (0.9)."""
 
 
 def __getattr__(name: str) -> typing.Any:
     # NeuroProcess lives in neuro_api.app, the composition root above this
-    # package; the names stay here for the code and docs that use them. It
-    # is a re-export, not a dependency: nothing in this package uses the
-    # process, and importing it does not import neuro_api.app.
-    if name in _LAZY:
+    # package. The old names still work, with a DeprecationWarning; nothing
+    # in this package uses the process, and importing the package does not
+    # import neuro_api.app (the one upward reference, made only when asked).
+    if name in _MOVED:
+        warnings.warn(
+            f"neuro_api.server.{name} moved to neuro_api.app.{name}; the old "
+            "name will be removed in a future release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return getattr(importlib.import_module("neuro_api.app"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -104,6 +104,10 @@ class ActionOutcome:
         return self.status is OutcomeStatus.SUCCESS
 
 
+class _HeldActionDropped(RuntimeError):
+    """An action held for a game whose connection ended before it was sent."""
+
+
 class FrameTooLarge(Exception):
     """A frame to a game would be larger than ``config.max_message_size``.
 
@@ -142,6 +146,7 @@ class UnanswerableForce(Exception):
 # skip the class attribute lookup.
 _SUCCESS: Final = OutcomeStatus.SUCCESS
 _FAILURE: Final = OutcomeStatus.FAILURE
+_DISCONNECTED: Final = OutcomeStatus.DISCONNECTED
 
 
 class _Pending:
@@ -628,7 +633,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         try:
             async with gate.turn():
                 if self._closing:
-                    raise RuntimeError(
+                    raise _HeldActionDropped(
                         "client is not serving (its connection is ending)"
                     )
                 yield
@@ -985,17 +990,27 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
 
         Returns on the game's result, after ``result_timeout`` (default: the
         configured result timeout; the action then counts as failed and a late
-        result is discarded), or when the connection ends. Cancelling the
-        caller does not forget the action: the connection's timer still
-        settles it.
+        result is discarded), or when the connection ends (an action held
+        by :meth:`hold_forces` until then was never sent: ``disconnected``).
+        Cancelling the caller does not forget the action: the connection's
+        timer still settles it.
         """
-        async with self._in_turn():
-            pending = self._register_pending(name, result_timeout, force=None)
+        try:
+            async with self._in_turn():
+                pending = self._register_pending(name, result_timeout, force=None)
+                try:
+                    await self._send_action(pending.id, name, data)
+                except FrameTooLarge:
+                    self._pending.pop(pending.id, None)  # never sent: no outcome
+                    raise
+        except _HeldActionDropped:
+            # Held (hold_forces) until the connection ended: never sent.
+            outcome = ActionOutcome(self.get_next_id(), name, _DISCONNECTED)
             try:
-                await self._send_action(pending.id, name, data)
-            except FrameTooLarge:
-                self._pending.pop(pending.id, None)  # never sent: nothing to settle
-                raise
+                self.on_action_outcome(outcome)
+            except Exception:
+                LOGGER.exception("on_action_outcome hook failed")
+            return outcome
         return await pending.wait(self._time_out)
 
     def start_action(self, name: str, data: str | None) -> None:
