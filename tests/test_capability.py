@@ -18,6 +18,8 @@ import orjson
 import pytest
 import trio
 from quart import Blueprint
+from sample_capability import Roster, RosterSettings
+from server_helpers import Game, connect
 
 from neuro_api.app import (
     Capability,
@@ -38,8 +40,6 @@ from neuro_api.server import (
     RandomNeuroServer,
 )
 from neuro_api.settings import REDACTED, SettingsError, load_settings
-from tests.sample_capability import Roster, RosterSettings
-from tests.server_helpers import Game, connect
 
 pytestmark = pytest.mark.timeout(30)
 WAIT = 10.0
@@ -445,7 +445,7 @@ class Upstreamish(AbstractTrioNeuroServer):
     def add_context(self, game_title: str, message: str, reply: bool) -> None:
         pass
 
-    async def choose_force_action(
+    async def choose_force_action(  # type: ignore[override]  # upstream's form
         self,
         game_title: str,
         state: str | None,
