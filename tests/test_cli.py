@@ -568,6 +568,41 @@ async def test_console_quit_exits_0() -> None:
             assert await server.process.wait() == 0
 
 
+async def test_any_engine_gets_the_console_with_the_flag() -> None:
+    # No terminal here: --console turns it on anyway.
+    async with server_process("--engine", "random", "--console") as server:
+        await server.type("help")
+        await server.expect("quit - Stop the server")
+        async with game(server.url):
+            await server.type("list")
+            await server.expect(f"Game: {TITLE}")
+            await server.type("diag")
+            await server.expect("diagnostics")
+        await server.type("quit")
+        await server.expect("stopping the server")
+        with trio.fail_after(WAIT):
+            assert await server.process.wait() == 0
+
+
+async def test_random_engine_reads_no_console_by_default() -> None:
+    async with server_process("--engine", "random") as server:
+        await server.type("quit")  # not read: it goes on serving
+        async with game(server.url) as ws:
+            await force(ws)
+            assert (await recv_action(ws)).name == PLAY.name
+        assert server.process.returncode is None
+        assert await server.stop() == 0
+
+
+async def test_no_console_makes_the_console_engine_answer_by_itself() -> None:
+    async with server_process("--no-console") as server:
+        await server.type("help")
+        async with game(server.url) as ws:
+            await force(ws)  # no prompt waits for a line: answered at once
+            assert (await recv_action(ws)).name == PLAY.name
+        assert await server.stop() == 0
+
+
 # --- the access log -------------------------------------------------------------
 
 ACCESS_LINE = re.compile(
