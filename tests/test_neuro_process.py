@@ -16,8 +16,8 @@ import pytest
 import trio
 import trio.testing
 
-from neuro_api.manager.tunnels import TunnelError
 from neuro_api.app import NeuroProcess, ProcessInfo
+from neuro_api.manager.tunnels import TunnelError
 from neuro_api.server import RandomNeuroServer
 from neuro_api.settings import Settings
 

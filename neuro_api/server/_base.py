@@ -17,7 +17,8 @@ from trio_websocket import WebSocketConnection, WebSocketRequest
 from neuro_api._fds import connection_budget
 from neuro_api._origins import origin_allowed
 from neuro_api._text import printable
-from neuro_api._wsserve import Listening, serve_websocket
+from neuro_api._wsgroup import GOING_AWAY, ConnectionGroup
+from neuro_api._wsserve import Listening
 from neuro_api.command import Action, ForcePriority
 from neuro_api.diagnostics import Diagnostic
 from neuro_api.schema import ValidationResult
@@ -54,7 +55,6 @@ __all__ = ["AbstractTrioNeuroServer", "ServerInfo"]
 LOGGER: Final = logging.getLogger("neuro_api.server")
 _HANDSHAKE_TIMEOUT: Final = 10.0
 _CLOSE_GRACE: Final = 2.0
-_GOING_AWAY: Final = 1001
 _MAX_GAMES_REMEMBERED: Final = 256
 
 
@@ -511,17 +511,12 @@ class AbstractTrioNeuroServer(ABC):
         on cancellation every connection is closed and its tasks end. Raises
         :class:`OSError` if the address cannot be bound.
         """
+        group = ConnectionGroup("games", self.handle_websocket_request)
         async with trio.open_nursery() as nursery:
             self.handler_nursery = nursery
             listener = await nursery.start(
                 functools.partial(
-                    serve_websocket,
-                    self.handle_websocket_request,
-                    host,
-                    port,
-                    ssl_context,
-                    handler_nursery=nursery,
-                    **self.serve_options(),
+                    group.serve, host, port, ssl_context, **self.serve_options()
                 )
             )
             assert isinstance(listener, Listening)
@@ -532,7 +527,9 @@ class AbstractTrioNeuroServer(ABC):
             task_status.started(info)
             try:
                 await self._stop_requested.wait()
-                await self.close_games()
+                group.stop_listening()
+                with trio.move_on_after(_CLOSE_GRACE):
+                    await group.close_all()
             finally:
                 self.handler_nursery = None
             nursery.cancel_scope.cancel()
@@ -561,7 +558,7 @@ class AbstractTrioNeuroServer(ABC):
             async with trio.open_nursery() as nursery:
                 for client in self.games():
                     nursery.start_soon(
-                        client.websocket.aclose, _GOING_AWAY, "server shutting down"
+                        client.websocket.aclose, GOING_AWAY, "server shutting down"
                     )
 
     async def background(self) -> None:

@@ -1,0 +1,207 @@
+"""One WebSocket server's connections: the boundary, tracking, closing them all.
+
+Written once for both ways a games' server runs: by the ServerManager
+(``python -m neuro_api.server``) and by
+:meth:`~neuro_api.server.AbstractTrioNeuroServer.run` on its own.
+:class:`ConnectionGroup` serves a handler with :func:`serve_websocket` in a
+nursery of its own, keeps every accepted connection, makes sure nothing a
+handler raises can reach the listener (or any other connection), and
+drains: stop listening, close every connection with 1001 (going away), let
+the handlers return.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Callable
+from typing import Any, Final
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
+
+from neuro_api._wsserve import Listening, WebSocketHandler, serve_websocket
+
+__all__ = ["GOING_AWAY", "ConnectionGroup"]
+
+LOGGER: Final = logging.getLogger("neuro_api.manager")
+GOING_AWAY: Final = 1001
+"""The close code of connections still open when their server stops."""
+_INTERNAL_ERROR: Final = 1011
+_CLOSE_TIMEOUT: Final = 2.0
+
+
+class _TrackedRequest(WebSocketRequest):
+    """The handshake the handler sees: records the connection it accepts.
+
+    Delegates to the real request (public API only); anything else falls
+    through ``__getattr__``.
+    """
+
+    def __init__(
+        self,
+        request: WebSocketRequest,
+        on_accept: Callable[[WebSocketConnection], None],
+    ) -> None:
+        # Deliberately not calling super().__init__: this wraps, not copies.
+        self._request = request
+        self._on_accept = on_accept
+        self.connection: WebSocketConnection | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._request, name)
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """HTTP headers of the handshake."""
+        return self._request.headers
+
+    @property
+    def path(self) -> str:
+        """The requested URL path."""
+        return self._request.path
+
+    @property
+    def proposed_subprotocols(self) -> tuple[str, ...]:
+        """Subprotocols the client proposed."""
+        return self._request.proposed_subprotocols
+
+    @property
+    def local(self) -> Any:
+        """The connection's local endpoint."""
+        return self._request.local
+
+    @property
+    def remote(self) -> Any:
+        """The connection's remote endpoint."""
+        return self._request.remote
+
+    async def accept(
+        self,
+        *,
+        subprotocol: str | None = None,
+        extra_headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> WebSocketConnection:
+        """Accept the handshake and start tracking the connection."""
+        connection = await self._request.accept(
+            subprotocol=subprotocol, extra_headers=extra_headers
+        )
+        self.connection = connection
+        self._on_accept(connection)
+        return connection
+
+    async def reject(
+        self,
+        status_code: int,
+        *,
+        extra_headers: list[tuple[bytes, bytes]] | None = None,
+        body: bytes | None = None,
+    ) -> None:
+        """Reject the handshake with an HTTP status."""
+        await self._request.reject(status_code, extra_headers=extra_headers, body=body)
+
+
+class ConnectionGroup:
+    """Serves ``handler`` and keeps the connections it accepts.
+
+    ``name`` names the server in log lines. An exception escaping the
+    handler is logged and closes only its own connection (1011).
+    """
+
+    def __init__(self, name: str, handler: WebSocketHandler) -> None:
+        self.name = name
+        self._handler = handler
+        self._listen_scope = trio.CancelScope()
+        # Insertion-ordered set of accepted connections.
+        self._connections: dict[WebSocketConnection, None] = {}
+
+    def connections(self) -> list[WebSocketConnection]:
+        """Accepted connections not yet closed, oldest first."""
+        return [conn for conn in self._connections if conn.closed is None]
+
+    async def serve(
+        self,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None,
+        *,
+        task_status: trio.TaskStatus[Listening] = trio.TASK_STATUS_IGNORED,
+        **options: Any,
+    ) -> None:
+        """Listen (reporting :class:`Listening`) and serve until drained.
+
+        ``options`` are those of :func:`~neuro_api._wsserve.serve_websocket`.
+        Handlers run in a nursery of this call's own: it returns once
+        :meth:`drain` stopped the listener and every handler returned, or
+        when cancelled. Raises :class:`OSError` if the address cannot be
+        bound.
+        """
+        async with trio.open_nursery() as handlers:
+            listening = await handlers.start(
+                self._listen, handlers, host, port, ssl_context, options
+            )
+            task_status.started(listening)
+
+    async def _listen(
+        self,
+        handlers: trio.Nursery,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None,
+        options: dict[str, Any],
+        *,
+        task_status: trio.TaskStatus[Listening],
+    ) -> None:
+        # Its own scope, so draining can stop the listeners and leave the
+        # handlers (in ``handlers``) running to close their connections.
+        with self._listen_scope:
+            await serve_websocket(
+                self._handle,
+                host,
+                port,
+                ssl_context,
+                handler_nursery=handlers,
+                task_status=task_status,
+                **options,
+            )
+
+    async def _handle(self, request: WebSocketRequest) -> None:
+        # The boundary: an exception escaping here would kill the listener
+        # (and every other connection with it).
+        tracked = _TrackedRequest(request, self._track)
+        try:
+            await self._handler(tracked)
+        except ConnectionClosed as exc:
+            LOGGER.debug("%r: connection closed in handler: %s", self.name, exc.reason)
+        except Exception:
+            LOGGER.exception("websocket handler of server %r failed", self.name)
+            if tracked.connection is not None:
+                with trio.move_on_after(_CLOSE_TIMEOUT):
+                    await self._close(tracked.connection, _INTERNAL_ERROR)
+        finally:
+            if tracked.connection is not None:
+                self._connections.pop(tracked.connection, None)
+
+    def _track(self, connection: WebSocketConnection) -> None:
+        self._connections[connection] = None
+
+    def stop_listening(self) -> None:
+        """Accept no more connections (those open stay)."""
+        self._listen_scope.cancel()
+
+    async def close_all(self, code: int = GOING_AWAY) -> None:
+        """Close every open connection with ``code``, concurrently.
+
+        A game that does not answer its close frame is waited for as
+        trio-websocket waits; bound the call to wait less.
+        """
+        async with trio.open_nursery() as nursery:
+            for connection in self.connections():
+                nursery.start_soon(self._close, connection, code)
+
+    async def _close(self, connection: WebSocketConnection, code: int) -> None:
+        reason = "server shutting down" if code == GOING_AWAY else "internal error"
+        try:
+            await connection.aclose(code, reason)
+        except Exception:  # a broken connection is closed enough
+            LOGGER.debug("%r: closing a connection failed", self.name, exc_info=True)
