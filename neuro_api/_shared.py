@@ -5,7 +5,8 @@
 * :func:`exponential_delay`, the delay between retries (the supervisor's
   restarts, a game's reconnections);
 * :class:`StatusCallback`, a ``task_status`` that hands what a task reports
-  to a function.
+  to a function;
+* :func:`host_port`, an address as URLs write it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ __all__ = [
     "exponential_delay",
     "find_exception",
     "first_leaf",
+    "host_port",
     "leaves",
 ]
 
@@ -96,3 +98,8 @@ class StatusCallback(trio.TaskStatus[T], Generic[T]):
     def started(self, value: T | None = None) -> None:
         """Forward ``value`` to the callback."""
         self._on_started(value)  # type: ignore[arg-type]
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port``, with brackets around an IPv6 address."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["ServerInfo", "ServerKind"]
+from neuro_api._shared import host_port
+
+__all__ = ["ServerInfo", "ServerKind", "host_port"]
 
 ServerKind = Literal["http", "websocket"]
 
@@ -34,11 +36,6 @@ class ServerInfo:
     port: int
     public_url: str | None = None
     tunnel_error: str | None = None
-
-
-def host_port(host: str, port: int) -> str:
-    """``host:port``, with brackets around an IPv6 address."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def upstream_url(local_url: str) -> str:

@@ -16,6 +16,7 @@ from trio_websocket import WebSocketConnection, WebSocketRequest
 
 from neuro_api._fds import connection_budget
 from neuro_api._origins import origin_allowed
+from neuro_api._shared import host_port
 from neuro_api._text import printable
 from neuro_api._wsgroup import GOING_AWAY, ConnectionGroup
 from neuro_api._wsserve import Listening
@@ -60,7 +61,12 @@ _MAX_GAMES_REMEMBERED: Final = 256
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ServerInfo:
-    """What :meth:`AbstractTrioNeuroServer.run` reports once listening."""
+    """What :meth:`AbstractTrioNeuroServer.run` reports once listening.
+
+    Not :class:`neuro_api.manager.ServerInfo`, which describes a server the
+    ServerManager runs (name, kind, tunnel); this is the one server
+    :meth:`~AbstractTrioNeuroServer.run` serves on its own.
+    """
 
     host: str
     port: int
@@ -69,8 +75,7 @@ class ServerInfo:
     @property
     def url(self) -> str:
         """The URL games connect to (``ws://`` or ``wss://``)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{'wss' if self.secure else 'ws'}://{host}:{self.port}"
+        return f"{'wss' if self.secure else 'ws'}://{host_port(self.host, self.port)}"
 
 
 class AbstractTrioNeuroServer(ABC):

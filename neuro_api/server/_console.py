@@ -60,7 +60,7 @@ def _pick(actions: Sequence[Action], answer: str) -> Action | None:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class _Force:
+class _Prompt:
     game: str
     state: str | None
     query: str
@@ -214,7 +214,7 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
         actions unregistered) the prompt says so and the next one opens.
         Once the input has ended, answers at once like the random engine.
         """
-        force = _Force(
+        force = _Prompt(
             _p(game_title), state, query, ephemeral_context, actions, priority
         )
         if not self._input_ended:
@@ -233,7 +233,7 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
         )
         return name, data
 
-    async def _prompt_in_turn(self, force: _Force) -> tuple[str, str | None]:
+    async def _prompt_in_turn(self, force: _Prompt) -> tuple[str, str | None]:
         waiting = True
         self._waiting += 1
         try:
@@ -259,7 +259,7 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
                 self._waiting -= 1
 
     async def _prompt(
-        self, force: _Force, lines: trio.MemoryReceiveChannel[str | None]
+        self, force: _Prompt, lines: trio.MemoryReceiveChannel[str | None]
     ) -> tuple[str, str | None]:
         self._show_force(force)
         count = len(force.actions)
@@ -308,7 +308,7 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
             raise _InputClosed
         return line.strip()
 
-    def _show_force(self, force: _Force) -> None:
+    def _show_force(self, force: _Prompt) -> None:
         details = [f"priority {force.priority}"]
         if force.ephemeral:
             details.append("ephemeral context")
