@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Callable
 from typing import Any, Final
 
 import trio
@@ -29,76 +28,6 @@ GOING_AWAY: Final = 1001
 """The close code of connections still open when their server stops."""
 _INTERNAL_ERROR: Final = 1011
 _CLOSE_TIMEOUT: Final = 2.0
-
-
-class _TrackedRequest(WebSocketRequest):
-    """The handshake the handler sees: records the connection it accepts.
-
-    Delegates to the real request (public API only); anything else falls
-    through ``__getattr__``.
-    """
-
-    def __init__(
-        self,
-        request: WebSocketRequest,
-        on_accept: Callable[[WebSocketConnection], None],
-    ) -> None:
-        # Deliberately not calling super().__init__: this wraps, not copies.
-        self._request = request
-        self._on_accept = on_accept
-        self.connection: WebSocketConnection | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._request, name)
-
-    @property
-    def headers(self) -> list[tuple[bytes, bytes]]:
-        """HTTP headers of the handshake."""
-        return self._request.headers
-
-    @property
-    def path(self) -> str:
-        """The requested URL path."""
-        return self._request.path
-
-    @property
-    def proposed_subprotocols(self) -> tuple[str, ...]:
-        """Subprotocols the client proposed."""
-        return self._request.proposed_subprotocols
-
-    @property
-    def local(self) -> Any:
-        """The connection's local endpoint."""
-        return self._request.local
-
-    @property
-    def remote(self) -> Any:
-        """The connection's remote endpoint."""
-        return self._request.remote
-
-    async def accept(
-        self,
-        *,
-        subprotocol: str | None = None,
-        extra_headers: list[tuple[bytes, bytes]] | None = None,
-    ) -> WebSocketConnection:
-        """Accept the handshake and start tracking the connection."""
-        connection = await self._request.accept(
-            subprotocol=subprotocol, extra_headers=extra_headers
-        )
-        self.connection = connection
-        self._on_accept(connection)
-        return connection
-
-    async def reject(
-        self,
-        status_code: int,
-        *,
-        extra_headers: list[tuple[bytes, bytes]] | None = None,
-        body: bytes | None = None,
-    ) -> None:
-        """Reject the handshake with an HTTP status."""
-        await self._request.reject(status_code, extra_headers=extra_headers, body=body)
 
 
 class ConnectionGroup:
@@ -161,6 +90,7 @@ class ConnectionGroup:
                 port,
                 ssl_context,
                 handler_nursery=handlers,
+                on_accept=self._track,
                 task_status=task_status,
                 **options,
             )
@@ -168,19 +98,20 @@ class ConnectionGroup:
     async def _handle(self, request: WebSocketRequest) -> None:
         # The boundary: an exception escaping here would kill the listener
         # (and every other connection with it).
-        tracked = _TrackedRequest(request, self._track)
         try:
-            await self._handler(tracked)
+            await self._handler(request)
         except ConnectionClosed as exc:
             LOGGER.debug("%r: connection closed in handler: %s", self.name, exc.reason)
         except Exception:
             LOGGER.exception("websocket handler of server %r failed", self.name)
-            if tracked.connection is not None:
+            connection = _accepted(request)
+            if connection is not None:
                 with trio.move_on_after(_CLOSE_TIMEOUT):
-                    await self._close(tracked.connection, _INTERNAL_ERROR)
+                    await self._close(connection, _INTERNAL_ERROR)
         finally:
-            if tracked.connection is not None:
-                self._connections.pop(tracked.connection, None)
+            connection = _accepted(request)
+            if connection is not None:
+                self._connections.pop(connection, None)
 
     def _track(self, connection: WebSocketConnection) -> None:
         self._connections[connection] = None
@@ -205,3 +136,9 @@ class ConnectionGroup:
             await connection.aclose(code, reason)
         except Exception:  # a broken connection is closed enough
             LOGGER.debug("%r: closing a connection failed", self.name, exc_info=True)
+
+
+def _accepted(request: WebSocketRequest) -> WebSocketConnection | None:
+    """The connection ``request`` accepted (serve_websocket's requests know)."""
+    connection: WebSocketConnection | None = getattr(request, "connection", None)
+    return connection

@@ -140,12 +140,17 @@ class _Tracked(WebSocketRequest):
     """
 
     def __init__(
-        self, request: WebSocketRequest, stream: trio.SocketStream, secure: bool
+        self,
+        request: WebSocketRequest,
+        stream: trio.SocketStream,
+        secure: bool,
+        on_accept: Callable[[WebSocketConnection], None] | None,
     ) -> None:
         # Not calling super().__init__: this wraps the request, not copies it.
         self._request = request
         self._socket = stream.socket
         self._secure = secure
+        self._on_accept = on_accept
         self.connection: WebSocketConnection | None = None
 
     def __getattr__(self, name: str) -> Any:
@@ -185,10 +190,13 @@ class _Tracked(WebSocketRequest):
         extra_headers: list[tuple[bytes, bytes]] | None = None,
     ) -> WebSocketConnection:
         """Accept the handshake (and remember the connection, to close it)."""
-        self.connection = await self._request.accept(
+        connection = await self._request.accept(
             subprotocol=subprotocol, extra_headers=extra_headers
         )
-        return self.connection
+        self.connection = connection
+        if self._on_accept is not None:
+            self._on_accept(connection)
+        return connection
 
     async def reject(
         self,
@@ -212,6 +220,7 @@ class _Options:
     disconnect_timeout: float
     limit: ConnectionLimit
     on_refused: Callable[[], None]
+    on_accept: Callable[[WebSocketConnection], None] | None
 
 
 async def _handshake(
@@ -253,7 +262,7 @@ async def _serve_one(stream: trio.SocketStream, options: _Options) -> None:
                 )
                 if request is not None:
                     secure = options.ssl_context is not None
-                    tracked = _Tracked(request, stream, secure)
+                    tracked = _Tracked(request, stream, secure, options.on_accept)
                     await _handle(tracked, options)
             finally:
                 if tracked is None or tracked.connection is None:
@@ -350,6 +359,7 @@ async def serve_websocket(
     max_connections: int | None = None,
     limit: ConnectionLimit | None = None,
     on_refused: Callable[[], None] = lambda: None,
+    on_accept: Callable[[WebSocketConnection], None] | None = None,
     task_status: trio.TaskStatus[Listening] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve WebSocket connections on ``host:port`` until cancelled.
@@ -357,7 +367,9 @@ async def serve_websocket(
     As ``trio_websocket.serve_websocket`` (``handler`` gets each handshake
     request; an exception escaping it is the caller's to catch, here too
     per connection), plus ``max_connections`` (or a shared ``limit``) and
-    ``on_refused``, called for each connection refused for being over it.
+    ``on_refused``, called for each connection refused for being over it,
+    and ``on_accept``, called with each connection its handler accepts. The
+    request a handler gets has ``connection`` (None until accepted).
     Reports :class:`Listening` once listening. Raises :class:`OSError` when
     the address cannot be bound.
     """
@@ -373,6 +385,7 @@ async def serve_websocket(
         disconnect_timeout,
         limit,
         on_refused,
+        on_accept,
     )
     listeners = await trio.open_tcp_listeners(port, host=host)
     ports = tuple(listener.socket.getsockname()[1] for listener in listeners)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import io
 import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Final, TypeAlias
@@ -561,3 +562,23 @@ class RawGame:
     async def aclose(self) -> None:
         """Close the TCP connection (no closing handshake)."""
         await trio.aclose_forcefully(self.stream)
+
+
+class Output(io.StringIO):
+    """Console output that wakes :meth:`wait_for` on every write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._written = trio.Event()
+
+    def write(self, text: str) -> int:
+        self._written.set()
+        self._written = trio.Event()
+        return super().write(text)
+
+    async def wait_for(self, text: str) -> str:
+        """Wait until ``text`` was written; return everything written."""
+        with trio.fail_after(WAIT):
+            while text not in self.getvalue():
+                await self._written.wait()
+        return self.getvalue()

@@ -19,7 +19,7 @@ import pytest
 import trio
 from quart import Blueprint
 from sample_capability import Roster, RosterSettings
-from server_helpers import Game, connect
+from server_helpers import Game, Output, connect
 
 from neuro_api.app import (
     Capability,
@@ -47,25 +47,6 @@ TOKEN = "a-control-plane-token-for-tests"
 KEY = "the-roster-admin-key"
 
 
-class Lines(io.StringIO):
-    """Console output that can be waited on."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._written = trio.Event()
-
-    def write(self, text: str) -> int:
-        self._written.set()
-        self._written = trio.Event()
-        return super().write(text)
-
-    async def wait_for(self, text: str) -> str:
-        with trio.fail_after(WAIT):
-            while text not in self.getvalue():
-                await self._written.wait()
-        return self.getvalue()
-
-
 def roster_settings(*argv: str, environ: dict[str, str] | None = None) -> Any:
     flags = ["--engine", "random", "--port", "0", "--http-port", "0", *argv]
     parsed = build_parser([RosterSettings]).parse_args(flags)
@@ -81,7 +62,7 @@ class Running:
         info: ProcessInfo,
         roster: Roster,
         typed: trio.abc.SendStream,
-        output: Lines,
+        output: Output,
     ) -> None:
         self.process = process
         self.info = info
@@ -118,7 +99,7 @@ async def running(*argv: str) -> AsyncIterator[Running]:
     )
     roster = Roster()
     typed, input_stream = trio.testing.memory_stream_pair()
-    output = Lines()
+    output = Output()
     capabilities: list[Capability] = [
         ControlPlaneCapability(),
         GamesCapability(),

@@ -15,6 +15,7 @@ import httpx
 import pytest
 import trio
 import trio.testing
+from server_helpers import Output
 
 from neuro_api.app import NeuroProcess, ProcessInfo
 from neuro_api.manager.tunnels import TunnelError
@@ -42,24 +43,6 @@ class Provider:
 
     async def kill(self) -> None:
         await trio.lowlevel.checkpoint()
-
-
-class Output(io.StringIO):
-    """Console output that wakes :meth:`wait_for` on every write."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._written = trio.Event()
-
-    def write(self, text: str) -> int:
-        self._written.set()
-        self._written = trio.Event()
-        return super().write(text)
-
-    async def wait_for(self, text: str) -> None:
-        with trio.fail_after(WAIT):
-            while text not in self.getvalue():
-                await self._written.wait()
 
 
 def settings(**changes: object) -> Settings:

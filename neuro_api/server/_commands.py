@@ -122,14 +122,6 @@ async def data_refusal(
     return None if result.ok else result.reason
 
 
-def _pick(actions: Sequence[Action], answer: str) -> Action | None:
-    if not answer:
-        return actions[0]
-    if answer.isdigit() and 1 <= int(answer) <= len(actions):
-        return actions[int(answer) - 1]
-    return next((a for a in actions if a.name == answer), None)
-
-
 def compact_json(value: object) -> str:
     return orjson.dumps(value).decode()
 
