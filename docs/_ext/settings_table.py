@@ -91,7 +91,7 @@ class ServerHelp(SphinxDirective):
     def run(self) -> list[nodes.Node]:
         """Format the parser's help at a fixed width."""
         from neuro_api import settings  # noqa: PLC0415
-        from neuro_api.server import _cli  # noqa: PLC0415
+        from neuro_api.app import _cli  # noqa: PLC0415
 
         self.env.note_dependency(_cli.__file__)
         self.env.note_dependency(settings.__file__)

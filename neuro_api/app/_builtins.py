@@ -200,7 +200,7 @@ class ConsoleCapability(Capability):
     console engine, whose prompts read the same input. Every capability's
     commands are added to it (:meth:`finish`). ``input``, ``output`` and
     ``idle_prompt`` are for tests and embedding (default: stdin, stdout,
-    and ``neuro> `` when stdin is a terminal).
+    and the prompt ``"neuro> "`` when stdin is a terminal).
     """
 
     name = "console"
