@@ -38,6 +38,7 @@ from neuro_api.server import (
     AbstractTrioNeuroServer,
     ConnectionEventKind,
     RandomNeuroServer,
+    TooManyHeldActions,
 )
 from neuro_api.settings import REDACTED, SettingsError, load_settings
 
@@ -449,3 +450,36 @@ async def test_an_engine_without_a_config_gets_the_settings_one() -> None:
     evil = Upstreamish("evil")  # upstream's MyServer("neuro") form
     NeuroProcess(settings, evil, capabilities=[])
     assert (evil.config.character_id, evil.config.result_timeout) == ("evil", 3.5)
+
+
+async def test_held_actions_are_bounded_and_raw_messages_do_not_wait_for_them() -> None:
+    async with (
+        running("--console") as run, connect(run.games_url, "Paused") as paused,
+        connect(run.games_url, "Free") as free,
+    ):
+        await _forced_while_paused(run, paused)
+        await free.startup()
+        client = run.process.server.get_client("Paused")
+        assert client is not None
+        limit = client.config.max_pending_actions
+        async with trio.open_nursery() as nursery:
+            for _ in range(limit):
+                nursery.start_soon(client.execute_action, "wave", "{}")
+            await trio.sleep(0.2)
+            with pytest.raises(TooManyHeldActions, match="this one was not kept"):
+                await client.execute_action("wave", "{}")
+            async with run.authed() as http:
+                refused = await http.post(
+                    "/games/Paused/actions/wave", json={"data": {}}
+                )
+                assert refused.status_code == 429
+                assert refused.json()["error"]["code"] == "too_many_held_actions"
+                # Randy's raw message reaches the free game at once.
+                raw = {
+                    "command": "action",
+                    "data": {"id": "raw-1", "name": "wave", "data": "{}"},
+                }
+                answer = await http.post("/", json=raw)
+            assert answer.json() == {"sent_to": ["Free"]}
+            assert (await free.expect_action()).id == "raw-1"
+            nursery.cancel_scope.cancel()

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
+import trio
 from quart import Blueprint, current_app, request
 from quart_schema import document_request, document_response
+from trio_websocket import ConnectionClosed
 
 from neuro_api.command import Action, ProtocolError, parse_neuro_frame
 from neuro_api.control._bodies import STRICT, json_body
@@ -25,7 +27,11 @@ from neuro_api.control._models import (
 )
 from neuro_api.control._openapi import errors
 from neuro_api.schema import GenerationError, SchemaError
-from neuro_api.server import AbstractTrioNeuroServer, TrioNeuroServerClient
+from neuro_api.server import (
+    AbstractTrioNeuroServer,
+    TooManyHeldActions,
+    TrioNeuroServerClient,
+)
 
 __all__ = ["games"]
 
@@ -125,10 +131,15 @@ class ExecuteRequest:
 
 @games.post("/games/<game>/actions/<action>")
 @document_response(ExecuteResult)
-@errors(400, 404)
+@errors(400, 404, 429)
 @json_body(ExecuteRequest, unknown_field='the action\'s data goes in "data"')
 async def execute(game: str, action: str, data: ExecuteRequest) -> ExecuteResult:
-    """Perform an action on a game and return the game's result."""
+    """Perform an action on a game and return the game's result.
+
+    While the game is held (a capability's force gate: paused, say) the
+    action waits for its release; 429 ``too_many_held_actions`` when as
+    many actions as a game may have pending wait already.
+    """
     client = _one(game)
     if data.raw is not None and data.data is not None:
         raise ApiError(400, "invalid_request", "give either 'data' or 'raw', not both")
@@ -150,7 +161,10 @@ async def execute(game: str, action: str, data: ExecuteRequest) -> ExecuteResult
             check_action_frame(action, text, client.config.max_message_size)
         else:
             await _check(registered, text)
-    outcome = await client.execute_action(action, text)
+    try:
+        outcome = await client.execute_action(action, text)
+    except TooManyHeldActions as exc:
+        raise ApiError(429, "too_many_held_actions", str(exc)) from None
     return {
         "outcome": {
             "id": outcome.id,
@@ -251,6 +265,9 @@ async def inject() -> SentTo:
     The body is the message itself, e.g. ``{"command": "action", "data":
     {"id": "1", "name": "play", "data": "{}"}}``; it is checked as a Neuro
     message first, and an injected action's result is matched by its id.
+    Games are sent to concurrently: an action for a held game waits for its
+    release without holding up the others, and one that left meanwhile is
+    left out of ``sent_to``.
     """
     body = await request.get_data()
     try:
@@ -260,10 +277,23 @@ async def inject() -> SentTo:
     server = _server()
     check_frame(message.to_frame(), server.config.max_message_size, "the frame")
     sent: list[str] = []
-    for client in server.games():
+    duplicate: list[str] = []
+
+    async def send(client: TrioNeuroServerClient) -> None:
         try:
             await client.inject(message)
-        except ValueError as exc:
-            raise ApiError(409, "duplicate_id", str(exc)) from None
+        except ValueError as exc:  # its id is pending on this game
+            duplicate.append(str(exc))
+            return
+        except (ConnectionClosed, RuntimeError):
+            return  # the game left, or is held with its queue full
         sent.append(client.game_title or client.session_id)
+
+    # Concurrently: an action for a held game waits for its release (see
+    # force gates) without holding up the other games.
+    async with trio.open_nursery() as nursery:
+        for client in server.games():
+            nursery.start_soon(send, client)
+    if duplicate and not sent:
+        raise ApiError(409, "duplicate_id", duplicate[0])
     return {"sent_to": sent}

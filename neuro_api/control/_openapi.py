@@ -42,6 +42,8 @@ _ERRORS: Final = {
     409: "The message reuses the id of an action still pending (``duplicate_id``).",
     413: "The body is over the server's max_message_size + 4096 bytes, or the "
     "frame it makes would be over max_message_size (``payload_too_large``).",
+    429: "The game is held (a capability's force gate) and as many actions as "
+    "it may have pending wait already (``too_many_held_actions``).",
     503: "Too many event streams are open (``too_many_streams``).",
 }
 _BEARER_SCHEME: Final = {

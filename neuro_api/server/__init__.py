@@ -63,6 +63,7 @@ from neuro_api.server._handler import ActionNames as ActionNames
 from neuro_api.server._handler import ActionOutcome as ActionOutcome
 from neuro_api.server._handler import FrameTooLarge as FrameTooLarge
 from neuro_api.server._handler import OutcomeStatus as OutcomeStatus
+from neuro_api.server._handler import TooManyHeldActions as TooManyHeldActions
 from neuro_api.server._handler import UnanswerableForce as UnanswerableForce
 from neuro_api.server._hooks import AdmissionCheck as AdmissionCheck
 from neuro_api.server._hooks import ConnectionEvent as ConnectionEvent
@@ -112,6 +113,7 @@ __all__ = [
     "ServerInfo",
     "ServerStats",
     "Subscriber",
+    "TooManyHeldActions",
     "TooManySubscribers",
     "TrioNeuroServerClient",
     "UnanswerableForce",

@@ -104,6 +104,14 @@ class ActionOutcome:
         return self.status is OutcomeStatus.SUCCESS
 
 
+class TooManyHeldActions(RuntimeError):
+    """A held game has ``config.max_pending_actions`` actions waiting already.
+
+    Nothing was sent; the action was not kept (see
+    :meth:`~AbstractHandlerNeuroServerClient.hold_forces`).
+    """
+
+
 class _HeldActionDropped(RuntimeError):
     """An action held for a game whose connection ended before it was sent."""
 
@@ -586,8 +594,10 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         the engine; the force rules still apply (a new force replaces it, or
         queues behind it). Actions sent meanwhile (:meth:`execute_action`,
         :meth:`send_action_command`, an injected ``action``) wait, without
-        their result timer running. Context and everything else go on. The
-        server's force gates call this (see
+        their result timer running. Context and everything else go on. At
+        most ``config.max_pending_actions`` actions wait: one more raises
+        :class:`TooManyHeldActions` (nothing kept). The server's force gates
+        call this (see
         :meth:`~neuro_api.server.AbstractTrioNeuroServer.add_force_gate`).
         """
         if self._closing:
@@ -630,6 +640,13 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         if gate is None:
             yield
             return
+        limit = self.config.max_pending_actions
+        if gate.held and len(gate) >= limit:
+            raise TooManyHeldActions(
+                f"{len(gate)} actions wait already while "
+                f"{printable(self.game_title or 'the game')!r} is held "
+                f"(max_pending_actions {limit}); this one was not kept"
+            )
         try:
             async with gate.turn():
                 if self._closing:
@@ -993,7 +1010,8 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         result is discarded), or when the connection ends (an action held
         by :meth:`hold_forces` until then was never sent: ``disconnected``).
         Cancelling the caller does not forget the action: the connection's
-        timer still settles it.
+        timer still settles it. Raises :class:`FrameTooLarge` and
+        :class:`TooManyHeldActions` (nothing sent).
         """
         try:
             async with self._in_turn():
@@ -1029,6 +1047,8 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             await self.execute_action(name, data)
         except FrameTooLarge as exc:
             LOGGER.warning("action %s not sent: %s", printable(repr(name)), exc)
+        except TooManyHeldActions as exc:
+            LOGGER.debug("action %s not sent: %s", printable(repr(name)), exc)
 
     async def inject(self, message: NeuroMessage) -> None:
         """Send a Neuro message as is (what Randy's ``POST /`` does).
