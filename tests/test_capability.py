@@ -454,7 +454,8 @@ async def test_an_engine_without_a_config_gets_the_settings_one() -> None:
 
 async def test_held_actions_are_bounded_and_raw_messages_do_not_wait_for_them() -> None:
     async with (
-        running("--console") as run, connect(run.games_url, "Paused") as paused,
+        running("--console") as run,
+        connect(run.games_url, "Paused") as paused,
         connect(run.games_url, "Free") as free,
     ):
         await _forced_while_paused(run, paused)
