@@ -1,6 +1,7 @@
 """Helpers several parts of the package need, written once.
 
-* exception groups: :func:`leaves`, :func:`first_leaf`, :func:`find_exception`
+* exception groups: :func:`leaves`, :func:`first_leaf`, :func:`find_exception`,
+  :func:`raise_one`
   (Trio nurseries and Hypercorn nest the real error some groups deep);
 * :func:`exponential_delay`, the delay between retries (the supervisor's
   restarts, a game's reconnections);
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Generic, NoReturn, TypeVar
 
 import trio
 
@@ -24,6 +25,7 @@ __all__ = [
     "first_leaf",
     "host_port",
     "leaves",
+    "raise_one",
 ]
 
 T = TypeVar("T")
@@ -103,3 +105,25 @@ class StatusCallback(trio.TaskStatus[T], Generic[T]):
 def host_port(host: str, port: int) -> str:
     """``host:port``, with brackets around an IPv6 address."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def raise_one(group: BaseExceptionGroup[BaseException]) -> NoReturn:
+    """Raise what ended a task: the one real error, else the Cancelled.
+
+    Our own nurseries are an implementation detail; a caller should see
+    :class:`trio.Cancelled` or the bug itself, not groups of our making.
+    More than one real error: the group itself.
+    """
+    found = list(leaves(group))
+    errors = [e for e in found if not isinstance(e, trio.Cancelled)]
+    if len(errors) > 1:
+        raise group
+    chosen = errors[0] if errors else found[0]
+    # Raising here would set chosen.__context__ to the group that contains
+    # it; keep its own context instead (as trio-websocket does).
+    context = chosen.__context__
+    try:
+        raise chosen
+    finally:
+        chosen.__context__ = context
+        del chosen, context

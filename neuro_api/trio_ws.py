@@ -36,7 +36,7 @@ import ssl
 import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import trio
 from trio_websocket import (
@@ -47,7 +47,7 @@ from trio_websocket import (
     wrap_client_stream,
 )
 
-from neuro_api._shared import StatusCallback, exponential_delay
+from neuro_api._shared import StatusCallback, exponential_delay, raise_one
 from neuro_api._shared import leaves as _leaves
 from neuro_api.api import AbstractNeuroAPI, NeuroAction, NotConnected
 
@@ -388,7 +388,7 @@ class NeuroGameClient(TrioNeuroAPI):
                     await self._connect_loop(url, task_status)
                 nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
-            _raise_one(group)
+            raise_one(group)
         finally:
             self._running = False
 
@@ -564,27 +564,6 @@ def _describe(exc: BaseException) -> str:
         # trio.open_tcp_stream's cause is a group of per-address errors.
         text += f" ({_describe(next(_leaves(cause)))})"
     return text
-
-
-def _raise_one(group: BaseExceptionGroup[BaseException]) -> NoReturn:
-    """Raise what ended run(): the one real error, else the Cancelled.
-
-    run()'s nurseries are an implementation detail; its caller should see
-    :class:`trio.Cancelled` or the bug itself, not groups of our making.
-    """
-    leaves = list(_leaves(group))
-    errors = [e for e in leaves if not isinstance(e, trio.Cancelled)]
-    if len(errors) > 1:
-        raise group
-    chosen = errors[0] if errors else leaves[0]
-    # Raising here would set chosen.__context__ to the group that contains
-    # it; keep its own context instead (as trio-websocket does).
-    context = chosen.__context__
-    try:
-        raise chosen
-    finally:
-        chosen.__context__ = context
-        del chosen, context
 
 
 def __getattr__(name: str) -> Any:

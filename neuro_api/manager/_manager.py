@@ -16,6 +16,7 @@ import trio
 from hypercorn.typing import ASGIFramework
 from trio_websocket import WebSocketConnection
 
+from neuro_api._shared import raise_one
 from neuro_api.manager._errors import ServerCrashedError, ServerStartError
 from neuro_api.manager._http import HttpService
 from neuro_api.manager._info import ServerInfo, public_url, upstream_url
@@ -380,10 +381,7 @@ class ServerManager:
                     )
                     task_status.started(info)
             except BaseExceptionGroup as group:
-                # Our own nursery's wrapping: raise what crashed the server.
-                if len(group.exceptions) == 1:
-                    raise group.exceptions[0] from None
-                raise
+                raise_one(group)  # our own nursery's: raise what ended it
         finally:
             self._forget(service)
             with trio.CancelScope(shield=True):
