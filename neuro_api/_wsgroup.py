@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import weakref
 from typing import Any, Final
 
 import trio
@@ -21,13 +22,59 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketReque
 
 from neuro_api._wsserve import Listening, WebSocketHandler, serve_websocket
 
-__all__ = ["GOING_AWAY", "ConnectionGroup"]
+__all__ = [
+    "ABNORMAL_CLOSURE",
+    "GOING_AWAY",
+    "ConnectionGroup",
+    "close",
+    "how_it_closed",
+]
 
 LOGGER: Final = logging.getLogger("neuro_api.manager")
 GOING_AWAY: Final = 1001
 """The close code of connections still open when their server stops."""
+ABNORMAL_CLOSURE: Final = 1006
+"""The close code of a connection lost without a close handshake."""
 _INTERNAL_ERROR: Final = 1011
 _CLOSE_TIMEOUT: Final = 2.0
+
+# The close this side began, per connection: [code sent, peer answered].
+# trio-websocket shows 1000 as the close reason of a close we began until
+# the peer answers, so the code we sent is kept here.
+_BEGUN: Final[weakref.WeakKeyDictionary[WebSocketConnection, list[Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def close(connection: WebSocketConnection, code: int, reason: str) -> None:
+    """Close ``connection`` with ``code``, remembering it if this side is first.
+
+    Waits for the peer's close frame as trio-websocket does (bound the call
+    to wait less); see :func:`how_it_closed`.
+    """
+    first = connection.closed is None
+    if first:
+        _BEGUN[connection] = [code, False]
+    await connection.aclose(code, reason)
+    if first:
+        _BEGUN[connection][1] = True
+
+
+def how_it_closed(connection: WebSocketConnection) -> tuple[int, bool]:
+    """``(close code, clean)`` of a connection that ended.
+
+    The code is that of the first close frame either side sent (ours when
+    we began, through :func:`close`), or 1006 when it was lost without one;
+    ``clean`` is whether the close handshake completed (the peer answered
+    ours, or we answered theirs) rather than the stream ending.
+    """
+    closed = connection.closed
+    code = ABNORMAL_CLOSURE if closed is None else closed.code
+    begun = _BEGUN.get(connection)
+    if begun is not None:
+        sent, answered = begun
+        return sent, bool(answered) and code != ABNORMAL_CLOSURE
+    return code, code != ABNORMAL_CLOSURE
 
 
 class ConnectionGroup:
@@ -133,7 +180,7 @@ class ConnectionGroup:
     async def _close(self, connection: WebSocketConnection, code: int) -> None:
         reason = "server shutting down" if code == GOING_AWAY else "internal error"
         try:
-            await connection.aclose(code, reason)
+            await close(connection, code, reason)
         except Exception:  # a broken connection is closed enough
             LOGGER.debug("%r: closing a connection failed", self.name, exc_info=True)
 

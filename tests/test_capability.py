@@ -382,13 +382,24 @@ def test_a_route_that_collides_is_refused_before_anything_runs() -> None:
     settings = roster_settings()
     with pytest.raises(ValueError, match="must start with '/'"):
         NeuroProcess(settings, RandomNeuroServer(), capabilities=[Colliding()])
-    capabilities: list[Capability] = [ControlPlaneCapability(), Roster()]
+    with pytest.raises(ValueError, match="no capability serves the games"):
+        NeuroProcess(settings, RandomNeuroServer(), capabilities=[])
+    capabilities: list[Capability] = [
+        ControlPlaneCapability(),
+        GamesCapability(),
+        Roster(),
+    ]
     NeuroProcess(settings, RandomNeuroServer(), capabilities=capabilities)
     with pytest.raises(RouteCollision, match=r"GET /roster/games of '(second|roster)'"):
         NeuroProcess(
             settings,
             RandomNeuroServer(),
-            capabilities=[ControlPlaneCapability(), Roster(), CollidingWithRoster()],
+            capabilities=[
+                ControlPlaneCapability(),
+                GamesCapability(),
+                Roster(),
+                CollidingWithRoster(),
+            ],
         )
 
 
@@ -402,25 +413,28 @@ def test_contributions_after_setup_and_bad_names_are_refused() -> None:
         def setup(self, app: Setup) -> None:
             kept.append(app)
 
-    NeuroProcess(settings, RandomNeuroServer(), capabilities=[Late()])
+    NeuroProcess(
+        settings, RandomNeuroServer(), capabilities=[GamesCapability(), Late()]
+    )
     with pytest.raises(RuntimeError, match="only accepted in setup"):
         kept[0].add_health(dict)
     with pytest.raises(ValueError, match="used twice"):
         NeuroProcess(settings, RandomNeuroServer(), capabilities=[Late(), Late()])
 
 
-async def test_ordering_before_an_unknown_service_fails_at_run() -> None:
+def test_ordering_before_an_unknown_service_fails_before_anything_runs() -> None:
     class Early(Capability):
         name = "early"
 
         def setup(self, app: Setup) -> None:
             app.add_service("early", trio.sleep_forever, before=("nothing",))  # type: ignore[arg-type]
 
-    process = NeuroProcess(
-        roster_settings(), RandomNeuroServer(), capabilities=[Early()]
-    )
     with pytest.raises(ValueError, match="'early' is to start before 'nothing'"):
-        await process.run(handle_signals=False)
+        NeuroProcess(
+            roster_settings(),
+            RandomNeuroServer(),
+            capabilities=[GamesCapability(), Early()],
+        )
 
 
 class Upstreamish(AbstractTrioNeuroServer):
@@ -442,13 +456,13 @@ async def test_an_engine_without_a_config_gets_the_settings_one() -> None:
     settings = roster_settings("--result-timeout", "3.5", "--max-retries", "0")
     engine = RandomNeuroServer()
     assert engine.config.result_timeout == 20.0
-    NeuroProcess(settings, engine, capabilities=[])
+    NeuroProcess(settings, engine)
     assert (engine.config.result_timeout, engine.config.max_retries) == (3.5, 0)
     kept = RandomNeuroServer(RandomNeuroServer().config)
-    NeuroProcess(settings, kept, capabilities=[])
+    NeuroProcess(settings, kept)
     assert kept.config.result_timeout == 20.0  # given its own: kept
     evil = Upstreamish("evil")  # upstream's MyServer("neuro") form
-    NeuroProcess(settings, evil, capabilities=[])
+    NeuroProcess(settings, evil)
     assert (evil.config.character_id, evil.config.result_timeout) == ("evil", 3.5)
 
 

@@ -91,7 +91,9 @@ class Capability:
         """Called once every capability's :meth:`setup` ran (default: nothing).
 
         For a capability that gathers what others contributed (the control
-        plane mounts every capability's routes here).
+        plane mounts every capability's routes here, the console adds their
+        commands), so routes and console commands are refused here: add them
+        in :meth:`setup`.
         """
 
     def __repr__(self) -> str:
@@ -109,7 +111,9 @@ class Setup:
     def __init__(self, process: NeuroProcess, capability: Capability) -> None:
         self.process = process
         self.capability = capability
-        self.open = True
+        self.phase: Literal["setup", "finish", "closed"] = "setup"
+        """Which call the capability is in; contributions are refused once
+        ``closed``, and routes and commands once in ``finish``."""
 
     @property
     def settings(self) -> Settings:
@@ -133,11 +137,17 @@ class Setup:
             raise TypeError(f"capability {self.capability.name!r} has no settings")
         return self.settings.section(kind)
 
-    def _check_open(self) -> None:
-        if not self.open:
+    def _check_open(self, *, gathered: str | None = None) -> None:
+        name = self.capability.name
+        if self.phase == "closed":
             raise RuntimeError(
-                f"capability {self.capability.name!r}: contributions are only "
-                "accepted in setup() and finish()"
+                f"capability {name!r}: contributions are only accepted in "
+                "setup() and finish()"
+            )
+        if gathered is not None and self.phase == "finish":
+            # Gathered by another capability's finish(), which may have run.
+            raise RuntimeError(
+                f"capability {name!r}: add {gathered} in setup(), not finish()"
             )
 
     # --- services --------------------------------------------------------------
@@ -242,7 +252,7 @@ class Setup:
         another route makes the process refuse to start
         (:class:`~neuro_api.control.RouteCollision`).
         """
-        self._check_open()
+        self._check_open(gathered="routes")
         self.process.add_routes(
             Routes(
                 blueprint,
@@ -260,7 +270,7 @@ class Setup:
         ``handler(console, args, data)`` prints with ``console.say``.
         Commands exist only when the console is on (``--console``).
         """
-        self._check_open()
+        self._check_open(gathered="console commands")
         self.process.add_command(ConsoleCommand(name, usage, help, handler))
 
     def add_health(self, section: HealthSection) -> None:

@@ -159,10 +159,31 @@ class NeuroProcess:
         setups = [Setup(self, capability) for capability in self.capabilities]
         for capability, setup in zip(self.capabilities, setups, strict=True):
             capability.setup(setup)
+        for setup in setups:
+            setup.phase = "finish"
         for capability, setup in zip(self.capabilities, setups, strict=True):
             capability.finish(setup)
         for setup in setups:
-            setup.open = False
+            setup.phase = "closed"
+        self._order_services()
+        if _GAMES not in self.supervisor.start_order():
+            raise ValueError(
+                "no capability serves the games: include GamesCapability "
+                "(see default_capabilities())"
+            )
+
+    def _order_services(self) -> None:
+        """Apply every ``before=``; ValueError for unknown names or a cycle."""
+        known = set(self.supervisor.start_order())  # unknown after=, cycles
+        for later, earlier in self._before:
+            if later not in known:
+                raise ValueError(
+                    f"service {earlier!r} is to start before {later!r}, "
+                    "which no capability adds"
+                )
+            self.supervisor.add_dependency(later, earlier)
+        self._before.clear()
+        self.supervisor.start_order()  # a cycle made by before=
 
     # --- what capabilities contribute (through Setup) ------------------------
 
@@ -304,15 +325,6 @@ class NeuroProcess:
         process that runs more than this server decides that for itself,
         hence off by default.
         """
-        known = {status.name for status in self.supervisor.status()}
-        for later, earlier in self._before:
-            if later not in known:
-                raise ValueError(
-                    f"service {earlier!r} is to start before {later!r}, "
-                    "which no capability adds"
-                )
-            self.supervisor.add_dependency(later, earlier)
-        self._before.clear()
         thresholds = gc.get_threshold()
         tuned = False
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Final, Literal
 
 from quart import Blueprint, Quart, Request
@@ -83,8 +83,8 @@ def mount(app: Quart, routes: Iterable[Routes], *, builtin: str = "control") -> 
         table[name] = entry.auth
     seen: dict[tuple[str, str], tuple[str, str]] = {}
     for rule in app.url_map.iter_rules():
-        blueprint = rule.endpoint.rpartition(".")[0]
-        owner = owners.get(blueprint, builtin)
+        mounted = _mounted(rule.endpoint, owners)
+        owner = builtin if mounted is None else owners[mounted]
         path = _VARIABLE.sub("<>", rule.rule)
         for method in sorted((rule.methods or set()) - _IGNORED_METHODS):
             other, endpoint = seen.setdefault((method, path), (owner, rule.endpoint))
@@ -96,6 +96,25 @@ def mount(app: Quart, routes: Iterable[Routes], *, builtin: str = "control") -> 
 
 
 def auth_of(app: Quart, endpoint: str) -> RouteAuth:
-    """The auth of the blueprint serving ``endpoint`` (default ``"token"``)."""
+    """The auth of the blueprint serving ``endpoint`` (default ``"token"``).
+
+    A blueprint nested in a mounted one (``outer.inner.view``) has the
+    mounted one's auth.
+    """
     table: dict[str, RouteAuth] = app.config.get(_AUTH_KEY, {})
-    return table.get(endpoint.rpartition(".")[0], "token")
+    mounted = _mounted(endpoint, table)
+    return "token" if mounted is None else table[mounted]
+
+
+def _mounted(endpoint: str, table: Mapping[str, object]) -> str | None:
+    """The mounted blueprint ``endpoint`` belongs to, nested ones included.
+
+    Quart names a nested blueprint's endpoints ``outer.inner.view``; the
+    mounted one is the outermost name in ``table``.
+    """
+    names = endpoint.split(".")[:-1]
+    for length in range(1, len(names) + 1):
+        candidate = ".".join(names[:length])
+        if candidate in table:
+            return candidate
+    return None

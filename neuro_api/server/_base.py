@@ -18,7 +18,7 @@ from neuro_api._fds import connection_budget
 from neuro_api._origins import origin_allowed
 from neuro_api._shared import host_port
 from neuro_api._text import printable
-from neuro_api._wsgroup import GOING_AWAY, ConnectionGroup
+from neuro_api._wsgroup import GOING_AWAY, ConnectionGroup, close, how_it_closed
 from neuro_api._wsserve import Listening
 from neuro_api.command import Action, ForcePriority
 from neuro_api.diagnostics import Diagnostic
@@ -30,7 +30,6 @@ from neuro_api.server._events import EventBus, ServerStats
 from neuro_api.server._generation import DataGenerator
 from neuro_api.server._handler import LOG_LEVELS, ActionOutcome
 from neuro_api.server._hooks import (
-    ABNORMAL_CLOSURE,
     AdmissionCheck,
     ConnectionEvent,
     ConnectionEventKind,
@@ -281,12 +280,15 @@ class AbstractTrioNeuroServer(ABC):
     # --- capabilities' hooks ------------------------------------------------
 
     def add_admission_check(self, check: AdmissionCheck) -> None:
-        """Call ``check(client, game_title)`` when a game's first ``startup`` comes.
+        """Call ``check(client, game_title)`` when a game's first frame names it.
 
-        A :class:`Refusal` closes the connection with its code and reason
-        (the game gets no acknowledgement); None admits it. Checks run in
-        the order they were added, the first refusal wins. A check that
-        raises refuses the game (1011), and the error is logged.
+        That first frame is normally its ``startup``; whatever it is, a game
+        is checked before anything it sends is handled. A :class:`Refusal`
+        closes the connection with its code and reason (that frame is
+        dropped, the game gets no acknowledgement); None admits it. Checks
+        run in the order they were added, the first refusal wins. A check
+        that raises, or returns anything else, refuses the game (1011), and
+        the error is logged.
         """
         self._admission.append(check)
 
@@ -294,12 +296,22 @@ class AbstractTrioNeuroServer(ABC):
         """Run the admission checks for ``client``'s first ``startup``."""
         for check in self._admission:
             try:
-                refusal = check(client, game_title)
+                # object: a check may break its type (an async def returns
+                # a coroutine).
+                refusal: object = check(client, game_title)
             except Exception:
                 LOGGER.exception("admission check %r failed", check)
                 return Refusal("server error while admitting the game", 1011)
-            if refusal is not None:
-                return refusal
+            if refusal is None:
+                continue
+            if not isinstance(refusal, Refusal):
+                LOGGER.error(
+                    "admission check %r returned %r, not a Refusal or None",
+                    check,
+                    refusal,
+                )
+                return Refusal("server error while admitting the game", 1011)
+            return refusal
         return None
 
     def add_force_gate(self, gate: ForceGate) -> ForceGate:
@@ -315,16 +327,14 @@ class AbstractTrioNeuroServer(ABC):
     def _apply_gates(self, game_title: str) -> None:
         held = self.forces_held(game_title)
         for client in list(self.clients.values()):
-            if client.game_title == game_title and client.started:
+            if client.game_title == game_title:
                 if held:
                     client.hold_forces()
                 else:
                     client.release_forces()
 
     def game_started(self, client: TrioNeuroServerClient) -> None:
-        """A game's first ``startup`` was admitted: apply gates, tell listeners."""
-        if self.forces_held(client.game_title):
-            client.hold_forces()
+        """A game's first ``startup`` was acknowledged: tell the listeners."""
         self.connection_events.publish(
             ConnectionEvent(
                 ConnectionEventKind.STARTED, client.session_id, client.game_title
@@ -563,7 +573,7 @@ class AbstractTrioNeuroServer(ABC):
             async with trio.open_nursery() as nursery:
                 for client in self.games():
                     nursery.start_soon(
-                        client.websocket.aclose, GOING_AWAY, "server shutting down"
+                        close, client.websocket, GOING_AWAY, "server shutting down"
                     )
 
     async def background(self) -> None:
@@ -656,11 +666,13 @@ class AbstractTrioNeuroServer(ABC):
         client = self.client_class(websocket, self)
         self.clients[client.session_id] = client
         self.stats.connections_total += 1
+        # Before any hook that may fail: every disconnected event has its
+        # connected one.
+        self.connection_events.publish(
+            ConnectionEvent(ConnectionEventKind.CONNECTED, client.session_id, None)
+        )
         try:
             self.on_client_connected(client)
-            self.connection_events.publish(
-                ConnectionEvent(ConnectionEventKind.CONNECTED, client.session_id, None)
-            )
             await client.serve()
         except Exception:
             LOGGER.exception("connection handler failed")
@@ -678,12 +690,12 @@ class AbstractTrioNeuroServer(ABC):
 
 def _disconnected(client: TrioNeuroServerClient) -> ConnectionEvent:
     closed = client.websocket.closed
-    code = ABNORMAL_CLOSURE if closed is None else closed.code
+    code, clean = how_it_closed(client.websocket)
     return ConnectionEvent(
         ConnectionEventKind.DISCONNECTED,
         client.session_id,
         client.game_title,
         close_code=code,
         close_reason=None if closed is None else closed.reason,
-        clean=code != ABNORMAL_CLOSURE,
+        clean=clean,
     )

@@ -149,6 +149,12 @@ class AbstractNeuroServerClient(AbstractNeuroAPIClient):
         """
         return True
 
+    async def frame_refused(self, message: GameMessage) -> None:
+        """Called after :meth:`accept_message` dropped a frame (default: nothing).
+
+        The Trio layer closes a connection its server refused here.
+        """
+
     async def read_message(self) -> None:
         """Read one frame with ``read_from_websocket`` and handle it.
 
@@ -213,6 +219,8 @@ class AbstractNeuroServerClient(AbstractNeuroAPIClient):
             self.report(from_note(note, command=message.command, game=game, frame=text))
         if self.accept_message(message, text):
             await _DISPATCH[type(message)](self, message)
+        else:
+            await self.frame_refused(message)
 
     async def _unknown_command(self, text: str) -> None:
         obj = orjson.loads(text)  # it parsed up to its command

@@ -221,6 +221,10 @@ class _Force:
     attempts: int = 0
     held: ActionNames | None = None
     """The names to offer once the game is released (its forces are held)."""
+    answer: object = None
+    """The engine's answer, kept while the game is held (sent on release)."""
+    resuming: bool = False
+    """A task waits to offer or send it once the held actions went."""
 
 
 class ActionNames(frozenset[str]):
@@ -610,8 +614,11 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
     def release_forces(self) -> None:
         """Let held actions go, in the order they were made, then the force.
 
-        The force held meanwhile (if still active) is then offered to the
-        engine as it would have been. Does nothing if not held.
+        The force held meanwhile (if still active) then goes on: the answer
+        the engine gave while the game was held is sent (or, if its action
+        was unregistered meanwhile, the engine is asked again), or the
+        engine is asked, with the force's actions still registered. Does
+        nothing if not held.
         """
         gate = self._gate
         if gate is None or not gate.held:
@@ -620,18 +627,52 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         if gate.idle:
             self._gate = None
         force = self._force
-        if force is not None and force.held is not None and self._nursery is not None:
-            self._spawn().start_soon(self._resume_force, force)
+        if force is not None and (force.held is not None or force.answer is not None):
+            self._resume_soon(force)
+
+    def _resume_soon(self, force: _Force) -> None:
+        """Have ``force`` go on once the actions held before it were sent."""
+        if force.resuming or self._nursery is None:
+            return
+        force.resuming = True
+        self._spawn().start_soon(self._resume_force, force)
 
     async def _resume_force(self, force: _Force) -> None:
-        gate = self._gate
-        if gate is not None:
-            async with gate.turn():  # after the actions held before it
-                pass
-        self._release_gate(gate)
+        try:
+            gate = self._gate
+            if gate is not None:
+                if gate.held:
+                    return  # held again: the next release resumes it
+                async with gate.turn():  # after the actions held before it
+                    pass
+                if self.forces_held:
+                    return  # held again meanwhile
+                self._release_gate(gate)
+        finally:
+            force.resuming = False
+        if self._force is not force:
+            return  # replaced, cancelled, or ended meanwhile
+        answer, force.answer = force.answer, None
         names, force.held = force.held, None
-        if self._force is force and names is not None and not self.forces_held:
-            await self._choose(force, names)
+        if answer is not None:
+            name = answer[0] if isinstance(answer, tuple) and answer else None
+            if not self._checks_names or (
+                isinstance(name, str) and self.get_action(name) is not None
+            ):
+                await self._act(force, answer, in_turn=True)
+                return
+            names = force.names  # its action left while held: ask again
+        if names is None:
+            return
+        if self._checks_names:
+            names = ActionNames.of_actions(
+                {n: a for n in names if (a := self.get_action(n)) is not None}
+            )
+            if not names:
+                self._diag("force.cancelled-by-unregister")
+                self._end_force(force)
+                return
+        await self._choose(force, names, in_turn=True)
 
     @contextlib.asynccontextmanager
     async def _in_turn(self) -> AsyncIterator[None]:
@@ -798,6 +839,8 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         game = self.game_title
         if game is None:
             self.game_title = message.game
+            if not self.title_learned(message.game):
+                return False
         elif message.game != game:
             self.report(
                 diagnose(
@@ -823,6 +866,14 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
                     command=message.command,
                 )
             )
+        return True
+
+    def title_learned(self, game_title: str) -> bool:
+        """Called once, when the first frame names the game (default: True).
+
+        False drops that frame: the connection is being refused (see
+        :meth:`frame_refused`). Normally that first frame is ``startup``.
+        """
         return True
 
     def check_game_title(self, game_title: str) -> None:
@@ -1404,7 +1455,9 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             self._diag("force.queued-dropped", names=", ".join(message.action_names))
         return None
 
-    async def _choose(self, force: _Force, names: ActionNames | None = None) -> None:
+    async def _choose(
+        self, force: _Force, names: ActionNames | None = None, *, in_turn: bool = False
+    ) -> None:
         """Get the force's next action from the engine and send it.
 
         ``names`` are those offered (default: the force's own; a retry
@@ -1416,8 +1469,13 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         message = force.message
         if names is None:
             names = force.names
-        if self._gate is not None and self._gate.held:
-            force.held = names  # offered once the game is released
+        gate = self._gate
+        if gate is not None and not in_turn:
+            # Held (or its held actions are still going out): this force's
+            # turn comes after them.
+            force.held = names
+            if not gate.held:
+                self._resume_soon(force)
             return
         if self._own_perform:
             await self._background(force, self._perform_own)
@@ -1441,7 +1499,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
                 force, functools.partial(self._choose_later, names=names)
             )
         else:
-            await self._act(force, answer)
+            await self._act(force, answer, in_turn=in_turn)
 
     async def _background(
         self,
@@ -1530,9 +1588,18 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             return
         self._end_force(force)
 
-    async def _act(self, force: _Force, answer: object) -> None:
+    async def _act(
+        self, force: _Force, answer: object, *, in_turn: bool = False
+    ) -> None:
         if self._force is not force:
             return  # replaced or cancelled while the engine thought
+        gate = self._gate
+        if gate is not None and not in_turn:
+            # The game was held while the engine thought: keep the answer.
+            force.answer = answer
+            if not gate.held:
+                self._resume_soon(force)
+            return
         try:
             name, data = _check_answer(answer)
         except TypeError as exc:

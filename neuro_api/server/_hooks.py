@@ -28,8 +28,6 @@ __all__ = [
 ]
 
 LOGGER: Final = logging.getLogger("neuro_api.server")
-ABNORMAL_CLOSURE: Final = 1006
-"""The close code of a connection lost without a close handshake."""
 _MAX_REASON_BYTES: Final = 123
 """A close frame's reason fits in 125 bytes with its 2-byte code."""
 _RESERVED_CODES: Final = frozenset({1004, 1005, 1006, 1015})
@@ -59,9 +57,10 @@ class Refusal:
 
 
 AdmissionCheck = Callable[["TrioNeuroServerClient", str], Refusal | None]
-"""Called with the connection and the title of its first ``startup``;
-returns a :class:`Refusal` to close it, or None to admit it. It runs in the
-game's reader: keep it quick and do not block (look things up in memory)."""
+"""Called with the connection and the title of its first frame (normally its
+``startup``); returns a :class:`Refusal` to close it, or None to admit it.
+It runs in the game's reader: keep it quick and do not block (look things
+up in memory)."""
 
 
 class ConnectionEventKind(enum.StrEnum):
@@ -100,26 +99,32 @@ class ConnectionEvent:
 ConnectionListener = Callable[[ConnectionEvent], object]
 
 
+@dataclasses.dataclass(eq=False, slots=True)
+class _Listener:
+    call: ConnectionListener
+    failed: bool = False
+
+
 class ConnectionEvents:
     """Listeners of every game connection's events, called in order.
 
     A listener is called synchronously, from the connection's own task, so
     it sees events in the order they happened; it must not block. One that
-    raises is logged (once per listener; later failures at debug level)
-    and the others are still called.
+    raises is logged (its first failure as an error, later ones at debug
+    level) and the others are still called.
     """
 
     def __init__(self) -> None:
-        self._listeners: list[ConnectionListener] = []
-        self._failed: set[int] = set()
+        self._listeners: list[_Listener] = []
 
     def subscribe(self, listener: ConnectionListener) -> Callable[[], None]:
         """Call ``listener`` with every event; returns what unsubscribes it."""
-        self._listeners.append(listener)
+        entry = _Listener(listener)
+        self._listeners.append(entry)
 
         def unsubscribe() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
+            if entry in self._listeners:
+                self._listeners.remove(entry)
 
         return unsubscribe
 
@@ -128,19 +133,18 @@ class ConnectionEvents:
 
     def publish(self, event: ConnectionEvent) -> None:
         """Call every listener with ``event``; none can stop the others."""
-        for listener in tuple(self._listeners):
+        for entry in tuple(self._listeners):
             try:
-                listener(event)
+                entry.call(event)
             except Exception:
-                first = id(listener) not in self._failed
-                self._failed.add(id(listener))
                 LOGGER.log(
-                    logging.ERROR if first else logging.DEBUG,
+                    logging.DEBUG if entry.failed else logging.ERROR,
                     "connection event listener %r failed%s",
-                    listener,
-                    "" if first else " again",
+                    entry.call,
+                    " again" if entry.failed else "",
                     exc_info=True,
                 )
+                entry.failed = True
 
 
 class ForceGate:

@@ -147,7 +147,12 @@ class RandomNeuroServer(AbstractTrioNeuroServer):
     async def _act_unforced(self, interval: float) -> None:
         while True:
             await trio.sleep(self.rng.expovariate(1 / interval))
-            ready = [c for c in self.games() if c.actions and c.active_force is None]
+            # Not a held game (paused): its actions would pile up there.
+            ready = [
+                c
+                for c in self.games()
+                if c.actions and c.active_force is None and not c.forces_held
+            ]
             if not ready:
                 continue
             client = self.rng.choice(ready)

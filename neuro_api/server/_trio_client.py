@@ -13,11 +13,13 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from neuro_api._cache import SizedCache
 from neuro_api._text import printable
-from neuro_api.command import Action, ForceActions, ForcePriority
+from neuro_api._wsgroup import close
+from neuro_api.command import Action, ForceActions, ForcePriority, GameMessage
 from neuro_api.diagnostics import Diagnostic, diagnose
 from neuro_api.server._budget import MemoryBudget
 from neuro_api.server._config import ServerConfig
 from neuro_api.server._handler import ActionNames, ActionOutcome, FrameTooLarge
+from neuro_api.server._hooks import Refusal
 from neuro_api.server._ratelimit import LogLimiter, Summary
 from neuro_api.server._reader_guard import ReaderGuard
 from neuro_api.server._recording import AbstractRecordingNeuroServerClient
@@ -201,7 +203,7 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
     ) -> None:
         with trio.move_on_after(reply_wait) as scope:
             scope.shield = True
-            await self.websocket.aclose(code, reason)
+            await close(self.websocket, code, reason)
 
     async def serve(self) -> None:
         """Read and handle frames until the connection ends; then clean up.
@@ -281,29 +283,51 @@ class TrioNeuroServerClient(BaseTrioNeuroServerClient):
             websocket, config if isinstance(config, ServerConfig) else None
         )
         self._server_ref = weakref.ref(server)
+        self._refusal: Refusal | None = None
         if websocket_session_id is not None:
             self.session_id = websocket_session_id
 
-    async def handle_startup(self, game_title: str) -> None:
-        """Admit the game (first ``startup``), then acknowledge as below.
+    def title_learned(self, game_title: str) -> bool:
+        """Admit the game when its first frame names it; apply force gates.
 
-        A refused game (see
+        A game refused by its server's admission checks (see
         :meth:`~neuro_api.server.AbstractTrioNeuroServer.add_admission_check`)
-        is closed with the refusal's code and reason, and gets nothing else.
+        has that frame dropped and is closed with the refusal's code and
+        reason (:meth:`frame_refused`); it gets nothing else, whatever it
+        sends first. A title a force gate holds is held from its first
+        frame on.
         """
         server = self._server_ref()
+        if server is None:
+            return True
+        refusal = server.admit(self, game_title)
+        if refusal is not None:
+            self._refusal = refusal
+            server.show_limited(
+                (None, "refused games"),
+                f"[{printable(game_title)}] refused: {printable(refusal.reason)} "
+                f"(close code {refusal.code})",
+            )
+            return False
+        if server.forces_held(game_title):
+            self.hold_forces()
+        return True
+
+    async def frame_refused(self, message: GameMessage) -> None:
+        """Close a refused game with its refusal's code and reason."""
+        refusal = self._refusal
+        if refusal is None:
+            return
+        # Not long: a refused game that does not answer must not hold the
+        # reader (nor a stop of the server) for the usual close time.
+        await self._close(refusal.code, refusal.reason, _SHORT_CLOSE_TIMEOUT)
+        raise ConnectionClosed(self.websocket.closed)
+
+    async def handle_startup(self, game_title: str) -> None:
+        """Acknowledge as below; the first one tells the server it started."""
         first = not self.started
-        if first and server is not None:
-            refusal = server.admit(self, game_title)
-            if refusal is not None:
-                server.show_limited(
-                    (None, "refused games"),
-                    f"[{printable(game_title)}] refused: {printable(refusal.reason)} "
-                    f"(close code {refusal.code})",
-                )
-                await self._close(refusal.code, refusal.reason)
-                raise ConnectionClosed(self.websocket.closed)
         await super().handle_startup(game_title)
+        server = self._server_ref()
         if first and server is not None:
             server.game_started(self)
 

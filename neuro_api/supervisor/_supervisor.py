@@ -229,6 +229,15 @@ class Supervisor:
         if depends_on not in svc.depends_on:
             svc.depends_on = (*svc.depends_on, depends_on)
 
+    def start_order(self) -> list[str]:
+        """The names of the services, in the order :meth:`run` starts them.
+
+        Raises ValueError naming an unknown dependency or a cycle, as
+        :meth:`run` would (check the services before running them).
+        """
+        graph = {name: svc.depends_on for name, svc in self._services.items()}
+        return start_order(graph)
+
     # -- queries -------------------------------------------------------------
 
     def _snapshot(self, svc: _Service) -> ServiceStatus:
@@ -299,8 +308,7 @@ class Supervisor:
         if self._phase is not _Phase.NEW:
             msg = "Supervisor.run() can only be called once"
             raise RuntimeError(msg)
-        graph = {name: svc.depends_on for name, svc in self._services.items()}
-        order = [self._services[name] for name in start_order(graph)]
+        order = [self._services[name] for name in self.start_order()]
         self._phase = _Phase.RUNNING
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._work, order)
