@@ -13,11 +13,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final
 
 from neuro_api._text import printable
 
-__all__ = ["REDACTED", "RedactingFilter", "RedactingFormatter", "redact"]
+__all__ = [
+    "REDACTED",
+    "RedactingFilter",
+    "RedactingFormatter",
+    "redact",
+    "redact_data",
+]
 
 REDACTED: Final = "***"
 _MIN_LENGTH: Final = 4
@@ -116,3 +122,21 @@ class RedactingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = self._hide(record.stack_info)
         return True
+
+
+def redact_data(data: Any, secrets: Iterable[str | None]) -> Any:
+    """``data`` (JSON-ready: dicts, lists, strings...) with every secret hidden.
+
+    Strings are redacted as by :func:`redact`, at any depth; the rest is
+    returned as is. For reports that may quote an error message.
+    """
+    known = [secret for secret in secrets if secret]
+    if not known:
+        return data
+    if isinstance(data, str):
+        return redact(data, known)
+    if isinstance(data, dict):
+        return {key: redact_data(value, known) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [redact_data(value, known) for value in data]
+    return data

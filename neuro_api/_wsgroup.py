@@ -90,6 +90,10 @@ class ConnectionGroup:
         self._listen_scope = trio.CancelScope()
         # Insertion-ordered set of accepted connections.
         self._connections: dict[WebSocketConnection, None] = {}
+        # While close_all runs: where a connection accepted meanwhile (its
+        # handshake began before listening stopped) is closed too.
+        self._closing: trio.Nursery | None = None
+        self._close_code = GOING_AWAY
 
     def connections(self) -> list[WebSocketConnection]:
         """Accepted connections not yet closed, oldest first."""
@@ -162,6 +166,8 @@ class ConnectionGroup:
 
     def _track(self, connection: WebSocketConnection) -> None:
         self._connections[connection] = None
+        if self._closing is not None:
+            self._closing.start_soon(self._close, connection, self._close_code)
 
     def stop_listening(self) -> None:
         """Accept no more connections (those open stay)."""
@@ -170,12 +176,18 @@ class ConnectionGroup:
     async def close_all(self, code: int = GOING_AWAY) -> None:
         """Close every open connection with ``code``, concurrently.
 
-        A game that does not answer its close frame is waited for as
-        trio-websocket waits; bound the call to wait less.
+        A connection accepted meanwhile (its handshake began before
+        listening stopped) is closed too. A game that does not answer its
+        close frame is waited for as trio-websocket waits; bound the call to
+        wait less.
         """
-        async with trio.open_nursery() as nursery:
-            for connection in self.connections():
-                nursery.start_soon(self._close, connection, code)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._closing, self._close_code = nursery, code
+                for connection in self.connections():
+                    nursery.start_soon(self._close, connection, code)
+        finally:
+            self._closing = None
 
     async def _close(self, connection: WebSocketConnection, code: int) -> None:
         reason = "server shutting down" if code == GOING_AWAY else "internal error"

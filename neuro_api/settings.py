@@ -34,6 +34,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "Spec",
+    "check_sections",
     "load_settings",
     "names",
     "setting",
@@ -202,6 +203,13 @@ def specs_of(cls: type) -> tuple[Spec, ...]:
         meta = field.metadata.get(_META)
         if meta is None:
             continue
+        flag = meta["flag"]
+        if flag is not None and (not flag.startswith("--") or flag.startswith("--no-")):
+            raise TypeError(
+                f"setting {cls.__name__}.{field.name}: flag {flag!r} must start "
+                "with -- and not --no- (a boolean gets its --no- form itself: "
+                "flag='--calls' makes --calls and --no-calls)"
+            )
         env = meta["env"]
         if env is None and section is not None:
             env = f"{_ENV_PREFIX}{section}_{field.name}".upper().replace("-", "_")
@@ -323,8 +331,9 @@ class Settings:
     )
     console: bool | None = setting(
         None,
-        "read console commands on stdin with any engine (default: on for "
-        "the console engine when stdin is a terminal; --no-console turns it off)",
+        "read console commands on stdin with any engine (default: only the "
+        "console engine, whose prompts read the same input; with --no-console "
+        "it reads nothing and answers forces by itself)",
         env="NEURO_API_CONSOLE",
         group="engine",
     )
@@ -738,7 +747,7 @@ def load_settings(
         flags = args
     config_file = config_file or flags.get("config")
     environ = os.environ if environ is None else environ
-    kinds = _section_kinds(sections)
+    kinds = check_sections(sections)
     by_section = {name: {s.name: s for s in specs_of(k)} for name, k in kinds.items()}
     every = [*SPECS, *(s for table in by_section.values() for s in table.values())]
     values: dict[str, Any] = {}
@@ -792,19 +801,37 @@ def load_settings(
     return settings
 
 
-def _section_kinds(
+def check_sections(
     sections: Iterable[type[SectionSettings]],
 ) -> dict[str, type[SectionSettings]]:
-    """Sections by name; ValueError for a name taken twice or by a core setting."""
+    """Sections by name, each once; ValueError if two settings would share a name.
+
+    A section's name, each of its variables and each of its flags must be
+    its own: not a core setting's, not another section's. The same type
+    given twice counts once. The message names both owners.
+    """
     kinds: dict[str, type[SectionSettings]] = {}
     core = {spec.name for spec in SPECS}
-    for kind in sections:
+    for kind in dict.fromkeys(sections):
         name = kind.section
         if not name or not name.replace("_", "").replace("-", "").isalnum():
             raise ValueError(f"section name {name!r}: use letters, digits, - and _")
         if name in kinds or name in core:
             raise ValueError(f"section name {name!r} is taken")
         kinds[name] = kind
+    owners: dict[str, str] = {}
+    for owner, specs in [("core", SPECS)] + [
+        (f"[{name}]", specs_of(kind)) for name, kind in kinds.items()
+    ]:
+        for spec in specs:
+            for what in (spec.env, spec.option, "--no-" + spec.option[2:]):
+                if what is None or (what.startswith("--no-") and spec.kind is not bool):
+                    continue
+                other = owners.setdefault(what, f"{owner} {spec.name}")
+                if other != f"{owner} {spec.name}":
+                    raise ValueError(
+                        f"{owner} {spec.name}: {what} is {other}'s already"
+                    )
     return kinds
 
 

@@ -111,8 +111,9 @@ class Roster(Capability):
             self.connected -= 1
 
     def _health(self) -> dict[str, Any]:
+        # /health is public: counts, never titles.
         status = "healthy" if self.loaded else "degraded"
-        return {"status": status, "blocked": sorted(self.blocked)}
+        return {"status": status, "blocked": len(self.blocked)}
 
     # --- routes -------------------------------------------------------------------
 

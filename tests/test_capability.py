@@ -64,7 +64,9 @@ class Running:
         roster: Roster,
         typed: trio.abc.SendStream,
         output: Output,
+        stdout: io.StringIO,
     ) -> None:
+        self.stdout = stdout
         self.process = process
         self.info = info
         self.roster = roster
@@ -107,8 +109,9 @@ async def running(*argv: str) -> AsyncIterator[Running]:
         ConsoleCapability(input=input_stream, output=output, idle_prompt="neuro> "),
         roster,
     ]
+    stdout = io.StringIO()
     process = NeuroProcess(
-        settings, RandomNeuroServer(), capabilities=capabilities, out=io.StringIO()
+        settings, RandomNeuroServer(), capabilities=capabilities, out=stdout
     )
     async with trio.open_nursery() as nursery:
         with trio.fail_after(WAIT):
@@ -117,7 +120,7 @@ async def running(*argv: str) -> AsyncIterator[Running]:
                     handle_signals=False, task_status=task_status
                 )
             )
-        yield Running(process, info, roster, typed, output)
+        yield Running(process, info, roster, typed, output, stdout)
         nursery.cancel_scope.cancel()
 
 
@@ -177,7 +180,7 @@ async def test_its_service_starts_before_games_and_shows_in_health_and_stats() -
         async with run.http() as http:
             health = (await http.get("/health")).json()
         assert health["status"] == "healthy"
-        assert health["capabilities"]["roster"] == {"status": "healthy", "blocked": []}
+        assert health["capabilities"]["roster"] == {"status": "healthy", "blocked": 0}
         async with connect(run.games_url, "Stats Game") as game:
             await game.startup()
             async with run.authed() as http:
@@ -217,6 +220,9 @@ async def test_its_own_http_server_runs_beside_the_control_plane() -> None:
         assert own.port not in (0, run.info.games.port)
         async with httpx.AsyncClient(base_url=own.local_url) as http:
             assert (await http.get("/hello")).json() == {"greeting": "hi there"}
+        lines = run.stdout.getvalue().splitlines()
+        assert lines[0].startswith("neuro_api server listening on ws://")
+        assert f"neuro_api roster-http on {own.local_url}" in lines
         listed = [server.name for server in run.process.manager.list()]
         assert listed == ["control", "games", "roster-http"]
 

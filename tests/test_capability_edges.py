@@ -266,14 +266,11 @@ def test_ordering_after_an_unknown_service_is_one_line_and_exit_2(
     ]
 
 
-async def test_a_process_without_the_games_capability_says_so() -> None:
-    # Today: services start, then KeyError('games') in an ExceptionGroup.
-    process = NeuroProcess(
-        roster_settings(), RandomNeuroServer(), capabilities=[], out=io.StringIO()
-    )
-    with pytest.raises((ValueError, RuntimeError), match="games"):
-        with trio.fail_after(WAIT):
-            await process.run(handle_signals=False)
+def test_a_process_without_the_games_capability_says_so() -> None:
+    with pytest.raises(ValueError, match="no capability serves the games"):
+        NeuroProcess(
+            roster_settings(), RandomNeuroServer(), capabilities=[], out=io.StringIO()
+        )
 
 
 # --- 6. configure() and the engine's own state --------------------------------------
@@ -292,8 +289,8 @@ CELL = Action(
 async def test_a_seeded_random_engine_keeps_its_seed_in_a_process() -> None:
     settings = roster_settings()
     first, second = RandomNeuroServer(seed=7), RandomNeuroServer(seed=7)
-    NeuroProcess(settings, first, capabilities=[])
-    NeuroProcess(settings, second, capabilities=[])
+    NeuroProcess(settings, first)
+    NeuroProcess(settings, second)
     made = [await first.make_data(CELL) for _ in range(5)]
     assert made == [await second.make_data(CELL) for _ in range(5)]
 
@@ -301,7 +298,7 @@ async def test_a_seeded_random_engine_keeps_its_seed_in_a_process() -> None:
 def test_the_console_engine_examples_follow_the_process_settings() -> None:
     settings = roster_settings("--max-generated-size", "128")
     engine = ConsoleInteractiveNeuroServer(input=trio.testing.memory_stream_pair()[1])
-    NeuroProcess(settings, engine, capabilities=[])
+    NeuroProcess(settings, engine)
     assert engine.config.max_generated_size == 128
     assert engine.console.examples.config.max_generated_size == 128
 
@@ -381,10 +378,23 @@ async def test_exit_line_of_a_critical_failure_hides_a_sections_secret() -> None
 @dataclasses.dataclass(frozen=True, slots=True)
 class CallsSettings:
     section: ClassVar[str] = "calls"
-    enabled: bool = setting(True, "take calls", flag="--no-calls")
+    enabled: bool = setting(True, "take calls", flag="--calls")
 
 
-def test_a_bool_flag_named_no_x_has_no_no_no_x_twin() -> None:
-    # Today --help shows "--no-calls, --no-no-calls", and both set False.
-    parser = build_parser([CallsSettings])
-    assert "--no-no-calls" not in parser.format_help()
+def test_a_bool_flag_named_no_x_is_refused_and_x_gives_both() -> None:
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Wrong:
+        section: ClassVar[str] = "wrong"
+        enabled: bool = setting(True, "take calls", flag="--no-calls")
+
+    with pytest.raises(TypeError, match="flag='--calls' makes --calls and --no-calls"):
+        build_parser([Wrong])
+    shown = build_parser([CallsSettings]).format_help()
+    assert "--calls, --no-calls" in shown
+    assert "--no-no-calls" not in shown
+    off = load_settings(
+        build_parser([CallsSettings]).parse_args(["--no-calls"]),
+        environ={},
+        sections=[CallsSettings],
+    )
+    assert off.section(CallsSettings).enabled is False

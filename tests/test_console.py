@@ -29,8 +29,10 @@ from neuro_api.command import (
     SpeechFinished,
 )
 from neuro_api.schema import validate_action_data
+from neuro_api.server import Console as ServerConsole
 from neuro_api.server import (
     ConsoleInteractiveNeuroServer,
+    RandomNeuroServer,
     ServerConfig,
     TrioNeuroServerClient,
 )
@@ -480,3 +482,21 @@ async def test_closed_output_does_not_stop_the_console(
             await keys.send_all(b"help\nlist\nquit\n")
     dropped = [r for r in caplog.records if "console output is closed" in r.message]
     assert len(dropped) == 1
+
+
+async def test_the_idle_prompt_comes_back_below_lines_said_meanwhile() -> None:
+    typed, lines = trio.testing.memory_stream_pair()
+    output = io.StringIO()
+    console = ServerConsole(RandomNeuroServer(), input=lines, output=output)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(console.run)
+        await trio.testing.wait_all_tasks_blocked()
+        assert output.getvalue() == ""  # no prompt until it is enabled
+        console.enable_idle_prompt("neuro> ")
+        assert output.getvalue() == "neuro> "
+        console.say("[Game] connected")  # said while the prompt waits
+        assert output.getvalue() == "neuro> \r\x1b[K[Game] connected\nneuro> "
+        await typed.send_all(b"bogus\n")
+        await trio.testing.wait_all_tasks_blocked()
+        assert output.getvalue().endswith("unknown command 'bogus'; type help\nneuro> ")
+        nursery.cancel_scope.cancel()

@@ -7,6 +7,7 @@ They plug in exactly as any other capability does (see
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 from collections.abc import Iterator
@@ -221,22 +222,14 @@ class ConsoleCapability(Capability):
     def finish(self, app: Setup) -> None:
         """Find or make the console; add every capability's commands."""
         server = app.server
-        own = isinstance(server, ConsoleInteractiveNeuroServer)
-        wanted = app.settings.console
-        if own:
-            assert isinstance(server, ConsoleInteractiveNeuroServer)
-            console = server.console
-        elif wanted:
-            prompt = self._idle_prompt
-            if prompt is None and self._input is None and _stdin_is_a_terminal():
-                prompt = "neuro> "
+        if isinstance(server, ConsoleInteractiveNeuroServer):
+            console = server.console  # its prompts read the same input
+            reads_stdin = self._input is None
+        elif app.settings.console:
             console = Console(
-                server,
-                input=self._input,
-                output=self._output,
-                seed=app.settings.seed,
-                idle_prompt=prompt,
+                server, input=self._input, output=self._output, seed=app.settings.seed
             )
+            reads_stdin = self._input is None
             app.add_service(
                 "console",
                 lambda *, task_status: _run_console(console, task_status=task_status),
@@ -247,6 +240,14 @@ class ConsoleCapability(Capability):
         self.console = console
         for command in app.process.console_commands:
             console.add_command(command)
+        prompt = self._idle_prompt
+        if prompt is None and reads_stdin and _stdin_is_a_terminal():
+            prompt = "neuro> "
+        if prompt is not None:
+            # Not before the listening line: scripts read stdout's first line.
+            app.process.when_announced(
+                functools.partial(console.enable_idle_prompt, prompt)
+            )
 
 
 async def _run_console(console: Console, *, task_status: trio.TaskStatus[None]) -> None:

@@ -15,10 +15,14 @@ import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
+import trio
 from hypercorn.typing import ASGIFramework
 from quart import Blueprint
 
+from neuro_api._shared import StatusCallback
+from neuro_api.app._announce import server_lines
 from neuro_api.control import RouteAuth, Routes
+from neuro_api.manager import ServerInfo as ManagedServer
 from neuro_api.manager import ServerManager
 from neuro_api.server import (
     AbstractTrioNeuroServer,
@@ -209,12 +213,19 @@ class Setup:
         A supervised service ``name`` that serves it through the
         ServerManager (so it is listed, tunnelled with ``tunnel`` and
         drained on stop like the control plane); its status ``info`` is
-        the :class:`~neuro_api.manager.ServerInfo` with its URLs.
+        the :class:`~neuro_api.manager.ServerInfo` with its URLs, which are
+        printed after the listening line (``neuro_api NAME on URL``).
         """
-        manager = self.process.manager
+        process = self.process
+        manager = process.manager
         grace = self.settings.shutdown_grace
 
-        async def serve(*, task_status: Any) -> None:
+        async def serve(*, task_status: trio.TaskStatus[ManagedServer]) -> None:
+            def started(info: ManagedServer) -> None:
+                task_status.started(info)
+                if process.announced:  # started late: its URL was not shown
+                    process.print_lines(server_lines(info))
+
             await manager.serve_http(
                 name,
                 app,
@@ -223,7 +234,7 @@ class Setup:
                 tunnel=tunnel,
                 public_path=public_path,
                 graceful_timeout=grace,
-                task_status=task_status,
+                task_status=StatusCallback(started),
             )
 
         async def drain() -> None:

@@ -25,7 +25,7 @@ import trio
 
 from neuro_api import __version__
 from neuro_api._fds import raise_open_file_limit
-from neuro_api._redact import RedactingFormatter
+from neuro_api._redact import RedactingFormatter, redact
 from neuro_api._shared import find_exception
 from neuro_api.app._builtins import default_capabilities, listen_failure
 from neuro_api.app._capability import Capability
@@ -44,6 +44,7 @@ from neuro_api.settings import (
     Settings,
     SettingsError,
     Spec,
+    check_sections,
     load_settings,
     specs_of,
 )
@@ -195,18 +196,8 @@ def make_engine(settings: Settings) -> AbstractTrioNeuroServer:
         if name in settings.sources:
             LOGGER.warning("%s is only used by --engine random", _SPECS[name].option)
     return ConsoleInteractiveNeuroServer(
-        config,
-        seed=settings.seed,
-        read_input=settings.console is not False,
-        idle_prompt="neuro> " if _stdin_is_a_terminal() else None,
+        config, seed=settings.seed, read_input=settings.console is not False
     )
-
-
-def _stdin_is_a_terminal() -> bool:
-    try:
-        return sys.stdin is not None and sys.stdin.isatty()
-    except (OSError, ValueError):
-        return False
 
 
 def _failure_line(error: CriticalServiceError) -> str:
@@ -257,7 +248,11 @@ def main(
     """
     if capabilities is None:
         capabilities = default_capabilities()
-    sections = [c.settings for c in capabilities if c.settings is not None]
+    try:
+        kinds = check_sections(c.settings for c in capabilities if c.settings)
+    except ValueError as exc:  # two settings would share a variable or flag
+        fail(str(exc))
+    sections = list(kinds.values())
     args = build_parser(sections).parse_args(argv)
     try:
         settings = load_settings(vars(args), environ=environ, sections=sections)
@@ -300,6 +295,7 @@ def main(
     except KeyboardInterrupt:  # before the signal receiver was installed
         return 0
     except CriticalServiceError as exc:
-        sys.stderr.write(f"{PROG}: error: {_failure_line(exc)}\n")
+        line = redact(_failure_line(exc), process.secrets())
+        sys.stderr.write(f"{PROG}: error: {line}\n")
         return 1
     return 0

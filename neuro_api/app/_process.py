@@ -32,7 +32,9 @@ from typing import Any, Final, TextIO
 
 import trio
 
+from neuro_api._redact import redact_data
 from neuro_api._shared import first_leaf
+from neuro_api.app._announce import server_lines, tunnel_lines
 from neuro_api.app._builtins import CONTROL_RETRY, default_capabilities
 from neuro_api.app._capability import (
     Capability,
@@ -138,6 +140,7 @@ class NeuroProcess:
         self._out = out or sys.stdout
         self.announced = False
         """Whether the listening line was printed (later URLs print alone)."""
+        self._when_announced: list[Callable[[], object]] = []
         self.routes: list[Routes] = []
         """Every capability's routes, for the control plane to mount."""
         self.console_commands: list[ConsoleCommand] = []
@@ -261,7 +264,9 @@ class NeuroProcess:
         (so no service is down), but the process is not what was asked for:
         ``degraded``, with ``tunnel_errors``. A capability's section that is
         not healthy makes the whole report at least as bad; one that fails
-        to report counts as degraded.
+        to report counts as degraded. ``/health`` needs no token, so every
+        secret is hidden in it (an error message may quote one) and a
+        section must not hold game data.
         """
         report = self.supervisor.health_report()
         statuses = [report["status"]]
@@ -278,11 +283,19 @@ class NeuroProcess:
             report["capabilities"] = sections
             statuses += [str(s.get("status", "healthy")) for s in sections.values()]
         report["status"] = worst(statuses)
-        return report
+        # Public (no token needed): an error message must not show a secret.
+        redacted: dict[str, Any] = redact_data(report, self.secrets())
+        return redacted
+
+    def secrets(self) -> list[str]:
+        """Every secret of the process: the settings' and the token."""
+        return [*self.settings.secrets(), *([self.token] if self.token else [])]
 
     def stats_sections(self) -> dict[str, dict[str, Any]]:
-        """The capabilities' ``/stats`` sections by name."""
-        return {name: _section(source) for name, source in self._stats.items()}
+        """The capabilities' ``/stats`` sections by name (secrets hidden)."""
+        sections = {name: _section(source) for name, source in self._stats.items()}
+        redacted: dict[str, dict[str, Any]] = redact_data(sections, self.secrets())
+        return redacted
 
     def shown_settings(self) -> dict[str, Any]:
         """The settings as ``/config`` shows them, secrets redacted.
@@ -380,8 +393,23 @@ class NeuroProcess:
             lines += self.control_lines(info.control)
         elif self.settings.http:
             lines.append(self._control_missing_line())
+        for status in self.supervisor.status():
+            if status.name not in {_GAMES, "control-plane"} and isinstance(
+                status.info, ManagedServer
+            ):
+                lines += server_lines(status.info)
         self.announced = True
         self.print_lines(lines)
+        for callback in self._when_announced:
+            callback()
+
+    def when_announced(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` once the listening line was printed.
+
+        For what must not come before it on stdout (the console's idle
+        prompt: scripts read the listening line first).
+        """
+        self._when_announced.append(callback)
 
     def control_lines(self, control: ManagedServer) -> list[str]:
         """The control plane's URL lines (and the generated token, once)."""
@@ -423,15 +451,6 @@ class NeuroProcess:
         await self.server.wait_stop_requested()
         LOGGER.info("stop requested; stopping")
         self.supervisor.request_shutdown()
-
-
-def tunnel_lines(server: ManagedServer) -> list[str]:
-    """A server's public URL line, or why it has none (nothing if not asked)."""
-    if server.public_url:
-        return [f"neuro_api public {server.name} URL: {server.public_url}"]
-    if server.tunnel_error:
-        return [f"neuro_api {server.name}: no tunnel: {server.tunnel_error}"]
-    return []
 
 
 def _section(source: Callable[[], Any]) -> dict[str, Any]:

@@ -146,10 +146,7 @@ class AbstractTrioNeuroServer(ABC):
         )
         """What games make the server keep (actions, held context), each
         and all together."""
-        self.generator = DataGenerator(
-            max_size=self.config.max_generated_size,
-            timeout=self.config.generate_timeout,
-        )
+        self.generator = self.new_generator()
         """Valid random data for an action's schema, bounded (what the
         control plane sends when asked to act without data)."""
         self.connection_events = ConnectionEvents()
@@ -176,8 +173,17 @@ class AbstractTrioNeuroServer(ABC):
         self.config_given = True
         self.log_limiter = LogLimiter(config.log_burst, config.log_window)
         self.memory = MemoryBudget(config.memory_budget, config.max_game_memory)
-        self.generator = DataGenerator(
-            max_size=config.max_generated_size, timeout=config.generate_timeout
+        self.generator = self.new_generator()
+
+    def new_generator(self) -> DataGenerator:
+        """The :attr:`generator` for :attr:`config` (made again by :meth:`configure`).
+
+        An engine with a random source of its own (the random engine's
+        seed) overrides this to pass it on.
+        """
+        return DataGenerator(
+            max_size=self.config.max_generated_size,
+            timeout=self.config.generate_timeout,
         )
 
     @property

@@ -203,6 +203,8 @@ class Console:
         self._output = output  # None: sys.stdout as it is when printing
         self._output_broken = False
         self.idle_prompt = idle_prompt
+        self._at_prompt = False  # the idle prompt is the last thing shown
+        self._running = False
         self.examples = RandomNeuroServer(server.config, seed=seed)
         """Makes the generated data of ``send`` (and the console engine's
         examples); it never serves anything itself."""
@@ -264,6 +266,7 @@ class Console:
         (and all that start with ``/``) are commands. A command that fails
         is logged and the console goes on.
         """
+        self._running = True
         self._show_idle_prompt()
         while True:
             try:
@@ -274,6 +277,7 @@ class Console:
             if line is None:
                 self._ended("end of input")
                 return
+            self._at_prompt = False  # Enter moved the terminal to a new line
             if line.startswith("/"):
                 await self._run_guarded(line[1:])
                 prompt = self.prompt_open() if self.prompt_open else None
@@ -286,11 +290,23 @@ class Console:
                 await self._run_guarded(line)
             self._show_idle_prompt()
 
+    def enable_idle_prompt(self, prompt: str) -> None:
+        """Show ``prompt`` whenever the console waits for a command, from now.
+
+        For a process that prints its own lines first (the listening line
+        must start stdout): it turns the prompt on once they are out.
+        """
+        self.idle_prompt = prompt
+        if self._running:
+            self._show_idle_prompt()
+
     def _show_idle_prompt(self) -> None:
         if self.idle_prompt and not (self.prompt_open and self.prompt_open()):
             self.say(self.idle_prompt, end="")
+            self._at_prompt = True
 
     def _ended(self, why: str) -> None:
+        self._running = False
         if self.on_input_end is not None:
             self.on_input_end(why)
         else:
@@ -308,9 +324,17 @@ class Console:
         """Print console text (flushed); a closed output drops it."""
         if self._output_broken:
             return
+        at_prompt, self._at_prompt = self._at_prompt, False
+        if at_prompt:
+            # Said while the idle prompt waits (a game connected, say): the
+            # line replaces the prompt, which is shown again below it.
+            text = "\r\x1b[K" + text
         try:
             output = self._output if self._output is not None else sys.stdout
             print(text, end=end, file=output, flush=True)
+            if at_prompt and end == "\n" and self.idle_prompt:
+                print(self.idle_prompt, end="", file=output, flush=True)
+                self._at_prompt = True
         except (OSError, ValueError):
             self._output_broken = True
             LOGGER.warning("console output is closed; console text is dropped")

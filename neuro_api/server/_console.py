@@ -117,6 +117,11 @@ class ConsoleInteractiveNeuroServer(AbstractTrioNeuroServer):
         self._input_ended = False
         self._read_input = read_input
 
+    def configure(self, config: ServerConfig) -> None:
+        """Use ``config``, for the console's examples and autopilot too."""
+        super().configure(config)
+        self.console.examples.configure(self.config)
+
     @property
     def input_ended(self) -> bool:
         """Whether the input ended (forces are then answered automatically)."""

@@ -371,6 +371,11 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
     _spam_reported_at = -1e9
     _unknown_warned = 0
 
+    _gate: HeldTurns | None = None
+    """While the game's forces are held (and until the actions held meanwhile
+    are sent): see hold_forces. A class default, so that a game never held
+    adds nothing to its instance dict (see test_server_limits)."""
+
     # Decided once per class from what it overrides (see __init_subclass__).
     _choose_style: PriorityStyle = POSITIONAL
     _checks_names: bool = False
@@ -413,9 +418,6 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         )
         self._nursery: trio.Nursery | None = None
         self._closing = False
-        # While the game's forces are held (and until the actions held
-        # meanwhile are sent): see hold_forces.
-        self._gate: HeldTurns | None = None
         # One timer per connection times out pending actions: it sleeps until
         # _timer_target, which is never later than any pending deadline.
         self._timer_target = math.inf

@@ -48,17 +48,20 @@ class RandomNeuroServer(AbstractTrioNeuroServer):
         unforced_interval: float | None = None,
         seed: int | None = None,
     ) -> None:
-        super().__init__(config)
         if delay < 0:
             raise ValueError(f"delay: must be >= 0, got {delay!r}")
         if unforced_interval is not None and unforced_interval <= 0:
             raise ValueError(
                 f"unforced_interval: must be > 0, got {unforced_interval!r}"
             )
+        self.rng = random.Random(seed)
+        super().__init__(config)
         self.delay = delay
         self.unforced_interval = unforced_interval
-        self.rng = random.Random(seed)
-        self.generator = DataGenerator(
+
+    def new_generator(self) -> DataGenerator:
+        """A generator drawing from :attr:`rng` (the seed's)."""
+        return DataGenerator(
             max_size=self.config.max_generated_size,
             timeout=self.config.generate_timeout,
             rng=self.rng,

@@ -271,6 +271,9 @@ class TrioNeuroServerClient(BaseTrioNeuroServerClient):
     :class:`ValueError` once the server is gone), as upstream's does.
     """
 
+    _refusal: Refusal | None = None
+    """Why the server refused the game (a class default: see _gate)."""
+
     def __init__(
         self,
         websocket: WebSocketConnection,
@@ -283,7 +286,6 @@ class TrioNeuroServerClient(BaseTrioNeuroServerClient):
             websocket, config if isinstance(config, ServerConfig) else None
         )
         self._server_ref = weakref.ref(server)
-        self._refusal: Refusal | None = None
         if websocket_session_id is not None:
             self.session_id = websocket_session_id
 
