@@ -501,6 +501,25 @@ async def test_held_actions_are_bounded_and_raw_messages_do_not_wait_for_them() 
                     "data": {"id": "raw-1", "name": "wave", "data": "{}"},
                 }
                 answer = await http.post("/", json=raw)
-            assert answer.json() == {"sent_to": ["Free"]}
+            # The held game is listed apart (its queue is full here, so it
+            # will not get this one: that is logged once released).
+            assert answer.json() == {"sent_to": ["Free"], "held_for": ["Paused"]}
             assert (await free.expect_action()).id == "raw-1"
             nursery.cancel_scope.cancel()
+
+
+async def test_a_raw_message_for_a_held_game_goes_out_once_released() -> None:
+    async with (
+        running() as run,
+        connect(run.games_url, "Paused") as game,
+        run.authed() as http,
+    ):
+        await _forced_while_paused(run, game)
+        raw = {"command": "action", "data": {"id": "raw-1", "name": "wave"}}
+        answer = await http.post("/", json=raw)
+        assert answer.json() == {"sent_to": [], "held_for": ["Paused"]}
+        await game.expect_silence(0.3)
+        assert run.roster.gate is not None
+        run.roster.gate.release("Paused")
+        assert (await game.expect_action()).id == "raw-1"
+        assert (await game.expect_action()).name == "jump"  # then the force

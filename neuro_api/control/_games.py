@@ -265,9 +265,10 @@ async def inject() -> SentTo:
     The body is the message itself, e.g. ``{"command": "action", "data":
     {"id": "1", "name": "play", "data": "{}"}}``; it is checked as a Neuro
     message first, and an injected action's result is matched by its id.
-    Games are sent to concurrently: an action for a held game waits for its
-    release without holding up the others, and one that left meanwhile is
-    left out of ``sent_to``.
+    Games are sent to concurrently; one that left meanwhile, or where the
+    injected id is pending, is left out of ``sent_to`` (409 when that is
+    every game). A held game (a capability's force gate) gets it once
+    released, listed in ``held_for``: the answer does not wait for it.
     """
     body = await request.get_data()
     try:
@@ -277,9 +278,18 @@ async def inject() -> SentTo:
     server = _server()
     check_frame(message.to_frame(), server.config.max_message_size, "the frame")
     sent: list[str] = []
+    held: list[str] = []
     duplicate: list[str] = []
 
     async def send(client: TrioNeuroServerClient) -> None:
+        if client.forces_held:
+            # Sent once the game is released; the answer does not wait.
+            try:
+                client.inject_soon(message)
+            except RuntimeError:
+                return  # it left meanwhile
+            held.append(client.game_title or client.session_id)
+            return
         try:
             await client.inject(message)
         except ValueError as exc:  # its id is pending on this game
@@ -294,6 +304,8 @@ async def inject() -> SentTo:
     async with trio.open_nursery() as nursery:
         for client in server.games():
             nursery.start_soon(send, client)
-    if duplicate and not sent:
+    if duplicate and not sent and not held:
         raise ApiError(409, "duplicate_id", duplicate[0])
+    if held:
+        return {"sent_to": sent, "held_for": held}
     return {"sent_to": sent}

@@ -188,3 +188,5 @@ class SentTo(TypedDict):
     """The games (title, or session id before startup) the command went to."""
 
     sent_to: list[str]
+    held_for: NotRequired[list[str]]
+    """Held games (a capability's force gate): they get it once released."""

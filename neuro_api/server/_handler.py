@@ -30,6 +30,7 @@ from collections.abc import (
 from typing import Any, Final
 
 import trio
+from trio_websocket import ConnectionClosed
 
 from neuro_api._fastparse import _build_force as build_force
 from neuro_api._text import printable
@@ -1094,6 +1095,24 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         if self._closing:
             raise RuntimeError("client is not serving (its connection is ending)")
         self._spawn().start_soon(self._execute_in_background, name, data)
+
+    def inject_soon(self, message: NeuroMessage) -> None:
+        """:meth:`inject` ``message`` in the connection's nursery, not waiting.
+
+        For a held game it waits its turn there (see :meth:`hold_forces`).
+        Raises :class:`RuntimeError` if the connection is not being served;
+        what :meth:`inject` raises later (an id already pending, too many
+        held actions, the connection ending) is logged at debug level.
+        """
+        if self._closing:
+            raise RuntimeError("client is not serving (its connection is ending)")
+        self._spawn().start_soon(self._inject_in_background, message)
+
+    async def _inject_in_background(self, message: NeuroMessage) -> None:
+        try:
+            await self.inject(message)
+        except (ValueError, FrameTooLarge, RuntimeError, ConnectionClosed) as exc:
+            LOGGER.debug("message %s not sent: %s", message.command, exc)
 
     async def _execute_in_background(self, name: str, data: str | None) -> None:
         try:
