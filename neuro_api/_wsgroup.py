@@ -38,10 +38,22 @@ ABNORMAL_CLOSURE: Final = 1006
 _INTERNAL_ERROR: Final = 1011
 _CLOSE_TIMEOUT: Final = 2.0
 
-# The close this side began, per connection: [code sent, peer answered].
+
+class _Begun:
+    """A close this side began: what it sent, and whether the peer answered."""
+
+    __slots__ = ("answered", "code", "done", "reason")
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+        self.done = trio.Event()
+        self.answered = False
+
+
 # trio-websocket shows 1000 as the close reason of a close we began until
-# the peer answers, so the code we sent is kept here.
-_BEGUN: Final[weakref.WeakKeyDictionary[WebSocketConnection, list[Any]]] = (
+# the peer answers, so what we sent is kept here, per connection.
+_BEGUN: Final[weakref.WeakKeyDictionary[WebSocketConnection, _Begun]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -50,31 +62,40 @@ async def close(connection: WebSocketConnection, code: int, reason: str) -> None
     """Close ``connection`` with ``code``, remembering it if this side is first.
 
     Waits for the peer's close frame as trio-websocket does (bound the call
-    to wait less); see :func:`how_it_closed`.
+    to wait less). If this side began a close already, waits for that one
+    to end instead (trio-websocket would return at once, before the answer).
+    See :func:`how_it_closed`.
     """
-    first = connection.closed is None
-    if first:
-        _BEGUN[connection] = [code, False]
-    await connection.aclose(code, reason)
-    if first:
-        _BEGUN[connection][1] = True
+    begun = _BEGUN.get(connection)
+    if begun is not None:
+        await begun.done.wait()
+        return
+    if connection.closed is not None:
+        return  # the peer closed first: nothing to send
+    begun = _BEGUN[connection] = _Begun(code, reason)
+    try:
+        await connection.aclose(code, reason)
+        begun.answered = True
+    finally:
+        begun.done.set()
 
 
-def how_it_closed(connection: WebSocketConnection) -> tuple[int, bool]:
-    """``(close code, clean)`` of a connection that ended.
+def how_it_closed(connection: WebSocketConnection) -> tuple[int, str | None, bool]:
+    """``(close code, reason, clean)`` of a connection that ended.
 
-    The code is that of the first close frame either side sent (ours when
-    we began, through :func:`close`), or 1006 when it was lost without one;
-    ``clean`` is whether the close handshake completed (the peer answered
-    ours, or we answered theirs) rather than the stream ending.
+    The code and reason are those of the first close frame either side sent
+    (ours when we began, through :func:`close`), or 1006 when it was lost
+    without one; ``clean`` is whether the close handshake completed (the
+    peer answered ours, or we answered theirs) rather than the stream
+    ending.
     """
     closed = connection.closed
     code = ABNORMAL_CLOSURE if closed is None else closed.code
     begun = _BEGUN.get(connection)
     if begun is not None:
-        sent, answered = begun
-        return sent, bool(answered) and code != ABNORMAL_CLOSURE
-    return code, code != ABNORMAL_CLOSURE
+        return begun.code, begun.reason, begun.answered and code != ABNORMAL_CLOSURE
+    reason = None if closed is None else closed.reason
+    return code, reason, code != ABNORMAL_CLOSURE
 
 
 class ConnectionGroup:

@@ -695,13 +695,12 @@ class AbstractTrioNeuroServer(ABC):
 
 
 def _disconnected(client: TrioNeuroServerClient) -> ConnectionEvent:
-    closed = client.websocket.closed
-    code, clean = how_it_closed(client.websocket)
+    code, reason, clean = how_it_closed(client.websocket)
     return ConnectionEvent(
         ConnectionEventKind.DISCONNECTED,
         client.session_id,
         client.game_title,
         close_code=code,
-        close_reason=None if closed is None else closed.reason,
+        close_reason=reason,
         clean=clean,
     )

@@ -149,8 +149,17 @@ class AbstractNeuroServerClient(AbstractNeuroAPIClient):
         """
         return True
 
-    async def frame_refused(self, message: GameMessage) -> None:
-        """Called after :meth:`accept_message` dropped a frame (default: nothing).
+    def title_learned(self, game_title: str) -> bool:
+        """Called when the first frame names the game (default: True).
+
+        False drops that frame: the connection is being refused (see
+        :meth:`frame_refused`). Normally that first frame is ``startup``; a
+        frame with a command the API does not define is asked about too.
+        """
+        return True
+
+    async def frame_refused(self) -> None:
+        """Called after a frame was dropped (default: nothing).
 
         The Trio layer closes a connection its server refused here.
         """
@@ -220,10 +229,18 @@ class AbstractNeuroServerClient(AbstractNeuroAPIClient):
         if self.accept_message(message, text):
             await _DISPATCH[type(message)](self, message)
         else:
-            await self.frame_refused(message)
+            await self.frame_refused()
 
     async def _unknown_command(self, text: str) -> None:
         obj = orjson.loads(text)  # it parsed up to its command
+        game = obj.get("game")
+        if (
+            self.game_title is None
+            and isinstance(game, str)
+            and not self.title_learned(game)
+        ):
+            await self.frame_refused()  # a refused game gets nothing handled
+            return
         data = obj.get("data")
         try:
             await self.handle_unknown_command(

@@ -222,10 +222,8 @@ class _Force:
     attempts: int = 0
     held: ActionNames | None = None
     """The names to offer once the game is released (its forces are held)."""
-    answer: object = None
-    """The engine's answer, kept while the game is held (sent on release)."""
-    resuming: bool = False
-    """A task waits to offer or send it once the held actions went."""
+    answer: tuple[str, str | None] | None = None
+    """The engine's answer (checked), kept while the game is held."""
 
 
 class ActionNames(frozenset[str]):
@@ -372,6 +370,9 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
     _spam_reported_at = -1e9
     _unknown_warned = 0
 
+    _resuming = False
+    """A task waits to resume the active force after the held actions (a
+    class default, like _gate)."""
     _gate: HeldTurns | None = None
     """While the game's forces are held (and until the actions held meanwhile
     are sent): see hold_forces. A class default, so that a game never held
@@ -631,16 +632,21 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             self._gate = None
         force = self._force
         if force is not None and (force.held is not None or force.answer is not None):
-            self._resume_soon(force)
+            self._resume_soon()
 
-    def _resume_soon(self, force: _Force) -> None:
-        """Have ``force`` go on once the actions held before it were sent."""
-        if force.resuming or self._nursery is None:
+    def _resume_soon(self) -> None:
+        """Have the active force go on once the actions held before it went.
+
+        One task per connection at most, whatever the number of forces
+        parked meanwhile (a new one replaces the old): it resumes the force
+        active when its turn comes.
+        """
+        if self._resuming or self._nursery is None:
             return
-        force.resuming = True
-        self._spawn().start_soon(self._resume_force, force)
+        self._resuming = True
+        self._spawn().start_soon(self._resume)
 
-    async def _resume_force(self, force: _Force) -> None:
+    async def _resume(self) -> None:
         try:
             gate = self._gate
             if gate is not None:
@@ -652,16 +658,20 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
                     return  # held again meanwhile
                 self._release_gate(gate)
         finally:
-            force.resuming = False
-        if self._force is not force:
-            return  # replaced, cancelled, or ended meanwhile
+            self._resuming = False
+        force = self._force
+        if force is None:
+            return
+        try:
+            await self._resume_force(force)
+        except Exception as exc:  # the game left under the send, or a bug
+            self._send_failed(force, exc)
+
+    async def _resume_force(self, force: _Force) -> None:
         answer, force.answer = force.answer, None
         names, force.held = force.held, None
         if answer is not None:
-            name = answer[0] if isinstance(answer, tuple) and answer else None
-            if not self._checks_names or (
-                isinstance(name, str) and self.get_action(name) is not None
-            ):
+            if not self._checks_names or self.get_action(answer[0]) is not None:
                 await self._act(force, answer, in_turn=True)
                 return
             names = force.names  # its action left while held: ask again
@@ -869,14 +879,6 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
                     command=message.command,
                 )
             )
-        return True
-
-    def title_learned(self, game_title: str) -> bool:
-        """Called once, when the first frame names the game (default: True).
-
-        False drops that frame: the connection is being refused (see
-        :meth:`frame_refused`). Normally that first frame is ``startup``.
-        """
         return True
 
     def check_game_title(self, game_title: str) -> None:
@@ -1119,7 +1121,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             await self.execute_action(name, data)
         except FrameTooLarge as exc:
             LOGGER.warning("action %s not sent: %s", printable(repr(name)), exc)
-        except TooManyHeldActions as exc:
+        except (TooManyHeldActions, ConnectionClosed) as exc:
             LOGGER.debug("action %s not sent: %s", printable(repr(name)), exc)
 
     async def inject(self, message: NeuroMessage) -> None:
@@ -1496,7 +1498,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             # turn comes after them.
             force.held = names
             if not gate.held:
-                self._resume_soon(force)
+                self._resume_soon()
             return
         if self._own_perform:
             await self._background(force, self._perform_own)
@@ -1614,17 +1616,17 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
     ) -> None:
         if self._force is not force:
             return  # replaced or cancelled while the engine thought
-        gate = self._gate
-        if gate is not None and not in_turn:
-            # The game was held while the engine thought: keep the answer.
-            force.answer = answer
-            if not gate.held:
-                self._resume_soon(force)
-            return
         try:
             name, data = _check_answer(answer)
         except TypeError as exc:
             self._engine_failed(force, exc)
+            return
+        gate = self._gate
+        if gate is not None and not in_turn:
+            # The game was held while the engine thought: keep the answer.
+            force.answer = (name, data)
+            if not gate.held:
+                self._resume_soon()
             return
         pending = self._register_pending(name, None, force=force)
         try:

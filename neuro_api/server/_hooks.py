@@ -86,6 +86,7 @@ class ConnectionEvent:
     """How it closed (disconnected only): the code of the first close frame
     either side sent, or 1006 when it was lost without one."""
     close_reason: str | None = None
+    """The reason in that close frame (None without one)."""
     clean: bool | None = None
     """Disconnected only: True after a close handshake (by either side),
     False for a network error (reset, end of stream: close code 1006)."""

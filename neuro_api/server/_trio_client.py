@@ -14,7 +14,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 from neuro_api._cache import SizedCache
 from neuro_api._text import printable
 from neuro_api._wsgroup import close
-from neuro_api.command import Action, ForceActions, ForcePriority, GameMessage
+from neuro_api.command import Action, ForceActions, ForcePriority
 from neuro_api.diagnostics import Diagnostic, diagnose
 from neuro_api.server._budget import MemoryBudget
 from neuro_api.server._config import ServerConfig
@@ -315,7 +315,7 @@ class TrioNeuroServerClient(BaseTrioNeuroServerClient):
             self.hold_forces()
         return True
 
-    async def frame_refused(self, message: GameMessage) -> None:
+    async def frame_refused(self) -> None:
         """Close a refused game with its refusal's code and reason."""
         refusal = self._refusal
         if refusal is None:
