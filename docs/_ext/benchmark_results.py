@@ -8,7 +8,8 @@ Reads the ``## Recorded results`` section of ``benchmarks/README.md`` (the
 file the benchmark's users fill in) and renders its paragraphs and pipe
 tables as docutils nodes, so the docs show the same figures as the README.
 Only the Markdown the section uses is understood: paragraphs with
-```code```, ``_emphasis_`` and ``**strong**``, and pipe tables. A missing
+```code```, ``_emphasis_`` and ``**strong**``, ``### headings``, ``- lists``
+and pipe tables. A missing
 section is an error (the build fails under ``-W``), so a renamed heading is
 noticed instead of silently showing nothing.
 """
@@ -16,6 +17,7 @@ noticed instead of silently showing nothing.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,57 @@ def section_lines(text: str) -> list[str] | None:
     return lines[start:end]
 
 
+def _parse(
+    lines: list[str], make_table: Callable[[list[list[str]]], nodes.table]
+) -> list[nodes.Node]:
+    """Paragraphs, ``###`` rubrics, ``-`` lists and pipe tables of ``lines``."""
+    result: list[nodes.Node] = []
+    paragraph: list[str] = []
+    rows: list[list[str]] = []
+    items: list[list[str]] = []
+
+    def flush() -> None:
+        if paragraph:
+            result.append(nodes.paragraph("", "", *_inline(" ".join(paragraph))))
+            paragraph.clear()
+        if rows:
+            result.append(make_table(rows))
+            rows.clear()
+        if items:
+            bullets = nodes.bullet_list()
+            for item in items:
+                entry = nodes.list_item()
+                entry += nodes.paragraph("", "", *_inline(" ".join(item)))
+                bullets += entry
+            result.append(bullets)
+            items.clear()
+
+    for raw in lines:
+        line = raw.strip()
+        if line.startswith("### "):
+            flush()
+            result.append(nodes.rubric("", "", *_inline(line[4:])))
+        elif line.startswith("|"):
+            if paragraph or items:
+                flush()
+            if not _SEPARATOR.match(line):
+                rows.append(_cells(line))
+        elif line.startswith("- "):
+            if paragraph or rows:
+                flush()
+            items.append([line[2:]])
+        elif not line:
+            flush()
+        elif items and raw.startswith("  "):
+            items[-1].append(line)  # a list item goes on
+        else:
+            if rows or items:
+                flush()
+            paragraph.append(line)
+    flush()
+    return result
+
+
 class BenchmarkResults(SphinxDirective):
     """Insert the recorded results of ``benchmarks/README.md``."""
 
@@ -102,32 +155,7 @@ class BenchmarkResults(SphinxDirective):
         lines = section_lines(source)
         if lines is None:
             raise self.error(f"benchmark-results: no {_HEADING!r} section in {_README}")
-        result: list[nodes.Node] = []
-        paragraph: list[str] = []
-        rows: list[list[str]] = []
-
-        def flush() -> None:
-            if paragraph:
-                result.append(nodes.paragraph("", "", *_inline(" ".join(paragraph))))
-                paragraph.clear()
-            if rows:
-                result.append(self._table(rows))
-                rows.clear()
-
-        for raw in lines:
-            line = raw.strip()
-            if line.startswith("|"):
-                if paragraph:
-                    flush()
-                if not _SEPARATOR.match(line):
-                    rows.append(_cells(line))
-            elif line:
-                if rows:
-                    flush()
-                paragraph.append(line)
-            else:
-                flush()
-        flush()
+        result = _parse(lines, self._table)
         if not any(isinstance(node, nodes.table) for node in result):
             raise self.error(f"benchmark-results: no table under {_HEADING!r}")
         if not self._recorded:
