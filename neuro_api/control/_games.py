@@ -12,7 +12,7 @@ from quart import Blueprint, current_app, request
 from quart_schema import document_request, document_response
 from trio_websocket import ConnectionClosed
 
-from neuro_api.command import Action, ProtocolError, parse_neuro_frame
+from neuro_api.command import Action, ActionMessage, ProtocolError, parse_neuro_frame
 from neuro_api.control._bodies import STRICT, json_body
 from neuro_api.control._errors import ApiError
 from neuro_api.control._limits import check_action_frame, check_frame
@@ -267,8 +267,10 @@ async def inject() -> SentTo:
     message first, and an injected action's result is matched by its id.
     Games are sent to concurrently; one that left meanwhile, or where the
     injected id is pending, is left out of ``sent_to`` (409 when that is
-    every game). A held game (a capability's force gate) gets it once
-    released, listed in ``held_for``: the answer does not wait for it.
+    every game). A held game (a capability's force gate) gets an ``action``
+    once released and is listed in ``held_for``: the answer does not wait
+    for it (a held game with as many actions waiting as it may have pending
+    is left out). Other messages go to held games at once.
     """
     body = await request.get_data()
     try:
@@ -282,12 +284,15 @@ async def inject() -> SentTo:
     duplicate: list[str] = []
 
     async def send(client: TrioNeuroServerClient) -> None:
-        if client.forces_held:
+        if client.forces_held and isinstance(message, ActionMessage):
             # Sent once the game is released; the answer does not wait.
             try:
                 client.inject_soon(message)
+            except ValueError as exc:  # its id is pending or waiting there
+                duplicate.append(str(exc))
+                return
             except RuntimeError:
-                return  # it left meanwhile
+                return  # it left meanwhile, or its line of held actions is full
             held.append(client.game_title or client.session_id)
             return
         try:

@@ -149,6 +149,14 @@ class AbstractNeuroServerClient(AbstractNeuroAPIClient):
         """
         return True
 
+    def name_game(self, game_title: str) -> bool:
+        """Take ``game_title`` as the game's name (its first frame's).
+
+        Returns :meth:`title_learned`'s answer. The handler layer, which
+        keeps :attr:`game_title`, records it here.
+        """
+        return self.title_learned(game_title)
+
     def title_learned(self, game_title: str) -> bool:
         """Called when the first frame names the game (default: True).
 
@@ -234,10 +242,12 @@ class AbstractNeuroServerClient(AbstractNeuroAPIClient):
     async def _unknown_command(self, text: str) -> None:
         obj = orjson.loads(text)  # it parsed up to its command
         game = obj.get("game")
+        # A first frame that names the game: as for any first frame, the
+        # game is known (and admitted, or refused) by that name from now on.
         if (
             self.game_title is None
             and isinstance(game, str)
-            and not self.title_learned(game)
+            and not self.name_game(game)
         ):
             await self.frame_refused()  # a refused game gets nothing handled
             return

@@ -57,7 +57,7 @@ from neuro_api.server._ratelimit import (
     summary_text,
 )
 from neuro_api.server._signatures import POSITIONAL, PriorityStyle, priority_style
-from neuro_api.server._turns import HeldTurns
+from neuro_api.server._turns import HeldTurns, Turn
 
 __all__ = [
     "AbstractHandlerNeuroServerClient",
@@ -687,13 +687,8 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
                 return
         await self._choose(force, names, in_turn=True)
 
-    @contextlib.asynccontextmanager
-    async def _in_turn(self) -> AsyncIterator[None]:
-        """Send an action now, or, while the game is held, in its turn."""
-        gate = self._gate
-        if gate is None:
-            yield
-            return
+    def _check_room(self, gate: HeldTurns) -> None:
+        """Raise :class:`TooManyHeldActions` if no more actions may wait."""
         limit = self.config.max_pending_actions
         if gate.held and len(gate) >= limit:
             raise TooManyHeldActions(
@@ -701,8 +696,21 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
                 f"{printable(self.game_title or 'the game')!r} is held "
                 f"(max_pending_actions {limit}); this one was not kept"
             )
+
+    @contextlib.asynccontextmanager
+    async def _in_turn(self, reserved: Turn | None = None) -> AsyncIterator[None]:
+        """Send an action now, or, while the game is held, in its turn.
+
+        ``reserved``: the place :meth:`inject_soon` took in line already.
+        """
+        gate = self._gate
+        if gate is None:
+            yield
+            return
+        if reserved is None:
+            self._check_room(gate)
         try:
-            async with gate.turn():
+            async with gate.turn(reserved):
                 if self._closing:
                     raise _HeldActionDropped(
                         "client is not serving (its connection is ending)"
@@ -851,8 +859,7 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
             self._expire(trio.current_time())
         game = self.game_title
         if game is None:
-            self.game_title = message.game
-            if not self.title_learned(message.game):
+            if not self.name_game(message.game):
                 return False
         elif message.game != game:
             self.report(
@@ -880,6 +887,11 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
                 )
             )
         return True
+
+    def name_game(self, game_title: str) -> bool:
+        """Record the game's name from its first frame; admit it (or not)."""
+        self.game_title = game_title
+        return self.title_learned(game_title)
 
     def check_game_title(self, game_title: str) -> None:
         """Warn (:meth:`log_warning`) if ``game_title`` is not this game's.
@@ -1101,20 +1113,45 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
     def inject_soon(self, message: NeuroMessage) -> None:
         """:meth:`inject` ``message`` in the connection's nursery, not waiting.
 
-        For a held game it waits its turn there (see :meth:`hold_forces`).
-        Raises :class:`RuntimeError` if the connection is not being served;
-        what :meth:`inject` raises later (an id already pending, too many
-        held actions, the connection ending) is logged at debug level.
+        For a held game an ``action`` takes its place in line at once (sent
+        once released, see :meth:`hold_forces`), so what would refuse it is
+        raised here: :class:`ValueError` for an id already pending or in
+        line, :class:`TooManyHeldActions` for a full line. Raises
+        :class:`RuntimeError` if the connection is not being served. What
+        happens later (the connection ending, a frame too large) is logged
+        at debug level.
         """
         if self._closing:
             raise RuntimeError("client is not serving (its connection is ending)")
-        self._spawn().start_soon(self._inject_in_background, message)
-
-    async def _inject_in_background(self, message: NeuroMessage) -> None:
+        gate = self._gate
+        reserved = None
+        if isinstance(message, ActionMessage) and gate is not None:
+            if message.id in self._pending or gate.has(message.id):
+                raise ValueError(f"action id {message.id!r} is already pending")
+            self._check_room(gate)
+            reserved = gate.reserve(message.id)
         try:
-            await self.inject(message)
+            self._spawn().start_soon(self._inject_in_background, message, reserved)
+        except BaseException:
+            if reserved is not None and gate is not None:
+                gate.give_up(reserved)
+            raise
+
+    async def _inject_in_background(
+        self, message: NeuroMessage, reserved: Turn | None
+    ) -> None:
+        gate = self._gate
+        try:
+            if reserved is not None and isinstance(message, ActionMessage):
+                await self._inject_action(message, reserved)
+            else:
+                await self.inject(message)
         except (ValueError, FrameTooLarge, RuntimeError, ConnectionClosed) as exc:
             LOGGER.debug("message %s not sent: %s", message.command, exc)
+        finally:
+            if reserved is not None and gate is not None:
+                gate.give_up(reserved)  # taken or not, it leaves the line
+                self._release_gate(gate)
 
     async def _execute_in_background(self, name: str, data: str | None) -> None:
         try:
@@ -1134,7 +1171,12 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         if not isinstance(message, ActionMessage):
             await self.write_to_websocket(message.to_frame())
             return
-        async with self._in_turn():
+        await self._inject_action(message, None)
+
+    async def _inject_action(
+        self, message: ActionMessage, reserved: Turn | None
+    ) -> None:
+        async with self._in_turn(reserved):
             if message.id in self._pending:
                 raise ValueError(f"action id {message.id!r} is already pending")
             self._register_pending(message.name, None, force=None, id_=message.id)

@@ -8,14 +8,17 @@ from collections.abc import AsyncIterator
 
 import trio
 
-__all__ = ["HeldTurns"]
+__all__ = ["HeldTurns", "Turn"]
 
 
-class _Turn:
-    __slots__ = ("event",)
+class Turn:
+    """One action's place in line (see :meth:`HeldTurns.reserve`)."""
 
-    def __init__(self) -> None:
+    __slots__ = ("event", "key")
+
+    def __init__(self, key: object = None) -> None:
         self.event = trio.Event()
+        self.key = key
 
 
 class HeldTurns:
@@ -36,7 +39,7 @@ class HeldTurns:
     def __init__(self) -> None:
         self.held = True
         self._abandoned = False
-        self._turns: collections.deque[_Turn] = collections.deque()
+        self._turns: collections.deque[Turn] = collections.deque()
 
     @property
     def idle(self) -> bool:
@@ -46,13 +49,39 @@ class HeldTurns:
     def __len__(self) -> int:
         return len(self._turns)
 
-    @contextlib.asynccontextmanager
-    async def turn(self) -> AsyncIterator[None]:
-        """Wait for this action's turn; the next one starts when it ends."""
-        turn = _Turn()
+    def reserve(self, key: object = None) -> Turn:
+        """Take a place in line now, for a :meth:`turn` taken later.
+
+        The place is kept until that turn ends, or :meth:`give_up` is
+        called (when the turn will never be taken). ``key`` identifies it
+        for :meth:`has`.
+        """
+        turn = Turn(key)
         self._turns.append(turn)
         if not self.held and self._turns[0] is turn:
             turn.event.set()
+        return turn
+
+    def has(self, key: object) -> bool:
+        """Whether a place reserved with ``key`` is in line."""
+        return any(turn.key == key for turn in self._turns)
+
+    def give_up(self, turn: Turn) -> None:
+        """Leave the line (a reserved place whose turn is not taken)."""
+        first = bool(self._turns) and self._turns[0] is turn
+        with contextlib.suppress(ValueError):
+            self._turns.remove(turn)
+        if first and not self.held and self._turns:
+            self._turns[0].event.set()
+
+    @contextlib.asynccontextmanager
+    async def turn(self, reserved: Turn | None = None) -> AsyncIterator[None]:
+        """Wait for this action's turn; the next one starts when it ends.
+
+        ``reserved`` is a place taken with :meth:`reserve` (default: a new
+        one, at the end of the line).
+        """
+        turn = reserved if reserved is not None else self.reserve()
         try:
             await turn.event.wait()
             while self.held and not self._abandoned:
@@ -61,11 +90,7 @@ class HeldTurns:
                 await turn.event.wait()
             yield
         finally:
-            first = bool(self._turns) and self._turns[0] is turn
-            with contextlib.suppress(ValueError):
-                self._turns.remove(turn)
-            if first and not self.held and self._turns:
-                self._turns[0].event.set()
+            self.give_up(turn)
 
     def release(self) -> None:
         """Let the turns go, first come first."""
