@@ -582,3 +582,16 @@ class Output(io.StringIO):
             while text not in self.getvalue():
                 await self._written.wait()
         return self.getvalue()
+
+
+async def start_stoppable(
+    nursery: trio.Nursery, server: AbstractTrioNeuroServer
+) -> tuple[ServerInfo, trio.Event]:
+    """Run ``server`` in ``nursery``; the event is set once run() returned."""
+    stopped = trio.Event()
+
+    async def run(*, task_status: trio.TaskStatus[object]) -> None:
+        await server.run("127.0.0.1", 0, task_status=task_status)
+        stopped.set()
+
+    return await nursery.start(run), stopped

@@ -19,6 +19,7 @@ from server_helpers import (
     RecordingServer,
     connect,
     start_server,
+    start_stoppable,
 )
 from trio_websocket import ConnectionClosed
 
@@ -34,6 +35,7 @@ from neuro_api.server import (
 )
 
 pytestmark = pytest.mark.timeout(30)
+
 
 JUMP = Action("jump", "Jump")
 
@@ -112,7 +114,9 @@ async def test_a_refused_title_cannot_act_by_skipping_startup(
         await game.force("pass")
         with trio.move_on_after(2):
             await server.settle(game)
-        assert server.messages("Blocked") == []  # fails: the context reached it
+        assert (
+            server.messages("Blocked") == []
+        )  # before the fix: the context reached it
         assert server.force_calls == []  # and the force too
 
 
@@ -126,7 +130,7 @@ async def test_a_held_title_cannot_get_actions_by_skipping_startup(
     async with connect(info.url, "Paused") as game:
         await game.register(PASS)
         await game.force("pass")
-        await game.expect_silence(1.0)  # fails: the force was answered
+        await game.expect_silence(1.0)  # before the fix: the force was answered
 
 
 # --- 4. close codes of server-initiated closes the game did not answer --------
@@ -149,7 +153,8 @@ async def test_a_refusal_the_game_does_not_answer_keeps_its_close_code(
         await game.aclose()
     gone = events[-1]
     assert gone.kind is ConnectionEventKind.DISCONNECTED
-    assert gone.close_code == 4003, gone  # fails: 1000 (trio-websocket's local)
+    # Before the fixes: 1000 and None (trio-websocket's local placeholder).
+    assert (gone.close_code, gone.close_reason) == (4003, "go away"), gone
 
 
 async def test_a_drain_the_game_does_not_answer_reports_1001(
@@ -158,13 +163,7 @@ async def test_a_drain_the_game_does_not_answer_reports_1001(
     server = RecordingServer()
     events: list[ConnectionEvent] = []
     server.connection_events.subscribe(events.append)
-    stopped = trio.Event()
-
-    async def run(*, task_status: trio.TaskStatus[object]) -> None:
-        await server.run("127.0.0.1", 0, task_status=task_status)
-        stopped.set()
-
-    info = await nursery.start(run)
+    info, stopped = await start_stoppable(nursery, server)
     game = await RawGame.connect(info.port, "Deaf")
     try:
         await game.send('{"command": "startup", "game": "Deaf"}')
@@ -176,7 +175,7 @@ async def test_a_drain_the_game_does_not_answer_reports_1001(
         await game.aclose()
     gone = events[-1]
     assert gone.kind is ConnectionEventKind.DISCONNECTED
-    assert gone.close_code == 1001, gone  # fails: 1000
+    assert gone.close_code == 1001, gone  # before the fix: 1000
 
 
 # --- 5. events unbalanced when on_client_connected raises ---------------------
@@ -199,7 +198,7 @@ async def test_every_disconnected_event_has_its_connected_event(
             await game.expect_closed()
     await server.wait_until(lambda: server.disconnected)
     kinds = [e.kind for e in events]
-    # fails: [DISCONNECTED] only (a counter of open connections goes to -1)
+    # before the fix: [DISCONNECTED] only (a counter of open connections goes to -1)
     assert kinds.count(ConnectionEventKind.CONNECTED) == kinds.count(
         ConnectionEventKind.DISCONNECTED
     ), kinds
@@ -245,7 +244,7 @@ def test_each_new_failing_listener_is_logged_as_an_error() -> None:
         logger.removeHandler(levels)
         logger.setLevel(old_level)
         logger.propagate = old_propagate
-    # fails: a handful of errors; the rest are "failed again" at debug level,
+    # before the fix: a handful of errors; the rest are "failed again" at debug level,
     # because a new listener got the id (address) of one that failed before.
     assert levels.levels.count(logging.ERROR) == 100, levels.levels.count(logging.ERROR)
 
@@ -268,7 +267,7 @@ async def test_a_held_force_offers_only_actions_still_registered(
         await server.settle(game)
         gate.release("G")
         call = await server.wait_force_calls(1)
-        assert call.names == ("pass",), call.names  # fails: ('jump', 'pass')
+        assert call.names == ("pass",), call.names  # before the fix: ('jump', 'pass')
 
 
 # --- 8. Randy's unforced actions pile up for a held game ----------------------
@@ -291,7 +290,7 @@ async def test_randy_does_not_queue_unforced_actions_for_a_held_game(
             while True:
                 await game.expect_action()
                 burst += 1
-        # fails: 64 actions (max_pending_actions) arrive at once
+        # before the fix: 64 actions (max_pending_actions) arrive at once
         assert burst <= 1, burst
 
 
@@ -310,13 +309,7 @@ async def test_a_refused_game_that_does_not_answer_does_not_delay_the_stop(
             refused.set()
 
     server.connection_events.subscribe(on_refused)
-    stopped = trio.Event()
-
-    async def run(*, task_status: trio.TaskStatus[object]) -> None:
-        await server.run("127.0.0.1", 0, task_status=task_status)
-        stopped.set()
-
-    info = await nursery.start(run)
+    info, stopped = await start_stoppable(nursery, server)
     game = await RawGame.connect(info.port, "Refused")
     try:
         await game.send('{"command": "startup", "game": "Refused"}')
@@ -330,7 +323,7 @@ async def test_a_refused_game_that_does_not_answer_does_not_delay_the_stop(
     finally:
         await game.aclose()
     # The stop waits at most its 2 s grace (then 0.2 s for a close nobody
-    # reads); fails: ~4.9 s, the refusal's shielded 5 s close wait.
+    # reads); before the fix: ~4.9 s, the refusal's shielded 5 s close wait.
     assert took <= 2.5, took
 
 
@@ -358,4 +351,4 @@ async def test_a_game_closed_for_not_reading_reports_1008(
         await game.aclose()
     gone = events[-1]
     assert gone.kind is ConnectionEventKind.DISCONNECTED
-    assert gone.close_code == 1008, gone  # fails: 1000, clean=True
+    assert gone.close_code == 1008, gone  # before the fix: 1000, clean=True
