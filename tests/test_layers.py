@@ -21,7 +21,7 @@ import neuro_api.app
 import neuro_api.server
 
 ROOT = Path(neuro_api.__file__).parent
-PARTS = ("supervisor", "manager", "server", "control", "app")
+PARTS = ("supervisor", "manager", "server", "control", "status", "app")
 """Subpackages; every top-level module is part of ``core``."""
 MAY_IMPORT: dict[str, set[str]] = {
     "core": {"core"},
@@ -29,7 +29,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "manager": {"core"},
     "server": {"core", "manager"},
     "control": {"core", "server"},
-    "app": {"core", "supervisor", "manager", "server", "control"},
+    "status": {"core", "server"},
+    "app": {"core", "supervisor", "manager", "server", "control", "status"},
 }
 """The floors, bottom up; ``app`` is the composition root on top."""
 EXCEPTIONS = {

@@ -1,0 +1,117 @@
+"""The clients' states and the seed's rules, with no I/O.
+
+A *client* is a game, named by its title. Who is paused and blocked comes
+from the input files (or the API); who is active and who was lost to a
+network error comes from the connections. Everything else follows from
+those, as the seed "Server_Manager" computes it:
+
+* available: every client known (seen connected since the files were
+  created, or listed in any file);
+* deactivated: ``(available - active) | (available & blocked)``, the seed's
+  formula exactly.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from collections.abc import Iterable
+
+__all__ = ["ClientStates", "StatusLists"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StatusLists:
+    """Every list at one moment, each sorted (as the files hold them)."""
+
+    available: tuple[str, ...]
+    active: tuple[str, ...]
+    paused: tuple[str, ...]
+    blocked: tuple[str, ...]
+    deactivated: tuple[str, ...]
+    connection_error: tuple[str, ...]
+
+    def state_of(self, client: str) -> list[str]:
+        """The states ``client`` is in (``[]``: unknown)."""
+        return [
+            name
+            for name in (
+                "available",
+                "active",
+                "paused",
+                "blocked",
+                "deactivated",
+                "connection_error",
+            )
+            if client in getattr(self, name)
+        ]
+
+
+class ClientStates:
+    """Who is connected, paused, blocked, lost; the lists that follow.
+
+    Several connections may carry one title: it is active while one of
+    them is. A connection lost without a close handshake (a network error)
+    puts its title in ``connection_error`` when no other connection of that
+    title remains; connecting again takes it out.
+    """
+
+    def __init__(self, known: Iterable[str] = ()) -> None:
+        self._known: set[str] = set(known)
+        self._connections: collections.Counter[str] = collections.Counter()
+        self.paused: frozenset[str] = frozenset()
+        self.blocked: frozenset[str] = frozenset()
+        self._network_errors: set[str] = set()
+
+    # --- what happens to connections ---------------------------------------
+
+    def connected(self, client: str) -> None:
+        """A game named ``client`` connected (its first frame named it)."""
+        self._connections[client] += 1
+        self._known.add(client)
+        self._network_errors.discard(client)
+
+    def disconnected(self, client: str, *, clean: bool) -> None:
+        """A connection of ``client`` ended; ``clean``: after a close handshake."""
+        if self._connections[client] <= 1:
+            del self._connections[client]
+            if not clean:
+                self._network_errors.add(client)
+        else:
+            self._connections[client] -= 1
+
+    def is_active(self, client: str) -> bool:
+        """Whether a connection of ``client`` is open."""
+        return client in self._connections
+
+    # --- what an admin (or a file) decides ---------------------------------
+
+    def set_paused(self, clients: Iterable[str]) -> None:
+        """The paused list, as the file (or the API) now says."""
+        self.paused = frozenset(clients)
+
+    def set_blocked(self, clients: Iterable[str]) -> None:
+        """The blocked list, as the file (or the API) now says."""
+        self.blocked = frozenset(clients)
+
+    def forget_network_error(self, client: str) -> None:
+        """Take ``client`` out of ``connection_error`` (an admin cleared it)."""
+        self._network_errors.discard(client)
+
+    # --- the lists ---------------------------------------------------------
+
+    def lists(self) -> StatusLists:
+        """Every list now; ``deactivated`` by the seed's formula."""
+        active = set(self._connections)
+        available = (
+            self._known | active | self.paused | self.blocked | self._network_errors
+        )
+        deactivated = (available - active) | (available & self.blocked)
+        return StatusLists(
+            available=tuple(sorted(available)),
+            active=tuple(sorted(active)),
+            paused=tuple(sorted(self.paused)),
+            blocked=tuple(sorted(self.blocked)),
+            deactivated=tuple(sorted(deactivated)),
+            connection_error=tuple(sorted(self._network_errors)),
+        )
