@@ -70,7 +70,7 @@ def test_a_malformed_file_keeps_the_last_good_list_and_is_not_overwritten(
     assert file.path.read_bytes() == content
     file.path.write_text('{"clients": ["Go"]}')  # fixed by hand
     assert file.read_if_changed() is True
-    assert state(file) == ({"Go"}, None)
+    assert state(file) == (frozenset({"Go"}), None)
 
 
 def test_a_file_too_large_is_not_read(tmp_path: Path) -> None:
@@ -106,7 +106,7 @@ def test_a_deleted_file_is_an_error_until_created_again(tmp_path: Path) -> None:
     assert file.error == "the file is missing"
     assert file.clients == {"Chess"}
     assert file.write(["Chess"]) is True  # a missing file may be written
-    assert state(file) == ({"Chess"}, None)
+    assert state(file) == (frozenset({"Chess"}), None)
 
 
 def test_client_names() -> None:
