@@ -18,7 +18,7 @@ import trio.lowlevel
 from quart import Blueprint, Quart, Request, request
 from quart_trio import QuartTrio
 
-from neuro_api.app import Capability, Setup
+from neuro_api.capability import Capability, Setup
 from neuro_api.control import ApiError
 from neuro_api.server import (
     ConnectionEvent,

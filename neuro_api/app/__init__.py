@@ -18,17 +18,17 @@ from neuro_api.app._builtins import (
 )
 from neuro_api.app._builtins import GamesCapability as GamesCapability
 from neuro_api.app._builtins import default_capabilities as default_capabilities
-from neuro_api.app._capability import Capability as Capability
-from neuro_api.app._capability import HealthSection as HealthSection
-from neuro_api.app._capability import ServiceSpec as ServiceSpec
-from neuro_api.app._capability import Setup as Setup
-from neuro_api.app._capability import StatsSection as StatsSection
 from neuro_api.app._cli import build_parser as build_parser
 from neuro_api.app._cli import main as main
 from neuro_api.app._cli import make_engine as make_engine
 from neuro_api.app._process import LISTENING as LISTENING
 from neuro_api.app._process import NeuroProcess as NeuroProcess
 from neuro_api.app._process import ProcessInfo as ProcessInfo
+from neuro_api.capability import Capability as Capability
+from neuro_api.capability import HealthSection as HealthSection
+from neuro_api.capability import ServiceSpec as ServiceSpec
+from neuro_api.capability import Setup as Setup
+from neuro_api.capability import StatsSection as StatsSection
 
 __all__ = [
     "LISTENING",

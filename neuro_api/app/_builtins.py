@@ -1,7 +1,7 @@
 """The built-in capabilities: the games' server, the control plane, the console.
 
 They plug in exactly as any other capability does (see
-:mod:`neuro_api.app._capability`): services, routes, commands.
+:mod:`neuro_api.capability`): services, routes, commands.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import functools
 import os
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Final, TextIO
+from typing import TYPE_CHECKING, Final, TextIO, cast
 
 import trio
 from quart_trio import QuartTrio
 
 from neuro_api._shared import StatusCallback
-from neuro_api.app._capability import Capability, Setup
+from neuro_api.capability import Capability, Setup
 from neuro_api.control import create_app
 from neuro_api.manager import ServerBindError
 from neuro_api.manager import ServerInfo as ManagedServer
@@ -41,6 +41,11 @@ CONTROL: Final = "control"
 CONTROL_RETRY: Final = 5.0
 """Longest wait between two starts of the control plane: trying to bind
 costs little, and a port freed should be taken soon."""
+
+
+def _process_of(app: Setup) -> NeuroProcess:
+    """The process of the built-ins: always a NeuroProcess (they are its own)."""
+    return cast("NeuroProcess", app.process)
 
 
 def listen_failure(error: ServerBindError) -> str:
@@ -72,7 +77,7 @@ class GamesCapability(Capability):
 
     def setup(self, app: Setup) -> None:
         """Add the ``games`` and ``engine`` services."""
-        process = app.process
+        process = _process_of(app)
         app.add_service(
             GAMES,
             lambda *, task_status: self._serve(process, task_status=task_status),
@@ -138,7 +143,7 @@ class ControlPlaneCapability(Capability):
 
     def setup(self, app: Setup) -> None:
         """Add the ``control-plane`` service (its app is built in :meth:`finish`)."""
-        process = app.process
+        process = _process_of(app)
         if not app.settings.http:
             return
         app.add_service(
@@ -150,7 +155,7 @@ class ControlPlaneCapability(Capability):
 
     def finish(self, app: Setup) -> None:
         """Build the app with every capability's routes (collisions raise)."""
-        process = app.process
+        process = _process_of(app)
         if not app.settings.http:
             return
         self.app = create_app(
@@ -238,14 +243,14 @@ class ConsoleCapability(Capability):
         else:
             return
         self.console = console
-        for command in app.process.console_commands:
+        for command in _process_of(app).console_commands:
             console.add_command(command)
         prompt = self._idle_prompt
         if prompt is None and reads_stdin and _stdin_is_a_terminal():
             prompt = "neuro> "
         if prompt is not None:
             # Not before the listening line: scripts read stdout's first line.
-            app.process.when_announced(
+            _process_of(app).when_announced(
                 functools.partial(console.enable_idle_prompt, prompt)
             )
 

@@ -28,8 +28,8 @@ from neuro_api._fds import raise_open_file_limit
 from neuro_api._redact import RedactingFormatter, redact
 from neuro_api._shared import find_exception
 from neuro_api.app._builtins import default_capabilities, listen_failure
-from neuro_api.app._capability import Capability
 from neuro_api.app._process import LISTENING, NeuroProcess
+from neuro_api.capability import Capability
 from neuro_api.manager import NgrokTunnels, ServerBindError
 from neuro_api.server import (
     CHARACTERS,

@@ -1,7 +1,7 @@
 """The process behind ``python -m neuro_api.server``: one supervised nursery.
 
 The composition root. Every part is a capability
-(:class:`~neuro_api.app.Capability`); the built-ins, in start order
+(:class:`~neuro_api.capability.Capability`); the built-ins, in start order
 (stopped in reverse):
 
 1. ``server-manager`` (critical, the process's own): the
@@ -34,9 +34,8 @@ import trio
 
 from neuro_api._redact import redact_data
 from neuro_api._shared import first_leaf
-from neuro_api.app._announce import server_lines, tunnel_lines
 from neuro_api.app._builtins import CONTROL_RETRY, default_capabilities
-from neuro_api.app._capability import (
+from neuro_api.capability import (
     Capability,
     HealthSection,
     ServiceSpec,
@@ -44,6 +43,7 @@ from neuro_api.app._capability import (
     StatsSection,
     worst,
 )
+from neuro_api.capability._announce import server_lines, tunnel_lines
 from neuro_api.control import Routes, new_token
 from neuro_api.manager import (
     NgrokTunnels,

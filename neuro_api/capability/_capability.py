@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Final, Literal, Protocol
 
 import trio
 from hypercorn.typing import ASGIFramework
 from quart import Blueprint
 
 from neuro_api._shared import StatusCallback
-from neuro_api.app._announce import server_lines
+from neuro_api.capability._announce import server_lines
 from neuro_api.control import RouteAuth, Routes
 from neuro_api.manager import ServerInfo as ManagedServer
 from neuro_api.manager import ServerManager
@@ -33,14 +33,12 @@ from neuro_api.server import (
 )
 from neuro_api.server._commands import CommandHandler
 from neuro_api.settings import SectionSettings, Settings
-from neuro_api.supervisor import ServiceRun, StopHook
-
-if TYPE_CHECKING:
-    from neuro_api.app._process import NeuroProcess
+from neuro_api.supervisor import ServiceRun, StopHook, Supervisor
 
 __all__ = [
     "Capability",
     "HealthSection",
+    "ProcessParts",
     "ServiceSpec",
     "Setup",
     "StatsSection",
@@ -70,6 +68,39 @@ class ServiceSpec:
     critical: bool = False
     stop: StopHook | None = None
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class ProcessParts(Protocol):
+    """What a :class:`Setup` uses of the process that runs the capabilities.
+
+    :class:`~neuro_api.app.NeuroProcess` is one; a capability reaches it
+    only through :class:`Setup`, so that capability packages never import
+    :mod:`neuro_api.app` (which imports them to register them).
+    """
+
+    settings: Settings
+    server: AbstractTrioNeuroServer
+    manager: ServerManager
+    supervisor: Supervisor
+    announced: bool
+
+    def add_service_spec(self, spec: ServiceSpec) -> object:
+        """Supervise a capability's service."""
+
+    def add_routes(self, routes: Routes) -> None:
+        """Have the control plane mount ``routes``."""
+
+    def add_command(self, command: ConsoleCommand) -> None:
+        """Have the console offer ``command``."""
+
+    def add_health(self, name: str, section: HealthSection) -> None:
+        """Show ``section()`` in ``/health``."""
+
+    def add_stats(self, name: str, section: StatsSection) -> None:
+        """Show ``section()`` in ``/stats``."""
+
+    def print_lines(self, lines: Iterable[str]) -> None:
+        """Print lines for a person or a script (URLs) to the process's out."""
 
 
 class Capability:
@@ -112,7 +143,7 @@ class Setup:
     below. Registrations are only accepted during setup and finish.
     """
 
-    def __init__(self, process: NeuroProcess, capability: Capability) -> None:
+    def __init__(self, process: ProcessParts, capability: Capability) -> None:
         self.process = process
         self.capability = capability
         self.phase: Literal["setup", "finish", "closed"] = "setup"
