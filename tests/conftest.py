@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import math
+import os
+import shutil
+import tempfile
 from typing import Any
 
 import orjson
@@ -15,6 +19,23 @@ from trio_websocket import (
     WebSocketRequest,
     serve_websocket,
 )
+
+# The client-status capability writes Data/Server_Data/ in the working
+# directory by default: every process a test starts (in-process or a
+# subprocess, which inherits the environment) writes in a directory of the
+# run's instead. Tests that look at the files pass their own --data-dir.
+if "NEURO_API_DATA_DIR" not in os.environ:
+    _DATA = tempfile.mkdtemp(prefix="neuro-api-test-data-")
+    atexit.register(shutil.rmtree, _DATA, ignore_errors=True)
+    os.environ["NEURO_API_DATA_DIR"] = _DATA
+
+
+@pytest.fixture(autouse=True)
+def _data_dir_of_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    # In-process tests that build their settings without the environment
+    # get the default (./Data): make "." a directory of the run's.
+    monkeypatch.chdir(os.environ["NEURO_API_DATA_DIR"])
+
 
 # ---------------------------------------------------------------------------
 # Game-side client tests (test_trio_ws.py, test_example.py): a minimal Neuro

@@ -516,14 +516,22 @@ class RawGame:
         sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        with trio.fail_after(WAIT):
-            await sock.connect(("127.0.0.1", port))
+        try:
+            with trio.fail_after(WAIT):
+                await sock.connect(("127.0.0.1", port))
+        except BaseException:
+            sock.close()
+            raise
         game = cls(trio.SocketStream(sock), title)
         request = wsproto.events.Request(host=f"127.0.0.1:{port}", target="/")
-        with trio.fail_after(WAIT):
-            await game.stream.send_all(game.protocol.send(request))
-            event = await game._next_event()
-        assert isinstance(event, wsproto.events.AcceptConnection), event
+        try:
+            with trio.fail_after(WAIT):
+                await game.stream.send_all(game.protocol.send(request))
+                event = await game._next_event()
+            assert isinstance(event, wsproto.events.AcceptConnection), event
+        except BaseException:
+            await trio.aclose_forcefully(game.stream)
+            raise
         return game
 
     async def _next_event(self) -> wsproto.events.Event:

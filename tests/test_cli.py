@@ -390,13 +390,13 @@ async def test_busy_control_plane_port_is_said_once_then_its_url_when_free() -> 
     assert (control["state"], control["last_error"]) == ("running", busy)
     assert control["restarts"] >= 2
     log = server.errors.decode().splitlines()
-    assert "all 4 services started" not in "\n".join(log)
+    assert "all 5 services started" not in "\n".join(log)
     # Said once as it happened, once in the start summary; retries are quiet.
     warnings = [line for line in log if " WARNING " in line]
     assert len(warnings) == 2, warnings
     assert f"service 'control-plane' failed: {busy}; restarting in " in warnings[0]
     assert warnings[1].endswith(
-        f"3 of 4 services started; control-plane is retrying: {busy}"
+        f"4 of 5 services started; control-plane is retrying: {busy}"
     )
     assert any("service 'control-plane' running (after " in line for line in log)
 

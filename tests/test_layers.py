@@ -30,7 +30,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "server": {"core", "manager"},
     "control": {"core", "server"},
     "capability": {"core", "supervisor", "manager", "server", "control"},
-    "status": {"core", "server", "capability"},
+    "status": {"core", "server", "control", "capability"},
     "app": {
         "core",
         "supervisor",

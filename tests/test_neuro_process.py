@@ -21,6 +21,7 @@ from neuro_api.app import NeuroProcess, ProcessInfo
 from neuro_api.manager.tunnels import TunnelError
 from neuro_api.server import RandomNeuroServer
 from neuro_api.settings import Settings
+from neuro_api.status import StatusSettings
 
 pytestmark = pytest.mark.timeout(30)
 WAIT = 10.0
@@ -159,7 +160,12 @@ async def test_a_busy_control_plane_port_is_said_once_and_shown_in_health(
         port = blocker.getsockname()[1]
         busy = f"cannot listen on 127.0.0.1:{port}: Address already in use"
         out = Output()
-        process = NeuroProcess(settings(http_port=port), RandomNeuroServer(), out=out)
+        # Without the status capability: its file I/O in worker threads would
+        # make the autojump clock leap (FACTS.md).
+        no_status = {"status": StatusSettings(enabled=False)}
+        process = NeuroProcess(
+            settings(http_port=port, sections=no_status), RandomNeuroServer(), out=out
+        )
         info = await start(nursery, process)
         assert info.control is None
         assert out.getvalue().splitlines()[1:] == [

@@ -112,6 +112,7 @@ async def test_health_and_games_over_http() -> None:
                 "control-plane": "running",
                 "games": "running",
                 "engine": "running",
+                "status": "running",
             }
             games = {s["name"]: s for s in health["services"]}["games"]
             assert games["info"]["local_url"] == games_url

@@ -61,3 +61,38 @@ def test_blocked_then_unblocked_leaves_the_blocked_list() -> None:
     assert "G" not in lists.deactivated
     states.forget_network_error("G")  # nothing to forget: no error
     assert lists.state_of("G") == ["available", "active"]
+
+
+def test_new_titles_do_not_grow_memory_for_ever() -> None:
+    # The worst input: a game that reconnects with a new title each time,
+    # dropping the connection (a network error) every time.
+    states = ClientStates(max_known=100)
+    states.set_blocked(["Blocked"])
+    states.connected("Still Here")
+    for n in range(1000):
+        states.connected(f"title {n}")
+        states.disconnected(f"title {n}", clean=False)
+    lists = states.lists()
+    assert states.known() == 100
+    assert len(lists.connection_error) <= 100
+    assert "Still Here" in lists.active  # connected: never forgotten
+    assert "Blocked" in lists.available  # listed: never forgotten
+    assert "title 999" in lists.connection_error  # the newest are kept
+    assert "title 0" not in lists.available
+
+
+def test_the_last_runs_lists_are_remembered() -> None:
+    states = ClientStates()
+    states.remember(["Was Active"])
+    states.remember(["Lost"], network_errors=True)
+    lists = states.lists()
+    assert lists.deactivated == ("Lost", "Was Active")
+    assert lists.connection_error == ("Lost",)
+    states.connected("Lost")
+    assert states.lists().connection_error == ()
+
+
+def test_a_disconnect_never_seen_connected_is_ignored() -> None:
+    states = ClientStates()
+    states.disconnected("Ghost", clean=False)
+    assert states.lists().available == ()

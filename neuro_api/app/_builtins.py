@@ -22,6 +22,7 @@ from neuro_api.control import create_app
 from neuro_api.manager import ServerBindError
 from neuro_api.manager import ServerInfo as ManagedServer
 from neuro_api.server import Console, ConsoleInteractiveNeuroServer
+from neuro_api.status import StatusCapability
 from neuro_api.supervisor import ServiceError
 
 if TYPE_CHECKING:
@@ -274,4 +275,9 @@ def default_capabilities() -> list[Capability]:
 
     Add yours after them: ``[*default_capabilities(), MyCapability()]``.
     """
-    return [ControlPlaneCapability(), GamesCapability(), ConsoleCapability()]
+    return [
+        ControlPlaneCapability(),
+        GamesCapability(),
+        StatusCapability(),
+        ConsoleCapability(),
+    ]

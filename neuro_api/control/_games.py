@@ -69,6 +69,7 @@ def describe(client: TrioNeuroServerClient, diagnostics: int = 20) -> GameView:
         "frames_in": client.frames_in,
         "frames_out": client.frames_out,
         "diagnostics": [cast(DiagnosticView, d.to_json()) for d in kept],
+        "held_by": client.server.gates_holding(client.game_title),
     }
 
 

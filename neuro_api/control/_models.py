@@ -149,6 +149,9 @@ class GameView(TypedDict):
     frames_in: int
     frames_out: int
     diagnostics: list[DiagnosticView]
+    held_by: list[str]
+    """The force gates holding the game's forces and actions (``paused``:
+    the client-status capability paused it); empty when none does."""
 
 
 class GameList(TypedDict):

@@ -320,21 +320,48 @@ class AbstractTrioNeuroServer(ABC):
             return refusal
         return None
 
+    def expel(self, game_title: str, refusal: Refusal) -> int:
+        """Close every connection of ``game_title`` with ``refusal``'s code.
+
+        For a game blocked while it is connected (an admission check refuses
+        it when it comes back). Each close runs in its connection's own
+        task (see :meth:`TrioNeuroServerClient.close_soon`); returns how
+        many connections are being closed.
+        """
+        closing = 0
+        for client in list(self.clients.values()):
+            if client.game_title == game_title and client.close_soon(
+                refusal.code, refusal.reason
+            ):
+                closing += 1
+        if closing:
+            self.show_limited(
+                (None, "expelled games"),
+                f"[{printable(game_title)}] closed: {printable(refusal.reason)} "
+                f"(close code {refusal.code})",
+            )
+        return closing
+
     def add_force_gate(self, gate: ForceGate) -> ForceGate:
         """Let ``gate`` hold games' forces and actions by title; returns it."""
         self._gates.append(gate)
-        gate.watch(self._apply_gates)
+        gate.watch_changes(self._apply_gates)
         return gate
 
     def forces_held(self, game_title: str | None) -> bool:
         """Whether any force gate holds ``game_title``."""
         return game_title is not None and any(g.holds(game_title) for g in self._gates)
 
-    def _apply_gates(self, game_title: str) -> None:
-        held = self.forces_held(game_title)
+    def gates_holding(self, game_title: str | None) -> list[str]:
+        """The names of the force gates that hold ``game_title`` now."""
+        if game_title is None:
+            return []
+        return [gate.name for gate in self._gates if gate.holds(game_title)]
+
+    def _apply_gates(self, game_titles: frozenset[str]) -> None:
         for client in list(self.clients.values()):
-            if client.game_title == game_title:
-                if held:
+            if client.game_title in game_titles:
+                if self.forces_held(client.game_title):
                     client.hold_forces()
                 else:
                     client.release_forces()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
@@ -163,6 +163,7 @@ class ForceGate:
         self.name = name
         self._held: set[str] = set()
         self._listeners: list[Callable[[str], None]] = []
+        self._batch_listeners: list[Callable[[frozenset[str]], None]] = []
 
     def holds(self, game_title: str) -> bool:
         """Whether this gate holds ``game_title``."""
@@ -175,23 +176,36 @@ class ForceGate:
 
     def hold(self, game_title: str) -> None:
         """Hold the forces and actions of every game called ``game_title``."""
-        if game_title not in self._held:
-            self._held.add(game_title)
-            self._changed(game_title)
+        self.set_held(self._held | {game_title})
 
     def release(self, game_title: str) -> None:
         """Stop holding ``game_title`` (others gates may still hold it)."""
-        if game_title in self._held:
-            self._held.discard(game_title)
-            self._changed(game_title)
+        self.set_held(self._held - {game_title})
+
+    def set_held(self, game_titles: Iterable[str]) -> None:
+        """Hold exactly ``game_titles``: one change for many titles.
+
+        The server looks at its games once for the whole change, not once
+        per title (a list of thousands of titles loaded at once).
+        """
+        wanted = set(game_titles)
+        changed = frozenset(wanted ^ self._held)
+        if not changed:
+            return
+        self._held = wanted
+        for batch_listener in tuple(self._batch_listeners):
+            batch_listener(changed)
+        for listener in tuple(self._listeners):
+            for game_title in changed:
+                listener(game_title)
 
     def watch(self, listener: Callable[[str], None]) -> None:
-        """Call ``listener(title)`` after each change (the server does)."""
+        """Call ``listener(title)`` for each title changed."""
         self._listeners.append(listener)
 
-    def _changed(self, game_title: str) -> None:
-        for listener in tuple(self._listeners):
-            listener(game_title)
+    def watch_changes(self, listener: Callable[[frozenset[str]], None]) -> None:
+        """Call ``listener(titles)`` once per change (the server does)."""
+        self._batch_listeners.append(listener)
 
     def __repr__(self) -> str:
         return f"<ForceGate {self.name!r} holding {len(self._held)}>"

@@ -198,6 +198,20 @@ class BaseTrioNeuroServerClient(AbstractRecordingNeuroServerClient):
             game_title, actions if shared is None else shared
         )
 
+    def close_soon(self, code: int, reason: str) -> bool:
+        """Close the connection with ``code`` and ``reason``, from any task.
+
+        The close runs in the connection's own nursery, waiting briefly for
+        the game's reply; the reader then sees the connection closed and
+        the game's session ends as for any close. Returns False (nothing
+        done) when the connection is not served or is ending already.
+        """
+        if not self.serving:
+            return False
+        assert self._nursery is not None
+        self._nursery.start_soon(self._close, code, reason, _SHORT_CLOSE_TIMEOUT)
+        return True
+
     async def _close(
         self, code: int, reason: str, reply_wait: float = _CLOSE_TIMEOUT
     ) -> None:

@@ -42,7 +42,7 @@ OUTPUT_FILES: Final = {
     "connection_error": "Network_Action.json",
 }
 """Written by the server only (the seed's names)."""
-MAX_FILE_BYTES: Final = 8 << 20
+MAX_FILE_BYTES: Final = 16 << 20
 """A list file larger than this is refused (not read)."""
 MAX_NAME_LENGTH: Final = 256
 """Characters of one client name (a game title)."""

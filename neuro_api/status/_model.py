@@ -56,8 +56,12 @@ class ClientStates:
     title remains; connecting again takes it out.
     """
 
-    def __init__(self, known: Iterable[str] = ()) -> None:
-        self._known: set[str] = set(known)
+    def __init__(self, known: Iterable[str] = (), *, max_known: int = 10_000) -> None:
+        self.max_known = max_known
+        """How many clients are remembered beyond those connected or listed:
+        past it, the one seen least recently is forgotten (a game picks its
+        title: new titles must not grow memory and the files for ever)."""
+        self._known: dict[str, None] = dict.fromkeys(known)
         self._connections: collections.Counter[str] = collections.Counter()
         self.paused: frozenset[str] = frozenset()
         self.blocked: frozenset[str] = frozenset()
@@ -68,17 +72,51 @@ class ClientStates:
     def connected(self, client: str) -> None:
         """A game named ``client`` connected (its first frame named it)."""
         self._connections[client] += 1
-        self._known.add(client)
+        self._known.pop(client, None)
+        self._known[client] = None  # seen last: forgotten last
         self._network_errors.discard(client)
+        self._forget_some()
+
+    def _kept(self, client: str) -> bool:
+        return (
+            client in self._connections
+            or client in self.paused
+            or client in self.blocked
+        )
+
+    def _forget_some(self) -> None:
+        """Forget the clients seen least recently, past :attr:`max_known`.
+
+        Those connected or listed (paused, blocked) are kept (moved to the
+        end of the line); each is looked at once at most per call. A client
+        forgotten leaves ``connection_error`` too.
+        """
+        extra = len(self._known) - self.max_known
+        looked = 0
+        while extra > 0 and looked < len(self._known):
+            client = next(iter(self._known))
+            del self._known[client]
+            looked += 1
+            if self._kept(client):
+                self._known[client] = None
+            else:
+                self._network_errors.discard(client)
+                extra -= 1
 
     def disconnected(self, client: str, *, clean: bool) -> None:
         """A connection of ``client`` ended; ``clean``: after a close handshake."""
+        if client not in self._connections:
+            return
         if self._connections[client] <= 1:
             del self._connections[client]
             if not clean:
                 self._network_errors.add(client)
         else:
             self._connections[client] -= 1
+
+    def known(self) -> int:
+        """How many clients are remembered (see :attr:`max_known`)."""
+        return len(self._known)
 
     def is_active(self, client: str) -> bool:
         """Whether a connection of ``client`` is open."""
@@ -94,6 +132,18 @@ class ClientStates:
         """The blocked list, as the file (or the API) now says."""
         self.blocked = frozenset(clients)
 
+    def remember(self, clients: Iterable[str], *, network_errors: bool = False) -> None:
+        """Know ``clients`` (listed in a file at start: the last run's).
+
+        ``network_errors``: they were lost to a network error and stay in
+        ``connection_error`` until they connect again.
+        """
+        for client in clients:
+            self._known.setdefault(client, None)
+            if network_errors and client not in self._connections:
+                self._network_errors.add(client)
+        self._forget_some()
+
     def forget_network_error(self, client: str) -> None:
         """Take ``client`` out of ``connection_error`` (an admin cleared it)."""
         self._network_errors.discard(client)
@@ -104,7 +154,11 @@ class ClientStates:
         """Every list now; ``deactivated`` by the seed's formula."""
         active = set(self._connections)
         available = (
-            self._known | active | self.paused | self.blocked | self._network_errors
+            self._known.keys()
+            | active
+            | self.paused
+            | self.blocked
+            | self._network_errors
         )
         deactivated = (available - active) | (available & self.blocked)
         return StatusLists(

@@ -1,0 +1,556 @@
+"""The client-status manager: files, Redis and enforcement, in one place.
+
+Every way of changing a list (a hand edit, the HTTP API, the console,
+Python, another instance through Redis) ends in :class:`StatusManager`,
+which writes the file atomically (re-read first, changed by adding and
+removing names, so a hand edit made meanwhile is kept), applies the list to
+the games (blocked ones closed and refused, paused ones held) and shares it
+through Redis when configured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Final, Literal, TypeVar
+
+import redis
+import trio
+
+from neuro_api._text import printable
+from neuro_api.server import (
+    AbstractTrioNeuroServer,
+    ConnectionEvent,
+    ConnectionEventKind,
+    ForceGate,
+    Refusal,
+    TrioNeuroServerClient,
+)
+from neuro_api.status._files import (
+    INPUT_FILES,
+    OUTPUT_FILES,
+    ListFile,
+    client_name_problem,
+)
+from neuro_api.status._model import ClientStates, StatusLists
+from neuro_api.status._redis import ListChange, RedisStatus, SyncReply, SyncRequest
+
+__all__ = [
+    "BLOCKED",
+    "CLOSED_BY_REQUEST",
+    "MAX_LISTED",
+    "ListKind",
+    "StatusFileError",
+    "StatusManager",
+]
+
+LOGGER: Final = logging.getLogger("neuro_api.status")
+ListKind = Literal["paused", "blocked"]
+BLOCKED: Final = Refusal("blocked", 1008)
+"""How a blocked game is closed and refused (the issue's close code)."""
+CLOSED_BY_REQUEST: Final = Refusal("closed by request", 1000)
+"""How a game named in Redis' ``clients_to_close`` is closed."""
+MAX_LISTED: Final = 10_000
+"""Clients one paused or blocked list may hold (each change rewrites it)."""
+_REDIS_BACKOFF: Final = (1.0, 30.0)
+"""First and longest wait before trying Redis again after a failure."""
+_KINDS: Final[tuple[ListKind, ...]] = ("paused", "blocked")
+_T = TypeVar("_T")
+
+
+class StatusFileError(Exception):
+    """A list cannot be changed: its file is unusable (fix it first), or full."""
+
+
+@dataclasses.dataclass(slots=True)
+class _RedisState:
+    """What the manager knows of its Redis mirror."""
+
+    store: RedisStatus
+    synced: dict[str, frozenset[str]] = dataclasses.field(default_factory=dict)
+    """The shared lists as of the last sync (what local changes are from)."""
+    wake: trio.Event = dataclasses.field(default_factory=trio.Event)
+    up: bool | None = None
+    """None before the first attempt."""
+    error: str | None = None
+    own_version: int = 0
+    own_synced: int = -1
+    closed: set[str] = dataclasses.field(default_factory=set)
+    syncs: int = 0
+    failures: int = 0
+
+
+class StatusManager:
+    """Paused, blocked, active, deactivated and lost clients (games, by title).
+
+    Run it (:meth:`run`, a service reporting readiness once the files are
+    loaded) and attach it to a server (:meth:`attach`) before games
+    connect. Then change lists with :meth:`pause`, :meth:`resume`,
+    :meth:`block` and :meth:`unblock`; :meth:`lists` and :meth:`report`
+    say where things stand.
+
+    ``directory`` holds the seed's files (created when missing); the input
+    files are looked at every ``period`` seconds (a ``stat`` each when
+    nothing changed). With ``redis_url`` the lists are shared with every
+    instance using the same Redis (see :mod:`neuro_api.status._redis`);
+    ``instance_id`` names this one there (default: random).
+    """
+
+    def __init__(
+        self,
+        directory: Path | str,
+        *,
+        period: float = 0.5,
+        max_known: int = 10_000,
+        redis_url: str | None = None,
+        redis_ttl: float = 10.0,
+        instance_id: str | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.period = period
+        self.instance_id = instance_id or uuid.uuid4().hex[:12]
+        self.states = ClientStates(max_known=max_known)
+        self.files = {
+            kind: ListFile(self.directory / name)
+            for kind, name in {**INPUT_FILES, **OUTPUT_FILES}.items()
+        }
+        self.server: AbstractTrioNeuroServer | None = None
+        self.gate: ForceGate | None = None
+        self.problems: dict[str, str] = {}
+        """What is wrong now, by where (a file's name, ``redis``)."""
+        self.loaded = False
+        self._lock = trio.Lock()
+        self._io_limiter = trio.CapacityLimiter(1)
+        self._wake = trio.Event()
+        self._written: StatusLists | None = None
+        self._dirty = True
+        self._sessions: dict[str, str] = {}
+        self._redis: _RedisState | None = None
+        if redis_url is not None:
+            self._redis = _RedisState(
+                RedisStatus(redis_url, self.instance_id, ttl=redis_ttl)
+            )
+        self.writes = 0
+
+    # --- the server's hooks ------------------------------------------------
+
+    def attach(
+        self, server: AbstractTrioNeuroServer, gate: ForceGate | None = None
+    ) -> None:
+        """Enforce the lists on ``server``'s games (through its public hooks).
+
+        Adds an admission check (blocked titles refused), a force gate
+        (``gate``, or a new one named ``paused``) and a connection listener.
+        The capability passes what its :class:`~neuro_api.capability.Setup`
+        made; a library-run server just calls ``attach(server)``.
+        """
+        self.server = server
+        if gate is None:
+            server.add_admission_check(self.admit)
+            gate = server.add_force_gate(ForceGate("paused"))
+            server.connection_events.subscribe(self.on_connection_event)
+        self.gate = gate
+        gate.set_held(self.states.paused)
+
+    def admit(self, client: TrioNeuroServerClient, game_title: str) -> Refusal | None:
+        """The admission check: a blocked title is refused (1008 ``blocked``)."""
+        return BLOCKED if game_title in self.states.blocked else None
+
+    def on_connection_event(self, event: ConnectionEvent) -> None:
+        """Track who is connected; a game that started is active."""
+        if event.kind is ConnectionEventKind.STARTED and event.game_title is not None:
+            self._sessions[event.session_id] = event.game_title
+            self.states.connected(event.game_title)
+            self._changed()
+        elif event.kind is ConnectionEventKind.DISCONNECTED:
+            title = self._sessions.pop(event.session_id, None)
+            if title is not None:
+                self.states.disconnected(title, clean=event.clean is not False)
+                self._changed()
+
+    def _changed(self) -> None:
+        self._dirty = True
+        if self._redis is not None:
+            self._redis.own_version += 1
+
+    # --- what an admin does ------------------------------------------------
+
+    async def pause(self, client: str) -> None:
+        """Pause ``client``: its forces and actions are held until resumed.
+
+        Raises :class:`ValueError` for a name that cannot be a client's and
+        :class:`StatusFileError` when ``pause_clients.json`` is unusable.
+        """
+        await self._change("paused", add=client)
+
+    async def resume(self, client: str) -> None:
+        """Resume ``client``: what was held is delivered, in order."""
+        await self._change("paused", remove=client)
+
+    async def block(self, client: str) -> None:
+        """Block ``client``: its connections are closed (1008) and refused."""
+        await self._change("blocked", add=client)
+
+    async def unblock(self, client: str) -> None:
+        """Unblock ``client``: it may connect again."""
+        await self._change("blocked", remove=client)
+
+    async def _change(
+        self, kind: ListKind, *, add: str | None = None, remove: str | None = None
+    ) -> None:
+        for name in (add, remove):
+            problem = None if name is None else client_name_problem(name)
+            if problem is not None:
+                raise ValueError(problem)
+        file = self.files[kind]
+        async with self._lock:
+            if add is not None and len(file.clients) >= MAX_LISTED:
+                await self._io(file.read_if_changed)
+                if add not in file.clients and len(file.clients) >= MAX_LISTED:
+                    raise StatusFileError(
+                        f"{file.path.name} holds {MAX_LISTED} clients already"
+                    )
+            adding = () if add is None else (add,)
+            removing = () if remove is None else (remove,)
+            await self._io(file.update, adding, removing)
+            self._file_read(kind)
+            if file.error is not None:
+                raise StatusFileError(
+                    f"{file.path.name} cannot be changed until it is fixed: "
+                    f"{file.error}"
+                )
+        self._wake_redis()
+
+    # --- what is known -----------------------------------------------------
+
+    def lists(self) -> StatusLists:
+        """Every list now (the seed's formula for ``deactivated``)."""
+        return self.states.lists()
+
+    def health(self) -> dict[str, Any]:
+        """The ``/health`` section (public: counts and states, no names)."""
+        status = "healthy" if self.loaded and not self.problems else "degraded"
+        section: dict[str, Any] = {
+            "status": status,
+            "problems": sorted(self.problems),
+            "redis": self._redis_state(),
+        }
+        return section
+
+    def _redis_state(self) -> str:
+        mirror = self._redis
+        if mirror is None:
+            return "off"
+        if mirror.up is None:
+            return "connecting"
+        return "up" if mirror.up else "down"
+
+    def report(self) -> dict[str, Any]:
+        """``GET /status``: every list, each client's states, files, Redis."""
+        lists = self.lists()
+        mirror = self._redis
+        return {
+            "lists": {
+                name.name: list(getattr(lists, name.name))
+                for name in dataclasses.fields(lists)
+            },
+            "clients": {client: lists.state_of(client) for client in lists.available},
+            "files": {
+                file.path.name: {"path": str(file.path), "error": file.error}
+                for file in self.files.values()
+            },
+            "redis": {
+                "state": self._redis_state(),
+                "instance": self.instance_id,
+                "error": None if mirror is None else mirror.error,
+            },
+            "problems": dict(sorted(self.problems.items())),
+        }
+
+    def stats(self) -> dict[str, Any]:
+        """The ``/stats`` section: counts."""
+        lists = self.lists()
+        mirror = self._redis
+        return {
+            "known": len(lists.available),
+            "active": len(lists.active),
+            "paused": len(lists.paused),
+            "blocked": len(lists.blocked),
+            "connection_error": len(lists.connection_error),
+            "file_writes": self.writes,
+            "redis_syncs": 0 if mirror is None else mirror.syncs,
+            "redis_failures": 0 if mirror is None else mirror.failures,
+        }
+
+    # --- problems ----------------------------------------------------------
+
+    def _problem(self, where: str, message: str | None) -> None:
+        """Record (``message``) or clear (None) what is wrong at ``where``.
+
+        A new problem is logged once, as a warning; its end once, as info.
+        """
+        before = self.problems.get(where)
+        if message == before:
+            return
+        if message is None:
+            del self.problems[where]
+            LOGGER.info("status: %s is fine again", where)
+            return
+        self.problems[where] = message
+        LOGGER.warning("status: %s: %s", where, printable(message))
+
+    # --- the service ---------------------------------------------------------
+
+    async def _io(self, function: Callable[..., _T], *args: Any) -> _T:
+        return await trio.to_thread.run_sync(function, *args, limiter=self._io_limiter)
+
+    def _load(self) -> None:
+        for file in self.files.values():
+            file.ensure()
+            file.read_if_changed()
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Load the files, report ready, then keep files, games and Redis in step.
+
+        Raises :class:`OSError` when the directory or a file cannot be
+        created (nothing could be enforced).
+        """
+        async with self._lock:
+            await self._io(self._load)
+            for kind in _KINDS:
+                self._file_read(kind)
+            self.states.remember(self.files["active"].clients)
+            self.states.remember(self.files["deactivated"].clients)
+            self.states.remember(
+                self.files["connection_error"].clients, network_errors=True
+            )
+            for name in OUTPUT_FILES:
+                self._output_problem(name)
+        self.loaded = True
+        await self.tick()
+        task_status.started()
+        try:
+            async with trio.open_nursery() as nursery:
+                if self._redis is not None:
+                    nursery.start_soon(self._redis_loop, self._redis)
+                    nursery.start_soon(self._listen, self._redis)
+                while True:
+                    with trio.move_on_after(self.period):
+                        await self._wake.wait()
+                    self._wake = trio.Event()
+                    await self.tick()
+        finally:
+            self.loaded = False
+            if self._redis is not None:
+                await self._leave(self._redis)
+
+    async def tick(self) -> None:
+        """Look at the input files once; write the outputs if they changed."""
+        async with self._lock:
+            changed = await self._io(self._read_inputs)
+            for kind in changed:
+                self._file_read(kind)
+            if not self._dirty:
+                return
+            lists = self.states.lists()
+            if lists == self._written:
+                self._dirty = False
+                return
+            try:
+                await self._io(self._write_outputs, lists)
+            except OSError as exc:
+                self._problem("files", f"cannot write the output files: {exc}")
+                return  # still dirty: tried again next time
+            self._problem("files", None)
+            self._written = lists
+            self._dirty = False
+
+    def _read_inputs(self) -> list[ListKind]:
+        return [kind for kind in _KINDS if self.files[kind].read_if_changed()]
+
+    def _write_outputs(self, lists: StatusLists) -> None:
+        for kind in OUTPUT_FILES:
+            file = self.files[kind]
+            if file.write(getattr(lists, kind)):
+                self.writes += 1
+            self._output_problem(kind)
+
+    def _output_problem(self, kind: str) -> None:
+        file = self.files[kind]
+        message = None
+        if file.error is not None:
+            message = f"{file.error} (it is not overwritten: fix or delete it)"
+        self._problem(file.path.name, message)
+
+    def _file_read(self, kind: ListKind) -> None:
+        """Apply what the ``kind`` file says now (its last good list)."""
+        file = self.files[kind]
+        message = None
+        if file.error is not None:
+            message = f"{file.error} (the last good list is kept)"
+        self._problem(file.path.name, message)
+        clients = file.clients
+        if kind == "paused":
+            if clients != self.states.paused:
+                self.states.set_paused(clients)
+                if self.gate is not None:
+                    self.gate.set_held(clients)
+                self._changed()
+                self._wake_redis()
+        elif clients != self.states.blocked:
+            newly = clients - self.states.blocked
+            self.states.set_blocked(clients)
+            self._changed()
+            self._wake_redis()
+            if self.server is not None:
+                for title in newly:
+                    if self.states.is_active(title):
+                        self.server.expel(title, BLOCKED)
+
+    # --- Redis -------------------------------------------------------------
+
+    def _wake_redis(self) -> None:
+        if self._redis is not None:
+            self._redis.wake.set()
+
+    def _sync_request(self, mirror: _RedisState, *, full: bool) -> SyncRequest:
+        changes: dict[str, ListChange] = {}
+        for kind in _KINDS:
+            local = self.files[kind].clients
+            synced = mirror.synced.get(kind)
+            if synced is None:  # the first sync: ours join the shared list
+                changes[kind] = ListChange(local, frozenset(), local)
+            elif local != synced or full:
+                changes[kind] = ListChange(local - synced, synced - local, local)
+        own = full or mirror.own_synced != mirror.own_version
+        lists = self.states.lists() if own else None
+        return SyncRequest(
+            lists=changes,
+            available=None if lists is None else frozenset(lists.available),
+            active=frozenset() if lists is None else frozenset(lists.active),
+            errors=frozenset() if lists is None else frozenset(lists.connection_error),
+            closed=frozenset(mirror.closed),
+        )
+
+    async def _redis_loop(self, mirror: _RedisState) -> None:
+        """Sync on every change and every third of the TTL; back off when down."""
+        backoff = _REDIS_BACKOFF[0]
+        renew = mirror.store.ttl / 3
+        full = False
+        while True:
+            mirror.wake = trio.Event()
+            version = mirror.own_version
+            request = self._sync_request(mirror, full=full)
+            try:
+                reply = await trio.to_thread.run_sync(
+                    mirror.store.sync, request, abandon_on_cancel=True
+                )
+            except (redis.RedisError, OSError) as exc:
+                mirror.failures += 1
+                if mirror.up is not False:
+                    LOGGER.warning(
+                        "status: Redis is unreachable (%s); the files go on, and "
+                        "Redis is synced again when it is back",
+                        printable(str(exc)),
+                    )
+                mirror.up = False
+                mirror.error = f"cannot reach Redis: {exc}"
+                self._problem("redis", mirror.error)
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, _REDIS_BACKOFF[1])
+                full = True  # it may have restarted empty
+                continue
+            backoff = _REDIS_BACKOFF[0]
+            mirror.syncs += 1
+            if mirror.up is False:
+                LOGGER.info("status: Redis is back; synced")
+            mirror.up, mirror.error = True, None
+            mirror.closed -= request.closed
+            if request.available is not None:
+                mirror.own_synced = version
+            self._problem("redis", "; ".join(reply.problems) or None)
+            await self._take_shared(mirror, request, reply)
+            full = reply.need_full
+            if full:
+                continue
+            with trio.move_on_after(renew):
+                await mirror.wake.wait()
+
+    async def _take_shared(
+        self, mirror: _RedisState, request: SyncRequest, reply: SyncReply
+    ) -> None:
+        for kind in _KINDS:
+            shared = reply.shared.get(kind)
+            if shared is None:
+                continue
+            problem = _shared_list_problem(shared)
+            if problem is not None:
+                self._problem(f"redis {kind}", problem)
+                continue
+            self._problem(f"redis {kind}", None)
+            change = request.lists.get(kind)
+            sent = change.full if change is not None else mirror.synced.get(kind)
+            mirror.synced[kind] = shared
+            local = sent if sent is not None else self.files[kind].clients
+            if shared == local:
+                continue
+            async with self._lock:
+                file = self.files[kind]
+                await self._io(file.update, shared - local, local - shared)
+                self._file_read(kind)
+        server = self.server
+        for title in reply.to_close:
+            if title in mirror.closed:
+                continue
+            if server is not None and server.expel(title, CLOSED_BY_REQUEST):
+                mirror.closed.add(title)
+        if mirror.closed:
+            mirror.wake.set()
+
+    async def _listen(self, mirror: _RedisState) -> None:
+        """Wake the sync when another instance changed something."""
+        limiter = trio.CapacityLimiter(1)
+        backoff = _REDIS_BACKOFF[0]
+        while True:
+            try:
+                sender = await trio.to_thread.run_sync(
+                    mirror.store.wait_for_change,
+                    1.0,
+                    limiter=limiter,
+                    abandon_on_cancel=True,
+                )
+            except (redis.RedisError, OSError):
+                # The sync loop reports Redis down; just try again later.
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, _REDIS_BACKOFF[1])
+                continue
+            backoff = _REDIS_BACKOFF[0]
+            if sender is not None:
+                mirror.wake.set()
+
+    async def _leave(self, mirror: _RedisState) -> None:
+        """Take this instance's entries out of Redis at once (bounded)."""
+        with trio.move_on_after(3.0) as scope:
+            scope.shield = True
+            with contextlib.suppress(redis.RedisError, OSError):  # they expire
+                await trio.to_thread.run_sync(
+                    mirror.store.sync, SyncRequest(leave=True), abandon_on_cancel=True
+                )
+        await trio.to_thread.run_sync(mirror.store.close, abandon_on_cancel=True)
+
+
+def _shared_list_problem(clients: Iterable[str]) -> str | None:
+    names = list(clients)
+    if len(names) > MAX_LISTED:
+        return f"{len(names)} clients listed: at most {MAX_LISTED} (not taken)"
+    for name in names:
+        problem = client_name_problem(name)
+        if problem is not None:
+            return f"{problem} (the list is not taken)"
+    return None

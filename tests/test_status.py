@@ -1,0 +1,355 @@
+"""Client status over real sockets: files, enforcement, HTTP and console.
+
+Each test runs a process with the status capability (tests/status_helpers.py)
+on 127.0.0.1 port 0, with its files in the test's directory, and plays
+games over real WebSocket connections.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+import trio
+from server_helpers import PLAY, connect
+from status_helpers import eventually, running_status
+
+pytestmark = pytest.mark.timeout(30)
+
+
+# --- the files ------------------------------------------------------------------
+
+
+async def test_missing_files_are_created_empty_and_indented_like_the_seed(
+    tmp_path: Path,
+) -> None:
+    async with running_status(tmp_path) as run:
+        names = sorted(p.name for p in run.directory.iterdir())
+        assert names == [
+            "Network_Action.json",
+            "active_clients.json",
+            "blocked_clients.json",
+            "deactivate_clients.json",
+            "pause_clients.json",
+        ]
+        for name in names:
+            assert run.file(name).read_bytes() == b'{\n  "clients": []\n}'
+        async with (
+            connect(run.games_url, "Zebra") as zebra,
+            connect(run.games_url, "Aardvark") as aardvark,
+        ):
+            await zebra.startup()
+            await aardvark.startup()
+            await eventually(lambda: len(run.clients("active_clients.json")) == 2)
+            assert run.file("active_clients.json").read_bytes() == (
+                b'{\n  "clients": [\n    "Aardvark",\n    "Zebra"\n  ]\n}'
+            )
+
+
+async def test_outputs_are_rewritten_only_when_they_change(tmp_path: Path) -> None:
+    async with running_status(tmp_path) as run:
+        writes = run.manager.writes
+        before = {p.name: p.stat().st_mtime_ns for p in run.directory.iterdir()}
+        for _ in range(5):  # many periods with nothing new
+            await run.manager.tick()
+        assert run.manager.writes == writes
+        after = {p.name: p.stat().st_mtime_ns for p in run.directory.iterdir()}
+        assert after == before
+        async with connect(run.games_url, "Game") as game:
+            await game.startup()
+            await eventually(lambda: run.clients("active_clients.json") == ["Game"])
+            await run.manager.tick()
+            # Only active_clients.json changed (deactivated is still empty).
+            assert run.manager.writes == writes + 1
+            after = {p.name: p.stat().st_mtime_ns for p in run.directory.iterdir()}
+            assert after["active_clients.json"] != before["active_clients.json"]
+            for name in ("deactivate_clients.json", "Network_Action.json"):
+                assert after[name] == before[name]
+
+
+async def test_an_abrupt_disconnect_is_a_network_error_until_it_reconnects(
+    tmp_path: Path,
+) -> None:
+    async with running_status(tmp_path) as run:
+        async with connect(run.games_url, "Flaky") as game:
+            await game.startup()
+            await eventually(lambda: run.clients("active_clients.json") == ["Flaky"])
+            await game.drop()  # no close handshake: TCP closed (1006)
+        await eventually(lambda: run.clients("Network_Action.json") == ["Flaky"])
+        assert run.clients("active_clients.json") == []
+        assert run.clients("deactivate_clients.json") == ["Flaky"]
+        async with connect(run.games_url, "Flaky") as game:
+            await game.startup()
+            await eventually(lambda: run.clients("Network_Action.json") == [])
+            assert run.clients("active_clients.json") == ["Flaky"]
+        # A clean close is no network error.
+        await eventually(lambda: run.clients("active_clients.json") == [])
+        assert run.clients("Network_Action.json") == []
+
+
+async def test_the_last_runs_files_are_known_at_start(tmp_path: Path) -> None:
+    directory = tmp_path / "Server_Data"
+    directory.mkdir()
+    for name, clients in {
+        "active_clients.json": ["Was Running"],  # the last run crashed
+        "Network_Action.json": ["Lost"],
+        "deactivate_clients.json": ["Old"],
+    }.items():
+        (directory / name).write_bytes(orjson.dumps({"clients": clients}))
+    async with running_status(tmp_path) as run:
+        await eventually(lambda: run.clients("active_clients.json") == [])
+        lists = run.manager.lists()
+        assert lists.deactivated == ("Lost", "Old", "Was Running")
+        assert lists.connection_error == ("Lost",)
+
+
+# --- blocked ---------------------------------------------------------------------
+
+
+async def test_a_hand_edit_blocking_a_game_closes_it_and_refuses_it_again(
+    tmp_path: Path,
+) -> None:
+    async with running_status(tmp_path) as run:
+        async with (
+            connect(run.games_url, "Cheater") as cheater,
+            connect(run.games_url, "Honest") as honest,
+        ):
+            await cheater.startup()
+            await honest.startup()
+            start = trio.current_time()
+            run.edit("blocked_clients.json", ["Cheater"])
+            reason = await cheater.expect_closed()
+            assert (reason.code, reason.reason) == (1008, "blocked")
+            assert trio.current_time() - start < 1.0
+            await honest.context("still here")  # the other game is untouched
+            await honest.expect_silence(0.1)
+        async with connect(run.games_url, "Cheater") as again:
+            await again.send_obj({"command": "startup", "game": "Cheater"})
+            reason = await again.expect_closed()
+            assert (reason.code, reason.reason) == (1008, "blocked")
+        lists = run.manager.lists()
+        assert "Cheater" in lists.deactivated  # (available & blocked)
+        assert lists.connection_error == ()  # closed by us, cleanly
+        run.edit("blocked_clients.json", [])
+        await eventually(lambda: run.manager.lists().blocked == ())
+        async with connect(run.games_url, "Cheater") as back:
+            await back.startup()  # unblocked: gone from the list, welcome
+
+
+async def test_a_title_is_blocked_before_it_ever_connects(tmp_path: Path) -> None:
+    async with running_status(tmp_path) as run:
+        async with run.http() as http:
+            answer = await http.put("/status/blocked/Future Game")
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {
+            "client": "Future Game",
+            "states": ["available", "blocked", "deactivated"],
+        }
+        assert run.clients("blocked_clients.json") == ["Future Game"]
+        async with connect(run.games_url, "Future Game") as game:
+            await game.send_obj({"command": "startup", "game": "Future Game"})
+            reason = await game.expect_closed()
+        assert (reason.code, reason.reason) == (1008, "blocked")
+
+
+# --- paused ----------------------------------------------------------------------
+
+
+async def test_pause_holds_a_force_and_resume_delivers_it(tmp_path: Path) -> None:
+    async with running_status(tmp_path) as run, run.http() as http:
+        async with connect(run.games_url, "Sleepy") as game:
+            await game.startup()
+            await game.register(PLAY)
+            answer = await http.put("/status/paused/Sleepy")
+            assert answer.json()["states"] == ["available", "active", "paused"]
+            await game.force("play", query="your move")
+            await game.context("context keeps flowing")
+            await game.expect_silence(0.5)  # the engine's action is held
+            games = (await http.get("/games")).json()["games"]
+            assert [g["held_by"] for g in games] == [["paused"]]
+            answer = await http.delete("/status/paused/Sleepy")
+            assert answer.status_code == 200
+            action = await game.expect_action()
+            assert action.name == "play"
+            await game.result(action.id, True)
+            games = (await http.get("/games")).json()["games"]
+            assert [g["held_by"] for g in games] == [[]]
+        assert run.clients("pause_clients.json") == []
+
+
+async def test_a_held_force_the_game_replaces_is_dropped(tmp_path: Path) -> None:
+    async with (
+        running_status(tmp_path) as run,
+        connect(run.games_url, "Paused") as game,
+    ):
+        await game.startup()
+        await game.register(PLAY)
+        await run.manager.pause("Paused")
+        await game.force("play", query="first")
+        await game.expect_silence(0.2)
+        await game.unregister("play")  # the force's only action is gone
+        await game.register(PLAY)
+        await game.force("play", query="second")
+        await run.manager.resume("Paused")
+        action = await game.expect_action()
+        await game.result(action.id, True)
+        await game.expect_silence(0.3)  # one action, not two
+
+
+# --- changes from everywhere -------------------------------------------------------
+
+
+async def test_a_hand_edit_and_an_api_change_in_one_period_are_both_kept(
+    tmp_path: Path,
+) -> None:
+    async with running_status(tmp_path, "--status-period", "60") as run:
+        # The period is long: the manager has not seen the hand edit yet
+        # when the API change comes; it reads the file again before writing.
+        run.edit("pause_clients.json", ["By Hand"])
+        await run.manager.pause("By API")
+        assert run.clients("pause_clients.json") == ["By API", "By Hand"]
+        assert run.manager.lists().paused == ("By API", "By Hand")
+
+
+async def test_console_commands(tmp_path: Path) -> None:
+    async with running_status(tmp_path) as run:
+        await run.type("block Bad Game")
+        await run.output.wait_for("Bad Game: blocked")
+        await run.type("pause Slow Game")
+        await run.output.wait_for("Slow Game: paused")
+        await run.type("status")
+        out = await run.output.wait_for("connection_error (0)")
+        assert "blocked (1): Bad Game" in out
+        assert "paused (1): Slow Game" in out
+        await run.type("resume Slow Game")
+        await run.output.wait_for("Slow Game: resumed")
+        await run.type("unblock Bad Game")
+        await run.output.wait_for("Bad Game: unblocked")
+        await run.type("pause")
+        await run.output.wait_for("name the game")
+        assert run.clients("blocked_clients.json") == []
+        assert run.clients("pause_clients.json") == []
+
+
+async def test_bad_names_and_unusable_files_are_clear_errors(tmp_path: Path) -> None:
+    async with running_status(tmp_path) as run, run.http() as http:
+        answer = await http.put("/status/paused/" + "x" * 300)
+        assert answer.status_code == 400
+        assert answer.json()["error"]["code"] == "bad_client_name"
+        answer = await http.put("/status/blocked/bell%07")
+        assert answer.status_code == 400
+        assert "control characters" in answer.json()["error"]["message"]
+        run.edit("pause_clients.json", b"{not json")
+        await eventually(lambda: "pause_clients.json" in run.manager.problems)
+        answer = await http.put("/status/paused/Someone")
+        assert answer.status_code == 409
+        assert answer.json()["error"]["code"] == "status_file_unusable"
+        assert run.file("pause_clients.json").read_bytes() == b"{not json"
+        # A title with a slash is a name like any other.
+        answer = await http.put("/status/blocked/Team A/B")
+        assert answer.json()["client"] == "Team A/B"
+        # The routes need the token (the control plane's auth).
+        assert run.info.control is not None
+        async with httpx.AsyncClient(base_url=run.info.control.local_url) as anonymous:
+            assert (await anonymous.get("/status")).status_code == 401
+
+
+# --- malformed files ---------------------------------------------------------------
+
+
+async def test_a_malformed_file_keeps_the_last_good_list_until_fixed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="neuro_api.status")
+    async with running_status(tmp_path) as run, run.http() as http:
+        run.edit("blocked_clients.json", ["Blocked"])
+        await eventually(lambda: run.manager.lists().blocked == ("Blocked",))
+        bad = b'{"clients": ["ok", 42]}'
+        run.edit("blocked_clients.json", bad)
+        await eventually(lambda: "blocked_clients.json" in run.manager.problems)
+        for _ in range(3):
+            await run.manager.tick()
+        # Kept in force, never overwritten, said once.
+        assert run.manager.lists().blocked == ("Blocked",)
+        assert run.file("blocked_clients.json").read_bytes() == bad
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1
+        assert "blocked_clients.json" in warnings[0].getMessage()
+        assert "clients[1]" in warnings[0].getMessage()
+        async with connect(run.games_url, "Blocked") as game:
+            await game.send_obj({"command": "startup", "game": "Blocked"})
+            assert (await game.expect_closed()).code == 1008
+        health = (await http.get("/health")).json()
+        assert health["status"] == "degraded"
+        section = health["capabilities"]["status"]
+        assert section == {
+            "status": "degraded",
+            "problems": ["blocked_clients.json"],
+            "redis": "off",
+        }
+        report = (await http.get("/status")).json()
+        assert "clients[1]" in report["files"]["blocked_clients.json"]["error"]
+        run.edit("blocked_clients.json", ["Other"])
+        await eventually(lambda: run.manager.lists().blocked == ("Other",))
+        assert run.manager.problems == {}
+        assert (await http.get("/health")).json()["status"] == "healthy"
+
+
+async def test_a_file_of_the_wrong_shape_or_deleted_is_a_problem_not_a_crash(
+    tmp_path: Path,
+) -> None:
+    async with running_status(tmp_path) as run:
+        await run.manager.pause("Kept")
+        for bad in (b"[]", b'{"clients": "all"}', b'{"clients": [""]}', b"null"):
+            run.edit("pause_clients.json", bad)
+            await eventually(lambda: "pause_clients.json" in run.manager.problems)
+            assert run.manager.lists().paused == ("Kept",)
+            run.edit("pause_clients.json", ["Kept"])
+            await eventually(lambda: not run.manager.problems)
+        run.file("pause_clients.json").unlink()
+        await eventually(lambda: "pause_clients.json" in run.manager.problems)
+        assert run.manager.lists().paused == ("Kept",)
+        await run.manager.resume("Kept")  # writes it again
+        assert run.clients("pause_clients.json") == []
+        await eventually(lambda: not run.manager.problems)
+
+
+async def test_status_report_lists_states_files_and_redis(tmp_path: Path) -> None:
+    async with running_status(tmp_path) as run, run.http() as http:
+        async with connect(run.games_url, "Live") as game:
+            await game.startup()
+            await run.manager.pause("Live")
+            await run.manager.block("Gone")
+            report = (await http.get("/status")).json()
+        assert report["lists"] == {
+            "available": ["Gone", "Live"],
+            "active": ["Live"],
+            "paused": ["Live"],
+            "blocked": ["Gone"],
+            "deactivated": ["Gone"],
+            "connection_error": [],
+        }
+        assert report["clients"]["Live"] == ["available", "active", "paused"]
+        assert report["redis"]["state"] == "off"
+        assert set(report["files"]) == {
+            "pause_clients.json",
+            "blocked_clients.json",
+            "active_clients.json",
+            "deactivate_clients.json",
+            "Network_Action.json",
+        }
+        stats = (await http.get("/stats")).json()["capabilities"]["status"]
+        assert (stats["paused"], stats["blocked"]) == (1, 1)
+        openapi = (await http.get("/openapi.json")).json()
+        assert "/status/paused/{client}" in openapi["paths"]
+
+
+async def test_off_with_no_status(tmp_path: Path) -> None:
+    async with running_status(tmp_path, "--no-status") as run:
+        assert run.capability.manager is None
+        assert not (tmp_path / "Server_Data").exists()
+        async with run.http() as http:
+            assert (await http.get("/status")).status_code == 404

@@ -1,0 +1,244 @@
+"""Client status shared through a real redis-server (started on a free port).
+
+Two instances, each with its own files, share one Redis, as two servers of
+one deployment would; Redis is killed and started again mid-run.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import orjson
+import pytest
+import trio
+from redis_helpers import RedisServer, free_port, redis_server
+from server_helpers import connect
+from status_helpers import Running, eventually, running_status
+
+from neuro_api.status._redis import KEY, RedisStatus, SyncRequest
+
+__all__ = ["redis_server"]  # the fixture, imported to be found
+
+pytestmark = pytest.mark.timeout(40)
+
+
+def shared(redis: RedisServer, field: str) -> list[str]:
+    raw = redis.client().hget(KEY, field)
+    return [] if raw is None else list(orjson.loads(raw))
+
+
+def lists_file(run: Running, expected: list[str]) -> bool:
+    return run.clients("pause_clients.json") == expected
+
+
+@asynccontextmanager
+async def instance(
+    tmp_path: Path, name: str, url: str, *argv: str
+) -> AsyncIterator[Running]:
+    async with running_status(
+        tmp_path / name,
+        "--status-instance",
+        name,
+        "--status-redis-ttl",
+        "1.5",
+        *argv,
+        environ={"REDIS_URL": url},
+    ) as run:
+        await eventually(lambda: run.manager.health()["redis"] != "connecting")
+        yield run
+
+
+async def test_a_block_on_one_instance_closes_the_game_on_another_within_a_second(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    url = redis_server.url
+    async with (
+        instance(tmp_path, "A", url) as a,
+        instance(tmp_path, "B", url) as b,
+        connect(b.games_url, "Roaming") as game,
+    ):
+        await game.startup()
+        start = trio.current_time()
+        async with a.http() as http:
+            assert (await http.put("/status/blocked/Roaming")).status_code == 200
+        reason = await game.expect_closed()
+        assert trio.current_time() - start < 1.0
+        assert (reason.code, reason.reason) == (1008, "blocked")
+        # B keeps it in its own file too, and refuses it from now on.
+        await eventually(lambda: b.clients("blocked_clients.json") == ["Roaming"])
+        assert shared(redis_server, "blocked_clients") == ["Roaming"]
+        async with connect(b.games_url, "Roaming") as again:
+            await again.send_obj({"command": "startup", "game": "Roaming"})
+            assert (await again.expect_closed()).code == 1008
+        # A hand edit on B unblocks it everywhere.
+        b.edit("blocked_clients.json", [])
+        await eventually(lambda: a.manager.lists().blocked == ())
+        await eventually(lambda: shared(redis_server, "blocked_clients") == [])
+
+
+async def test_pauses_are_shared_and_active_lists_are_the_union(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    url = redis_server.url
+    async with (
+        instance(tmp_path, "A", url) as a,
+        instance(tmp_path, "B", url) as b,
+        connect(a.games_url, "On A") as on_a,
+        connect(b.games_url, "On B") as on_b,
+    ):
+        await on_a.startup()
+        await on_b.startup()
+        await eventually(
+            lambda: shared(redis_server, "active_clients") == ["On A", "On B"]
+        )
+        # Each instance's own file lists only its own games.
+        await eventually(lambda: a.clients("active_clients.json") == ["On A"])
+        await b.manager.pause("On A")
+        await eventually(lambda: a.clients("pause_clients.json") == ["On A"])
+        await eventually(lambda: a.process.server.forces_held("On A"))
+        # Changes from both sides at once are merged, not overwritten.
+        async with trio.open_nursery() as nursery:
+            for n in range(10):
+                side = a if n % 2 else b
+                nursery.start_soon(side.manager.pause, f"Both {n}")
+        expected = ["On A", *(f"Both {n}" for n in range(10))]
+        await eventually(
+            lambda: shared(redis_server, "paused_clients") == sorted(expected)
+        )
+        for run in (a, b):
+            await eventually(functools.partial(lists_file, run, sorted(expected)))
+    fields = redis_server.client().hgetall(KEY)
+    assert {k.decode() if isinstance(k, bytes) else k for k in fields} >= {
+        "active_clients",
+        "paused_clients",
+        "blocked_clients",
+        "deactivate_clients",
+        "connecting_internet_error",
+    }
+    # Both left: their games are no longer active, they are deactivated.
+    assert shared(redis_server, "active_clients") == []
+    assert "On A" in shared(redis_server, "deactivate_clients")
+
+
+async def test_an_instance_that_died_has_its_entries_expire(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    dead = RedisStatus(redis_server.url, "dead", ttl=0.3)
+    await trio.to_thread.run_sync(
+        dead.sync,
+        SyncRequest(available=frozenset({"Ghost"}), active=frozenset({"Ghost"})),
+    )
+    assert shared(redis_server, "active_clients") == ["Ghost"]
+    dead.close()  # never renewed: as if killed
+    async with instance(tmp_path, "A", redis_server.url):
+        await eventually(lambda: shared(redis_server, "active_clients") == [])
+
+
+async def test_clients_to_close_closes_the_game_where_it_runs(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    url = redis_server.url
+    async with (
+        instance(tmp_path, "A", url) as a,
+        instance(tmp_path, "B", url),
+        connect(a.games_url, "Closing") as game,
+    ):
+        await game.startup()
+        await eventually(lambda: shared(redis_server, "active_clients") == ["Closing"])
+        client = redis_server.client()
+        client.hset(KEY, "clients_to_close", '["Closing", "Nowhere"]')
+        client.publish(f"{KEY}:changes", "admin")
+        reason = await game.expect_closed()
+        assert (reason.code, reason.reason) == (1000, "closed by request")
+        await eventually(lambda: shared(redis_server, "clients_to_close") == [])
+        # Closed, not blocked: it may come back.
+        async with connect(a.games_url, "Closing") as back:
+            await back.startup()
+
+
+async def test_redis_killed_and_restarted_mid_run(
+    tmp_path: Path, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="neuro_api.status")
+    url = redis_server.url
+    async with (
+        instance(tmp_path, "A", url) as a,
+        instance(tmp_path, "B", url) as b,
+        connect(a.games_url, "Local") as local,
+        connect(b.games_url, "Local") as remote,
+    ):
+        await local.startup()
+        await remote.startup()
+        await a.manager.pause("Before")
+        await eventually(lambda: b.manager.lists().paused == ("Before",))
+        redis_server.kill()
+        await eventually(lambda: a.manager.health()["redis"] == "down")
+        async with a.http() as http:
+            health = (await http.get("/health")).json()
+            assert health["status"] == "degraded"
+            assert health["capabilities"]["status"]["redis"] == "down"
+            report = (await http.get("/status")).json()
+            assert "cannot reach Redis" in report["redis"]["error"]
+            # Enforcement goes on from local state while Redis is away.
+            assert (await http.put("/status/blocked/Local")).status_code == 200
+        assert (await local.expect_closed()).code == 1008
+        assert a.clients("blocked_clients.json") == ["Local"]
+        # Redis comes back empty: A puts its lists back, B takes them.
+        redis_server.start()
+        reason = await remote.expect_closed(within=40)
+        assert (reason.code, reason.reason) == (1008, "blocked")
+        await eventually(lambda: shared(redis_server, "blocked_clients") == ["Local"])
+        assert shared(redis_server, "paused_clients") == ["Before"]
+        await eventually(lambda: a.manager.health()["status"] == "healthy")
+    lost = [r for r in caplog.records if "Redis is unreachable" in r.getMessage()]
+    assert 1 <= len(lost) <= 2  # once per instance, not once per attempt
+
+
+async def test_an_unreachable_redis_is_degraded_not_a_crash_nor_a_hot_loop(
+    tmp_path: Path,
+) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    async with instance(tmp_path, "A", url) as a:
+        assert a.manager.health() == {
+            "status": "degraded",
+            "problems": ["redis"],
+            "redis": "down",
+        }
+        async with connect(a.games_url, "Game") as game:
+            await game.startup()  # games are served
+        await trio.sleep(2.5)
+        failures = a.manager.stats()["redis_failures"]
+        assert 1 <= failures <= 3  # 1 s, then 2 s between attempts
+
+
+async def test_a_malformed_redis_field_is_reported_and_left_alone(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    client = redis_server.client()
+    client.hset(KEY, "paused_clients", "not json")
+    async with instance(tmp_path, "A", redis_server.url) as a:
+        await a.manager.block("Someone")
+        await eventually(lambda: shared(redis_server, "blocked_clients") == ["Someone"])
+        await eventually(lambda: "redis" in a.manager.problems)
+        assert "paused_clients" in a.manager.problems["redis"]
+        assert client.hget(KEY, "paused_clients") == b"not json"
+        await a.manager.pause("Mine")  # kept locally
+        assert a.manager.lists().paused == ("Mine",)
+        client.hset(KEY, "paused_clients", "[]")
+        client.publish(f"{KEY}:changes", "admin")
+        await eventually(lambda: "redis" not in a.manager.problems)
+
+
+async def test_a_key_of_another_type_is_reported(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    client = redis_server.client()
+    client.set(KEY, '{"paused_clients": []}')  # a whole-document string
+    async with instance(tmp_path, "A", redis_server.url) as a:
+        await eventually(lambda: "redis" in a.manager.problems)
+        assert "is a string, not a hash" in a.manager.problems["redis"]
+        assert client.get(KEY) == b'{"paused_clients": []}'
