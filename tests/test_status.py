@@ -298,7 +298,7 @@ async def test_a_malformed_file_keeps_the_last_good_list_until_fixed(
         assert (await http.get("/health")).json()["status"] == "healthy"
 
 
-async def test_a_file_of_the_wrong_shape_or_deleted_is_a_problem_not_a_crash(
+async def test_a_file_of_the_wrong_shape_is_a_problem_and_a_deleted_one_is_made_again(
     tmp_path: Path,
 ) -> None:
     async with running_status(tmp_path) as run:
@@ -309,12 +309,21 @@ async def test_a_file_of_the_wrong_shape_or_deleted_is_a_problem_not_a_crash(
             assert run.manager.lists().paused == ("Kept",)
             run.edit("pause_clients.json", ["Kept"])
             await eventually(lambda: not run.manager.problems)
+        # Deleted: created again, empty, as at start (everyone resumed).
         run.file("pause_clients.json").unlink()
-        await eventually(lambda: "pause_clients.json" in run.manager.problems)
-        assert run.manager.lists().paused == ("Kept",)
-        await run.manager.resume("Kept")  # writes it again
+        await eventually(lambda: run.manager.lists().paused == ())
         assert run.clients("pause_clients.json") == []
-        await eventually(lambda: not run.manager.problems)
+        assert not run.manager.problems
+        # The whole directory deleted: everything is created again.
+        async with connect(run.games_url, "Game") as game:
+            await game.startup()
+            for path in run.directory.iterdir():
+                path.unlink()
+            run.directory.rmdir()
+            await eventually(lambda: run.file("active_clients.json").exists())
+            await eventually(lambda: run.clients("active_clients.json") == ["Game"])
+            await eventually(lambda: run.file("blocked_clients.json").exists())
+        assert not run.manager.problems
 
 
 async def test_status_report_lists_states_files_and_redis(tmp_path: Path) -> None:

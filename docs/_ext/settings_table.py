@@ -4,10 +4,14 @@ Usage in a page::
 
     .. settings-table::
 
+    .. settings-table:: neuro_api.status.StatusSettings
+
     .. server-help::
 
 ``settings-table`` renders :data:`neuro_api.settings.SPECS` (one row per
-setting: TOML key, flag, environment variable, type, default, meaning);
+setting: TOML key, flag, environment variable, type, default, meaning), or,
+given a capability's settings class, the settings of its section (keys of
+its ``[section]`` table);
 ``server-help`` inserts the output of ``python -m neuro_api.server --help``
 as the parser formats it at 80 columns. Both are built when the docs are, so
 they list exactly the settings and flags the code has.
@@ -54,15 +58,27 @@ class SettingsTable(SphinxDirective):
     """Insert a table with one row per setting, in ``--help`` order."""
 
     has_content = False
+    optional_arguments = 1
 
     def run(self) -> list[nodes.Node]:
         """Build the table node."""
         # Imported here so an import error points at this directive.
+        import importlib  # noqa: PLC0415
+
         from neuro_api import settings  # noqa: PLC0415
 
         self.env.note_dependency(settings.__file__)
+        specs = settings.SPECS
+        caption = f"All {len(specs)} settings"
+        if self.arguments:
+            module_name, _, class_name = self.arguments[0].rpartition(".")
+            module = importlib.import_module(module_name)
+            kind = getattr(module, class_name)
+            self.env.note_dependency(module.__file__)
+            specs = settings.specs_of(kind)
+            caption = f"The [{kind.section}] section"
         rows = []
-        for spec in settings.SPECS:
+        for spec in specs:
             flag = spec.option
             if spec.kind is bool:
                 flag = f"{flag} / --no-{flag[2:]}"
@@ -79,7 +95,6 @@ class SettingsTable(SphinxDirective):
                     _meaning(spec.help, spec.secret),
                 )
             )
-        caption = f"All {len(settings.SPECS)} settings"
         return [table(caption, _HEADERS, _WIDTHS, rows)]
 
 

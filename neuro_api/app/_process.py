@@ -93,17 +93,18 @@ class NeuroProcess:
     the same way with an engine of their own, and adds capabilities (or
     single services with :meth:`add_service`)::
 
-        settings = load_settings(sections=[StatusSettings])
+        settings = load_settings(sections=[RosterSettings])
         process = NeuroProcess(
-            settings, MyEngine(), capabilities=[*default_capabilities(), Status()]
+            settings, MyEngine(), capabilities=[*default_capabilities(), Roster()]
         )
         trio.run(process.run)
 
     ``capabilities`` defaults to :func:`~neuro_api.app.default_capabilities`
-    (games, control plane, console); each one's ``setup`` and ``finish`` run
-    here, so a bad contribution (a route that collides, say) raises now. An
-    engine made without a :class:`~neuro_api.server.ServerConfig` gets the
-    one of ``settings`` (``--result-timeout`` and the rest apply to it).
+    (control plane, games, client status, console); each one's ``setup``
+    and ``finish`` run here, so a bad contribution (a route that collides,
+    say) raises now. An engine made without a
+    :class:`~neuro_api.server.ServerConfig` gets the one of ``settings``
+    (``--result-timeout`` and the rest apply to it).
 
     ``tunnels`` defaults to ngrok (pyngrok) when ``settings.tunnel`` is set;
     tests pass a provider of their own. It is kept as :attr:`tunnels`, so a

@@ -29,6 +29,14 @@ def _at_least_one(value: int) -> str | None:
     return None if value >= 1 else "must be at least 1"
 
 
+def _instance_id(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not 1 <= len(value) <= 64 or not value.isprintable() or " " in value:
+        return "must be 1 to 64 printable characters, no spaces"
+    return None
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class StatusSettings:
     """The ``[status]`` section."""
@@ -48,13 +56,17 @@ class StatusSettings:
         metavar="DIR",
     )
     period: float = setting(
-        0.5, "seconds between two looks at the hand-edited files", check=_positive
+        0.5,
+        "seconds between two looks at the hand-edited files",
+        check=_positive,
+        metavar="SECONDS",
     )
     max_known: int = setting(
         10_000,
         "clients remembered beyond those connected or listed (the least "
         "recently seen are forgotten)",
         check=_at_least_one,
+        metavar="N",
     )
     redis_url: str | None = setting(
         None,
@@ -68,9 +80,13 @@ class StatusSettings:
         10.0,
         "seconds an instance's entries outlive it in Redis (renewed every third of it)",
         check=_positive,
+        metavar="SECONDS",
     )
     instance: str | None = setting(
-        None, "this instance's id in Redis (default: random)", metavar="ID"
+        None,
+        "this instance's id in Redis (default: random)",
+        metavar="ID",
+        check=_instance_id,
     )
 
     @property

@@ -47,6 +47,7 @@ MAX_FILE_BYTES: Final = 16 << 20
 MAX_NAME_LENGTH: Final = 256
 """Characters of one client name (a game title)."""
 
+_MISSING: Final = "the file is missing"
 _Stamp = tuple[int, int, int]
 """What ``stat`` says of a file: inode, size, modification time (ns)."""
 
@@ -100,6 +101,11 @@ class ListFile:
         """Why the file cannot be used now (None: it is fine)."""
         self._stamp: _Stamp | None = None
 
+    @property
+    def missing(self) -> bool:
+        """Whether the file was missing when last looked at."""
+        return self.error == _MISSING
+
     def ensure(self) -> None:
         """Create the directory and the file (``{"clients": []}``) if missing.
 
@@ -109,6 +115,7 @@ class ListFile:
         remove_stale_temporaries(self.path)
         if not self.path.exists():
             self._write(encode_clients(()))
+            self.clients, self.error = frozenset(), None
 
     def _stat(self) -> _Stamp | None:
         try:
@@ -129,7 +136,7 @@ class ListFile:
         self._stamp = stamp
         before = (self.clients, self.error)
         if stamp is None:
-            self.error = "the file is missing"
+            self.error = _MISSING
         elif stamp[1] > MAX_FILE_BYTES:
             self.error = f"the file is over {MAX_FILE_BYTES} bytes"
         else:

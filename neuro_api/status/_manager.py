@@ -367,19 +367,36 @@ class StatusManager:
             except OSError as exc:
                 self._problem("files", f"cannot write the output files: {exc}")
                 return  # still dirty: tried again next time
+            finally:
+                for name in OUTPUT_FILES:
+                    self._output_problem(name)
             self._problem("files", None)
             self._written = lists
             self._dirty = False
 
     def _read_inputs(self) -> list[ListKind]:
-        return [kind for kind in _KINDS if self.files[kind].read_if_changed()]
+        """Read the input files that changed (a worker thread's work).
+
+        One deleted while running is created again, empty, as a missing
+        one is at start (deleting ``pause_clients.json`` resumes everyone);
+        if that fails, it stays a problem, tried again next time.
+        """
+        changed = []
+        for kind in _KINDS:
+            file = self.files[kind]
+            if file.read_if_changed():
+                changed.append(kind)
+            if file.missing:
+                with contextlib.suppress(OSError):
+                    file.ensure()
+                    file.read_if_changed()
+        return changed
 
     def _write_outputs(self, lists: StatusLists) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)  # deleted meanwhile
         for kind in OUTPUT_FILES:
-            file = self.files[kind]
-            if file.write(getattr(lists, kind)):
+            if self.files[kind].write(getattr(lists, kind)):
                 self.writes += 1
-            self._output_problem(kind)
 
     def _output_problem(self, kind: str) -> None:
         file = self.files[kind]
