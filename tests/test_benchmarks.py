@@ -277,3 +277,20 @@ async def test_a_measurement_failing_in_one_part_loses_its_figure(
     assert calls == [1, 2]  # the third part is not taken
     assert result.figures["context_msgs_per_s"] is None
     assert result.errors == {"context": "OSError: connection refused"}
+
+
+def test_status_idle_benchmark_runs_and_reports_both_servers() -> None:
+    script = BENCHMARKS / "bench_status.py"
+    flags = ["--clients", "200", "--window", "0.5", "--settle", "0.3"]
+    done = subprocess.run(
+        [sys.executable, str(script), *flags],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = done.stdout.splitlines()
+    assert lines[0] == "clients known: 200 (asked 200); period 0.5 s"
+    assert re.match(r"idle server, status on: +[\d.]+ % of one core", lines[1])
+    assert re.match(r"idle server, status off: +[\d.]+ % of one core", lines[2])
+    assert re.match(r"status loop: +-?[\d.]+ % of one core \(target < 1.0 %", lines[3])
