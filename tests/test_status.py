@@ -17,6 +17,9 @@ import trio
 from server_helpers import PLAY, connect
 from status_helpers import eventually, running_status
 
+from neuro_api.server import ConnectionEvent, ConnectionEventKind, Refusal
+from neuro_api.status import StatusManager
+
 pytestmark = pytest.mark.timeout(30)
 
 
@@ -362,3 +365,32 @@ async def test_off_with_no_status(tmp_path: Path) -> None:
         assert not (tmp_path / "Server_Data").exists()
         async with run.http() as http:
             assert (await http.get("/status")).status_code == 404
+
+
+class _Expelled:
+    """A stand-in server that records what the manager closes."""
+
+    def __init__(self) -> None:
+        self.expelled: list[tuple[str, int, str]] = []
+
+    def expel(self, title: str, refusal: Refusal) -> int:
+        self.expelled.append((title, refusal.code, refusal.reason))
+        return 1
+
+
+async def test_a_game_blocked_between_admission_and_start_is_closed(
+    tmp_path: Path,
+) -> None:
+    manager = StatusManager(tmp_path)
+    server = _Expelled()
+    manager.server = server  # type: ignore[assignment]
+    manager.on_connection_event(
+        ConnectionEvent(ConnectionEventKind.CONNECTED, "s1", None)
+    )
+    # Admitted (not blocked yet); then blocked before its startup was
+    # acknowledged: the block saw no active "Racer" to close.
+    manager.states.set_blocked(["Racer"])
+    manager.on_connection_event(
+        ConnectionEvent(ConnectionEventKind.STARTED, "s1", "Racer")
+    )
+    assert server.expelled == [("Racer", 1008, "blocked")]

@@ -163,13 +163,18 @@ class StatusManager:
     def on_connection_event(self, event: ConnectionEvent) -> None:
         """Track who is connected; a game that started is active."""
         if event.kind is ConnectionEventKind.STARTED and event.game_title is not None:
-            self._sessions[event.session_id] = event.game_title
-            self.states.connected(event.game_title)
+            title = event.game_title
+            self._sessions[event.session_id] = title
+            self.states.connected(title)
             self._changed()
+            if title in self.states.blocked and self.server is not None:
+                # Blocked after its admission, before it started: the block
+                # closed what was active then, which did not include it.
+                self.server.expel(title, BLOCKED)
         elif event.kind is ConnectionEventKind.DISCONNECTED:
-            title = self._sessions.pop(event.session_id, None)
-            if title is not None:
-                self.states.disconnected(title, clean=event.clean is not False)
+            gone = self._sessions.pop(event.session_id, None)
+            if gone is not None:
+                self.states.disconnected(gone, clean=event.clean is not False)
                 self._changed()
 
     def _changed(self) -> None:
