@@ -16,9 +16,10 @@ import orjson
 import pytest
 import trio
 from redis_helpers import RedisServer, free_port, redis_server
-from server_helpers import connect
+from server_helpers import RawGame, connect
 from status_helpers import Running, eventually, running_status
 
+from neuro_api import command
 from neuro_api.status._redis import KEY, RedisStatus, SyncRequest
 
 __all__ = ["redis_server"]  # the fixture, imported to be found
@@ -242,3 +243,30 @@ async def test_a_key_of_another_type_is_reported(
         await eventually(lambda: "redis" in a.manager.problems)
         assert "is a string, not a hash" in a.manager.problems["redis"]
         assert client.get(KEY) == b'{"paused_clients": []}'
+
+
+async def test_an_instance_that_stops_leaves_the_union_at_once(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    url = redis_server.url
+    async with running_status(
+        tmp_path / "A",
+        "--status-instance",
+        "A",
+        "--status-redis-ttl",
+        "600",  # its entries would outlive the test: only leaving removes them
+        "--shutdown-grace",
+        "0.2",  # the raw game does not answer the close: do not wait for it
+        environ={"REDIS_URL": url},
+    ) as a:
+        port = int(a.games_url.rsplit(":", 1)[1])
+        game = await RawGame.connect(port, "Stays")
+        await game.send(command.startup_command("Stays").decode())
+        await game.receive()
+        await eventually(lambda: shared(redis_server, "active_clients") == ["Stays"])
+    # The process stopped (cancelled) with the game still connected.
+    try:
+        assert shared(redis_server, "active_clients") == []
+        assert not redis_server.client().exists(f"{KEY}:instance:A")
+    finally:
+        await game.aclose()

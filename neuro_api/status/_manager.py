@@ -37,7 +37,13 @@ from neuro_api.status._files import (
     client_name_problem,
 )
 from neuro_api.status._model import ClientStates, StatusLists
-from neuro_api.status._redis import ListChange, RedisStatus, SyncReply, SyncRequest
+from neuro_api.status._redis import (
+    TIMEOUT,
+    ListChange,
+    RedisStatus,
+    SyncReply,
+    SyncRequest,
+)
 
 __all__ = [
     "BLOCKED",
@@ -356,11 +362,18 @@ class StatusManager:
                 await self._leave(self._redis)
 
     async def tick(self) -> None:
-        """Look at the input files once; write the outputs if they changed."""
+        """Look at the input files once; write the outputs if they changed.
+
+        Connections that came and went since the last tick reach the files
+        and Redis now: a storm of them costs one write per period.
+        """
         async with self._lock:
             changed = await self._io(self._read_inputs)
             for kind in changed:
                 self._file_read(kind)
+            mirror = self._redis
+            if mirror is not None and mirror.own_synced != mirror.own_version:
+                mirror.wake.set()
             if not self._dirty:
                 return
             lists = self.states.lists()
@@ -557,14 +570,23 @@ class StatusManager:
                 mirror.wake.set()
 
     async def _leave(self, mirror: _RedisState) -> None:
-        """Take this instance's entries out of Redis at once (bounded)."""
-        with trio.move_on_after(3.0) as scope:
-            scope.shield = True
-            with contextlib.suppress(redis.RedisError, OSError):  # they expire
+        """Take this instance's entries out of Redis at once; close (bounded).
+
+        Runs when the service stops, cancelled or not: shielded, for at
+        most :data:`~neuro_api.status._redis.TIMEOUT` seconds per step.
+        """
+        with trio.CancelScope(shield=True):
+            with (
+                trio.move_on_after(TIMEOUT),
+                contextlib.suppress(redis.RedisError, OSError),
+            ):  # if this fails, its entries expire
                 await trio.to_thread.run_sync(
                     mirror.store.sync, SyncRequest(leave=True), abandon_on_cancel=True
                 )
-        await trio.to_thread.run_sync(mirror.store.close, abandon_on_cancel=True)
+            with trio.move_on_after(TIMEOUT):
+                await trio.to_thread.run_sync(
+                    mirror.store.close, abandon_on_cancel=True
+                )
 
 
 def _shared_list_problem(clients: Iterable[str]) -> str | None:
