@@ -242,3 +242,23 @@ async def test_a_key_of_another_type_is_reported(
         await eventually(lambda: "redis" in a.manager.problems)
         assert "is a string, not a hash" in a.manager.problems["redis"]
         assert client.get(KEY) == b'{"paused_clients": []}'
+
+
+async def test_a_field_that_is_not_utf8_is_reported_not_a_crash(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    # Lua's cjson passes bytes that are not UTF-8 through: the script's
+    # reply held them, and parsing it raised out of the sync loop, which
+    # stopped the manager and the process (every instance on that Redis).
+    client = redis_server.client()
+    client.hset(KEY, "paused_clients", b'["Fine", "\xff\xfe"]')
+    client.hset(KEY, "clients_to_close", b'["\xff"]')
+    async with instance(tmp_path, "A", redis_server.url) as a:
+        await eventually(lambda: "redis paused" in a.manager.problems)
+        assert a.manager.lists().paused == ()  # not taken
+        await a.manager.block("Someone")  # the other list is shared still
+        await eventually(lambda: shared(redis_server, "blocked_clients") == ["Someone"])
+        async with a.http() as http:
+            report = (await http.get("/status")).json()
+        assert "not taken" in report["problems"]["redis paused"]
+        assert client.hget(KEY, "paused_clients") == b'["Fine","\xff\xfe"]'

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -36,6 +37,8 @@ import orjson
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from neuro_api._text import printable
 
 __all__ = [
     "CHANNEL",
@@ -291,7 +294,14 @@ def _names(value: object) -> frozenset[str]:
 
 
 def _reply(raw: bytes | str) -> SyncReply:
-    document = orjson.loads(raw)
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        # Lua's cjson passes through bytes that are not UTF-8 (a field
+        # written by something else): read them as lone surrogates, which
+        # no client name may hold, so the list is reported, not taken.
+        text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
+        document = json.loads(text)
     shared = {
         kind: _names(document[kind])
         for kind in SHARED_FIELDS
@@ -301,7 +311,7 @@ def _reply(raw: bytes | str) -> SyncReply:
     return SyncReply(
         shared=shared,
         to_close=_names(document.get("to_close")),
-        problems=tuple(str(p) for p in problems),
+        problems=tuple(printable(str(p)) for p in problems),
         need_full=bool(document.get("need_full")),
         changed=bool(document.get("changed")),
     )
