@@ -17,6 +17,8 @@ import trio
 from server_helpers import PLAY, connect
 from status_helpers import eventually, running_status
 
+from neuro_api.server import TrioNeuroServerClient
+
 pytestmark = pytest.mark.timeout(30)
 
 
@@ -152,6 +154,58 @@ async def test_a_title_is_blocked_before_it_ever_connects(tmp_path: Path) -> Non
         async with connect(run.games_url, "Future Game") as game:
             await game.send_obj({"command": "startup", "game": "Future Game"})
             reason = await game.expect_closed()
+        assert (reason.code, reason.reason) == (1008, "blocked")
+
+
+def late_start(admitted: trio.Event, go: trio.Event) -> type[TrioNeuroServerClient]:
+    """A client class whose startup, once admitted, waits before it is acknowledged.
+
+    As a slow acknowledgement does: the game was admitted, but the server
+    has not said yet that it started.
+    """
+
+    class LateStart(TrioNeuroServerClient):
+        async def handle_startup(self, game_title: str) -> None:
+            admitted.set()
+            await go.wait()
+            await super().handle_startup(game_title)
+
+    return LateStart
+
+
+async def test_a_game_blocked_between_its_admission_and_its_start_is_closed(
+    tmp_path: Path,
+) -> None:
+    # The block closed only titles the manager had seen start: a startup
+    # admitted a moment before the block landed went on being served.
+    async with running_status(tmp_path) as run:
+        admitted, go = trio.Event(), trio.Event()
+        run.process.server.client_class = late_start(admitted, go)
+        async with connect(run.games_url, "Racing") as game:
+            await game.send_obj({"command": "startup", "game": "Racing"})
+            with trio.fail_after(5):
+                await admitted.wait()
+            await run.manager.block("Racing")
+            go.set()
+            reason = await game.expect_closed(within=2)
+            assert (reason.code, reason.reason) == (1008, "blocked")
+
+
+async def test_a_blocked_game_that_never_sent_startup_is_closed(
+    tmp_path: Path,
+) -> None:
+    # A game is admitted by its first frame, whatever it is; one that never
+    # sends startup never "started", and a block left it connected.
+    async with (
+        running_status(tmp_path) as run,
+        connect(run.games_url, "No Startup") as game,
+    ):
+        await game.register(PLAY)
+        await eventually(
+            lambda: run.process.server.get_client("No Startup") is not None
+        )
+        await run.manager.block("No Startup")
+        reason = await game.expect_closed(within=2)
         assert (reason.code, reason.reason) == (1008, "blocked")
 
 

@@ -409,9 +409,12 @@ class StatusManager:
             self._changed()
             self._wake_redis()
             if self.server is not None:
-                for title in newly:
-                    if self.states.is_active(title):
-                        self.server.expel(title, BLOCKED)
+                # Every connection named so, started or not: a game is
+                # admitted on its first frame, before (or without) the
+                # startup that makes it active here.
+                named = {client.game_title for client in self.server.clients.values()}
+                for title in newly & named:
+                    self.server.expel(title, BLOCKED)
 
     # --- Redis -------------------------------------------------------------
 
