@@ -7,7 +7,11 @@ games over real WebSocket connections.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import secrets
+import shutil
 from pathlib import Path
 
 import httpx
@@ -17,7 +21,12 @@ import trio
 from server_helpers import PLAY, connect
 from status_helpers import eventually, running_status
 
-from neuro_api.server import TrioNeuroServerClient
+from neuro_api.server import (
+    ConnectionEvent,
+    ConnectionEventKind,
+    TrioNeuroServerClient,
+)
+from neuro_api.status import StatusFileError, StatusManager
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -369,6 +378,81 @@ async def test_a_file_of_the_wrong_shape_or_deleted_is_a_problem_not_a_crash(
         await run.manager.resume("Kept")  # writes it again
         assert run.clients("pause_clients.json") == []
         await eventually(lambda: not run.manager.problems)
+
+
+async def test_a_deleted_directory_is_made_again_by_the_next_change(
+    tmp_path: Path,
+) -> None:
+    # The write failed (FileNotFoundError out of the route: a 500).
+    async with running_status(tmp_path) as run, run.http() as http:
+        shutil.rmtree(run.directory)
+        answer = await http.put("/status/blocked/Someone")
+        assert answer.status_code == 200, answer.text
+        assert run.clients("blocked_clients.json") == ["Someone"]
+
+
+async def test_a_directory_that_cannot_be_used_is_a_problem_not_a_crash(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Server_Data turned into a file: looking at the inputs raised (not a
+    # directory) out of the manager's loop, which stopped the process; and
+    # each failed write of the outputs logged a new warning (its message
+    # named a new temporary file each time).
+    caplog.set_level(logging.INFO, logger="neuro_api.status")
+    directory = tmp_path / "Server_Data"
+    manager = StatusManager(directory, period=60)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(manager.run)
+        shutil.rmtree(directory)
+        directory.write_bytes(b"a file, not a directory")
+        manager.on_connection_event(
+            ConnectionEvent(ConnectionEventKind.STARTED, "session", "Game")
+        )
+        for _ in range(5):
+            await manager.tick()
+        assert {"files", "pause_clients.json", "blocked_clients.json"} <= set(
+            manager.problems
+        )
+        warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(warnings) == 3, [r.getMessage() for r in warnings]
+        with pytest.raises(StatusFileError, match=r"pause_clients\.json"):
+            await manager.pause("Someone")
+        directory.unlink()  # fixed: every file is written again
+        await manager.pause("Someone")
+        await manager.tick()
+        assert orjson.loads((directory / "active_clients.json").read_bytes()) == {
+            "clients": ["Game"]
+        }
+        assert "files" not in manager.problems
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_full_disk_is_said_once_not_once_per_period(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The failed write's message named its temporary file, new each time:
+    # a new warning every period for as long as the disk stayed full.
+    caplog.set_level(logging.INFO, logger="neuro_api.status")
+    manager = StatusManager(tmp_path / "Server_Data", period=60)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(manager.run)
+
+        def disk_full(path: Path, data: bytes) -> None:
+            temporary = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(temporary))
+
+        monkeypatch.setattr("neuro_api.status._files.write_atomic", disk_full)
+        manager.on_connection_event(
+            ConnectionEvent(ConnectionEventKind.STARTED, "session", "Game")
+        )
+        for _ in range(5):
+            await manager.tick()
+        warnings = [
+            r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING
+        ]
+        assert len(warnings) == 1, warnings
+        assert "No space left on device" in warnings[0]
+        nursery.cancel_scope.cancel()
 
 
 async def test_status_report_lists_states_files_and_redis(tmp_path: Path) -> None:

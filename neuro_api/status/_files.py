@@ -29,6 +29,7 @@ __all__ = [
     "ListFile",
     "client_name_problem",
     "encode_clients",
+    "os_reason",
 ]
 
 INPUT_FILES: Final = {
@@ -66,6 +67,11 @@ def client_name_problem(name: object) -> str | None:
     if not name.isprintable():
         return f"client name {printable(name)!r} has control characters"
     return None
+
+
+def os_reason(exc: OSError) -> str:
+    """What went wrong, without the file name (a temporary's is new each time)."""
+    return exc.strerror or str(exc)
 
 
 def encode_clients(clients: Iterable[str]) -> bytes:
@@ -123,11 +129,16 @@ class ListFile:
         Returns whether :attr:`clients` or :attr:`error` changed. A missing
         file counts as an error (it is created again by :meth:`ensure`).
         """
-        stamp = self._stat()
+        before = (self.clients, self.error)
+        try:
+            stamp = self._stat()
+        except OSError as exc:  # not a directory, no permission ...
+            self._stamp = None
+            self.error = f"cannot look at it: {os_reason(exc)}"
+            return (self.clients, self.error) != before
         if stamp is not None and stamp == self._stamp:
             return False
         self._stamp = stamp
-        before = (self.clients, self.error)
         if stamp is None:
             self.error = "the file is missing"
         elif stamp[1] > MAX_FILE_BYTES:
@@ -144,7 +155,8 @@ class ListFile:
         """Make the file list ``clients``; False if nothing was written.
 
         Nothing is written when the content would not change, or when the
-        file is unusable now (a hand edit to fix, not to overwrite).
+        file is unusable now (a hand edit to fix, not to overwrite). Raises
+        :class:`OSError` when it cannot be written (the file is unchanged).
         """
         wanted = frozenset(clients)
         self.read_if_changed()
@@ -161,7 +173,7 @@ class ListFile:
 
         The file is read again first, so a hand edit made since is kept.
         Returns False (nothing written) when the file is unusable, or when
-        it already says so.
+        it already says so; raises :class:`OSError` as :meth:`write` does.
         """
         self.read_if_changed()
         if self.error is not None and self._stat() is not None:
@@ -169,5 +181,7 @@ class ListFile:
         return self.write((self.clients | frozenset(add)) - frozenset(remove))
 
     def _write(self, data: bytes) -> None:
+        # Made again if it was deleted while the server runs.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(self.path, data)
         self._stamp = self._stat()

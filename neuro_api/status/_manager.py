@@ -35,6 +35,7 @@ from neuro_api.status._files import (
     OUTPUT_FILES,
     ListFile,
     client_name_problem,
+    os_reason,
 )
 from neuro_api.status._model import ClientStates, StatusLists
 from neuro_api.status._redis import ListChange, RedisStatus, SyncReply, SyncRequest
@@ -63,7 +64,7 @@ _T = TypeVar("_T")
 
 
 class StatusFileError(Exception):
-    """A list cannot be changed: its file is unusable (fix it first), or full."""
+    """A list cannot be changed: its file is unusable, unwritable or full."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -183,7 +184,8 @@ class StatusManager:
         """Pause ``client``: its forces and actions are held until resumed.
 
         Raises :class:`ValueError` for a name that cannot be a client's and
-        :class:`StatusFileError` when ``pause_clients.json`` is unusable.
+        :class:`StatusFileError` when ``pause_clients.json`` is unusable or
+        cannot be written.
         """
         await self._change("paused", add=client)
 
@@ -216,8 +218,14 @@ class StatusManager:
                     )
             adding = () if add is None else (add,)
             removing = () if remove is None else (remove,)
-            await self._io(file.update, adding, removing)
-            self._file_read(kind)
+            try:
+                await self._io(file.update, adding, removing)
+            except OSError as exc:
+                raise StatusFileError(
+                    f"{file.path.name} cannot be written: {os_reason(exc)}"
+                ) from None
+            finally:
+                self._file_read(kind)
             if file.error is not None:
                 raise StatusFileError(
                     f"{file.path.name} cannot be changed until it is fixed: "
@@ -365,7 +373,9 @@ class StatusManager:
             try:
                 await self._io(self._write_outputs, lists)
             except OSError as exc:
-                self._problem("files", f"cannot write the output files: {exc}")
+                self._problem(
+                    "files", f"cannot write the output files: {os_reason(exc)}"
+                )
                 return  # still dirty: tried again next time
             self._problem("files", None)
             self._written = lists
