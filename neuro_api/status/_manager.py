@@ -435,9 +435,15 @@ class StatusManager:
     def _sync_request(self, mirror: _RedisState, *, full: bool) -> SyncRequest:
         changes: dict[str, ListChange] = {}
         for kind in _KINDS:
-            local = self.files[kind].clients
+            file = self.files[kind]
+            local = file.clients
             synced = mirror.synced.get(kind)
-            if synced is None:  # the first sync: ours join the shared list
+            if file.error is not None:
+                # Unusable now (a hand edit to fix): its last good list is no
+                # change of ours, it only puts the field back if Redis lost it.
+                if full or synced is None:
+                    changes[kind] = ListChange(frozenset(), frozenset(), local)
+            elif synced is None:  # the first sync: ours join the shared list
                 changes[kind] = ListChange(local, frozenset(), local)
             elif local != synced or full:
                 changes[kind] = ListChange(local - synced, synced - local, local)
@@ -501,22 +507,24 @@ class StatusManager:
         for kind in _KINDS:
             shared = reply.shared.get(kind)
             if shared is None:
-                continue
-            problem = _shared_list_problem(shared)
-            if problem is not None:
-                self._problem(f"redis {kind}", problem)
-                continue
-            self._problem(f"redis {kind}", None)
+                continue  # the field is unusable: nothing of ours was applied
             change = request.lists.get(kind)
-            sent = change.full if change is not None else mirror.synced.get(kind)
-            mirror.synced[kind] = shared
-            local = sent if sent is not None else self.files[kind].clients
-            if shared == local:
-                continue
-            async with self._lock:
-                file = self.files[kind]
-                await self._io(file.update, shared - local, local - shared)
-                self._file_read(kind)
+            before = mirror.synced.get(kind)
+            sent = change.full if change is not None else before
+            taken = False
+            problem = _shared_list_problem(shared)
+            if problem is None:
+                taken, problem = await self._take(
+                    kind, shared, sent if sent is not None else self.files[kind].clients
+                )
+            self._problem(f"redis {kind}", problem)
+            if taken:
+                mirror.synced[kind] = shared
+            elif change is not None and (change.add or change.remove):
+                # Not taken (yet: once the list or our file can be), but our
+                # change is in: never sent again, where it would undo later
+                # changes of others (each instance undoing the other's).
+                mirror.synced[kind] = change.full
         server = self.server
         for title in reply.to_close:
             if title in mirror.closed:
@@ -525,6 +533,30 @@ class StatusManager:
                 mirror.closed.add(title)
         if mirror.closed:
             mirror.wake.set()
+
+    async def _take(
+        self, kind: ListKind, shared: frozenset[str], sent: frozenset[str]
+    ) -> tuple[bool, str | None]:
+        """Make the ``kind`` file hold ``shared`` (Redis' list; we sent ``sent``).
+
+        The difference is applied to what the file says now, so changes
+        made here meanwhile are kept. Returns whether the file took it, and
+        why it could not be written (None: it could, or it is unusable and
+        says so itself).
+        """
+        if shared == sent:
+            return True, None
+        file = self.files[kind]
+        async with self._lock:
+            try:
+                await self._io(file.update, shared - sent, sent - shared)
+            except OSError as exc:
+                return False, (
+                    f"not taken: {file.path.name} cannot be written: {os_reason(exc)}"
+                )
+            finally:
+                self._file_read(kind)
+        return file.error is None, None
 
     async def _listen(self, mirror: _RedisState) -> None:
         """Wake the sync when another instance changed something."""
