@@ -266,7 +266,7 @@ class StatusManager:
                 name.name: list(getattr(lists, name.name))
                 for name in dataclasses.fields(lists)
             },
-            "clients": {client: lists.state_of(client) for client in lists.available},
+            "clients": lists.states(),
             "files": {
                 file.path.name: {"path": str(file.path), "error": file.error}
                 for file in self.files.values()
