@@ -28,6 +28,8 @@ from neuro_api.server import (
     TrioNeuroServerClient,
 )
 from neuro_api.status import StatusFileError, StatusManager
+from neuro_api.status._files import encode_clients
+from neuro_api.status._manager import MAX_LISTED
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -453,6 +455,30 @@ async def test_a_full_disk_is_said_once_not_once_per_period(
         ]
         assert len(warnings) == 1, warnings
         assert "No space left on device" in warnings[0]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_hand_edit_listing_too_many_clients_keeps_the_last_good_list(
+    tmp_path: Path,
+) -> None:
+    # The API and Redis hold a list to 10,000 names; a file had no bound:
+    # 1.5 million short names fit in the 16 MiB a file may be, and taking
+    # them held the event loop for seconds at each change.
+    directory = tmp_path / "Server_Data"
+    directory.mkdir()
+    many = [f"g{n}" for n in range(MAX_LISTED + 1)]
+    # An output file (the last run's) is not bounded so: it may list more.
+    (directory / "deactivate_clients.json").write_bytes(encode_clients(many))
+    manager = StatusManager(directory, period=60)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(manager.run)
+        await manager.pause("Kept")
+        (directory / "pause_clients.json").write_bytes(encode_clients(many))
+        await manager.tick()
+        assert manager.lists().paused == ("Kept",)
+        problem = manager.problems["pause_clients.json"]
+        assert f"at most {MAX_LISTED} clients" in problem
+        assert "deactivate_clients.json" not in manager.problems
         nursery.cancel_scope.cancel()
 
 

@@ -24,6 +24,7 @@ from neuro_api._text import printable
 __all__ = [
     "INPUT_FILES",
     "MAX_FILE_BYTES",
+    "MAX_LISTED",
     "MAX_NAME_LENGTH",
     "OUTPUT_FILES",
     "ListFile",
@@ -47,6 +48,8 @@ MAX_FILE_BYTES: Final = 16 << 20
 """A list file larger than this is refused (not read)."""
 MAX_NAME_LENGTH: Final = 256
 """Characters of one client name (a game title)."""
+MAX_LISTED: Final = 10_000
+"""Clients one paused or blocked list may hold (each change rewrites it)."""
 
 _Stamp = tuple[int, int, int]
 """What ``stat`` says of a file: inode, size, modification time (ns)."""
@@ -79,7 +82,7 @@ def encode_clients(clients: Iterable[str]) -> bytes:
     return orjson.dumps({"clients": sorted(set(clients))}, option=orjson.OPT_INDENT_2)
 
 
-def _parse(data: bytes) -> frozenset[str]:
+def _parse(data: bytes, max_clients: int | None = None) -> frozenset[str]:
     """The clients of a list file; ValueError saying what is wrong."""
     try:
         document = orjson.loads(data)
@@ -88,6 +91,10 @@ def _parse(data: bytes) -> frozenset[str]:
     if not isinstance(document, dict) or not isinstance(document.get("clients"), list):
         raise ValueError('expected {"clients": [...]}')
     clients = document["clients"]
+    if max_clients is not None and len(clients) > max_clients:
+        raise ValueError(
+            f"{len(clients)} clients listed: at most {max_clients} clients"
+        )
     for index, name in enumerate(clients):
         problem = client_name_problem(name)
         if problem is not None:
@@ -96,10 +103,15 @@ def _parse(data: bytes) -> frozenset[str]:
 
 
 class ListFile:
-    """One list file: its last good content, and what is wrong with it now."""
+    """One list file: its last good content, and what is wrong with it now.
 
-    def __init__(self, path: Path) -> None:
+    ``max_clients``: more names than this make the file unusable (the
+    input files: a list is taken and applied in the event loop).
+    """
+
+    def __init__(self, path: Path, *, max_clients: int | None = None) -> None:
         self.path = path
+        self.max_clients = max_clients
         self.clients: frozenset[str] = frozenset()
         """The last good list (empty until one was read or written)."""
         self.error: str | None = None
@@ -145,7 +157,7 @@ class ListFile:
             self.error = f"the file is over {MAX_FILE_BYTES} bytes"
         else:
             try:
-                self.clients = _parse(self.path.read_bytes())
+                self.clients = _parse(self.path.read_bytes(), self.max_clients)
                 self.error = None
             except (OSError, ValueError) as exc:
                 self.error = str(exc)

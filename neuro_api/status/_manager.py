@@ -32,6 +32,7 @@ from neuro_api.server import (
 )
 from neuro_api.status._files import (
     INPUT_FILES,
+    MAX_LISTED,
     OUTPUT_FILES,
     ListFile,
     client_name_problem,
@@ -55,8 +56,6 @@ BLOCKED: Final = Refusal("blocked", 1008)
 """How a blocked game is closed and refused (the issue's close code)."""
 CLOSED_BY_REQUEST: Final = Refusal("closed by request", 1000)
 """How a game named in Redis' ``clients_to_close`` is closed."""
-MAX_LISTED: Final = 10_000
-"""Clients one paused or blocked list may hold (each change rewrites it)."""
 _REDIS_BACKOFF: Final = (1.0, 30.0)
 """First and longest wait before trying Redis again after a failure."""
 _KINDS: Final[tuple[ListKind, ...]] = ("paused", "blocked")
@@ -116,9 +115,13 @@ class StatusManager:
         self.instance_id = instance_id or uuid.uuid4().hex[:12]
         self.states = ClientStates(max_known=max_known)
         self.files = {
-            kind: ListFile(self.directory / name)
-            for kind, name in {**INPUT_FILES, **OUTPUT_FILES}.items()
+            kind: ListFile(self.directory / name, max_clients=MAX_LISTED)
+            for kind, name in INPUT_FILES.items()
         }
+        self.files.update(
+            (kind, ListFile(self.directory / name))
+            for kind, name in OUTPUT_FILES.items()
+        )
         self.server: AbstractTrioNeuroServer | None = None
         self.gate: ForceGate | None = None
         self.problems: dict[str, str] = {}
