@@ -338,3 +338,34 @@ async def test_a_file_that_cannot_be_written_is_a_problem_until_it_can(
             lambda: b.file("pause_clients.json").exists() and lists_file(b, ["From A"])
         )
         await eventually(lambda: b.manager.lists().paused == ("From A",))
+
+
+async def test_keys_of_another_type_beside_the_hash_do_not_stop_the_sharing(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    # Only Clients_status itself was checked: the script failed on the set of
+    # instances (or an instance's hash) of another type, after its first
+    # writes and before its publish, so every sync failed ("Redis is
+    # unreachable") and nothing was shared any more.
+    client = redis_server.client()
+    client.set(f"{KEY}:instances", "not a set")
+    url = redis_server.url
+    async with (
+        instance(tmp_path, "A", url) as a,
+        instance(tmp_path, "B", url) as b,
+        connect(b.games_url, "Roaming") as game,
+    ):
+        await game.startup()
+        await eventually(lambda: "redis" in a.manager.problems)
+        assert "is a string, not a set" in a.manager.problems["redis"]
+        assert a.manager.health()["redis"] == "up"
+        await a.manager.block("Roaming")
+        assert (await game.expect_closed(within=2)).code == 1008
+        client.delete(f"{KEY}:instances")
+        client.sadd(f"{KEY}:instances", "ghost")
+        client.set(f"{KEY}:instance:ghost", "not a hash")
+        await b.manager.pause("Paused on B")
+        await eventually(lambda: a.manager.lists().paused == ("Paused on B",))
+        await eventually(
+            lambda: "instance:ghost" in a.manager.problems.get("redis", "")
+        )
