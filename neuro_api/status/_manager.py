@@ -45,6 +45,7 @@ __all__ = [
     "BLOCKED",
     "CLOSED_BY_REQUEST",
     "MAX_LISTED",
+    "UNLISTABLE",
     "ListKind",
     "StatusFileError",
     "StatusManager",
@@ -54,6 +55,9 @@ LOGGER: Final = logging.getLogger("neuro_api.status")
 ListKind = Literal["paused", "blocked"]
 BLOCKED: Final = Refusal("blocked", 1008)
 """How a blocked game is closed and refused (the issue's close code)."""
+UNLISTABLE: Final = Refusal("the title cannot be a client name", 1008)
+"""How a game is refused whose title no list could name (so it could be
+neither paused nor blocked): empty, too long, with control characters."""
 CLOSED_BY_REQUEST: Final = Refusal("closed by request", 1000)
 """How a game named in Redis' ``clients_to_close`` is closed."""
 _REDIS_BACKOFF: Final = (1.0, 30.0)
@@ -161,8 +165,16 @@ class StatusManager:
         gate.set_held(self.states.paused)
 
     def admit(self, client: TrioNeuroServerClient, game_title: str) -> Refusal | None:
-        """The admission check: a blocked title is refused (1008 ``blocked``)."""
-        return BLOCKED if game_title in self.states.blocked else None
+        """The admission check: a blocked title is refused (1008 ``blocked``).
+
+        So is a title that cannot be a client name (:data:`UNLISTABLE`):
+        it could not be blocked.
+        """
+        if game_title in self.states.blocked:
+            return BLOCKED
+        if client_name_problem(game_title) is not None:
+            return UNLISTABLE
+        return None
 
     def on_connection_event(self, event: ConnectionEvent) -> None:
         """Track who is connected; a game that started is active."""
