@@ -461,7 +461,7 @@ async def test_a_full_disk_is_said_once_not_once_per_period(
     async with trio.open_nursery() as nursery:
         await nursery.start(manager.run)
 
-        def disk_full(path: Path, data: bytes) -> None:
+        def disk_full(path: Path, data: bytes) -> os.stat_result:
             temporary = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(temporary))
 

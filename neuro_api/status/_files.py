@@ -195,5 +195,7 @@ class ListFile:
     def _write(self, data: bytes) -> None:
         # Made again if it was deleted while the server runs.
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.path, data)
-        self._stamp = self._stat()
+        written = write_atomic(self.path, data)
+        # What we wrote, not what is there now: a hand edit made since is
+        # read at the next look.
+        self._stamp = (written.st_ino, written.st_size, written.st_mtime_ns)
