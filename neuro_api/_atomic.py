@@ -29,12 +29,14 @@ def _umask() -> int:
     return mask
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> os.stat_result:
     """Replace ``path``'s content with ``data``, atomically and durably.
 
     A new file gets the usual mode (``0o666`` less the umask); an existing
-    one keeps its own. Raises :class:`OSError` (nothing changed, no
-    temporary file left) when the directory cannot be written.
+    one keeps its own. Returns what ``stat`` says of the file written, as
+    it was written: ``path`` may be changed again by someone else at once.
+    Raises :class:`OSError` (nothing changed, no temporary file left) when
+    the directory cannot be written.
     """
     directory = path.parent
     fd, temporary = tempfile.mkstemp(
@@ -51,6 +53,7 @@ def write_atomic(path: Path, data: bytes) -> None:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
+            written = os.fstat(file.fileno())
         os.replace(temporary, path)
     except BaseException:
         if fd >= 0:
@@ -59,6 +62,7 @@ def write_atomic(path: Path, data: bytes) -> None:
             os.unlink(temporary)
         raise
     _fsync_directory(directory)
+    return written
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -7,7 +7,12 @@ games over real WebSocket connections.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import secrets
+import shutil
+import time
 from pathlib import Path
 
 import httpx
@@ -17,8 +22,15 @@ import trio
 from server_helpers import PLAY, connect
 from status_helpers import eventually, running_status
 
-from neuro_api.server import ConnectionEvent, ConnectionEventKind, Refusal
-from neuro_api.status import StatusManager
+from neuro_api.server import (
+    ConnectionEvent,
+    ConnectionEventKind,
+    Refusal,
+    TrioNeuroServerClient,
+)
+from neuro_api.status import StatusFileError, StatusManager
+from neuro_api.status._files import encode_clients
+from neuro_api.status._manager import MAX_LISTED
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -156,6 +168,79 @@ async def test_a_title_is_blocked_before_it_ever_connects(tmp_path: Path) -> Non
             await game.send_obj({"command": "startup", "game": "Future Game"})
             reason = await game.expect_closed()
         assert (reason.code, reason.reason) == (1008, "blocked")
+
+
+def late_start(admitted: trio.Event, go: trio.Event) -> type[TrioNeuroServerClient]:
+    """A client class whose startup, once admitted, waits before it is acknowledged.
+
+    As a slow acknowledgement does: the game was admitted, but the server
+    has not said yet that it started.
+    """
+
+    class LateStart(TrioNeuroServerClient):
+        async def handle_startup(self, game_title: str) -> None:
+            admitted.set()
+            await go.wait()
+            await super().handle_startup(game_title)
+
+    return LateStart
+
+
+async def test_a_game_blocked_between_its_admission_and_its_start_is_closed(
+    tmp_path: Path,
+) -> None:
+    # The block closed only titles the manager had seen start: a startup
+    # admitted a moment before the block landed went on being served.
+    async with running_status(tmp_path) as run:
+        admitted, go = trio.Event(), trio.Event()
+        run.process.server.client_class = late_start(admitted, go)
+        async with connect(run.games_url, "Racing") as game:
+            await game.send_obj({"command": "startup", "game": "Racing"})
+            with trio.fail_after(5):
+                await admitted.wait()
+            await run.manager.block("Racing")
+            go.set()
+            reason = await game.expect_closed(within=2)
+            assert (reason.code, reason.reason) == (1008, "blocked")
+
+
+async def test_a_blocked_game_that_never_sent_startup_is_closed(
+    tmp_path: Path,
+) -> None:
+    # A game is admitted by its first frame, whatever it is; one that never
+    # sends startup never "started", and a block left it connected.
+    async with (
+        running_status(tmp_path) as run,
+        connect(run.games_url, "No Startup") as game,
+    ):
+        await game.register(PLAY)
+        await eventually(
+            lambda: run.process.server.get_client("No Startup") is not None
+        )
+        await run.manager.block("No Startup")
+        reason = await game.expect_closed(within=2)
+        assert (reason.code, reason.reason) == (1008, "blocked")
+
+
+@pytest.mark.parametrize("title", ["Bell\x07", "x" * 300, ""])
+async def test_a_title_that_cannot_be_listed_is_refused(
+    tmp_path: Path, title: str
+) -> None:
+    # Such a title could be neither paused nor blocked (no list may name
+    # it), and once written in active_clients.json it made the file
+    # unusable at the next start: never rewritten again.
+    async with running_status(tmp_path) as run:
+        async with connect(run.games_url, title) as game:
+            await game.send_obj({"command": "startup", "game": title})
+            reason = await game.expect_closed(within=2)
+            assert reason.code == 1008
+            assert reason.reason == "the title cannot be a client name"
+        assert run.clients("active_clients.json") == []
+    manager = StatusManager(tmp_path / "Server_Data")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(manager.run)
+        assert manager.problems == {}
+        nursery.cancel_scope.cancel()
 
 
 # --- paused ----------------------------------------------------------------------
@@ -329,6 +414,105 @@ async def test_a_file_of_the_wrong_shape_is_a_problem_and_a_deleted_one_is_made_
         assert not run.manager.problems
 
 
+async def test_a_deleted_directory_is_made_again_by_the_next_change(
+    tmp_path: Path,
+) -> None:
+    # The write failed (FileNotFoundError out of the route: a 500).
+    async with running_status(tmp_path) as run, run.http() as http:
+        shutil.rmtree(run.directory)
+        answer = await http.put("/status/blocked/Someone")
+        assert answer.status_code == 200, answer.text
+        assert run.clients("blocked_clients.json") == ["Someone"]
+
+
+async def test_a_directory_that_cannot_be_used_is_a_problem_not_a_crash(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Server_Data turned into a file: looking at the inputs raised (not a
+    # directory) out of the manager's loop, which stopped the process; and
+    # each failed write of the outputs logged a new warning (its message
+    # named a new temporary file each time).
+    caplog.set_level(logging.INFO, logger="neuro_api.status")
+    directory = tmp_path / "Server_Data"
+    manager = StatusManager(directory, period=60)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(manager.run)
+        shutil.rmtree(directory)
+        directory.write_bytes(b"a file, not a directory")
+        manager.on_connection_event(
+            ConnectionEvent(ConnectionEventKind.STARTED, "session", "Game")
+        )
+        for _ in range(5):
+            await manager.tick()
+        assert {"files", "pause_clients.json", "blocked_clients.json"} <= set(
+            manager.problems
+        )
+        warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(warnings) == 3, [r.getMessage() for r in warnings]
+        with pytest.raises(StatusFileError, match=r"pause_clients\.json"):
+            await manager.pause("Someone")
+        directory.unlink()  # fixed: every file is written again
+        await manager.pause("Someone")
+        await manager.tick()
+        assert orjson.loads((directory / "active_clients.json").read_bytes()) == {
+            "clients": ["Game"]
+        }
+        assert "files" not in manager.problems
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_full_disk_is_said_once_not_once_per_period(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The failed write's message named its temporary file, new each time:
+    # a new warning every period for as long as the disk stayed full.
+    caplog.set_level(logging.INFO, logger="neuro_api.status")
+    manager = StatusManager(tmp_path / "Server_Data", period=60)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(manager.run)
+
+        def disk_full(path: Path, data: bytes) -> os.stat_result:
+            temporary = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(temporary))
+
+        monkeypatch.setattr("neuro_api.status._files.write_atomic", disk_full)
+        manager.on_connection_event(
+            ConnectionEvent(ConnectionEventKind.STARTED, "session", "Game")
+        )
+        for _ in range(5):
+            await manager.tick()
+        warnings = [
+            r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING
+        ]
+        assert len(warnings) == 1, warnings
+        assert "No space left on device" in warnings[0]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_hand_edit_listing_too_many_clients_keeps_the_last_good_list(
+    tmp_path: Path,
+) -> None:
+    # The API and Redis hold a list to 10,000 names; a file had no bound:
+    # 1.5 million short names fit in the 16 MiB a file may be, and taking
+    # them held the event loop for seconds at each change.
+    directory = tmp_path / "Server_Data"
+    directory.mkdir()
+    many = [f"g{n}" for n in range(MAX_LISTED + 1)]
+    # An output file (the last run's) is not bounded so: it may list more.
+    (directory / "deactivate_clients.json").write_bytes(encode_clients(many))
+    manager = StatusManager(directory, period=60)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(manager.run)
+        await manager.pause("Kept")
+        (directory / "pause_clients.json").write_bytes(encode_clients(many))
+        await manager.tick()
+        assert manager.lists().paused == ("Kept",)
+        problem = manager.problems["pause_clients.json"]
+        assert f"at most {MAX_LISTED} clients" in problem
+        assert "deactivate_clients.json" not in manager.problems
+        nursery.cancel_scope.cancel()
+
+
 async def test_status_report_lists_states_files_and_redis(tmp_path: Path) -> None:
     async with running_status(tmp_path) as run, run.http() as http:
         async with connect(run.games_url, "Live") as game:
@@ -357,6 +541,22 @@ async def test_status_report_lists_states_files_and_redis(tmp_path: Path) -> Non
         assert (stats["paused"], stats["blocked"]) == (1, 1)
         openapi = (await http.get("/openapi.json")).json()
         assert "/status/paused/{client}" in openapi["paths"]
+
+
+def test_the_report_of_ten_thousand_clients_is_quick(tmp_path: Path) -> None:
+    # Each client's states were looked up in the sorted lists (tuples): the
+    # report took seconds at the number of clients remembered by default,
+    # holding the event loop (every game) all along.
+    manager = StatusManager(tmp_path)
+    titles = [f"Game {n:05d}" for n in range(10_000)]
+    for title in titles:
+        manager.states.connected(title)
+    manager.states.set_paused(titles[::2])
+    start = time.perf_counter()
+    report = manager.report()
+    assert time.perf_counter() - start < 1.0
+    assert report["clients"]["Game 00000"] == ["available", "active", "paused"]
+    assert report["clients"]["Game 00001"] == ["available", "active"]
 
 
 async def test_off_with_no_status(tmp_path: Path) -> None:

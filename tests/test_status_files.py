@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import orjson
 import pytest
 
+from neuro_api import _atomic
+from neuro_api.status import _files
 from neuro_api.status._files import (
     MAX_FILE_BYTES,
     ListFile,
@@ -114,3 +117,26 @@ def test_client_names() -> None:
     assert client_name_problem("é" * 256) is None
     assert client_name_problem("x\n") is not None
     assert client_name_problem(None) is not None
+
+
+def test_a_hand_edit_right_after_a_write_is_not_taken_for_ours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The file was looked at (stat) after the write, to know it as ours: a
+    # hand edit in between (the rename and the directory's fsync are
+    # milliseconds) was taken for ours, never read, and overwritten later.
+    file = list_file(tmp_path)
+    write_atomic = _atomic.write_atomic
+
+    def write_then_edit(path: Path, data: bytes) -> os.stat_result:
+        written = write_atomic(path, data)
+        path.write_text('{"clients": ["By Hand"]}')  # an editor, at that moment
+        return written
+
+    monkeypatch.setattr(_files, "write_atomic", write_then_edit)
+    assert file.update(add=["From API"]) is True
+    monkeypatch.undo()
+    assert file.read_if_changed() is True
+    assert file.clients == {"By Hand"}
+    assert file.update(add=["Later"]) is True
+    assert orjson.loads(file.path.read_bytes()) == {"clients": ["By Hand", "Later"]}

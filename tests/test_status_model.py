@@ -96,3 +96,21 @@ def test_a_disconnect_never_seen_connected_is_ignored() -> None:
     states = ClientStates()
     states.disconnected("Ghost", clean=False)
     assert states.lists().available == ()
+
+
+def test_every_clients_states_at_once_are_each_ones() -> None:
+    states = ClientStates()
+    states.connected("On")
+    states.connected("Lost")
+    states.disconnected("Lost", clean=False)
+    states.set_paused(["On", "Later"])
+    states.set_blocked(["On", "Bad"])
+    lists = states.lists()
+    assert lists.states() == {c: lists.state_of(c) for c in lists.available}
+    assert lists.states()["On"] == [
+        "available",
+        "active",
+        "paused",
+        "blocked",
+        "deactivated",
+    ]

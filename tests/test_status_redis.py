@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -270,3 +271,129 @@ async def test_an_instance_that_stops_leaves_the_union_at_once(
         assert not redis_server.client().exists(f"{KEY}:instance:A")
     finally:
         await game.aclose()
+
+
+async def test_a_field_that_is_not_utf8_is_reported_not_a_crash(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    # Lua's cjson passes bytes that are not UTF-8 through: the script's
+    # reply held them, and parsing it raised out of the sync loop, which
+    # stopped the manager and the process (every instance on that Redis).
+    client = redis_server.client()
+    client.hset(KEY, "paused_clients", b'["Fine", "\xff\xfe"]')
+    client.hset(KEY, "clients_to_close", b'["\xff"]')
+    async with instance(tmp_path, "A", redis_server.url) as a:
+        await eventually(lambda: "redis paused" in a.manager.problems)
+        assert a.manager.lists().paused == ()  # not taken
+        await a.manager.block("Someone")  # the other list is shared still
+        await eventually(lambda: shared(redis_server, "blocked_clients") == ["Someone"])
+        async with a.http() as http:
+            report = (await http.get("/status")).json()
+        assert "not taken" in report["problems"]["redis paused"]
+        assert client.hget(KEY, "paused_clients") == b'["Fine","\xff\xfe"]'
+
+
+async def synced_again(run: Running, times: int = 3) -> None:
+    """Wait until ``run`` synced with Redis ``times`` more times."""
+    syncs = run.manager.stats()["redis_syncs"]
+    await eventually(lambda: run.manager.stats()["redis_syncs"] >= syncs + times)
+
+
+async def test_a_malformed_file_loses_no_change_of_another_instance(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    # A's pause file was unusable, so A could not take B's pause; its next
+    # sync sent its stale list as a change and took B's pause out (and a
+    # resume on B would have been undone the same way).
+    url = redis_server.url
+    async with instance(tmp_path, "A", url) as a, instance(tmp_path, "B", url) as b:
+        await b.manager.pause("Resumed by B")
+        await eventually(lambda: a.manager.lists().paused == ("Resumed by B",))
+        a.edit("pause_clients.json", b"{not json")
+        await eventually(lambda: "pause_clients.json" in a.manager.problems)
+        await b.manager.pause("From B")
+        await b.manager.resume("Resumed by B")
+        await synced_again(a)
+        assert shared(redis_server, "paused_clients") == ["From B"]
+        assert b.manager.lists().paused == ("From B",)
+        # Fixed by hand: the fix and B's changes are all kept.
+        a.edit("pause_clients.json", ["By Hand", "Resumed by B"])
+        expected = ["By Hand", "From B"]
+        await eventually(lambda: shared(redis_server, "paused_clients") == expected)
+        await eventually(functools.partial(lists_file, a, expected))
+        await eventually(functools.partial(lists_file, b, expected))
+
+
+async def test_a_list_that_is_not_taken_does_not_start_a_sync_storm(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    # While a shared list held a name no instance takes, each instance sent
+    # its change again at every sync: A's resume and B's pause of one name
+    # undid each other for ever, each publishing and waking the other.
+    url = redis_server.url
+    client = redis_server.client()
+    async with instance(tmp_path, "A", url) as a:
+        await a.manager.pause("Contested")
+        await eventually(lambda: shared(redis_server, "paused_clients") != [])
+        client.hset(KEY, "paused_clients", '["Bad\\u0001", "Contested"]')
+        await a.manager.resume("Contested")
+        await eventually(lambda: shared(redis_server, "paused_clients") == ["Bad\x01"])
+        b_files = tmp_path / "B" / "Server_Data"
+        b_files.mkdir(parents=True)
+        (b_files / "pause_clients.json").write_bytes(b'{"clients": ["Contested"]}')
+        async with instance(tmp_path, "B", url) as b:
+            await eventually(lambda: "redis paused" in b.manager.problems)
+            syncs = a.manager.stats()["redis_syncs"] + b.manager.stats()["redis_syncs"]
+            await trio.sleep(1.0)
+            later = a.manager.stats()["redis_syncs"] + b.manager.stats()["redis_syncs"]
+            assert later - syncs <= 10  # renewals: every 0.5 s each
+            assert b.manager.lists().paused == ("Contested",)  # its own, kept
+
+
+async def test_a_file_that_cannot_be_written_is_a_problem_until_it_can(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    # Taking another instance's change wrote the file from the sync loop,
+    # where an OSError stopped the manager (and the process).
+    url = redis_server.url
+    async with instance(tmp_path, "A", url) as a, instance(tmp_path, "B", url) as b:
+        shutil.rmtree(b.directory)
+        b.directory.write_bytes(b"a file, not a directory")
+        await a.manager.pause("From A")
+        await eventually(lambda: "pause_clients.json" in b.manager.problems)
+        b.directory.unlink()
+        await eventually(
+            lambda: b.file("pause_clients.json").exists() and lists_file(b, ["From A"])
+        )
+        await eventually(lambda: b.manager.lists().paused == ("From A",))
+
+
+async def test_keys_of_another_type_beside_the_hash_do_not_stop_the_sharing(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    # Only Clients_status itself was checked: the script failed on the set of
+    # instances (or an instance's hash) of another type, after its first
+    # writes and before its publish, so every sync failed ("Redis is
+    # unreachable") and nothing was shared any more.
+    client = redis_server.client()
+    client.set(f"{KEY}:instances", "not a set")
+    url = redis_server.url
+    async with (
+        instance(tmp_path, "A", url) as a,
+        instance(tmp_path, "B", url) as b,
+        connect(b.games_url, "Roaming") as game,
+    ):
+        await game.startup()
+        await eventually(lambda: "redis" in a.manager.problems)
+        assert "is a string, not a set" in a.manager.problems["redis"]
+        assert a.manager.health()["redis"] == "up"
+        await a.manager.block("Roaming")
+        assert (await game.expect_closed(within=2)).code == 1008
+        client.delete(f"{KEY}:instances")
+        client.sadd(f"{KEY}:instances", "ghost")
+        client.set(f"{KEY}:instance:ghost", "not a hash")
+        await b.manager.pause("Paused on B")
+        await eventually(lambda: a.manager.lists().paused == ("Paused on B",))
+        await eventually(
+            lambda: "instance:ghost" in a.manager.problems.get("redis", "")
+        )

@@ -24,11 +24,13 @@ from neuro_api._text import printable
 __all__ = [
     "INPUT_FILES",
     "MAX_FILE_BYTES",
+    "MAX_LISTED",
     "MAX_NAME_LENGTH",
     "OUTPUT_FILES",
     "ListFile",
     "client_name_problem",
     "encode_clients",
+    "os_reason",
 ]
 
 INPUT_FILES: Final = {
@@ -46,6 +48,8 @@ MAX_FILE_BYTES: Final = 16 << 20
 """A list file larger than this is refused (not read)."""
 MAX_NAME_LENGTH: Final = 256
 """Characters of one client name (a game title)."""
+MAX_LISTED: Final = 10_000
+"""Clients one paused or blocked list may hold (each change rewrites it)."""
 
 _MISSING: Final = "the file is missing"
 _Stamp = tuple[int, int, int]
@@ -69,12 +73,17 @@ def client_name_problem(name: object) -> str | None:
     return None
 
 
+def os_reason(exc: OSError) -> str:
+    """What went wrong, without the file name (a temporary's is new each time)."""
+    return exc.strerror or str(exc)
+
+
 def encode_clients(clients: Iterable[str]) -> bytes:
     """A list file's content: sorted, indented like the seed's files."""
     return orjson.dumps({"clients": sorted(set(clients))}, option=orjson.OPT_INDENT_2)
 
 
-def _parse(data: bytes) -> frozenset[str]:
+def _parse(data: bytes, max_clients: int | None = None) -> frozenset[str]:
     """The clients of a list file; ValueError saying what is wrong."""
     try:
         document = orjson.loads(data)
@@ -83,6 +92,10 @@ def _parse(data: bytes) -> frozenset[str]:
     if not isinstance(document, dict) or not isinstance(document.get("clients"), list):
         raise ValueError('expected {"clients": [...]}')
     clients = document["clients"]
+    if max_clients is not None and len(clients) > max_clients:
+        raise ValueError(
+            f"{len(clients)} clients listed: at most {max_clients} clients"
+        )
     for index, name in enumerate(clients):
         problem = client_name_problem(name)
         if problem is not None:
@@ -91,10 +104,15 @@ def _parse(data: bytes) -> frozenset[str]:
 
 
 class ListFile:
-    """One list file: its last good content, and what is wrong with it now."""
+    """One list file: its last good content, and what is wrong with it now.
 
-    def __init__(self, path: Path) -> None:
+    ``max_clients``: more names than this make the file unusable (the
+    input files: a list is taken and applied in the event loop).
+    """
+
+    def __init__(self, path: Path, *, max_clients: int | None = None) -> None:
         self.path = path
+        self.max_clients = max_clients
         self.clients: frozenset[str] = frozenset()
         """The last good list (empty until one was read or written)."""
         self.error: str | None = None
@@ -130,18 +148,23 @@ class ListFile:
         Returns whether :attr:`clients` or :attr:`error` changed. A missing
         file counts as an error (it is created again by :meth:`ensure`).
         """
-        stamp = self._stat()
+        before = (self.clients, self.error)
+        try:
+            stamp = self._stat()
+        except OSError as exc:  # not a directory, no permission ...
+            self._stamp = None
+            self.error = f"cannot look at it: {os_reason(exc)}"
+            return (self.clients, self.error) != before
         if stamp is not None and stamp == self._stamp:
             return False
         self._stamp = stamp
-        before = (self.clients, self.error)
         if stamp is None:
             self.error = _MISSING
         elif stamp[1] > MAX_FILE_BYTES:
             self.error = f"the file is over {MAX_FILE_BYTES} bytes"
         else:
             try:
-                self.clients = _parse(self.path.read_bytes())
+                self.clients = _parse(self.path.read_bytes(), self.max_clients)
                 self.error = None
             except (OSError, ValueError) as exc:
                 self.error = str(exc)
@@ -151,7 +174,8 @@ class ListFile:
         """Make the file list ``clients``; False if nothing was written.
 
         Nothing is written when the content would not change, or when the
-        file is unusable now (a hand edit to fix, not to overwrite).
+        file is unusable now (a hand edit to fix, not to overwrite). Raises
+        :class:`OSError` when it cannot be written (the file is unchanged).
         """
         wanted = frozenset(clients)
         self.read_if_changed()
@@ -168,7 +192,7 @@ class ListFile:
 
         The file is read again first, so a hand edit made since is kept.
         Returns False (nothing written) when the file is unusable, or when
-        it already says so.
+        it already says so; raises :class:`OSError` as :meth:`write` does.
         """
         self.read_if_changed()
         if self.error is not None and self._stat() is not None:
@@ -176,5 +200,9 @@ class ListFile:
         return self.write((self.clients | frozenset(add)) - frozenset(remove))
 
     def _write(self, data: bytes) -> None:
-        write_atomic(self.path, data)
-        self._stamp = self._stat()
+        # Made again if it was deleted while the server runs.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        written = write_atomic(self.path, data)
+        # What we wrote, not what is there now: a hand edit made since is
+        # read at the next look.
+        self._stamp = (written.st_ino, written.st_size, written.st_mtime_ns)

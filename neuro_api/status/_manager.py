@@ -32,9 +32,11 @@ from neuro_api.server import (
 )
 from neuro_api.status._files import (
     INPUT_FILES,
+    MAX_LISTED,
     OUTPUT_FILES,
     ListFile,
     client_name_problem,
+    os_reason,
 )
 from neuro_api.status._model import ClientStates, StatusLists
 from neuro_api.status._redis import (
@@ -49,6 +51,7 @@ __all__ = [
     "BLOCKED",
     "CLOSED_BY_REQUEST",
     "MAX_LISTED",
+    "UNLISTABLE",
     "ListKind",
     "StatusFileError",
     "StatusManager",
@@ -58,10 +61,11 @@ LOGGER: Final = logging.getLogger("neuro_api.status")
 ListKind = Literal["paused", "blocked"]
 BLOCKED: Final = Refusal("blocked", 1008)
 """How a blocked game is closed and refused (the issue's close code)."""
+UNLISTABLE: Final = Refusal("the title cannot be a client name", 1008)
+"""How a game is refused whose title no list could name (so it could be
+neither paused nor blocked): empty, too long, with control characters."""
 CLOSED_BY_REQUEST: Final = Refusal("closed by request", 1000)
 """How a game named in Redis' ``clients_to_close`` is closed."""
-MAX_LISTED: Final = 10_000
-"""Clients one paused or blocked list may hold (each change rewrites it)."""
 _REDIS_BACKOFF: Final = (1.0, 30.0)
 """First and longest wait before trying Redis again after a failure."""
 _KINDS: Final[tuple[ListKind, ...]] = ("paused", "blocked")
@@ -69,7 +73,7 @@ _T = TypeVar("_T")
 
 
 class StatusFileError(Exception):
-    """A list cannot be changed: its file is unusable (fix it first), or full."""
+    """A list cannot be changed: its file is unusable, unwritable or full."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -121,9 +125,13 @@ class StatusManager:
         self.instance_id = instance_id or uuid.uuid4().hex[:12]
         self.states = ClientStates(max_known=max_known)
         self.files = {
-            kind: ListFile(self.directory / name)
-            for kind, name in {**INPUT_FILES, **OUTPUT_FILES}.items()
+            kind: ListFile(self.directory / name, max_clients=MAX_LISTED)
+            for kind, name in INPUT_FILES.items()
         }
+        self.files.update(
+            (kind, ListFile(self.directory / name))
+            for kind, name in OUTPUT_FILES.items()
+        )
         self.server: AbstractTrioNeuroServer | None = None
         self.gate: ForceGate | None = None
         self.problems: dict[str, str] = {}
@@ -163,8 +171,16 @@ class StatusManager:
         gate.set_held(self.states.paused)
 
     def admit(self, client: TrioNeuroServerClient, game_title: str) -> Refusal | None:
-        """The admission check: a blocked title is refused (1008 ``blocked``)."""
-        return BLOCKED if game_title in self.states.blocked else None
+        """The admission check: a blocked title is refused (1008 ``blocked``).
+
+        So is a title that cannot be a client name (:data:`UNLISTABLE`):
+        it could not be blocked.
+        """
+        if game_title in self.states.blocked:
+            return BLOCKED
+        if client_name_problem(game_title) is not None:
+            return UNLISTABLE
+        return None
 
     def on_connection_event(self, event: ConnectionEvent) -> None:
         """Track who is connected; a game that started is active."""
@@ -194,7 +210,8 @@ class StatusManager:
         """Pause ``client``: its forces and actions are held until resumed.
 
         Raises :class:`ValueError` for a name that cannot be a client's and
-        :class:`StatusFileError` when ``pause_clients.json`` is unusable.
+        :class:`StatusFileError` when ``pause_clients.json`` is unusable or
+        cannot be written.
         """
         await self._change("paused", add=client)
 
@@ -227,8 +244,14 @@ class StatusManager:
                     )
             adding = () if add is None else (add,)
             removing = () if remove is None else (remove,)
-            await self._io(file.update, adding, removing)
-            self._file_read(kind)
+            try:
+                await self._io(file.update, adding, removing)
+            except OSError as exc:
+                raise StatusFileError(
+                    f"{file.path.name} cannot be written: {os_reason(exc)}"
+                ) from None
+            finally:
+                self._file_read(kind)
             if file.error is not None:
                 raise StatusFileError(
                     f"{file.path.name} cannot be changed until it is fixed: "
@@ -269,7 +292,7 @@ class StatusManager:
                 name.name: list(getattr(lists, name.name))
                 for name in dataclasses.fields(lists)
             },
-            "clients": {client: lists.state_of(client) for client in lists.available},
+            "clients": lists.states(),
             "files": {
                 file.path.name: {"path": str(file.path), "error": file.error}
                 for file in self.files.values()
@@ -383,7 +406,9 @@ class StatusManager:
             try:
                 await self._io(self._write_outputs, lists)
             except OSError as exc:
-                self._problem("files", f"cannot write the output files: {exc}")
+                self._problem(
+                    "files", f"cannot write the output files: {os_reason(exc)}"
+                )
                 return  # still dirty: tried again next time
             finally:
                 for name in OUTPUT_FILES:
@@ -444,9 +469,12 @@ class StatusManager:
             self._changed()
             self._wake_redis()
             if self.server is not None:
-                for title in newly:
-                    if self.states.is_active(title):
-                        self.server.expel(title, BLOCKED)
+                # Every connection named so, started or not: a game is
+                # admitted on its first frame, before (or without) the
+                # startup that makes it active here.
+                named = {client.game_title for client in self.server.clients.values()}
+                for title in newly & named:
+                    self.server.expel(title, BLOCKED)
 
     # --- Redis -------------------------------------------------------------
 
@@ -457,9 +485,15 @@ class StatusManager:
     def _sync_request(self, mirror: _RedisState, *, full: bool) -> SyncRequest:
         changes: dict[str, ListChange] = {}
         for kind in _KINDS:
-            local = self.files[kind].clients
+            file = self.files[kind]
+            local = file.clients
             synced = mirror.synced.get(kind)
-            if synced is None:  # the first sync: ours join the shared list
+            if file.error is not None:
+                # Unusable now (a hand edit to fix): its last good list is no
+                # change of ours, it only puts the field back if Redis lost it.
+                if full or synced is None:
+                    changes[kind] = ListChange(frozenset(), frozenset(), local)
+            elif synced is None:  # the first sync: ours join the shared list
                 changes[kind] = ListChange(local, frozenset(), local)
             elif local != synced or full:
                 changes[kind] = ListChange(local - synced, synced - local, local)
@@ -523,22 +557,24 @@ class StatusManager:
         for kind in _KINDS:
             shared = reply.shared.get(kind)
             if shared is None:
-                continue
-            problem = _shared_list_problem(shared)
-            if problem is not None:
-                self._problem(f"redis {kind}", problem)
-                continue
-            self._problem(f"redis {kind}", None)
+                continue  # the field is unusable: nothing of ours was applied
             change = request.lists.get(kind)
-            sent = change.full if change is not None else mirror.synced.get(kind)
-            mirror.synced[kind] = shared
-            local = sent if sent is not None else self.files[kind].clients
-            if shared == local:
-                continue
-            async with self._lock:
-                file = self.files[kind]
-                await self._io(file.update, shared - local, local - shared)
-                self._file_read(kind)
+            before = mirror.synced.get(kind)
+            sent = change.full if change is not None else before
+            taken = False
+            problem = _shared_list_problem(shared)
+            if problem is None:
+                taken, problem = await self._take(
+                    kind, shared, sent if sent is not None else self.files[kind].clients
+                )
+            self._problem(f"redis {kind}", problem)
+            if taken:
+                mirror.synced[kind] = shared
+            elif change is not None and (change.add or change.remove):
+                # Not taken (yet: once the list or our file can be), but our
+                # change is in: never sent again, where it would undo later
+                # changes of others (each instance undoing the other's).
+                mirror.synced[kind] = change.full
         server = self.server
         for title in reply.to_close:
             if title in mirror.closed:
@@ -547,6 +583,30 @@ class StatusManager:
                 mirror.closed.add(title)
         if mirror.closed:
             mirror.wake.set()
+
+    async def _take(
+        self, kind: ListKind, shared: frozenset[str], sent: frozenset[str]
+    ) -> tuple[bool, str | None]:
+        """Make the ``kind`` file hold ``shared`` (Redis' list; we sent ``sent``).
+
+        The difference is applied to what the file says now, so changes
+        made here meanwhile are kept. Returns whether the file took it, and
+        why it could not be written (None: it could, or it is unusable and
+        says so itself).
+        """
+        if shared == sent:
+            return True, None
+        file = self.files[kind]
+        async with self._lock:
+            try:
+                await self._io(file.update, shared - sent, sent - shared)
+            except OSError as exc:
+                return False, (
+                    f"not taken: {file.path.name} cannot be written: {os_reason(exc)}"
+                )
+            finally:
+                self._file_read(kind)
+        return file.error is None, None
 
     async def _listen(self, mirror: _RedisState) -> None:
         """Wake the sync when another instance changed something."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -36,6 +37,8 @@ import orjson
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from neuro_api._text import printable
 
 __all__ = [
     "CHANNEL",
@@ -101,10 +104,20 @@ local function put(field, list)
   end
 end
 
-local kind = redis.call('TYPE', key)['ok']
-if kind ~= 'hash' and kind ~= 'none' then
-  return cjson.encode({problems = {key .. ' is a ' .. kind .. ', not a hash'}})
+local function usable(name, wanted)
+  local kind = redis.call('TYPE', name)['ok']
+  if kind == wanted or kind == 'none' then return kind end
+  problems[#problems + 1] = name .. ' is a ' .. kind .. ', not a ' .. wanted
+  return nil
 end
+
+if not usable(key, 'hash') then
+  return cjson.encode({problems = problems})
+end
+-- Ours too, but written by anyone: one of another type is left alone and
+-- reported, and the shared lists are shared still.
+local registry_ok = usable(registry, 'set')
+local own_ok = usable(own, 'hash')
 
 -- The shared lists: this instance's changes applied, the result returned.
 local need_full = false
@@ -137,7 +150,9 @@ end
 -- This instance's own lists, renewed or dropped.
 local mine = request['own']
 local own_changed = false
-if request['leave'] then
+if not (registry_ok and own_ok) then
+  -- Nowhere to keep them: not shared.
+elseif request['leave'] then
   redis.call('DEL', own)
   redis.call('SREM', registry, id)
   own_changed = true
@@ -154,12 +169,16 @@ end
 -- The union over live instances (a dead one's hash has expired).
 local live = {}
 local dropped = false
-for _, member in ipairs(redis.call('SMEMBERS', registry)) do
-  if redis.call('EXISTS', prefix .. member) == 1 then
+local members = registry_ok and redis.call('SMEMBERS', registry) or {}
+for _, member in ipairs(members) do
+  local kind = redis.call('TYPE', prefix .. member)['ok']
+  if kind == 'hash' then
     live[#live + 1] = member
-  else
+  elseif kind == 'none' then
     redis.call('SREM', registry, member)
     dropped = true
+  else
+    problems[#problems + 1] = prefix .. member .. ' is a ' .. kind .. ', not a hash'
   end
 end
 local active = nil
@@ -291,7 +310,14 @@ def _names(value: object) -> frozenset[str]:
 
 
 def _reply(raw: bytes | str) -> SyncReply:
-    document = orjson.loads(raw)
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        # Lua's cjson passes through bytes that are not UTF-8 (a field
+        # written by something else): read them as lone surrogates, which
+        # no client name may hold, so the list is reported, not taken.
+        text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
+        document = json.loads(text)
     shared = {
         kind: _names(document[kind])
         for kind in SHARED_FIELDS
@@ -301,7 +327,7 @@ def _reply(raw: bytes | str) -> SyncReply:
     return SyncReply(
         shared=shared,
         to_close=_names(document.get("to_close")),
-        problems=tuple(str(p) for p in problems),
+        problems=tuple(printable(str(p)) for p in problems),
         need_full=bool(document.get("need_full")),
         changed=bool(document.get("changed")),
     )
