@@ -223,19 +223,24 @@ async def test_a_blocked_game_that_never_sent_startup_is_closed(
 
 
 @pytest.mark.parametrize("title", ["Bell\x07", "x" * 300, ""])
-async def test_a_title_that_cannot_be_listed_is_refused(
+async def test_a_title_that_cannot_be_listed_is_served_but_not_listed(
     tmp_path: Path, title: str
 ) -> None:
-    # Such a title could be neither paused nor blocked (no list may name
-    # it), and once written in active_clients.json it made the file
-    # unusable at the next start: never rewritten again.
+    # The production server serves any title; no list may name this one
+    # (empty, too long, control characters), and once written in
+    # active_clients.json it would make that file unusable at the next
+    # start (never rewritten again). So it plays, unlisted.
     async with running_status(tmp_path) as run:
         async with connect(run.games_url, title) as game:
             await game.send_obj({"command": "startup", "game": title})
-            reason = await game.expect_closed(within=2)
-            assert reason.code == 1008
-            assert reason.reason == "the title cannot be a client name"
-        assert run.clients("active_clients.json") == []
+            await game.receive()  # acknowledged
+            await eventually(lambda: run.manager.stats()["unlisted_games"] == 1)
+            await run.manager.tick()
+            assert run.clients("active_clients.json") == []
+            assert run.manager.lists().available == ()
+        await run.manager.tick()
+        assert run.clients("deactivate_clients.json") == []
+        assert run.clients("Network_Action.json") == []
     manager = StatusManager(tmp_path / "Server_Data")
     async with trio.open_nursery() as nursery:
         await nursery.start(manager.run)

@@ -21,6 +21,7 @@ from server_helpers import RawGame, connect
 from status_helpers import Running, eventually, running_status
 
 from neuro_api import command
+from neuro_api.status._manager import SYNCED_FILE
 from neuro_api.status._redis import KEY, RedisStatus, SyncRequest
 
 __all__ = ["redis_server"]  # the fixture, imported to be found
@@ -156,10 +157,31 @@ async def test_clients_to_close_closes_the_game_where_it_runs(
         client.publish(f"{KEY}:changes", "admin")
         reason = await game.expect_closed()
         assert (reason.code, reason.reason) == (1000, "closed by request")
+        # "Nowhere" is connected nowhere: it lapses after one TTL (1.5 s).
+        await eventually(
+            lambda: shared(redis_server, "clients_to_close") == ["Nowhere"]
+        )
         await eventually(lambda: shared(redis_server, "clients_to_close") == [])
         # Closed, not blocked: it may come back.
         async with connect(a.games_url, "Closing") as back:
             await back.startup()
+
+
+async def test_a_close_request_for_a_game_that_is_just_connecting_is_kept(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    url = redis_server.url
+    async with instance(tmp_path, "A", url) as a:
+        client = redis_server.client()
+        client.hset(KEY, "clients_to_close", '["Late"]')
+        client.publish(f"{KEY}:changes", "admin")
+        await eventually(lambda: client.exists(f"{KEY}:to_close_since"))
+        # No instance has it yet; it connects within the TTL, and is closed.
+        async with connect(a.games_url, "Late") as game:
+            await game.startup()
+            reason = await game.expect_closed()
+        assert (reason.code, reason.reason) == (1000, "closed by request")
+        await eventually(lambda: shared(redis_server, "clients_to_close") == [])
 
 
 async def test_redis_killed_and_restarted_mid_run(
@@ -397,3 +419,31 @@ async def test_keys_of_another_type_beside_the_hash_do_not_stop_the_sharing(
         await eventually(
             lambda: "instance:ghost" in a.manager.problems.get("redis", "")
         )
+
+
+async def test_a_removal_made_while_an_instance_was_down_stays_removed(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    url = redis_server.url
+    async with instance(tmp_path, "B", url) as b:
+        async with instance(tmp_path, "A", url) as a:
+            await a.manager.block("X")
+            await eventually(lambda: b.manager.lists().blocked == ("X",))
+            await eventually(
+                lambda: (
+                    (a.directory / SYNCED_FILE).exists()
+                    and b"X" in (a.directory / SYNCED_FILE).read_bytes()
+                )
+            )
+        # A is down; B unblocks X; A starts again with X still in its file.
+        await b.manager.unblock("X")
+        await eventually(lambda: shared(redis_server, "blocked_clients") == [])
+        old = orjson.loads(
+            (tmp_path / "A/Server_Data/blocked_clients.json").read_bytes()
+        )
+        assert old == {"clients": ["X"]}
+        async with instance(tmp_path, "A", url) as a:
+            await eventually(lambda: a.manager.lists().blocked == ())
+            assert a.clients("blocked_clients.json") == []
+            assert shared(redis_server, "blocked_clients") == []
+            assert b.manager.lists().blocked == ()

@@ -18,9 +18,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 
+import orjson
 import redis
 import trio
 
+from neuro_api._atomic import write_atomic
 from neuro_api._text import printable
 from neuro_api.server import (
     AbstractTrioNeuroServer,
@@ -51,7 +53,7 @@ __all__ = [
     "BLOCKED",
     "CLOSED_BY_REQUEST",
     "MAX_LISTED",
-    "UNLISTABLE",
+    "SYNCED_FILE",
     "ListKind",
     "StatusFileError",
     "StatusManager",
@@ -61,11 +63,11 @@ LOGGER: Final = logging.getLogger("neuro_api.status")
 ListKind = Literal["paused", "blocked"]
 BLOCKED: Final = Refusal("blocked", 1008)
 """How a blocked game is closed and refused (the issue's close code)."""
-UNLISTABLE: Final = Refusal("the title cannot be a client name", 1008)
-"""How a game is refused whose title no list could name (so it could be
-neither paused nor blocked): empty, too long, with control characters."""
 CLOSED_BY_REQUEST: Final = Refusal("closed by request", 1000)
 """How a game named in Redis' ``clients_to_close`` is closed."""
+SYNCED_FILE: Final = ".redis_synced.json"
+"""Beside the lists: what this server last shared through Redis (its own
+bookkeeping; the seed's tools ignore it)."""
 _REDIS_BACKOFF: Final = (1.0, 30.0)
 """First and longest wait before trying Redis again after a failure."""
 _KINDS: Final[tuple[ListKind, ...]] = ("paused", "blocked")
@@ -87,6 +89,8 @@ class _RedisState:
     up: bool | None = None
     """None before the first attempt."""
     error: str | None = None
+    saved: dict[str, frozenset[str]] = dataclasses.field(default_factory=dict)
+    """What :attr:`synced` was when last saved to :data:`SYNCED_FILE`."""
     own_version: int = 0
     own_synced: int = -1
     closed: set[str] = dataclasses.field(default_factory=set)
@@ -149,6 +153,8 @@ class StatusManager:
                 RedisStatus(redis_url, self.instance_id, ttl=redis_ttl)
             )
         self.writes = 0
+        self.unlisted = 0
+        """Games served but not listed: their title cannot be a client name."""
 
     # --- the server's hooks ------------------------------------------------
 
@@ -171,21 +177,18 @@ class StatusManager:
         gate.set_held(self.states.paused)
 
     def admit(self, client: TrioNeuroServerClient, game_title: str) -> Refusal | None:
-        """The admission check: a blocked title is refused (1008 ``blocked``).
-
-        So is a title that cannot be a client name (:data:`UNLISTABLE`):
-        it could not be blocked.
-        """
-        if game_title in self.states.blocked:
-            return BLOCKED
-        if client_name_problem(game_title) is not None:
-            return UNLISTABLE
-        return None
+        """The admission check: a blocked title is refused (1008 ``blocked``)."""
+        return BLOCKED if game_title in self.states.blocked else None
 
     def on_connection_event(self, event: ConnectionEvent) -> None:
         """Track who is connected; a game that started is active."""
         if event.kind is ConnectionEventKind.STARTED and event.game_title is not None:
             title = event.game_title
+            if client_name_problem(title) is not None:
+                # Served, as the production server would, but not listed: no
+                # list may name it (empty, too long, control characters).
+                self.unlisted += 1
+                return
             self._sessions[event.session_id] = title
             self.states.connected(title)
             self._changed()
@@ -316,6 +319,7 @@ class StatusManager:
             "blocked": len(lists.blocked),
             "connection_error": len(lists.connection_error),
             "file_writes": self.writes,
+            "unlisted_games": self.unlisted,
             "redis_syncs": 0 if mirror is None else mirror.syncs,
             "redis_failures": 0 if mirror is None else mirror.failures,
         }
@@ -366,6 +370,11 @@ class StatusManager:
             )
             for name in OUTPUT_FILES:
                 self._output_problem(name)
+            if self._redis is not None:
+                synced, problem = await self._io(self._load_synced)
+                self._redis.synced = dict(synced)
+                self._redis.saved = dict(synced)
+                self._problem(SYNCED_FILE, problem)
         self.loaded = True
         await self.tick()
         task_status.started()
@@ -575,6 +584,8 @@ class StatusManager:
                 # change is in: never sent again, where it would undo later
                 # changes of others (each instance undoing the other's).
                 mirror.synced[kind] = change.full
+        if mirror.synced != mirror.saved:
+            await self._save_synced(mirror)
         server = self.server
         for title in reply.to_close:
             if title in mirror.closed:
@@ -583,6 +594,50 @@ class StatusManager:
                 mirror.closed.add(title)
         if mirror.closed:
             mirror.wake.set()
+
+    async def _save_synced(self, mirror: _RedisState) -> None:
+        """Remember what was last shared, across restarts (:data:`SYNCED_FILE`).
+
+        So that a server that starts again sends only what changed here
+        since, and does not bring back what others removed meanwhile. A
+        failure to write it is a problem, not a crash (tried again later).
+        """
+        synced = dict(mirror.synced)
+        data = orjson.dumps(
+            {kind: sorted(clients) for kind, clients in sorted(synced.items())},
+            option=orjson.OPT_INDENT_2,
+        )
+        try:
+            await self._io(write_atomic, self.directory / SYNCED_FILE, data)
+        except OSError as exc:
+            self._problem(SYNCED_FILE, f"cannot be written: {os_reason(exc)}")
+            return
+        self._problem(SYNCED_FILE, None)
+        mirror.saved = synced
+
+    def _load_synced(self) -> tuple[dict[str, frozenset[str]], str | None]:
+        """The last shared lists saved by :meth:`_save_synced` (worker thread).
+
+        Empty when there are none (the first sync is then a union); with a
+        problem to show when they cannot be read (they are then ignored:
+        rewritten at the next sync).
+        """
+        path = self.directory / SYNCED_FILE
+        try:
+            document = orjson.loads(path.read_bytes())
+        except FileNotFoundError:
+            return {}, None
+        except orjson.JSONDecodeError as exc:
+            return {}, f"ignored (not JSON: {exc})"
+        except OSError as exc:
+            return {}, f"ignored: {os_reason(exc)}"
+        found: dict[str, frozenset[str]] = {}
+        if isinstance(document, dict):
+            for kind in _KINDS:
+                names = document.get(kind)
+                if isinstance(names, list) and _shared_list_problem(names) is None:
+                    found[kind] = frozenset(names)
+        return found, None
 
     async def _take(
         self, kind: ListKind, shared: frozenset[str], sent: frozenset[str]

@@ -9,7 +9,8 @@ Layout (one Redis, any number of instances, each with its own files):
   (computed from every live instance's own lists: ``deactivate_clients`` by
   the seed's formula over the union), and ``clients_to_close`` (names to
   close: the instance that holds one closes it and takes it out; a name
-  that no live instance has active is taken out too).
+  that no live instance has active is taken out after one TTL, kept in
+  ``Clients_status:to_close_since`` meanwhile).
 * ``Clients_status:instance:<id>``, a hash per instance (its ``available``,
   ``active`` and ``errors``), which expires when the instance stops renewing
   it (it died): its clients leave the union.
@@ -208,8 +209,9 @@ if changed or own_changed or dropped or request['recompute'] then
   put('connecting_internet_error', sorted(errors))
 end
 
--- Names to close: those this instance closed leave, and those no live
--- instance has active (nobody will close them).
+-- Names to close: those an instance closed leave; those no live instance
+-- has active wait one TTL (the game may be connecting: its instance has
+-- not said so yet), then leave (nobody would close them).
 local to_close = {}
 local raw = redis.call('HGET', key, 'clients_to_close')
 if raw then
@@ -220,12 +222,32 @@ if raw then
                              key .. ' active_clients') or {})
     end
     local closed = set_of(request['closed'] or {})
-    local keep = {}
+    local since_key = key .. ':to_close_since'
+    local time = redis.call('TIME')
+    local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+    local keep, give = {}, {}
     for _, v in ipairs(list) do
-      if active[v] and not closed[v] then keep[v] = true end
+      if closed[v] then
+        redis.pcall('HDEL', since_key, v)
+      elseif active[v] then
+        keep[v], give[v] = true, true
+        redis.pcall('HDEL', since_key, v)
+      else
+        local since = redis.pcall('HGET', since_key, v)
+        local at = type(since) == 'string' and tonumber(since) or nil
+        if at == nil then
+          redis.pcall('HSET', since_key, v, now)
+          redis.pcall('PEXPIRE', since_key, 2 * ttl)
+          keep[v] = true
+        elseif now - at < ttl then
+          keep[v] = true
+        else
+          redis.pcall('HDEL', since_key, v)
+        end
+      end
     end
-    to_close = sorted(keep)
-    put('clients_to_close', to_close)
+    to_close = sorted(give)
+    put('clients_to_close', sorted(keep))
   end
 end
 
