@@ -447,3 +447,27 @@ async def test_a_removal_made_while_an_instance_was_down_stays_removed(
             assert a.clients("blocked_clients.json") == []
             assert shared(redis_server, "blocked_clients") == []
             assert b.manager.lists().blocked == ()
+
+
+async def test_a_block_from_redis_applies_while_the_local_file_is_broken(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    url = redis_server.url
+    async with (
+        instance(tmp_path, "A", url) as a,
+        instance(tmp_path, "B", url) as b,
+        connect(a.games_url, "Target") as game,
+    ):
+        await game.startup()
+        a.edit("blocked_clients.json", b"{broken")
+        await eventually(lambda: "blocked_clients.json" in a.manager.problems)
+        await b.manager.block("Target")
+        reason = await game.expect_closed()
+        assert (reason.code, reason.reason) == (1008, "blocked")
+        assert a.file("blocked_clients.json").read_bytes() == b"{broken"
+        # Fixed by hand (without the block): the block made elsewhere stays.
+        a.edit("blocked_clients.json", ["Mine"])
+        await eventually(
+            lambda: shared(redis_server, "blocked_clients") == ["Mine", "Target"]
+        )
+        await eventually(lambda: a.manager.lists().blocked == ("Mine", "Target"))

@@ -464,7 +464,10 @@ class StatusManager:
         if file.error is not None:
             message = f"{file.error} (the last good list is kept)"
         self._problem(file.path.name, message)
-        clients = file.clients
+        self._apply(kind, file.clients)
+
+    def _apply(self, kind: ListKind, clients: frozenset[str]) -> None:
+        """Enforce ``clients`` as the ``kind`` list (a file's, or Redis')."""
         if kind == "paused":
             if clients != self.states.paused:
                 self.states.set_paused(clients)
@@ -661,7 +664,12 @@ class StatusManager:
                 )
             finally:
                 self._file_read(kind)
-        return file.error is None, None
+        if file.error is not None:
+            # The file is a hand edit to fix: what was shared is enforced
+            # from memory meanwhile (a block made elsewhere applies here).
+            self._apply(kind, shared)
+            return False, None
+        return True, None
 
     async def _listen(self, mirror: _RedisState) -> None:
         """Wake the sync when another instance changed something."""

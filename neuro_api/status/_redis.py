@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import threading
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -376,9 +377,19 @@ class RedisStatus:
         self._client = redis.Redis.from_url(url, **options)
         self._script = self._client.register_script(_SCRIPT)
         self._pubsub: Any = None
+        self._lock = threading.Lock()
 
     def sync(self, request: SyncRequest) -> SyncReply:
-        """Apply ``request`` and return what Redis holds now (one round trip)."""
+        """Apply ``request`` and return what Redis holds now (one round trip).
+
+        One sync at a time, in the order they were called: a sync abandoned
+        by a cancelled task ends before the next one (the leave at
+        shutdown) starts, so it cannot bring back what that one removed.
+        """
+        with self._lock:
+            return self._sync(request)
+
+    def _sync(self, request: SyncRequest) -> SyncReply:
         raw = self._script(
             keys=[KEY, INSTANCES, INSTANCE_PREFIX + self.instance_id],
             args=[
