@@ -36,13 +36,26 @@ class RedisServer:
         self.directory = directory
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self._client: redis.Redis | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+        """The test's own client (one, reused: closed with the server)."""
+        if self._client is None:
+            self._client = redis.Redis(
+                host="127.0.0.1", port=self.port, socket_timeout=5
+            )
+        return self._client
+
+    def close(self) -> None:
+        """Kill the server and close the test's client."""
+        self.kill()
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def start(self) -> None:
         """Start it (again, on the same port); return once it answers."""
@@ -89,4 +102,4 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     try:
         yield server
     finally:
-        server.kill()
+        server.close()

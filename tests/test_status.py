@@ -410,9 +410,8 @@ async def test_a_file_of_the_wrong_shape_is_a_problem_and_a_deleted_one_is_made_
         # The whole directory deleted: everything is created again.
         async with connect(run.games_url, "Game") as game:
             await game.startup()
-            for path in run.directory.iterdir():
-                path.unlink()
-            run.directory.rmdir()
+            # Gone in one step (the manager may be writing in it).
+            run.directory.rename(tmp_path / "moved away")
             await eventually(lambda: run.file("active_clients.json").exists())
             await eventually(lambda: run.clients("active_clients.json") == ["Game"])
             await eventually(lambda: run.file("blocked_clients.json").exists())
@@ -424,7 +423,7 @@ async def test_a_deleted_directory_is_made_again_by_the_next_change(
 ) -> None:
     # The write failed (FileNotFoundError out of the route: a 500).
     async with running_status(tmp_path) as run, run.http() as http:
-        shutil.rmtree(run.directory)
+        run.directory.rename(tmp_path / "moved away")
         answer = await http.put("/status/blocked/Someone")
         assert answer.status_code == 200, answer.text
         assert run.clients("blocked_clients.json") == ["Someone"]

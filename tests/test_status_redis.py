@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -379,7 +378,8 @@ async def test_a_file_that_cannot_be_written_is_a_problem_until_it_can(
     # where an OSError stopped the manager (and the process).
     url = redis_server.url
     async with instance(tmp_path, "A", url) as a, instance(tmp_path, "B", url) as b:
-        shutil.rmtree(b.directory)
+        # Moved away in one step (B may be writing in it: rmtree would race).
+        b.directory.rename(tmp_path / "moved away")
         b.directory.write_bytes(b"a file, not a directory")
         await a.manager.pause("From A")
         await eventually(lambda: "pause_clients.json" in b.manager.problems)

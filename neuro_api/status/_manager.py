@@ -69,6 +69,8 @@ SYNCED_FILE: Final = ".redis_synced.json"
 """Beside the lists: what this server last shared through Redis (its own
 bookkeeping; the seed's tools ignore it)."""
 _REDIS_BACKOFF: Final = (1.0, 30.0)
+_LISTEN_POLL: Final = 0.25
+"""Seconds the subscriber waits before it looks whether it was cancelled."""
 """First and longest wait before trying Redis again after a failure."""
 _KINDS: Final[tuple[ListKind, ...]] = ("paused", "blocked")
 _T = TypeVar("_T")
@@ -672,16 +674,18 @@ class StatusManager:
         return True, None
 
     async def _listen(self, mirror: _RedisState) -> None:
-        """Wake the sync when another instance changed something."""
+        """Wake the sync when another instance changed something.
+
+        The worker thread is never abandoned: it ends within a poll (0.25 s)
+        of a cancellation, so the subscriber's connection is closed by
+        :meth:`_leave` after it, never under it (redis-py would reconnect).
+        """
         limiter = trio.CapacityLimiter(1)
         backoff = _REDIS_BACKOFF[0]
         while True:
             try:
                 sender = await trio.to_thread.run_sync(
-                    mirror.store.wait_for_change,
-                    1.0,
-                    limiter=limiter,
-                    abandon_on_cancel=True,
+                    _wait_for_change, mirror.store, limiter=limiter
                 )
             except (redis.RedisError, OSError):
                 # The sync loop reports Redis down; just try again later.
@@ -710,6 +714,19 @@ class StatusManager:
                 await trio.to_thread.run_sync(
                     mirror.store.close, abandon_on_cancel=True
                 )
+
+
+def _wait_for_change(store: RedisStatus) -> str:
+    """Wait for another instance's change (in a worker thread of Trio's).
+
+    Returns its id; raises :class:`trio.Cancelled` within a poll of the
+    calling task's cancellation, or what Redis raised.
+    """
+    while True:
+        trio.from_thread.check_cancelled()
+        sender = store.wait_for_change(_LISTEN_POLL)
+        if sender is not None:
+            return sender
 
 
 def _shared_list_problem(clients: Iterable[str]) -> str | None:

@@ -378,6 +378,7 @@ class RedisStatus:
         self._script = self._client.register_script(_SCRIPT)
         self._pubsub: Any = None
         self._lock = threading.Lock()
+        self._closed = False
 
     def sync(self, request: SyncRequest) -> SyncReply:
         """Apply ``request`` and return what Redis holds now (one round trip).
@@ -387,6 +388,8 @@ class RedisStatus:
         shutdown) starts, so it cannot bring back what that one removed.
         """
         with self._lock:
+            if self._closed:
+                raise redis.ConnectionError("closed")
             return self._sync(request)
 
     def _sync(self, request: SyncRequest) -> SyncReply:
@@ -421,6 +424,8 @@ class RedisStatus:
         Returns the id of the instance that changed something (None when
         nothing came). Subscribes on first use, on a connection of its own.
         """
+        if self._closed:
+            raise redis.ConnectionError("closed")
         if self._pubsub is None:
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             pubsub.subscribe(CHANNEL)
@@ -443,6 +448,12 @@ class RedisStatus:
                 pubsub.close()
 
     def close(self) -> None:
-        """Close every connection (subscriber included)."""
-        self._drop_pubsub()
-        self._client.close()
+        """Close every connection (subscriber included); later calls raise.
+
+        Waits for a sync in progress. Call it once :meth:`wait_for_change`
+        returned: redis-py reconnects a subscriber closed under it.
+        """
+        with self._lock:
+            self._closed = True
+            self._drop_pubsub()
+            self._client.close()
