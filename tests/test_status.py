@@ -598,3 +598,18 @@ async def test_a_game_blocked_between_admission_and_start_is_closed(
         ConnectionEvent(ConnectionEventKind.STARTED, "s1", "Racer")
     )
     assert server.expelled == [("Racer", 1008, "blocked")]
+
+
+async def test_set_listed_names_only_the_two_lists_an_admin_changes(
+    tmp_path: Path,
+) -> None:
+    manager = StatusManager(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(manager.run)
+        await manager.set_listed("blocked", "Game", True)
+        assert manager.lists().blocked == ("Game",)
+        await manager.set_listed("blocked", "Game", False)
+        assert manager.lists().blocked == ()
+        with pytest.raises(ValueError, match="no list 'active'"):
+            await manager.set_listed("active", "Game", True)  # type: ignore[arg-type]
+        nursery.cancel_scope.cancel()

@@ -165,10 +165,7 @@ def status_routes(manager: StatusManager) -> Blueprint:
     async def change(kind: ListKind, client: str, add: bool) -> Any:
         name = _name(client)
         try:
-            if kind == "paused":
-                await (manager.pause(name) if add else manager.resume(name))
-            else:
-                await (manager.block(name) if add else manager.unblock(name))
+            await manager.set_listed(kind, name, add)
         except ValueError as exc:
             raise ApiError(400, "bad_client_name", str(exc)) from None
         except StatusFileError as exc:
@@ -224,10 +221,7 @@ def _commands(manager: StatusManager) -> list[tuple[str, str, str, Any]]:
                 console.say("name the game: the title it started with")
                 return
             try:
-                if kind == "paused":
-                    await (manager.pause(name) if add else manager.resume(name))
-                else:
-                    await (manager.block(name) if add else manager.unblock(name))
+                await manager.set_listed(kind, name, add)
             except (ValueError, StatusFileError) as exc:
                 console.say(f"cannot: {exc}")
                 return

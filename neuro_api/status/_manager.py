@@ -232,6 +232,19 @@ class StatusManager:
         """Unblock ``client``: it may connect again."""
         await self._change("blocked", remove=client)
 
+    async def set_listed(self, kind: ListKind, client: str, listed: bool) -> None:
+        """Put ``client`` in the ``kind`` list (``paused``, ``blocked``) or out.
+
+        What :meth:`pause`, :meth:`resume`, :meth:`block` and
+        :meth:`unblock` do, for callers that hold the list's name.
+        """
+        if kind not in _KINDS:
+            raise ValueError(f"no list {kind!r}: paused or blocked")
+        if listed:
+            await self._change(kind, add=client)
+        else:
+            await self._change(kind, remove=client)
+
     async def _change(
         self, kind: ListKind, *, add: str | None = None, remove: str | None = None
     ) -> None:
