@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,8 +21,9 @@ from server_helpers import RawGame, connect
 from status_helpers import Running, eventually, running_status
 
 from neuro_api import command
-from neuro_api.status._manager import SYNCED_FILE
-from neuro_api.status._redis import KEY, RedisStatus, SyncRequest
+from neuro_api.status import StatusManager
+from neuro_api.status._manager import SYNCED_FILE, _RedisState
+from neuro_api.status._redis import KEY, RedisStatus, SyncReply, SyncRequest
 
 __all__ = ["redis_server"]  # the fixture, imported to be found
 
@@ -471,3 +473,39 @@ async def test_a_block_from_redis_applies_while_the_local_file_is_broken(
             lambda: shared(redis_server, "blocked_clients") == ["Mine", "Target"]
         )
         await eventually(lambda: a.manager.lists().blocked == ("Mine", "Target"))
+
+
+class _AlwaysLost:
+    """A store whose every sync says Redis lost something of ours."""
+
+    ttl = 3.0
+
+    def __init__(self) -> None:
+        self.syncs = 0
+
+    def sync(self, request: SyncRequest) -> SyncReply:
+        self.syncs += 1
+        return SyncReply(
+            shared={}, to_close=frozenset(), problems=(), need_full=True, changed=False
+        )
+
+    def wait_for_change(self, timeout: float) -> str | None:
+        time.sleep(min(timeout, 0.05))
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+async def test_a_need_for_everything_that_persists_is_no_hot_loop(
+    tmp_path: Path,
+) -> None:
+    manager = StatusManager(tmp_path)
+    store = _AlwaysLost()
+    manager._redis = _RedisState(store)  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(manager.run)
+        await trio.sleep(0.5)
+        nursery.cancel_scope.cancel()
+    # The first sync, once more with everything, then one per renewal (1 s).
+    assert store.syncs <= 3

@@ -572,8 +572,11 @@ class StatusManager:
                 mirror.own_synced = version
             self._problem("redis", "; ".join(reply.problems) or None)
             await self._take_shared(mirror, request, reply)
+            # Once more with everything when Redis lost something of ours;
+            # not again and again if that does not help (no hot loop).
+            again = reply.need_full and not full
             full = reply.need_full
-            if full:
+            if again:
                 continue
             with trio.move_on_after(renew):
                 await mirror.wake.wait()
