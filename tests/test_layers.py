@@ -21,7 +21,16 @@ import neuro_api.app
 import neuro_api.server
 
 ROOT = Path(neuro_api.__file__).parent
-PARTS = ("supervisor", "manager", "server", "control", "capability", "status", "app")
+PARTS = (
+    "supervisor",
+    "manager",
+    "server",
+    "control",
+    "capability",
+    "status",
+    "calls",
+    "app",
+)
 """Subpackages; every top-level module is part of ``core``."""
 MAY_IMPORT: dict[str, set[str]] = {
     "core": {"core"},
@@ -31,6 +40,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "control": {"core", "server"},
     "capability": {"core", "supervisor", "manager", "server", "control"},
     "status": {"core", "server", "control", "capability"},
+    "calls": {"core", "supervisor", "manager", "server", "control", "capability"},
     "app": {
         "core",
         "supervisor",
@@ -39,6 +49,7 @@ MAY_IMPORT: dict[str, set[str]] = {
         "control",
         "capability",
         "status",
+        "calls",
     },
 }
 """The floors, bottom up; ``app`` is the composition root on top."""
