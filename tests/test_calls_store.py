@@ -1,0 +1,124 @@
+"""The call registry's two stores, one suite: SQLite and a real redis-server."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis_helpers import RedisServer
+
+from neuro_api.calls._model import Call
+from neuro_api.calls._store import CallStore, RedisCallStore, SqliteCallStore
+
+T0 = dt.datetime(2026, 12, 6, 8, 0, tzinfo=dt.UTC)
+
+
+def at(seconds: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CallStore]:
+    made: CallStore
+    server: RedisServer | None = None
+    if request.param == "sqlite":
+        made = SqliteCallStore(tmp_path / "calls.sqlite3", max_calls=50)
+    else:
+        server = RedisServer(tmp_path)
+        server.start()
+        made = RedisCallStore(server.url, max_calls=50)
+    try:
+        yield made
+    finally:
+        made.close()
+        if server is not None:
+            server.close()
+
+
+def test_add_get_and_list_newest_first(store: CallStore) -> None:
+    first = Call.new("alice", "bob", "r1", at(0))
+    second = Call.new("carol", "dave", "r2", at(5)).accept(at(6))
+    store.add(first)
+    store.add(second)
+    assert store.get(first.id) == first
+    assert store.get("nope") is None
+    assert store.calls() == [second, first]
+    assert store.calls("accepted") == [second]
+    assert store.calls("pending") == [first]
+    assert store.calls("ended") == []
+    assert store.calls(limit=1) == [second]
+    assert sorted(c.id for c in store.all_calls()) == sorted([first.id, second.id])
+
+
+def test_replace_is_compare_and_set_on_the_status(store: CallStore) -> None:
+    call = Call.new("alice", "bob", "r1", at(0))
+    store.add(call)
+    accepted = call.accept(at(1))
+    assert store.replace(accepted, "pending")
+    assert not store.replace(accepted, "pending")  # it is accepted now
+    tracked = dataclasses.replace(accepted, empty_since=at(50))
+    assert store.replace(tracked, "accepted")  # same status: tracking only
+    assert store.get(call.id) == tracked
+    ended = tracked.end(at(100), "hangup")
+    assert store.replace(ended, "accepted")
+    assert store.calls("accepted") == []
+    assert store.calls("ended") == [ended]
+    # The sync's late write after a hang-up loses: nothing changes.
+    assert not store.replace(tracked.end(at(200), "room_abandoned"), "accepted")
+    assert store.get(call.id) == ended
+    assert not store.replace(Call.new("x", "y", "z", at(0)), "pending")  # gone
+
+
+def test_old_ended_calls_are_forgotten_past_the_cap(store: CallStore) -> None:
+    live = [Call.new(f"u{n}", "v", f"r{n}", at(n)) for n in range(30)]
+    for call in live:
+        store.add(call)
+    for n in range(40):
+        store.add(Call.new("old", "v", "r", at(100 + n)).end(at(101 + n), "hangup"))
+    calls = store.calls(limit=1000)
+    assert len(calls) == 50
+    assert {c.id for c in live} <= {c.id for c in calls}  # never a live one
+
+
+def test_one_holder_of_a_lock_at_a_time(store: CallStore) -> None:
+    assert store.acquire("sync", "a", 60)
+    assert not store.acquire("sync", "b", 60)
+    store.release("sync", "b")  # not its lock: nothing happens
+    assert not store.acquire("sync", "b", 60)
+    store.release("sync", "a")
+    assert store.acquire("sync", "b", 0.05)
+    threading.Event().wait(0.1)  # expired: anyone may take it
+    assert store.acquire("sync", "c", 60)
+
+
+def test_threads_racing_on_one_call_change_it_once(store: CallStore) -> None:
+    call = Call.new("alice", "bob", "r1", at(0)).accept(at(1))
+    store.add(call)
+    wins: list[bool] = []
+
+    def end(reason: str) -> None:
+        wins.append(store.replace(call.end(at(9), reason), "accepted"))
+
+    threads = [threading.Thread(target=end, args=(f"r{n}",)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wins.count(True) == 1
+
+
+def test_sqlite_survives_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "calls.sqlite3"
+    first = SqliteCallStore(path)
+    call = Call.new("alice", "bob", "r1", at(0))
+    first.add(call)
+    first.close()
+    again = SqliteCallStore(path)
+    try:
+        assert again.get(call.id) == call
+    finally:
+        again.close()
