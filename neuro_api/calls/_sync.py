@@ -1,0 +1,261 @@
+"""The call sync: every interval, Twilio's word on each accepted call.
+
+:class:`CallSync` looks up the room of every ``accepted`` call (many at a
+time, each lookup bounded), applies :func:`~neuro_api.calls._decide.decide`
+and writes back what changed, compare-and-set (a hang-up meanwhile wins).
+It runs under the store's lock, so with a shared (Redis) registry only one
+server syncs at a time. Rooms are looked up through :class:`Rooms`, an
+async interface: :class:`ThreadedRooms` puts the blocking Twilio client in
+worker threads; tests use a fake.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any, Final, Protocol, TypeVar
+
+import trio
+
+from neuro_api.calls._decide import RoomLook, SyncRules, decide
+from neuro_api.calls._model import Call, CallStatus
+from neuro_api.calls._store import CallStore
+
+__all__ = [
+    "JOB_ID",
+    "JOB_NAME",
+    "AsyncStore",
+    "CallSync",
+    "Rooms",
+    "SyncResult",
+    "ThreadedRooms",
+]
+
+LOGGER: Final = logging.getLogger("neuro_api.calls")
+JOB_ID: Final = "sync_calls_twilio"
+"""The seed's job id and name (``GET /api/admin/background-service``)."""
+JOB_NAME: Final = "Sync Calls with Twilio"
+_LOCK: Final = "sync"
+_T = TypeVar("_T")
+
+
+class Rooms(Protocol):
+    """Twilio's answer about a room, asynchronously (never raises for Twilio)."""
+
+    async def look(self, room: str) -> RoomLook:
+        """What Twilio says of ``room`` now."""
+
+
+class BlockingRooms(Protocol):
+    """The blocking client :class:`ThreadedRooms` wraps (``TwilioRooms``)."""
+
+    def look(self, room: str) -> RoomLook:
+        """What Twilio says of ``room`` (blocking)."""
+
+
+class ThreadedRooms:
+    """A blocking rooms client in worker threads: bounded in number and time.
+
+    At most ``limiter`` lookups at once; one that takes longer than
+    ``timeout`` seconds is an error for that call (its thread is left to
+    finish on its own: the client's own timeout ends it).
+    """
+
+    def __init__(
+        self,
+        rooms: BlockingRooms,
+        limiter: trio.CapacityLimiter,
+        timeout: float = 15.0,
+    ) -> None:
+        self.rooms = rooms
+        self.limiter = limiter
+        self.timeout = timeout
+
+    async def look(self, room: str) -> RoomLook:
+        """Look ``room`` up in a worker thread; an error after the timeout."""
+        with trio.move_on_after(self.timeout):
+            return await trio.to_thread.run_sync(
+                self.rooms.look, room, limiter=self.limiter, abandon_on_cancel=True
+            )
+        return RoomLook("error", error=f"timed out after {self.timeout:g} s")
+
+
+class AsyncStore:
+    """A :class:`CallStore` called from Trio: one worker thread at a time."""
+
+    def __init__(self, store: CallStore) -> None:
+        self.store = store
+        self._limiter = trio.CapacityLimiter(1)
+
+    async def call(self, function: Callable[..., _T], *args: Any) -> _T:
+        """Run ``function(*args)`` (a method of the store) in the worker."""
+        return await trio.to_thread.run_sync(function, *args, limiter=self._limiter)
+
+    async def accepted(self, limit: int) -> list[Call]:
+        """The accepted calls (the sync's work)."""
+        return await self.call(self.store.calls, "accepted", limit)
+
+    async def replace(self, call: Call, expected: CallStatus) -> bool:
+        """Compare-and-set (see :meth:`CallStore.replace`)."""
+        return await self.call(self.store.replace, call, expected)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SyncResult:
+    """One sync: how many calls were looked at, ended, left alone."""
+
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    synced: int
+    ended: int
+    skipped: int
+    """Left alone: Twilio could not be asked about them."""
+    errors: tuple[str, ...]
+    """Twilio's trouble, one line per kind (counted)."""
+    ran: bool = True
+    """False: another server was syncing (nothing was done here)."""
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class CallSync:
+    """The background job: :meth:`sync_once` every ``interval`` seconds.
+
+    ``rooms`` None means Twilio is not configured: the job does not run
+    (:meth:`sync_once` raises :class:`RuntimeError`). ``concurrency``
+    bounds the lookups in flight; ``max_calls`` the calls of one sync.
+    """
+
+    def __init__(
+        self,
+        store: AsyncStore,
+        rooms: Rooms | None,
+        rules: SyncRules,
+        *,
+        interval: float = 180.0,
+        concurrency: int = 20,
+        max_calls: int = 10_000,
+        clock: Callable[[], dt.datetime] = _now,
+    ) -> None:
+        self.store = store
+        self.rooms = rooms
+        self.rules = rules
+        self.interval = interval
+        self.concurrency = concurrency
+        self.max_calls = max_calls
+        self.clock = clock
+        self.running = False
+        self.next_run: dt.datetime | None = None
+        self.last: SyncResult | None = None
+        self.last_error: str | None = None
+        """Why the last sync failed as a whole (the store), or None."""
+        self.skipped_total = 0
+        self._token = secrets.token_hex(8)
+        self._lock = trio.Lock()
+
+    async def sync_once(self) -> SyncResult:
+        """Sync every accepted call now; one sync at a time (process and store).
+
+        Raises :class:`RuntimeError` when Twilio is not configured, and what
+        the store raised (the sync is then retried at the next interval).
+        """
+        rooms = self.rooms
+        if rooms is None:
+            raise RuntimeError("Twilio is not configured")
+        async with self._lock:
+            started = self.clock()
+            ttl = max(60.0, self.interval * 2)
+            if not await self.store.call(
+                self.store.store.acquire, _LOCK, self._token, ttl
+            ):
+                result = SyncResult(started, self.clock(), 0, 0, 0, (), ran=False)
+                self.last = result
+                return result
+            try:
+                result = await self._sync(rooms, started)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await self.store.call(self.store.store.release, _LOCK, self._token)
+        self.last, self.last_error = result, None
+        self.skipped_total += result.skipped
+        LOGGER.info(
+            "Synced %d calls with Twilio, ended %d calls", result.synced, result.ended
+        )
+        return result
+
+    async def _sync(self, rooms: Rooms, started: dt.datetime) -> SyncResult:
+        calls = await self.store.accepted(self.max_calls)
+        ended = skipped = 0
+        errors: dict[str, int] = {}
+        limiter = trio.Semaphore(self.concurrency)
+
+        async def one(call: Call) -> None:
+            nonlocal ended, skipped
+            async with limiter:
+                look = await rooms.look(call.room)
+            verdict = decide(call, look, self.clock(), self.rules)
+            if verdict.action == "skip":
+                skipped += 1
+                reason = verdict.error or "unknown"
+                errors[reason] = errors.get(reason, 0) + 1
+                return
+            if verdict.call == call:
+                return
+            if not await self.store.replace(verdict.call, "accepted"):
+                return  # ended meanwhile (a hang-up): theirs stands
+            if verdict.action == "end":
+                ended += 1
+                LOGGER.info(
+                    "Ended call %s - %s (Duration: %ds)",
+                    call.id,
+                    verdict.call.end_reason,
+                    verdict.call.duration or 0,
+                )
+
+        async with trio.open_nursery() as nursery:
+            for call in calls:
+                nursery.start_soon(one, call)
+        described = tuple(
+            f"{reason} ({count} calls)" if count > 1 else reason
+            for reason, count in sorted(errors.items())
+        )
+        return SyncResult(started, self.clock(), len(calls), ended, skipped, described)
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Sync every interval until cancelled (the first one an interval in).
+
+        A failing sync (the store down) is logged and said in
+        :attr:`last_error`; the job goes on.
+        """
+        self.running = True
+        task_status.started()
+        try:
+            while True:
+                self.next_run = self.clock() + dt.timedelta(seconds=self.interval)
+                await trio.sleep(self.interval)
+                try:
+                    await self.sync_once()
+                except Exception as exc:  # the store: said, tried again later
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    LOGGER.warning("call sync failed: %s", self.last_error)
+        finally:
+            self.running = False
+            self.next_run = None
+
+    def job(self) -> dict[str, Any]:
+        """The seed's job description (``background_service.jobs[0]``)."""
+        return {
+            "id": JOB_ID,
+            "name": JOB_NAME,
+            "next_run": None
+            if self.next_run is None
+            else self.next_run.isoformat().replace("+00:00", "Z"),
+            "trigger": f"interval[{dt.timedelta(seconds=round(self.interval))}]",
+        }
