@@ -83,6 +83,8 @@ class ProcessParts(Protocol):
     manager: ServerManager
     supervisor: Supervisor
     announced: bool
+    token: str | None
+    """The control plane's bearer token (None: open to this machine only)."""
 
     def add_service_spec(self, spec: ServiceSpec) -> object:
         """Supervise a capability's service."""
@@ -159,6 +161,15 @@ class Setup:
     def server(self) -> AbstractTrioNeuroServer:
         """The Neuro server games connect to (the engine)."""
         return self.process.server
+
+    @property
+    def admin_token(self) -> str | None:
+        """The control plane's bearer token, for admin routes of one's own.
+
+        None when the process is reachable from this machine only (see
+        :func:`~neuro_api.control.admin_check`, which applies it).
+        """
+        return self.process.token
 
     @property
     def manager(self) -> ServerManager:

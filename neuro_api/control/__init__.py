@@ -31,7 +31,7 @@ from quart_schema import QuartSchema
 from quart_trio import QuartTrio
 
 from neuro_api import __version__
-from neuro_api.control._auth import install_auth, new_token, public
+from neuro_api.control._auth import admin_check, install_auth, new_token, public
 from neuro_api.control._docs import serve_swagger_ui
 from neuro_api.control._errors import ApiError, install_error_handlers
 from neuro_api.control._games import games
@@ -48,6 +48,7 @@ __all__ = [
     "RouteCollision",
     "Routes",
     "StatsSource",
+    "admin_check",
     "create_app",
     "new_token",
     "public",

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
-from quart import Quart, current_app, has_app_context, request
+from quart import Quart, Request, current_app, has_app_context, request
 
 from neuro_api._origins import is_loopback_host, origin_host
 from neuro_api.control._errors import ApiError
 from neuro_api.control._routes import auth_of
 
-__all__ = ["bearer_credentials", "install_auth", "is_public", "new_token", "public"]
+__all__ = [
+    "admin_check",
+    "bearer_credentials",
+    "install_auth",
+    "is_public",
+    "new_token",
+    "public",
+]
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -67,6 +74,33 @@ def install_auth(app: Quart, token: str | None) -> None:
     else:
         _install_token_check(app, token)
     _install_own_checks(app)
+
+
+def admin_check(token: str | None) -> Callable[[Request], Awaitable[None]]:
+    """The control plane's auth as a check of one's own (:data:`RouteAuth`).
+
+    For admin routes of an app that is not the control plane (a
+    capability's own HTTP server): with a token, ``Authorization: Bearer
+    <token>`` (a token in the URL refused); without one (the process is
+    reachable from this machine only), requests from another site's web
+    page or with a non-loopback ``Host`` are refused (403). Raises
+    :class:`ApiError` (401 or 403).
+    """
+
+    async def check(request: Request) -> None:
+        if token is None:
+            _loopback_only(request)
+            return
+        if any(name.lower() in _URL_TOKEN_NAMES for name in request.args):
+            raise _unauthorized(
+                "a token in the URL is refused (URLs end up in logs); send "
+                "'Authorization: Bearer <token>'"
+            )
+        given = bearer_credentials(request.headers.get("Authorization", ""))
+        if given is None or not hmac.compare_digest(given.encode(), token.encode()):
+            raise _unauthorized("this route needs 'Authorization: Bearer <token>'")
+
+    return check
 
 
 def _install_own_checks(app: Quart) -> None:
@@ -137,19 +171,24 @@ def _install_loopback_guard(app: Quart) -> None:
 
     @app.before_request
     async def check_origin() -> None:
-        host = request.headers.get("Host", "")
-        if not is_loopback_host(host):
-            raise ApiError(
-                403,
-                "forbidden_host",
-                f"Host {host!r} is not a loopback name; this control plane "
-                "has no token and answers local requests only",
-            )
-        origin = request.headers.get("Origin")
-        if origin is not None and not is_loopback_host(origin_host(origin)):
-            raise ApiError(
-                403,
-                "forbidden_origin",
-                f"requests from the web page at {origin!r} are refused; this "
-                "control plane has no token and answers local requests only",
-            )
+        _loopback_only(request)
+
+
+def _loopback_only(request: Request) -> None:
+    """403 unless the request comes from this machine, not from a web page."""
+    host = request.headers.get("Host", "")
+    if not is_loopback_host(host):
+        raise ApiError(
+            403,
+            "forbidden_host",
+            f"Host {host!r} is not a loopback name; this control plane "
+            "has no token and answers local requests only",
+        )
+    origin = request.headers.get("Origin")
+    if origin is not None and not is_loopback_host(origin_host(origin)):
+        raise ApiError(
+            403,
+            "forbidden_origin",
+            f"requests from the web page at {origin!r} are refused; this "
+            "control plane has no token and answers local requests only",
+        )
