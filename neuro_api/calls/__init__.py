@@ -1,0 +1,1 @@
+"""Calls capability (issue 14): work in progress."""
