@@ -498,6 +498,24 @@ class Settings:
         metavar="FILE",
         group="process",
     )
+    # data shared by the capabilities
+    data_dir: str = setting(
+        "Data",
+        "directory of the capabilities' files: client status in its "
+        "Server_Data/, the call registry in calls.sqlite3",
+        env="NEURO_API_DATA_DIR",
+        metavar="DIR",
+        group="data",
+    )
+    redis_url: str | None = setting(
+        None,
+        "share the client-status lists and the call registry between servers "
+        "through this Redis (redis://host:port/db); unset: files only",
+        env="REDIS_URL",
+        secret=True,
+        metavar="URL",
+        group="data",
+    )
 
     sections: Mapping[str, Any] = dataclasses.field(
         default_factory=dict, compare=False, repr=False

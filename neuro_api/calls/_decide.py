@@ -33,19 +33,9 @@ import datetime as dt
 from typing import Final, Literal
 
 from neuro_api.calls._model import Call
+from neuro_api.calls._twilio import RoomLook
 
 __all__ = ["RoomLook", "SyncRules", "Verdict", "decide"]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RoomLook:
-    """What Twilio said of a call's room (see ``TwilioRooms.look``)."""
-
-    state: Literal["found", "not_found", "error"]
-    status: str | None = None
-    participants: int = 0
-    end_time: dt.datetime | None = None
-    error: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -48,13 +48,6 @@ class StatusSettings:
         "enforce them",
         flag="--status",
     )
-    data_dir: str = setting(
-        "Data",
-        "directory of the status files (they go in its Server_Data/)",
-        env="NEURO_API_DATA_DIR",
-        flag="--data-dir",
-        metavar="DIR",
-    )
     period: float = setting(
         0.5,
         "seconds between two looks at the hand-edited files",
@@ -68,14 +61,6 @@ class StatusSettings:
         check=_at_least_one,
         metavar="N",
     )
-    redis_url: str | None = setting(
-        None,
-        "share the lists through this Redis (redis://host:port/db)",
-        env="REDIS_URL",
-        flag="--redis-url",
-        secret=True,
-        metavar="URL",
-    )
     redis_ttl: float = setting(
         10.0,
         "seconds an instance's entries outlive it in Redis (renewed every third of it)",
@@ -88,11 +73,6 @@ class StatusSettings:
         metavar="ID",
         check=_instance_id,
     )
-
-    @property
-    def directory(self) -> Path:
-        """Where the files are: ``<data_dir>/Server_Data``."""
-        return Path(self.data_dir) / SERVER_DATA
 
 
 class StatusCapability(Capability):
@@ -114,10 +94,10 @@ class StatusCapability(Capability):
         if not config.enabled:
             return
         manager = StatusManager(
-            config.directory,
+            Path(app.settings.data_dir) / SERVER_DATA,
             period=config.period,
             max_known=config.max_known,
-            redis_url=config.redis_url,
+            redis_url=app.settings.redis_url,
             redis_ttl=config.redis_ttl,
             instance_id=config.instance,
         )
