@@ -28,6 +28,9 @@ if "NEURO_API_DATA_DIR" not in os.environ:
     _DATA = tempfile.mkdtemp(prefix="neuro-api-test-data-")
     atexit.register(shutil.rmtree, _DATA, ignore_errors=True)
     os.environ["NEURO_API_DATA_DIR"] = _DATA
+# The calls API's default port (3001) would be shared by every server a test
+# starts: tests that want it pass --calls-port themselves.
+os.environ.setdefault("NEURO_API_CALLS_PORT", "0")
 
 
 @pytest.fixture(autouse=True)

@@ -17,6 +17,7 @@ import trio
 from quart_trio import QuartTrio
 
 from neuro_api._shared import StatusCallback
+from neuro_api.calls import CallsCapability
 from neuro_api.capability import Capability, Setup
 from neuro_api.control import create_app
 from neuro_api.manager import ServerBindError
@@ -279,5 +280,6 @@ def default_capabilities() -> list[Capability]:
         ControlPlaneCapability(),
         GamesCapability(),
         StatusCapability(),
+        CallsCapability(),
         ConsoleCapability(),
     ]

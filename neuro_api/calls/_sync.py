@@ -155,6 +155,8 @@ class CallSync:
         self.last_error: str | None = None
         """Why the last sync failed as a whole (the store), or None."""
         self.skipped_total = 0
+        self.syncs = 0
+        """Syncs run here (not counting those another server ran)."""
         self._token = secrets.token_hex(8)
         self._lock = trio.Lock()
 
@@ -182,6 +184,7 @@ class CallSync:
                 with trio.CancelScope(shield=True):
                     await self.store.call(self.store.store.release, _LOCK, self._token)
         self.last, self.last_error = result, None
+        self.syncs += 1
         self.skipped_total += result.skipped
         LOGGER.info(
             "Synced %d calls with Twilio, ended %d calls", result.synced, result.ended

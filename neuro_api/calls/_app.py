@@ -1,0 +1,336 @@
+"""The calls HTTP app: the seed's routes and bodies, on a port of its own.
+
+Errors are the seed's ``{"error": "..."}`` with the HTTP status; the
+TV app's routes (health, token, calls) are open to it (CORS: loopback pages
+and ``file://`` by default); the admin routes take the control plane's
+auth (:func:`~neuro_api.control.admin_check`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Final
+
+import quart_cors
+from quart import Blueprint, Request, Response, jsonify, request
+from quart_schema import QuartSchema
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from neuro_api.calls._model import STATUSES, Call, IllegalTransition, iso
+from neuro_api.calls._sync import AsyncStore, CallSync
+from neuro_api.calls._twilio import identity_problem, make_token, room_problem
+from neuro_api.control import ApiError
+
+__all__ = [
+    "DEFAULT_ORIGINS",
+    "NOT_CONFIGURED",
+    "CallsService",
+    "TwilioKeys",
+    "call_stats",
+    "create_calls_app",
+    "origin_patterns",
+]
+
+SERVICE: Final = "neuro_api calls"
+NOT_CONFIGURED: Final = (
+    "Twilio is not configured: set TWILIO_ACCOUNT_SID, TWILIO_API_KEY and "
+    "TWILIO_API_SECRET"
+)
+DEFAULT_ORIGINS: Final = (
+    "http://localhost:*,https://localhost:*,http://127.0.0.1:*,"
+    "https://127.0.0.1:*,http://[::1]:*,https://[::1]:*,file://"
+)
+"""The seed's clients: an Electron app (``file://``) and localhost pages."""
+MAX_BODY: Final = 64 * 1024
+_LIST_LIMIT: Final = 1000
+_RECENT: Final = dt.timedelta(hours=24)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TwilioKeys:
+    """The credentials tokens are signed with (the seed's variables)."""
+
+    account_sid: str
+    api_key: str
+    api_secret: str = dataclasses.field(repr=False)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclasses.dataclass(slots=True)
+class CallsService:
+    """What the routes work with: the registry, the sync, the credentials."""
+
+    store: AsyncStore
+    sync: CallSync
+    keys: TwilioKeys | None
+    token_ttl: int = 3600
+    clock: Callable[[], dt.datetime] = _now
+
+
+def origin_patterns(origins: str) -> list[re.Pattern[str] | str]:
+    """CORS origins for quart-cors from ``a,b:*,file://`` (``*``: any port)."""
+    patterns: list[re.Pattern[str] | str] = []
+    for origin in (o.strip() for o in origins.split(",")):
+        if not origin:
+            continue
+        if origin.endswith(":*"):
+            patterns.append(re.compile(re.escape(origin[:-2]) + r"(:\d{1,5})?"))
+        else:
+            patterns.append(origin.rstrip("/") if origin != "file://" else origin)
+    return patterns
+
+
+def call_stats(calls: Iterable[Call], now: dt.datetime) -> dict[str, int]:
+    """The seed's ``stats`` from every call of the registry.
+
+    * ``total_users``: distinct identities that made or got a call;
+    * ``active_users``: those in a pending or accepted call now;
+    * ``total_calls``: calls in the registry;
+    * ``active_sessions``: accepted calls (running now);
+    * ``recent_calls``: calls made in the last 24 hours;
+    * ``total_contacts``: distinct pairs of identities that called each
+      other (either way counts once).
+    """
+    users: set[str] = set()
+    active: set[str] = set()
+    pairs: set[frozenset[str]] = set()
+    total = sessions = recent = 0
+    for call in calls:
+        total += 1
+        users.update((call.caller, call.callee))
+        pairs.add(frozenset((call.caller, call.callee)))
+        if call.status != "ended":
+            active.update((call.caller, call.callee))
+        if call.status == "accepted":
+            sessions += 1
+        if now - call.created_at <= _RECENT:
+            recent += 1
+    return {
+        "total_users": len(users),
+        "active_users": len(active),
+        "total_calls": total,
+        "active_sessions": sessions,
+        "recent_calls": recent,
+        "total_contacts": len(pairs),
+    }
+
+
+def _error(status: int, message: str) -> ApiError:
+    return ApiError(status, "calls", message)
+
+
+async def _body(*fields: str) -> dict[str, str]:
+    """The JSON object of the request with ``fields``, each a string."""
+    try:
+        document = await request.get_json(force=True, silent=False)
+    except Exception:
+        raise _error(400, "Invalid JSON body") from None
+    if not isinstance(document, dict):
+        raise _error(400, "Invalid JSON body: expected an object")
+    found: dict[str, str] = {}
+    for field in fields:
+        value = document.get(field)
+        if value is None or value == "":
+            raise _error(400, f"Missing required field: {field}")
+        if not isinstance(value, str):
+            raise _error(400, f"Field {field} must be a string")
+        found[field] = value
+    return found
+
+
+def _token_routes(service: CallsService) -> Blueprint:
+    routes = Blueprint("calls_token", __name__)
+
+    @routes.get("/api/health")
+    async def health() -> Any:
+        """The seed's health check (no auth)."""
+        return {
+            "status": "healthy",
+            "timestamp": iso(service.clock()),
+            "service": SERVICE,
+        }
+
+    @routes.post("/api/token")
+    async def token() -> Any:
+        """A Twilio Video access token for ``identity`` in ``room``."""
+        body = await _body("identity", "room")
+        problem = identity_problem(body["identity"]) or room_problem(body["room"])
+        if problem is not None:
+            raise _error(400, problem)
+        keys = service.keys
+        if keys is None:
+            raise _error(503, NOT_CONFIGURED)
+        jwt = make_token(
+            keys.account_sid,
+            keys.api_key,
+            keys.api_secret,
+            body["identity"],
+            body["room"],
+            service.token_ttl,
+        )
+        return {"token": jwt, "identity": body["identity"], "room": body["room"]}
+
+    return routes
+
+
+def _call_routes(service: CallsService) -> Blueprint:
+    routes = Blueprint("calls_registry", __name__)
+
+    @routes.post("/api/calls")
+    async def create() -> Any:
+        """Register a call (``pending``) from ``caller`` to ``callee`` in ``room``."""
+        body = await _body("caller", "callee", "room")
+        problem = (
+            identity_problem(body["caller"])
+            or identity_problem(body["callee"])
+            or room_problem(body["room"])
+        )
+        if problem is not None:
+            raise _error(400, problem)
+        call = Call.new(body["caller"], body["callee"], body["room"], service.clock())
+        await service.store.call(service.store.store.add, call)
+        return call.to_json(), 201
+
+    async def _get(call_id: str) -> Call:
+        if len(call_id) > 64:
+            raise _error(404, "Call not found")
+        call = await service.store.call(service.store.store.get, call_id)
+        if call is None:
+            raise _error(404, "Call not found")
+        return call
+
+    async def _move(call_id: str, change: Callable[[Call], Call]) -> Any:
+        call = await _get(call_id)
+        try:
+            changed = change(call)
+        except IllegalTransition as exc:
+            raise _error(409, str(exc)) from None
+        if not await service.store.replace(changed, call.status):
+            now = await _get(call_id)  # changed meanwhile (the sync, another)
+            raise _error(409, f"call {call_id} is {now.status} now")
+        return changed.to_json()
+
+    @routes.post("/api/calls/<call_id>/accept")
+    async def accept(call_id: str) -> Any:
+        """Accept a pending call (409 otherwise)."""
+        return await _move(call_id, lambda c: c.accept(service.clock()))
+
+    @routes.post("/api/calls/<call_id>/end")
+    async def end(call_id: str) -> Any:
+        """End a call (``hangup``; 409 if it has ended)."""
+        return await _move(call_id, lambda c: c.end(service.clock(), "hangup"))
+
+    @routes.get("/api/calls")
+    async def calls() -> Any:
+        """Calls, newest first; ``?status=pending|accepted|ended``, ``?limit=``."""
+        status = request.args.get("status")
+        if status is not None and status not in STATUSES:
+            raise _error(400, f"status must be one of {', '.join(STATUSES)}")
+        try:
+            limit = int(request.args.get("limit", "100"))
+        except ValueError:
+            raise _error(400, "limit must be a number") from None
+        limit = max(1, min(limit, _LIST_LIMIT))
+        found = await service.store.call(service.store.store.calls, status, limit)
+        return {"calls": [c.to_json() for c in found], "count": len(found)}
+
+    @routes.get("/api/calls/<call_id>")
+    async def one(call_id: str) -> Any:
+        """One call."""
+        return (await _get(call_id)).to_json()
+
+    return routes
+
+
+def _admin_routes(service: CallsService) -> Blueprint:
+    routes = Blueprint("calls_admin", __name__)
+
+    @routes.post("/api/admin/sync-twilio")
+    async def sync_now() -> Any:
+        """Sync every accepted call with Twilio now."""
+        if service.sync.rooms is None:
+            raise _error(503, NOT_CONFIGURED)
+        result = await service.sync.sync_once()
+        if not result.ran:
+            raise _error(409, "another server is syncing the calls now")
+        return {
+            "success": True,
+            "message": "Twilio sync completed",
+            "timestamp": iso(result.finished_at),
+            "synced": result.synced,
+            "ended": result.ended,
+        }
+
+    @routes.get("/api/admin/background-service")
+    async def background() -> Any:
+        """The sync job: running, its next run, its interval."""
+        return {
+            "success": True,
+            "background_service": {
+                "running": service.sync.running,
+                "jobs": [service.sync.job()],
+            },
+        }
+
+    @routes.get("/api/admin/stats")
+    async def stats() -> Any:
+        """Counts over the registry (see the docs for each one's meaning)."""
+        store = service.store.store
+        now = service.clock()
+        counted = await service.store.call(lambda: call_stats(store.all_calls(), now))
+        return {"success": True, "stats": counted}
+
+    return routes
+
+
+def create_calls_app(
+    service: CallsService,
+    *,
+    admin: Callable[[Request], Awaitable[None]],
+    origins: str = DEFAULT_ORIGINS,
+) -> QuartTrio:
+    """The app: the TV app's routes, the admin routes under ``admin``'s check."""
+    app = QuartTrio("neuro_api.calls")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.config["QUART_SCHEMA_CONVERT_CASING"] = False
+    QuartSchema(
+        app,
+        info={"title": "neuro_api calls", "version": "1"},
+    )
+    app.register_blueprint(_token_routes(service))
+    app.register_blueprint(_call_routes(service))
+    admin_routes = _admin_routes(service)
+
+    @admin_routes.before_request
+    async def check() -> None:
+        await admin(request)
+
+    app.register_blueprint(admin_routes)
+
+    @app.errorhandler(ApiError)
+    async def api_error(error: ApiError) -> Response:
+        response = jsonify({"error": str(error)})
+        response.status_code = error.status
+        for name, value in (error.headers or {}).items():
+            response.headers[name] = value
+        return response
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        response = jsonify({"error": error.description or error.name})
+        response.status_code = error.code or 500
+        return response
+
+    return quart_cors.cors(
+        app,
+        allow_origin=origin_patterns(origins),
+        allow_headers=["Content-Type", "Authorization"],
+        allow_methods=["GET", "POST", "OPTIONS"],
+    )

@@ -1,0 +1,249 @@
+"""The calls capability: settings, the registry, the sync job, the HTTP app."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, ClassVar, Final, cast
+
+import trio
+
+from neuro_api.calls._app import (
+    DEFAULT_ORIGINS,
+    CallsService,
+    TwilioKeys,
+    create_calls_app,
+)
+from neuro_api.calls._decide import SyncRules
+from neuro_api.calls._model import iso
+from neuro_api.calls._store import CallStore, RedisCallStore, SqliteCallStore
+from neuro_api.calls._sync import AsyncStore, CallSync, ThreadedRooms
+from neuro_api.calls._twilio import TOKEN_TTL_MAX, TwilioRooms
+from neuro_api.capability import Capability, Setup
+from neuro_api.control import admin_check
+from neuro_api.settings import setting
+
+__all__ = ["REGISTRY_FILE", "CallsCapability", "CallsSettings"]
+
+REGISTRY_FILE: Final = "calls.sqlite3"
+"""The registry's file in ``--data-dir`` (without ``--redis-url``)."""
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be > 0"
+
+
+def _non_negative(value: float) -> str | None:
+    return None if value >= 0 else "must be >= 0"
+
+
+def _ttl(value: int) -> str | None:
+    return None if 0 < value <= TOKEN_TTL_MAX else f"must be 1 to {TOKEN_TTL_MAX}"
+
+
+def _concurrency(value: int) -> str | None:
+    return None if 1 <= value <= 200 else "must be 1 to 200"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CallsSettings:
+    """The ``[calls]`` section; Twilio's variables are the seed's."""
+
+    section: ClassVar[str] = "calls"
+    enabled: bool = setting(
+        True, "serve the calls API (the seed's SmartTV backend)", flag="--calls"
+    )
+    host: str = setting("127.0.0.1", "address the calls API binds", metavar="HOST")
+    port: int = setting(3001, "port of the calls API (0 picks one)", metavar="PORT")
+    twilio_account_sid: str | None = setting(
+        None, "Twilio account SID", env="TWILIO_ACCOUNT_SID", metavar="SID"
+    )
+    twilio_api_key: str | None = setting(
+        None, "Twilio API key SID", env="TWILIO_API_KEY", metavar="SID"
+    )
+    twilio_api_secret: str | None = setting(
+        None,
+        "Twilio API key secret",
+        env="TWILIO_API_SECRET",
+        secret=True,
+        metavar="SECRET",
+    )
+    twilio_region: str | None = setting(
+        None, "Twilio region of the REST API", env="TWILIO_REGION", metavar="REGION"
+    )
+    twilio_base_url: str | None = setting(
+        None,
+        "send every Twilio REST request here instead of *.twilio.com (staging, tests)",
+        env="TWILIO_BASE_URL",
+        metavar="URL",
+    )
+    token_ttl: int = setting(
+        3600, "seconds an access token is valid", check=_ttl, metavar="SECONDS"
+    )
+    sync_interval: float = setting(
+        180.0, "seconds between two syncs with Twilio", check=_positive,
+        metavar="SECONDS",
+    )  # fmt: skip
+    min_age: float = setting(
+        300.0,
+        "calls younger than this are never ended for an empty or single room",
+        check=_non_negative,
+        metavar="SECONDS",
+    )
+    empty_timeout: float = setting(
+        300.0, "end a call whose room is empty for longer", check=_non_negative,
+        metavar="SECONDS",
+    )  # fmt: skip
+    single_timeout: float = setting(
+        600.0, "end a call whose room has one participant for longer",
+        check=_non_negative, metavar="SECONDS",
+    )  # fmt: skip
+    sync_concurrency: int = setting(
+        20, "rooms looked up at once during a sync", check=_concurrency, metavar="N"
+    )
+    lookup_timeout: float = setting(
+        15.0, "seconds one room lookup may take", check=_positive, metavar="SECONDS"
+    )
+    origins: str = setting(
+        DEFAULT_ORIGINS,
+        "web origins allowed to call the API (CORS), comma-separated; ':*' is any port",
+        metavar="ORIGINS",
+    )
+
+    def keys(self) -> TwilioKeys | None:
+        """The credentials, or None unless all three are set."""
+        sid, key, secret = (
+            self.twilio_account_sid,
+            self.twilio_api_key,
+            self.twilio_api_secret,
+        )
+        if sid and key and secret:
+            return TwilioKeys(sid, key, secret)
+        return None
+
+
+class CallsCapability(Capability):
+    """Calls (seed "SmartTV Backend"): see the "Calls" docs page.
+
+    :attr:`service` is the :class:`~neuro_api.calls.CallsService` once set
+    up (None when off with ``--no-calls``).
+    """
+
+    name = "calls"
+    settings = CallsSettings
+
+    def __init__(self) -> None:
+        self.service: CallsService | None = None
+        self._rooms: TwilioRooms | None = None
+
+    def setup(self, app: Setup) -> None:
+        """Add the registry, the sync job and the HTTP server."""
+        config: CallsSettings = app.section()
+        if not config.enabled:
+            return
+        keys = config.keys()
+        rules = SyncRules(config.min_age, config.empty_timeout, config.single_timeout)
+        store = AsyncStore(cast(CallStore, _Unopened()))
+        rooms = None
+        if keys is not None:
+            self._rooms = TwilioRooms(
+                keys.account_sid,
+                keys.api_key,
+                keys.api_secret,
+                region=config.twilio_region,
+                base_url=config.twilio_base_url,
+                timeout=config.lookup_timeout,
+            )
+            rooms = ThreadedRooms(
+                self._rooms,
+                trio.CapacityLimiter(config.sync_concurrency),
+                config.lookup_timeout,
+            )
+        sync = CallSync(
+            store,
+            rooms,
+            rules,
+            interval=config.sync_interval,
+            concurrency=config.sync_concurrency,
+        )
+        service = CallsService(store, sync, keys, token_ttl=config.token_ttl)
+        self.service = service
+        settings = app.settings
+        path = Path(settings.data_dir) / REGISTRY_FILE
+        redis_url = settings.redis_url
+
+        def open_store() -> CallStore:
+            if redis_url is not None:
+                return RedisCallStore(redis_url)
+            return SqliteCallStore(path)
+
+        async def registry(*, task_status: trio.TaskStatus[str]) -> None:
+            store.store = await trio.to_thread.run_sync(open_store)
+            task_status.started("redis" if redis_url else str(path))
+            try:
+                await trio.sleep_forever()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(store.store.close)
+                    if self._rooms is not None:
+                        await trio.to_thread.run_sync(self._rooms.close)
+                store.store = cast(CallStore, _Unopened())
+
+        app.add_service("calls-registry", registry)
+        app.add_service("calls-sync", self._job, after=("calls-registry",))
+        http = create_calls_app(
+            service, admin=admin_check(app.admin_token), origins=config.origins
+        )
+        app.add_http_server(
+            "calls",
+            http,
+            host=config.host,
+            port=config.port,
+            tunnel=settings.tunnel,
+            after=("calls-registry",),
+        )
+        app.add_health(self._health)
+        app.add_stats(self._stats)
+
+    async def _job(self, *, task_status: trio.TaskStatus[None]) -> None:
+        assert self.service is not None
+        sync = self.service.sync
+        if sync.rooms is None:  # Twilio not configured: nothing to sync
+            task_status.started()
+            await trio.sleep_forever()
+        await sync.run(task_status=task_status)
+
+    def _health(self) -> dict[str, Any]:
+        assert self.service is not None
+        sync = self.service.sync
+        last = sync.last
+        trouble = sync.last_error is not None or (last is not None and last.skipped > 0)
+        return {
+            "status": "degraded" if trouble else "healthy",
+            "twilio": "configured" if self.service.keys else "not configured",
+            "sync": {
+                "running": sync.running,
+                "last_run": None if last is None else iso(last.finished_at),
+                "last_error": sync.last_error,
+                "last_skipped": 0 if last is None else last.skipped,
+                "next_run": sync.job()["next_run"],
+            },
+        }
+
+    def _stats(self) -> dict[str, Any]:
+        assert self.service is not None
+        sync = self.service.sync
+        last = sync.last
+        return {
+            "syncs": sync.syncs,
+            "last_synced": 0 if last is None else last.synced,
+            "last_ended": 0 if last is None else last.ended,
+            "skipped_total": sync.skipped_total,
+        }
+
+
+class _Unopened:
+    """The store before the registry service opened it (every call fails)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError("the call registry is not open")

@@ -1,0 +1,306 @@
+"""The calls API over real sockets: the seed's routes, bodies and errors.
+
+A process with the control plane, the games' server and the calls
+capability, on 127.0.0.1 port 0; the registry in the test's directory.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+import jwt
+import pytest
+import trio
+
+from neuro_api.app import (
+    ControlPlaneCapability,
+    GamesCapability,
+    NeuroProcess,
+    build_parser,
+)
+from neuro_api.calls import CallsCapability, CallsSettings
+from neuro_api.manager import ServerInfo as ManagedServer
+from neuro_api.server import RandomNeuroServer
+from neuro_api.settings import load_settings
+
+pytestmark = pytest.mark.timeout(30)
+WAIT: Final = 10.0
+TOKEN: Final = "an-admin-token-for-the-calls-tests"
+SID: Final = "AC" + "0" * 32
+KEY: Final = "SK" + "1" * 32
+SECRET: Final = "a-test-secret-of-at-least-32-bytes-long"
+
+
+class Running:
+    def __init__(self, process: NeuroProcess, calls: CallsCapability) -> None:
+        self.process = process
+        self.calls = calls
+
+    @property
+    def url(self) -> str:
+        info = {s.name: s.info for s in self.process.supervisor.status()}["calls"]
+        assert isinstance(info, ManagedServer)
+        return info.local_url
+
+    def client(self, **headers: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=WAIT)
+
+    def admin(self) -> httpx.AsyncClient:
+        return self.client(Authorization=f"Bearer {TOKEN}")
+
+    def control(self) -> httpx.AsyncClient:
+        info = {s.name: s.info for s in self.process.supervisor.status()}
+        control = info["control-plane"]
+        assert isinstance(control, ManagedServer)
+        return httpx.AsyncClient(
+            base_url=control.local_url,
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=WAIT,
+        )
+
+
+@asynccontextmanager
+async def running(
+    data_dir: Path, *argv: str, environ: dict[str, str] | None = None
+) -> AsyncIterator[Running]:
+    flags = ["--engine", "random", "--port", "0", "--http-port", "0"]
+    flags += ["--api-token", TOKEN, "--data-dir", str(data_dir), "--calls-port", "0"]
+    parsed = build_parser([CallsSettings]).parse_args([*flags, *argv])
+    settings = load_settings(parsed, environ=environ or {}, sections=[CallsSettings])
+    calls = CallsCapability()
+    process = NeuroProcess(
+        settings,
+        RandomNeuroServer(),
+        capabilities=[ControlPlaneCapability(), GamesCapability(), calls],
+        out=io.StringIO(),
+    )
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(WAIT):
+            await nursery.start(
+                lambda task_status: process.run(
+                    handle_signals=False, task_status=task_status
+                )
+            )
+        yield Running(process, calls)
+        nursery.cancel_scope.cancel()
+
+
+KEYS: Final = {
+    "TWILIO_ACCOUNT_SID": SID,
+    "TWILIO_API_KEY": KEY,
+    "TWILIO_API_SECRET": SECRET,
+}
+
+
+async def test_health_is_public_and_says_the_time(tmp_path: Path) -> None:
+    async with running(tmp_path) as run, run.client() as http:
+        answer = await http.get("/api/health")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert (body["status"], body["service"]) == ("healthy", "neuro_api calls")
+    assert body["timestamp"].endswith("Z")
+
+
+async def test_a_token_for_a_room(tmp_path: Path) -> None:
+    async with running(tmp_path, environ=KEYS) as run, run.client() as http:
+        answer = await http.post(
+            "/api/token", json={"identity": "alice", "room": "living-room"}
+        )
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert (body["identity"], body["room"]) == ("alice", "living-room")
+        claims = jwt.decode(body["token"], SECRET, algorithms=["HS256"])
+        assert claims["iss"] == KEY
+        assert claims["sub"] == SID
+        assert claims["grants"]["identity"] == "alice"
+        assert claims["grants"]["video"] == {"room": "living-room"}
+        assert claims["exp"] - claims["nbf"] <= 3600 + 1
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"room": "r"}, "Missing required field: identity"),
+        ({"identity": "alice"}, "Missing required field: room"),
+        ({"identity": "", "room": "r"}, "Missing required field: identity"),
+        ({"identity": 5, "room": "r"}, "Field identity must be a string"),
+        ([], "Invalid JSON body: expected an object"),
+    ],
+)
+async def test_token_errors(tmp_path: Path, body: Any, message: str) -> None:
+    async with running(tmp_path, environ=KEYS) as run, run.client() as http:
+        answer = await http.post("/api/token", json=body)
+    assert answer.status_code == 400
+    assert answer.json() == {"error": message}
+
+
+async def test_bad_json_and_bad_names(tmp_path: Path) -> None:
+    async with running(tmp_path, environ=KEYS) as run, run.client() as http:
+        answer = await http.post(
+            "/api/token",
+            content=b"{not json",
+            headers={"Content-Type": "application/json"},
+        )
+        assert (answer.status_code, answer.json()) == (
+            400,
+            {"error": "Invalid JSON body"},
+        )
+        answer = await http.post(
+            "/api/token", json={"identity": "a" * 500, "room": "r"}
+        )
+        assert answer.status_code == 400
+        assert "identity" in answer.json()["error"]
+
+
+async def test_unconfigured_twilio_is_503_and_the_rest_runs(tmp_path: Path) -> None:
+    async with running(tmp_path) as run:
+        async with run.client() as http:
+            answer = await http.post("/api/token", json={"identity": "a", "room": "r"})
+            assert answer.status_code == 503
+            assert answer.json() == {
+                "error": "Twilio is not configured: set TWILIO_ACCOUNT_SID, "
+                "TWILIO_API_KEY and TWILIO_API_SECRET"
+            }
+            made = await http.post(
+                "/api/calls", json={"caller": "a", "callee": "b", "room": "r"}
+            )
+            assert made.status_code == 201
+        async with run.admin() as admin:
+            answer = await admin.post("/api/admin/sync-twilio")
+            assert answer.status_code == 503
+        async with run.control() as control:
+            health = (await control.get("/health")).json()
+        section = health["capabilities"]["calls"]
+        assert (section["status"], section["twilio"]) == ("healthy", "not configured")
+
+
+async def test_a_call_from_start_to_end(tmp_path: Path) -> None:
+    async with running(tmp_path) as run, run.client() as http:
+        made = await http.post(
+            "/api/calls", json={"caller": "alice", "callee": "bob", "room": "r1"}
+        )
+        call = made.json()
+        assert made.status_code == 201
+        assert (call["status"], call["caller"], call["callee"]) == (
+            "pending",
+            "alice",
+            "bob",
+        )
+        assert call["created_at"].endswith("Z")
+        accepted = (await http.post(f"/api/calls/{call['id']}/accept")).json()
+        assert accepted["status"] == "accepted"
+        assert accepted["accepted_at"] is not None
+        again = await http.post(f"/api/calls/{call['id']}/accept")
+        assert again.status_code == 409
+        assert "accepted" in again.json()["error"]
+        ended = (await http.post(f"/api/calls/{call['id']}/end")).json()
+        assert (ended["status"], ended["end_reason"]) == ("ended", "hangup")
+        assert ended["duration"] >= 0
+        assert (await http.post(f"/api/calls/{call['id']}/end")).status_code == 409
+        assert (await http.get(f"/api/calls/{call['id']}")).json() == ended
+        missing = await http.get("/api/calls/nope")
+        assert (missing.status_code, missing.json()) == (
+            404,
+            {"error": "Call not found"},
+        )
+        assert (await http.post("/api/calls/nope/end")).status_code == 404
+        listed = (await http.get("/api/calls", params={"status": "ended"})).json()
+        assert [c["id"] for c in listed["calls"]] == [call["id"]]
+        assert (await http.get("/api/calls", params={"status": "x"})).status_code == 400
+        assert (await http.get("/api/calls", params={"status": "pending"})).json()[
+            "calls"
+        ] == []
+
+
+async def test_the_registry_survives_a_restart(tmp_path: Path) -> None:
+    async with running(tmp_path) as run, run.client() as http:
+        made = (
+            await http.post(
+                "/api/calls", json={"caller": "a", "callee": "b", "room": "r"}
+            )
+        ).json()
+    assert (tmp_path / "calls.sqlite3").exists()
+    async with running(tmp_path) as run, run.client() as http:
+        again = await http.get(f"/api/calls/{made['id']}")
+    assert again.json() == made
+
+
+async def test_admin_routes_need_the_token(tmp_path: Path) -> None:
+    async with running(tmp_path) as run:
+        async with run.client() as anonymous:
+            for path in ("/api/admin/background-service", "/api/admin/stats"):
+                assert (await anonymous.get(path)).status_code == 401
+            assert (await anonymous.post("/api/admin/sync-twilio")).status_code == 401
+        async with run.admin() as admin:
+            background = (await admin.get("/api/admin/background-service")).json()
+        assert background == {
+            "success": True,
+            "background_service": {
+                "running": False,  # Twilio is not configured
+                "jobs": [
+                    {
+                        "id": "sync_calls_twilio",
+                        "name": "Sync Calls with Twilio",
+                        "next_run": None,
+                        "trigger": "interval[0:03:00]",
+                    }
+                ],
+            },
+        }
+
+
+async def test_admin_stats_count_the_registry(tmp_path: Path) -> None:
+    async with running(tmp_path) as run, run.client() as http, run.admin() as admin:
+        ids = []
+        for caller, callee in (("a", "b"), ("b", "a"), ("a", "c"), ("d", "e")):
+            made = await http.post(
+                "/api/calls", json={"caller": caller, "callee": callee, "room": "r"}
+            )
+            ids.append(made.json()["id"])
+        await http.post(f"/api/calls/{ids[3]}/accept")  # d-e: running
+        await http.post(f"/api/calls/{ids[2]}/end")  # a-c: over
+        stats = (await admin.get("/api/admin/stats")).json()
+    assert stats == {
+        "success": True,
+        "stats": {
+            "total_users": 5,
+            "active_users": 4,  # a, b (pending), d, e (accepted); c's is over
+            "total_calls": 4,
+            "active_sessions": 1,
+            "recent_calls": 4,
+            "total_contacts": 3,
+        },
+    }
+
+
+async def test_cors_for_the_electron_app_and_local_pages_only(tmp_path: Path) -> None:
+    async with running(tmp_path) as run, run.client() as http:
+        for origin in ("file://", "http://localhost:5173", "http://127.0.0.1:3000"):
+            answer = await http.get("/api/health", headers={"Origin": origin})
+            assert answer.headers.get("Access-Control-Allow-Origin") == origin
+        answer = await http.get(
+            "/api/health", headers={"Origin": "https://evil.example"}
+        )
+        assert "Access-Control-Allow-Origin" not in answer.headers
+        preflight = await http.options(
+            "/api/calls",
+            headers={
+                "Origin": "file://",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type",
+            },
+        )
+        assert preflight.headers.get("Access-Control-Allow-Origin") == "file://"
+
+
+async def test_off_with_no_calls(tmp_path: Path) -> None:
+    async with running(tmp_path, "--no-calls") as run:
+        assert run.calls.service is None
+        names = {s.name for s in run.process.supervisor.status()}
+        assert not names & {"calls", "calls-registry", "calls-sync"}
+    assert not (tmp_path / "calls.sqlite3").exists()
