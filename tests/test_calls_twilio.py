@@ -9,14 +9,18 @@ any name lookup of another host, so nothing ever leaves loopback. A
 
 from __future__ import annotations
 
+import collections
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 import jwt
 import pytest
+import requests
 import trio
 from fake_twilio import ACCOUNT_SID, FakeTwilio, ended, loopback_only
 
@@ -277,7 +281,35 @@ def test_bad_settings_are_refused(kwargs: dict[str, object], message: str) -> No
         TwilioRooms(ACCOUNT_SID, KEY, SECRET, **kwargs)  # type: ignore[arg-type]
 
 
-async def test_many_lookups_from_many_threads(fake: FakeTwilio) -> None:
+@pytest.fixture
+def session_overlap(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """The most requests one ``requests.Session`` ever had in flight at once.
+
+    A Session is not thread-safe (twilio's own client shares one): no
+    session may serve two threads at the same time.
+    """
+    original = requests.Session.request
+    lock = threading.Lock()
+    in_flight: collections.Counter[int] = collections.Counter()
+    most = {"overlap": 0}
+
+    def tracked(self: requests.Session, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            in_flight[id(self)] += 1
+            most["overlap"] = max(most["overlap"], in_flight[id(self)])
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            with lock:
+                in_flight[id(self)] -= 1
+
+    monkeypatch.setattr(requests.Session, "request", tracked)
+    return most
+
+
+async def test_many_lookups_from_many_threads(
+    fake: FakeTwilio, session_overlap: dict[str, int]
+) -> None:
     fake.delay = 0.02  # so that lookups overlap
     expected: dict[str, RoomLook] = {}
     for number in range(50):
@@ -302,6 +334,7 @@ async def test_many_lookups_from_many_threads(fake: FakeTwilio) -> None:
                 nursery.start_soon(look, room)
 
     assert results == expected
+    assert session_overlap["overlap"] == 1
     # kept-alive connections were reused: at most one per concurrent lookup
     assert fake.requests > 90
     assert fake.connections <= 10
