@@ -148,10 +148,54 @@ def test_server_error_is_an_error(
     assert rooms.look(sid).state == "found"
 
 
-def test_participants_error_is_an_error(fake: FakeTwilio, rooms: TwilioRooms) -> None:
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [(500, "Twilio answered 500"), (403, "authentication failed (403)")],
+)
+def test_participants_error_is_an_error(
+    fake: FakeTwilio, rooms: TwilioRooms, status: int, reason: str
+) -> None:
     sid = fake.add_room("half-flaky", participants=1)
-    fake.fail_participants(sid, 500)
-    assert rooms.look(sid) == RoomLook("error", error="Twilio answered 500")
+    fake.fail_participants(sid, status)
+    assert rooms.look(sid) == RoomLook("error", error=reason)
+
+
+def test_forbidden_is_an_authentication_error(
+    fake: FakeTwilio, rooms: TwilioRooms
+) -> None:
+    sid = fake.add_room("not-yours")
+    fake.fail(sid, 403)
+    assert rooms.look(sid) == RoomLook("error", error="authentication failed (403)")
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ('{"participants": {}, "meta": {"key": "participants"}}', "malformed answer"),
+        ('{"participants": [1], "meta": {"key": "participants"}}', "malformed answer"),
+        ('{"a": [], "b": []}', "Twilio error: Page Records can not be deserialized"),
+        ("nope", "malformed answer: not JSON"),
+    ],
+)
+def test_malformed_participants_page_is_an_error(
+    fake: FakeTwilio, rooms: TwilioRooms, body: str, reason: str
+) -> None:
+    sid = fake.add_room("odd-page", participants=1)
+    fake.answer_raw(sid, body, participants=True)
+    look = rooms.look(sid)
+    assert look.state == "error"
+    assert look.error is not None
+    assert look.error.startswith(reason)
+
+
+def test_hang_up_is_a_network_error(fake: FakeTwilio, rooms: TwilioRooms) -> None:
+    sid = fake.add_room("rude")
+    fake.hang_up(sid)
+    assert rooms.look(sid) == RoomLook(
+        "error", error="network: Remote end closed connection without response"
+    )
+    fake.hang_up(sid, False)
+    assert rooms.look(sid).state == "found"
 
 
 @pytest.mark.parametrize(
@@ -454,3 +498,27 @@ def test_room_problem(value: object, problem: str | None) -> None:
     else:
         assert found is not None
         assert problem in found
+
+
+@pytest.mark.parametrize(
+    ("base_url", "expected"),
+    [
+        (None, "https://video.twilio.com/v1/Rooms?Page=1"),
+        ("http://127.0.0.1:9", "http://127.0.0.1:9/v1/Rooms?Page=1"),
+        ("http://127.0.0.1:9/", "http://127.0.0.1:9/v1/Rooms?Page=1"),
+        (
+            "https://staging.example:8443/tw",
+            "https://staging.example:8443/tw/v1/Rooms?Page=1",
+        ),
+    ],
+)
+def test_urls_are_rewritten_only_with_a_base_url(
+    base_url: str | None, expected: str
+) -> None:
+    # no request is made: only the rewriting is looked at
+    with TwilioRooms(ACCOUNT_SID, KEY, SECRET, base_url=base_url) as r:
+        rewrite = r._http._rewrite
+        assert rewrite("https://video.twilio.com/v1/Rooms?Page=1") == expected
+        assert rewrite("https://video.ie1.twilio.com/v1/Rooms?Page=1") == (
+            expected.replace("video.twilio.com", "video.ie1.twilio.com")
+        )

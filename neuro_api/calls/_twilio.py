@@ -54,6 +54,9 @@ ROOM_MAX: Final = 128
 TOKEN_TTL_MAX: Final = 86_400
 """Twilio refuses access tokens that live longer than 24 hours (error 20157)."""
 
+_REASON_MAX: Final = 120
+"""Longest network reason kept (RoomLook.error stays one short line)."""
+
 ROOM_STATUSES: Final = frozenset({"in-progress", "completed", "failed"})
 """Every status Twilio documents for a room; anything else is an error."""
 
@@ -213,16 +216,24 @@ def _check_body(text: str) -> None:
 
 
 def _network_reason(error: BaseException) -> str:
-    """The innermost OS-level reason ("Connection refused"), or a class name."""
+    """The root cause, short: "network: Connection refused".
+
+    ``requests`` wraps the socket's error three levels deep in messages
+    that repeat the URL; the innermost OS error's ``strerror`` (or the
+    innermost exception's message) is what an operator needs.
+    """
     seen: set[int] = set()
     current: BaseException | None = error
-    reason = type(error).__name__
+    innermost = error
+    strerror: str | None = None
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        innermost = current
         if isinstance(current, OSError) and current.strerror:
-            reason = current.strerror
+            strerror = current.strerror
         current = current.__cause__ or current.__context__
-    return f"network: {reason}"
+    reason = strerror or str(innermost) or type(innermost).__name__
+    return f"network: {printable(reason)[:_REASON_MAX]}"
 
 
 def _http_reason(status: int) -> str:

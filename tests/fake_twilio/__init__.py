@@ -86,6 +86,10 @@ class FakeRoom:
     """Answer requests for this room's participants with this HTTP status."""
     raw: str | None = None
     """Answer a fetch of this room with this body (malformed answers)."""
+    raw_participants: str | None = None
+    """Answer requests for this room's participants with this body."""
+    hang_up: bool = False
+    """Close the connection instead of answering requests about this room."""
 
 
 class _Error(Exception):
@@ -94,6 +98,10 @@ class _Error(Exception):
         self.status = status
         self.code = code
         self.message = message
+
+
+class _HangUp(Exception):
+    pass
 
 
 def _not_found(path: str) -> _Error:
@@ -272,11 +280,25 @@ class FakeTwilio:
 
         self.change(room, action)
 
-    def answer_raw(self, room: str, body: str | None) -> None:
-        """Answer a fetch of ``room`` with 200 and ``body`` (None: stop)."""
+    def answer_raw(
+        self, room: str, body: str | None, *, participants: bool = False
+    ) -> None:
+        """Answer a fetch of ``room`` (or of its participants) with 200 and
+        ``body`` (None: stop)."""
 
         def action(found: FakeRoom) -> None:
-            found.raw = body
+            if participants:
+                found.raw_participants = body
+            else:
+                found.raw = body
+
+        self.change(room, action)
+
+    def hang_up(self, room: str, hang_up: bool = True) -> None:
+        """Close the connection, unanswered, on every request about ``room``."""
+
+        def action(found: FakeRoom) -> None:
+            found.hang_up = hang_up
 
         self.change(room, action)
 
@@ -298,6 +320,8 @@ class FakeTwilio:
                     room = candidate
         if room is None:
             raise _not_found(f"/Rooms/{name_or_sid}")
+        if room.hang_up:
+            raise _HangUp
         if room.fail is not None:
             raise _Error(room.fail, 20500, "Internal Server Error")
         return room
@@ -405,7 +429,10 @@ class FakeTwilio:
     def handle(
         self, method: str, target: str, authorization: str | None, body: str
     ) -> tuple[int, str]:
-        """One request's status and JSON body (the HTTP handler's core)."""
+        """One request's status and JSON body (the HTTP handler's core).
+
+        Status 0: close the connection without answering.
+        """
         self._record(method, target)
         if self.delay > 0:
             self._stopping.wait(self.delay)
@@ -419,6 +446,8 @@ class FakeTwilio:
                 query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
                 form = {k: v[-1] for k, v in parse_qs(body).items()}
                 answer = self._route(method, parts.path, query, form)
+        except _HangUp:
+            return 0, ""
         except _Error as error:
             status = error.status
             answer = {
@@ -460,6 +489,8 @@ class FakeTwilio:
             room = self._address(rest[0])
             if room.fail_participants is not None:
                 raise _Error(room.fail_participants, 20500, "Internal Server Error")
+            if room.raw_participants is not None:
+                return room.raw_participants
             return self._list_participants(room, query)
         raise _not_found(path)
 
@@ -547,6 +578,9 @@ class _Handler(BaseHTTPRequestHandler):
         status, text = self.server.fake.handle(
             self.command, self.path, self.headers.get("Authorization"), body
         )
+        if status == 0:
+            self.close_connection = True
+            return
         data = text.encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
