@@ -123,6 +123,15 @@ def test_not_found(fake: FakeTwilio, rooms: TwilioRooms, room: str) -> None:
     assert rooms.look(room) == RoomLook("not_found")
 
 
+def test_404_without_twilio_code_is_an_error(
+    fake: FakeTwilio, rooms: TwilioRooms
+) -> None:
+    # a 404 that is not Twilio's "room not found" (error 20404) ends nothing
+    sid = fake.add_room("behind-a-proxy")
+    fake.fail(sid, 404)
+    assert rooms.look(sid) == RoomLook("error", error="Twilio answered 404")
+
+
 def test_removed_room_is_not_found(fake: FakeTwilio, rooms: TwilioRooms) -> None:
     sid = fake.add_room("gone")
     fake.remove_room(sid)

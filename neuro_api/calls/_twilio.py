@@ -314,9 +314,10 @@ class TwilioRooms:
         """Fetch ``room`` (a unique name or an ``RM...`` SID), blocking.
 
         A found in-progress room's connected participants are counted too
-        (every page). Never raises for Twilio or network trouble: a 404 is
-        ``not_found``; any other answer, a timeout, a refused connection or
-        an answer the SDK cannot read is ``error`` with a one-line reason
+        (every page). Never raises for Twilio or network trouble: Twilio's
+        404 (error code 20404) is ``not_found``; any other answer, a
+        timeout, a refused connection or an answer the SDK cannot read is
+        ``error`` with a one-line reason
         ("Twilio answered 500", "timed out after 10 s", "authentication
         failed (401)", "network: Connection refused", "malformed answer:
         ..."). Twilio finds a room by its unique name only while it is in
@@ -328,7 +329,9 @@ class TwilioRooms:
             instance = rooms(quote(room, safe="")).fetch()
         except TwilioException as error:
             status = getattr(error, "status", None)
-            if status == 404 or getattr(error, "code", None) == 20404:
+            # Twilio's own 404 carries its error code 20404; a bare 404 (a
+            # proxy, a wrong base_url path) says nothing about the room.
+            if status == 404 and getattr(error, "code", None) == 20404:
                 return RoomLook("not_found")
             return self._failed(room, error, status)
         except (requests.RequestException, _MalformedAnswer) as error:
