@@ -54,6 +54,9 @@ ROOM_MAX: Final = 128
 TOKEN_TTL_MAX: Final = 86_400
 """Twilio refuses access tokens that live longer than 24 hours (error 20157)."""
 
+_REASON_MAX: Final = 120
+"""Longest network reason kept (RoomLook.error stays one short line)."""
+
 ROOM_STATUSES: Final = frozenset({"in-progress", "completed", "failed"})
 """Every status Twilio documents for a room; anything else is an error."""
 
@@ -213,16 +216,24 @@ def _check_body(text: str) -> None:
 
 
 def _network_reason(error: BaseException) -> str:
-    """The innermost OS-level reason ("Connection refused"), or a class name."""
+    """The root cause, short: "network: Connection refused".
+
+    ``requests`` wraps the socket's error three levels deep in messages
+    that repeat the URL; the innermost OS error's ``strerror`` (or the
+    innermost exception's message) is what an operator needs.
+    """
     seen: set[int] = set()
     current: BaseException | None = error
-    reason = type(error).__name__
+    innermost = error
+    strerror: str | None = None
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        innermost = current
         if isinstance(current, OSError) and current.strerror:
-            reason = current.strerror
+            strerror = current.strerror
         current = current.__cause__ or current.__context__
-    return f"network: {reason}"
+    reason = strerror or str(innermost) or type(innermost).__name__
+    return f"network: {printable(reason)[:_REASON_MAX]}"
 
 
 def _http_reason(status: int) -> str:
@@ -303,9 +314,10 @@ class TwilioRooms:
         """Fetch ``room`` (a unique name or an ``RM...`` SID), blocking.
 
         A found in-progress room's connected participants are counted too
-        (every page). Never raises for Twilio or network trouble: a 404 is
-        ``not_found``; any other answer, a timeout, a refused connection or
-        an answer the SDK cannot read is ``error`` with a one-line reason
+        (every page). Never raises for Twilio or network trouble: Twilio's
+        404 (error code 20404) is ``not_found``; any other answer, a
+        timeout, a refused connection or an answer the SDK cannot read is
+        ``error`` with a one-line reason
         ("Twilio answered 500", "timed out after 10 s", "authentication
         failed (401)", "network: Connection refused", "malformed answer:
         ..."). Twilio finds a room by its unique name only while it is in
@@ -317,7 +329,9 @@ class TwilioRooms:
             instance = rooms(quote(room, safe="")).fetch()
         except TwilioException as error:
             status = getattr(error, "status", None)
-            if status == 404 or getattr(error, "code", None) == 20404:
+            # Twilio's own 404 carries its error code 20404; a bare 404 (a
+            # proxy, a wrong base_url path) says nothing about the room.
+            if status == 404 and getattr(error, "code", None) == 20404:
                 return RoomLook("not_found")
             return self._failed(room, error, status)
         except (requests.RequestException, _MalformedAnswer) as error:
