@@ -18,6 +18,7 @@ import trio.testing
 from server_helpers import Output
 
 from neuro_api.app import NeuroProcess, ProcessInfo
+from neuro_api.calls import CallsSettings
 from neuro_api.manager.tunnels import TunnelError
 from neuro_api.server import RandomNeuroServer
 from neuro_api.settings import Settings
@@ -47,7 +48,18 @@ class Provider:
 
 
 def settings(**changes: object) -> Settings:
-    base: dict[str, object] = {"engine": "random", "port": 0, "http_port": 0}
+    """The core's settings; the status and calls capabilities off (these
+    tests are about the process and its control plane, and the calls API
+    would take its default port)."""
+    base: dict[str, object] = {
+        "engine": "random",
+        "port": 0,
+        "http_port": 0,
+        "sections": {
+            "status": StatusSettings(enabled=False),
+            "calls": CallsSettings(enabled=False),
+        },
+    }
     return Settings(**(base | changes))  # type: ignore[arg-type]
 
 
@@ -160,12 +172,9 @@ async def test_a_busy_control_plane_port_is_said_once_and_shown_in_health(
         port = blocker.getsockname()[1]
         busy = f"cannot listen on 127.0.0.1:{port}: Address already in use"
         out = Output()
-        # Without the status capability: its file I/O in worker threads would
-        # make the autojump clock leap (FACTS.md).
-        no_status = {"status": StatusSettings(enabled=False)}
-        process = NeuroProcess(
-            settings(http_port=port, sections=no_status), RandomNeuroServer(), out=out
-        )
+        # Without the status and calls capabilities (settings()): their I/O
+        # in worker threads would make the autojump clock leap (FACTS.md).
+        process = NeuroProcess(settings(http_port=port), RandomNeuroServer(), out=out)
         info = await start(nursery, process)
         assert info.control is None
         assert out.getvalue().splitlines()[1:] == [

@@ -113,6 +113,9 @@ async def test_health_and_games_over_http() -> None:
                 "games": "running",
                 "engine": "running",
                 "status": "running",
+                "calls-registry": "running",
+                "calls-sync": "running",
+                "calls": "running",
             }
             games = {s["name"]: s for s in health["services"]}["games"]
             assert games["info"]["local_url"] == games_url
@@ -228,7 +231,8 @@ def test_print_config_hides_secrets(tmp_path: Path) -> None:
     assert shown["port"] == 9123
     assert shown["api_token"] == "***"
     assert shown["ngrok_authtoken"] == "***"
-    assert b"secret" not in result.stdout + result.stderr
+    for value in (b"file-secret-1234567", b"env-secret-456"):
+        assert value not in result.stdout + result.stderr
 
 
 def test_bad_config_file_is_one_line(tmp_path: Path) -> None:
@@ -273,7 +277,8 @@ async def test_tunnel_requires_the_token_and_leaves_no_ngrok(tmp_path: Path) -> 
             with trio.fail_after(WAIT):
                 assert await proc.process.wait() == 0
         assert fake.running_pids() == []  # no orphan ngrok
-        assert len(fake.requests("DELETE")) == 2  # both tunnels closed
+        # Every tunnel closed: the games', the control plane's, the calls API's.
+        assert len(fake.requests("DELETE")) == 3
     finally:
         fake.kill_leftovers()
 
