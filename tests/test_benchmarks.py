@@ -294,3 +294,20 @@ def test_status_idle_benchmark_runs_and_reports_both_servers() -> None:
     assert re.match(r"idle server, status on: +[\d.]+ % of one core", lines[1])
     assert re.match(r"idle server, status off: +[\d.]+ % of one core", lines[2])
     assert re.match(r"status loop: +-?[\d.]+ % of one core \(target < 1.0 %", lines[3])
+
+
+def test_calls_sync_benchmark_runs_and_compares_with_one_at_a_time() -> None:
+    script = BENCHMARKS / "bench_calls_sync.py"
+    flags = ["--calls", "40", "--serial-calls", "4", "--delay", "0.01"]
+    done = subprocess.run(
+        [sys.executable, str(script), *flags],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = done.stdout.splitlines()
+    assert lines[0] == "Twilio answers in 10 ms; a lookup is 2 requests"
+    assert re.match(r"40 calls, 20 at a time: +[\d.]+ s", lines[1])
+    assert re.match(r"4 calls, one at a time: +[\d.]+ s \(so 40 would take", lines[2])
+    assert re.match(r"speed-up +[\d.]+x; target < 20 s: met", lines[3])

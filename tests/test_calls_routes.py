@@ -16,6 +16,8 @@ import httpx
 import jwt
 import pytest
 import trio
+from fake_twilio import FakeTwilio, loopback_only
+from redis_helpers import RedisServer, redis_server
 
 from neuro_api.app import (
     ControlPlaneCapability,
@@ -28,6 +30,7 @@ from neuro_api.manager import ServerInfo as ManagedServer
 from neuro_api.server import RandomNeuroServer
 from neuro_api.settings import load_settings
 
+__all__ = ["redis_server"]  # the fixture, imported to be found
 pytestmark = pytest.mark.timeout(30)
 WAIT: Final = 10.0
 TOKEN: Final = "an-admin-token-for-the-calls-tests"
@@ -304,3 +307,90 @@ async def test_off_with_no_calls(tmp_path: Path) -> None:
         names = {s.name for s in run.process.supervisor.status()}
         assert not names & {"calls", "calls-registry", "calls-sync"}
     assert not (tmp_path / "calls.sqlite3").exists()
+
+
+async def test_sync_now_against_twilio_on_loopback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with FakeTwilio(KEY, SECRET) as fake, loopback_only(monkeypatch) as left:
+        environ = {**KEYS, "TWILIO_BASE_URL": fake.url}
+        fake.add_room("busy", participants=2)
+        fake.add_room("flaky", participants=2)
+        fake.fail("flaky", 500)
+        async with (
+            running(tmp_path, environ=environ) as run,
+            run.client() as http,
+            run.admin() as admin,
+        ):
+            ids = {}
+            for room in ("busy", "gone", "flaky"):
+                made = await http.post(
+                    "/api/calls", json={"caller": "a", "callee": "b", "room": room}
+                )
+                ids[room] = made.json()["id"]
+                await http.post(f"/api/calls/{ids[room]}/accept")
+            answer = await admin.post("/api/admin/sync-twilio")
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            assert (body["success"], body["message"]) == (True, "Twilio sync completed")
+            assert (body["synced"], body["ended"]) == (3, 1)
+            gone = (await http.get(f"/api/calls/{ids['gone']}")).json()
+            assert (gone["status"], gone["end_reason"]) == ("ended", "room_not_found")
+            for room in ("busy", "flaky"):  # a Twilio error ends nothing
+                call = (await http.get(f"/api/calls/{ids[room]}")).json()
+                assert call["status"] == "accepted"
+            async with run.control() as control:
+                health = (await control.get("/health")).json()
+                stats = (await control.get("/stats")).json()
+            section = health["capabilities"]["calls"]
+            assert section["status"] == "degraded"  # a call was left alone
+            assert section["sync"]["last_skipped"] == 1
+            assert section["twilio"] == "configured"
+            assert stats["capabilities"]["calls"]["syncs"] == 1
+            # Twilio down as a whole: nothing is ended.
+            fake.fail_all = 503
+            answer = await admin.post("/api/admin/sync-twilio")
+            assert (answer.json()["synced"], answer.json()["ended"]) == (2, 0)
+            background = (await admin.get("/api/admin/background-service")).json()
+            assert background["background_service"]["running"] is True
+            job = background["background_service"]["jobs"][0]
+            assert job["next_run"].endswith("Z")
+    assert left == []  # nothing but loopback was ever asked for
+
+
+async def test_the_openapi_document_lists_the_routes(tmp_path: Path) -> None:
+    async with running(tmp_path) as run, run.client() as http:
+        paths = (await http.get("/openapi.json")).json()["paths"]
+    assert {
+        "/api/health",
+        "/api/token",
+        "/api/calls",
+        "/api/calls/{call_id}",
+        "/api/calls/{call_id}/accept",
+        "/api/calls/{call_id}/end",
+        "/api/admin/sync-twilio",
+        "/api/admin/background-service",
+        "/api/admin/stats",
+    } <= set(paths)
+
+
+async def test_two_servers_share_the_registry_through_redis(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    environ = {"REDIS_URL": redis_server.url}
+    async with (
+        running(tmp_path / "A", environ=environ) as a,
+        running(tmp_path / "B", environ=environ) as b,
+        a.client() as on_a,
+        b.client() as on_b,
+    ):
+        made = await on_a.post(
+            "/api/calls", json={"caller": "alice", "callee": "bob", "room": "r"}
+        )
+        call_id = made.json()["id"]
+        accepted = await on_b.post(f"/api/calls/{call_id}/accept")
+        assert accepted.json()["status"] == "accepted"
+        ended = (await on_a.post(f"/api/calls/{call_id}/end")).json()
+        assert ended["status"] == "ended"
+        assert (await on_b.post(f"/api/calls/{call_id}/end")).status_code == 409
+    assert not (tmp_path / "A" / "calls.sqlite3").exists()
