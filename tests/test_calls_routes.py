@@ -286,10 +286,16 @@ async def test_cors_for_the_electron_app_and_local_pages_only(tmp_path: Path) ->
         for origin in ("file://", "http://localhost:5173", "http://127.0.0.1:3000"):
             answer = await http.get("/api/health", headers={"Origin": origin})
             assert answer.headers.get("Access-Control-Allow-Origin") == origin
-        answer = await http.get(
-            "/api/health", headers={"Origin": "https://evil.example"}
-        )
-        assert "Access-Control-Allow-Origin" not in answer.headers
+        for foreign in (
+            "https://evil.example",
+            # A loopback origin's prefix is not a loopback origin.
+            "http://localhost.evil.example",
+            "http://127.0.0.1.nip.io:3000",
+            "http://localhost:3000.evil.example",
+            "file://evil.example",
+        ):
+            answer = await http.get("/api/health", headers={"Origin": foreign})
+            assert "Access-Control-Allow-Origin" not in answer.headers, foreign
         preflight = await http.options(
             "/api/calls",
             headers={

@@ -81,7 +81,9 @@ def origin_patterns(origins: str) -> list[re.Pattern[str] | str]:
         if not origin:
             continue
         if origin.endswith(":*"):
-            patterns.append(re.compile(re.escape(origin[:-2]) + r"(:\d{1,5})?"))
+            # quart-cors uses Pattern.match (a prefix): anchor the end, or
+            # http://localhost.evil.example would pass for http://localhost.
+            patterns.append(re.compile(re.escape(origin[:-2]) + r"(:\d{1,5})?\Z"))
         else:
             patterns.append(origin.rstrip("/") if origin != "file://" else origin)
     return patterns
