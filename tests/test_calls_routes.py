@@ -26,6 +26,7 @@ from neuro_api.app import (
     build_parser,
 )
 from neuro_api.calls import CallsCapability, CallsSettings
+from neuro_api.calls._store import SqliteCallStore
 from neuro_api.manager import ServerInfo as ManagedServer
 from neuro_api.server import RandomNeuroServer
 from neuro_api.settings import load_settings
@@ -305,6 +306,23 @@ async def test_cors_for_the_electron_app_and_local_pages_only(tmp_path: Path) ->
             },
         )
         assert preflight.headers.get("Access-Control-Allow-Origin") == "file://"
+
+
+async def test_a_full_registry_refuses_new_calls_with_503(tmp_path: Path) -> None:
+    async with running(tmp_path) as run, run.client() as http:
+        assert run.calls.service is not None
+        store = run.calls.service.store.store
+        assert isinstance(store, SqliteCallStore)
+        store.max_calls = 2
+        body = {"caller": "a", "callee": "b", "room": "r"}
+        for _ in range(2):
+            assert (await http.post("/api/calls", json=body)).status_code == 201
+        full = await http.post("/api/calls", json=body)
+        assert full.status_code == 503
+        assert full.json() == {
+            "error": "the call registry is full (2 calls, none ended)"
+        }
+        assert (await http.get("/api/calls")).json()["count"] == 2
 
 
 async def test_off_with_no_calls(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from neuro_api.calls._model import STATUSES, Call, IllegalTransition, iso
+from neuro_api.calls._store import RegistryFull
 from neuro_api.calls._sync import AsyncStore, CallSync
 from neuro_api.calls._twilio import identity_problem, make_token, room_problem
 from neuro_api.control import ApiError
@@ -197,7 +198,10 @@ def _call_routes(service: CallsService) -> Blueprint:
         if problem is not None:
             raise _error(400, problem)
         call = Call.new(body["caller"], body["callee"], body["room"], service.clock())
-        await service.store.call(service.store.store.add, call)
+        try:
+            await service.store.call(service.store.store.add, call)
+        except RegistryFull as exc:
+            raise _error(503, str(exc)) from None
         return call.to_json(), 201
 
     async def _get(call_id: str) -> Call:

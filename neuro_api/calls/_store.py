@@ -37,19 +37,30 @@ __all__ = [
     "MAX_CALLS",
     "CallStore",
     "RedisCallStore",
+    "RegistryFull",
     "SqliteCallStore",
 ]
 
 MAX_CALLS: Final = 100_000
-"""Calls kept; past it, the oldest ended ones are forgotten when one is added."""
+"""Calls kept; past it, the oldest ended ones are forgotten when one is added
+(and a new one is refused when none has ended: :class:`RegistryFull`)."""
 _PAGE: Final = 500
+_FULL: Final = "the call registry is full ({} calls, none ended)"
+
+
+class RegistryFull(Exception):
+    """The registry holds its maximum of calls and none has ended (HTTP 503)."""
 
 
 class CallStore(Protocol):
     """The registry's storage (blocking; see the module's docstring)."""
 
     def add(self, call: Call) -> None:
-        """Store a new call (its id is new)."""
+        """Store a new call (its id is new).
+
+        Past the cap the oldest ended calls are forgotten; raises
+        :class:`RegistryFull` (nothing stored) when none is left to forget.
+        """
 
     def get(self, call_id: str) -> Call | None:
         """The call with ``call_id``, or None."""
@@ -121,17 +132,20 @@ class SqliteCallStore:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                (count,) = self._db.execute("SELECT COUNT(*) FROM calls").fetchone()
+                if count >= self.max_calls:
+                    self._db.execute(
+                        "DELETE FROM calls WHERE id IN (SELECT id FROM calls WHERE "
+                        "status = 'ended' ORDER BY created_at LIMIT ?)",
+                        (count - self.max_calls + 1,),
+                    )
+                    (count,) = self._db.execute("SELECT COUNT(*) FROM calls").fetchone()
+                    if count >= self.max_calls:
+                        raise RegistryFull(_FULL.format(self.max_calls))
                 self._db.execute(
                     "INSERT INTO calls VALUES (?, ?, ?, ?)",
                     (call.id, call.status, row["created_at"], _encode(call).decode()),
                 )
-                (count,) = self._db.execute("SELECT COUNT(*) FROM calls").fetchone()
-                if count > self.max_calls:
-                    self._db.execute(
-                        "DELETE FROM calls WHERE id IN (SELECT id FROM calls WHERE "
-                        "status = 'ended' ORDER BY created_at LIMIT ?)",
-                        (count - self.max_calls,),
-                    )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -258,16 +272,14 @@ class RedisCallStore:
         return call.created_at.timestamp()
 
     def add(self, call: Call) -> None:
-        """Store a new call; forget the oldest ended ones past the cap."""
-        pipe = self._client.pipeline(transaction=True)
-        pipe.set(self._key("call", call.id), _encode(call))
-        pipe.zadd(self._key("created"), {call.id: self._score(call)})
-        pipe.zadd(self._key("status", call.status), {call.id: self._score(call)})
-        pipe.zcard(self._key("created"))
-        count = int(pipe.execute()[-1])
-        if count > self.max_calls:
+        """Store a new call; forget the oldest ended ones past the cap.
+
+        With several servers the cap is approximate (counted, then added).
+        """
+        count = int(self._client.zcard(self._key("created")))
+        if count >= self.max_calls:
             ended = self._key("status", "ended")
-            old = self._client.zrange(ended, 0, count - self.max_calls - 1)
+            old = self._client.zrange(ended, 0, count - self.max_calls)
             if old:
                 ids = [i.decode() if isinstance(i, bytes) else str(i) for i in old]
                 pipe = self._client.pipeline(transaction=True)
@@ -275,6 +287,14 @@ class RedisCallStore:
                 pipe.zrem(self._key("created"), *ids)
                 pipe.zrem(ended, *ids)
                 pipe.execute()
+                count = int(self._client.zcard(self._key("created")))
+            if count >= self.max_calls:
+                raise RegistryFull(_FULL.format(self.max_calls))
+        pipe = self._client.pipeline(transaction=True)
+        pipe.set(self._key("call", call.id), _encode(call))
+        pipe.zadd(self._key("created"), {call.id: self._score(call)})
+        pipe.zadd(self._key("status", call.status), {call.id: self._score(call)})
+        pipe.execute()
 
     def get(self, call_id: str) -> Call | None:
         """The call with ``call_id``, or None."""
