@@ -117,6 +117,17 @@ def test_one_holder_of_a_lock_at_a_time(store: CallStore) -> None:
     assert store.acquire("sync", "c", 60)
 
 
+def test_only_the_holder_renews_a_lock(store: CallStore) -> None:
+    assert store.acquire("sync", "a", 0.2)
+    assert not store.renew("sync", "b", 60)  # not its lock
+    assert store.renew("sync", "a", 60)
+    threading.Event().wait(0.3)  # past the first expiry: renewed
+    assert not store.acquire("sync", "b", 60)
+    store.release("sync", "a")
+    assert not store.renew("sync", "a", 60)  # given back: gone
+    assert store.acquire("sync", "b", 60)
+
+
 def test_threads_racing_on_one_call_change_it_once(store: CallStore) -> None:
     call = Call.new("alice", "bob", "r1", at(0)).accept(at(1))
     store.add(call)

@@ -80,6 +80,12 @@ class CallStore(Protocol):
     def acquire(self, name: str, token: str, ttl: float) -> bool:
         """Take lock ``name`` for ``ttl`` seconds unless someone holds it."""
 
+    def renew(self, name: str, token: str, ttl: float) -> bool:
+        """Extend lock ``name`` to ``ttl`` seconds from now if ``token`` holds it.
+
+        Returns False (nothing changed) when it does not any more.
+        """
+
     def release(self, name: str, token: str) -> None:
         """Give lock ``name`` back if ``token`` still holds it."""
 
@@ -210,6 +216,15 @@ class SqliteCallStore:
             )
         return cursor.rowcount == 1
 
+    def renew(self, name: str, token: str, ttl: float) -> bool:
+        """Extend the lock if ``token`` holds it."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE locks SET expires = ? WHERE name = ? AND token = ?",
+                (time.time() + ttl, name, token),
+            )
+        return cursor.rowcount == 1
+
     def release(self, name: str, token: str) -> None:
         """Give the lock back if ``token`` holds it."""
         with self._lock:
@@ -234,6 +249,12 @@ if ARGV[1] ~= ARGV[2] then
   redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
 end
 return 1
+"""
+_RENEW: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
 """
 _RELEASE: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -262,6 +283,7 @@ class RedisCallStore:
             retry=Retry(NoBackoff(), 0),
         )
         self._replace = self._client.register_script(_REPLACE)
+        self._renew = self._client.register_script(_RENEW)
         self._release = self._client.register_script(_RELEASE)
 
     def _key(self, *parts: str) -> str:
@@ -341,6 +363,13 @@ class RedisCallStore:
         """``SET NX PX``: take the lock unless someone holds it."""
         done = self._client.set(
             self._key("lock", name), token, nx=True, px=max(1, int(ttl * 1000))
+        )
+        return bool(done)
+
+    def renew(self, name: str, token: str, ttl: float) -> bool:
+        """``PEXPIRE`` the lock only if ``token`` holds it (a script: atomic)."""
+        done = self._renew(
+            keys=[self._key("lock", name)], args=[token, max(1, int(ttl * 1000))]
         )
         return bool(done)
 
