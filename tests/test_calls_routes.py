@@ -325,6 +325,35 @@ async def test_a_full_registry_refuses_new_calls_with_503(tmp_path: Path) -> Non
         assert (await http.get("/api/calls")).json()["count"] == 2
 
 
+async def test_a_registry_that_is_down_answers_503(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    async with (
+        running(tmp_path, environ={"REDIS_URL": redis_server.url}) as run,
+        run.client() as http,
+        run.admin() as admin,
+    ):
+        made = await http.post(
+            "/api/calls", json={"caller": "alice", "callee": "bob", "room": "r"}
+        )
+        call_id = made.json()["id"]
+        redis_server.kill()
+        answers = [
+            await http.get("/api/calls"),
+            await http.get(f"/api/calls/{call_id}"),
+            await http.post(f"/api/calls/{call_id}/end"),
+            await http.post(
+                "/api/calls", json={"caller": "alice", "callee": "bob", "room": "r"}
+            ),
+            await admin.get("/api/admin/stats"),
+        ]
+        for answer in answers:
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["error"].startswith(
+                "the call registry is unavailable: "
+            ), answer.text
+
+
 async def test_off_with_no_calls(tmp_path: Path) -> None:
     async with running(tmp_path, "--no-calls") as run:
         assert run.calls.service is None

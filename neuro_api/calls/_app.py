@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final
@@ -21,7 +22,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from neuro_api.calls._model import STATUSES, Call, IllegalTransition, iso
-from neuro_api.calls._store import RegistryFull
+from neuro_api.calls._store import STORE_ERRORS, RegistryFull
 from neuro_api.calls._sync import AsyncStore, CallSync
 from neuro_api.calls._twilio import identity_problem, make_token, room_problem
 from neuro_api.control import ApiError
@@ -36,6 +37,7 @@ __all__ = [
     "origin_patterns",
 ]
 
+LOGGER: Final = logging.getLogger("neuro_api.calls")
 SERVICE: Final = "neuro_api calls"
 NOT_CONFIGURED: Final = (
     "Twilio is not configured: set TWILIO_ACCOUNT_SID, TWILIO_API_KEY and "
@@ -327,6 +329,18 @@ def create_calls_app(
         for name, value in (error.headers or {}).items():
             response.headers[name] = value
         return response
+
+    async def store_error(error: Exception) -> Response:
+        # The detail (a file path, Redis' address) is for the log only.
+        LOGGER.warning("call registry unavailable: %s: %s", type(error).__name__, error)
+        response = jsonify(
+            {"error": "the call registry is unavailable: try again later"}
+        )
+        response.status_code = 503
+        return response
+
+    for kind in STORE_ERRORS:
+        app.register_error_handler(kind, store_error)
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:

@@ -35,6 +35,7 @@ from neuro_api.calls._model import Call, CallStatus
 
 __all__ = [
     "MAX_CALLS",
+    "STORE_ERRORS",
     "CallStore",
     "RedisCallStore",
     "RegistryFull",
@@ -44,6 +45,9 @@ __all__ = [
 MAX_CALLS: Final = 100_000
 """Calls kept; past it, the oldest ended ones are forgotten when one is added
 (and a new one is refused when none has ended: :class:`RegistryFull`)."""
+STORE_ERRORS: Final = (sqlite3.Error, redis.RedisError)
+"""What the stores raise when the registry cannot be reached or used (a
+locked or broken SQLite file, Redis down): the routes answer 503."""
 _PAGE: Final = 500
 _FULL: Final = "the call registry is full ({} calls, none ended)"
 
