@@ -6,8 +6,10 @@ capability, on 127.0.0.1 port 0; the registry in the test's directory.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Final
@@ -26,6 +28,7 @@ from neuro_api.app import (
     build_parser,
 )
 from neuro_api.calls import CallsCapability, CallsSettings
+from neuro_api.calls._model import Call
 from neuro_api.calls._store import SqliteCallStore
 from neuro_api.manager import ServerInfo as ManagedServer
 from neuro_api.server import RandomNeuroServer
@@ -38,6 +41,7 @@ TOKEN: Final = "an-admin-token-for-the-calls-tests"
 SID: Final = "AC" + "0" * 32
 KEY: Final = "SK" + "1" * 32
 SECRET: Final = "a-test-secret-of-at-least-32-bytes-long"
+T0: Final = dt.datetime(2026, 12, 6, 8, 0, tzinfo=dt.UTC)
 
 
 class Running:
@@ -280,6 +284,56 @@ async def test_admin_stats_count_the_registry(tmp_path: Path) -> None:
             "total_contacts": 3,
         },
     }
+
+
+class _Watched(SqliteCallStore):
+    """Says when the statistics begin; waits at their first call for a go."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.events: list[str] = []
+        self.counting = threading.Event()
+        self.go = threading.Event()
+
+    def all_calls(self) -> Iterator[Call]:
+        for n, call in enumerate(super().all_calls()):
+            if n == 0:
+                self.counting.set()
+                self.go.wait(WAIT)
+            if n % 500 == 0:
+                self.events.append("page")
+            yield call
+
+    def get(self, call_id: str) -> Call | None:
+        self.events.append("get")
+        return super().get(call_id)
+
+
+async def test_admin_stats_do_not_hold_the_registry_while_they_count(
+    tmp_path: Path,
+) -> None:
+    # Counting a big registry takes long (100,000 calls: a second); the
+    # calls of the TV app must not wait for all of it.
+    async with running(tmp_path) as run, run.client() as http, run.admin() as admin:
+        assert run.calls.service is not None
+        async_store = run.calls.service.store
+        watched = _Watched(tmp_path / "watched.sqlite3")
+        old, async_store.store = async_store.store, watched
+        try:
+            for n in range(1500):
+                watched.add(Call.new("a", "b", "r", T0 + dt.timedelta(seconds=n)))
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(admin.get, "/api/admin/stats")
+                while not watched.counting.is_set():  # noqa: ASYNC110 - a thread's
+                    await trio.sleep(0.01)
+                nursery.start_soon(http.get, "/api/calls/nope")
+                while async_store._limiter.statistics().tasks_waiting == 0:  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+                watched.go.set()
+        finally:
+            async_store.store = old
+            watched.close()
+    assert watched.events.index("get") < len(watched.events) - 1, watched.events
 
 
 async def test_cors_for_the_electron_app_and_local_pages_only(tmp_path: Path) -> None:
