@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -30,6 +31,7 @@ from neuro_api.app import (
 from neuro_api.calls import CallsCapability, CallsSettings
 from neuro_api.calls._model import Call
 from neuro_api.calls._store import SqliteCallStore
+from neuro_api.calls._sync import LockLost
 from neuro_api.manager import ServerInfo as ManagedServer
 from neuro_api.server import RandomNeuroServer
 from neuro_api.settings import load_settings
@@ -406,6 +408,30 @@ async def test_a_registry_that_is_down_answers_503(
             assert answer.json()["error"].startswith(
                 "the call registry is unavailable: "
             ), answer.text
+
+
+async def test_a_sync_that_fails_says_why_with_the_seed_body(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running(tmp_path, environ=KEYS) as run, run.admin() as admin:
+        assert run.calls.service is not None
+        sync = run.calls.service.sync
+
+        async def lost() -> None:
+            raise LockLost("the sync lock was taken by another server")
+
+        async def locked() -> None:
+            raise sqlite3.OperationalError("database is locked")
+
+        monkeypatch.setattr(sync, "sync_once", lost)
+        answer = await admin.post("/api/admin/sync-twilio")
+        assert (answer.status_code, answer.json()) == (
+            409,
+            {"error": "the sync lock was taken by another server"},
+        )
+        monkeypatch.setattr(sync, "sync_once", locked)
+        answer = await admin.post("/api/admin/sync-twilio")
+        assert answer.status_code == 503, answer.text
 
 
 async def test_off_with_no_calls(tmp_path: Path) -> None:

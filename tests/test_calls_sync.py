@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -189,6 +190,24 @@ async def test_a_sync_that_lost_its_lock_stops(store: SqliteCallStore) -> None:
         assert store.acquire("sync", "another server", 60)
     assert store.get(call.id) == call  # no write without the lock
     assert not store.acquire("sync", "a third", 60)  # theirs, still
+
+
+@pytest.mark.parametrize("failing", ["calls", "replace"])
+async def test_a_store_failing_during_a_sync_is_said_as_itself(
+    store: SqliteCallStore, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    # Not "ExceptionGroup: Exceptions from Trio nursery" in the health, and
+    # the routes can tell a store failure (503) from a bug.
+    add_accepted(store, "gone")
+
+    def broken(*args: object) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(store, failing, broken)
+    sync = CallSync(AsyncStore(store), FakeRooms(), RULES, clock=Clock())
+    with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+        await sync.sync_once()
+    assert store.acquire("sync", "another", 60)  # released all the same
 
 
 async def test_many_rooms_are_looked_up_at_once_and_bounded(

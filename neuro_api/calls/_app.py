@@ -24,7 +24,7 @@ from werkzeug.exceptions import HTTPException
 
 from neuro_api.calls._model import STATUSES, Call, IllegalTransition, iso
 from neuro_api.calls._store import STORE_ERRORS, RegistryFull
-from neuro_api.calls._sync import AsyncStore, CallSync
+from neuro_api.calls._sync import AsyncStore, CallSync, LockLost
 from neuro_api.calls._twilio import identity_problem, make_token, room_problem
 from neuro_api.control import ApiError
 
@@ -285,7 +285,10 @@ def _admin_routes(service: CallsService) -> Blueprint:
         """Sync every accepted call with Twilio now."""
         if service.sync.rooms is None:
             raise _error(503, NOT_CONFIGURED)
-        result = await service.sync.sync_once()
+        try:
+            result = await service.sync.sync_once()
+        except LockLost as exc:
+            raise _error(409, str(exc)) from None
         if not result.ran:
             raise _error(409, "another server is syncing the calls now")
         return {

@@ -20,6 +20,7 @@ from typing import Any, Final, Protocol, TypeVar
 
 import trio
 
+from neuro_api._shared import first_leaf
 from neuro_api.calls._decide import RoomLook, SyncRules, decide
 from neuro_api.calls._model import Call, CallStatus
 from neuro_api.calls._store import CallStore
@@ -199,6 +200,10 @@ class CallSync:
                         nursery.cancel_scope.cancel()
                 if lost.cancelled_caught:
                     raise LockLost("the sync lock was taken by another server")
+            except ExceptionGroup as group:
+                # The store's failure as itself (the nurseries wrap it): the
+                # health says it, the routes answer it (503).
+                raise first_leaf(group) from None
             finally:
                 with trio.CancelScope(shield=True):
                     await self.store.call(self.store.store.release, _LOCK, self._token)
