@@ -434,6 +434,29 @@ async def test_a_sync_that_fails_says_why_with_the_seed_body(
         assert answer.status_code == 503, answer.text
 
 
+@pytest.mark.parametrize("broken", ["a directory", "not a database"])
+async def test_a_registry_file_that_cannot_be_opened_is_named(
+    tmp_path: Path, broken: str
+) -> None:
+    # The rest of the process runs; the registry's service retries (backing
+    # off) and says which file is wrong: SQLite's own message does not.
+    path = tmp_path / "calls.sqlite3"
+    if broken == "a directory":
+        path.mkdir()
+    else:
+        path.write_bytes(b"garbage " * 512)
+    async with running(tmp_path) as run:
+        with trio.fail_after(WAIT):
+            while True:
+                status = {s.name: s for s in run.process.supervisor.status()}
+                error = status["calls-registry"].last_error
+                if error is not None:
+                    break
+                await trio.sleep(0.01)
+        assert str(path) in error, error
+        assert status["games"].state.value == "running"
+
+
 async def test_off_with_no_calls(tmp_path: Path) -> None:
     async with running(tmp_path, "--no-calls") as run:
         assert run.calls.service is None

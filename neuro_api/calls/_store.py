@@ -114,9 +114,19 @@ class SqliteCallStore:
         self.max_calls = max_calls
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            self.path, check_same_thread=False, isolation_level=None, timeout=5.0
-        )
+        try:
+            self._db = sqlite3.connect(
+                self.path, check_same_thread=False, isolation_level=None, timeout=5.0
+            )
+            self._create()
+        except sqlite3.Error as exc:
+            # SQLite's messages ("unable to open database file", "file is
+            # not a database") do not say which file.
+            if hasattr(self, "_db"):
+                self._db.close()
+            raise type(exc)(f"{self.path}: {exc}") from exc
+
+    def _create(self) -> None:
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
