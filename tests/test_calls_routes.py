@@ -457,6 +457,41 @@ async def test_a_registry_file_that_cannot_be_opened_is_named(
         assert status["games"].state.value == "running"
 
 
+async def test_a_local_page_may_call_the_admin_routes_with_its_token(
+    tmp_path: Path,
+) -> None:
+    # The browser's preflight carries no Authorization (it asks whether it
+    # may send one): it must succeed, or no page can use the admin routes.
+    async with running(tmp_path) as run, run.client() as http:
+        preflight = await http.options(
+            "/api/admin/stats",
+            headers={
+                "Origin": "http://localhost:5173",
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "authorization",
+            },
+        )
+        assert preflight.status_code == 200, preflight.text
+        allowed = preflight.headers["Access-Control-Allow-Origin"]
+        assert allowed == "http://localhost:5173"
+        assert "authorization" in preflight.headers["Access-Control-Allow-Headers"]
+        assert preflight.content == b""  # nothing but the CORS headers
+        foreign = await http.options(
+            "/api/admin/stats",
+            headers={
+                "Origin": "https://evil.example",
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "authorization",
+            },
+        )
+        assert "Access-Control-Allow-Origin" not in foreign.headers
+        # The real request still needs the token.
+        answer = await http.get(
+            "/api/admin/stats", headers={"Origin": "http://localhost:5173"}
+        )
+        assert answer.status_code == 401
+
+
 async def test_off_with_no_calls(tmp_path: Path) -> None:
     async with running(tmp_path, "--no-calls") as run:
         assert run.calls.service is None
