@@ -492,6 +492,41 @@ async def test_a_local_page_may_call_the_admin_routes_with_its_token(
         assert answer.status_code == 401
 
 
+async def test_a_body_over_the_limit_is_413_however_it_is_sent(
+    tmp_path: Path,
+) -> None:
+    async with running(tmp_path) as run, run.client() as http:
+        sized = await http.post("/api/calls", content=b" " * 70_000)
+        assert sized.status_code == 413, sized.text
+        assert isinstance(sized.json()["error"], str)
+        # Chunked: no Content-Length to refuse it by; counted as it comes.
+        url = httpx.URL(run.url)
+        assert url.port is not None
+        stream = await trio.open_tcp_stream(url.host, url.port)
+        async with stream:
+            chunk = b" " * 1024
+            head = (
+                b"POST /api/calls HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
+            )
+            await stream.send_all(head)
+            try:
+                for _ in range(100):
+                    await stream.send_all(b"400\r\n" + chunk + b"\r\n")
+                await stream.send_all(b"0\r\n\r\n")
+            except trio.BrokenResourceError:
+                pass  # the server answered and closed before the end
+            answer = b""
+            with trio.fail_after(WAIT):
+                while b"\r\n\r\n" not in answer:
+                    data = await stream.receive_some()
+                    if not data:
+                        break
+                    answer += data
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+
+
 async def test_off_with_no_calls(tmp_path: Path) -> None:
     async with running(tmp_path, "--no-calls") as run:
         assert run.calls.service is None

@@ -20,7 +20,7 @@ import quart_cors
 from quart import Blueprint, Request, Response, jsonify, request
 from quart_schema import QuartSchema
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from neuro_api.calls._model import STATUSES, Call, IllegalTransition, iso
 from neuro_api.calls._store import STORE_ERRORS, RegistryFull
@@ -155,6 +155,8 @@ async def _body(*fields: str) -> dict[str, str]:
     """The JSON object of the request with ``fields``, each a string."""
     try:
         document = await request.get_json(force=True, silent=False)
+    except RequestEntityTooLarge:
+        raise  # 413, not "invalid JSON": the body was never read whole
     except Exception:
         raise _error(400, "Invalid JSON body") from None
     if not isinstance(document, dict):
