@@ -6,8 +6,11 @@ capability, on 127.0.0.1 port 0; the registry in the test's directory.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
-from collections.abc import AsyncIterator
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Final
@@ -26,6 +29,9 @@ from neuro_api.app import (
     build_parser,
 )
 from neuro_api.calls import CallsCapability, CallsSettings
+from neuro_api.calls._model import Call
+from neuro_api.calls._store import SqliteCallStore
+from neuro_api.calls._sync import LockLost
 from neuro_api.manager import ServerInfo as ManagedServer
 from neuro_api.server import RandomNeuroServer
 from neuro_api.settings import load_settings
@@ -37,6 +43,7 @@ TOKEN: Final = "an-admin-token-for-the-calls-tests"
 SID: Final = "AC" + "0" * 32
 KEY: Final = "SK" + "1" * 32
 SECRET: Final = "a-test-secret-of-at-least-32-bytes-long"
+T0: Final = dt.datetime(2026, 12, 6, 8, 0, tzinfo=dt.UTC)
 
 
 class Running:
@@ -281,15 +288,71 @@ async def test_admin_stats_count_the_registry(tmp_path: Path) -> None:
     }
 
 
+class _Watched(SqliteCallStore):
+    """Says when the statistics begin; waits at their first call for a go."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.events: list[str] = []
+        self.counting = threading.Event()
+        self.go = threading.Event()
+
+    def all_calls(self) -> Iterator[Call]:
+        for n, call in enumerate(super().all_calls()):
+            if n == 0:
+                self.counting.set()
+                self.go.wait(WAIT)
+            if n % 500 == 0:
+                self.events.append("page")
+            yield call
+
+    def get(self, call_id: str) -> Call | None:
+        self.events.append("get")
+        return super().get(call_id)
+
+
+async def test_admin_stats_do_not_hold_the_registry_while_they_count(
+    tmp_path: Path,
+) -> None:
+    # Counting a big registry takes long (100,000 calls: a second); the
+    # calls of the TV app must not wait for all of it.
+    async with running(tmp_path) as run, run.client() as http, run.admin() as admin:
+        assert run.calls.service is not None
+        async_store = run.calls.service.store
+        watched = _Watched(tmp_path / "watched.sqlite3")
+        old, async_store.store = async_store.store, watched
+        try:
+            for n in range(1500):
+                watched.add(Call.new("a", "b", "r", T0 + dt.timedelta(seconds=n)))
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(admin.get, "/api/admin/stats")
+                while not watched.counting.is_set():  # noqa: ASYNC110 - a thread's
+                    await trio.sleep(0.01)
+                nursery.start_soon(http.get, "/api/calls/nope")
+                while async_store._limiter.statistics().tasks_waiting == 0:  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+                watched.go.set()
+        finally:
+            async_store.store = old
+            watched.close()
+    assert watched.events.index("get") < len(watched.events) - 1, watched.events
+
+
 async def test_cors_for_the_electron_app_and_local_pages_only(tmp_path: Path) -> None:
     async with running(tmp_path) as run, run.client() as http:
         for origin in ("file://", "http://localhost:5173", "http://127.0.0.1:3000"):
             answer = await http.get("/api/health", headers={"Origin": origin})
             assert answer.headers.get("Access-Control-Allow-Origin") == origin
-        answer = await http.get(
-            "/api/health", headers={"Origin": "https://evil.example"}
-        )
-        assert "Access-Control-Allow-Origin" not in answer.headers
+        for foreign in (
+            "https://evil.example",
+            # A loopback origin's prefix is not a loopback origin.
+            "http://localhost.evil.example",
+            "http://127.0.0.1.nip.io:3000",
+            "http://localhost:3000.evil.example",
+            "file://evil.example",
+        ):
+            answer = await http.get("/api/health", headers={"Origin": foreign})
+            assert "Access-Control-Allow-Origin" not in answer.headers, foreign
         preflight = await http.options(
             "/api/calls",
             headers={
@@ -299,6 +362,169 @@ async def test_cors_for_the_electron_app_and_local_pages_only(tmp_path: Path) ->
             },
         )
         assert preflight.headers.get("Access-Control-Allow-Origin") == "file://"
+
+
+async def test_a_full_registry_refuses_new_calls_with_503(tmp_path: Path) -> None:
+    async with running(tmp_path) as run, run.client() as http:
+        assert run.calls.service is not None
+        store = run.calls.service.store.store
+        assert isinstance(store, SqliteCallStore)
+        store.max_calls = 2
+        body = {"caller": "a", "callee": "b", "room": "r"}
+        for _ in range(2):
+            assert (await http.post("/api/calls", json=body)).status_code == 201
+        full = await http.post("/api/calls", json=body)
+        assert full.status_code == 503
+        assert full.json() == {
+            "error": "the call registry is full (2 calls, none ended)"
+        }
+        assert (await http.get("/api/calls")).json()["count"] == 2
+
+
+async def test_a_registry_that_is_down_answers_503(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    async with (
+        running(tmp_path, environ={"REDIS_URL": redis_server.url}) as run,
+        run.client() as http,
+        run.admin() as admin,
+    ):
+        made = await http.post(
+            "/api/calls", json={"caller": "alice", "callee": "bob", "room": "r"}
+        )
+        call_id = made.json()["id"]
+        redis_server.kill()
+        answers = [
+            await http.get("/api/calls"),
+            await http.get(f"/api/calls/{call_id}"),
+            await http.post(f"/api/calls/{call_id}/end"),
+            await http.post(
+                "/api/calls", json={"caller": "alice", "callee": "bob", "room": "r"}
+            ),
+            await admin.get("/api/admin/stats"),
+        ]
+        for answer in answers:
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["error"].startswith(
+                "the call registry is unavailable: "
+            ), answer.text
+
+
+async def test_a_sync_that_fails_says_why_with_the_seed_body(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running(tmp_path, environ=KEYS) as run, run.admin() as admin:
+        assert run.calls.service is not None
+        sync = run.calls.service.sync
+
+        async def lost() -> None:
+            raise LockLost("the sync lock was taken by another server")
+
+        async def locked() -> None:
+            raise sqlite3.OperationalError("database is locked")
+
+        monkeypatch.setattr(sync, "sync_once", lost)
+        answer = await admin.post("/api/admin/sync-twilio")
+        assert (answer.status_code, answer.json()) == (
+            409,
+            {"error": "the sync lock was taken by another server"},
+        )
+        monkeypatch.setattr(sync, "sync_once", locked)
+        answer = await admin.post("/api/admin/sync-twilio")
+        assert answer.status_code == 503, answer.text
+
+
+@pytest.mark.parametrize("broken", ["a directory", "not a database"])
+async def test_a_registry_file_that_cannot_be_opened_is_named(
+    tmp_path: Path, broken: str
+) -> None:
+    # The rest of the process runs; the registry's service retries (backing
+    # off) and says which file is wrong: SQLite's own message does not.
+    path = tmp_path / "calls.sqlite3"
+    if broken == "a directory":
+        path.mkdir()
+    else:
+        path.write_bytes(b"garbage " * 512)
+    async with running(tmp_path) as run:
+        with trio.fail_after(WAIT):
+            while True:
+                status = {s.name: s for s in run.process.supervisor.status()}
+                error = status["calls-registry"].last_error
+                if error is not None:
+                    break
+                await trio.sleep(0.01)
+        assert str(path) in error, error
+        assert status["games"].state.value == "running"
+
+
+async def test_a_local_page_may_call_the_admin_routes_with_its_token(
+    tmp_path: Path,
+) -> None:
+    # The browser's preflight carries no Authorization (it asks whether it
+    # may send one): it must succeed, or no page can use the admin routes.
+    async with running(tmp_path) as run, run.client() as http:
+        preflight = await http.options(
+            "/api/admin/stats",
+            headers={
+                "Origin": "http://localhost:5173",
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "authorization",
+            },
+        )
+        assert preflight.status_code == 200, preflight.text
+        allowed = preflight.headers["Access-Control-Allow-Origin"]
+        assert allowed == "http://localhost:5173"
+        assert "authorization" in preflight.headers["Access-Control-Allow-Headers"]
+        assert preflight.content == b""  # nothing but the CORS headers
+        foreign = await http.options(
+            "/api/admin/stats",
+            headers={
+                "Origin": "https://evil.example",
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "authorization",
+            },
+        )
+        assert "Access-Control-Allow-Origin" not in foreign.headers
+        # The real request still needs the token.
+        answer = await http.get(
+            "/api/admin/stats", headers={"Origin": "http://localhost:5173"}
+        )
+        assert answer.status_code == 401
+
+
+async def test_a_body_over_the_limit_is_413_however_it_is_sent(
+    tmp_path: Path,
+) -> None:
+    async with running(tmp_path) as run, run.client() as http:
+        sized = await http.post("/api/calls", content=b" " * 70_000)
+        assert sized.status_code == 413, sized.text
+        assert isinstance(sized.json()["error"], str)
+        # Chunked: no Content-Length to refuse it by; counted as it comes.
+        url = httpx.URL(run.url)
+        assert url.port is not None
+        stream = await trio.open_tcp_stream(url.host, url.port)
+        async with stream:
+            chunk = b" " * 1024
+            head = (
+                b"POST /api/calls HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
+            )
+            await stream.send_all(head)
+            try:
+                for _ in range(100):
+                    await stream.send_all(b"400\r\n" + chunk + b"\r\n")
+                await stream.send_all(b"0\r\n\r\n")
+            except trio.BrokenResourceError:
+                pass  # the server answered and closed before the end
+            answer = b""
+            with trio.fail_after(WAIT):
+                while b"\r\n\r\n" not in answer:
+                    data = await stream.receive_some()
+                    if not data:
+                        break
+                    answer += data
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
 
 
 async def test_off_with_no_calls(tmp_path: Path) -> None:

@@ -12,7 +12,12 @@ import pytest
 from redis_helpers import RedisServer
 
 from neuro_api.calls._model import Call
-from neuro_api.calls._store import CallStore, RedisCallStore, SqliteCallStore
+from neuro_api.calls._store import (
+    CallStore,
+    RedisCallStore,
+    RegistryFull,
+    SqliteCallStore,
+)
 
 T0 = dt.datetime(2026, 12, 6, 8, 0, tzinfo=dt.UTC)
 
@@ -84,6 +89,23 @@ def test_old_ended_calls_are_forgotten_past_the_cap(store: CallStore) -> None:
     assert {c.id for c in live} <= {c.id for c in calls}  # never a live one
 
 
+def test_a_registry_full_of_live_calls_refuses_new_ones(store: CallStore) -> None:
+    # Anyone may create calls (no auth) and pending ones never end by
+    # themselves: past the cap, with no ended call to forget, add refuses.
+    live = [Call.new(f"u{n}", "v", f"r{n}", at(n)) for n in range(50)]
+    for call in live:
+        store.add(call)
+    with pytest.raises(RegistryFull):
+        store.add(Call.new("one", "more", "r", at(99)))
+    assert {c.id for c in store.calls(limit=1000)} == {c.id for c in live}
+    store.replace(live[0].end(at(100), "hangup"), "pending")
+    late = Call.new("one", "more", "r", at(101))
+    store.add(late)  # an ended call made room
+    assert store.get(late.id) == late
+    assert store.get(live[0].id) is None
+    assert len(store.calls(limit=1000)) == 50
+
+
 def test_one_holder_of_a_lock_at_a_time(store: CallStore) -> None:
     assert store.acquire("sync", "a", 60)
     assert not store.acquire("sync", "b", 60)
@@ -93,6 +115,17 @@ def test_one_holder_of_a_lock_at_a_time(store: CallStore) -> None:
     assert store.acquire("sync", "b", 0.05)
     threading.Event().wait(0.1)  # expired: anyone may take it
     assert store.acquire("sync", "c", 60)
+
+
+def test_only_the_holder_renews_a_lock(store: CallStore) -> None:
+    assert store.acquire("sync", "a", 0.2)
+    assert not store.renew("sync", "b", 60)  # not its lock
+    assert store.renew("sync", "a", 60)
+    threading.Event().wait(0.3)  # past the first expiry: renewed
+    assert not store.acquire("sync", "b", 60)
+    store.release("sync", "a")
+    assert not store.renew("sync", "a", 60)  # given back: gone
+    assert store.acquire("sync", "b", 60)
 
 
 def test_threads_racing_on_one_call_change_it_once(store: CallStore) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import trio
 from neuro_api.calls._decide import RoomLook, SyncRules
 from neuro_api.calls._model import Call
 from neuro_api.calls._store import SqliteCallStore
-from neuro_api.calls._sync import AsyncStore, CallSync, ThreadedRooms
+from neuro_api.calls._sync import AsyncStore, CallSync, LockLost, ThreadedRooms
 
 pytestmark = pytest.mark.timeout(30)
 T0 = dt.datetime(2026, 12, 6, 8, 0, tzinfo=dt.UTC)
@@ -147,6 +148,66 @@ async def test_two_servers_sharing_a_store_sync_one_at_a_time(
     assert first.last.ran
     again = await second.sync_once()  # released: its turn
     assert again.ran
+
+
+async def test_a_sync_longer_than_its_lock_keeps_the_lock(
+    store: SqliteCallStore,
+) -> None:
+    # The lock expires (so a crashed server does not block the others for
+    # ever), but a sync still running renews it: two never overlap.
+    rooms = FakeRooms(delay=0.6)  # the real clock: the lock's is real too
+    add_accepted(store, "busy")
+    rooms.rooms["busy"] = RoomLook("found", "in-progress", 2)
+    first = CallSync(AsyncStore(store), rooms, RULES, clock=Clock(), lock_ttl=0.2)
+    second = CallSync(AsyncStore(store), rooms, RULES, clock=Clock(), lock_ttl=0.2)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(first.sync_once)
+        await trio.sleep(0.4)  # past the lock's first expiry
+        assert rooms.in_flight == 1
+        other = await second.sync_once()
+        assert not other.ran
+    assert first.last is not None
+    assert first.last.ran
+    assert (await second.sync_once()).ran  # released at the end
+
+
+async def test_a_sync_that_lost_its_lock_stops(store: SqliteCallStore) -> None:
+    rooms = FakeRooms(delay=0.6)
+    call = add_accepted(store, "gone")
+    sync = CallSync(AsyncStore(store), rooms, RULES, clock=Clock(), lock_ttl=0.3)
+
+    async def attempt() -> None:
+        with pytest.raises(LockLost):
+            await sync.sync_once()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(attempt)
+        while rooms.in_flight == 0:  # noqa: ASYNC110 - a counter of the fake
+            await trio.sleep(0.01)
+        # Lost (Redis restarted, a pause longer than the lock): another
+        # server took it.
+        store.release("sync", sync._token)
+        assert store.acquire("sync", "another server", 60)
+    assert store.get(call.id) == call  # no write without the lock
+    assert not store.acquire("sync", "a third", 60)  # theirs, still
+
+
+@pytest.mark.parametrize("failing", ["calls", "replace"])
+async def test_a_store_failing_during_a_sync_is_said_as_itself(
+    store: SqliteCallStore, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    # Not "ExceptionGroup: Exceptions from Trio nursery" in the health, and
+    # the routes can tell a store failure (503) from a bug.
+    add_accepted(store, "gone")
+
+    def broken(*args: object) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(store, failing, broken)
+    sync = CallSync(AsyncStore(store), FakeRooms(), RULES, clock=Clock())
+    with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+        await sync.sync_once()
+    assert store.acquire("sync", "another", 60)  # released all the same
 
 
 async def test_many_rooms_are_looked_up_at_once_and_bounded(

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
+import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final
@@ -18,10 +20,11 @@ import quart_cors
 from quart import Blueprint, Request, Response, jsonify, request
 from quart_schema import QuartSchema
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from neuro_api.calls._model import STATUSES, Call, IllegalTransition, iso
-from neuro_api.calls._sync import AsyncStore, CallSync
+from neuro_api.calls._store import STORE_ERRORS, RegistryFull
+from neuro_api.calls._sync import AsyncStore, CallSync, LockLost
 from neuro_api.calls._twilio import identity_problem, make_token, room_problem
 from neuro_api.control import ApiError
 
@@ -35,6 +38,7 @@ __all__ = [
     "origin_patterns",
 ]
 
+LOGGER: Final = logging.getLogger("neuro_api.calls")
 SERVICE: Final = "neuro_api calls"
 NOT_CONFIGURED: Final = (
     "Twilio is not configured: set TWILIO_ACCOUNT_SID, TWILIO_API_KEY and "
@@ -48,6 +52,7 @@ DEFAULT_ORIGINS: Final = (
 MAX_BODY: Final = 64 * 1024
 _LIST_LIMIT: Final = 1000
 _RECENT: Final = dt.timedelta(hours=24)
+_STATS_PAGE: Final = 500
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -81,10 +86,49 @@ def origin_patterns(origins: str) -> list[re.Pattern[str] | str]:
         if not origin:
             continue
         if origin.endswith(":*"):
-            patterns.append(re.compile(re.escape(origin[:-2]) + r"(:\d{1,5})?"))
+            # quart-cors uses Pattern.match (a prefix): anchor the end, or
+            # http://localhost.evil.example would pass for http://localhost.
+            patterns.append(re.compile(re.escape(origin[:-2]) + r"(:\d{1,5})?\Z"))
         else:
             patterns.append(origin.rstrip("/") if origin != "file://" else origin)
     return patterns
+
+
+class _Tally:
+    """The counts of :func:`call_stats`, a call at a time."""
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+        self.users: set[str] = set()
+        self.active: set[str] = set()
+        self.pairs: set[frozenset[str]] = set()
+        self.total = self.sessions = self.recent = 0
+
+    def add(self, calls: Iterable[Call]) -> int:
+        """Count ``calls``; returns how many there were."""
+        counted = 0
+        for call in calls:
+            counted += 1
+            self.users.update((call.caller, call.callee))
+            self.pairs.add(frozenset((call.caller, call.callee)))
+            if call.status != "ended":
+                self.active.update((call.caller, call.callee))
+            if call.status == "accepted":
+                self.sessions += 1
+            if self.now - call.created_at <= _RECENT:
+                self.recent += 1
+        self.total += counted
+        return counted
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "total_users": len(self.users),
+            "active_users": len(self.active),
+            "total_calls": self.total,
+            "active_sessions": self.sessions,
+            "recent_calls": self.recent,
+            "total_contacts": len(self.pairs),
+        }
 
 
 def call_stats(calls: Iterable[Call], now: dt.datetime) -> dict[str, int]:
@@ -98,28 +142,9 @@ def call_stats(calls: Iterable[Call], now: dt.datetime) -> dict[str, int]:
     * ``total_contacts``: distinct pairs of identities that called each
       other (either way counts once).
     """
-    users: set[str] = set()
-    active: set[str] = set()
-    pairs: set[frozenset[str]] = set()
-    total = sessions = recent = 0
-    for call in calls:
-        total += 1
-        users.update((call.caller, call.callee))
-        pairs.add(frozenset((call.caller, call.callee)))
-        if call.status != "ended":
-            active.update((call.caller, call.callee))
-        if call.status == "accepted":
-            sessions += 1
-        if now - call.created_at <= _RECENT:
-            recent += 1
-    return {
-        "total_users": len(users),
-        "active_users": len(active),
-        "total_calls": total,
-        "active_sessions": sessions,
-        "recent_calls": recent,
-        "total_contacts": len(pairs),
-    }
+    tally = _Tally(now)
+    tally.add(calls)
+    return tally.stats()
 
 
 def _error(status: int, message: str) -> ApiError:
@@ -130,6 +155,8 @@ async def _body(*fields: str) -> dict[str, str]:
     """The JSON object of the request with ``fields``, each a string."""
     try:
         document = await request.get_json(force=True, silent=False)
+    except RequestEntityTooLarge:
+        raise  # 413, not "invalid JSON": the body was never read whole
     except Exception:
         raise _error(400, "Invalid JSON body") from None
     if not isinstance(document, dict):
@@ -195,7 +222,10 @@ def _call_routes(service: CallsService) -> Blueprint:
         if problem is not None:
             raise _error(400, problem)
         call = Call.new(body["caller"], body["callee"], body["room"], service.clock())
-        await service.store.call(service.store.store.add, call)
+        try:
+            await service.store.call(service.store.store.add, call)
+        except RegistryFull as exc:
+            raise _error(503, str(exc)) from None
         return call.to_json(), 201
 
     async def _get(call_id: str) -> Call:
@@ -257,7 +287,10 @@ def _admin_routes(service: CallsService) -> Blueprint:
         """Sync every accepted call with Twilio now."""
         if service.sync.rooms is None:
             raise _error(503, NOT_CONFIGURED)
-        result = await service.sync.sync_once()
+        try:
+            result = await service.sync.sync_once()
+        except LockLost as exc:
+            raise _error(409, str(exc)) from None
         if not result.ran:
             raise _error(409, "another server is syncing the calls now")
         return {
@@ -282,10 +315,13 @@ def _admin_routes(service: CallsService) -> Blueprint:
     @routes.get("/api/admin/stats")
     async def stats() -> Any:
         """Counts over the registry (see the docs for each one's meaning)."""
-        store = service.store.store
-        now = service.clock()
-        counted = await service.store.call(lambda: call_stats(store.all_calls(), now))
-        return {"success": True, "stats": counted}
+        tally = _Tally(service.clock())
+        calls = service.store.store.all_calls()
+        # A page per turn of the store's worker: the TV app's calls go in
+        # between (counting 100,000 calls takes about a second).
+        while await service.store.call(tally.add, itertools.islice(calls, _STATS_PAGE)):
+            pass
+        return {"success": True, "stats": tally.stats()}
 
     return routes
 
@@ -310,6 +346,10 @@ def create_calls_app(
 
     @admin_routes.before_request
     async def check() -> None:
+        # A browser's CORS preflight carries no credentials by design; its
+        # answer (Quart's automatic OPTIONS) holds no data.
+        if request.method == "OPTIONS":
+            return
         await admin(request)
 
     app.register_blueprint(admin_routes)
@@ -321,6 +361,18 @@ def create_calls_app(
         for name, value in (error.headers or {}).items():
             response.headers[name] = value
         return response
+
+    async def store_error(error: Exception) -> Response:
+        # The detail (a file path, Redis' address) is for the log only.
+        LOGGER.warning("call registry unavailable: %s: %s", type(error).__name__, error)
+        response = jsonify(
+            {"error": "the call registry is unavailable: try again later"}
+        )
+        response.status_code = 503
+        return response
+
+    for kind in STORE_ERRORS:
+        app.register_error_handler(kind, store_error)
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:

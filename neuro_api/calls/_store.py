@@ -35,21 +35,36 @@ from neuro_api.calls._model import Call, CallStatus
 
 __all__ = [
     "MAX_CALLS",
+    "STORE_ERRORS",
     "CallStore",
     "RedisCallStore",
+    "RegistryFull",
     "SqliteCallStore",
 ]
 
 MAX_CALLS: Final = 100_000
-"""Calls kept; past it, the oldest ended ones are forgotten when one is added."""
+"""Calls kept; past it, the oldest ended ones are forgotten when one is added
+(and a new one is refused when none has ended: :class:`RegistryFull`)."""
+STORE_ERRORS: Final = (sqlite3.Error, redis.RedisError)
+"""What the stores raise when the registry cannot be reached or used (a
+locked or broken SQLite file, Redis down): the routes answer 503."""
 _PAGE: Final = 500
+_FULL: Final = "the call registry is full ({} calls, none ended)"
+
+
+class RegistryFull(Exception):
+    """The registry holds its maximum of calls and none has ended (HTTP 503)."""
 
 
 class CallStore(Protocol):
     """The registry's storage (blocking; see the module's docstring)."""
 
     def add(self, call: Call) -> None:
-        """Store a new call (its id is new)."""
+        """Store a new call (its id is new).
+
+        Past the cap the oldest ended calls are forgotten; raises
+        :class:`RegistryFull` (nothing stored) when none is left to forget.
+        """
 
     def get(self, call_id: str) -> Call | None:
         """The call with ``call_id``, or None."""
@@ -68,6 +83,12 @@ class CallStore(Protocol):
 
     def acquire(self, name: str, token: str, ttl: float) -> bool:
         """Take lock ``name`` for ``ttl`` seconds unless someone holds it."""
+
+    def renew(self, name: str, token: str, ttl: float) -> bool:
+        """Extend lock ``name`` to ``ttl`` seconds from now if ``token`` holds it.
+
+        Returns False (nothing changed) when it does not any more.
+        """
 
     def release(self, name: str, token: str) -> None:
         """Give lock ``name`` back if ``token`` still holds it."""
@@ -93,9 +114,19 @@ class SqliteCallStore:
         self.max_calls = max_calls
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            self.path, check_same_thread=False, isolation_level=None, timeout=5.0
-        )
+        try:
+            self._db = sqlite3.connect(
+                self.path, check_same_thread=False, isolation_level=None, timeout=5.0
+            )
+            self._create()
+        except sqlite3.Error as exc:
+            # SQLite's messages ("unable to open database file", "file is
+            # not a database") do not say which file.
+            if hasattr(self, "_db"):
+                self._db.close()
+            raise type(exc)(f"{self.path}: {exc}") from exc
+
+    def _create(self) -> None:
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -121,17 +152,20 @@ class SqliteCallStore:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                (count,) = self._db.execute("SELECT COUNT(*) FROM calls").fetchone()
+                if count >= self.max_calls:
+                    self._db.execute(
+                        "DELETE FROM calls WHERE id IN (SELECT id FROM calls WHERE "
+                        "status = 'ended' ORDER BY created_at LIMIT ?)",
+                        (count - self.max_calls + 1,),
+                    )
+                    (count,) = self._db.execute("SELECT COUNT(*) FROM calls").fetchone()
+                    if count >= self.max_calls:
+                        raise RegistryFull(_FULL.format(self.max_calls))
                 self._db.execute(
                     "INSERT INTO calls VALUES (?, ?, ?, ?)",
                     (call.id, call.status, row["created_at"], _encode(call).decode()),
                 )
-                (count,) = self._db.execute("SELECT COUNT(*) FROM calls").fetchone()
-                if count > self.max_calls:
-                    self._db.execute(
-                        "DELETE FROM calls WHERE id IN (SELECT id FROM calls WHERE "
-                        "status = 'ended' ORDER BY created_at LIMIT ?)",
-                        (count - self.max_calls,),
-                    )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -196,6 +230,15 @@ class SqliteCallStore:
             )
         return cursor.rowcount == 1
 
+    def renew(self, name: str, token: str, ttl: float) -> bool:
+        """Extend the lock if ``token`` holds it."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE locks SET expires = ? WHERE name = ? AND token = ?",
+                (time.time() + ttl, name, token),
+            )
+        return cursor.rowcount == 1
+
     def release(self, name: str, token: str) -> None:
         """Give the lock back if ``token`` holds it."""
         with self._lock:
@@ -220,6 +263,12 @@ if ARGV[1] ~= ARGV[2] then
   redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
 end
 return 1
+"""
+_RENEW: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
 """
 _RELEASE: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -248,6 +297,7 @@ class RedisCallStore:
             retry=Retry(NoBackoff(), 0),
         )
         self._replace = self._client.register_script(_REPLACE)
+        self._renew = self._client.register_script(_RENEW)
         self._release = self._client.register_script(_RELEASE)
 
     def _key(self, *parts: str) -> str:
@@ -258,16 +308,14 @@ class RedisCallStore:
         return call.created_at.timestamp()
 
     def add(self, call: Call) -> None:
-        """Store a new call; forget the oldest ended ones past the cap."""
-        pipe = self._client.pipeline(transaction=True)
-        pipe.set(self._key("call", call.id), _encode(call))
-        pipe.zadd(self._key("created"), {call.id: self._score(call)})
-        pipe.zadd(self._key("status", call.status), {call.id: self._score(call)})
-        pipe.zcard(self._key("created"))
-        count = int(pipe.execute()[-1])
-        if count > self.max_calls:
+        """Store a new call; forget the oldest ended ones past the cap.
+
+        With several servers the cap is approximate (counted, then added).
+        """
+        count = int(self._client.zcard(self._key("created")))
+        if count >= self.max_calls:
             ended = self._key("status", "ended")
-            old = self._client.zrange(ended, 0, count - self.max_calls - 1)
+            old = self._client.zrange(ended, 0, count - self.max_calls)
             if old:
                 ids = [i.decode() if isinstance(i, bytes) else str(i) for i in old]
                 pipe = self._client.pipeline(transaction=True)
@@ -275,6 +323,14 @@ class RedisCallStore:
                 pipe.zrem(self._key("created"), *ids)
                 pipe.zrem(ended, *ids)
                 pipe.execute()
+                count = int(self._client.zcard(self._key("created")))
+            if count >= self.max_calls:
+                raise RegistryFull(_FULL.format(self.max_calls))
+        pipe = self._client.pipeline(transaction=True)
+        pipe.set(self._key("call", call.id), _encode(call))
+        pipe.zadd(self._key("created"), {call.id: self._score(call)})
+        pipe.zadd(self._key("status", call.status), {call.id: self._score(call)})
+        pipe.execute()
 
     def get(self, call_id: str) -> Call | None:
         """The call with ``call_id``, or None."""
@@ -321,6 +377,13 @@ class RedisCallStore:
         """``SET NX PX``: take the lock unless someone holds it."""
         done = self._client.set(
             self._key("lock", name), token, nx=True, px=max(1, int(ttl * 1000))
+        )
+        return bool(done)
+
+    def renew(self, name: str, token: str, ttl: float) -> bool:
+        """``PEXPIRE`` the lock only if ``token`` holds it (a script: atomic)."""
+        done = self._renew(
+            keys=[self._key("lock", name)], args=[token, max(1, int(ttl * 1000))]
         )
         return bool(done)
 

@@ -20,6 +20,7 @@ from typing import Any, Final, Protocol, TypeVar
 
 import trio
 
+from neuro_api._shared import first_leaf
 from neuro_api.calls._decide import RoomLook, SyncRules, decide
 from neuro_api.calls._model import Call, CallStatus
 from neuro_api.calls._store import CallStore
@@ -29,6 +30,7 @@ __all__ = [
     "JOB_NAME",
     "AsyncStore",
     "CallSync",
+    "LockLost",
     "Rooms",
     "SyncResult",
     "ThreadedRooms",
@@ -40,6 +42,10 @@ JOB_ID: Final = "sync_calls_twilio"
 JOB_NAME: Final = "Sync Calls with Twilio"
 _LOCK: Final = "sync"
 _T = TypeVar("_T")
+
+
+class LockLost(Exception):
+    """The sync's lock was taken from it (expired, or the store forgot it)."""
 
 
 class Rooms(Protocol):
@@ -129,6 +135,8 @@ class CallSync:
     ``rooms`` None means Twilio is not configured: the job does not run
     (:meth:`sync_once` raises :class:`RuntimeError`). ``concurrency``
     bounds the lookups in flight; ``max_calls`` the calls of one sync.
+    The store's lock lives ``lock_ttl`` seconds (default: two intervals,
+    at least a minute) and is renewed every third of it while a sync runs.
     """
 
     def __init__(
@@ -140,6 +148,7 @@ class CallSync:
         interval: float = 180.0,
         concurrency: int = 20,
         max_calls: int = 10_000,
+        lock_ttl: float | None = None,
         clock: Callable[[], dt.datetime] = _now,
     ) -> None:
         self.store = store
@@ -148,6 +157,7 @@ class CallSync:
         self.interval = interval
         self.concurrency = concurrency
         self.max_calls = max_calls
+        self.lock_ttl = max(60.0, interval * 2) if lock_ttl is None else lock_ttl
         self.clock = clock
         self.running = False
         self.next_run: dt.datetime | None = None
@@ -163,7 +173,9 @@ class CallSync:
     async def sync_once(self) -> SyncResult:
         """Sync every accepted call now; one sync at a time (process and store).
 
-        Raises :class:`RuntimeError` when Twilio is not configured, and what
+        Raises :class:`RuntimeError` when Twilio is not configured,
+        :class:`LockLost` when another server took the lock meanwhile (the
+        sync stops: what it wrote stands, nothing more is written), and what
         the store raised (the sync is then retried at the next interval).
         """
         rooms = self.rooms
@@ -171,15 +183,27 @@ class CallSync:
             raise RuntimeError("Twilio is not configured")
         async with self._lock:
             started = self.clock()
-            ttl = max(60.0, self.interval * 2)
             if not await self.store.call(
-                self.store.store.acquire, _LOCK, self._token, ttl
+                self.store.store.acquire, _LOCK, self._token, self.lock_ttl
             ):
                 result = SyncResult(started, self.clock(), 0, 0, 0, (), ran=False)
                 self.last = result
                 return result
             try:
-                result = await self._sync(rooms, started)
+                with trio.CancelScope() as lost:
+                    async with trio.open_nursery() as nursery:
+                        # A sync may outlast the lock (thousands of slow
+                        # lookups): keep it, or another server would sync
+                        # the same calls at the same time.
+                        nursery.start_soon(self._keep_lock, lost)
+                        result = await self._sync(rooms, started)
+                        nursery.cancel_scope.cancel()
+                if lost.cancelled_caught:
+                    raise LockLost("the sync lock was taken by another server")
+            except ExceptionGroup as group:
+                # The store's failure as itself (the nurseries wrap it): the
+                # health says it, the routes answer it (503).
+                raise first_leaf(group) from None
             finally:
                 with trio.CancelScope(shield=True):
                     await self.store.call(self.store.store.release, _LOCK, self._token)
@@ -190,6 +214,16 @@ class CallSync:
             "Synced %d calls with Twilio, ended %d calls", result.synced, result.ended
         )
         return result
+
+    async def _keep_lock(self, lost: trio.CancelScope) -> None:
+        """Renew the lock every third of its life; cancel ``lost`` once it is gone."""
+        while True:
+            await trio.sleep(self.lock_ttl / 3)
+            if not await self.store.call(
+                self.store.store.renew, _LOCK, self._token, self.lock_ttl
+            ):
+                lost.cancel()
+                return
 
     async def _sync(self, rooms: Rooms, started: dt.datetime) -> SyncResult:
         calls = await self.store.accepted(self.max_calls)
