@@ -620,3 +620,32 @@ async def test_two_servers_share_the_registry_through_redis(
         assert ended["status"] == "ended"
         assert (await on_b.post(f"/api/calls/{call_id}/end")).status_code == 409
     assert not (tmp_path / "A" / "calls.sqlite3").exists()
+
+
+def test_an_exposed_calls_api_is_said_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Said when the capability is set up, before anything binds: the
+    # process is made, not run (nothing listens on 0.0.0.0 in a test).
+    def make(*argv: str) -> None:
+        flags = ["--engine", "random", "--api-token", TOKEN, *argv]
+        parsed = build_parser([CallsSettings]).parse_args(flags)
+        settings = load_settings(parsed, environ={}, sections=[CallsSettings])
+        NeuroProcess(
+            settings,
+            RandomNeuroServer(),
+            capabilities=[
+                ControlPlaneCapability(),
+                GamesCapability(),
+                CallsCapability(),
+            ],
+            out=io.StringIO(),
+        )
+
+    make("--calls-host", "0.0.0.0")
+    warned = [r.getMessage() for r in caplog.records if r.name == "neuro_api.calls"]
+    assert any("--calls-host 0.0.0.0" in m and "need no auth" in m for m in warned)
+    caplog.clear()
+    make("--calls-host", "127.0.0.1")
+    make("--calls-host", "localhost")
+    assert not [r for r in caplog.records if "need no auth" in r.getMessage()]

@@ -143,6 +143,7 @@ async def test_two_servers_sharing_a_store_sync_one_at_a_time(
             await trio.sleep(0.01)
         other = await second.sync_once()
         assert not other.ran  # the first holds the lock
+        assert second.last is None  # its health shows no sync of its own
         rooms.gate.set()
     assert first.last is not None
     assert first.last.ran
@@ -273,3 +274,12 @@ async def test_the_job_runs_every_interval_and_survives_a_failing_store(
         assert sync.running  # still going
         nursery.cancel_scope.cancel()
     assert not sync.running
+
+
+def test_a_sync_covers_every_call_the_registry_may_hold() -> None:
+    # It loaded the 10,000 newest accepted calls: older ones were never
+    # checked against Twilio, whatever their rooms became.
+    from neuro_api.calls._store import MAX_CALLS  # noqa: PLC0415
+
+    sync = CallSync(AsyncStore(None), FakeRooms(), RULES)  # type: ignore[arg-type]
+    assert sync.max_calls >= MAX_CALLS

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Any, ClassVar, Final, cast
 
 import trio
 
+from neuro_api._origins import is_loopback_host
 from neuro_api.calls._app import (
     DEFAULT_ORIGINS,
     CallsService,
@@ -25,8 +27,14 @@ from neuro_api.settings import setting
 
 __all__ = ["REGISTRY_FILE", "CallsCapability", "CallsSettings"]
 
+LOGGER: Final = logging.getLogger("neuro_api.calls")
 REGISTRY_FILE: Final = "calls.sqlite3"
 """The registry's file in ``--data-dir`` (without ``--redis-url``)."""
+
+
+def settings_exposed(host: str, tunnel: bool) -> bool:
+    """Whether the calls API is reachable from other machines."""
+    return tunnel or not is_loopback_host(host)
 
 
 def _positive(value: float) -> str | None:
@@ -141,6 +149,14 @@ class CallsCapability(Capability):
         config: CallsSettings = app.section()
         if not config.enabled:
             return
+        if settings_exposed(config.host, app.settings.tunnel):
+            # As the seed: the TV app's routes have no auth of their own.
+            LOGGER.warning(
+                "the calls API is reachable from elsewhere (%s): its token and "
+                "call routes need no auth, as the seed's; anyone who reaches "
+                "it can list calls and get a token for any room",
+                "--tunnel" if app.settings.tunnel else f"--calls-host {config.host}",
+            )
         keys = config.keys()
         rules = SyncRules(config.min_age, config.empty_timeout, config.single_timeout)
         store = AsyncStore(cast(CallStore, _Unopened()))

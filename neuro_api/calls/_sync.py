@@ -23,7 +23,7 @@ import trio
 from neuro_api._shared import first_leaf
 from neuro_api.calls._decide import RoomLook, SyncRules, decide
 from neuro_api.calls._model import Call, CallStatus
-from neuro_api.calls._store import CallStore
+from neuro_api.calls._store import MAX_CALLS, CallStore
 
 __all__ = [
     "JOB_ID",
@@ -147,7 +147,7 @@ class CallSync:
         *,
         interval: float = 180.0,
         concurrency: int = 20,
-        max_calls: int = 10_000,
+        max_calls: int = MAX_CALLS,
         lock_ttl: float | None = None,
         clock: Callable[[], dt.datetime] = _now,
     ) -> None:
@@ -186,9 +186,8 @@ class CallSync:
             if not await self.store.call(
                 self.store.store.acquire, _LOCK, self._token, self.lock_ttl
             ):
-                result = SyncResult(started, self.clock(), 0, 0, 0, (), ran=False)
-                self.last = result
-                return result
+                # Another server syncs: this one's last sync stays its last.
+                return SyncResult(started, self.clock(), 0, 0, 0, (), ran=False)
             try:
                 with trio.CancelScope() as lost:
                     async with trio.open_nursery() as nursery:
@@ -229,12 +228,17 @@ class CallSync:
         calls = await self.store.accepted(self.max_calls)
         ended = skipped = 0
         errors: dict[str, int] = {}
-        limiter = trio.Semaphore(self.concurrency)
+        # ``concurrency`` workers take the calls in turn: memory does not
+        # grow with the number of calls (a task each would).
+        waiting = iter(calls)
+
+        async def worker() -> None:
+            for call in waiting:
+                await one(call)
 
         async def one(call: Call) -> None:
             nonlocal ended, skipped
-            async with limiter:
-                look = await rooms.look(call.room)
+            look = await rooms.look(call.room)
             verdict = decide(call, look, self.clock(), self.rules)
             if verdict.action == "skip":
                 skipped += 1
@@ -255,8 +259,8 @@ class CallSync:
                 )
 
         async with trio.open_nursery() as nursery:
-            for call in calls:
-                nursery.start_soon(one, call)
+            for _ in range(min(self.concurrency, len(calls))):
+                nursery.start_soon(worker)
         described = tuple(
             f"{reason} ({count} calls)" if count > 1 else reason
             for reason, count in sorted(errors.items())
