@@ -21,6 +21,7 @@ import pytest
 import trio
 from fake_twilio import FakeTwilio, loopback_only
 from redis_helpers import RedisServer, redis_server
+from test_neuro_process import Provider
 
 from neuro_api.app import (
     ControlPlaneCapability,
@@ -29,6 +30,7 @@ from neuro_api.app import (
     build_parser,
 )
 from neuro_api.calls import CallsCapability, CallsSettings
+from neuro_api.calls._capability import settings_exposed
 from neuro_api.calls._model import Call
 from neuro_api.calls._store import SqliteCallStore
 from neuro_api.calls._sync import LockLost
@@ -76,7 +78,10 @@ class Running:
 
 @asynccontextmanager
 async def running(
-    data_dir: Path, *argv: str, environ: dict[str, str] | None = None
+    data_dir: Path,
+    *argv: str,
+    environ: dict[str, str] | None = None,
+    tunnels: Any = None,
 ) -> AsyncIterator[Running]:
     flags = ["--engine", "random", "--port", "0", "--http-port", "0"]
     flags += ["--api-token", TOKEN, "--data-dir", str(data_dir), "--calls-port", "0"]
@@ -87,6 +92,7 @@ async def running(
         settings,
         RandomNeuroServer(),
         capabilities=[ControlPlaneCapability(), GamesCapability(), calls],
+        tunnels=tunnels,
         out=io.StringIO(),
     )
     async with trio.open_nursery() as nursery:
@@ -622,30 +628,18 @@ async def test_two_servers_share_the_registry_through_redis(
     assert not (tmp_path / "A" / "calls.sqlite3").exists()
 
 
-def test_an_exposed_calls_api_is_said_at_start(
+async def test_an_exposed_calls_api_is_said_when_it_starts(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Said when the capability is set up, before anything binds: the
-    # process is made, not run (nothing listens on 0.0.0.0 in a test).
-    def make(*argv: str) -> None:
-        flags = ["--engine", "random", "--api-token", TOKEN, *argv]
-        parsed = build_parser([CallsSettings]).parse_args(flags)
-        settings = load_settings(parsed, environ={}, sections=[CallsSettings])
-        NeuroProcess(
-            settings,
-            RandomNeuroServer(),
-            capabilities=[
-                ControlPlaneCapability(),
-                GamesCapability(),
-                CallsCapability(),
-            ],
-            out=io.StringIO(),
-        )
-
-    make("--calls-host", "0.0.0.0")
+    # Tunnelled (a fake provider: nothing leaves loopback), its TV routes
+    # open to the internet: said once, when the service starts.
+    async with running(tmp_path, "--tunnel", tunnels=Provider()):
+        pass
     warned = [r.getMessage() for r in caplog.records if r.name == "neuro_api.calls"]
-    assert any("--calls-host 0.0.0.0" in m and "need no auth" in m for m in warned)
+    assert any("(--tunnel)" in m and "need no auth" in m for m in warned)
     caplog.clear()
-    make("--calls-host", "127.0.0.1")
-    make("--calls-host", "localhost")
+    async with running(tmp_path):
+        pass
     assert not [r for r in caplog.records if "need no auth" in r.getMessage()]
+    assert settings_exposed("0.0.0.0", tunnel=False)
+    assert not settings_exposed("127.0.0.1", tunnel=False)

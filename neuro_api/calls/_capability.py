@@ -149,14 +149,6 @@ class CallsCapability(Capability):
         config: CallsSettings = app.section()
         if not config.enabled:
             return
-        if settings_exposed(config.host, app.settings.tunnel):
-            # As the seed: the TV app's routes have no auth of their own.
-            LOGGER.warning(
-                "the calls API is reachable from elsewhere (%s): its token and "
-                "call routes need no auth, as the seed's; anyone who reaches "
-                "it can list calls and get a token for any room",
-                "--tunnel" if app.settings.tunnel else f"--calls-host {config.host}",
-            )
         keys = config.keys()
         rules = SyncRules(config.min_age, config.empty_timeout, config.single_timeout)
         store = AsyncStore(cast(CallStore, _Unopened()))
@@ -193,7 +185,18 @@ class CallsCapability(Capability):
                 return RedisCallStore(redis_url)
             return SqliteCallStore(path)
 
+        exposed = settings_exposed(config.host, settings.tunnel)
+        where = "--tunnel" if settings.tunnel else f"--calls-host {config.host}"
+
         async def registry(*, task_status: trio.TaskStatus[str]) -> None:
+            if exposed:  # said when it runs, not when settings are checked
+                # As the seed: the TV app's routes have no auth of their own.
+                LOGGER.warning(
+                    "the calls API is reachable from elsewhere (%s): its token "
+                    "and call routes need no auth, as the seed's; anyone who "
+                    "reaches it can list calls and get a token for any room",
+                    where,
+                )
             store.store = await trio.to_thread.run_sync(open_store)
             task_status.started("redis" if redis_url else str(path))
             try:
