@@ -553,6 +553,15 @@ _KINDS: Final = (
         "This is a server-side problem, not the game's (the log has the "
         "traceback at debug level).",
     ),
+    _kind(
+        "force.engine-fallback",
+        _I,
+        "Engine answered at random",
+        "the engine's model could not answer, so it sent random valid data: {reason}",
+        "Usually a server-side matter (the model was unavailable or slow). When "
+        "the model answered wrong twice, the action's description or schema may "
+        "be unclear: the reason says what was wrong.",
+    ),
     # --- results ------------------------------------------------------------
     _kind(
         "result.unknown-id",

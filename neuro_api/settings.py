@@ -35,6 +35,7 @@ __all__ = [
     "SettingsError",
     "Spec",
     "check_sections",
+    "core_specs",
     "load_settings",
     "names",
     "setting",
@@ -135,6 +136,8 @@ def _writable_file(value: Any) -> str | None:
 
 
 _META: Final = "neuro_api.setting"
+_ENGINES: Final = ("console", "random")
+"""The built-in engines (capabilities add theirs, see :func:`core_specs`)."""
 
 
 def setting(
@@ -326,7 +329,7 @@ class Settings:
         "console",
         "who answers forces",
         env="NEURO_API_ENGINE",
-        choices=("console", "random"),
+        choices=_ENGINES,
         group="engine",
     )
     console: bool | None = setting(
@@ -411,7 +414,7 @@ class Settings:
     )
     unforced_interval: float | None = setting(
         None,
-        "random engine: act unforced every this many seconds on average",
+        "random and realtime engines: act unforced every this many seconds on average",
         env="NEURO_API_UNFORCED_INTERVAL",
         check=_positive,
         metavar="SECONDS",
@@ -590,6 +593,21 @@ def _secret_values(values: object, specs: Iterable[Spec]) -> list[str]:
 
 
 SPECS: Final[tuple[Spec, ...]] = specs_of(Settings)
+
+
+def core_specs(engines: Iterable[str] = ()) -> tuple[Spec, ...]:
+    """:data:`SPECS`, ``engines`` (capabilities') among ``--engine``'s choices."""
+    extra = tuple(name for name in engines if name not in (_ENGINES))
+    if not extra:
+        return SPECS
+    return tuple(
+        dataclasses.replace(spec, choices=(*_ENGINES, *extra))
+        if spec.name == "engine"
+        else spec
+        for spec in SPECS
+    )
+
+
 """Every core setting, in ``--help`` order (derived from :class:`Settings`)."""
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
@@ -742,6 +760,7 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     config_file: str | None = None,
     sections: Iterable[type[SectionSettings]] = (),
+    engines: Iterable[str] = (),
 ) -> Settings:
     """Build the settings: defaults < ``config_file`` < ``environ`` < ``args``.
 
@@ -754,7 +773,8 @@ def load_settings(
     is no setting's is not an error (a shell may hold one for another
     version), but is reported in :attr:`Settings.warnings` with the closest
     setting's variable. Raises :class:`SettingsError` with one line naming
-    the setting and its source.
+    the setting and its source. ``engines`` are the capabilities' engines,
+    accepted by ``engine`` besides the built-in ones.
     """
     flags: Mapping[str, Any]
     if args is None:
@@ -767,14 +787,15 @@ def load_settings(
     environ = os.environ if environ is None else environ
     kinds = check_sections(sections)
     by_section = {name: {s.name: s for s in specs_of(k)} for name, k in kinds.items()}
-    every = [*SPECS, *(s for table in by_section.values() for s in table.values())]
+    specs = core_specs(engines)
+    every = [*specs, *(s for table in by_section.values() for s in table.values())]
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
 
     layers: list[tuple[str, Iterable[tuple[Spec, Any, str]]]] = []
     if config_file:
         data = _read_file(config_file)
-        core = {spec.name: spec for spec in SPECS}
+        core = {spec.name: spec for spec in specs}
         layers.append(("file", _file_entries(data, config_file, core, by_section)))
     layers.append(
         (

@@ -31,6 +31,10 @@ if "NEURO_API_DATA_DIR" not in os.environ:
 # The calls API's default port (3001) would be shared by every server a test
 # starts: tests that want it pass --calls-port themselves.
 os.environ.setdefault("NEURO_API_CALLS_PORT", "0")
+# A developer's OpenAI key must not turn the Realtime pool on in tests (nor
+# be sent anywhere): tests that want the pool give a fake's key themselves.
+for _name in ("OPENAI_API_KEY", "OPENAI_REALTIME_URL", "NEURO_API_REALTIME_ENABLED"):
+    os.environ.pop(_name, None)
 
 
 @pytest.fixture(autouse=True)

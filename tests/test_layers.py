@@ -29,6 +29,7 @@ PARTS = (
     "capability",
     "status",
     "calls",
+    "realtime",
     "app",
 )
 """Subpackages; every top-level module is part of ``core``."""
@@ -41,6 +42,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "capability": {"core", "supervisor", "manager", "server", "control"},
     "status": {"core", "server", "control", "capability"},
     "calls": {"core", "supervisor", "manager", "server", "control", "capability"},
+    "realtime": {"core", "server", "control", "capability"},
     "app": {
         "core",
         "supervisor",
@@ -50,6 +52,7 @@ MAY_IMPORT: dict[str, set[str]] = {
         "capability",
         "status",
         "calls",
+        "realtime",
     },
 }
 """The floors, bottom up; ``app`` is the composition root on top."""

@@ -22,6 +22,7 @@ from neuro_api.capability import Capability, Setup
 from neuro_api.control import create_app
 from neuro_api.manager import ServerBindError
 from neuro_api.manager import ServerInfo as ManagedServer
+from neuro_api.realtime import RealtimeCapability
 from neuro_api.server import Console, ConsoleInteractiveNeuroServer
 from neuro_api.status import StatusCapability
 from neuro_api.supervisor import ServiceError
@@ -281,5 +282,6 @@ def default_capabilities() -> list[Capability]:
         GamesCapability(),
         StatusCapability(),
         CallsCapability(),
+        RealtimeCapability(),
         ConsoleCapability(),
     ]

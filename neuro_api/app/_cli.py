@@ -45,6 +45,7 @@ from neuro_api.settings import (
     SettingsError,
     Spec,
     check_sections,
+    core_specs,
     load_settings,
     specs_of,
 )
@@ -102,11 +103,13 @@ def _help(spec: Spec) -> str:
 
 def build_parser(
     sections: Sequence[type[SectionSettings]] = (),
+    engines: Sequence[str] = (),
 ) -> argparse.ArgumentParser:
     """The command line; every value stays a raw string for the settings.
 
     ``sections`` are the capabilities' settings types: each setting gets its
     flag, in the ``--help`` group its spec names (the section's own).
+    ``engines`` are the capabilities' engines, listed among ``--engine``'s.
     """
     parser = _Parser(
         prog="python -m neuro_api.server",
@@ -133,7 +136,10 @@ def build_parser(
         help="print the effective settings as JSON (secrets redacted) and exit",
     )
     groups: dict[str, argparse._ArgumentGroup] = {}
-    specs = [*SPECS, *(spec for kind in sections for spec in specs_of(kind))]
+    specs = [
+        *core_specs(engines),
+        *(spec for kind in sections for spec in specs_of(kind)),
+    ]
     for spec in specs:
         title = spec.group or spec.section or "other"
         group = groups.get(title)
@@ -178,13 +184,26 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-def make_engine(settings: Settings) -> AbstractTrioNeuroServer:
+def make_engine(
+    settings: Settings, capabilities: Sequence[Capability] = ()
+) -> AbstractTrioNeuroServer:
     """Build the engine the settings name; :class:`ValueError` if invalid.
 
     The console engine reads its input unless ``--no-console`` (then it
-    answers forces automatically from the start).
+    answers forces automatically from the start). An engine of a
+    capability (its :attr:`~neuro_api.capability.Capability.engines`) is
+    made by that capability.
     """
     config = ServerConfig.from_settings(settings)
+    for capability in capabilities:
+        if settings.engine in capability.engines:
+            if "delay" in settings.sources:
+                LOGGER.warning(
+                    "%s is only used by --engine random", _SPECS["delay"].option
+                )
+            return capability.make_engine(settings.engine, settings, config)
+    if settings.engine not in ("console", "random"):
+        raise SettingsError(f"--engine {settings.engine}: no capability makes it")
     if settings.engine == "random":
         return RandomNeuroServer(
             config,
@@ -194,7 +213,7 @@ def make_engine(settings: Settings) -> AbstractTrioNeuroServer:
         )
     for name in _RANDOM_ONLY:
         if name in settings.sources:
-            LOGGER.warning("%s is only used by --engine random", _SPECS[name].option)
+            LOGGER.warning("%s is not used by the console engine", _SPECS[name].option)
     return ConsoleInteractiveNeuroServer(
         config, seed=settings.seed, read_input=settings.console is not False
     )
@@ -253,9 +272,12 @@ def main(
     except ValueError as exc:  # two settings would share a variable or flag
         fail(str(exc))
     sections = list(kinds.values())
-    args = build_parser(sections).parse_args(argv)
+    engines = [name for capability in capabilities for name in capability.engines]
+    args = build_parser(sections, engines).parse_args(argv)
     try:
-        settings = load_settings(vars(args), environ=environ, sections=sections)
+        settings = load_settings(
+            vars(args), environ=environ, sections=sections, engines=engines
+        )
     except (SettingsError, ValueError) as exc:
         fail(str(exc))
     redactor = RedactingFormatter(_LOG_FORMAT, settings.secrets())
@@ -270,7 +292,7 @@ def main(
     access_redactor = _access_log(settings)
     try:
         ssl_context = _ssl_context(settings)
-        server = make_engine(settings)
+        server = make_engine(settings, capabilities)
     except ValueError as exc:  # SettingsError, or ServerConfig's own checks
         fail(str(exc))
     try:

@@ -30,6 +30,7 @@ from neuro_api.server import (
     ConnectionEvent,
     ConsoleCommand,
     ForceGate,
+    ServerConfig,
 )
 from neuro_api.server._commands import CommandHandler
 from neuro_api.settings import SectionSettings, Settings
@@ -117,6 +118,20 @@ class Capability:
 
     name: ClassVar[str] = ""
     settings: ClassVar[type[SectionSettings] | None] = None
+    engines: ClassVar[tuple[str, ...]] = ()
+    """Engines it offers: names ``--engine`` accepts besides the built-in
+    ones; :meth:`make_engine` makes them."""
+
+    def make_engine(
+        self, name: str, settings: Settings, config: ServerConfig
+    ) -> AbstractTrioNeuroServer:
+        """Make engine ``name`` (one of :attr:`engines`) before setup.
+
+        ``config`` is the server configuration of ``settings``. Raise
+        :class:`~neuro_api.settings.SettingsError` (a one-line CLI error)
+        when the settings cannot make it.
+        """
+        raise NotImplementedError(f"capability {self.name!r} makes no engines")
 
     def setup(self, app: Setup) -> None:
         """Contribute services, routes, commands, health, stats and hooks.

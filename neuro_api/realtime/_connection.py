@@ -1,0 +1,418 @@
+"""One WebSocket to the Realtime API, read by its own task, leased to one user.
+
+The connection's reader task reads every event the API sends: it keeps
+the state the pool needs to hand the connection to someone else later
+(the session, responses in progress, conversation items, audio sent),
+counts errors and rate limits, and passes each event on to whoever holds
+the connection (a lease, or the pool while it resets it). Events that
+arrive while nobody holds it are dropped (and counted). Its keep-alive
+task pings every ``ping_interval``; no pong within ``ping_timeout`` makes
+the connection unhealthy, which ends its current user's stream of events
+with :class:`~neuro_api.realtime.ConnectionLost`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import secrets
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Final
+
+import orjson
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from neuro_api._text import printable
+from neuro_api.realtime._errors import ConnectionLost, RealtimeAPIError
+
+__all__ = ["RESET_PREFIX", "PoolCounters", "RealtimeConnection"]
+
+LOGGER: Final = logging.getLogger("neuro_api.realtime")
+
+Event = dict[str, Any]
+
+RESET_PREFIX: Final = "neuro_api_reset_"
+"""Event ids of what the pool sends to reset a connection: the API's late
+answers to them (an error about a cancel that came too late) are never
+passed to the next lease."""
+
+# Sending these changes what a later user of the connection would find;
+# the pool undoes it between leases (see RealtimeConnection.dirty).
+_SESSION_EVENTS: Final = frozenset({"session.update"})
+_AUDIO_EVENTS: Final = frozenset({"input_audio_buffer.append"})
+_ADDED: Final = frozenset({"conversation.item.added", "conversation.item.created"})
+"""GA and beta names of an item joining the default conversation."""
+
+
+class PoolCounters:
+    """What every connection of a pool adds to the pool's ``/stats``."""
+
+    __slots__ = (
+        "api_errors",
+        "dropped_events",
+        "last_api_error",
+        "malformed_events",
+        "rate_limited",
+        "rate_limits",
+    )
+
+    def __init__(self) -> None:
+        self.api_errors = 0
+        """``error`` events received."""
+        self.last_api_error: dict[str, str | None] | None = None
+        self.rate_limited = 0
+        """``rate_limits.updated`` events with a limit used up."""
+        self.rate_limits: list[dict[str, Any]] = []
+        """The last rate limits the API reported."""
+        self.dropped_events = 0
+        """Events that arrived while nobody held their connection."""
+        self.malformed_events = 0
+        """Messages that were not a JSON object with a ``type``."""
+
+
+def _parse(message: str | bytes) -> Event | None:
+    try:
+        event = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        return None
+    return event
+
+
+def _item_id(event: Event) -> str | None:
+    item = event.get("item")
+    if isinstance(item, dict):
+        value = item.get("id")
+        return value if isinstance(value, str) else None
+    value = event.get("item_id")
+    return value if isinstance(value, str) else None
+
+
+def _response_id(event: Event) -> str | None:
+    response = event.get("response")
+    if isinstance(response, dict):
+        value = response.get("id")
+        return value if isinstance(value, str) else None
+    return None
+
+
+class RealtimeConnection:
+    """A connection of a :class:`~neuro_api.realtime.RealtimePool`.
+
+    While you hold it (``async with pool.connection_context() as conn``),
+    it is yours alone: :meth:`send` events and :meth:`receive` the API's.
+    Do not read :attr:`websocket` yourself (the connection's reader task
+    does; your events come through :meth:`receive`); sending on it directly
+    skips what the pool tracks to reset the session for the next user.
+    """
+
+    def __init__(
+        self,
+        websocket: WebSocketConnection,
+        *,
+        counters: PoolCounters,
+        queue_size: int,
+        max_items: int,
+    ) -> None:
+        self.id = "rt_" + secrets.token_hex(4)
+        self.websocket = websocket
+        """The underlying trio-websocket connection (see the class docs)."""
+        now = trio.current_time()
+        self.created_at = now
+        self.last_used = now
+        self.session_count = 0
+        """Leases it served (it is closed after the pool's maximum)."""
+        self.healthy = True
+        self.problem: str | None = None
+        """Why it is unhealthy (None while healthy)."""
+        self.leased = False
+        self.session: dict[str, Any] = {}
+        """The session as the API last described it."""
+        self.initial_session: dict[str, Any] | None = None
+        """The session of ``session.created``: what a reset goes back to."""
+        self.open_responses: dict[str, None] = {}
+        """Responses created and not done yet (by id)."""
+        self.cancelled: dict[str, None] = {}
+        """Open responses whose cancel was sent already (by id)."""
+        self.requested: dict[str, None] = {}
+        """``response.create`` events sent and not answered yet (by event id)."""
+        self._ids = itertools.count(1)
+        self.items: dict[str, None] = {}
+        """Items of the default conversation (by id), for the reset."""
+        self.items_overflow = False
+        """More items than the pool tracks: it cannot be reset, only closed."""
+        self.session_changed = False
+        self.audio_sent = False
+        self._counters = counters
+        self._queue_size = queue_size
+        self._max_items = max_items
+        self._consumer: trio.MemorySendChannel[Event] | None = None
+        self._for_lease = False
+        self._receiver: trio.MemoryReceiveChannel[Event] | None = None
+        self._created = trio.Event()
+        self._ended = trio.Event()
+
+    def __repr__(self) -> str:
+        state = "healthy" if self.healthy else f"unhealthy: {self.problem}"
+        return f"<RealtimeConnection {self.id} {state}>"
+
+    # --- what its user does ------------------------------------------------
+
+    async def send(self, event: Mapping[str, Any]) -> None:
+        """Send one client event (a JSON object with a ``type``).
+
+        Raises :class:`~neuro_api.realtime.ConnectionLost` if the connection
+        ended, and :class:`TypeError` for an event orjson cannot encode.
+        """
+        kind = event.get("type")
+        if kind in _SESSION_EVENTS:
+            self.session_changed = True
+        elif kind in _AUDIO_EVENTS:
+            self.audio_sent = True
+        elif kind == "response.cancel":
+            response_id = event.get("response_id")
+            if isinstance(response_id, str):
+                self.cancelled[response_id] = None
+        elif kind == "response.create":
+            # Until the API answers it, a response may be on its way: the
+            # next holder must not find it running (see requested).
+            event_id = event.get("event_id")
+            if not isinstance(event_id, str) or not event_id:
+                event_id = f"rt_create_{next(self._ids)}"
+                event = {**event, "event_id": event_id}
+            self.requested[event_id] = None
+        text = orjson.dumps(event).decode()
+        if not self.healthy:
+            raise ConnectionLost(self.problem or "the connection ended")
+        try:
+            await self.websocket.send_message(text)
+        except ConnectionClosed as exc:
+            self.lost(_closed_reason(exc))
+            raise ConnectionLost(self.problem or "the connection ended") from None
+
+    async def receive(self) -> Event:
+        """The next event from the API (a dict with a ``type``).
+
+        ``error`` events are returned like any other (see
+        :meth:`receive_ok`). Raises :class:`~neuro_api.realtime.ConnectionLost`
+        once the connection ended or stopped answering pings, and
+        :class:`RuntimeError` when the connection is not leased.
+        """
+        receiver = self._receiver
+        if receiver is None:
+            raise RuntimeError(f"{self.id} is not leased")
+        try:
+            return await receiver.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise ConnectionLost(self.problem or "the connection ended") from None
+
+    async def receive_ok(self) -> Event:
+        """:meth:`receive`, but an ``error`` event raises.
+
+        Raises :class:`~neuro_api.realtime.RealtimeAPIError` for it.
+        """
+        event = await self.receive()
+        if event["type"] == "error":
+            error = event.get("error")
+            raise RealtimeAPIError(error if isinstance(error, dict) else {})
+        return event
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Every event, as :meth:`receive` returns them, until the connection ends."""
+        while True:
+            try:
+                event = await self.receive()
+            except ConnectionLost:
+                return
+            yield event
+
+    @property
+    def dirty(self) -> bool:
+        """Whether the next user would find something of the last one.
+
+        Session changes, audio sent, items of the default conversation or
+        a response still in progress. Responses made out of band
+        (``conversation: "none"``) leave nothing behind.
+        """
+        return bool(
+            self.session_changed
+            or self.audio_sent
+            or self.requested
+            or self.items
+            or self.items_overflow
+            or self.open_responses
+        )
+
+    # --- what the pool does -------------------------------------------------
+
+    def age(self, now: float) -> float:
+        """Seconds since it was opened."""
+        return now - self.created_at
+
+    def idle(self, now: float) -> float:
+        """Seconds since it was last returned (or opened)."""
+        return now - self.last_used
+
+    def attach(self, *, lease: bool = True) -> None:
+        """Start a new stream of events for a new holder (a lease, or the reset)."""
+        self.detach()
+        self._for_lease = lease
+        send, receive = trio.open_memory_channel[Event](self._queue_size)
+        self._consumer, self._receiver = send, receive
+        if not self.healthy:
+            send.close()
+
+    def detach(self) -> None:
+        """End the current holder's stream; later events are dropped."""
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+        if self._receiver is not None:
+            self._receiver.close()
+            self._receiver = None
+
+    def lost(self, reason: str) -> None:
+        """Mark it unhealthy for ``reason`` and end its holder's stream."""
+        if self.healthy:
+            self.healthy = False
+            self.problem = reason
+        if self._consumer is not None:
+            self._consumer.close()
+        self._created.set()  # a handshake waiting for session.created ends
+        self._ended.set()
+
+    @property
+    def ended(self) -> trio.Event:
+        """Set once it was marked unhealthy or closed."""
+        return self._ended
+
+    async def wait_created(self) -> None:
+        """Until ``session.created`` came (or the connection ended first)."""
+        await self._created.wait()
+
+    async def read(self) -> None:
+        """The reader task: every event, until the connection ends."""
+        try:
+            while True:
+                message = await self.websocket.get_message()
+                event = _parse(message)
+                if event is None:
+                    self._counters.malformed_events += 1
+                    continue
+                self._note(event)
+                consumer = self._consumer
+                if self._for_lease and _about_reset(event):
+                    continue  # a late answer to the reset before this lease
+                if consumer is None:
+                    if event["type"] not in _QUIET:
+                        self._counters.dropped_events += 1
+                    continue
+                # Its holder may have left meanwhile.
+                with contextlib.suppress(
+                    trio.BrokenResourceError, trio.ClosedResourceError
+                ):
+                    await consumer.send(event)
+        except ConnectionClosed as exc:
+            self.lost(_closed_reason(exc))
+
+    async def keep_alive(self, interval: float, ping_timeout: float) -> None:
+        """Ping every ``interval``; no pong within ``ping_timeout``: unhealthy."""
+        while self.healthy:
+            await trio.sleep(interval)
+            with trio.move_on_after(ping_timeout) as scope:
+                try:
+                    await self.websocket.ping()
+                except ConnectionClosed as exc:
+                    self.lost(_closed_reason(exc))
+                    return
+            if scope.cancelled_caught:
+                self.lost(f"no pong within {ping_timeout:g} s")
+                return
+
+    def _note(self, event: Event) -> None:
+        """Keep what a reset needs, and the pool's counters."""
+        kind = event["type"]
+        if kind in ("session.created", "session.updated"):
+            session = event.get("session")
+            if isinstance(session, dict):
+                self.session = session
+                if kind == "session.created" and self.initial_session is None:
+                    self.initial_session = session
+            if kind == "session.created":
+                self._created.set()
+        elif kind == "response.created":
+            if (rid := _response_id(event)) is not None:
+                self.open_responses[rid] = None
+            # One response at a time: this answers the oldest request.
+            if self.requested:
+                del self.requested[next(iter(self.requested))]
+        elif kind == "response.done":
+            if (rid := _response_id(event)) is not None:
+                self.open_responses.pop(rid, None)
+                self.cancelled.pop(rid, None)
+        elif kind in _ADDED:
+            if (iid := _item_id(event)) is not None:
+                if len(self.items) < self._max_items:
+                    self.items[iid] = None
+                else:
+                    self.items_overflow = True
+        elif kind == "conversation.item.deleted":
+            if (iid := _item_id(event)) is not None:
+                self.items.pop(iid, None)
+        elif kind == "error":
+            counters = self._counters
+            counters.api_errors += 1
+            error = event.get("error")
+            if isinstance(error, dict):
+                about = error.get("event_id")
+                if isinstance(about, str):
+                    self.requested.pop(about, None)  # refused: no response
+                problem = RealtimeAPIError(error)
+                counters.last_api_error = {
+                    "code": problem.code,
+                    "type": problem.type,
+                    "message": problem.message,
+                }
+                LOGGER.debug("%s: API error %s", self.id, printable(str(problem)))
+        elif kind == "rate_limits.updated":
+            self._note_rate_limits(event.get("rate_limits"))
+
+    def _note_rate_limits(self, limits: object) -> None:
+        if not isinstance(limits, list):
+            return
+        kept = [limit for limit in limits[:8] if isinstance(limit, dict)]
+        self._counters.rate_limits = [
+            {
+                key: limit.get(key)
+                for key in ("name", "limit", "remaining", "reset_seconds")
+                if isinstance(limit.get(key), (str, int, float))
+            }
+            for limit in kept
+        ]
+        if any(limit.get("remaining") == 0 for limit in kept):
+            self._counters.rate_limited += 1
+
+
+_QUIET: Final = frozenset({"rate_limits.updated", "session.created"})
+"""Events nobody waits for outside a lease (not counted as dropped)."""
+
+
+def _about_reset(event: Event) -> bool:
+    if event["type"] != "error":
+        return False
+    error = event.get("error")
+    about = error.get("event_id") if isinstance(error, dict) else None
+    return isinstance(about, str) and about.startswith(RESET_PREFIX)
+
+
+def _closed_reason(exc: ConnectionClosed) -> str:
+    reason = exc.reason
+    if reason is None:
+        return "the connection ended"
+    text = f"closed with {reason.code}"
+    if reason.reason:
+        text += f" ({printable(reason.reason[:200])})"
+    return text

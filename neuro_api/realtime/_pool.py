@@ -1,0 +1,748 @@
+"""The Realtime connection pool (the seed's "WebSocket Manager"), with exclusive leases.
+
+A Realtime WebSocket is one conversation with session state, so a
+connection serves one user at a time: :meth:`RealtimePool.connection_context`
+leases it; connections are reused one lease after another (up to
+``max_sessions_per_connection`` leases each), and what a lease changed
+(the session, audio, conversation items, a response still running) is
+undone before anyone else gets the connection. When every connection is
+leased and the pool is full, callers wait their turn (first come, first
+served, up to ``lease_timeout``): a connection in use is never taken from
+its user, shared, or closed by the pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import ssl
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Final
+
+import orjson
+import trio
+import trio_websocket
+from trio_websocket import ConnectionRejected, HandshakeError
+
+from neuro_api._shared import exponential_delay, find_exception
+from neuro_api._text import printable
+from neuro_api.realtime._config import PoolConfig
+from neuro_api.realtime._connection import (
+    RESET_PREFIX,
+    Event,
+    PoolCounters,
+    RealtimeConnection,
+)
+from neuro_api.realtime._errors import (
+    ConnectionLost,
+    LeaseTimeout,
+    RealtimeAPIError,
+    RealtimeUnavailable,
+)
+
+__all__ = ["RealtimePool"]
+
+LOGGER: Final = logging.getLogger("neuro_api.realtime")
+_BACKOFF_START: Final = 1.0
+_WS_QUEUE: Final = 4
+"""trio-websocket's own queue; the reader empties it at once."""
+_RESET_KEYS: Final = (
+    "instructions",
+    "tools",
+    "tool_choice",
+    "output_modalities",
+    "max_output_tokens",
+    "audio",
+    "truncation",
+)
+"""What a reset sets back to the session's first state (when present)."""
+
+
+class _NoSession(Exception):
+    """The handshake worked, but the API sent no ``session.created``."""
+
+
+_FAILURES: Final = (HandshakeError, OSError, _NoSession, trio.TooSlowError)
+
+
+def _is_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` says the connection could not be opened (not a cancel)."""
+    if isinstance(exc, BaseExceptionGroup):
+        rest = exc.split(trio.Cancelled)[1]
+        return rest is not None and all(_is_failure(inner) for inner in rest.exceptions)
+    return isinstance(exc, _FAILURES)
+
+
+async def _open_stream(
+    config: PoolConfig,
+) -> trio.SocketStream | trio.SSLStream[trio.SocketStream]:
+    """The TCP stream to the API (TLS for ``wss://``), as trio-websocket opens it."""
+    if not config.secure:
+        return await trio.open_tcp_stream(config.host, config.port)
+    return await trio.open_ssl_over_tcp_stream(
+        config.host,
+        config.port,
+        ssl_context=ssl.create_default_context(),
+        https_compatible=True,
+    )
+
+
+def _describe(exc: BaseException, config: PoolConfig) -> str:
+    """Why a connection could not be opened, in a sentence (no secret)."""
+    rejected = find_exception(exc, ConnectionRejected)
+    if rejected is not None:
+        status = rejected.status_code
+        text = f"the API refused the connection: HTTP {status}"
+        detail = _error_message(rejected.body)
+        if status in (401, 403):
+            text += " (check OPENAI_API_KEY and the model's access)"
+        return f"{text}: {detail}" if detail else text
+    if find_exception(exc, trio.TooSlowError) is not None:
+        return f"no handshake within {config.connect_timeout:g} s"
+    nosession = find_exception(exc, _NoSession)
+    if nosession is not None:
+        return str(nosession)
+    oserror = find_exception(exc, OSError)
+    if oserror is not None:
+        why = oserror.strerror or str(oserror) or type(oserror).__name__
+        return f"cannot reach the API: {why}"
+    handshake = find_exception(exc, HandshakeError)
+    if handshake is not None:
+        return f"handshake failed: {handshake!r}"[:300]
+    return f"cannot connect: {exc!r}"[:300]
+
+
+def _error_message(body: bytes | None) -> str:
+    if not body:
+        return ""
+    try:
+        data = orjson.loads(body[:65536])
+    except orjson.JSONDecodeError:
+        return printable(body[:200].decode("utf-8", "replace"))
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        code = error.get("code") or error.get("type")
+        message = str(error.get("message") or "")[:200]
+        return printable(f"{code}: {message}" if code else message)
+    return ""
+
+
+class RealtimePool:
+    """A supervised pool of connections to the OpenAI Realtime API.
+
+    Run :meth:`run` as a service (it reports itself once ready); then lease
+    connections with ``async with pool.connection_context() as conn:``.
+    Connections are opened on demand, up to ``max_connections``, and kept
+    for the next lease while healthy. Every ``health_check_interval`` the
+    pool closes idle connections that are older than ``max_connection_age``
+    or idle longer than ``max_idle_time``; a connection that stops answering
+    pings is closed once its user returns it (the user's :meth:`receive
+    <RealtimeConnection.receive>` raises :class:`ConnectionLost` at once).
+    When the API refuses connections (a bad key: HTTP 401), the pool says so
+    in :meth:`health` and tries again with backoff (1 s doubling up to
+    ``backoff_max``), failing leases at once meanwhile. Leaving :meth:`run`
+    closes every connection, each within ``close_timeout``.
+    """
+
+    def __init__(self, config: PoolConfig) -> None:
+        self.config = config
+        self.counters = PoolCounters()
+        self._all: dict[str, RealtimeConnection] = {}
+        self._idle: list[RealtimeConnection] = []  # most recently used last
+        self._leased: set[RealtimeConnection] = set()
+        self._resetting: set[RealtimeConnection] = set()
+        self._opening = 0
+        self._awaiting_reset = 0
+        self._live = 0  # connection tasks running (opening, open or closing)
+        self._slots = trio.Semaphore(config.max_connections)
+        self._changed = trio.lowlevel.ParkingLot()
+        self._nursery: trio.Nursery | None = None
+        self._closing = False
+        self._rng = random.Random()
+        # Counters beyond the seed's.
+        self.sessions_handled = 0
+        self.waiting = 0
+        self.lease_timeouts = 0
+        self.connects = 0
+        self.connect_failures = 0
+        self.retired = 0
+        self.resets = 0
+        # Why new connections fail (None: they do not), and when to try again.
+        self.problem: str | None = None
+        self._failures = 0
+        self._retry_at = -math.inf
+
+    # --- the service --------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[RealtimePool]) -> None:
+        """Serve leases until cancelled; then close every connection gracefully.
+
+        Reports the pool itself once ready (no connection is opened before
+        the first lease). Once cancelled, every connection gets a closing
+        handshake, within ``close_timeout`` in all.
+        """
+        if self._nursery is not None:
+            raise RuntimeError("this pool is already running")
+        self._closing = False
+        stop = trio.Event()
+        try:
+            async with trio.open_nursery() as outer:
+                await outer.start(self._serve, stop)
+                task_status.started(self)
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    stop.set()
+        finally:
+            self._nursery = None
+            self._closing = True
+
+    async def _serve(self, stop: trio.Event, *, task_status: trio.TaskStatus) -> None:
+        # Shielded: the connections' readers must keep running while their
+        # closing handshakes are made, after the pool was cancelled.
+        with trio.CancelScope(shield=True):
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._monitor)
+                task_status.started()
+                await stop.wait()
+                self._closing = True
+                for conn in list(self._all.values()):
+                    conn.lost("the pool is closing")
+                self._changed.unpark_all()
+                with trio.move_on_after(self.config.close_timeout):
+                    while self._live:  # each closes within close_timeout
+                        await self._changed.park()
+                nursery.cancel_scope.cancel()
+
+    # --- leases -------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def connection_context(self) -> AsyncIterator[RealtimeConnection]:
+        """Lease a connection for the block (the seed's name).
+
+        Waits up to ``lease_timeout`` for one (wrap it in
+        :func:`trio.move_on_after` to wait less). Raises
+        :class:`LeaseTimeout` when every connection stayed leased that long,
+        :class:`RealtimeUnavailable` when none can be opened (the reason
+        says why). The connection is returned when the block ends, however
+        it ends.
+        """
+        conn = await self.acquire()
+        try:
+            yield conn
+        finally:
+            self.release(conn)
+
+    async def acquire(self) -> RealtimeConnection:
+        """Lease a connection; pair it with :meth:`release`.
+
+        :meth:`connection_context` does both (and says what is raised).
+        """
+        if self._nursery is None or self._closing:
+            raise RealtimeUnavailable("the Realtime pool is not running")
+        timeout = self.config.lease_timeout
+        self.waiting += 1
+        try:
+            with trio.move_on_after(timeout) as scope:
+                await self._slots.acquire()
+                try:
+                    conn = await self._find()
+                except BaseException:
+                    self._slots.release()
+                    raise
+        finally:
+            self.waiting -= 1
+        if scope.cancelled_caught:
+            self.lease_timeouts += 1
+            raise LeaseTimeout(
+                f"every Realtime connection stayed leased for {timeout:g} s "
+                f"(max_connections {self.config.max_connections})"
+            )
+        conn.leased = True
+        conn.session_count += 1
+        conn.last_used = trio.current_time()
+        conn.attach()
+        self._leased.add(conn)
+        self.sessions_handled += 1
+        return conn
+
+    async def _find(self) -> RealtimeConnection:
+        """An idle connection, or a new one (the caller holds a slot)."""
+        while True:
+            if self._closing:
+                raise RealtimeUnavailable("the Realtime pool is closing")
+            conn = self._take_idle()
+            if conn is not None:
+                return conn
+            if self._awaiting_reset < len(self._resetting):
+                # A reset takes a round trip; a new connection, a handshake.
+                self._awaiting_reset += 1
+                try:
+                    await self._changed.park()
+                finally:
+                    self._awaiting_reset -= 1
+                continue
+            if self.total < self.config.max_connections:
+                return await self._open()
+            # Others are being opened or reset: one frees up soon.
+            await self._changed.park()
+
+    def _take_idle(self) -> RealtimeConnection | None:
+        now = trio.current_time()
+        while self._idle:
+            conn = self._idle.pop()  # the most recently used: others may expire
+            reason = self._unusable(conn, now)
+            if reason is None:
+                return conn
+            self._retire(conn, reason)
+        return None
+
+    def release(self, conn: RealtimeConnection) -> None:
+        """Give a leased connection back (a second call does nothing).
+
+        Never waits: a connection left in a state the next user must not
+        see is reset in the background first; one that cannot serve again
+        is closed in the background.
+        """
+        if not conn.leased:
+            return
+        conn.leased = False
+        conn.detach()
+        self._leased.discard(conn)
+        self._slots.release()
+        now = trio.current_time()
+        conn.last_used = now
+        reason = self._unusable(conn, now)
+        if (
+            reason is None
+            and conn.session_count >= self.config.max_sessions_per_connection
+        ):
+            reason = f"it served {conn.session_count} leases"
+        if reason is None and conn.items_overflow:
+            reason = "too many conversation items to reset"
+        if reason is not None or self._nursery is None:
+            self._retire(conn, reason or "the pool stopped")
+        elif conn.dirty:
+            self._resetting.add(conn)
+            self._nursery.start_soon(self._reset, conn)
+        else:
+            self._idle.append(conn)
+        self._changed.unpark_all()
+
+    def _unusable(self, conn: RealtimeConnection, now: float) -> str | None:
+        if self._closing:
+            return "the pool is closing"
+        if not conn.healthy:
+            return conn.problem or "unhealthy"
+        if conn.age(now) >= self.config.max_connection_age:
+            return f"older than {self.config.max_connection_age:g} s"
+        return None
+
+    def _retire(self, conn: RealtimeConnection, reason: str) -> None:
+        """Close ``conn``: it leaves the pool now, and closes within close_timeout."""
+        if conn.id in self._all:
+            self.retired += 1
+            LOGGER.debug("closing Realtime connection %s: %s", conn.id, reason)
+        conn.lost(reason)
+        self._forget(conn)
+
+    @property
+    def total(self) -> int:
+        """Connections open or being opened."""
+        return len(self._all) + self._opening
+
+    # --- opening and closing -------------------------------------------------
+
+    async def _open(self) -> RealtimeConnection:
+        now = trio.current_time()
+        if now < self._retry_at:
+            raise RealtimeUnavailable(
+                f"{self.problem}; next attempt in {self._retry_at - now:.0f} s"
+            )
+        assert self._nursery is not None
+        self._opening += 1
+        try:
+            conn: RealtimeConnection = await self._nursery.start(self._connection)
+        except RealtimeUnavailable as exc:
+            self._failed(exc.reason)
+            raise RealtimeUnavailable(self.problem or exc.reason) from None
+        finally:
+            self._opening -= 1
+            self._changed.unpark_all()
+        self._recovered()
+        return conn
+
+    async def _connection(
+        self, *, task_status: trio.TaskStatus[RealtimeConnection]
+    ) -> None:
+        """One connection's life: open it, read it, keep it alive, close it.
+
+        The TCP (or TLS) stream is opened here and always closed here:
+        trio-websocket's own connect leaves the socket open when the
+        handshake is refused, and when the server closed first.
+        """
+        config = self.config
+        opened = False
+        stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] | None = None
+        self._live += 1
+        try:
+            with trio.fail_after(config.connect_timeout):
+                stream = await _open_stream(config)
+            async with trio.open_nursery() as nursery:
+                with trio.fail_after(config.connect_timeout):
+                    websocket = await trio_websocket.wrap_client_stream(
+                        nursery,
+                        stream,
+                        config.host_header,
+                        config.resource,
+                        extra_headers=config.headers(),
+                        message_queue_size=_WS_QUEUE,
+                        max_message_size=config.max_message_size,
+                    )
+                conn = RealtimeConnection(
+                    websocket,
+                    counters=self.counters,
+                    queue_size=config.event_queue,
+                    max_items=config.max_tracked_items,
+                )
+                nursery.start_soon(conn.read)
+                with trio.move_on_after(config.connect_timeout):
+                    await conn.wait_created()
+                if conn.initial_session is None:
+                    raise _NoSession(
+                        conn.problem
+                        or f"no session.created within {config.connect_timeout:g} s"
+                    )
+                nursery.start_soon(
+                    conn.keep_alive, config.ping_interval, config.ping_timeout
+                )
+                self._all[conn.id] = conn
+                self.connects += 1
+                opened = True
+                LOGGER.debug("opened Realtime connection %s", conn.id)
+                task_status.started(conn)
+                try:
+                    await conn.ended.wait()
+                finally:
+                    self._forget(conn)
+                    with trio.CancelScope(shield=True) as scope:
+                        scope.deadline = trio.current_time() + config.close_timeout
+                        await websocket.aclose()
+                    nursery.cancel_scope.cancel()
+        except BaseException as exc:
+            if opened or not _is_failure(exc):
+                raise  # cancelled, or a bug: not a reason to give a lessee
+            raise RealtimeUnavailable(_describe(exc, config)) from None
+        finally:
+            try:
+                if stream is not None:
+                    await trio.aclose_forcefully(stream)
+            finally:
+                self._live -= 1
+                self._changed.unpark_all()
+
+    def _forget(self, conn: RealtimeConnection) -> None:
+        if self._all.pop(conn.id, None) is None:
+            return
+        if conn in self._idle:
+            self._idle.remove(conn)
+        self._resetting.discard(conn)
+        conn.lost(conn.problem or "closed")
+        self._changed.unpark_all()
+
+    def _failed(self, reason: str) -> None:
+        # What the API sent back is quoted: it must not carry the key on.
+        reason = reason.replace(self.config.api_key, "[redacted]")
+        self.connect_failures += 1
+        delay = exponential_delay(
+            self._failures,
+            initial=_BACKOFF_START,
+            maximum=self.config.backoff_max,
+            jitter=0.2,
+            rand=self._rng.random(),
+        )
+        self._failures += 1
+        self._retry_at = trio.current_time() + delay
+        if reason != self.problem:
+            # Once per distinct reason, not once per attempt.
+            LOGGER.warning(
+                "cannot open a Realtime connection: %s (trying again with "
+                "backoff, up to every %g s)",
+                reason,
+                self.config.backoff_max,
+            )
+        self.problem = reason
+
+    def _recovered(self) -> None:
+        if self.problem is not None:
+            LOGGER.warning("Realtime connections work again")
+        self.problem = None
+        self._failures = 0
+        self._retry_at = -math.inf
+
+    # --- reset between leases --------------------------------------------------
+
+    async def _reset(self, conn: RealtimeConnection) -> None:
+        conn.attach(lease=False)
+        why = f"no reset within {self.config.reset_timeout:g} s"
+        done = False
+        with trio.move_on_after(self.config.reset_timeout):
+            try:
+                await self._undo(conn)
+                done = True
+            except (ConnectionLost, RealtimeAPIError) as exc:
+                why = str(exc)
+        conn.detach()
+        self._resetting.discard(conn)
+        if done and conn.healthy and not self._closing and conn.id in self._all:
+            self.resets += 1
+            conn.session_changed = conn.audio_sent = False
+            conn.last_used = trio.current_time()
+            self._idle.append(conn)
+            self._changed.unpark_all()
+        else:
+            self._retire(conn, f"could not be reset: {why}")
+
+    async def _undo(self, conn: RealtimeConnection) -> None:
+        """What the last lease changed, undone (raises when the API refuses)."""
+        # A response asked for and not created yet would start under the
+        # next holder: wait for it (or its refusal), then cancel it.
+        await _until(conn, lambda: not conn.requested, tolerated=set(conn.requested))
+        if conn.open_responses:
+            for response_id in list(conn.open_responses):
+                if response_id in conn.cancelled:
+                    continue  # its holder asked already: wait for its end
+                await conn.send(
+                    {
+                        "type": "response.cancel",
+                        "event_id": RESET_PREFIX + "cancel",
+                        "response_id": response_id,
+                    }
+                )
+            await _until(
+                conn,
+                lambda: not conn.open_responses,
+                tolerated={RESET_PREFIX + "cancel"},
+            )
+        if conn.audio_sent:
+            await conn.send(
+                {"type": "input_audio_buffer.clear", "event_id": RESET_PREFIX + "audio"}
+            )
+            await _until_event(
+                conn, "input_audio_buffer.cleared", RESET_PREFIX + "audio"
+            )
+        if conn.items:
+            for item_id in list(conn.items):
+                await conn.send(
+                    {
+                        "type": "conversation.item.delete",
+                        "event_id": f"{RESET_PREFIX}delete_{item_id}"[:100],
+                        "item_id": item_id,
+                    }
+                )
+            await _until(
+                conn, lambda: not conn.items, tolerated_prefix=RESET_PREFIX + "delete_"
+            )
+        if conn.session_changed:
+            initial = conn.initial_session or {}
+            session: dict[str, Any] = {"type": "realtime"}
+            session.update(
+                (key, initial[key])
+                for key in _RESET_KEYS
+                if initial.get(key) is not None
+            )
+            await conn.send(
+                {
+                    "type": "session.update",
+                    "event_id": RESET_PREFIX + "session",
+                    "session": session,
+                }
+            )
+            await _until_event(conn, "session.updated", RESET_PREFIX + "session")
+
+    # --- the health monitor -----------------------------------------------------
+
+    async def _monitor(self) -> None:
+        interval = self.config.health_check_interval
+        next_check = trio.current_time() + interval
+        while True:
+            wake = next_check
+            if self._should_probe():
+                wake = min(wake, self._retry_at)
+            await trio.sleep_until(wake)
+            now = trio.current_time()
+            if now >= next_check:
+                self.sweep()
+                next_check = now + interval
+            if self._should_probe() and now >= self._retry_at:
+                await self._probe()
+
+    def _should_probe(self) -> bool:
+        """After a failure, with room for a connection and none idle."""
+        return (
+            self.problem is not None
+            and not self._idle
+            and self.total < self.config.max_connections
+        )
+
+    async def _probe(self) -> None:
+        """Try to open a connection after a failure (kept for the next lease)."""
+        try:
+            conn = await self._open()
+        except RealtimeUnavailable:
+            return
+        conn.last_used = trio.current_time()
+        self._idle.insert(0, conn)
+        self._changed.unpark_all()
+
+    def sweep(self) -> int:
+        """Close idle connections that are unhealthy, too old or idle too long.
+
+        What the monitor does every ``health_check_interval``; leased
+        connections are never touched. Returns how many were closed.
+        """
+        now = trio.current_time()
+        config = self.config
+        closed = 0
+        for conn in list(self._idle):
+            reason = self._unusable(conn, now)
+            if reason is None and conn.idle(now) >= config.max_idle_time:
+                reason = f"idle for {config.max_idle_time:g} s"
+            if reason is not None:
+                self._retire(conn, reason)
+                closed += 1
+        return closed
+
+    # --- reports ------------------------------------------------------------------
+
+    def connections(self) -> list[dict[str, Any]]:
+        """Each connection: id, state, age, idle time, leases served, health."""
+        now = trio.current_time()
+        rows = []
+        for conn in self._all.values():
+            if conn.leased:
+                state = "leased"
+            elif conn in self._resetting:
+                state = "resetting"
+            else:
+                state = "idle"
+            rows.append(
+                {
+                    "id": conn.id,
+                    "state": state,
+                    "age": round(conn.age(now), 1),
+                    "idle": 0.0 if conn.leased else round(conn.idle(now), 1),
+                    "sessions": conn.session_count,
+                    "healthy": conn.healthy,
+                    "problem": conn.problem,
+                }
+            )
+        return rows
+
+    def stats(self) -> dict[str, Any]:
+        """The seed's ``/stats`` fields, then ours.
+
+        ``total_sessions_handled`` counts every lease since the start
+        (the seed's sums the current connections' only).
+        """
+        counters = self.counters
+        return {
+            "total_connections": len(self._all),
+            "healthy_connections": self.healthy_connections,
+            "active_sessions": len(self._leased),
+            "total_sessions_handled": self.sessions_handled,
+            "max_connections": self.config.max_connections,
+            "idle_connections": len(self._idle),
+            "resetting_connections": len(self._resetting),
+            "waiting": self.waiting,
+            "lease_timeouts": self.lease_timeouts,
+            "connects": self.connects,
+            "connect_failures": self.connect_failures,
+            "closed_connections": self.retired,
+            "resets": self.resets,
+            "api_errors": counters.api_errors,
+            "last_api_error": counters.last_api_error,
+            "rate_limited": counters.rate_limited,
+            "rate_limits": counters.rate_limits,
+            "dropped_events": counters.dropped_events,
+            "malformed_events": counters.malformed_events,
+            "problem": self.problem,
+        }
+
+    @property
+    def healthy_connections(self) -> int:
+        """Open connections that answer (leased or not)."""
+        return sum(conn.healthy for conn in self._all.values())
+
+    def health(self) -> dict[str, Any]:
+        """The seed's ``/health``: degraded when no connection can be had.
+
+        The seed's rule (a healthy connection, or room for a new one), and
+        ours: degraded too while the API refuses new connections
+        (``problem`` says why).
+        """
+        total = len(self._all)
+        healthy = self.healthy_connections
+        maximum = self.config.max_connections
+        ok = (healthy > 0 or total < maximum) and self.problem is None
+        report: dict[str, Any] = {
+            "status": "healthy" if ok else "degraded",
+            "websocket_manager": {
+                "healthy_connections": healthy,
+                "total_connections": total,
+                "max_connections": maximum,
+            },
+            "message": "Service is operational"
+            if ok
+            else "WebSocket connection issues detected",
+        }
+        if self.problem is not None:
+            report["problem"] = self.problem
+        return report
+
+
+async def _until(
+    conn: RealtimeConnection,
+    done: Callable[[], bool],
+    *,
+    tolerated: frozenset[str] | set[str] = frozenset(),
+    tolerated_prefix: str | None = None,
+) -> None:
+    """Read events until ``done()``; an error about our own request raises.
+
+    Errors for the events named ``tolerated`` (by event id, or prefix) are
+    expected races (the response had just ended, the item was gone).
+    """
+    while not done():
+        event = await conn.receive()
+        if event["type"] != "error":
+            continue
+        error = event.get("error")
+        error = error if isinstance(error, dict) else {}
+        about = error.get("event_id")
+        if about in tolerated:
+            continue
+        if (
+            tolerated_prefix
+            and isinstance(about, str)
+            and about.startswith(tolerated_prefix)
+        ):
+            conn.items.pop(about.removeprefix(tolerated_prefix), None)
+            continue
+        raise RealtimeAPIError(error)
+
+
+async def _until_event(conn: RealtimeConnection, kind: str, event_id: str) -> None:
+    """Read events until one of ``kind``; an error about ``event_id`` raises."""
+    while True:
+        event: Event = await conn.receive()
+        if event["type"] == kind:
+            return
+        if event["type"] == "error":
+            error = event.get("error")
+            error = error if isinstance(error, dict) else {}
+            if error.get("event_id") in (event_id, None):
+                raise RealtimeAPIError(error)
