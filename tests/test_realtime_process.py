@@ -13,7 +13,7 @@ import orjson
 import pytest
 import trio
 import trio.testing
-from fake_realtime import FakeRealtime, FunctionCall, open_fake_realtime
+from fake_realtime import Error, FakeRealtime, FunctionCall, open_fake_realtime
 from server_helpers import Output, connect
 from status_helpers import eventually
 from test_cli import (
@@ -310,3 +310,27 @@ async def test_the_pool_stops_after_the_games(fake: FakeRealtime) -> None:
     # Started before games connect, stopped after they left (reverse order).
     assert order.index("realtime-pool") < order.index("games")
     assert isinstance(run_.process.server, RealtimeNeuroServer)
+
+
+async def test_a_key_the_api_echoes_is_not_in_the_realtime_routes(
+    fake: FakeRealtime,
+) -> None:
+    fake.script(Error("invalid_api_key", f"Incorrect API key provided: {KEY}"))
+    async with (
+        running(fake, "--engine", "realtime") as run_,
+        connect(run_.games_url, "Tic Tac Toe") as g,
+        run_.http() as admin,
+    ):
+        await g.startup()
+        await g.register(PLAY)
+        await g.force("play")
+        await g.expect_action()  # answered at random
+        games = (await admin.get("/games")).text
+        texts = [
+            (await admin.get(path)).text
+            for path in ("/realtime/stats", "/realtime/health", "/stats")
+        ]
+    assert "engine-fallback" in games
+    assert "invalid_api_key" in texts[0]
+    for text in (games, *texts):
+        assert KEY not in text

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from quart import Blueprint
 
+from neuro_api._redact import redact_data
 from neuro_api.capability import Capability, Setup
 from neuro_api.control import public
 from neuro_api.realtime._config import DEFAULT_MODEL, DEFAULT_URL, PoolConfig
@@ -288,6 +289,10 @@ def realtime_routes(pool: RealtimePool) -> Blueprint:
     """``/realtime/health`` (public), ``/realtime/stats`` and ``/realtime/config``."""
     routes = Blueprint("realtime_pool", __name__)
 
+    def hidden(data: dict[str, Any]) -> Any:
+        # Errors and close reasons are the API's words: they may quote the key.
+        return redact_data(data, [pool.config.api_key])
+
     @routes.get("/health")
     @public
     async def health() -> Any:
@@ -297,7 +302,7 @@ def realtime_routes(pool: RealtimePool) -> Blueprint:
         {"healthy_connections", "total_connections", "max_connections"},
         "message"}``, plus ``problem`` while the API refuses connections.
         """
-        return pool.health()
+        return hidden(pool.health())
 
     @routes.get("/stats")
     async def stats() -> Any:
@@ -307,7 +312,7 @@ def realtime_routes(pool: RealtimePool) -> Blueprint:
         ``active_sessions``, ``total_sessions_handled``,
         ``max_connections``), then ours.
         """
-        return {**pool.stats(), "connections": pool.connections()}
+        return hidden({**pool.stats(), "connections": pool.connections()})
 
     @routes.get("/config")
     async def config() -> Any:

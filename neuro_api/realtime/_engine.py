@@ -22,6 +22,7 @@ from typing import Any, Final
 
 import trio
 
+from neuro_api._redact import redact
 from neuro_api._text import printable
 from neuro_api.command import Action, ForcePriority
 from neuro_api.diagnostics import diagnose
@@ -248,6 +249,9 @@ class RealtimeNeuroServer(RandomNeuroServer):
     def _fall_back(self, game: str, reason: str, kind: str) -> None:
         self.counts["fallbacks"] += 1
         self.fallback_reasons[kind] += 1
+        # The reason may quote the API (an error, a close reason), which may
+        # quote the key: diagnostics are shown to games' developers.
+        reason = redact(reason, [self.pool.config.api_key])
         diagnostic = diagnose("force.engine-fallback", game=game, reason=reason)
         client = next(
             (
@@ -416,9 +420,11 @@ class RealtimeNeuroServer(RandomNeuroServer):
     async def act_unforced(self) -> bool:
         """Offer one ready game all its actions; the model may act or not.
 
-        A ready game is served, has actions, no force and is not held.
-        Returns whether an action was started. Failures of the model are
-        logged and nothing is done (nothing waits for an unforced action).
+        A ready game is served, has actions, no force and is not held,
+        before the model is asked and again once it answered (the action
+        must still be registered). Returns whether an action was started.
+        Failures of the model are logged and nothing is done (nothing waits
+        for an unforced action).
         """
         ready = [
             c
@@ -440,11 +446,25 @@ class RealtimeNeuroServer(RandomNeuroServer):
                     required=False,
                 )
             except (_WrongTwice, RealtimeError) as exc:
-                LOGGER.info("not acting unforced on %s: %s", printable(title), exc)
-        if answer is None or not client.serving:
+                LOGGER.info(
+                    "not acting unforced on %s: %s",
+                    printable(title),
+                    redact(str(exc), [self.pool.config.api_key]),
+                )
+        if answer is None:
+            return False
+        name, data = answer
+        # The game may have changed while the model thought: it left, was
+        # held (paused), got a force, or took the action back.
+        if (
+            not client.serving
+            or client.active_force is not None
+            or client.forces_held
+            or name not in client.actions
+        ):
+            LOGGER.debug("not acting unforced on %s: it changed", printable(title))
             return False
         self.counts["unforced"] += 1
-        name, data = answer
         self.contexts.add(
             title,
             f"You chose {name}"

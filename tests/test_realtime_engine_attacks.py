@@ -1,0 +1,139 @@
+"""The realtime engine attacked: hostile games, a misbehaving model, races."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final
+
+import pytest
+import trio
+from fake_realtime import (
+    Close,
+    Error,
+    Failed,
+    FunctionCall,
+    open_fake_realtime,
+)
+from server_helpers import PASS, WAVE, connect
+from status_helpers import eventually
+from test_realtime_engine import KEY, engine, started
+
+
+def _fallbacks(server: Any, game: str) -> list[Any]:
+    return [
+        d for d in server.diagnostics.get(game, ()) if d.id == "force.engine-fallback"
+    ]
+
+
+# --- the key never shows ------------------------------------------------------------
+
+
+ECHOES: Final = [
+    Error("invalid_api_key", f"Incorrect API key provided: {KEY}"),
+    Failed(code="server_error", message=f"bad key {KEY}"),
+    Close(1008, f"key {KEY} revoked"),
+]
+
+
+async def test_a_key_the_api_echoes_is_not_in_the_fallback_diagnostic() -> None:
+    async with (
+        open_fake_realtime(key=KEY) as fake,
+        engine(fake) as e,
+        connect(e.url, "Tic Tac Toe") as game,
+    ):
+        await started(game, PASS)
+        for play in ECHOES:
+            fake.script(play)
+            await game.force("pass")
+            action = await game.expect_action()
+            await game.result(action.id, True, None)
+        found = _fallbacks(e.server, "Tic Tac Toe")
+        assert len(found) == len(ECHOES)
+        for diagnostic in found:
+            assert KEY not in str(diagnostic)
+            assert "***" in diagnostic.message
+
+
+async def test_a_key_the_api_echoes_is_not_logged_by_unforced_acting(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, "neuro_api.realtime")
+    async with (
+        open_fake_realtime(key=KEY) as fake,
+        engine(fake) as e,
+        connect(e.url, "Stream") as game,
+    ):
+        fake.script(Error("invalid_api_key", f"Incorrect API key provided: {KEY}"))
+        await started(game, WAVE)
+        await eventually(
+            lambda: bool(e.server.games()[:1] and e.server.games()[0].actions)
+        )
+        assert not await e.server.act_unforced()
+    (record,) = [r for r in caplog.records if "not acting unforced" in r.getMessage()]
+    assert "invalid_api_key" in record.getMessage()
+    assert KEY not in record.getMessage()
+
+
+# --- unforced acting: the game may change while the model thinks ---------------------
+
+
+async def _unforced_while(
+    change: str, autojump_clock: trio.abc.Clock
+) -> tuple[bool, list[str]]:
+    """Offer a game its actions; ``change`` it while the model thinks.
+
+    Returns what act_unforced said and the actions the game got.
+    """
+    async with (
+        open_fake_realtime(key=KEY) as fake,
+        engine(fake) as e,
+        connect(e.url, "Stream") as game,
+    ):
+        fake.script(FunctionCall("wave", "{}", delay=2.0), FunctionCall("pass"))
+        await started(game, WAVE, PASS)
+        await eventually(
+            lambda: len(e.server.games()[:1] and e.server.games()[0].actions) == 2
+        )
+        client = e.server.games()[0]
+        results: list[bool] = []
+        async with trio.open_nursery() as nursery:
+
+            async def act() -> None:
+                results.append(await e.server.act_unforced())
+
+            nursery.start_soon(act)
+            await fake.wait_connections(1)
+            await fake.connections[0].wait_event("response.create")
+            if change == "held":
+                client.hold_forces()
+            elif change == "forced":
+                await game.force("pass")
+            elif change == "unregistered":
+                await game.unregister("wave")
+                await eventually(lambda: "wave" not in client.actions)
+        got: list[str] = []
+        if change == "held":
+            client.release_forces()
+        with trio.move_on_after(5):
+            while True:
+                got.append((await game.expect_action(within=5)).name)
+        return results[0], got
+
+
+async def test_no_unforced_action_for_a_game_held_meanwhile(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    assert await _unforced_while("held", autojump_clock) == (False, [])
+
+
+async def test_no_unforced_action_for_a_game_forced_meanwhile(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Only the force's own answer reaches the game.
+    assert await _unforced_while("forced", autojump_clock) == (False, ["pass"])
+
+
+async def test_no_unforced_action_that_was_unregistered_meanwhile(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    assert await _unforced_while("unregistered", autojump_clock) == (False, [])
