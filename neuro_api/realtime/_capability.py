@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import urllib.parse
 from typing import Any, ClassVar
 
 from quart import Blueprint
@@ -33,9 +34,19 @@ def _between(low: int, high: int) -> Any:
 
 
 def _url(value: str) -> str | None:
-    if value.startswith(("ws://", "wss://")):
-        return None
-    return "must be a ws:// or wss:// URL"
+    # What PoolConfig checks, said here so the error names the setting.
+    try:
+        parts = urllib.parse.urlsplit(value)
+        parts.port  # noqa: B018 - raises for a port out of range
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        return "must be a ws:// or wss:// URL"
+    return None
+
+
+def _not_empty(value: str) -> str | None:
+    return None if value else "must not be empty"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -55,6 +66,7 @@ class RealtimeSettings:
         DEFAULT_MODEL,
         "Realtime model",
         env="OPENAI_REALTIME_MODEL",
+        check=_not_empty,
         metavar="MODEL",
     )
     url: str = setting(
