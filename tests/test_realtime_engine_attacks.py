@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any, Final
 
+import orjson
 import pytest
 import trio
 from fake_realtime import (
+    Behaviour,
     Close,
     Error,
     Failed,
@@ -17,6 +19,8 @@ from fake_realtime import (
 from server_helpers import PASS, WAVE, connect
 from status_helpers import eventually
 from test_realtime_engine import KEY, engine, started
+
+from neuro_api.command import Action
 
 
 def _fallbacks(server: Any, game: str) -> list[Any]:
@@ -28,7 +32,7 @@ def _fallbacks(server: Any, game: str) -> list[Any]:
 # --- the key never shows ------------------------------------------------------------
 
 
-ECHOES: Final = [
+ECHOES: Final[list[Behaviour]] = [
     Error("invalid_api_key", f"Incorrect API key provided: {KEY}"),
     Failed(code="server_error", message=f"bad key {KEY}"),
     Close(1008, f"key {KEY} revoked"),
@@ -137,3 +141,33 @@ async def test_no_unforced_action_that_was_unregistered_meanwhile(
     autojump_clock: trio.abc.Clock,
 ) -> None:
     assert await _unforced_while("unregistered", autojump_clock) == (False, [])
+
+
+# --- a misbehaving model -----------------------------------------------------------
+
+SAY: Final = Action(
+    "say",
+    "Say something",
+    {
+        "type": "object",
+        "properties": {"text": {"type": "string"}},
+        "required": ["text"],
+    },
+)
+
+
+async def test_arguments_too_large_to_send_get_a_retry_not_a_dropped_force() -> None:
+    # Under max_message_size as text, over it once quoted in the action frame.
+    huge = orjson.dumps({"text": '"' * 400_000}).decode()
+    async with (
+        open_fake_realtime(key=KEY) as fake,
+        engine(fake) as e,
+        connect(e.url, "Chat") as game,
+    ):
+        fake.script(FunctionCall("say", huge), FunctionCall("say", '{"text": "hi"}'))
+        await started(game, SAY)
+        await game.force("say")
+        action = await game.expect_action()
+        assert orjson.loads(action.data_json or "") == {"text": "hi"}
+        assert "too large" in e.prompt(1)
+        assert e.server.counts["retried"] == 1

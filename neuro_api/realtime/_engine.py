@@ -307,14 +307,18 @@ class RealtimeNeuroServer(RandomNeuroServer):
     ) -> tuple[str, str | None] | str:
         """The action and data of a call, or what is wrong with it."""
         shown = printable(_cut(tool, 80))
+        # Bounded as the random engine's answers are, before any parsing: the
+        # action frame quotes the data, so text under max_message_size may
+        # still make a frame too large to send (and the force would be lost).
+        limit = self.config.max_generated_size
+        if len(arguments) > limit:
+            return f"{shown}: its arguments are too large (over {limit} characters)"
         try:
             action, data = tools.answer(tool, arguments)
         except KeyError:
             return f"{shown!r} is not one of the functions"
         except ValueError as exc:
             return f"{shown}: {exc}"
-        if data is not None and len(data) > self.config.max_message_size:
-            return f"{shown}: its arguments are too large"
         try:
             result = await self.validate_data(action.schema, data)
         except SchemaError as exc:  # the game's schema: no model can satisfy it
