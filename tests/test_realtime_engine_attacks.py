@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tracemalloc
 from typing import Any, Final
 
 import orjson
@@ -21,6 +22,7 @@ from status_helpers import eventually
 from test_realtime_engine import KEY, engine, started
 
 from neuro_api.command import Action
+from neuro_api.realtime import GameContexts
 
 
 def _fallbacks(server: Any, game: str) -> list[Any]:
@@ -171,3 +173,26 @@ async def test_arguments_too_large_to_send_get_a_retry_not_a_dropped_force() -> 
         assert orjson.loads(action.data_json or "") == {"text": "hi"}
         assert "too large" in e.prompt(1)
         assert e.server.counts["retried"] == 1
+
+
+# --- a hostile game: floods ----------------------------------------------------------
+
+
+def test_context_memory_follows_the_character_budget() -> None:
+    # Tiny lines: without care each costs a str object (~50 bytes) for 2
+    # characters of budget, and a flood keeps 20 times the budget alive.
+    budget, games = 16000, 10
+    tracemalloc.start()
+    try:
+        contexts = GameContexts(budget)
+        for game in range(games):
+            for _ in range(budget):
+                contexts.add(f"game {game}", orjson.loads(b'"ab"'))
+        used, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert used < 2 * budget * games
+    text = contexts.text("game 0")
+    assert set(text.split("\n")) == {"ab"}
+    assert len(text) <= budget
+    assert contexts.chars("game 0") == len(text) + 1
