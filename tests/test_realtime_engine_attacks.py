@@ -181,12 +181,12 @@ async def test_arguments_too_large_to_send_get_a_retry_not_a_dropped_force() -> 
 def test_context_memory_follows_the_character_budget() -> None:
     # Tiny lines: without care each costs a str object (~50 bytes) for 2
     # characters of budget, and a flood keeps 20 times the budget alive.
-    budget, games = 16000, 10
+    budget, games = 16000, 5
     tracemalloc.start()
     try:
         contexts = GameContexts(budget)
         for game in range(games):
-            for _ in range(budget):
+            for _ in range(budget // 2):
                 contexts.add(f"game {game}", orjson.loads(b'"ab"'))
         used, _ = tracemalloc.get_traced_memory()
     finally:
