@@ -14,10 +14,12 @@ from fake_realtime import (
     Close,
     Error,
     Failed,
+    FakeConnection,
+    FakeRealtime,
     FunctionCall,
     open_fake_realtime,
 )
-from server_helpers import PASS, WAVE, connect
+from server_helpers import PASS, PLAY, WAVE, connect
 from status_helpers import eventually
 from test_realtime_engine import KEY, engine, started
 
@@ -196,3 +198,39 @@ def test_context_memory_follows_the_character_budget() -> None:
     assert set(text.split("\n")) == {"ab"}
     assert len(text) <= budget
     assert contexts.chars("game 0") == len(text) + 1
+
+
+# --- a cancel that comes too late --------------------------------------------------
+
+
+async def test_a_late_cancel_of_a_replaced_force_does_not_fail_the_next(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # The force is replaced just as its response ends (its events are read
+    # but not taken yet): the connection is clean, the next force gets it at
+    # once, and the API answers the first force's cancel with "no active
+    # response". That error must not be taken by the next force as its own.
+    async with (
+        open_fake_realtime(key=KEY) as fake,
+        engine(fake, pool_options={"max_connections": 1}) as e,
+        connect(e.url, "Tic Tac Toe") as game,
+    ):
+        fake.script(FunctionCall("play", '{"cell": 1}', delay=1.0))
+        fake.script(FunctionCall("pass", "{}", delay=1.0))
+        await started(game, PLAY, PASS)
+        await game.force("play")
+        served = await _first(fake)
+        await served.wait_event("response.create")
+        await trio.sleep(1.0)  # the very moment the response ends
+        await game.force("pass")
+        action = await game.expect_action()
+        assert action.name == "pass"
+        errors = served.sent_events("error")
+        assert [x["error"]["code"] for x in errors] == ["response_cancel_not_active"]
+        assert e.server.fallback_reasons == {}
+        assert e.server.counts["answered"] == 1
+
+
+async def _first(fake: FakeRealtime) -> FakeConnection:
+    await fake.wait_connections(1)
+    return fake.connections[0]

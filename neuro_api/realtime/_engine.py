@@ -406,8 +406,16 @@ class RealtimeNeuroServer(RandomNeuroServer):
                 with trio.CancelScope(shield=True) as scope:
                     scope.deadline = trio.current_time() + _CANCEL_WAIT
                     with contextlib.suppress(ConnectionLost):
+                        # With an id of its own: the API's answer to a cancel
+                        # that came too late ("no active response") then
+                        # names it, and the next lease does not take it for
+                        # an error about its own request.
                         await conn.send(
-                            {"type": "response.cancel", "response_id": response_id}
+                            {
+                                "type": "response.cancel",
+                                "event_id": f"neuro_api_{next(self._event_ids)}",
+                                "response_id": response_id,
+                            }
                         )
 
     # --- unforced acting --------------------------------------------------------
