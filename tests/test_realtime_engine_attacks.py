@@ -25,6 +25,7 @@ from test_realtime_engine import KEY, engine, started
 
 from neuro_api.command import Action
 from neuro_api.realtime import GameContexts
+from neuro_api.realtime._tools import MAX_TOOLS_CHARS
 
 
 def _fallbacks(server: Any, game: str) -> list[Any]:
@@ -234,3 +235,48 @@ async def test_a_late_cancel_of_a_replaced_force_does_not_fail_the_next(
 async def _first(fake: FakeRealtime) -> FakeConnection:
     await fake.wait_connections(1)
     return fake.connections[0]
+
+
+# --- a hostile game: schemas too large for the model ------------------------------
+
+HUGE: Final = Action(
+    "huge",
+    "A schema far larger than a model's context",
+    {
+        "type": "object",
+        "properties": {"pick": {"enum": [f"choice number {n}" for n in range(20_000)]}},
+    },
+)
+
+
+async def test_tools_too_large_for_a_request_are_left_out() -> None:
+    # A request the model's context cannot hold fails at the API, after
+    # megabytes were encoded and sent: the huge action is not offered.
+    async with (
+        open_fake_realtime(key=KEY) as fake,
+        engine(fake) as e,
+        connect(e.url, "Quiz") as game,
+    ):
+        fake.script(FunctionCall("pass"))
+        await started(game, HUGE, PASS)
+        await game.force("huge", "pass")
+        action = await game.expect_action()
+        assert action.name == "pass"
+        (request,) = e.requests()
+    assert [tool["name"] for tool in request["tools"]] == ["pass"]
+    assert len(orjson.dumps(request["tools"])) <= MAX_TOOLS_CHARS
+
+
+async def test_a_force_whose_tools_cannot_fit_falls_back_without_a_request() -> None:
+    async with (
+        open_fake_realtime(key=KEY) as fake,
+        engine(fake) as e,
+        connect(e.url, "Quiz") as game,
+    ):
+        await started(game, HUGE)
+        await game.force("huge")
+        action = await game.expect_action()
+        assert action.name == "huge"
+        assert e.requests() == []
+        (diagnostic,) = _fallbacks(e.server, "Quiz")
+        assert "too large" in diagnostic.message

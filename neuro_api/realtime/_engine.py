@@ -71,6 +71,10 @@ class _WrongTwice(Exception):
     """The model answered with an invalid call on every attempt."""
 
 
+class _TooLarge(Exception):
+    """No forced action fits in a request (see MAX_TOOLS_CHARS)."""
+
+
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 6] + " [...]"
 
@@ -190,6 +194,8 @@ class RealtimeNeuroServer(RandomNeuroServer):
         reason = f"the model did not answer within {self.answer_timeout:g} s"
         kind = "timeout"
         try:
+            if not tools:
+                raise _TooLarge("every action's definition is too large to offer")
             with trio.move_on_after(self.answer_timeout):
                 answer = await self._decide(
                     tools, self._instructions(priority), prompt, required=True
@@ -201,6 +207,8 @@ class RealtimeNeuroServer(RandomNeuroServer):
         except trio.Cancelled:
             self.counts["cancelled"] += 1
             raise
+        except _TooLarge as exc:
+            reason, kind = str(exc), "too-large"
         except _WrongTwice as exc:
             reason, kind = str(exc), "invalid"
         except RealtimeError as exc:
@@ -448,6 +456,8 @@ class RealtimeNeuroServer(RandomNeuroServer):
         client = self.rng.choice(ready)
         title = client.game_title or ""
         tools = ToolSet(client.actions.values())
+        if not tools:
+            return False  # no definition small enough to offer
         answer = None
         with trio.move_on_after(self.answer_timeout):
             try:
