@@ -25,7 +25,7 @@ from test_realtime_engine import KEY, engine, started
 
 from neuro_api.command import Action
 from neuro_api.realtime import GameContexts
-from neuro_api.realtime._tools import MAX_TOOLS_CHARS
+from neuro_api.realtime._tools import MAX_TOOLS_BYTES
 
 
 def _fallbacks(server: Any, game: str) -> list[Any]:
@@ -264,7 +264,7 @@ async def test_tools_too_large_for_a_request_are_left_out() -> None:
         assert action.name == "pass"
         (request,) = e.requests()
     assert [tool["name"] for tool in request["tools"]] == ["pass"]
-    assert len(orjson.dumps(request["tools"])) <= MAX_TOOLS_CHARS
+    assert len(orjson.dumps(request["tools"])) <= MAX_TOOLS_BYTES
 
 
 async def test_a_force_whose_tools_cannot_fit_falls_back_without_a_request() -> None:

@@ -72,7 +72,7 @@ class _WrongTwice(Exception):
 
 
 class _TooLarge(Exception):
-    """No forced action fits in a request (see MAX_TOOLS_CHARS)."""
+    """No forced action fits in a request (see MAX_TOOLS_BYTES)."""
 
 
 def _cut(text: str, limit: int) -> str:

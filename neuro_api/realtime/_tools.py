@@ -21,14 +21,14 @@ import orjson
 from neuro_api._generate import encode_data
 from neuro_api.command import Action
 
-__all__ = ["MAX_DESCRIPTION", "MAX_TOOLS", "MAX_TOOLS_CHARS", "ToolSet", "tool_name"]
+__all__ = ["MAX_DESCRIPTION", "MAX_TOOLS", "MAX_TOOLS_BYTES", "ToolSet", "tool_name"]
 
 MAX_TOOLS: Final = 128
 """Tools offered in one request (the API's limit); the rest are left out."""
 MAX_DESCRIPTION: Final = 1024
 """Characters of an action's description passed on."""
-MAX_TOOLS_CHARS: Final = 65536
-"""Characters of tool definitions (JSON) offered in one request: a Realtime
+MAX_TOOLS_BYTES: Final = 65536
+"""Bytes of tool definitions (JSON) offered in one request: a Realtime
 model's context holds some 32,000 tokens in all, and a game's schemas may
 take megabytes; tools beyond it are left out."""
 _NAME_MAX: Final = 64
@@ -66,7 +66,7 @@ class ToolSet:
     """The tools of one request, and the way back from the model's calls.
 
     Built from the offered actions, in order: at most :data:`MAX_TOOLS`
-    within :data:`MAX_TOOLS_CHARS` of JSON; those left out (beyond, or too
+    within :data:`MAX_TOOLS_BYTES` of JSON; those left out (beyond, or too
     large for what is left) are counted in :attr:`left_out`.
     """
 
@@ -75,7 +75,7 @@ class ToolSet:
         """The ``tools`` of a ``response.create`` (the GA flat shape)."""
         self.left_out = 0
         self._actions: dict[str, tuple[Action, bool]] = {}
-        room = MAX_TOOLS_CHARS
+        room = MAX_TOOLS_BYTES
         for action in actions:
             if len(self.tools) >= MAX_TOOLS:
                 self.left_out += 1
