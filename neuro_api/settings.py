@@ -593,6 +593,7 @@ def _secret_values(values: object, specs: Iterable[Spec]) -> list[str]:
 
 
 SPECS: Final[tuple[Spec, ...]] = specs_of(Settings)
+"""Every core setting, in ``--help`` order (derived from :class:`Settings`)."""
 
 
 def core_specs(engines: Iterable[str] = ()) -> tuple[Spec, ...]:
@@ -607,8 +608,6 @@ def core_specs(engines: Iterable[str] = ()) -> tuple[Spec, ...]:
         for spec in SPECS
     )
 
-
-"""Every core setting, in ``--help`` order (derived from :class:`Settings`)."""
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import os
+import pathlib
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
@@ -13,7 +15,7 @@ import orjson
 import pytest
 import trio
 import trio.testing
-from fake_realtime import FakeRealtime, FunctionCall, open_fake_realtime
+from fake_realtime import Error, FakeRealtime, FunctionCall, open_fake_realtime
 from server_helpers import Output, connect
 from status_helpers import eventually
 from test_cli import (
@@ -27,17 +29,22 @@ from test_cli import (
     server_process,
 )
 
+from neuro_api import settings as settings_module
 from neuro_api.app import (
     ConsoleCapability,
     ControlPlaneCapability,
     GamesCapability,
     NeuroProcess,
     build_parser,
+    default_capabilities,
+    main,
     make_engine,
 )
+from neuro_api.capability import Capability
 from neuro_api.manager import ServerInfo as ManagedServer
 from neuro_api.realtime import RealtimeCapability, RealtimeNeuroServer, RealtimeSettings
-from neuro_api.settings import SettingsError, load_settings
+from neuro_api.server import AbstractTrioNeuroServer, ServerConfig
+from neuro_api.settings import Settings, SettingsError, load_settings
 
 KEY: Final = "sk-process-tests-0123456789abcdef"
 TOKEN: Final = "an-admin-token-for-the-realtime-tests"
@@ -174,6 +181,26 @@ def test_bad_values_name_the_variable() -> None:
         )
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("OPENAI_REALTIME_URL", "ws://[::1"),
+        ("OPENAI_REALTIME_URL", "ws://api.example:99999/v1/realtime"),
+        ("OPENAI_REALTIME_URL", "wss://"),
+        ("OPENAI_REALTIME_MODEL", ""),
+    ],
+)
+def test_values_the_pool_refuses_are_refused_naming_the_variable(
+    name: str, value: str
+) -> None:
+    # Refused with the settings (naming where the value came from), not
+    # later by the pool's configuration with a field name the user never saw.
+    with pytest.raises(SettingsError, match=f"^{name}: "):
+        load_settings(
+            environ={"OPENAI_API_KEY": KEY, name: value}, sections=[RealtimeSettings]
+        )
+
+
 def test_the_engine_needs_a_key() -> None:
     settings = settings_of(URL, "--engine", "realtime", key=None)
     with pytest.raises(SettingsError, match="OPENAI_API_KEY"):
@@ -234,6 +261,77 @@ async def test_cli_engine_realtime_plays_a_game_through_the_api(
             TITLE in fake.connections[0].responses[0]["input"][0]["content"][0]["text"]
         )
         assert PLAY.name == "play"
+
+
+class _Offers(Capability):
+    """A third-party capability offering engines (it makes none here)."""
+
+    def __init__(self, name: str, *engines: str) -> None:
+        self.name = name  # type: ignore[misc]
+        self.engines = engines  # type: ignore[misc]
+        self.made: list[str] = []
+
+    def make_engine(
+        self, name: str, settings: Settings, config: ServerConfig
+    ) -> AbstractTrioNeuroServer:
+        self.made.append(name)
+        raise SettingsError(f"--engine {name}: {self.name} cannot make it here")
+
+
+def test_a_third_party_engine_is_made_by_its_capability(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    llm = _Offers("llm", "llm")
+    with pytest.raises(SystemExit) as exited:
+        main(
+            ["--engine", "llm"], environ={}, capabilities=[*default_capabilities(), llm]
+        )
+    assert exited.value.code == 2
+    assert llm.made == ["llm"]
+    assert capsys.readouterr().err == (
+        "neuro_api.server: error: --engine llm: llm cannot make it here\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("offers", "clash"),
+    [
+        ([_Offers("hijack", "random")], "'random'"),
+        ([_Offers("one", "llm"), _Offers("two", "llm")], "'llm'"),
+    ],
+)
+def test_an_engine_name_offered_twice_is_a_one_line_error(
+    offers: list[Capability], clash: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Else the first capability silently takes the name: a plug-in could
+    # replace --engine random without anyone noticing.
+    with pytest.raises(SystemExit) as exited:
+        main(
+            ["--engine", "random", "--print-config"],
+            environ={},
+            capabilities=[*default_capabilities(), *offers],
+        )
+    assert exited.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("neuro_api.server: error: ")
+    assert clash in line
+    assert all(not o.made for o in offers if isinstance(o, _Offers))
+
+
+def test_specs_keeps_its_documentation() -> None:
+    # The settings page documents SPECS with the string under it
+    # (autodata); core_specs must not come between them.
+    module = ast.parse(pathlib.Path(settings_module.__file__).read_text("utf-8"))
+    body = module.body
+    (at,) = [
+        n
+        for n, node in enumerate(body)
+        if isinstance(node, ast.AnnAssign) and ast.unparse(node.target) == "SPECS"
+    ]
+    after = body[at + 1]
+    assert isinstance(after, ast.Expr)
+    assert isinstance(after.value, ast.Constant)
+    assert "Every core setting" in str(after.value.value)
 
 
 # --- routes, health, stats, console ------------------------------------------------
@@ -310,3 +408,27 @@ async def test_the_pool_stops_after_the_games(fake: FakeRealtime) -> None:
     # Started before games connect, stopped after they left (reverse order).
     assert order.index("realtime-pool") < order.index("games")
     assert isinstance(run_.process.server, RealtimeNeuroServer)
+
+
+async def test_a_key_the_api_echoes_is_not_in_the_realtime_routes(
+    fake: FakeRealtime,
+) -> None:
+    fake.script(Error("invalid_api_key", f"Incorrect API key provided: {KEY}"))
+    async with (
+        running(fake, "--engine", "realtime") as run_,
+        connect(run_.games_url, "Tic Tac Toe") as g,
+        run_.http() as admin,
+    ):
+        await g.startup()
+        await g.register(PLAY)
+        await g.force("play")
+        await g.expect_action()  # answered at random
+        games = (await admin.get("/games")).text
+        texts = [
+            (await admin.get(path)).text
+            for path in ("/realtime/stats", "/realtime/health", "/stats")
+        ]
+    assert "engine-fallback" in games
+    assert "invalid_api_key" in texts[0]
+    for text in (games, *texts):
+        assert KEY not in text

@@ -9,7 +9,7 @@ import pytest
 
 from neuro_api.command import Action
 from neuro_api.realtime import GameContexts, ToolSet, tool_name
-from neuro_api.realtime._tools import MAX_DESCRIPTION, MAX_TOOLS
+from neuro_api.realtime._tools import MAX_DESCRIPTION, MAX_TOOLS, MAX_TOOLS_BYTES
 
 ACCEPTED = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -53,12 +53,15 @@ def test_tools_map_back_to_actions_and_data() -> None:
 
 
 def test_a_tool_set_is_bounded() -> None:
-    actions = [Action(f"a{n}", "d" * 5000, None) for n in range(MAX_TOOLS + 10)]
+    actions = [Action(f"a{n}", "d", None) for n in range(MAX_TOOLS + 10)]
     tools = ToolSet(actions)
     assert len(tools) == MAX_TOOLS
     assert tools.left_out == 10
+    actions = [Action(f"a{n}", "d" * 5000, None) for n in range(MAX_TOOLS + 10)]
+    tools = ToolSet(actions)
     assert all(len(t["description"]) == MAX_DESCRIPTION for t in tools.tools)
-    assert len(orjson.dumps(tools.tools)) < MAX_TOOLS * (MAX_DESCRIPTION + 200)
+    assert len(orjson.dumps(tools.tools)) <= MAX_TOOLS_BYTES
+    assert tools.left_out == len(actions) - len(tools)
 
 
 def test_context_keeps_the_newest_lines_within_the_budget() -> None:

@@ -184,6 +184,20 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
+def _engine_clash(capabilities: Sequence[Capability]) -> str | None:
+    """Why two makers would answer to one ``--engine`` name (None: none would)."""
+    makers = dict.fromkeys(("console", "random"), "the server")
+    for capability in capabilities:
+        for name in capability.engines:
+            maker = makers.setdefault(name, f"capability {capability.name!r}")
+            if maker != f"capability {capability.name!r}":
+                return (
+                    f"engine {name!r} of capability {capability.name!r} is "
+                    f"offered by {maker} already"
+                )
+    return None
+
+
 def make_engine(
     settings: Settings, capabilities: Sequence[Capability] = ()
 ) -> AbstractTrioNeuroServer:
@@ -273,6 +287,8 @@ def main(
         fail(str(exc))
     sections = list(kinds.values())
     engines = [name for capability in capabilities for name in capability.engines]
+    if clash := _engine_clash(capabilities):
+        fail(clash)
     args = build_parser(sections, engines).parse_args(argv)
     try:
         settings = load_settings(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import urllib.parse
 from typing import Any, ClassVar
 
 from quart import Blueprint
 
+from neuro_api._redact import redact_data
 from neuro_api.capability import Capability, Setup
 from neuro_api.control import public
 from neuro_api.realtime._config import DEFAULT_MODEL, DEFAULT_URL, PoolConfig
@@ -32,9 +34,19 @@ def _between(low: int, high: int) -> Any:
 
 
 def _url(value: str) -> str | None:
-    if value.startswith(("ws://", "wss://")):
-        return None
-    return "must be a ws:// or wss:// URL"
+    # What PoolConfig checks, said here so the error names the setting.
+    try:
+        parts = urllib.parse.urlsplit(value)
+        parts.port  # noqa: B018 - raises for a port out of range
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        return "must be a ws:// or wss:// URL"
+    return None
+
+
+def _not_empty(value: str) -> str | None:
+    return None if value else "must not be empty"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -54,6 +66,7 @@ class RealtimeSettings:
         DEFAULT_MODEL,
         "Realtime model",
         env="OPENAI_REALTIME_MODEL",
+        check=_not_empty,
         metavar="MODEL",
     )
     url: str = setting(
@@ -288,6 +301,10 @@ def realtime_routes(pool: RealtimePool) -> Blueprint:
     """``/realtime/health`` (public), ``/realtime/stats`` and ``/realtime/config``."""
     routes = Blueprint("realtime_pool", __name__)
 
+    def hidden(data: dict[str, Any]) -> Any:
+        # Errors and close reasons are the API's words: they may quote the key.
+        return redact_data(data, [pool.config.api_key])
+
     @routes.get("/health")
     @public
     async def health() -> Any:
@@ -297,7 +314,7 @@ def realtime_routes(pool: RealtimePool) -> Blueprint:
         {"healthy_connections", "total_connections", "max_connections"},
         "message"}``, plus ``problem`` while the API refuses connections.
         """
-        return pool.health()
+        return hidden(pool.health())
 
     @routes.get("/stats")
     async def stats() -> Any:
@@ -307,7 +324,7 @@ def realtime_routes(pool: RealtimePool) -> Blueprint:
         ``active_sessions``, ``total_sessions_handled``,
         ``max_connections``), then ours.
         """
-        return {**pool.stats(), "connections": pool.connections()}
+        return hidden({**pool.stats(), "connections": pool.connections()})
 
     @routes.get("/config")
     async def config() -> Any:

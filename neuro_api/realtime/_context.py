@@ -8,13 +8,18 @@ from typing import Final
 __all__ = ["GameContexts"]
 
 _CUT: Final = " [...]"
+_CHUNK: Final = 256
+"""Short lines are kept joined up to this many characters: a str object
+costs ~50 bytes, so a flood of tiny lines would otherwise keep many times
+the character budget alive."""
 
 
 class GameContexts:
     """Each game's context lines, oldest first, within ``max_chars`` per game.
 
-    Adding a line drops the oldest ones until the game's lines fit; a line
-    longer than the whole budget is cut. At most ``max_games`` titles are
+    Adding a line drops the oldest ones until the game's lines fit (short
+    lines go in groups of up to 256 characters); a line longer than the
+    whole budget is cut. At most ``max_games`` titles are
     remembered (the one not heard from longest is forgotten first), so
     games naming themselves anew cannot grow it without bound.
     """
@@ -42,8 +47,11 @@ class GameContexts:
                 del self._sizes[gone]
         else:
             self._games.move_to_end(game)
-        lines.append(line)
         size = self._sizes[game] + len(line) + 1
+        if lines and len(lines[-1]) + len(line) < _CHUNK and size <= self.max_chars:
+            lines[-1] = f"{lines[-1]}\n{line}"  # the same text, one object
+        else:
+            lines.append(line)
         while size > self.max_chars and len(lines) > 1:
             size -= len(lines.popleft()) + 1
         self._sizes[game] = size

@@ -22,6 +22,7 @@ from typing import Any, Final
 
 import trio
 
+from neuro_api._redact import redact
 from neuro_api._text import printable
 from neuro_api.command import Action, ForcePriority
 from neuro_api.diagnostics import diagnose
@@ -68,6 +69,10 @@ _ATTEMPTS: Final = 2
 
 class _WrongTwice(Exception):
     """The model answered with an invalid call on every attempt."""
+
+
+class _TooLarge(Exception):
+    """No forced action fits in a request (see MAX_TOOLS_BYTES)."""
 
 
 def _cut(text: str, limit: int) -> str:
@@ -189,6 +194,8 @@ class RealtimeNeuroServer(RandomNeuroServer):
         reason = f"the model did not answer within {self.answer_timeout:g} s"
         kind = "timeout"
         try:
+            if not tools:
+                raise _TooLarge("every action's definition is too large to offer")
             with trio.move_on_after(self.answer_timeout):
                 answer = await self._decide(
                     tools, self._instructions(priority), prompt, required=True
@@ -200,6 +207,8 @@ class RealtimeNeuroServer(RandomNeuroServer):
         except trio.Cancelled:
             self.counts["cancelled"] += 1
             raise
+        except _TooLarge as exc:
+            reason, kind = str(exc), "too-large"
         except _WrongTwice as exc:
             reason, kind = str(exc), "invalid"
         except RealtimeError as exc:
@@ -248,6 +257,9 @@ class RealtimeNeuroServer(RandomNeuroServer):
     def _fall_back(self, game: str, reason: str, kind: str) -> None:
         self.counts["fallbacks"] += 1
         self.fallback_reasons[kind] += 1
+        # The reason may quote the API (an error, a close reason), which may
+        # quote the key: diagnostics are shown to games' developers.
+        reason = redact(reason, [self.pool.config.api_key])
         diagnostic = diagnose("force.engine-fallback", game=game, reason=reason)
         client = next(
             (
@@ -303,14 +315,18 @@ class RealtimeNeuroServer(RandomNeuroServer):
     ) -> tuple[str, str | None] | str:
         """The action and data of a call, or what is wrong with it."""
         shown = printable(_cut(tool, 80))
+        # Bounded as the random engine's answers are, before any parsing: the
+        # action frame quotes the data, so text under max_message_size may
+        # still make a frame too large to send (and the force would be lost).
+        limit = self.config.max_generated_size
+        if len(arguments) > limit:
+            return f"{shown}: its arguments are too large (over {limit} characters)"
         try:
             action, data = tools.answer(tool, arguments)
         except KeyError:
             return f"{shown!r} is not one of the functions"
         except ValueError as exc:
             return f"{shown}: {exc}"
-        if data is not None and len(data) > self.config.max_message_size:
-            return f"{shown}: its arguments are too large"
         try:
             result = await self.validate_data(action.schema, data)
         except SchemaError as exc:  # the game's schema: no model can satisfy it
@@ -398,8 +414,16 @@ class RealtimeNeuroServer(RandomNeuroServer):
                 with trio.CancelScope(shield=True) as scope:
                     scope.deadline = trio.current_time() + _CANCEL_WAIT
                     with contextlib.suppress(ConnectionLost):
+                        # With an id of its own: the API's answer to a cancel
+                        # that came too late ("no active response") then
+                        # names it, and the next lease does not take it for
+                        # an error about its own request.
                         await conn.send(
-                            {"type": "response.cancel", "response_id": response_id}
+                            {
+                                "type": "response.cancel",
+                                "event_id": f"neuro_api_{next(self._event_ids)}",
+                                "response_id": response_id,
+                            }
                         )
 
     # --- unforced acting --------------------------------------------------------
@@ -416,9 +440,11 @@ class RealtimeNeuroServer(RandomNeuroServer):
     async def act_unforced(self) -> bool:
         """Offer one ready game all its actions; the model may act or not.
 
-        A ready game is served, has actions, no force and is not held.
-        Returns whether an action was started. Failures of the model are
-        logged and nothing is done (nothing waits for an unforced action).
+        A ready game is served, has actions, no force and is not held,
+        before the model is asked and again once it answered (the action
+        must still be registered). Returns whether an action was started.
+        Failures of the model are logged and nothing is done (nothing waits
+        for an unforced action).
         """
         ready = [
             c
@@ -430,6 +456,8 @@ class RealtimeNeuroServer(RandomNeuroServer):
         client = self.rng.choice(ready)
         title = client.game_title or ""
         tools = ToolSet(client.actions.values())
+        if not tools:
+            return False  # no definition small enough to offer
         answer = None
         with trio.move_on_after(self.answer_timeout):
             try:
@@ -440,11 +468,25 @@ class RealtimeNeuroServer(RandomNeuroServer):
                     required=False,
                 )
             except (_WrongTwice, RealtimeError) as exc:
-                LOGGER.info("not acting unforced on %s: %s", printable(title), exc)
-        if answer is None or not client.serving:
+                LOGGER.info(
+                    "not acting unforced on %s: %s",
+                    printable(title),
+                    redact(str(exc), [self.pool.config.api_key]),
+                )
+        if answer is None:
+            return False
+        name, data = answer
+        # The game may have changed while the model thought: it left, was
+        # held (paused), got a force, or took the action back.
+        if (
+            not client.serving
+            or client.active_force is not None
+            or client.forces_held
+            or name not in client.actions
+        ):
+            LOGGER.debug("not acting unforced on %s: it changed", printable(title))
             return False
         self.counts["unforced"] += 1
-        name, data = answer
         self.contexts.add(
             title,
             f"You chose {name}"

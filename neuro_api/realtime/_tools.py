@@ -21,12 +21,16 @@ import orjson
 from neuro_api._generate import encode_data
 from neuro_api.command import Action
 
-__all__ = ["MAX_DESCRIPTION", "MAX_TOOLS", "ToolSet", "tool_name"]
+__all__ = ["MAX_DESCRIPTION", "MAX_TOOLS", "MAX_TOOLS_BYTES", "ToolSet", "tool_name"]
 
 MAX_TOOLS: Final = 128
 """Tools offered in one request (the API's limit); the rest are left out."""
 MAX_DESCRIPTION: Final = 1024
 """Characters of an action's description passed on."""
+MAX_TOOLS_BYTES: Final = 65536
+"""Bytes of tool definitions (JSON) offered in one request: a Realtime
+model's context holds some 32,000 tokens in all, and a game's schemas may
+take megabytes; tools beyond it are left out."""
 _NAME_MAX: Final = 64
 _BAD: Final = re.compile(r"[^A-Za-z0-9_-]")
 _WRAPPED: Final = "value"
@@ -61,8 +65,9 @@ def _has_combinator(schema: dict[str, Any]) -> bool:
 class ToolSet:
     """The tools of one request, and the way back from the model's calls.
 
-    Built from the offered actions (at most :data:`MAX_TOOLS`; those beyond
-    are left out and counted in :attr:`left_out`).
+    Built from the offered actions, in order: at most :data:`MAX_TOOLS`
+    within :data:`MAX_TOOLS_BYTES` of JSON; those left out (beyond, or too
+    large for what is left) are counted in :attr:`left_out`.
     """
 
     def __init__(self, actions: Iterable[Action]) -> None:
@@ -70,6 +75,7 @@ class ToolSet:
         """The ``tools`` of a ``response.create`` (the GA flat shape)."""
         self.left_out = 0
         self._actions: dict[str, tuple[Action, bool]] = {}
+        room = MAX_TOOLS_BYTES
         for action in actions:
             if len(self.tools) >= MAX_TOOLS:
                 self.left_out += 1
@@ -78,15 +84,21 @@ class ToolSet:
             if name in self._actions:
                 continue  # the same action twice
             parameters, wrapped = _parameters(action.schema)
+            tool = {
+                "type": "function",
+                "name": name,
+                "description": action.description[:MAX_DESCRIPTION],
+                "parameters": parameters,
+            }
+            # Encoded to be measured: a schema is at most a frame (1 MiB by
+            # default), and a game's all together its memory budget.
+            size = len(orjson.dumps(tool)) + 1
+            if size > room:
+                self.left_out += 1
+                continue
+            room -= size
             self._actions[name] = (action, wrapped)
-            self.tools.append(
-                {
-                    "type": "function",
-                    "name": name,
-                    "description": action.description[:MAX_DESCRIPTION],
-                    "parameters": parameters,
-                }
-            )
+            self.tools.append(tool)
 
     def __len__(self) -> int:
         return len(self.tools)
