@@ -31,7 +31,7 @@ from neuro_api._text import printable
 from neuro_api.realtime._config import PoolConfig
 from neuro_api.realtime._connection import (
     RESET_PREFIX,
-    Event,
+    Link,
     PoolCounters,
     RealtimeConnection,
 )
@@ -149,10 +149,10 @@ class RealtimePool:
     def __init__(self, config: PoolConfig) -> None:
         self.config = config
         self.counters = PoolCounters()
-        self._all: dict[str, RealtimeConnection] = {}
-        self._idle: list[RealtimeConnection] = []  # most recently used last
-        self._leased: set[RealtimeConnection] = set()
-        self._resetting: set[RealtimeConnection] = set()
+        self._all: dict[str, Link] = {}
+        self._idle: list[Link] = []  # most recently used last
+        self._leased: set[Link] = set()
+        self._resetting: set[Link] = set()
         self._opening = 0
         self._awaiting_reset = 0
         self._live = 0  # connection tasks running (opening, open or closing)
@@ -228,7 +228,7 @@ class RealtimePool:
         :class:`LeaseTimeout` when every connection stayed leased that long,
         :class:`RealtimeUnavailable` when none can be opened (the reason
         says why). The connection is returned when the block ends, however
-        it ends.
+        it ends; this ``conn`` serves this block only.
         """
         conn = await self.acquire()
         try:
@@ -240,6 +240,7 @@ class RealtimePool:
         """Lease a connection; pair it with :meth:`release`.
 
         :meth:`connection_context` does both (and says what is raised).
+        The handle returned works until it is released.
         """
         if self._nursery is None or self._closing:
             raise RealtimeUnavailable("the Realtime pool is not running")
@@ -249,7 +250,7 @@ class RealtimePool:
             with trio.move_on_after(timeout) as scope:
                 await self._slots.acquire()
                 try:
-                    conn = await self._find()
+                    link = await self._find()
                 except BaseException:
                     self._slots.release()
                     raise
@@ -261,15 +262,14 @@ class RealtimePool:
                 f"every Realtime connection stayed leased for {timeout:g} s "
                 f"(max_connections {self.config.max_connections})"
             )
-        conn.leased = True
-        conn.session_count += 1
-        conn.last_used = trio.current_time()
-        conn.attach()
-        self._leased.add(conn)
+        link.leased = True
+        link.session_count += 1
+        link.last_used = trio.current_time()
+        self._leased.add(link)
         self.sessions_handled += 1
-        return conn
+        return link.attach()
 
-    async def _find(self) -> RealtimeConnection:
+    async def _find(self) -> Link:
         """An idle connection, or a new one (the caller holds a slot)."""
         while True:
             if self._closing:
@@ -290,7 +290,7 @@ class RealtimePool:
             # Others are being opened or reset: one frees up soon.
             await self._changed.park()
 
-    def _take_idle(self) -> RealtimeConnection | None:
+    def _take_idle(self) -> Link | None:
         now = trio.current_time()
         while self._idle:
             conn = self._idle.pop()  # the most recently used: others may expire
@@ -305,34 +305,35 @@ class RealtimePool:
 
         Never waits: a connection left in a state the next user must not
         see is reset in the background first; one that cannot serve again
-        is closed in the background.
+        is closed in the background. ``conn`` stops working at once.
         """
-        if not conn.leased:
-            return
-        conn.leased = False
-        conn.detach()
-        self._leased.discard(conn)
+        if not conn.for_lease or not conn.current:
+            return  # given back already (it may serve someone else now)
+        link = conn.link
+        link.leased = False
+        link.detach()
+        self._leased.discard(link)
         self._slots.release()
         now = trio.current_time()
-        conn.last_used = now
-        reason = self._unusable(conn, now)
+        link.last_used = now
+        reason = self._unusable(link, now)
         if (
             reason is None
-            and conn.session_count >= self.config.max_sessions_per_connection
+            and link.session_count >= self.config.max_sessions_per_connection
         ):
-            reason = f"it served {conn.session_count} leases"
-        if reason is None and conn.items_overflow:
+            reason = f"it served {link.session_count} leases"
+        if reason is None and link.items_overflow:
             reason = "too many conversation items to reset"
         if reason is not None or self._nursery is None:
-            self._retire(conn, reason or "the pool stopped")
-        elif conn.dirty:
-            self._resetting.add(conn)
-            self._nursery.start_soon(self._reset, conn)
+            self._retire(link, reason or "the pool stopped")
+        elif link.dirty:
+            self._resetting.add(link)
+            self._nursery.start_soon(self._reset, link)
         else:
-            self._idle.append(conn)
+            self._idle.append(link)
         self._changed.unpark_all()
 
-    def _unusable(self, conn: RealtimeConnection, now: float) -> str | None:
+    def _unusable(self, conn: Link, now: float) -> str | None:
         if self._closing:
             return "the pool is closing"
         if not conn.healthy:
@@ -341,7 +342,7 @@ class RealtimePool:
             return f"older than {self.config.max_connection_age:g} s"
         return None
 
-    def _retire(self, conn: RealtimeConnection, reason: str) -> None:
+    def _retire(self, conn: Link, reason: str) -> None:
         """Close ``conn``: it leaves the pool now, and closes within close_timeout."""
         if conn.id in self._all:
             self.retired += 1
@@ -356,7 +357,7 @@ class RealtimePool:
 
     # --- opening and closing -------------------------------------------------
 
-    async def _open(self) -> RealtimeConnection:
+    async def _open(self) -> Link:
         now = trio.current_time()
         if now < self._retry_at:
             raise RealtimeUnavailable(
@@ -365,7 +366,7 @@ class RealtimePool:
         assert self._nursery is not None
         self._opening += 1
         try:
-            conn: RealtimeConnection = await self._nursery.start(self._connection)
+            conn: Link = await self._nursery.start(self._connection)
         except RealtimeUnavailable as exc:
             self._failed(exc.reason)
             raise RealtimeUnavailable(self.problem or exc.reason) from None
@@ -375,9 +376,7 @@ class RealtimePool:
         self._recovered()
         return conn
 
-    async def _connection(
-        self, *, task_status: trio.TaskStatus[RealtimeConnection]
-    ) -> None:
+    async def _connection(self, *, task_status: trio.TaskStatus[Link]) -> None:
         """One connection's life: open it, read it, keep it alive, close it.
 
         The TCP (or TLS) stream is opened here and always closed here:
@@ -402,7 +401,7 @@ class RealtimePool:
                         message_queue_size=_WS_QUEUE,
                         max_message_size=config.max_message_size,
                     )
-                conn = RealtimeConnection(
+                conn = Link(
                     websocket,
                     counters=self.counters,
                     queue_size=config.event_queue,
@@ -444,7 +443,7 @@ class RealtimePool:
                 self._live -= 1
                 self._changed.unpark_all()
 
-    def _forget(self, conn: RealtimeConnection) -> None:
+    def _forget(self, conn: Link) -> None:
         if self._all.pop(conn.id, None) is None:
             return
         if conn in self._idle:
@@ -485,13 +484,13 @@ class RealtimePool:
 
     # --- reset between leases --------------------------------------------------
 
-    async def _reset(self, conn: RealtimeConnection) -> None:
-        conn.attach(lease=False)
+    async def _reset(self, conn: Link) -> None:
+        holder = conn.attach(lease=False)
         why = f"no reset within {self.config.reset_timeout:g} s"
         done = False
         with trio.move_on_after(self.config.reset_timeout):
             try:
-                await self._undo(conn)
+                await self._undo(conn, holder)
                 done = True
             except (ConnectionLost, RealtimeAPIError) as exc:
                 why = str(exc)
@@ -506,16 +505,17 @@ class RealtimePool:
         else:
             self._retire(conn, f"could not be reset: {why}")
 
-    async def _undo(self, conn: RealtimeConnection) -> None:
+    async def _undo(self, conn: Link, holder: RealtimeConnection) -> None:
         """What the last lease changed, undone (raises when the API refuses)."""
-        # A response asked for and not created yet would start under the
-        # next holder: wait for it (or its refusal), then cancel it.
-        await _until(conn, lambda: not conn.requested, tolerated=set(conn.requested))
+        # Answers still due to the last lease would reach the next holder
+        # (a response asked for would even start under it): wait for them
+        # (or their refusals), then undo what they did.
+        await _until(holder, lambda: not conn.awaiting)
         if conn.open_responses:
             for response_id in list(conn.open_responses):
                 if response_id in conn.cancelled:
                     continue  # its holder asked already: wait for its end
-                await conn.send(
+                await holder.send(
                     {
                         "type": "response.cancel",
                         "event_id": RESET_PREFIX + "cancel",
@@ -523,20 +523,18 @@ class RealtimePool:
                     }
                 )
             await _until(
-                conn,
+                holder,
                 lambda: not conn.open_responses,
                 tolerated={RESET_PREFIX + "cancel"},
             )
         if conn.audio_sent:
-            await conn.send(
+            await holder.send(
                 {"type": "input_audio_buffer.clear", "event_id": RESET_PREFIX + "audio"}
             )
-            await _until_event(
-                conn, "input_audio_buffer.cleared", RESET_PREFIX + "audio"
-            )
+            await _until(holder, lambda: not conn.clearing)
         if conn.items:
             for item_id in list(conn.items):
-                await conn.send(
+                await holder.send(
                     {
                         "type": "conversation.item.delete",
                         "event_id": f"{RESET_PREFIX}delete_{item_id}"[:100],
@@ -544,7 +542,9 @@ class RealtimePool:
                     }
                 )
             await _until(
-                conn, lambda: not conn.items, tolerated_prefix=RESET_PREFIX + "delete_"
+                holder,
+                lambda: not conn.items,
+                tolerated_prefix=RESET_PREFIX + "delete_",
             )
         if conn.session_changed:
             initial = conn.initial_session or {}
@@ -554,14 +554,14 @@ class RealtimePool:
                 for key in _RESET_KEYS
                 if initial.get(key) is not None
             )
-            await conn.send(
+            await holder.send(
                 {
                     "type": "session.update",
                     "event_id": RESET_PREFIX + "session",
                     "session": session,
                 }
             )
-            await _until_event(conn, "session.updated", RESET_PREFIX + "session")
+            await _until(holder, lambda: not conn.updating)
 
     # --- the health monitor -----------------------------------------------------
 
@@ -714,7 +714,8 @@ async def _until(
     """Read events until ``done()``; an error about our own request raises.
 
     Errors for the events named ``tolerated`` (by event id, or prefix) are
-    expected races (the response had just ended, the item was gone).
+    expected races (the response had just ended, the item was gone), and
+    so are errors about what the last lease sent (a refused request).
     """
     while not done():
         event = await conn.receive()
@@ -725,6 +726,8 @@ async def _until(
         about = error.get("event_id")
         if about in tolerated:
             continue
+        if isinstance(about, str) and not about.startswith(RESET_PREFIX):
+            continue
         if (
             tolerated_prefix
             and isinstance(about, str)
@@ -733,16 +736,3 @@ async def _until(
             conn.items.pop(about.removeprefix(tolerated_prefix), None)
             continue
         raise RealtimeAPIError(error)
-
-
-async def _until_event(conn: RealtimeConnection, kind: str, event_id: str) -> None:
-    """Read events until one of ``kind``; an error about ``event_id`` raises."""
-    while True:
-        event: Event = await conn.receive()
-        if event["type"] == kind:
-            return
-        if event["type"] == "error":
-            error = event.get("error")
-            error = error if isinstance(error, dict) else {}
-            if error.get("event_id") in (event_id, None):
-                raise RealtimeAPIError(error)
