@@ -7,14 +7,31 @@ here when the fake cannot misbehave that way.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import orjson
 import pytest
 import trio
 from fake_realtime import FakeRealtime, open_fake_realtime
 from realtime_helpers import running_pool
+from trio_websocket import (
+    ConnectionClosed,
+    WebSocketConnection,
+    WebSocketRequest,
+    serve_websocket,
+)
 
-from neuro_api.realtime import ConnectionLost
+from neuro_api.realtime import (
+    ConnectionLost,
+    PoolConfig,
+    RealtimeError,
+    RealtimePool,
+    RealtimeUnavailable,
+)
 
 
 @pytest.fixture
@@ -118,3 +135,121 @@ async def test_the_answer_to_the_resets_own_clear_does_not_reach_the_next(
             assert again.id == conn.id
             assert await nothing_within(again, 1) == []
         assert len(fake.connections[0].events("input_audio_buffer.clear")) == 2
+
+
+# --- shutdown and handshakes ---------------------------------------------------
+
+
+async def silent_server(
+    accepted: trio.Event, *, task_status: trio.TaskStatus[int]
+) -> None:
+    """Accepts TCP connections and never answers (a frozen API)."""
+
+    async def handler(stream: trio.SocketStream) -> None:
+        accepted.set()
+        await trio.sleep_forever()
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, handler, listeners)
+        task_status.started(port)
+
+
+async def acquire_or_fail(pool: RealtimePool, failures: list[BaseException]) -> None:
+    try:
+        pool.release(await pool.acquire())
+    except RealtimeError as exc:
+        failures.append(exc)
+
+
+async def test_shutdown_is_bounded_with_a_connection_mid_handshake(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    accepted = trio.Event()
+    failures: list[BaseException] = []
+    async with trio.open_nursery() as server:
+        port = await server.start(silent_server, accepted)
+        pool = RealtimePool(
+            PoolConfig(
+                api_key="sk-x",
+                url=f"ws://127.0.0.1:{port}/v1/realtime",
+                connect_timeout=100.0,
+                lease_timeout=100.0,
+                close_timeout=2.0,
+            )
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(pool.run)
+            # A caller outside the pool's nursery, not cancelled with it.
+            server.start_soon(acquire_or_fail, pool, failures)
+            await accepted.wait()
+            start = trio.current_time()
+            nursery.cancel_scope.cancel()
+        assert trio.current_time() - start <= 2.5
+        await trio.sleep(1)
+        assert [type(exc) for exc in failures] == [RealtimeUnavailable]
+        assert "closing" in str(failures[0])
+        assert pool.problem is None  # not a failure of the API
+        server.cancel_scope.cancel()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+KEY = "sk-test-key-0123456789"
+
+
+@contextlib.asynccontextmanager
+async def scripted_api(
+    script: Callable[[WebSocketConnection], Awaitable[None]],
+    *,
+    accept_after: float = 0.0,
+) -> AsyncIterator[str]:
+    """A WebSocket server that accepts anyone (after ``accept_after``
+    seconds) and runs ``script`` on each; yields its ``ws://`` URL."""
+
+    async def handler(request: WebSocketRequest) -> None:
+        await trio.sleep(accept_after)
+        ws = await request.accept()
+        with contextlib.suppress(ConnectionClosed):
+            await script(ws)
+            await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(
+            functools.partial(serve_websocket, handler, "127.0.0.1", 0, None)
+        )
+        yield f"ws://127.0.0.1:{server.port}/v1/realtime"
+        nursery.cancel_scope.cancel()
+
+
+@contextlib.asynccontextmanager
+async def pool_on(url: str, **overrides: Any) -> AsyncIterator[RealtimePool]:
+    options: dict[str, Any] = {
+        "api_key": KEY,
+        "url": url,
+        "connect_timeout": 5.0,
+        "close_timeout": 2.0,
+        "lease_timeout": 10.0,
+    }
+    options.update(overrides)
+    pool = RealtimePool(PoolConfig(**options))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pool.run)
+        yield pool
+        nursery.cancel_scope.cancel()
+
+
+async def test_connect_timeout_bounds_the_whole_handshake(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async def slow(ws: WebSocketConnection) -> None:
+        await trio.sleep(3)
+        await ws.send_message(
+            orjson.dumps({"type": "session.created", "session": {}}).decode()
+        )
+
+    async with scripted_api(slow, accept_after=3) as url, pool_on(url) as pool:
+        start = trio.current_time()
+        with pytest.raises(RealtimeUnavailable, match="within 5 s"):
+            await pool.acquire()
+        assert trio.current_time() - start == pytest.approx(5, abs=0.1)

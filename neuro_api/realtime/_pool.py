@@ -156,6 +156,7 @@ class RealtimePool:
         self._opening = 0
         self._awaiting_reset = 0
         self._live = 0  # connection tasks running (opening, open or closing)
+        self._handshakes: set[trio.CancelScope] = set()
         self._slots = trio.Semaphore(config.max_connections)
         self._changed = trio.lowlevel.ParkingLot()
         self._nursery: trio.Nursery | None = None
@@ -181,7 +182,8 @@ class RealtimePool:
 
         Reports the pool itself once ready (no connection is opened before
         the first lease). Once cancelled, every connection gets a closing
-        handshake, within ``close_timeout`` in all.
+        handshake, within ``close_timeout`` in all; handshakes under way
+        are abandoned (their callers get :class:`RealtimeUnavailable`).
         """
         if self._nursery is not None:
             raise RuntimeError("this pool is already running")
@@ -209,6 +211,8 @@ class RealtimePool:
                 task_status.started()
                 await stop.wait()
                 self._closing = True
+                for handshake in self._handshakes:
+                    handshake.cancel()
                 for conn in list(self._all.values()):
                     conn.lost("the pool is closing")
                 self._changed.unpark_all()
@@ -368,6 +372,8 @@ class RealtimePool:
         try:
             conn: Link = await self._nursery.start(self._connection)
         except RealtimeUnavailable as exc:
+            if self._closing:
+                raise
             self._failed(exc.reason)
             raise RealtimeUnavailable(self.problem or exc.reason) from None
         finally:
@@ -386,62 +392,87 @@ class RealtimePool:
         config = self.config
         opened = False
         stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] | None = None
+        # Until it is open, the handshake runs in its caller's task, out of
+        # reach of the pool's nursery: the pool's shutdown cancels it here.
+        handshake = trio.CancelScope()
+        self._handshakes.add(handshake)
+        if self._closing:
+            handshake.cancel()
+        # One deadline for the whole handshake, up to session.created.
+        deadline = trio.current_time() + config.connect_timeout
         self._live += 1
         try:
-            with trio.fail_after(config.connect_timeout):
-                stream = await _open_stream(config)
-            async with trio.open_nursery() as nursery:
-                with trio.fail_after(config.connect_timeout):
-                    websocket = await trio_websocket.wrap_client_stream(
-                        nursery,
-                        stream,
-                        config.host_header,
-                        config.resource,
-                        extra_headers=config.headers(),
-                        message_queue_size=_WS_QUEUE,
-                        max_message_size=config.max_message_size,
+            with handshake:
+                with trio.fail_at(deadline):
+                    stream = await _open_stream(config)
+                async with trio.open_nursery() as nursery:
+                    conn = await self._handshake(nursery, stream, deadline)
+                    websocket = conn.websocket
+                    nursery.start_soon(
+                        conn.keep_alive, config.ping_interval, config.ping_timeout
                     )
-                conn = Link(
-                    websocket,
-                    counters=self.counters,
-                    queue_size=config.event_queue,
-                    max_items=config.max_tracked_items,
-                )
-                nursery.start_soon(conn.read)
-                with trio.move_on_after(config.connect_timeout):
-                    await conn.wait_created()
-                if conn.initial_session is None:
-                    raise _NoSession(
-                        conn.problem
-                        or f"no session.created within {config.connect_timeout:g} s"
-                    )
-                nursery.start_soon(
-                    conn.keep_alive, config.ping_interval, config.ping_timeout
-                )
-                self._all[conn.id] = conn
-                self.connects += 1
-                opened = True
-                LOGGER.debug("opened Realtime connection %s", conn.id)
-                task_status.started(conn)
-                try:
-                    await conn.ended.wait()
-                finally:
-                    self._forget(conn)
-                    with trio.CancelScope(shield=True) as scope:
-                        scope.deadline = trio.current_time() + config.close_timeout
-                        await websocket.aclose()
-                    nursery.cancel_scope.cancel()
+                    self._handshakes.discard(handshake)
+                    self._all[conn.id] = conn
+                    self.connects += 1
+                    opened = True
+                    LOGGER.debug("opened Realtime connection %s", conn.id)
+                    task_status.started(conn)
+                    try:
+                        await conn.ended.wait()
+                    finally:
+                        self._forget(conn)
+                        with trio.CancelScope(shield=True) as scope:
+                            scope.deadline = trio.current_time() + config.close_timeout
+                            await websocket.aclose()
+                        nursery.cancel_scope.cancel()
+            if not opened:  # the pool closed during the handshake
+                raise RealtimeUnavailable("the Realtime pool is closing")
         except BaseException as exc:
             if opened or not _is_failure(exc):
                 raise  # cancelled, or a bug: not a reason to give a lessee
             raise RealtimeUnavailable(_describe(exc, config)) from None
         finally:
+            self._handshakes.discard(handshake)
             try:
                 if stream is not None:
                     await trio.aclose_forcefully(stream)
             finally:
                 self._live -= 1
                 self._changed.unpark_all()
+
+    async def _handshake(
+        self,
+        nursery: trio.Nursery,
+        stream: trio.SocketStream | trio.SSLStream[trio.SocketStream],
+        deadline: float,
+    ) -> Link:
+        """The WebSocket handshake on ``stream``, then ``session.created``."""
+        config = self.config
+        with trio.fail_at(deadline):
+            websocket = await trio_websocket.wrap_client_stream(
+                nursery,
+                stream,
+                config.host_header,
+                config.resource,
+                extra_headers=config.headers(),
+                message_queue_size=_WS_QUEUE,
+                max_message_size=config.max_message_size,
+            )
+        conn = Link(
+            websocket,
+            counters=self.counters,
+            queue_size=config.event_queue,
+            max_items=config.max_tracked_items,
+        )
+        nursery.start_soon(conn.read)
+        with trio.move_on_at(deadline):
+            await conn.wait_created()
+        if conn.initial_session is None:
+            raise _NoSession(
+                conn.problem
+                or f"no session.created within {config.connect_timeout:g} s"
+            )
+        return conn
 
     def _forget(self, conn: Link) -> None:
         if self._all.pop(conn.id, None) is None:
