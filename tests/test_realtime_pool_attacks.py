@@ -28,6 +28,7 @@ from trio_websocket import (
 from neuro_api.realtime import (
     ConnectionLost,
     PoolConfig,
+    RealtimeAPIError,
     RealtimeError,
     RealtimePool,
     RealtimeUnavailable,
@@ -253,3 +254,108 @@ async def test_connect_timeout_bounds_the_whole_handshake(
         with pytest.raises(RealtimeUnavailable, match="within 5 s"):
             await pool.acquire()
         assert trio.current_time() - start == pytest.approx(5, abs=0.1)
+
+
+def error_event(message: str, code: str = "bad") -> str:
+    return orjson.dumps(
+        {
+            "type": "error",
+            "event_id": "event_1",
+            "error": {
+                "type": "invalid_request_error",
+                "code": code,
+                "message": message,
+            },
+        }
+    ).decode()
+
+
+async def test_an_error_instead_of_session_created_fails_the_handshake_at_once(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async def refuse(ws: WebSocketConnection) -> None:
+        await ws.send_message(error_event("Model not found", "model_not_found"))
+
+    async with scripted_api(refuse) as url, pool_on(url) as pool:
+        start = trio.current_time()
+        with pytest.raises(RealtimeUnavailable, match="model_not_found: Model not"):
+            await pool.acquire()
+        assert trio.current_time() - start < 1
+        assert "model_not_found" in pool.health()["problem"]
+
+
+async def test_garbage_before_session_created_is_tolerated(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async def garbage(ws: WebSocketConnection) -> None:
+        await ws.send_message("not json")
+        await ws.send_message(b"\x00binary")
+        await ws.send_message("[1, 2]")
+        await ws.send_message('{"type": 3}')
+        await ws.send_message(
+            orjson.dumps(
+                {"type": "session.created", "session": {"type": "realtime"}}
+            ).decode()
+        )
+
+    async with scripted_api(garbage) as url, pool_on(url) as pool:
+        async with pool.connection_context() as conn:
+            assert conn.session == {"type": "realtime"}
+        assert pool.stats()["malformed_events"] == 4
+
+
+async def test_the_key_is_not_shown_when_the_api_echoes_it(
+    fake: FakeRealtime,
+    autojump_clock: trio.abc.Clock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, "neuro_api.realtime")
+    async with running_pool(fake) as pool, pool.connection_context() as conn:
+        served = fake.connections[0]
+        await served.send_event(
+            {
+                "type": "error",
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "echo",
+                    "message": f"your key {KEY} is wrong",
+                    "param": KEY,
+                },
+            }
+        )
+        event = await conn.receive()
+        assert KEY not in str(RealtimeAPIError(event["error"]))
+        await served.close(4000, f"bye {KEY}")
+        with pytest.raises(ConnectionLost) as lost:
+            await conn.receive()
+        assert KEY not in str(lost.value)
+        shown = orjson.dumps([pool.stats(), pool.connections(), pool.health()])
+        assert KEY.encode() not in shown
+    assert KEY not in caplog.text
+    assert "[redacted]" in caplog.text or "***" in caplog.text
+
+
+async def test_the_key_is_not_shown_when_a_refusal_quotes_it(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, "neuro_api.realtime")
+
+    async def quote(ws: WebSocketConnection) -> None:
+        await ws.send_message(error_event(f"key {KEY} is revoked", KEY))
+
+    async with scripted_api(quote) as url, pool_on(url) as pool:
+        with pytest.raises(RealtimeUnavailable, match="revoked") as caught:
+            await pool.acquire()
+        assert KEY not in str(caught.value)
+        assert KEY.encode() not in orjson.dumps([pool.health(), pool.stats()])
+    async with open_fake_realtime(key="other") as fake:
+        fake.reject_status = 401
+        fake.reject_body = orjson.dumps(
+            {"error": {"code": "invalid_api_key", "message": f"bad key {KEY}"}}
+        )
+        async with running_pool(fake, api_key=KEY) as pool:
+            with pytest.raises(RealtimeUnavailable, match="bad key") as caught:
+                await pool.acquire()
+            assert KEY not in str(caught.value)
+            assert KEY.encode() not in orjson.dumps([pool.health(), pool.stats()])
+    assert KEY not in caplog.text

@@ -29,6 +29,7 @@ import orjson
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
+from neuro_api._redact import redact
 from neuro_api._text import printable
 from neuro_api.realtime._errors import ConnectionLost, RealtimeAPIError
 
@@ -273,6 +274,7 @@ class Link:
         counters: PoolCounters,
         queue_size: int,
         max_items: int,
+        secret: str = "",
     ) -> None:
         self.id = "rt_" + secrets.token_hex(4)
         self.websocket = websocket
@@ -313,6 +315,7 @@ class Link:
         self._counters = counters
         self._queue_size = queue_size
         self._max_items = max_items
+        self._secrets = [secret]  # the key: never repeated from the API
         self._consumer: trio.MemorySendChannel[Event] | None = None
         self._created = trio.Event()
         self._ended = trio.Event()
@@ -416,7 +419,7 @@ class Link:
         """Mark it unhealthy for ``reason`` and end its holder's stream."""
         if self.healthy:
             self.healthy = False
-            self.problem = reason
+            self.problem = redact(reason, self._secrets)
         if self._consumer is not None:
             self._consumer.close()
         self._created.set()  # a handshake waiting for session.created ends
@@ -440,6 +443,8 @@ class Link:
                 if event is None:
                     self._counters.malformed_events += 1
                     continue
+                if event["type"] == "error":
+                    self._redact_error(event)
                 self._note(event)
                 consumer, holder = self._consumer, self.holder
                 if consumer is None or holder is None or self._stale(event, holder):
@@ -521,6 +526,8 @@ class Link:
                     "message": problem.message,
                 }
                 LOGGER.debug("%s: API error %s", self.id, printable(str(problem)))
+                if self.initial_session is None:  # the API refused the session
+                    self.lost(f"the API answered with an error: {problem}")
         elif kind == "rate_limits.updated":
             self._note_rate_limits(event.get("rate_limits"))
 
@@ -538,6 +545,14 @@ class Link:
         ]
         if any(limit.get("remaining") == 0 for limit in kept):
             self._counters.rate_limited += 1
+
+    def _redact_error(self, event: Event) -> None:
+        """The key out of an ``error`` event (the API may quote what it got)."""
+        error = event.get("error")
+        if isinstance(error, dict):
+            for key, value in error.items():
+                if isinstance(value, str):
+                    error[key] = redact(value, self._secrets)
 
     def _stale(self, event: Event, holder: RealtimeConnection) -> bool:
         """Whether ``event`` is an error about what an earlier holder sent.

@@ -26,6 +26,7 @@ import trio
 import trio_websocket
 from trio_websocket import ConnectionRejected, HandshakeError
 
+from neuro_api._redact import redact
 from neuro_api._shared import exponential_delay, find_exception
 from neuro_api._text import printable
 from neuro_api.realtime._config import PoolConfig
@@ -463,6 +464,7 @@ class RealtimePool:
             counters=self.counters,
             queue_size=config.event_queue,
             max_items=config.max_tracked_items,
+            secret=config.api_key,
         )
         nursery.start_soon(conn.read)
         with trio.move_on_at(deadline):
@@ -485,7 +487,7 @@ class RealtimePool:
 
     def _failed(self, reason: str) -> None:
         # What the API sent back is quoted: it must not carry the key on.
-        reason = reason.replace(self.config.api_key, "[redacted]")
+        reason = redact(reason, [self.config.api_key])
         self.connect_failures += 1
         delay = exponential_delay(
             self._failures,
