@@ -359,3 +359,70 @@ async def test_the_key_is_not_shown_when_a_refusal_quotes_it(
             assert KEY not in str(caught.value)
             assert KEY.encode() not in orjson.dumps([pool.health(), pool.stats()])
     assert KEY not in caplog.text
+
+
+# --- memory bounds -------------------------------------------------------------
+
+
+def held_for(conn: Any) -> int:
+    """Events waiting in ``conn``'s stream (read from its memory channel)."""
+    stats: trio.MemoryChannelStatistics = conn._receiver.statistics()
+    return stats.current_buffer_used
+
+
+async def test_a_slow_lessee_holds_a_bounded_number_of_bytes(
+    fake: FakeRealtime,
+) -> None:
+    big = 100_000
+    async with (
+        running_pool(fake, max_message_size=1 << 20, event_buffer=1 << 20) as pool,
+        pool.connection_context() as conn,
+    ):
+        served = fake.connections[0]
+        for n in range(100):
+            await served.send_event(
+                {"type": "response.output_audio.delta", "n": n, "delta": "A" * big}
+            )
+        # Until the fake wrote them all, or stopped (it would wait for us).
+        with trio.move_on_after(2):
+            await served.wait_sent("response.output_audio.delta", 100)
+        await trio.sleep(0.2)
+        assert held_for(conn) * big <= (1 << 20) + big
+        # Nothing was lost: the reader waited.
+        for n in range(100):
+            event = await conn.receive()
+            assert event["n"] == n
+
+
+async def test_a_flood_of_responses_is_not_tracked_without_bound(
+    fake: FakeRealtime, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running_pool(fake, max_tracked_items=100) as pool:
+        async with pool.connection_context() as conn:
+            served = fake.connections[0]
+            for n in range(1000):
+                await served.send_event(
+                    {"type": "response.created", "response": {"id": f"resp_{n}"}}
+                )
+            for _ in range(1000):
+                await conn.receive()
+            assert len(conn.open_responses) <= 100
+        # Too much to undo: closed, not reset with a thousand cancels.
+        await served.wait_closed()
+        assert served.events("response.cancel") == []
+        assert pool.stats()["resets"] == 0
+
+
+async def test_huge_rate_limits_make_small_stats(fake: FakeRealtime) -> None:
+    # Real time: a 10 MB message takes real time, which autojump would skip.
+    async with running_pool(fake) as pool:
+        async with pool.connection_context() as conn:
+            await fake.connections[0].send_event(
+                {
+                    "type": "rate_limits.updated",
+                    "rate_limits": [{"name": "x" * 100_000, "limit": 1, "remaining": 0}]
+                    * 100,
+                }
+            )
+            await conn.receive()
+        assert len(orjson.dumps(pool.stats())) < 4096

@@ -126,7 +126,7 @@ class RealtimeConnection:
     def __init__(
         self,
         link: Link,
-        receiver: trio.MemoryReceiveChannel[Event],
+        receiver: trio.MemoryReceiveChannel[tuple[Event, int]],
         number: int,
         *,
         for_lease: bool,
@@ -223,9 +223,11 @@ class RealtimeConnection:
         ended.
         """
         try:
-            return await self._receiver.receive()
+            event, size = await self._receiver.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             raise ConnectionLost(self._why()) from None
+        self._link.taken(self, size)
+        return event
 
     async def receive_ok(self) -> Event:
         """:meth:`receive`, but an ``error`` event raises.
@@ -274,6 +276,7 @@ class Link:
         counters: PoolCounters,
         queue_size: int,
         max_items: int,
+        buffer: int = 16 << 20,
         secret: str = "",
     ) -> None:
         self.id = "rt_" + secrets.token_hex(4)
@@ -309,14 +312,19 @@ class Link:
         self.items: dict[str, None] = {}
         """Items of the default conversation (by id), for the reset."""
         self.items_overflow = False
-        """More items than the pool tracks: it cannot be reset, only closed."""
+        """More items (or responses) than the pool tracks: it cannot be
+        reset, only closed."""
         self.session_changed = False
         self.audio_sent = False
         self._counters = counters
         self._queue_size = queue_size
         self._max_items = max_items
         self._secrets = [secret]  # the key: never repeated from the API
-        self._consumer: trio.MemorySendChannel[Event] | None = None
+        self._consumer: trio.MemorySendChannel[tuple[Event, int]] | None = None
+        # Bytes of events in the holder's stream, up to _buffer.
+        self._buffer = buffer
+        self._buffered = 0
+        self._room = trio.lowlevel.ParkingLot()
         self._created = trio.Event()
         self._ended = trio.Event()
 
@@ -399,7 +407,7 @@ class Link:
         """A new holder's handle (a lease, or the reset); the last one's ends."""
         self.detach()
         self._holders += 1
-        send, receive = trio.open_memory_channel[Event](self._queue_size)
+        send, receive = trio.open_memory_channel[tuple[Event, int]](self._queue_size)
         self._consumer = send
         self.holder = RealtimeConnection(self, receive, self._holders, for_lease=lease)
         if not self.healthy:
@@ -414,6 +422,14 @@ class Link:
         if self.holder is not None:
             self.holder.close()
             self.holder = None
+        self._buffered = 0
+        self._room.unpark_all()
+
+    def taken(self, holder: RealtimeConnection, size: int) -> None:
+        """``holder`` took an event of ``size`` bytes from its stream."""
+        if holder is self.holder:
+            self._buffered -= size
+            self._room.unpark_all()
 
     def lost(self, reason: str) -> None:
         """Mark it unhealthy for ``reason`` and end its holder's stream."""
@@ -446,18 +462,25 @@ class Link:
                 if event["type"] == "error":
                     self._redact_error(event)
                 self._note(event)
-                consumer, holder = self._consumer, self.holder
-                if consumer is None or holder is None or self._stale(event, holder):
-                    if event["type"] not in _QUIET:
-                        self._counters.dropped_events += 1
-                    continue
-                # Its holder may have left meanwhile.
-                with contextlib.suppress(
-                    trio.BrokenResourceError, trio.ClosedResourceError
-                ):
-                    await consumer.send(event)
+                await self._pass_on(event, len(message))
         except ConnectionClosed as exc:
             self.lost(_closed_reason(exc))
+
+    async def _pass_on(self, event: Event, size: int) -> None:
+        """Give ``event`` to its holder, waiting while it holds too much."""
+        while True:
+            consumer, holder = self._consumer, self.holder
+            if consumer is None or holder is None or self._stale(event, holder):
+                if event["type"] not in _QUIET:
+                    self._counters.dropped_events += 1
+                return
+            if not self._buffered or self._buffered + size <= self._buffer:
+                break
+            await self._room.park()  # until it reads, or leaves
+        self._buffered += size
+        # Its holder may have left meanwhile.
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await consumer.send((event, size))
 
     async def keep_alive(self, interval: float, ping_timeout: float) -> None:
         """Ping every ``interval``; no pong within ``ping_timeout``: unhealthy."""
@@ -491,7 +514,10 @@ class Link:
                 del self.clearing[next(iter(self.clearing))]
         elif kind == "response.created":
             if (rid := _response_id(event)) is not None:
-                self.open_responses[rid] = None
+                if len(self.open_responses) < self._max_items:
+                    self.open_responses[rid] = None
+                else:
+                    self.items_overflow = True
             # One response at a time: this answers the oldest request.
             if self.requested:
                 del self.requested[next(iter(self.requested))]
@@ -509,27 +535,29 @@ class Link:
             if (iid := _item_id(event)) is not None:
                 self.items.pop(iid, None)
         elif kind == "error":
-            counters = self._counters
-            counters.api_errors += 1
-            error = event.get("error")
-            if isinstance(error, dict):
-                about = error.get("event_id")
-                if isinstance(about, str):
-                    # Refused: no answer will come.
-                    self.requested.pop(about, None)
-                    self.updating.pop(about, None)
-                    self.clearing.pop(about, None)
-                problem = RealtimeAPIError(error)
-                counters.last_api_error = {
-                    "code": problem.code,
-                    "type": problem.type,
-                    "message": problem.message,
-                }
-                LOGGER.debug("%s: API error %s", self.id, printable(str(problem)))
-                if self.initial_session is None:  # the API refused the session
-                    self.lost(f"the API answered with an error: {problem}")
+            self._note_error(event.get("error"))
         elif kind == "rate_limits.updated":
             self._note_rate_limits(event.get("rate_limits"))
+
+    def _note_error(self, error: object) -> None:
+        counters = self._counters
+        counters.api_errors += 1
+        error = error if isinstance(error, dict) else {}
+        about = error.get("event_id")
+        if isinstance(about, str):
+            # Refused: no answer will come.
+            self.requested.pop(about, None)
+            self.updating.pop(about, None)
+            self.clearing.pop(about, None)
+        problem = RealtimeAPIError(error)
+        counters.last_api_error = {
+            "code": problem.code,
+            "type": problem.type,
+            "message": problem.message,
+        }
+        LOGGER.debug("%s: API error %s", self.id, printable(str(problem)))
+        if self.initial_session is None:  # the API refused the session
+            self.lost(f"the API answered with an error: {problem}")
 
     def _note_rate_limits(self, limits: object) -> None:
         if not isinstance(limits, list):
@@ -537,9 +565,9 @@ class Link:
         kept = [limit for limit in limits[:8] if isinstance(limit, dict)]
         self._counters.rate_limits = [
             {
-                key: limit.get(key)
+                key: value[:100] if isinstance(value, str) else value
                 for key in ("name", "limit", "remaining", "reset_seconds")
-                if isinstance(limit.get(key), (str, int, float))
+                if isinstance(value := limit.get(key), (str, int, float))
             }
             for limit in kept
         ]

@@ -328,7 +328,7 @@ class RealtimePool:
         ):
             reason = f"it served {link.session_count} leases"
         if reason is None and link.items_overflow:
-            reason = "too many conversation items to reset"
+            reason = "too many conversation items or responses to reset"
         if reason is not None or self._nursery is None:
             self._retire(link, reason or "the pool stopped")
         elif link.dirty:
@@ -464,6 +464,7 @@ class RealtimePool:
             counters=self.counters,
             queue_size=config.event_queue,
             max_items=config.max_tracked_items,
+            buffer=config.event_buffer,
             secret=config.api_key,
         )
         nursery.start_soon(conn.read)
