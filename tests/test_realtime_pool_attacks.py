@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -17,7 +18,8 @@ import orjson
 import pytest
 import trio
 from fake_realtime import FakeRealtime, open_fake_realtime
-from realtime_helpers import running_pool
+from realtime_helpers import pool_config, running_pool
+from status_helpers import eventually
 from trio_websocket import (
     ConnectionClosed,
     WebSocketConnection,
@@ -27,6 +29,7 @@ from trio_websocket import (
 
 from neuro_api.realtime import (
     ConnectionLost,
+    LeaseTimeout,
     PoolConfig,
     RealtimeAPIError,
     RealtimeError,
@@ -426,3 +429,186 @@ async def test_huge_rate_limits_make_small_stats(fake: FakeRealtime) -> None:
             )
             await conn.receive()
         assert len(orjson.dumps(pool.stats())) < 4096
+
+
+# --- life cycle ----------------------------------------------------------------
+
+
+async def read_until_lost(conn: Any) -> None:
+    while True:
+        await conn.receive()
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_the_pool_runs_again_after_it_stopped(fake: FakeRealtime) -> None:
+    pool = RealtimePool(pool_config(fake))
+    for _ in range(2):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(pool.run)
+            async with pool.connection_context() as conn:
+                await conn.send(retrieve("x"))
+                assert (await conn.receive())["type"] == "error"
+            nursery.cancel_scope.cancel()
+        assert pool.stats()["total_connections"] == 0
+    assert pool.stats()["total_sessions_handled"] == 2
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+async def test_no_descriptor_is_left_after_any_ending(
+    fake: FakeRealtime, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running_pool(fake, ping_interval=1.0, ping_timeout=1.0) as pool:
+        async with pool.connection_context():
+            pass  # warm: the fake's listener and the first connection exist
+        before = open_fds()
+        for ending in ("drop", "close", "freeze", "refuse", "retire"):
+            if ending == "refuse":
+                fake.reject_status = 403
+                with pytest.raises(RealtimeUnavailable):
+                    async with pool.connection_context():
+                        pass
+                fake.reject_status = None
+                await trio.sleep(120)  # the backoff passes
+                continue
+            async with pool.connection_context() as conn:
+                served = fake.connections[-1]
+                if ending == "drop":
+                    await served.drop()
+                elif ending == "close":
+                    await served.close(1011, "bye")
+                elif ending == "freeze":
+                    served.freeze()
+                else:
+                    conn.lost("done with it")
+                with pytest.raises(ConnectionLost):
+                    await read_until_lost(conn)
+            await trio.sleep(10)
+            served.thaw()
+        async with pool.connection_context():
+            pass
+        await trio.sleep(10)
+        assert open_fds() <= before
+
+
+def assert_settled(pool: RealtimePool, leased: int = 0) -> None:
+    """Nothing of a cancelled caller is left in the pool's books."""
+    stats = pool.stats()
+    assert stats["waiting"] == 0
+    assert stats["active_sessions"] == leased
+    assert pool._opening == 0
+    assert pool._awaiting_reset == 0
+    assert pool._slots.value == pool.config.max_connections - leased
+
+
+async def lease_forever(pool: RealtimePool, cancel: trio.CancelScope) -> None:
+    with cancel:
+        async with pool.connection_context():
+            await trio.sleep_forever()
+
+
+@pytest.mark.parametrize("dirty", [False, True])
+async def test_a_caller_cancelled_anywhere_leaves_nothing_behind(
+    fake: FakeRealtime, dirty: bool
+) -> None:
+    async with running_pool(fake, max_connections=2) as pool:
+        for steps in range(0, 120, 3):
+            holder = await pool.acquire()
+            if dirty:
+                await holder.send({"type": "input_audio_buffer.append", "audio": ""})
+            async with trio.open_nursery() as nursery:
+                cancel = trio.CancelScope()
+
+                nursery.start_soon(lease_forever, pool, cancel)
+                pool.release(holder)  # a connection to reset, or idle
+                for _ in range(steps):
+                    await trio.lowlevel.checkpoint()
+                cancel.cancel()
+            await eventually(lambda: not pool.stats()["resetting_connections"])
+            assert_settled(pool)
+        # Every slot is still there: two leases at once.
+        async with pool.connection_context(), pool.connection_context():
+            assert_settled(pool, leased=2)
+
+
+@pytest.mark.parametrize("status", [403, 429, 500, 503])
+async def test_refusals_back_off_quietly(
+    fake: FakeRealtime,
+    autojump_clock: trio.abc.Clock,
+    caplog: pytest.LogCaptureFixture,
+    status: int,
+) -> None:
+    caplog.set_level(logging.DEBUG, "neuro_api.realtime")
+    fake.reject_status = status
+    async with running_pool(fake, backoff_max=60.0) as pool:
+        for _ in range(300):  # a caller every second for five minutes
+            with pytest.raises(RealtimeUnavailable, match=f"HTTP {status}"):
+                await pool.acquire()
+            await trio.sleep(1)
+        assert pool.health()["status"] == "degraded"
+        # 1, 2, 4 ... 60 s: about a dozen attempts, callers included.
+        assert fake.handshakes <= 14
+        fake.reject_status = None
+        await trio.sleep(61)
+        assert pool.health()["status"] == "healthy"
+    lines = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert len(lines) <= 3, [r.getMessage() for r in lines]
+    assert len(caplog.records) <= 40
+
+
+async def test_a_refused_tcp_connection_backs_off_quietly(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "neuro_api.realtime")
+    with trio.socket.socket() as sock:
+        await sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    async with pool_on(f"ws://127.0.0.1:{port}/v1/realtime") as pool:
+        for _ in range(300):
+            with pytest.raises(RealtimeUnavailable, match="cannot reach"):
+                await pool.acquire()
+            await trio.sleep(1)
+        assert pool.stats()["connect_failures"] <= 14
+    assert len(caplog.records) <= 2
+
+
+@pytest.mark.parametrize("ending", ["close", "drop", "freeze"])
+async def test_an_idle_connection_that_ends_leaves_the_pool_at_once(
+    fake: FakeRealtime, autojump_clock: trio.abc.Clock, ending: str
+) -> None:
+    async with running_pool(
+        fake, ping_interval=1.0, ping_timeout=2.0, health_check_interval=1000.0
+    ) as pool:
+        async with pool.connection_context() as first:
+            pass
+        served = fake.connections[0]
+        if ending == "close":
+            await served.close(1000)
+        elif ending == "drop":
+            await served.drop()
+        else:
+            served.freeze()
+        await trio.sleep(5)  # no health check meanwhile: the ending is seen
+        assert pool.stats()["total_connections"] == 0
+        served.thaw()
+        async with pool.connection_context() as second:
+            assert second.id != first.id
+            await second.send(retrieve("x"))
+            assert (await second.receive())["type"] == "error"
+
+
+async def test_a_lease_timeout_during_a_handshake_does_not_blame_the_leases(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    accepted = trio.Event()
+    async with trio.open_nursery() as server:
+        port = await server.start(silent_server, accepted)
+        url = f"ws://127.0.0.1:{port}/v1/realtime"
+        async with pool_on(url, connect_timeout=100.0, lease_timeout=3.0) as pool:
+            with pytest.raises(LeaseTimeout) as caught:
+                await pool.acquire()
+            assert "stayed leased" not in str(caught.value)
+            assert "3 s" in str(caught.value)
+        server.cancel_scope.cancel()

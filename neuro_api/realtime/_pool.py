@@ -263,6 +263,12 @@ class RealtimePool:
             self.waiting -= 1
         if scope.cancelled_caught:
             self.lease_timeouts += 1
+            if len(self._leased) < self.config.max_connections:
+                # The time went on opening (or resetting) a connection.
+                raise LeaseTimeout(
+                    f"no Realtime connection was ready within {timeout:g} s "
+                    f"({len(self._leased)} leased, the others being opened or reset)"
+                )
             raise LeaseTimeout(
                 f"every Realtime connection stayed leased for {timeout:g} s "
                 f"(max_connections {self.config.max_connections})"
