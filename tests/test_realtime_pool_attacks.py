@@ -612,3 +612,24 @@ async def test_a_lease_timeout_during_a_handshake_does_not_blame_the_leases(
             assert "stayed leased" not in str(caught.value)
             assert "3 s" in str(caught.value)
         server.cancel_scope.cancel()
+
+
+async def test_a_send_cancelled_midway_does_not_corrupt_the_next_lease(
+    fake: FakeRealtime,
+) -> None:
+    # Real time: megabytes on loopback, which autojump would skip over.
+    huge = {"type": "conversation.item.retrieve", "item_id": "A" * (15 << 20)}
+    async with running_pool(fake, max_connections=1) as pool:
+        async with pool.connection_context() as conn:
+            served = fake.connections[0]
+            served.freeze()  # the API stops reading: the send blocks midway
+            with trio.move_on_after(0.5) as scope:
+                await conn.send(huge)
+            assert scope.cancelled_caught
+        served.thaw()
+        async with pool.connection_context() as conn:
+            await conn.send(retrieve("after"))
+            with trio.fail_after(5):
+                event = await conn.receive()
+            assert event["type"] == "error"
+            assert event["error"]["event_id"] == "after"

@@ -212,7 +212,7 @@ class RealtimeConnection:
         """
         if not self.current:
             raise ConnectionLost(self._why())
-        await self._link.send(event, self.number)
+        await self._link.send(event, self)
 
     async def receive(self) -> Event:
         """The next event from the API (a dict with a ``type``).
@@ -325,6 +325,7 @@ class Link:
         self._buffer = buffer
         self._buffered = 0
         self._room = trio.lowlevel.ParkingLot()
+        self._sending = trio.Lock()
         self._created = trio.Event()
         self._ended = trio.Event()
 
@@ -332,22 +333,44 @@ class Link:
         state = "healthy" if self.healthy else f"unhealthy: {self.problem}"
         return f"<Link {self.id} {state}>"
 
-    async def send(self, event: Mapping[str, Any], holder: int) -> None:
-        """Send one client event of holder number ``holder``.
+    async def send(self, event: Mapping[str, Any], holder: RealtimeConnection) -> None:
+        """Send one client event of ``holder``'s.
 
         Keeps what a reset needs; see :meth:`RealtimeConnection.send`.
         """
-        kind = event.get("type")
         event_id = event.get("event_id")
         if not isinstance(event_id, str) or not event_id:
             # The reader knows whose errors about it are by its prefix.
-            event_id = f"{self.id}_{holder}_{next(self._ids)}"
+            event_id = f"{self.id}_{holder.number}_{next(self._ids)}"
             event = {**event, "event_id": event_id}
-        elif not event_id.startswith(RESET_PREFIX):
+        text = orjson.dumps(event).decode()
+        # Waiting for a turn is the last point where a cancel leaves the
+        # stream whole (the lock keeps our own senders out of the next).
+        async with self._sending:
+            if holder is not self.holder:
+                raise ConnectionLost(holder._why())
+            if not self.healthy:
+                raise ConnectionLost(self.problem or "the connection ended")
+            self._track(event, event_id, holder.number)
+            try:
+                await self.websocket.send_message(text)
+            except ConnectionClosed as exc:
+                self.lost(_closed_reason(exc))
+                raise ConnectionLost(self.problem or "the connection ended") from None
+            except trio.Cancelled:
+                # Part of the frame may be out: what is sent next would be
+                # read as its rest. The connection cannot serve again.
+                self.lost("a send was cancelled midway")
+                raise
+
+    def _track(self, event: Mapping[str, Any], event_id: str, holder: int) -> None:
+        """Note what sending ``event`` changes (what a reset undoes)."""
+        if not event_id.startswith((RESET_PREFIX, self.id + "_")):
             self._given.pop(event_id, None)
             self._given[event_id] = holder
             if len(self._given) > _GIVEN_IDS:
                 del self._given[next(iter(self._given))]
+        kind = event.get("type")
         if kind in _SESSION_EVENTS:
             self.session_changed = True
             self.updating[event_id] = None
@@ -363,14 +386,6 @@ class Link:
             # Until the API answers it, a response may be on its way: the
             # next holder must not find it running (see requested).
             self.requested[event_id] = None
-        text = orjson.dumps(event).decode()
-        if not self.healthy:
-            raise ConnectionLost(self.problem or "the connection ended")
-        try:
-            await self.websocket.send_message(text)
-        except ConnectionClosed as exc:
-            self.lost(_closed_reason(exc))
-            raise ConnectionLost(self.problem or "the connection ended") from None
 
     @property
     def awaiting(self) -> bool:
