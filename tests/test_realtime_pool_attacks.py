@@ -633,3 +633,43 @@ async def test_a_send_cancelled_midway_does_not_corrupt_the_next_lease(
                 event = await conn.receive()
             assert event["type"] == "error"
             assert event["error"]["event_id"] == "after"
+
+
+async def test_every_session_field_a_lease_set_is_put_back(
+    fake: FakeRealtime,
+) -> None:
+    async with running_pool(fake, max_connections=1) as pool:
+        async with pool.connection_context() as conn:
+            await conn.send(
+                {
+                    "type": "session.update",
+                    "session": {
+                        "type": "realtime",
+                        "prompt": {"id": "pmpt_secret_of_the_last_user"},
+                        "include": ["item.input_audio_transcription.logprobs"],
+                        "audio": {"output": {"voice": "ash"}},
+                    },
+                }
+            )
+        async with pool.connection_context() as again:
+            assert again.id == conn.id
+            served = fake.connections[0].session
+            assert served["prompt"] is None
+            assert served["include"] is None
+            assert served["audio"]["output"]["voice"] == "alloy"
+
+
+@pytest.mark.parametrize(
+    "change", [{"tracing": "auto"}, {"something_new": 1}], ids=["tracing", "unknown"]
+)
+async def test_a_session_that_cannot_be_put_back_is_closed(
+    fake: FakeRealtime, change: dict[str, Any]
+) -> None:
+    async with running_pool(fake, max_connections=1) as pool:
+        async with pool.connection_context() as conn:
+            await conn.send(
+                {"type": "session.update", "session": {"type": "realtime", **change}}
+            )
+        async with pool.connection_context() as again:
+            assert again.id != conn.id
+        assert len(fake.connections) == 2

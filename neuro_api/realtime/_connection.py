@@ -50,6 +50,9 @@ _SESSION_EVENTS: Final = frozenset({"session.update"})
 _AUDIO_EVENTS: Final = frozenset({"input_audio_buffer.append"})
 _ADDED: Final = frozenset({"conversation.item.added", "conversation.item.created"})
 """GA and beta names of an item joining the default conversation."""
+_FOR_GOOD: Final = frozenset({"tracing"})
+"""Session fields the API lets no one change back ("once tracing is enabled
+for a session, the configuration cannot be modified")."""
 _GIVEN_IDS: Final = 1024
 """Event ids chosen by holders that are remembered (to know whose they were)."""
 
@@ -315,6 +318,10 @@ class Link:
         """More items (or responses) than the pool tracks: it cannot be
         reset, only closed."""
         self.session_changed = False
+        # The session's fields that session.update events changed; and why
+        # what a lease changed cannot be undone (it is closed instead).
+        self.session_keys: dict[str, None] = {}
+        self.cannot_reset: str | None = None
         self.audio_sent = False
         self._counters = counters
         self._queue_size = queue_size
@@ -374,6 +381,7 @@ class Link:
         if kind in _SESSION_EVENTS:
             self.session_changed = True
             self.updating[event_id] = None
+            self._track_session(event.get("session"))
         elif kind in _AUDIO_EVENTS:
             self.audio_sent = True
         elif kind == "input_audio_buffer.clear":
@@ -386,6 +394,22 @@ class Link:
             # Until the API answers it, a response may be on its way: the
             # next holder must not find it running (see requested).
             self.requested[event_id] = None
+
+    def _track_session(self, session: object) -> None:
+        """Note the fields a ``session.update`` changes (for the reset)."""
+        if not isinstance(session, dict):
+            return
+        initial = self.initial_session or {}
+        for key, value in session.items():
+            if key == "type":
+                continue
+            if key in _FOR_GOOD and value is not None:
+                self.cannot_reset = f"its session's {key!r} cannot be undone"
+            elif key not in initial:
+                name = printable(str(key)[:60])
+                self.cannot_reset = f"its session's {name!r} cannot be put back"
+            else:
+                self.session_keys[key] = None
 
     @property
     def awaiting(self) -> bool:

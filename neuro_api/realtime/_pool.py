@@ -335,6 +335,8 @@ class RealtimePool:
             reason = f"it served {link.session_count} leases"
         if reason is None and link.items_overflow:
             reason = "too many conversation items or responses to reset"
+        if reason is None and link.cannot_reset:
+            reason = link.cannot_reset
         if reason is not None or self._nursery is None:
             self._retire(link, reason or "the pool stopped")
         elif link.dirty:
@@ -539,6 +541,7 @@ class RealtimePool:
         if done and conn.healthy and not self._closing and conn.id in self._all:
             self.resets += 1
             conn.session_changed = conn.audio_sent = False
+            conn.session_keys.clear()
             conn.last_used = trio.current_time()
             self._idle.append(conn)
             self._changed.unpark_all()
@@ -594,6 +597,8 @@ class RealtimePool:
                 for key in _RESET_KEYS
                 if initial.get(key) is not None
             )
+            # Every field the lease set, back to its first value (null too).
+            session.update((key, initial.get(key)) for key in conn.session_keys)
             await holder.send(
                 {
                     "type": "session.update",
