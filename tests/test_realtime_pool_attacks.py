@@ -673,3 +673,25 @@ async def test_a_session_that_cannot_be_put_back_is_closed(
         async with pool.connection_context() as again:
             assert again.id != conn.id
         assert len(fake.connections) == 2
+
+
+async def test_what_the_api_adds_to_an_idle_connection_is_undone_before_a_lease(
+    fake: FakeRealtime,
+) -> None:
+    async with running_pool(fake, max_connections=1) as pool:
+        async with pool.connection_context() as conn:
+            pass
+        served = fake.connections[0]
+        served.add_item(
+            {
+                "id": "item_from_nowhere",
+                "type": "message",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": "psst"}],
+            }
+        )
+        await served.wait_sent("conversation.item.added")
+        await eventually(lambda: "item_from_nowhere" in conn.items)
+        async with pool.connection_context() as again:
+            assert again.id == conn.id
+            assert served.items == {}

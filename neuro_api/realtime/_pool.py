@@ -306,9 +306,12 @@ class RealtimePool:
         while self._idle:
             conn = self._idle.pop()  # the most recently used: others may expire
             reason = self._unusable(conn, now)
-            if reason is None:
+            if reason is not None:
+                self._retire(conn, reason)
+            elif conn.dirty:  # the API added to it meanwhile
+                self._start_reset(conn)
+            else:
                 return conn
-            self._retire(conn, reason)
         return None
 
     def release(self, conn: RealtimeConnection) -> None:
@@ -333,15 +336,12 @@ class RealtimePool:
             and link.session_count >= self.config.max_sessions_per_connection
         ):
             reason = f"it served {link.session_count} leases"
-        if reason is None and link.items_overflow:
-            reason = "too many conversation items or responses to reset"
         if reason is None and link.cannot_reset:
             reason = link.cannot_reset
         if reason is not None or self._nursery is None:
             self._retire(link, reason or "the pool stopped")
         elif link.dirty:
-            self._resetting.add(link)
-            self._nursery.start_soon(self._reset, link)
+            self._start_reset(link)
         else:
             self._idle.append(link)
         self._changed.unpark_all()
@@ -353,7 +353,14 @@ class RealtimePool:
             return conn.problem or "unhealthy"
         if conn.age(now) >= self.config.max_connection_age:
             return f"older than {self.config.max_connection_age:g} s"
+        if conn.items_overflow:
+            return "too many conversation items or responses to reset"
         return None
+
+    def _start_reset(self, conn: Link) -> None:
+        assert self._nursery is not None
+        self._resetting.add(conn)
+        self._nursery.start_soon(self._reset, conn)
 
     def _retire(self, conn: Link, reason: str) -> None:
         """Close ``conn``: it leaves the pool now, and closes within close_timeout."""
