@@ -695,3 +695,33 @@ async def test_what_the_api_adds_to_an_idle_connection_is_undone_before_a_lease(
         async with pool.connection_context() as again:
             assert again.id == conn.id
             assert served.items == {}
+
+
+async def test_waiters_are_served_in_order_while_connections_are_reset(
+    fake: FakeRealtime, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running_pool(
+        fake, max_connections=2, lease_timeout=60.0, max_sessions_per_connection=999
+    ) as pool:
+        for _ in range(20):  # Trio runs woken tasks in no fixed order
+            holders = [await pool.acquire() for _ in range(2)]
+            for holder in holders:  # both will need a reset
+                await holder.send({"type": "input_audio_buffer.append", "audio": ""})
+            served: list[int] = []
+            async with trio.open_nursery() as nursery:
+                for n in range(6):
+                    nursery.start_soon(lease_in_turn, pool, n, served)
+                    await eventually(functools.partial(waiting, pool, n + 1))
+                for holder in holders:
+                    pool.release(holder)
+            assert served == sorted(served)
+
+
+def waiting(pool: RealtimePool, count: int) -> bool:
+    return pool.waiting == count
+
+
+async def lease_in_turn(pool: RealtimePool, n: int, served: list[int]) -> None:
+    async with pool.connection_context():
+        served.append(n)
+        await trio.sleep(1)

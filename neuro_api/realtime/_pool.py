@@ -156,6 +156,7 @@ class RealtimePool:
         self._resetting: set[Link] = set()
         self._opening = 0
         self._awaiting_reset = 0
+        self._line: dict[object, None] = {}  # callers in acquire, in order
         self._live = 0  # connection tasks running (opening, open or closing)
         self._handshakes: set[trio.CancelScope] = set()
         self._slots = trio.Semaphore(config.max_connections)
@@ -251,16 +252,21 @@ class RealtimePool:
             raise RealtimeUnavailable("the Realtime pool is not running")
         timeout = self.config.lease_timeout
         self.waiting += 1
+        # Callers get slots in the order they came (a FIFO semaphore), and
+        # idle connections in the same order (see _find).
+        ticket = object()
+        self._line[ticket] = None
         try:
             with trio.move_on_after(timeout) as scope:
                 await self._slots.acquire()
                 try:
-                    link = await self._find()
+                    link = await self._find(ticket)
                 except BaseException:
                     self._slots.release()
                     raise
         finally:
             self.waiting -= 1
+            self._leave_line(ticket)
         if scope.cancelled_caught:
             self.lease_timeouts += 1
             if len(self._leased) < self.config.max_connections:
@@ -280,14 +286,23 @@ class RealtimePool:
         self.sessions_handled += 1
         return link.attach()
 
-    async def _find(self) -> Link:
-        """An idle connection, or a new one (the caller holds a slot)."""
+    async def _find(self, ticket: object) -> Link:
+        """An idle connection, or a new one (the caller holds a slot).
+
+        Idle connections go to callers in the order they came (``ticket``
+        is the caller's place in :attr:`_line`): Trio runs the tasks a
+        change wakes in no fixed order, so only the first in line takes one.
+        """
         while True:
             if self._closing:
                 raise RealtimeUnavailable("the Realtime pool is closing")
-            conn = self._take_idle()
-            if conn is not None:
-                return conn
+            if next(iter(self._line)) is ticket:
+                conn = self._take_idle()
+                if conn is not None:
+                    return conn
+            elif self._idle:
+                await self._changed.park()  # for those before us to take
+                continue
             if self._awaiting_reset < len(self._resetting):
                 # A reset takes a round trip; a new connection, a handshake.
                 self._awaiting_reset += 1
@@ -297,9 +312,14 @@ class RealtimePool:
                     self._awaiting_reset -= 1
                 continue
             if self.total < self.config.max_connections:
+                self._leave_line(ticket)  # the next in line takes what is idle
                 return await self._open()
             # Others are being opened or reset: one frees up soon.
             await self._changed.park()
+
+    def _leave_line(self, ticket: object) -> None:
+        if self._line.pop(ticket, False) is None:
+            self._changed.unpark_all()  # the next in line may take one
 
     def _take_idle(self) -> Link | None:
         now = trio.current_time()
