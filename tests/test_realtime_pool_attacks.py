@@ -725,3 +725,18 @@ async def lease_in_turn(pool: RealtimePool, n: int, served: list[int]) -> None:
     async with pool.connection_context():
         served.append(n)
         await trio.sleep(1)
+
+
+async def test_health_recovers_after_one_refusal_while_a_connection_works(
+    fake: FakeRealtime, autojump_clock: trio.abc.Clock
+) -> None:
+    async with running_pool(fake, max_connections=2, max_idle_time=3000.0) as pool:
+        async with pool.connection_context():
+            fake.reject_status = 500  # a passing hiccup, for a second connection
+            with pytest.raises(RealtimeUnavailable, match="HTTP 500"):
+                async with pool.connection_context():
+                    pass
+            fake.reject_status = None
+        assert pool.health()["status"] == "degraded"
+        await trio.sleep(300)  # no traffic: the first connection waits, idle
+        assert pool.health()["status"] == "healthy"

@@ -653,12 +653,12 @@ class RealtimePool:
                 await self._probe()
 
     def _should_probe(self) -> bool:
-        """After a failure, with room for a connection and none idle."""
-        return (
-            self.problem is not None
-            and not self._idle
-            and self.total < self.config.max_connections
-        )
+        """After a failure, with room for a connection.
+
+        Idle connections or not: until a new one opens, ``/health`` says
+        the API refuses them, which would stay true long after a hiccup.
+        """
+        return self.problem is not None and self.total < self.config.max_connections
 
     async def _probe(self) -> None:
         """Try to open a connection after a failure (kept for the next lease)."""
