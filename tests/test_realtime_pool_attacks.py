@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -740,3 +741,42 @@ async def test_health_recovers_after_one_refusal_while_a_connection_works(
         assert pool.health()["status"] == "degraded"
         await trio.sleep(300)  # no traffic: the first connection waits, idle
         assert pool.health()["status"] == "healthy"
+
+
+@contextlib.asynccontextmanager
+async def refusing_api(status: int) -> AsyncIterator[str]:
+    """Refuses every handshake with ``status``, each body with its own request
+    id (as the API's 500s say); yields its ``ws://`` URL."""
+    count = itertools.count()
+
+    async def handler(request: WebSocketRequest) -> None:
+        body = {
+            "error": {
+                "type": "server_error",
+                "code": None,
+                "message": "The server had an error while processing your "
+                f"request. (Please include the request ID req_{next(count):08x})",
+            }
+        }
+        await request.reject(status, body=orjson.dumps(body))
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(
+            functools.partial(serve_websocket, handler, "127.0.0.1", 0, None)
+        )
+        yield f"ws://127.0.0.1:{server.port}/v1/realtime"
+        nursery.cancel_scope.cancel()
+
+
+async def test_refusals_that_differ_only_in_detail_are_logged_once(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "neuro_api.realtime")
+    async with refusing_api(500) as url, pool_on(url, backoff_max=10.0) as pool:
+        for _ in range(600):
+            with pytest.raises(RealtimeUnavailable, match="HTTP 500"):
+                await pool.acquire()
+            await trio.sleep(1)
+        assert pool.stats()["connect_failures"] >= 50
+        assert "req_" in pool.health()["problem"]  # the latest detail is shown
+    assert len(caplog.records) <= 2, [r.getMessage() for r in caplog.records]

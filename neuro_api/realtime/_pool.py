@@ -68,6 +68,18 @@ class _NoSession(Exception):
 _FAILURES: Final = (HandshakeError, OSError, _NoSession, trio.TooSlowError)
 
 
+class _OpenFailed(RealtimeUnavailable):
+    """A connection could not be opened.
+
+    ``kind`` is the reason without its details, which may change every
+    time (a request id).
+    """
+
+    def __init__(self, reason: str, kind: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+
+
 def _is_failure(exc: BaseException) -> bool:
     """Whether ``exc`` says the connection could not be opened (not a cancel)."""
     if isinstance(exc, BaseExceptionGroup):
@@ -88,6 +100,17 @@ async def _open_stream(
         ssl_context=ssl.create_default_context(),
         https_compatible=True,
     )
+
+
+def _kind(exc: BaseException) -> str:
+    """What kind of failure ``exc`` is (see :func:`_describe`), in a word."""
+    rejected = find_exception(exc, ConnectionRejected)
+    if rejected is not None:
+        return f"HTTP {rejected.status_code}"
+    for kind in _FAILURES:
+        if find_exception(exc, kind) is not None:
+            return kind.__name__
+    return type(exc).__name__
 
 
 def _describe(exc: BaseException, config: PoolConfig) -> str:
@@ -174,6 +197,7 @@ class RealtimePool:
         self.resets = 0
         # Why new connections fail (None: they do not), and when to try again.
         self.problem: str | None = None
+        self._problem_kind: str | None = None  # the problem, without details
         self._failures = 0
         self._retry_at = -math.inf
 
@@ -407,10 +431,8 @@ class RealtimePool:
         self._opening += 1
         try:
             conn: Link = await self._nursery.start(self._connection)
-        except RealtimeUnavailable as exc:
-            if self._closing:
-                raise
-            self._failed(exc.reason)
+        except _OpenFailed as exc:
+            self._failed(exc.reason, exc.kind)
             raise RealtimeUnavailable(self.problem or exc.reason) from None
         finally:
             self._opening -= 1
@@ -466,7 +488,7 @@ class RealtimePool:
         except BaseException as exc:
             if opened or not _is_failure(exc):
                 raise  # cancelled, or a bug: not a reason to give a lessee
-            raise RealtimeUnavailable(_describe(exc, config)) from None
+            raise _OpenFailed(_describe(exc, config), _kind(exc)) from None
         finally:
             self._handshakes.discard(handshake)
             try:
@@ -521,7 +543,7 @@ class RealtimePool:
         conn.lost(conn.problem or "closed")
         self._changed.unpark_all()
 
-    def _failed(self, reason: str) -> None:
+    def _failed(self, reason: str, kind: str) -> None:
         # What the API sent back is quoted: it must not carry the key on.
         reason = redact(reason, [self.config.api_key])
         self.connect_failures += 1
@@ -534,8 +556,9 @@ class RealtimePool:
         )
         self._failures += 1
         self._retry_at = trio.current_time() + delay
-        if reason != self.problem:
-            # Once per distinct reason, not once per attempt.
+        if kind != self._problem_kind:
+            # Once per kind of failure, not once per attempt (details such
+            # as a request id change every time; /health shows the last).
             LOGGER.warning(
                 "cannot open a Realtime connection: %s (trying again with "
                 "backoff, up to every %g s)",
@@ -543,11 +566,13 @@ class RealtimePool:
                 self.config.backoff_max,
             )
         self.problem = reason
+        self._problem_kind = kind
 
     def _recovered(self) -> None:
         if self.problem is not None:
             LOGGER.warning("Realtime connections work again")
         self.problem = None
+        self._problem_kind = None
         self._failures = 0
         self._retry_at = -math.inf
 
