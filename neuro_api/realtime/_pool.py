@@ -161,8 +161,8 @@ class RealtimePool:
     Connections are opened on demand, up to ``max_connections``, and kept
     for the next lease while healthy. Every ``health_check_interval`` the
     pool closes idle connections that are older than ``max_connection_age``
-    or idle longer than ``max_idle_time``; a connection that stops answering
-    pings is closed once its user returns it (the user's :meth:`receive
+    or idle longer than ``max_idle_time``; a connection that drops or stops
+    answering pings is closed and replaced (its user's :meth:`receive
     <RealtimeConnection.receive>` raises :class:`ConnectionLost` at once).
     When the API refuses connections (a bad key: HTTP 401), the pool says so
     in :meth:`health` and tries again with backoff (1 s doubling up to
@@ -255,7 +255,7 @@ class RealtimePool:
 
         Waits up to ``lease_timeout`` for one (wrap it in
         :func:`trio.move_on_after` to wait less). Raises
-        :class:`LeaseTimeout` when every connection stayed leased that long,
+        :class:`LeaseTimeout` when no connection was ready that long,
         :class:`RealtimeUnavailable` when none can be opened (the reason
         says why). The connection is returned when the block ends, however
         it ends; this ``conn`` serves this block only.
