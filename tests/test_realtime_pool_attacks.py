@@ -780,3 +780,14 @@ async def test_refusals_that_differ_only_in_detail_are_logged_once(
         assert pool.stats()["connect_failures"] >= 50
         assert "req_" in pool.health()["problem"]  # the latest detail is shown
     assert len(caplog.records) <= 2, [r.getMessage() for r in caplog.records]
+
+
+async def test_a_handle_given_to_another_pool_is_ignored(fake: FakeRealtime) -> None:
+    async with running_pool(fake) as first, running_pool(fake) as second:
+        conn = await first.acquire()
+        second.release(conn)  # the wrong pool: nothing happens
+        assert conn.current
+        assert second.stats()["idle_connections"] == 0
+        assert second._slots.value == second.config.max_connections
+        first.release(conn)
+        assert not conn.current

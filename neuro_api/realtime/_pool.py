@@ -365,9 +365,9 @@ class RealtimePool:
         see is reset in the background first; one that cannot serve again
         is closed in the background. ``conn`` stops working at once.
         """
-        if not conn.for_lease or not conn.current:
-            return  # given back already (it may serve someone else now)
         link = conn.link
+        if not conn.for_lease or not conn.current or link not in self._leased:
+            return  # given back already (it may serve someone else now)
         link.leased = False
         link.detach()
         self._leased.discard(link)
