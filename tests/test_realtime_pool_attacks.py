@@ -791,3 +791,19 @@ async def test_a_handle_given_to_another_pool_is_ignored(fake: FakeRealtime) -> 
         assert second._slots.value == second.config.max_connections
         first.release(conn)
         assert not conn.current
+
+
+async def test_waiters_fail_at_once_when_the_pool_stops(
+    fake: FakeRealtime, autojump_clock: trio.abc.Clock
+) -> None:
+    failures: list[BaseException] = []
+    async with trio.open_nursery() as callers:
+        async with running_pool(fake, max_connections=1, lease_timeout=100.0) as pool:
+            holder = await pool.acquire()  # kept: its user is busy elsewhere
+            callers.start_soon(acquire_or_fail, pool, failures)
+            await eventually(lambda: pool.waiting == 1)
+            start = trio.current_time()
+        await eventually(lambda: bool(failures), within=200)
+        assert trio.current_time() - start < 5
+        assert "closing" in str(failures[0])
+        pool.release(holder)

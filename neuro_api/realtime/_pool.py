@@ -181,7 +181,9 @@ class RealtimePool:
         self._awaiting_reset = 0
         self._line: dict[object, None] = {}  # callers in acquire, in order
         self._live = 0  # connection tasks running (opening, open or closing)
-        self._handshakes: set[trio.CancelScope] = set()
+        # Waits the pool's shutdown ends: callers' (in their own tasks) and
+        # handshakes (in their callers' tasks until the connection is open).
+        self._stoppable: set[trio.CancelScope] = set()
         self._slots = trio.Semaphore(config.max_connections)
         self._changed = trio.lowlevel.ParkingLot()
         self._nursery: trio.Nursery | None = None
@@ -237,8 +239,8 @@ class RealtimePool:
                 task_status.started()
                 await stop.wait()
                 self._closing = True
-                for handshake in self._handshakes:
-                    handshake.cancel()
+                for waiting in self._stoppable:
+                    waiting.cancel()
                 for conn in list(self._all.values()):
                     conn.lost("the pool is closing")
                 self._changed.unpark_all()
@@ -280,8 +282,10 @@ class RealtimePool:
         # idle connections in the same order (see _find).
         ticket = object()
         self._line[ticket] = None
+        stopped = trio.CancelScope()
+        self._stoppable.add(stopped)
         try:
-            with trio.move_on_after(timeout) as scope:
+            with trio.move_on_after(timeout) as scope, stopped:
                 await self._slots.acquire()
                 try:
                     link = await self._find(ticket)
@@ -289,8 +293,11 @@ class RealtimePool:
                     self._slots.release()
                     raise
         finally:
+            self._stoppable.discard(stopped)
             self.waiting -= 1
             self._leave_line(ticket)
+        if stopped.cancelled_caught:
+            raise RealtimeUnavailable("the Realtime pool is closing")
         if scope.cancelled_caught:
             self.lease_timeouts += 1
             if len(self._leased) < self.config.max_connections:
@@ -453,7 +460,7 @@ class RealtimePool:
         # Until it is open, the handshake runs in its caller's task, out of
         # reach of the pool's nursery: the pool's shutdown cancels it here.
         handshake = trio.CancelScope()
-        self._handshakes.add(handshake)
+        self._stoppable.add(handshake)
         if self._closing:
             handshake.cancel()
         # One deadline for the whole handshake, up to session.created.
@@ -469,7 +476,7 @@ class RealtimePool:
                     nursery.start_soon(
                         conn.keep_alive, config.ping_interval, config.ping_timeout
                     )
-                    self._handshakes.discard(handshake)
+                    self._stoppable.discard(handshake)
                     self._all[conn.id] = conn
                     self.connects += 1
                     opened = True
@@ -490,7 +497,7 @@ class RealtimePool:
                 raise  # cancelled, or a bug: not a reason to give a lessee
             raise _OpenFailed(_describe(exc, config), _kind(exc)) from None
         finally:
-            self._handshakes.discard(handshake)
+            self._stoppable.discard(handshake)
             try:
                 if stream is not None:
                     await trio.aclose_forcefully(stream)
