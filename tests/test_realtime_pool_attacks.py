@@ -807,3 +807,70 @@ async def test_waiters_fail_at_once_when_the_pool_stops(
         assert trio.current_time() - start < 5
         assert "closing" in str(failures[0])
         pool.release(holder)
+
+
+async def raw_server(answer: bytes, *, task_status: trio.TaskStatus[int]) -> None:
+    """Answers any TCP connection with ``answer``, then closes it."""
+
+    async def handler(stream: trio.SocketStream) -> None:
+        await stream.receive_some()
+        await stream.send_all(answer)
+        await stream.aclose()
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, handler, listeners)
+        task_status.started(port)
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        (b"", "closed the connection during the handshake"),
+        (b"\x00garbage\r\n\r\n", "handshake"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", "HTTP 200: hello"),
+    ],
+    ids=["closed", "garbage", "plain-http"],
+)
+async def test_a_handshake_the_server_ends_fails_at_once(
+    autojump_clock: trio.abc.Clock, answer: bytes, reason: str
+) -> None:
+    async with trio.open_nursery() as server:
+        port = await server.start(raw_server, answer)
+        url = f"ws://127.0.0.1:{port}/v1/realtime"
+        async with pool_on(url, connect_timeout=100.0, lease_timeout=200.0) as pool:
+            start = trio.current_time()
+            with pytest.raises(RealtimeUnavailable) as caught:
+                await pool.acquire()
+            assert trio.current_time() - start < 1
+            assert reason in str(caught.value)
+        server.cancel_scope.cancel()
+
+
+async def test_garbage_from_the_api_never_stops_the_pool(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio.open_nursery() as server:
+        port = await server.start(raw_server, b"\x00garbage\r\n\r\n")
+        url = f"ws://127.0.0.1:{port}/v1/realtime"
+        async with pool_on(url) as pool:
+            for _ in range(3):  # the monitor probes in between, on its own
+                with pytest.raises(RealtimeUnavailable):
+                    await pool.acquire()
+                await trio.sleep(100)
+            assert pool.stats()["connect_failures"] >= 4
+        server.cancel_scope.cancel()
+
+
+async def test_a_tls_failure_says_so(autojump_clock: trio.abc.Clock) -> None:
+    async with trio.open_nursery() as server:
+        port = await server.start(raw_server, b"HTTP/1.1 400 Not TLS\r\n\r\n")
+        url = f"wss://127.0.0.1:{port}/v1/realtime"
+        async with pool_on(url, connect_timeout=100.0, lease_timeout=200.0) as pool:
+            start = trio.current_time()
+            with pytest.raises(RealtimeUnavailable, match="SSL") as caught:
+                await pool.acquire()
+            assert trio.current_time() - start < 1
+            assert "handshake" in str(caught.value)
+        server.cancel_scope.cancel()

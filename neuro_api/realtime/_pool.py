@@ -19,11 +19,13 @@ import math
 import random
 import ssl
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Final
+from typing import Any, Final, cast
 
+import h11
 import orjson
 import trio
 import trio_websocket
+import wsproto.utilities
 from trio_websocket import ConnectionRejected, HandshakeError
 
 from neuro_api._redact import redact
@@ -61,11 +63,19 @@ _RESET_KEYS: Final = (
 """What a reset sets back to the session's first state (when present)."""
 
 
-class _NoSession(Exception):
-    """The handshake worked, but the API sent no ``session.created``."""
+class _BadHandshake(Exception):
+    """The API ended the handshake, or sent no ``session.created`` after it."""
 
 
-_FAILURES: Final = (HandshakeError, OSError, _NoSession, trio.TooSlowError)
+_PROTOCOL_ERRORS: Final = (h11.ProtocolError, wsproto.utilities.ProtocolError)
+"""What trio-websocket's handshake raises for an answer that is not HTTP."""
+_FAILURES: Final = (
+    HandshakeError,
+    OSError,
+    _BadHandshake,
+    trio.TooSlowError,
+    *_PROTOCOL_ERRORS,
+)
 
 
 class _OpenFailed(RealtimeUnavailable):
@@ -86,6 +96,45 @@ def _is_failure(exc: BaseException) -> bool:
         rest = exc.split(trio.Cancelled)[1]
         return rest is not None and all(_is_failure(inner) for inner in rest.exceptions)
     return isinstance(exc, _FAILURES)
+
+
+class _Watched(trio.abc.Stream):
+    """``stream``, and an event set once its peer ended it or it broke."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.ended = trio.Event()
+        self.why = "the API closed the connection during the handshake"
+
+    def _broke(self, exc: BaseException) -> None:
+        if not self.ended.is_set():
+            cause = exc.__cause__ or exc  # the TLS error, if it is one
+            detail = printable(str(cause))[:200] or type(cause).__name__
+            self.why = f"the connection broke during the handshake: {detail}"
+            self.ended.set()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._broke(exc)
+            raise
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        try:
+            data = await self.stream.receive_some(max_bytes)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._broke(exc)
+            raise
+        if not data:
+            self.ended.set()
+        return data
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
 
 
 async def _open_stream(
@@ -125,13 +174,16 @@ def _describe(exc: BaseException, config: PoolConfig) -> str:
         return f"{text}: {detail}" if detail else text
     if find_exception(exc, trio.TooSlowError) is not None:
         return f"no handshake within {config.connect_timeout:g} s"
-    nosession = find_exception(exc, _NoSession)
-    if nosession is not None:
-        return str(nosession)
+    bad = find_exception(exc, _BadHandshake)
+    if bad is not None:
+        return str(bad)
     oserror = find_exception(exc, OSError)
     if oserror is not None:
         why = oserror.strerror or str(oserror) or type(oserror).__name__
         return f"cannot reach the API: {why}"
+    if any(find_exception(exc, kind) for kind in _PROTOCOL_ERRORS):
+        # (The error's own text is about trio-websocket's attempt to answer.)
+        return "the API's answer to the handshake is not HTTP"
     handshake = find_exception(exc, HandshakeError)
     if handshake is not None:
         return f"handshake failed: {handshake!r}"[:300]
@@ -513,16 +565,33 @@ class RealtimePool:
     ) -> Link:
         """The WebSocket handshake on ``stream``, then ``session.created``."""
         config = self.config
-        with trio.fail_at(deadline):
+        # trio-websocket's handshake waits for an answer until the deadline
+        # when the server closed first or answered garbage: watch for that.
+        watched = _Watched(stream)
+        cut = trio.CancelScope()
+        watch = trio.CancelScope()
+
+        async def cut_short() -> None:
+            with watch:
+                await watched.ended.wait()
+                cut.cancel()
+
+        nursery.start_soon(cut_short)
+        with trio.fail_at(deadline), cut:
             websocket = await trio_websocket.wrap_client_stream(
                 nursery,
-                stream,
+                # Any stream works (the type says sockets: it reads .socket
+                # for .local and .remote only, falling back to repr()).
+                cast("trio.SocketStream", watched),
                 config.host_header,
                 config.resource,
                 extra_headers=config.headers(),
                 message_queue_size=_WS_QUEUE,
                 max_message_size=config.max_message_size,
             )
+        watch.cancel()
+        if cut.cancelled_caught:
+            raise _BadHandshake(watched.why)
         conn = Link(
             websocket,
             counters=self.counters,
@@ -535,7 +604,7 @@ class RealtimePool:
         with trio.move_on_at(deadline):
             await conn.wait_created()
         if conn.initial_session is None:
-            raise _NoSession(
+            raise _BadHandshake(
                 conn.problem
                 or f"no session.created within {config.connect_timeout:g} s"
             )
