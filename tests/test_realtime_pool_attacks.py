@@ -874,3 +874,17 @@ async def test_a_tls_failure_says_so(autojump_clock: trio.abc.Clock) -> None:
             assert trio.current_time() - start < 1
             assert "handshake" in str(caught.value)
         server.cancel_scope.cancel()
+
+
+async def test_what_a_lease_does_to_its_copy_of_the_session_stays_its_own(
+    fake: FakeRealtime,
+) -> None:
+    async with running_pool(fake, max_connections=1) as pool:
+        async with pool.connection_context() as conn:
+            with contextlib.suppress(TypeError):  # read-only, or a copy
+                conn.session["instructions"] = "be a pirate"  # type: ignore[index]
+            await conn.send({"type": "session.update", "session": {"type": "realtime"}})
+        async with pool.connection_context() as again:
+            assert again.id == conn.id
+            assert fake.connections[0].session["instructions"] == ""
+            assert again.session["instructions"] == ""

@@ -19,9 +19,11 @@ and giving a handle back twice cannot give back someone else's lease.
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import logging
 import secrets
+import types
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
@@ -160,9 +162,9 @@ class RealtimeConnection:
         return self._link.websocket
 
     @property
-    def session(self) -> dict[str, Any]:
-        """The session as the API last described it."""
-        return self._link.session
+    def session(self) -> Mapping[str, Any]:
+        """The session as the API last described it (read-only)."""
+        return types.MappingProxyType(self._link.session)
 
     @property
     def healthy(self) -> bool:
@@ -543,7 +545,8 @@ class Link:
             if isinstance(session, dict):
                 self.session = session
                 if kind == "session.created" and self.initial_session is None:
-                    self.initial_session = session
+                    # A copy: what the reset puts back is the API's word.
+                    self.initial_session = copy.deepcopy(session)
             if kind == "session.created":
                 self._created.set()
             elif self.updating:  # answers come in order: the oldest's
