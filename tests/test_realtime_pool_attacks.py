@@ -888,3 +888,26 @@ async def test_what_a_lease_does_to_its_copy_of_the_session_stays_its_own(
             assert again.id == conn.id
             assert fake.connections[0].session["instructions"] == ""
             assert again.session["instructions"] == ""
+
+
+async def test_a_lease_cannot_hide_what_the_reset_must_undo(
+    fake: FakeRealtime,
+) -> None:
+    async with running_pool(fake, max_connections=1) as pool:
+        async with pool.connection_context() as conn:
+            await conn.send(
+                {
+                    "type": "conversation.item.create",
+                    "item": {
+                        "type": "message",
+                        "role": "user",
+                        "content": [{"type": "input_text", "text": "mine"}],
+                    },
+                }
+            )
+            while not conn.items:
+                await conn.receive()
+            with contextlib.suppress(AttributeError, TypeError):
+                conn.items.clear()  # type: ignore[attr-defined]
+        async with pool.connection_context():
+            assert fake.connections[0].items == {}

@@ -182,14 +182,14 @@ class RealtimeConnection:
         return self._link.holder is self
 
     @property
-    def open_responses(self) -> dict[str, None]:
-        """Responses created and not done yet (by id)."""
-        return self._link.open_responses
+    def open_responses(self) -> Mapping[str, None]:
+        """Responses created and not done yet (by id; read-only)."""
+        return types.MappingProxyType(self._link.open_responses)
 
     @property
-    def items(self) -> dict[str, None]:
-        """Items of the default conversation (by id)."""
-        return self._link.items
+    def items(self) -> Mapping[str, None]:
+        """Items of the default conversation (by id; read-only)."""
+        return types.MappingProxyType(self._link.items)
 
     @property
     def dirty(self) -> bool:

@@ -906,6 +906,6 @@ async def _until(
             and isinstance(about, str)
             and about.startswith(tolerated_prefix)
         ):
-            conn.items.pop(about.removeprefix(tolerated_prefix), None)
+            conn.link.items.pop(about.removeprefix(tolerated_prefix), None)
             continue
         raise RealtimeAPIError(error)
