@@ -911,3 +911,18 @@ async def test_a_lease_cannot_hide_what_the_reset_must_undo(
                 conn.items.clear()  # type: ignore[attr-defined]
         async with pool.connection_context():
             assert fake.connections[0].items == {}
+
+
+async def test_a_lessee_that_stops_reading_is_told_so(
+    fake: FakeRealtime, autojump_clock: trio.abc.Clock
+) -> None:
+    async with (
+        running_pool(fake, event_queue=4, ping_interval=1.0, ping_timeout=2.0) as pool,
+        pool.connection_context() as conn,
+    ):
+        served = fake.connections[0]
+        for n in range(50):
+            await served.send_event({"type": "response.output_text.delta", "n": n})
+        await trio.sleep(10)  # the lessee is busy: its events pile up
+        with pytest.raises(ConnectionLost, match="did not read"):
+            await read_until_lost(conn)

@@ -335,6 +335,7 @@ class Link:
         self._buffered = 0
         self._room = trio.lowlevel.ParkingLot()
         self._sending = trio.Lock()
+        self._stalled = False  # the reader waits for the holder to read
         self._created = trio.Event()
         self._ended = trio.Event()
 
@@ -517,11 +518,22 @@ class Link:
                 return
             if not self._buffered or self._buffered + size <= self._buffer:
                 break
-            await self._room.park()  # until it reads, or leaves
+            self._stalled = True
+            try:
+                await self._room.park()  # until it reads, or leaves
+            finally:
+                self._stalled = False
         self._buffered += size
-        # Its holder may have left meanwhile.
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await consumer.send((event, size))
+        # While the holder does not read, neither do we, nor trio-websocket
+        # (pongs wait too); its holder may have left meanwhile.
+        self._stalled = True
+        try:
+            with contextlib.suppress(
+                trio.BrokenResourceError, trio.ClosedResourceError
+            ):
+                await consumer.send((event, size))
+        finally:
+            self._stalled = False
 
     async def keep_alive(self, interval: float, ping_timeout: float) -> None:
         """Ping every ``interval``; no pong within ``ping_timeout``: unhealthy."""
@@ -534,7 +546,12 @@ class Link:
                     self.lost(_closed_reason(exc))
                     return
             if scope.cancelled_caught:
-                self.lost(f"no pong within {ping_timeout:g} s")
+                if self._stalled:  # the pong waits behind unread events
+                    self.lost(
+                        f"its user did not read its events for {ping_timeout:g} s"
+                    )
+                else:
+                    self.lost(f"no pong within {ping_timeout:g} s")
                 return
 
     def _note(self, event: Event) -> None:
