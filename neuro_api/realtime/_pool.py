@@ -218,8 +218,9 @@ class RealtimePool:
     <RealtimeConnection.receive>` raises :class:`ConnectionLost` at once).
     When the API refuses connections (a bad key: HTTP 401), the pool says so
     in :meth:`health` and tries again with backoff (1 s doubling up to
-    ``backoff_max``), failing leases at once meanwhile. Leaving :meth:`run`
-    closes every connection, each within ``close_timeout``.
+    ``backoff_max``), failing at once meanwhile the leases that need a new
+    connection. Leaving :meth:`run` closes every connection, each within
+    ``close_timeout``.
     """
 
     def __init__(self, config: PoolConfig) -> None:
@@ -233,8 +234,8 @@ class RealtimePool:
         self._awaiting_reset = 0
         self._line: dict[object, None] = {}  # callers in acquire, in order
         self._live = 0  # connection tasks running (opening, open or closing)
-        # Waits the pool's shutdown ends: callers' (in their own tasks) and
-        # handshakes (in their callers' tasks until the connection is open).
+        # What the pool's shutdown cancels: callers waiting (in their own
+        # tasks) and handshakes (in their callers' tasks until open).
         self._stoppable: set[trio.CancelScope] = set()
         self._slots = trio.Semaphore(config.max_connections)
         self._changed = trio.lowlevel.ParkingLot()
