@@ -55,6 +55,10 @@ class PoolConfig:
     """Largest event accepted from the API (audio and session events are big)."""
     event_queue: int = 512
     """Events buffered for a lease's user before the reader waits for it."""
+    event_buffer: int = 16 << 20
+    """Bytes of events buffered for a lease's user (one event at least)
+    before the reader waits for it: with ``event_queue``, what bounds the
+    memory a user that reads slowly makes the pool hold."""
     max_tracked_items: int = 4096
     """Conversation items a lease may leave for the reset to delete; with
     more, the connection is closed instead of reset."""
@@ -78,7 +82,12 @@ class PoolConfig:
             value = getattr(self, name)
             if not value > 0 or value == float("inf"):
                 raise ValueError(f"{name}: must be > 0 and finite, got {value!r}")
-        for name in ("max_message_size", "event_queue", "max_tracked_items"):
+        for name in (
+            "max_message_size",
+            "event_queue",
+            "event_buffer",
+            "max_tracked_items",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1")
 

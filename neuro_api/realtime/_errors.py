@@ -32,7 +32,11 @@ class RealtimeUnavailable(RealtimeError):
 
 
 class LeaseTimeout(RealtimeUnavailable):
-    """Every connection stayed leased for the whole lease timeout."""
+    """No connection was ready within the lease timeout.
+
+    Every connection stayed leased that long, or opening one (or resetting
+    one) took that long: ``reason`` says which.
+    """
 
 
 class ConnectionLost(RealtimeError):

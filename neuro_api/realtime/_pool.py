@@ -19,19 +19,22 @@ import math
 import random
 import ssl
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Final
+from typing import Any, Final, cast
 
+import h11
 import orjson
 import trio
 import trio_websocket
+import wsproto.utilities
 from trio_websocket import ConnectionRejected, HandshakeError
 
+from neuro_api._redact import redact
 from neuro_api._shared import exponential_delay, find_exception
 from neuro_api._text import printable
 from neuro_api.realtime._config import PoolConfig
 from neuro_api.realtime._connection import (
     RESET_PREFIX,
-    Event,
+    Link,
     PoolCounters,
     RealtimeConnection,
 )
@@ -60,11 +63,31 @@ _RESET_KEYS: Final = (
 """What a reset sets back to the session's first state (when present)."""
 
 
-class _NoSession(Exception):
-    """The handshake worked, but the API sent no ``session.created``."""
+class _BadHandshake(Exception):
+    """The API ended the handshake, or sent no ``session.created`` after it."""
 
 
-_FAILURES: Final = (HandshakeError, OSError, _NoSession, trio.TooSlowError)
+_PROTOCOL_ERRORS: Final = (h11.ProtocolError, wsproto.utilities.ProtocolError)
+"""What trio-websocket's handshake raises for an answer that is not HTTP."""
+_FAILURES: Final = (
+    HandshakeError,
+    OSError,
+    _BadHandshake,
+    trio.TooSlowError,
+    *_PROTOCOL_ERRORS,
+)
+
+
+class _OpenFailed(RealtimeUnavailable):
+    """A connection could not be opened.
+
+    ``kind`` is the reason without its details, which may change every
+    time (a request id).
+    """
+
+    def __init__(self, reason: str, kind: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
 def _is_failure(exc: BaseException) -> bool:
@@ -73,6 +96,45 @@ def _is_failure(exc: BaseException) -> bool:
         rest = exc.split(trio.Cancelled)[1]
         return rest is not None and all(_is_failure(inner) for inner in rest.exceptions)
     return isinstance(exc, _FAILURES)
+
+
+class _Watched(trio.abc.Stream):
+    """``stream``, and an event set once its peer ended it or it broke."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.ended = trio.Event()
+        self.why = "the API closed the connection during the handshake"
+
+    def _broke(self, exc: BaseException) -> None:
+        if not self.ended.is_set():
+            cause = exc.__cause__ or exc  # the TLS error, if it is one
+            detail = printable(str(cause))[:200] or type(cause).__name__
+            self.why = f"the connection broke during the handshake: {detail}"
+            self.ended.set()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        try:
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._broke(exc)
+            raise
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        try:
+            data = await self.stream.receive_some(max_bytes)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._broke(exc)
+            raise
+        if not data:
+            self.ended.set()
+        return data
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
 
 
 async def _open_stream(
@@ -89,6 +151,17 @@ async def _open_stream(
     )
 
 
+def _kind(exc: BaseException) -> str:
+    """What kind of failure ``exc`` is (see :func:`_describe`), in a word."""
+    rejected = find_exception(exc, ConnectionRejected)
+    if rejected is not None:
+        return f"HTTP {rejected.status_code}"
+    for kind in _FAILURES:
+        if find_exception(exc, kind) is not None:
+            return kind.__name__
+    return type(exc).__name__
+
+
 def _describe(exc: BaseException, config: PoolConfig) -> str:
     """Why a connection could not be opened, in a sentence (no secret)."""
     rejected = find_exception(exc, ConnectionRejected)
@@ -101,13 +174,16 @@ def _describe(exc: BaseException, config: PoolConfig) -> str:
         return f"{text}: {detail}" if detail else text
     if find_exception(exc, trio.TooSlowError) is not None:
         return f"no handshake within {config.connect_timeout:g} s"
-    nosession = find_exception(exc, _NoSession)
-    if nosession is not None:
-        return str(nosession)
+    bad = find_exception(exc, _BadHandshake)
+    if bad is not None:
+        return str(bad)
     oserror = find_exception(exc, OSError)
     if oserror is not None:
         why = oserror.strerror or str(oserror) or type(oserror).__name__
         return f"cannot reach the API: {why}"
+    if any(find_exception(exc, kind) for kind in _PROTOCOL_ERRORS):
+        # (The error's own text is about trio-websocket's attempt to answer.)
+        return "the API's answer to the handshake is not HTTP"
     handshake = find_exception(exc, HandshakeError)
     if handshake is not None:
         return f"handshake failed: {handshake!r}"[:300]
@@ -137,25 +213,30 @@ class RealtimePool:
     Connections are opened on demand, up to ``max_connections``, and kept
     for the next lease while healthy. Every ``health_check_interval`` the
     pool closes idle connections that are older than ``max_connection_age``
-    or idle longer than ``max_idle_time``; a connection that stops answering
-    pings is closed once its user returns it (the user's :meth:`receive
+    or idle longer than ``max_idle_time``; a connection that drops or stops
+    answering pings is closed and replaced (its user's :meth:`receive
     <RealtimeConnection.receive>` raises :class:`ConnectionLost` at once).
     When the API refuses connections (a bad key: HTTP 401), the pool says so
     in :meth:`health` and tries again with backoff (1 s doubling up to
-    ``backoff_max``), failing leases at once meanwhile. Leaving :meth:`run`
-    closes every connection, each within ``close_timeout``.
+    ``backoff_max``), failing at once meanwhile the leases that need a new
+    connection. Leaving :meth:`run` closes every connection, each within
+    ``close_timeout``.
     """
 
     def __init__(self, config: PoolConfig) -> None:
         self.config = config
         self.counters = PoolCounters()
-        self._all: dict[str, RealtimeConnection] = {}
-        self._idle: list[RealtimeConnection] = []  # most recently used last
-        self._leased: set[RealtimeConnection] = set()
-        self._resetting: set[RealtimeConnection] = set()
+        self._all: dict[str, Link] = {}
+        self._idle: list[Link] = []  # most recently used last
+        self._leased: set[Link] = set()
+        self._resetting: set[Link] = set()
         self._opening = 0
         self._awaiting_reset = 0
+        self._line: dict[object, None] = {}  # callers in acquire, in order
         self._live = 0  # connection tasks running (opening, open or closing)
+        # What the pool's shutdown cancels: callers waiting (in their own
+        # tasks) and handshakes (in their callers' tasks until open).
+        self._stoppable: set[trio.CancelScope] = set()
         self._slots = trio.Semaphore(config.max_connections)
         self._changed = trio.lowlevel.ParkingLot()
         self._nursery: trio.Nursery | None = None
@@ -171,6 +252,7 @@ class RealtimePool:
         self.resets = 0
         # Why new connections fail (None: they do not), and when to try again.
         self.problem: str | None = None
+        self._problem_kind: str | None = None  # the problem, without details
         self._failures = 0
         self._retry_at = -math.inf
 
@@ -181,7 +263,8 @@ class RealtimePool:
 
         Reports the pool itself once ready (no connection is opened before
         the first lease). Once cancelled, every connection gets a closing
-        handshake, within ``close_timeout`` in all.
+        handshake, within ``close_timeout`` in all; handshakes under way
+        are abandoned (their callers get :class:`RealtimeUnavailable`).
         """
         if self._nursery is not None:
             raise RuntimeError("this pool is already running")
@@ -209,6 +292,8 @@ class RealtimePool:
                 task_status.started()
                 await stop.wait()
                 self._closing = True
+                for waiting in self._stoppable:
+                    waiting.cancel()
                 for conn in list(self._all.values()):
                     conn.lost("the pool is closing")
                 self._changed.unpark_all()
@@ -225,10 +310,10 @@ class RealtimePool:
 
         Waits up to ``lease_timeout`` for one (wrap it in
         :func:`trio.move_on_after` to wait less). Raises
-        :class:`LeaseTimeout` when every connection stayed leased that long,
+        :class:`LeaseTimeout` when no connection was ready that long,
         :class:`RealtimeUnavailable` when none can be opened (the reason
         says why). The connection is returned when the block ends, however
-        it ends.
+        it ends; this ``conn`` serves this block only.
         """
         conn = await self.acquire()
         try:
@@ -240,43 +325,68 @@ class RealtimePool:
         """Lease a connection; pair it with :meth:`release`.
 
         :meth:`connection_context` does both (and says what is raised).
+        The handle returned works until it is released.
         """
         if self._nursery is None or self._closing:
             raise RealtimeUnavailable("the Realtime pool is not running")
         timeout = self.config.lease_timeout
         self.waiting += 1
+        # Callers get slots in the order they came (a FIFO semaphore), and
+        # idle connections in the same order (see _find).
+        ticket = object()
+        self._line[ticket] = None
+        stopped = trio.CancelScope()
+        self._stoppable.add(stopped)
         try:
-            with trio.move_on_after(timeout) as scope:
+            with trio.move_on_after(timeout) as scope, stopped:
                 await self._slots.acquire()
                 try:
-                    conn = await self._find()
+                    link = await self._find(ticket)
                 except BaseException:
                     self._slots.release()
                     raise
         finally:
+            self._stoppable.discard(stopped)
             self.waiting -= 1
+            self._leave_line(ticket)
+        if stopped.cancelled_caught:
+            raise RealtimeUnavailable("the Realtime pool is closing")
         if scope.cancelled_caught:
             self.lease_timeouts += 1
+            if len(self._leased) < self.config.max_connections:
+                # The time went on opening (or resetting) a connection.
+                raise LeaseTimeout(
+                    f"no Realtime connection was ready within {timeout:g} s "
+                    f"({len(self._leased)} leased, the others being opened or reset)"
+                )
             raise LeaseTimeout(
                 f"every Realtime connection stayed leased for {timeout:g} s "
                 f"(max_connections {self.config.max_connections})"
             )
-        conn.leased = True
-        conn.session_count += 1
-        conn.last_used = trio.current_time()
-        conn.attach()
-        self._leased.add(conn)
+        link.leased = True
+        link.session_count += 1
+        link.last_used = trio.current_time()
+        self._leased.add(link)
         self.sessions_handled += 1
-        return conn
+        return link.attach()
 
-    async def _find(self) -> RealtimeConnection:
-        """An idle connection, or a new one (the caller holds a slot)."""
+    async def _find(self, ticket: object) -> Link:
+        """An idle connection, or a new one (the caller holds a slot).
+
+        Idle connections go to callers in the order they came (``ticket``
+        is the caller's place in :attr:`_line`): Trio runs the tasks a
+        change wakes in no fixed order, so only the first in line takes one.
+        """
         while True:
             if self._closing:
                 raise RealtimeUnavailable("the Realtime pool is closing")
-            conn = self._take_idle()
-            if conn is not None:
-                return conn
+            if next(iter(self._line)) is ticket:
+                conn = self._take_idle()
+                if conn is not None:
+                    return conn
+            elif self._idle:
+                await self._changed.park()  # for those before us to take
+                continue
             if self._awaiting_reset < len(self._resetting):
                 # A reset takes a round trip; a new connection, a handshake.
                 self._awaiting_reset += 1
@@ -286,18 +396,26 @@ class RealtimePool:
                     self._awaiting_reset -= 1
                 continue
             if self.total < self.config.max_connections:
+                self._leave_line(ticket)  # the next in line takes what is idle
                 return await self._open()
             # Others are being opened or reset: one frees up soon.
             await self._changed.park()
 
-    def _take_idle(self) -> RealtimeConnection | None:
+    def _leave_line(self, ticket: object) -> None:
+        if self._line.pop(ticket, False) is None:
+            self._changed.unpark_all()  # the next in line may take one
+
+    def _take_idle(self) -> Link | None:
         now = trio.current_time()
         while self._idle:
             conn = self._idle.pop()  # the most recently used: others may expire
             reason = self._unusable(conn, now)
-            if reason is None:
+            if reason is not None:
+                self._retire(conn, reason)
+            elif conn.dirty:  # the API added to it meanwhile
+                self._start_reset(conn)
+            else:
                 return conn
-            self._retire(conn, reason)
         return None
 
     def release(self, conn: RealtimeConnection) -> None:
@@ -305,43 +423,50 @@ class RealtimePool:
 
         Never waits: a connection left in a state the next user must not
         see is reset in the background first; one that cannot serve again
-        is closed in the background.
+        is closed in the background. ``conn`` stops working at once.
         """
-        if not conn.leased:
-            return
-        conn.leased = False
-        conn.detach()
-        self._leased.discard(conn)
+        link = conn.link
+        if not conn.for_lease or not conn.current or link not in self._leased:
+            return  # given back already (it may serve someone else now)
+        link.leased = False
+        link.detach()
+        self._leased.discard(link)
         self._slots.release()
         now = trio.current_time()
-        conn.last_used = now
-        reason = self._unusable(conn, now)
+        link.last_used = now
+        reason = self._unusable(link, now)
         if (
             reason is None
-            and conn.session_count >= self.config.max_sessions_per_connection
+            and link.session_count >= self.config.max_sessions_per_connection
         ):
-            reason = f"it served {conn.session_count} leases"
-        if reason is None and conn.items_overflow:
-            reason = "too many conversation items to reset"
+            reason = f"it served {link.session_count} leases"
+        if reason is None and link.cannot_reset:
+            reason = link.cannot_reset
         if reason is not None or self._nursery is None:
-            self._retire(conn, reason or "the pool stopped")
-        elif conn.dirty:
-            self._resetting.add(conn)
-            self._nursery.start_soon(self._reset, conn)
+            self._retire(link, reason or "the pool stopped")
+        elif link.dirty:
+            self._start_reset(link)
         else:
-            self._idle.append(conn)
+            self._idle.append(link)
         self._changed.unpark_all()
 
-    def _unusable(self, conn: RealtimeConnection, now: float) -> str | None:
+    def _unusable(self, conn: Link, now: float) -> str | None:
         if self._closing:
             return "the pool is closing"
         if not conn.healthy:
             return conn.problem or "unhealthy"
         if conn.age(now) >= self.config.max_connection_age:
             return f"older than {self.config.max_connection_age:g} s"
+        if conn.items_overflow:
+            return "too many conversation items or responses to reset"
         return None
 
-    def _retire(self, conn: RealtimeConnection, reason: str) -> None:
+    def _start_reset(self, conn: Link) -> None:
+        assert self._nursery is not None
+        self._resetting.add(conn)
+        self._nursery.start_soon(self._reset, conn)
+
+    def _retire(self, conn: Link, reason: str) -> None:
         """Close ``conn``: it leaves the pool now, and closes within close_timeout."""
         if conn.id in self._all:
             self.retired += 1
@@ -356,7 +481,7 @@ class RealtimePool:
 
     # --- opening and closing -------------------------------------------------
 
-    async def _open(self) -> RealtimeConnection:
+    async def _open(self) -> Link:
         now = trio.current_time()
         if now < self._retry_at:
             raise RealtimeUnavailable(
@@ -365,9 +490,9 @@ class RealtimePool:
         assert self._nursery is not None
         self._opening += 1
         try:
-            conn: RealtimeConnection = await self._nursery.start(self._connection)
-        except RealtimeUnavailable as exc:
-            self._failed(exc.reason)
+            conn: Link = await self._nursery.start(self._connection)
+        except _OpenFailed as exc:
+            self._failed(exc.reason, exc.kind)
             raise RealtimeUnavailable(self.problem or exc.reason) from None
         finally:
             self._opening -= 1
@@ -375,9 +500,7 @@ class RealtimePool:
         self._recovered()
         return conn
 
-    async def _connection(
-        self, *, task_status: trio.TaskStatus[RealtimeConnection]
-    ) -> None:
+    async def _connection(self, *, task_status: trio.TaskStatus[Link]) -> None:
         """One connection's life: open it, read it, keep it alive, close it.
 
         The TCP (or TLS) stream is opened here and always closed here:
@@ -387,56 +510,47 @@ class RealtimePool:
         config = self.config
         opened = False
         stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] | None = None
+        # Until it is open, the handshake runs in its caller's task, out of
+        # reach of the pool's nursery: the pool's shutdown cancels it here.
+        handshake = trio.CancelScope()
+        self._stoppable.add(handshake)
+        if self._closing:
+            handshake.cancel()
+        # One deadline for the whole handshake, up to session.created.
+        deadline = trio.current_time() + config.connect_timeout
         self._live += 1
         try:
-            with trio.fail_after(config.connect_timeout):
-                stream = await _open_stream(config)
-            async with trio.open_nursery() as nursery:
-                with trio.fail_after(config.connect_timeout):
-                    websocket = await trio_websocket.wrap_client_stream(
-                        nursery,
-                        stream,
-                        config.host_header,
-                        config.resource,
-                        extra_headers=config.headers(),
-                        message_queue_size=_WS_QUEUE,
-                        max_message_size=config.max_message_size,
+            with handshake:
+                with trio.fail_at(deadline):
+                    stream = await _open_stream(config)
+                async with trio.open_nursery() as nursery:
+                    conn = await self._handshake(nursery, stream, deadline)
+                    websocket = conn.websocket
+                    nursery.start_soon(
+                        conn.keep_alive, config.ping_interval, config.ping_timeout
                     )
-                conn = RealtimeConnection(
-                    websocket,
-                    counters=self.counters,
-                    queue_size=config.event_queue,
-                    max_items=config.max_tracked_items,
-                )
-                nursery.start_soon(conn.read)
-                with trio.move_on_after(config.connect_timeout):
-                    await conn.wait_created()
-                if conn.initial_session is None:
-                    raise _NoSession(
-                        conn.problem
-                        or f"no session.created within {config.connect_timeout:g} s"
-                    )
-                nursery.start_soon(
-                    conn.keep_alive, config.ping_interval, config.ping_timeout
-                )
-                self._all[conn.id] = conn
-                self.connects += 1
-                opened = True
-                LOGGER.debug("opened Realtime connection %s", conn.id)
-                task_status.started(conn)
-                try:
-                    await conn.ended.wait()
-                finally:
-                    self._forget(conn)
-                    with trio.CancelScope(shield=True) as scope:
-                        scope.deadline = trio.current_time() + config.close_timeout
-                        await websocket.aclose()
-                    nursery.cancel_scope.cancel()
+                    self._stoppable.discard(handshake)
+                    self._all[conn.id] = conn
+                    self.connects += 1
+                    opened = True
+                    LOGGER.debug("opened Realtime connection %s", conn.id)
+                    task_status.started(conn)
+                    try:
+                        await conn.ended.wait()
+                    finally:
+                        self._forget(conn)
+                        with trio.CancelScope(shield=True) as scope:
+                            scope.deadline = trio.current_time() + config.close_timeout
+                            await websocket.aclose()
+                        nursery.cancel_scope.cancel()
+            if not opened:  # the pool closed during the handshake
+                raise RealtimeUnavailable("the Realtime pool is closing")
         except BaseException as exc:
             if opened or not _is_failure(exc):
                 raise  # cancelled, or a bug: not a reason to give a lessee
-            raise RealtimeUnavailable(_describe(exc, config)) from None
+            raise _OpenFailed(_describe(exc, config), _kind(exc)) from None
         finally:
+            self._stoppable.discard(handshake)
             try:
                 if stream is not None:
                     await trio.aclose_forcefully(stream)
@@ -444,7 +558,60 @@ class RealtimePool:
                 self._live -= 1
                 self._changed.unpark_all()
 
-    def _forget(self, conn: RealtimeConnection) -> None:
+    async def _handshake(
+        self,
+        nursery: trio.Nursery,
+        stream: trio.SocketStream | trio.SSLStream[trio.SocketStream],
+        deadline: float,
+    ) -> Link:
+        """The WebSocket handshake on ``stream``, then ``session.created``."""
+        config = self.config
+        # trio-websocket's handshake waits for an answer until the deadline
+        # when the server closed first or answered garbage: watch for that.
+        watched = _Watched(stream)
+        cut = trio.CancelScope()
+        watch = trio.CancelScope()
+
+        async def cut_short() -> None:
+            with watch:
+                await watched.ended.wait()
+                cut.cancel()
+
+        nursery.start_soon(cut_short)
+        with trio.fail_at(deadline), cut:
+            websocket = await trio_websocket.wrap_client_stream(
+                nursery,
+                # Any stream works (the type says sockets: it reads .socket
+                # for .local and .remote only, falling back to repr()).
+                cast("trio.SocketStream", watched),
+                config.host_header,
+                config.resource,
+                extra_headers=config.headers(),
+                message_queue_size=_WS_QUEUE,
+                max_message_size=config.max_message_size,
+            )
+        watch.cancel()
+        if cut.cancelled_caught:
+            raise _BadHandshake(watched.why)
+        conn = Link(
+            websocket,
+            counters=self.counters,
+            queue_size=config.event_queue,
+            max_items=config.max_tracked_items,
+            buffer=config.event_buffer,
+            secret=config.api_key,
+        )
+        nursery.start_soon(conn.read)
+        with trio.move_on_at(deadline):
+            await conn.wait_created()
+        if conn.initial_session is None:
+            raise _BadHandshake(
+                conn.problem
+                or f"no session.created within {config.connect_timeout:g} s"
+            )
+        return conn
+
+    def _forget(self, conn: Link) -> None:
         if self._all.pop(conn.id, None) is None:
             return
         if conn in self._idle:
@@ -453,9 +620,9 @@ class RealtimePool:
         conn.lost(conn.problem or "closed")
         self._changed.unpark_all()
 
-    def _failed(self, reason: str) -> None:
+    def _failed(self, reason: str, kind: str) -> None:
         # What the API sent back is quoted: it must not carry the key on.
-        reason = reason.replace(self.config.api_key, "[redacted]")
+        reason = redact(reason, [self.config.api_key])
         self.connect_failures += 1
         delay = exponential_delay(
             self._failures,
@@ -466,8 +633,9 @@ class RealtimePool:
         )
         self._failures += 1
         self._retry_at = trio.current_time() + delay
-        if reason != self.problem:
-            # Once per distinct reason, not once per attempt.
+        if kind != self._problem_kind:
+            # Once per kind of failure, not once per attempt (details such
+            # as a request id change every time; /health shows the last).
             LOGGER.warning(
                 "cannot open a Realtime connection: %s (trying again with "
                 "backoff, up to every %g s)",
@@ -475,23 +643,25 @@ class RealtimePool:
                 self.config.backoff_max,
             )
         self.problem = reason
+        self._problem_kind = kind
 
     def _recovered(self) -> None:
         if self.problem is not None:
             LOGGER.warning("Realtime connections work again")
         self.problem = None
+        self._problem_kind = None
         self._failures = 0
         self._retry_at = -math.inf
 
     # --- reset between leases --------------------------------------------------
 
-    async def _reset(self, conn: RealtimeConnection) -> None:
-        conn.attach(lease=False)
+    async def _reset(self, conn: Link) -> None:
+        holder = conn.attach(lease=False)
         why = f"no reset within {self.config.reset_timeout:g} s"
         done = False
         with trio.move_on_after(self.config.reset_timeout):
             try:
-                await self._undo(conn)
+                await self._undo(conn, holder)
                 done = True
             except (ConnectionLost, RealtimeAPIError) as exc:
                 why = str(exc)
@@ -500,22 +670,24 @@ class RealtimePool:
         if done and conn.healthy and not self._closing and conn.id in self._all:
             self.resets += 1
             conn.session_changed = conn.audio_sent = False
+            conn.session_keys.clear()
             conn.last_used = trio.current_time()
             self._idle.append(conn)
             self._changed.unpark_all()
         else:
             self._retire(conn, f"could not be reset: {why}")
 
-    async def _undo(self, conn: RealtimeConnection) -> None:
+    async def _undo(self, conn: Link, holder: RealtimeConnection) -> None:
         """What the last lease changed, undone (raises when the API refuses)."""
-        # A response asked for and not created yet would start under the
-        # next holder: wait for it (or its refusal), then cancel it.
-        await _until(conn, lambda: not conn.requested, tolerated=set(conn.requested))
+        # Answers still due to the last lease would reach the next holder
+        # (a response asked for would even start under it): wait for them
+        # (or their refusals), then undo what they did.
+        await _until(holder, lambda: not conn.awaiting)
         if conn.open_responses:
             for response_id in list(conn.open_responses):
                 if response_id in conn.cancelled:
                     continue  # its holder asked already: wait for its end
-                await conn.send(
+                await holder.send(
                     {
                         "type": "response.cancel",
                         "event_id": RESET_PREFIX + "cancel",
@@ -523,20 +695,18 @@ class RealtimePool:
                     }
                 )
             await _until(
-                conn,
+                holder,
                 lambda: not conn.open_responses,
                 tolerated={RESET_PREFIX + "cancel"},
             )
         if conn.audio_sent:
-            await conn.send(
+            await holder.send(
                 {"type": "input_audio_buffer.clear", "event_id": RESET_PREFIX + "audio"}
             )
-            await _until_event(
-                conn, "input_audio_buffer.cleared", RESET_PREFIX + "audio"
-            )
+            await _until(holder, lambda: not conn.clearing)
         if conn.items:
             for item_id in list(conn.items):
-                await conn.send(
+                await holder.send(
                     {
                         "type": "conversation.item.delete",
                         "event_id": f"{RESET_PREFIX}delete_{item_id}"[:100],
@@ -544,7 +714,9 @@ class RealtimePool:
                     }
                 )
             await _until(
-                conn, lambda: not conn.items, tolerated_prefix=RESET_PREFIX + "delete_"
+                holder,
+                lambda: not conn.items,
+                tolerated_prefix=RESET_PREFIX + "delete_",
             )
         if conn.session_changed:
             initial = conn.initial_session or {}
@@ -554,14 +726,16 @@ class RealtimePool:
                 for key in _RESET_KEYS
                 if initial.get(key) is not None
             )
-            await conn.send(
+            # Every field the lease set, back to its first value (null too).
+            session.update((key, initial.get(key)) for key in conn.session_keys)
+            await holder.send(
                 {
                     "type": "session.update",
                     "event_id": RESET_PREFIX + "session",
                     "session": session,
                 }
             )
-            await _until_event(conn, "session.updated", RESET_PREFIX + "session")
+            await _until(holder, lambda: not conn.updating)
 
     # --- the health monitor -----------------------------------------------------
 
@@ -581,12 +755,12 @@ class RealtimePool:
                 await self._probe()
 
     def _should_probe(self) -> bool:
-        """After a failure, with room for a connection and none idle."""
-        return (
-            self.problem is not None
-            and not self._idle
-            and self.total < self.config.max_connections
-        )
+        """After a failure, with room for a connection.
+
+        Idle connections or not: until a new one opens, ``/health`` says
+        the API refuses them, which would stay true long after a hiccup.
+        """
+        return self.problem is not None and self.total < self.config.max_connections
 
     async def _probe(self) -> None:
         """Try to open a connection after a failure (kept for the next lease)."""
@@ -714,7 +888,8 @@ async def _until(
     """Read events until ``done()``; an error about our own request raises.
 
     Errors for the events named ``tolerated`` (by event id, or prefix) are
-    expected races (the response had just ended, the item was gone).
+    expected races (the response had just ended, the item was gone), and
+    so are errors about what the last lease sent (a refused request).
     """
     while not done():
         event = await conn.receive()
@@ -725,24 +900,13 @@ async def _until(
         about = error.get("event_id")
         if about in tolerated:
             continue
+        if isinstance(about, str) and not about.startswith(RESET_PREFIX):
+            continue
         if (
             tolerated_prefix
             and isinstance(about, str)
             and about.startswith(tolerated_prefix)
         ):
-            conn.items.pop(about.removeprefix(tolerated_prefix), None)
+            conn.link.items.pop(about.removeprefix(tolerated_prefix), None)
             continue
         raise RealtimeAPIError(error)
-
-
-async def _until_event(conn: RealtimeConnection, kind: str, event_id: str) -> None:
-    """Read events until one of ``kind``; an error about ``event_id`` raises."""
-    while True:
-        event: Event = await conn.receive()
-        if event["type"] == kind:
-            return
-        if event["type"] == "error":
-            error = event.get("error")
-            error = error if isinstance(error, dict) else {}
-            if error.get("event_id") in (event_id, None):
-                raise RealtimeAPIError(error)
