@@ -17,23 +17,15 @@ import contextlib
 import logging
 import math
 import random
-import ssl
-from collections.abc import AsyncIterator, Callable
-from typing import Any, Final, cast
+from collections.abc import AsyncIterator
+from typing import Any, Final
 
-import h11
-import orjson
 import trio
-import trio_websocket
-import wsproto.utilities
-from trio_websocket import ConnectionRejected, HandshakeError
 
 from neuro_api._redact import redact
-from neuro_api._shared import exponential_delay, find_exception
-from neuro_api._text import printable
+from neuro_api._shared import exponential_delay
 from neuro_api.realtime._config import PoolConfig
 from neuro_api.realtime._connection import (
-    RESET_PREFIX,
     Link,
     PoolCounters,
     RealtimeConnection,
@@ -44,165 +36,20 @@ from neuro_api.realtime._errors import (
     RealtimeAPIError,
     RealtimeUnavailable,
 )
+from neuro_api.realtime._handshake import (
+    OpenFailed,
+    describe,
+    failure_kind,
+    handshake,
+    is_failure,
+    open_stream,
+)
+from neuro_api.realtime._reset import undo
 
 __all__ = ["RealtimePool"]
 
 LOGGER: Final = logging.getLogger("neuro_api.realtime")
 _BACKOFF_START: Final = 1.0
-_WS_QUEUE: Final = 4
-"""trio-websocket's own queue; the reader empties it at once."""
-_RESET_KEYS: Final = (
-    "instructions",
-    "tools",
-    "tool_choice",
-    "output_modalities",
-    "max_output_tokens",
-    "audio",
-    "truncation",
-)
-"""What a reset sets back to the session's first state (when present)."""
-
-
-class _BadHandshake(Exception):
-    """The API ended the handshake, or sent no ``session.created`` after it."""
-
-
-_PROTOCOL_ERRORS: Final = (h11.ProtocolError, wsproto.utilities.ProtocolError)
-"""What trio-websocket's handshake raises for an answer that is not HTTP."""
-_FAILURES: Final = (
-    HandshakeError,
-    OSError,
-    _BadHandshake,
-    trio.TooSlowError,
-    *_PROTOCOL_ERRORS,
-)
-
-
-class _OpenFailed(RealtimeUnavailable):
-    """A connection could not be opened.
-
-    ``kind`` is the reason without its details, which may change every
-    time (a request id).
-    """
-
-    def __init__(self, reason: str, kind: str) -> None:
-        super().__init__(reason)
-        self.kind = kind
-
-
-def _is_failure(exc: BaseException) -> bool:
-    """Whether ``exc`` says the connection could not be opened (not a cancel)."""
-    if isinstance(exc, BaseExceptionGroup):
-        rest = exc.split(trio.Cancelled)[1]
-        return rest is not None and all(_is_failure(inner) for inner in rest.exceptions)
-    return isinstance(exc, _FAILURES)
-
-
-class _Watched(trio.abc.Stream):
-    """``stream``, and an event set once its peer ended it or it broke."""
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-        self.ended = trio.Event()
-        self.why = "the API closed the connection during the handshake"
-
-    def _broke(self, exc: BaseException) -> None:
-        if not self.ended.is_set():
-            cause = exc.__cause__ or exc  # the TLS error, if it is one
-            detail = printable(str(cause))[:200] or type(cause).__name__
-            self.why = f"the connection broke during the handshake: {detail}"
-            self.ended.set()
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        try:
-            await self.stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            self._broke(exc)
-            raise
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.stream.wait_send_all_might_not_block()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        try:
-            data = await self.stream.receive_some(max_bytes)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            self._broke(exc)
-            raise
-        if not data:
-            self.ended.set()
-        return data
-
-    async def aclose(self) -> None:
-        await self.stream.aclose()
-
-
-async def _open_stream(
-    config: PoolConfig,
-) -> trio.SocketStream | trio.SSLStream[trio.SocketStream]:
-    """The TCP stream to the API (TLS for ``wss://``), as trio-websocket opens it."""
-    if not config.secure:
-        return await trio.open_tcp_stream(config.host, config.port)
-    return await trio.open_ssl_over_tcp_stream(
-        config.host,
-        config.port,
-        ssl_context=ssl.create_default_context(),
-        https_compatible=True,
-    )
-
-
-def _kind(exc: BaseException) -> str:
-    """What kind of failure ``exc`` is (see :func:`_describe`), in a word."""
-    rejected = find_exception(exc, ConnectionRejected)
-    if rejected is not None:
-        return f"HTTP {rejected.status_code}"
-    for kind in _FAILURES:
-        if find_exception(exc, kind) is not None:
-            return kind.__name__
-    return type(exc).__name__
-
-
-def _describe(exc: BaseException, config: PoolConfig) -> str:
-    """Why a connection could not be opened, in a sentence (no secret)."""
-    rejected = find_exception(exc, ConnectionRejected)
-    if rejected is not None:
-        status = rejected.status_code
-        text = f"the API refused the connection: HTTP {status}"
-        detail = _error_message(rejected.body)
-        if status in (401, 403):
-            text += " (check OPENAI_API_KEY and the model's access)"
-        return f"{text}: {detail}" if detail else text
-    if find_exception(exc, trio.TooSlowError) is not None:
-        return f"no handshake within {config.connect_timeout:g} s"
-    bad = find_exception(exc, _BadHandshake)
-    if bad is not None:
-        return str(bad)
-    oserror = find_exception(exc, OSError)
-    if oserror is not None:
-        why = oserror.strerror or str(oserror) or type(oserror).__name__
-        return f"cannot reach the API: {why}"
-    if any(find_exception(exc, kind) for kind in _PROTOCOL_ERRORS):
-        # (The error's own text is about trio-websocket's attempt to answer.)
-        return "the API's answer to the handshake is not HTTP"
-    handshake = find_exception(exc, HandshakeError)
-    if handshake is not None:
-        return f"handshake failed: {handshake!r}"[:300]
-    return f"cannot connect: {exc!r}"[:300]
-
-
-def _error_message(body: bytes | None) -> str:
-    if not body:
-        return ""
-    try:
-        data = orjson.loads(body[:65536])
-    except orjson.JSONDecodeError:
-        return printable(body[:200].decode("utf-8", "replace"))
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict):
-        code = error.get("code") or error.get("type")
-        message = str(error.get("message") or "")[:200]
-        return printable(f"{code}: {message}" if code else message)
-    return ""
 
 
 class RealtimePool:
@@ -491,7 +338,7 @@ class RealtimePool:
         self._opening += 1
         try:
             conn: Link = await self._nursery.start(self._connection)
-        except _OpenFailed as exc:
+        except OpenFailed as exc:
             self._failed(exc.reason, exc.kind)
             raise RealtimeUnavailable(self.problem or exc.reason) from None
         finally:
@@ -512,24 +359,26 @@ class RealtimePool:
         stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] | None = None
         # Until it is open, the handshake runs in its caller's task, out of
         # reach of the pool's nursery: the pool's shutdown cancels it here.
-        handshake = trio.CancelScope()
-        self._stoppable.add(handshake)
+        opening = trio.CancelScope()
+        self._stoppable.add(opening)
         if self._closing:
-            handshake.cancel()
+            opening.cancel()
         # One deadline for the whole handshake, up to session.created.
         deadline = trio.current_time() + config.connect_timeout
         self._live += 1
         try:
-            with handshake:
+            with opening:
                 with trio.fail_at(deadline):
-                    stream = await _open_stream(config)
+                    stream = await open_stream(config)
                 async with trio.open_nursery() as nursery:
-                    conn = await self._handshake(nursery, stream, deadline)
+                    conn = await handshake(
+                        nursery, stream, deadline, config, self.counters
+                    )
                     websocket = conn.websocket
                     nursery.start_soon(
                         conn.keep_alive, config.ping_interval, config.ping_timeout
                     )
-                    self._stoppable.discard(handshake)
+                    self._stoppable.discard(opening)
                     self._all[conn.id] = conn
                     self.connects += 1
                     opened = True
@@ -546,70 +395,17 @@ class RealtimePool:
             if not opened:  # the pool closed during the handshake
                 raise RealtimeUnavailable("the Realtime pool is closing")
         except BaseException as exc:
-            if opened or not _is_failure(exc):
+            if opened or not is_failure(exc):
                 raise  # cancelled, or a bug: not a reason to give a lessee
-            raise _OpenFailed(_describe(exc, config), _kind(exc)) from None
+            raise OpenFailed(describe(exc, config), failure_kind(exc)) from None
         finally:
-            self._stoppable.discard(handshake)
+            self._stoppable.discard(opening)
             try:
                 if stream is not None:
                     await trio.aclose_forcefully(stream)
             finally:
                 self._live -= 1
                 self._changed.unpark_all()
-
-    async def _handshake(
-        self,
-        nursery: trio.Nursery,
-        stream: trio.SocketStream | trio.SSLStream[trio.SocketStream],
-        deadline: float,
-    ) -> Link:
-        """The WebSocket handshake on ``stream``, then ``session.created``."""
-        config = self.config
-        # trio-websocket's handshake waits for an answer until the deadline
-        # when the server closed first or answered garbage: watch for that.
-        watched = _Watched(stream)
-        cut = trio.CancelScope()
-        watch = trio.CancelScope()
-
-        async def cut_short() -> None:
-            with watch:
-                await watched.ended.wait()
-                cut.cancel()
-
-        nursery.start_soon(cut_short)
-        with trio.fail_at(deadline), cut:
-            websocket = await trio_websocket.wrap_client_stream(
-                nursery,
-                # Any stream works (the type says sockets: it reads .socket
-                # for .local and .remote only, falling back to repr()).
-                cast("trio.SocketStream", watched),
-                config.host_header,
-                config.resource,
-                extra_headers=config.headers(),
-                message_queue_size=_WS_QUEUE,
-                max_message_size=config.max_message_size,
-            )
-        watch.cancel()
-        if cut.cancelled_caught:
-            raise _BadHandshake(watched.why)
-        conn = Link(
-            websocket,
-            counters=self.counters,
-            queue_size=config.event_queue,
-            max_items=config.max_tracked_items,
-            buffer=config.event_buffer,
-            secret=config.api_key,
-        )
-        nursery.start_soon(conn.read)
-        with trio.move_on_at(deadline):
-            await conn.wait_created()
-        if conn.initial_session is None:
-            raise _BadHandshake(
-                conn.problem
-                or f"no session.created within {config.connect_timeout:g} s"
-            )
-        return conn
 
     def _forget(self, conn: Link) -> None:
         if self._all.pop(conn.id, None) is None:
@@ -661,7 +457,7 @@ class RealtimePool:
         done = False
         with trio.move_on_after(self.config.reset_timeout):
             try:
-                await self._undo(conn, holder)
+                await undo(conn, holder)
                 done = True
             except (ConnectionLost, RealtimeAPIError) as exc:
                 why = str(exc)
@@ -676,66 +472,6 @@ class RealtimePool:
             self._changed.unpark_all()
         else:
             self._retire(conn, f"could not be reset: {why}")
-
-    async def _undo(self, conn: Link, holder: RealtimeConnection) -> None:
-        """What the last lease changed, undone (raises when the API refuses)."""
-        # Answers still due to the last lease would reach the next holder
-        # (a response asked for would even start under it): wait for them
-        # (or their refusals), then undo what they did.
-        await _until(holder, lambda: not conn.awaiting)
-        if conn.open_responses:
-            for response_id in list(conn.open_responses):
-                if response_id in conn.cancelled:
-                    continue  # its holder asked already: wait for its end
-                await holder.send(
-                    {
-                        "type": "response.cancel",
-                        "event_id": RESET_PREFIX + "cancel",
-                        "response_id": response_id,
-                    }
-                )
-            await _until(
-                holder,
-                lambda: not conn.open_responses,
-                tolerated={RESET_PREFIX + "cancel"},
-            )
-        if conn.audio_sent:
-            await holder.send(
-                {"type": "input_audio_buffer.clear", "event_id": RESET_PREFIX + "audio"}
-            )
-            await _until(holder, lambda: not conn.clearing)
-        if conn.items:
-            for item_id in list(conn.items):
-                await holder.send(
-                    {
-                        "type": "conversation.item.delete",
-                        "event_id": f"{RESET_PREFIX}delete_{item_id}"[:100],
-                        "item_id": item_id,
-                    }
-                )
-            await _until(
-                holder,
-                lambda: not conn.items,
-                tolerated_prefix=RESET_PREFIX + "delete_",
-            )
-        if conn.session_changed:
-            initial = conn.initial_session or {}
-            session: dict[str, Any] = {"type": "realtime"}
-            session.update(
-                (key, initial[key])
-                for key in _RESET_KEYS
-                if initial.get(key) is not None
-            )
-            # Every field the lease set, back to its first value (null too).
-            session.update((key, initial.get(key)) for key in conn.session_keys)
-            await holder.send(
-                {
-                    "type": "session.update",
-                    "event_id": RESET_PREFIX + "session",
-                    "session": session,
-                }
-            )
-            await _until(holder, lambda: not conn.updating)
 
     # --- the health monitor -----------------------------------------------------
 
@@ -876,37 +612,3 @@ class RealtimePool:
         if self.problem is not None:
             report["problem"] = self.problem
         return report
-
-
-async def _until(
-    conn: RealtimeConnection,
-    done: Callable[[], bool],
-    *,
-    tolerated: frozenset[str] | set[str] = frozenset(),
-    tolerated_prefix: str | None = None,
-) -> None:
-    """Read events until ``done()``; an error about our own request raises.
-
-    Errors for the events named ``tolerated`` (by event id, or prefix) are
-    expected races (the response had just ended, the item was gone), and
-    so are errors about what the last lease sent (a refused request).
-    """
-    while not done():
-        event = await conn.receive()
-        if event["type"] != "error":
-            continue
-        error = event.get("error")
-        error = error if isinstance(error, dict) else {}
-        about = error.get("event_id")
-        if about in tolerated:
-            continue
-        if isinstance(about, str) and not about.startswith(RESET_PREFIX):
-            continue
-        if (
-            tolerated_prefix
-            and isinstance(about, str)
-            and about.startswith(tolerated_prefix)
-        ):
-            conn.link.items.pop(about.removeprefix(tolerated_prefix), None)
-            continue
-        raise RealtimeAPIError(error)
