@@ -311,3 +311,26 @@ def test_calls_sync_benchmark_runs_and_compares_with_one_at_a_time() -> None:
     assert re.match(r"40 calls, 20 at a time: +[\d.]+ s", lines[1])
     assert re.match(r"4 calls, one at a time: +[\d.]+ s \(so 40 would take", lines[2])
     assert re.match(r"speed-up +[\d.]+x; target < 20 s: met", lines[3])
+
+
+def test_the_realtime_benchmark_runs_and_reports_its_figures() -> None:
+    script = BENCHMARKS / "bench_realtime.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--leases", "50", "--forces", "5",
+         "--slices", "1", "--json"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert set(figures) == {
+        "lease_p50_us",
+        "lease_p99_us",
+        "open_p50_ms",
+        "bare_ms_per_request",
+        "engine_ms_per_force",
+        "engine_overhead_ms",
+        "engine_ratio",
+    }
+    assert all(
+        value > 0 for key, value in figures.items() if key != "engine_overhead_ms"
+    )
