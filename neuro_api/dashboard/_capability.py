@@ -68,17 +68,14 @@ class DashboardCapability(Capability):
         if not config.enabled or not app.settings.http:
             return
         token = app.admin_token
-        auth: RouteAuth
-        if token is None:
-            # Loopback only: the control plane's guard (no foreign Origin,
-            # loopback Host) protects the pages as it does the JSON routes.
-            auth = "token"
-        else:
-            # AUTH HOOK: replaced by the login flow (``_auth.page_check``,
-            # with ``_auth.login_blueprint`` mounted "public" for /ui/login
-            # and ``_auth.api_credential`` given to the control plane). Until
-            # then, with a token the pages only say that a login is needed.
-            auth = login_needed
+        # Without a token (loopback only), "token" means the control plane's
+        # guard (no foreign Origin, a loopback Host), as for the JSON routes.
+        # AUTH HOOK: with a token, the login flow replaces ``login_needed``
+        # (``_auth.page_check(sessions, token)``, with
+        # ``_auth.login_blueprint(sessions, token)`` mounted "public" for
+        # /ui/login and ``_auth.api_credential(sessions)`` given to the
+        # control plane). Until then the pages only say a login is needed.
+        auth: RouteAuth = "token" if token is None else login_needed
         app.add_routes(
             dashboard_pages(frame_log=config.frame_log, servers=app.manager.list),
             prefix=PREFIX,

@@ -10,6 +10,7 @@ action's schema (without sending it) and the server's verdict on data
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -78,8 +79,6 @@ def csrf_token() -> str:
     a token (loopback) the control plane's Origin guard is what protects
     unsafe requests, and this per-page value is only sent along.
     """
-    import secrets
-
     return secrets.token_urlsafe(16)
 
 
@@ -192,6 +191,13 @@ def dashboard_pages(
     for name in CAPABILITY_PAGES:
         pages.get(f"/{name}")(_capability_page(name))
 
+    _form_routes(pages)
+    return pages
+
+
+def _form_routes(pages: Blueprint) -> None:
+    """The action form's two helpers: generated data, the server's verdict."""
+
     @pages.get("/api/games/<session>/actions/<action>/generate")
     async def generate(session: str, action: str) -> Any:
         """Valid data for an action's schema, not sent: ``{"data": ...}``.
@@ -228,5 +234,3 @@ def dashboard_pages(
         except SchemaError as exc:
             raise ApiError(400, "invalid_schema", str(exc)) from None
         return {"ok": verdict.ok, "reason": None if verdict.ok else verdict.reason}
-
-    return pages
