@@ -30,6 +30,7 @@ PARTS = (
     "status",
     "calls",
     "realtime",
+    "dashboard",
     "app",
 )
 """Subpackages; every top-level module is part of ``core``."""
@@ -43,6 +44,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "status": {"core", "server", "control", "capability"},
     "calls": {"core", "supervisor", "manager", "server", "control", "capability"},
     "realtime": {"core", "server", "control", "capability"},
+    "dashboard": {"core", "server", "control", "capability"},
     "app": {
         "core",
         "supervisor",
@@ -53,6 +55,7 @@ MAY_IMPORT: dict[str, set[str]] = {
         "status",
         "calls",
         "realtime",
+        "dashboard",
     },
 }
 """The floors, bottom up; ``app`` is the composition root on top."""

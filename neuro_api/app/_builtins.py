@@ -20,6 +20,7 @@ from neuro_api._shared import StatusCallback
 from neuro_api.calls import CallsCapability
 from neuro_api.capability import Capability, Setup
 from neuro_api.control import create_app
+from neuro_api.dashboard import DashboardCapability
 from neuro_api.manager import ServerBindError
 from neuro_api.manager import ServerInfo as ManagedServer
 from neuro_api.realtime import RealtimeCapability
@@ -283,5 +284,6 @@ def default_capabilities() -> list[Capability]:
         StatusCapability(),
         CallsCapability(),
         RealtimeCapability(),
+        DashboardCapability(),
         ConsoleCapability(),
     ]

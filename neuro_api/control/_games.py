@@ -8,11 +8,12 @@ from typing import Any, cast
 
 import orjson
 import trio
-from quart import Blueprint, current_app, request
-from quart_schema import document_request, document_response
+from quart import Blueprint, current_app, redirect, request
+from quart_schema import document_request, document_response, hide
 from trio_websocket import ConnectionClosed
 
 from neuro_api.command import Action, ActionMessage, ProtocolError, parse_neuro_frame
+from neuro_api.control._auth import public
 from neuro_api.control._bodies import STRICT, json_body
 from neuro_api.control._errors import ApiError
 from neuro_api.control._limits import check_action_frame, check_frame
@@ -253,6 +254,28 @@ async def speech_finished(game: str, data: SpeechRequest) -> SentTo:
     return await _each(
         game,
         lambda c: c.send_speech_finished(data.is_final, data.cancelled, data.reason),
+    )
+
+
+DASHBOARD = "/ui/"
+"""Where a browser asking for ``/`` is sent, when a dashboard is mounted there."""
+
+
+@games.get("/")
+@public
+@hide
+async def front() -> Any:
+    """Send a browser to the dashboard; API clients get 405 as before.
+
+    Only ``POST /`` is the API's (Randy's endpoint). A redirect reveals
+    nothing, so it needs no token (the dashboard asks for its login).
+    """
+    accept = request.accept_mimetypes
+    dashboard = any(rule.rule == DASHBOARD for rule in current_app.url_map.iter_rules())
+    if dashboard and accept.accept_html and "text/html" in accept.values():
+        return redirect(DASHBOARD, 303)
+    raise ApiError(
+        405, "method_not_allowed", "The method is not allowed for the requested URL."
     )
 
 
