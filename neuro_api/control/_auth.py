@@ -85,12 +85,14 @@ def install_auth(
     reachable only from this machine and everything is open to local
     programs, but not to web pages (a foreign ``Origin`` or a non-loopback
     ``Host`` gets 403); the caller decides (see
-    :attr:`neuro_api.settings.Settings.exposed`).
+    :attr:`neuro_api.settings.Settings.exposed`). ``credentials``
+    (:data:`Credential`) may accept a request without the bearer token,
+    in order, when a token is configured.
     """
     if token is None:
         _install_loopback_guard(app)
     else:
-        _install_token_check(app, token)
+        _install_token_check(app, token, tuple(credentials))
     _install_own_checks(app)
 
 

@@ -29,7 +29,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from quart import (
     Blueprint,
@@ -37,7 +37,6 @@ from quart import (
     Response,
     current_app,
     has_app_context,
-    redirect,
     render_template,
     request,
 )
@@ -69,6 +68,8 @@ CSRF_FIELD: Final = "csrf_token"
 """The form field that may carry it instead (the logout form)."""
 HOME: Final = "/ui/"
 LOGIN: Final = "/ui/login"
+_PATH_SAFE: Final = "/:@!$&'()*+,;=-._~"
+"""What a URL path may hold unencoded (RFC 3986, ``pchar``)."""
 _SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 _SESSIONS_KEY: Final = "NEURO_DASHBOARD_SESSIONS"
 _PAGE_HEADERS: Final = {
@@ -90,7 +91,7 @@ def safe_next(target: str | None, default: str = HOME) -> str:
     """``target`` if it is a path on this site, else ``default``.
 
     Only a path that starts with one ``/`` (no scheme, no host, no ``//``
-    or ``/\\`` that a browser would read as another host, no backslash,
+    or slash-backslash that a browser would read as another host, no backslash,
     space or control character) is kept: a login must not send the browser
     to another site (an open redirect).
     """
@@ -120,6 +121,11 @@ def csrf_token_for(request: Request) -> str:
     if sessions is None:
         return ""
     return sessions.csrf_token(request.cookies.get(COOKIE)) or ""
+
+
+def _see_other(location: str) -> Response:
+    """303: the browser GETs ``location`` (a path of this site) next."""
+    return Response("", 303, headers={"Location": location})
 
 
 def _digest(text: str) -> bytes:
@@ -184,7 +190,9 @@ def api_credential(sessions: DashboardSessions) -> Credential:
         if session_id is None:
             return False
         if request.method not in _SAFE_METHODS:
-            _check_unsafe(sessions, session_id, request, request.headers.get(CSRF_HEADER))
+            _check_unsafe(
+                sessions, session_id, request, request.headers.get(CSRF_HEADER)
+            )
         return True
 
     return credential
@@ -223,11 +231,12 @@ def page_check(
                 )
             return
         if request.method in ("GET", "HEAD"):
-            page = request.path
+            # The path as the browser sent it (request.path is decoded).
+            page = quote(request.path, safe=_PATH_SAFE)
             if request.query_string:
                 page += "?" + request.query_string.decode("latin-1")
             target = f"{login}?{urlencode({'next': safe_next(page)})}"
-            raise HTTPException(response=redirect(target, 303))
+            raise HTTPException(response=_see_other(target))
         raise ApiError(401, "login_required", f"log in to the dashboard at {login}")
 
     return check
@@ -257,7 +266,8 @@ def login_blueprint(
     """
     blueprint = Blueprint("dashboard_login", __name__, template_folder="templates")
     expected = _digest(token) if token is not None else None
-    limiter = limiter or LoginLimiter(clock=sessions.clock)
+    if limiter is None:
+        limiter = LoginLimiter(clock=sessions.clock)
 
     @blueprint.record_once
     def register(state: Any) -> None:
@@ -279,7 +289,7 @@ def login_blueprint(
     async def login_page() -> Response:
         target = safe_next(request.args.get("next"), home)
         if expected is None or sessions.of(request) is not None:
-            return redirect(target, 303)
+            return _see_other(target)
         if _token_in_url(request):
             return await form(_URL_REFUSED, 400, target)
         return await form(None, 200, target)
@@ -289,7 +299,7 @@ def login_blueprint(
         fields = await request.form
         target = safe_next(fields.get("next"), home)
         if expected is None:
-            return redirect(target, 303)
+            return _see_other(target)
         if _token_in_url(request):
             return await form(_URL_REFUSED, 400, target)
         origin = request.headers.get("Origin")
@@ -309,7 +319,7 @@ def login_blueprint(
             LOGGER.warning("dashboard login failed from %s", client)
             return await form("wrong token", 401, target)
         session_id, _ = sessions.create()
-        response = redirect(target, 303)
+        response = _see_other(target)
         sessions.set_cookie(response, session_id, request)
         LOGGER.info("dashboard login from %s", client)
         return response
@@ -317,7 +327,7 @@ def login_blueprint(
     @blueprint.post("/logout")
     async def logout() -> Response:
         if expected is None:
-            return redirect(home, 303)
+            return _see_other(home)
         session_id = sessions.of(request)
         if session_id is not None:
             given = request.headers.get(CSRF_HEADER)
@@ -325,7 +335,7 @@ def login_blueprint(
                 given = (await request.form).get(CSRF_FIELD)
             _check_unsafe(sessions, session_id, request, given)
             sessions.delete(session_id)
-        response = redirect(request.path.rsplit("/", 1)[0] + "/login", 303)
+        response = _see_other(request.path.rsplit("/", 1)[0] + "/login")
         sessions.clear_cookie(response, request)
         return response
 
