@@ -169,6 +169,7 @@ class ControlPlaneCapability(Capability):
             settings=process.shown_settings,
             stats=process.stats_sections,
             routes=process.routes,
+            credentials=process.credentials,
         )
 
     async def _stop(self, process: NeuroProcess) -> None:

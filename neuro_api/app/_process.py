@@ -44,7 +44,7 @@ from neuro_api.capability import (
     worst,
 )
 from neuro_api.capability._announce import server_lines, tunnel_lines
-from neuro_api.control import Routes, new_token
+from neuro_api.control import Credential, Routes, new_token
 from neuro_api.manager import (
     NgrokTunnels,
     ServerManager,
@@ -144,6 +144,8 @@ class NeuroProcess:
         self._when_announced: list[Callable[[], object]] = []
         self.routes: list[Routes] = []
         """Every capability's routes, for the control plane to mount."""
+        self.credentials: list[Credential] = []
+        """Credentials capabilities accept besides the control plane's token."""
         self.console_commands: list[ConsoleCommand] = []
         """Every capability's console commands, for the console to add."""
         self._health: dict[str, HealthSection] = {}
@@ -207,6 +209,10 @@ class NeuroProcess:
     def add_routes(self, routes: Routes) -> None:
         """Have the control plane mount ``routes``."""
         self.routes.append(routes)
+
+    def add_credential(self, check: Credential) -> None:
+        """Have the control plane accept ``check`` besides its token."""
+        self.credentials.append(check)
 
     def add_command(self, command: ConsoleCommand) -> None:
         """Have the console offer ``command``; ValueError for a taken name."""

@@ -21,7 +21,7 @@ from quart import Blueprint
 
 from neuro_api._shared import StatusCallback
 from neuro_api.capability._announce import server_lines
-from neuro_api.control import RouteAuth, Routes
+from neuro_api.control import Credential, RouteAuth, Routes
 from neuro_api.manager import ServerInfo as ManagedServer
 from neuro_api.manager import ServerManager
 from neuro_api.server import (
@@ -92,6 +92,9 @@ class ProcessParts(Protocol):
 
     def add_routes(self, routes: Routes) -> None:
         """Have the control plane mount ``routes``."""
+
+    def add_credential(self, check: Credential) -> None:
+        """Have the control plane accept ``check`` besides its bearer token."""
 
     def add_command(self, command: ConsoleCommand) -> None:
         """Have the console offer ``command``."""
@@ -329,6 +332,25 @@ class Setup:
                 self.capability.name,
             )
         )
+
+    def add_credential(self, check: Credential) -> None:
+        """Let ``check`` admit requests to the control plane's token routes.
+
+        ``check`` (a :data:`~neuro_api.control.Credential`) is asked, in
+        registration order, about a request that has no valid
+        ``Authorization: Bearer`` header when a token is configured: True
+        admits it, False leaves it to the next credential and finally to
+        the 401, an :class:`~neuro_api.control.ApiError` refuses it with
+        that error. It applies to every route whose auth is ``"token"`` (the
+        control plane's own and capabilities'), not to ``"public"`` routes
+        or routes with a check of their own, and never to a token in the
+        URL (refused first). Without a token it is not asked. The
+        dashboard's login session is one. A credential is a way in to
+        everything the token opens: refuse what a web page could forge
+        (check ``Origin`` and a CSRF token on unsafe methods).
+        """
+        self._check_open(gathered="credentials")
+        self.process.add_credential(check)
 
     def add_command(
         self, name: str, usage: str, help: str, handler: CommandHandler

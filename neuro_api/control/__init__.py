@@ -14,7 +14,8 @@ internet):
 * ``POST /``: a raw Neuro message for every game (Randy-compatible).
 
 With a token configured, every route but ``/health`` and the documentation
-needs ``Authorization: Bearer <token>``. Capabilities add blueprints
+needs ``Authorization: Bearer <token>``, or another credential a
+capability accepts (:data:`Credential`). Capabilities add blueprints
 (:class:`Routes`) under their own prefixes, each with its auth; a route
 two of them would both serve is refused when the app is built
 (:class:`RouteCollision`). Errors are ``{"error": {"code",
@@ -31,7 +32,13 @@ from quart_schema import QuartSchema
 from quart_trio import QuartTrio
 
 from neuro_api import __version__
-from neuro_api.control._auth import admin_check, install_auth, new_token, public
+from neuro_api.control._auth import (
+    Credential,
+    admin_check,
+    install_auth,
+    new_token,
+    public,
+)
 from neuro_api.control._docs import serve_swagger_ui
 from neuro_api.control._errors import ApiError, install_error_handlers
 from neuro_api.control._games import games
@@ -43,6 +50,7 @@ from neuro_api.server import AbstractTrioNeuroServer
 
 __all__ = [
     "ApiError",
+    "Credential",
     "HealthSource",
     "RouteAuth",
     "RouteCollision",
@@ -71,6 +79,7 @@ def create_app(
     settings: Callable[[], Mapping[str, Any]] = dict,
     stats: StatsSource = _no_sections,
     routes: Iterable[Routes] = (),
+    credentials: Iterable[Credential] = (),
 ) -> QuartTrio:
     """Build the control-plane app for ``server``.
 
@@ -82,6 +91,9 @@ def create_app(
     ``stats`` returns extra ``/stats`` sections by name (capabilities').
     ``routes`` are mounted after the control plane's own; raises
     :class:`RouteCollision` if two routes would serve one method and path.
+    ``credentials`` (:data:`Credential`) may accept a request to a token
+    route without the bearer token (the dashboard's session cookie); they
+    are asked in order, only when ``token`` is set.
     A request body over ``server.config.max_message_size`` + 4096 bytes gets
     413, and so does a message whose frame to a game would be over
     ``max_message_size``. Bodies held at once are bounded (64 MiB; requests
@@ -110,7 +122,7 @@ def create_app(
     )
     serve_swagger_ui(app)  # not from a CDN: /docs works offline
     install_error_handlers(app)
-    install_auth(app, token)
+    install_auth(app, token, credentials)
     app.register_blueprint(status)
     app.register_blueprint(games)
     mount(app, routes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Final, TypeVar
 
 from quart import Quart, Request, current_app, has_app_context, request
@@ -14,6 +14,7 @@ from neuro_api.control._errors import ApiError
 from neuro_api.control._routes import auth_of
 
 __all__ = [
+    "Credential",
     "admin_check",
     "bearer_credentials",
     "install_auth",
@@ -23,6 +24,21 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., object])
+
+Credential = Callable[[Request], Awaitable[bool]]
+"""Another way than the bearer token into the control plane's token routes.
+
+A coroutine function called with the request when a token is configured
+and the request has no valid ``Authorization: Bearer`` header (a token in
+the URL is refused before any credential is asked). It returns True to
+accept the request, False to leave it to the next credential (and, after
+the last, to the 401); it may raise :class:`~neuro_api.control.ApiError`
+to refuse the request with a reason of its own (a session cookie on a POST
+without its CSRF token: 403). It never widens a route that has an auth of
+its own (``"public"`` or a check): only ``"token"`` routes, the control
+plane's own included. Without a token (loopback only), credentials are not
+asked: everything local is open and the loopback guard applies.
+"""
 
 _PUBLIC_ATTRIBUTE: Final = "_neuro_api_public"
 _SCHEMA_ENDPOINTS: Final = frozenset({"openapi", "swagger_ui"})
@@ -58,7 +74,9 @@ def is_public(endpoint: str, view: object) -> bool:
     return has_app_context() and auth_of(current_app, endpoint) != "token"
 
 
-def install_auth(app: Quart, token: str | None) -> None:
+def install_auth(
+    app: Quart, token: str | None, credentials: Iterable[Credential] = ()
+) -> None:
     """Require ``Authorization: Bearer <token>`` on every non-public route.
 
     Reading routes reveal game data (actions, frames, settings), so they
@@ -67,12 +85,14 @@ def install_auth(app: Quart, token: str | None) -> None:
     reachable only from this machine and everything is open to local
     programs, but not to web pages (a foreign ``Origin`` or a non-loopback
     ``Host`` gets 403); the caller decides (see
-    :attr:`neuro_api.settings.Settings.exposed`).
+    :attr:`neuro_api.settings.Settings.exposed`). ``credentials``
+    (:data:`Credential`) may accept a request without the bearer token,
+    in order, when a token is configured.
     """
     if token is None:
         _install_loopback_guard(app)
     else:
-        _install_token_check(app, token)
+        _install_token_check(app, token, tuple(credentials))
     _install_own_checks(app)
 
 
@@ -116,7 +136,9 @@ def _install_own_checks(app: Quart) -> None:
             await auth(request)
 
 
-def _install_token_check(app: Quart, token: str) -> None:
+def _install_token_check(
+    app: Quart, token: str, credentials: tuple[Credential, ...]
+) -> None:
     expected = token.encode()
 
     @app.before_request
@@ -134,8 +156,12 @@ def _install_token_check(app: Quart, token: str) -> None:
                 "'Authorization: Bearer <token>'"
             )
         given = bearer_credentials(request.headers.get("Authorization", ""))
-        if given is None or not hmac.compare_digest(given.encode(), expected):
-            raise _unauthorized("this route needs 'Authorization: Bearer <token>'")
+        if given is not None and hmac.compare_digest(given.encode(), expected):
+            return
+        for credential in credentials:
+            if await credential(request):
+                return
+        raise _unauthorized("this route needs 'Authorization: Bearer <token>'")
 
 
 def bearer_credentials(header: str) -> str | None:
