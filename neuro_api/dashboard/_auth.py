@@ -80,7 +80,9 @@ _PAGE_HEADERS: Final = {
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: with it Chromium sends ``Origin: null`` with the
+    # form's POST, which the login refuses as a foreign page's.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 

@@ -7,7 +7,9 @@ from typing import ClassVar
 
 from neuro_api.capability import Capability, Setup
 from neuro_api.control import RouteAuth
-from neuro_api.dashboard._pages import PREFIX, dashboard_pages, login_needed
+from neuro_api.dashboard._auth import api_credential, login_blueprint, page_check
+from neuro_api.dashboard._pages import PREFIX, dashboard_pages
+from neuro_api.dashboard._sessions import DashboardSessions
 from neuro_api.settings import setting
 
 __all__ = ["DashboardCapability", "DashboardSettings"]
@@ -56,7 +58,8 @@ class DashboardCapability(Capability):
 
     On when the control plane is (``--http``) and ``--dashboard`` (the
     default). Without a token (a loopback-only control plane) the pages are
-    open to this machine, as the JSON routes are.
+    open to this machine, as the JSON routes are; with one, ``/ui/login``
+    takes the token once and sets a session cookie.
     """
 
     name = "dashboard"
@@ -68,14 +71,15 @@ class DashboardCapability(Capability):
         if not config.enabled or not app.settings.http:
             return
         token = app.admin_token
+        sessions = DashboardSessions(config.session_ttl, config.max_sessions)
         # Without a token (loopback only), "token" means the control plane's
         # guard (no foreign Origin, a loopback Host), as for the JSON routes.
-        # AUTH HOOK: with a token, the login flow replaces ``login_needed``
-        # (``_auth.page_check(sessions, token)``, with
-        # ``_auth.login_blueprint(sessions, token)`` mounted "public" for
-        # /ui/login and ``_auth.api_credential(sessions)`` given to the
-        # control plane). Until then the pages only say a login is needed.
-        auth: RouteAuth = "token" if token is None else login_needed
+        # With one, a login (a session cookie) opens the pages, and the
+        # control plane accepts that cookie (with CSRF) instead of the token.
+        auth: RouteAuth = "token" if token is None else page_check(sessions, token)
+        app.add_routes(login_blueprint(sessions, token), prefix=PREFIX, auth="public")
+        if token is not None:
+            app.add_credential(api_credential(sessions))
         app.add_routes(
             dashboard_pages(frame_log=config.frame_log, servers=app.manager.list),
             prefix=PREFIX,

@@ -10,16 +10,15 @@ action's schema (without sending it) and the server's verdict on data
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
 import orjson
 from quart import Blueprint, Response, current_app, render_template, request
-from quart.typing import ResponseReturnValue
 
 from neuro_api.control import ApiError
+from neuro_api.dashboard._auth import csrf_token_for
 from neuro_api.diagnostics import CATALOGUE
 from neuro_api.schema import GenerationError, SchemaError
 from neuro_api.server import AbstractTrioNeuroServer, TrioNeuroServerClient
@@ -27,9 +26,7 @@ from neuro_api.server import AbstractTrioNeuroServer, TrioNeuroServerClient
 __all__ = [
     "CAPABILITY_PAGES",
     "PREFIX",
-    "LoginNeeded",
     "dashboard_pages",
-    "login_needed",
 ]
 
 PREFIX: Final = "/ui"
@@ -38,20 +35,6 @@ CAPABILITY_PAGES: Final = ("status", "calls", "realtime")
 """Pages shown only while the capability of the same name is on."""
 MAX_DATA_CHARS: Final = 1 << 20
 """Generated data longer than this is not put into a form (send it raw)."""
-
-
-class LoginNeeded(Exception):
-    """A page was asked for without a login (answered 401 with an HTML page)."""
-
-
-async def login_needed(request: Any) -> None:
-    """The pages' check while the control plane needs a token.
-
-    AUTH HOOK: a placeholder until the login flow (``_auth.page_check``)
-    replaces it; static files stay open (they hold no data).
-    """
-    if request.endpoint != "dashboard.static":
-        raise LoginNeeded
 
 
 def _server() -> AbstractTrioNeuroServer:
@@ -73,13 +56,12 @@ def _client(session: str) -> TrioNeuroServerClient:
 
 
 def csrf_token() -> str:
-    """The token pages put in ``<meta name="csrf-token">``.
+    """The token pages put in ``<meta name="csrf-token">``: the session's.
 
-    AUTH HOOK: ``_auth.csrf_token_for(request)`` once logins exist; without
-    a token (loopback) the control plane's Origin guard is what protects
-    unsafe requests, and this per-page value is only sent along.
+    Empty without a token (loopback): no session exists, and the control
+    plane's Origin and Host guard is what protects unsafe requests.
     """
-    return secrets.token_urlsafe(16)
+    return csrf_token_for(request)
 
 
 def dashboard_pages(
@@ -98,11 +80,6 @@ def dashboard_pages(
         static_folder=str(HERE / "static"),
         static_url_path="/static",
     )
-
-    @pages.errorhandler(LoginNeeded)
-    async def needs_login(error: LoginNeeded) -> ResponseReturnValue:
-        html = await render_template("login_needed.html", **_common("login"))
-        return Response(html, 401, mimetype="text/html")
 
     def _common(page: str) -> dict[str, Any]:
         on = [name for name in CAPABILITY_PAGES if name in _sections()]
