@@ -60,11 +60,11 @@ def screenshots(session: nox.Session) -> None:
 
     Runs the dashboard's browser tests (``tests/test_dashboard_browser*.py``,
     a headless system Chromium: ``apt-get install chromium chromium-driver``)
-    with ``NEURO_API_DOCS_SCREENSHOTS=1``. That makes the tests'
+    with ``NEURO_TESTS_DOCS_SCREENSHOTS=1``. That makes the tests'
     ``save_docs_screenshot(driver, name)`` calls (``tests/browser_helpers.py``)
     write ``docs/_static/dashboard-games.png`` and
     ``docs/_static/dashboard-game.png`` at 1280 px; in any other run they
-    write nothing. ``NEURO_API_REQUIRE_BROWSER=1`` makes a missing browser an
+    write nothing. ``NEURO_TESTS_REQUIRE_BROWSER=1`` makes a missing browser an
     error rather than a skip. Commit the two images when they changed;
     arguments after -- go to pytest.
     """
@@ -80,7 +80,7 @@ def screenshots(session: nox.Session) -> None:
         "--no-cov",
         *tests,
         *session.posargs,
-        env={"NEURO_API_DOCS_SCREENSHOTS": "1", "NEURO_API_REQUIRE_BROWSER": "1"},
+        env={"NEURO_TESTS_DOCS_SCREENSHOTS": "1", "NEURO_TESTS_REQUIRE_BROWSER": "1"},
     )
     for name in ("dashboard-games.png", "dashboard-game.png"):
         image = Path("docs", "_static", name)

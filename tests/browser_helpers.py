@@ -16,11 +16,11 @@ between tests: cookies, cache and logs cleared, back to ``about:blank`` and
 1280x900.
 
 Without the browser the tests are skipped with the reason, except when
-``NEURO_API_REQUIRE_BROWSER=1`` (set by ``.ci/run``): then they fail.
+``NEURO_TESTS_REQUIRE_BROWSER=1`` (set by ``.ci/run``): then they fail.
 
 Screenshots go to ``tests/.screenshots/`` (git-ignored), named after the
 test. :func:`save_docs_screenshot` writes the docs' images into
-``docs/_static/``, only when ``NEURO_API_DOCS_SCREENSHOTS=1`` (``nox -s
+``docs/_static/``, only when ``NEURO_TESTS_DOCS_SCREENSHOTS=1`` (``nox -s
 screenshots``).
 """
 
@@ -56,8 +56,8 @@ from neuro_api.settings import check_sections, load_settings
 
 CHROMIUM: Final = Path("/usr/bin/chromium")
 CHROMEDRIVER: Final = Path("/usr/bin/chromedriver")
-REQUIRE_ENV: Final = "NEURO_API_REQUIRE_BROWSER"
-DOCS_ENV: Final = "NEURO_API_DOCS_SCREENSHOTS"
+REQUIRE_ENV: Final = "NEURO_TESTS_REQUIRE_BROWSER"
+DOCS_ENV: Final = "NEURO_TESTS_DOCS_SCREENSHOTS"
 TESTS: Final = Path(__file__).resolve().parent
 SCREENSHOTS: Final = TESTS / ".screenshots"
 DOCS_STATIC: Final = TESTS.parent / "docs" / "_static"
@@ -411,7 +411,7 @@ def requested_urls(performance: list[dict[str, Any]]) -> list[str]:
 def save_docs_screenshot(driver: webdriver.Chrome, name: str) -> Path | None:
     """Save the page as ``docs/_static/<name>`` when regenerating the docs.
 
-    Only when ``NEURO_API_DOCS_SCREENSHOTS=1`` (``nox -s screenshots`` sets
+    Only when ``NEURO_TESTS_DOCS_SCREENSHOTS=1`` (``nox -s screenshots`` sets
     it); otherwise does nothing and returns ``None``, so an ordinary test run
     never changes a committed file. ``name`` is a plain file name ending in
     ``.png``. Returns the path written.

@@ -9,6 +9,7 @@ loopback are each seen).
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -178,5 +179,14 @@ def test_without_a_browser_skipped_here_failed_in_ci(
     with pytest.raises(pytest.skip.Exception, match=r"needs .*chromium \(apt-get"):
         require_browser()
     monkeypatch.setenv(browser_helpers.REQUIRE_ENV, "1")
-    with pytest.raises(pytest.fail.Exception, match="NEURO_API_REQUIRE_BROWSER=1"):
+    with pytest.raises(pytest.fail.Exception, match="NEURO_TESTS_REQUIRE_BROWSER=1"):
         require_browser()
+
+
+def test_ci_sets_no_variable_the_server_would_take_for_a_setting() -> None:
+    # The server warns about every NEURO_API_* variable that is no setting
+    # (one more stderr line, which the CLI tests count).
+    ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
+    assert not re.findall(r"^\s*export\s+NEURO_API_", ci, flags=re.MULTILINE)
+    assert not browser_helpers.REQUIRE_ENV.startswith("NEURO_API_")
+    assert not browser_helpers.DOCS_ENV.startswith("NEURO_API_")
