@@ -37,7 +37,7 @@ extensions = [
 
 exclude_patterns = ["_build"]
 templates_path: list[str] = []
-html_static_path: list[str] = []
+html_static_path: list[str] = ["_static"]
 html_theme = "alabaster"
 
 nitpicky = False

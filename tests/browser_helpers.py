@@ -51,7 +51,7 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
 from neuro_api.app import NeuroProcess, ProcessInfo, build_parser, default_capabilities
-from neuro_api.server import RandomNeuroServer
+from neuro_api.server import AbstractTrioNeuroServer, RandomNeuroServer
 from neuro_api.settings import check_sections, load_settings
 
 CHROMIUM: Final = Path("/usr/bin/chromium")
@@ -457,7 +457,10 @@ def browser(
 
 @asynccontextmanager
 async def running_process(
-    data_dir: Path, *argv: str, environ: dict[str, str] | None = None
+    data_dir: Path,
+    *argv: str,
+    environ: dict[str, str] | None = None,
+    server: AbstractTrioNeuroServer | None = None,
 ) -> AsyncIterator[tuple[NeuroProcess, ProcessInfo]]:
     """Run the default capabilities (the dashboard too, once it exists) with
     the games' server and the control plane on 127.0.0.1, port 0.
@@ -465,7 +468,8 @@ async def running_process(
     ``argv`` are more command-line flags (``--api-token T`` to require a
     token); ``environ`` stands for the environment (empty by default: a
     developer's variables do not leak in). The process is cancelled when
-    the block ends. Its control plane's URL is ``info.control.local_url``;
+    the block ends. ``server`` is the engine (default: the random engine,
+    answering at once). Its control plane's URL is ``info.control.local_url``;
     games connect to ``info.games.local_url`` (``server_helpers.connect``).
     """
     capabilities = default_capabilities()
@@ -477,7 +481,10 @@ async def running_process(
     parsed = build_parser(sections).parse_args([*flags, *argv])
     settings = load_settings(parsed, environ=environ or {}, sections=sections)
     process = NeuroProcess(
-        settings, RandomNeuroServer(), capabilities=capabilities, out=io.StringIO()
+        settings,
+        RandomNeuroServer() if server is None else server,
+        capabilities=capabilities,
+        out=io.StringIO(),
     )
     async with trio.open_nursery() as nursery:
         with trio.fail_after(WAIT):

@@ -7,6 +7,8 @@ from pathlib import Path
 from browser_helpers import Browser, browser, browser_driver, running_process
 from server_helpers import PLAY, connect
 
+from neuro_api.server import RandomNeuroServer
+
 __all__ = ["browser", "browser_driver"]  # the fixtures, imported to be found
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -53,3 +55,65 @@ async def test_the_login_flow_works_with_a_token(
         await browser.click("form.logout button[type=submit]")
         await browser.wait_for("form#login")
         await browser.assert_clean()
+
+
+async def test_a_force_shows_with_its_timer_and_an_action_goes_from_the_form(
+    tmp_path: Path, browser: Browser
+) -> None:
+    slow = RandomNeuroServer(delay=600)  # the force stays open meanwhile
+    async with running_process(tmp_path, server=slow) as (_, info):
+        assert info.control is not None
+        async with connect(info.games.local_url, "Tic Tac Toe") as game:
+            await game.startup()
+            await game.register(PLAY)
+            assert game.session_id is not None
+            await browser.get(f"{info.control.local_url}/ui/games/{game.session_id}")
+            await game.force("play", query="Your move", state="X . .")
+            await browser.wait_for_text(".force", "Your move")
+            timer = await browser.wait_for(".force .force-timer")
+            await browser.wait_until(
+                lambda driver: timer.text.strip().isdigit(), message="no timer"
+            )
+            await browser.screenshot("force")
+            await browser.docs_screenshot("dashboard-game.png")
+            # An action from the form generated from its schema.
+            await browser.type(
+                "form.action-form[data-action=play] input[name=cell]", "5"
+            )
+            await browser.click(
+                "form.action-form[data-action=play] button[type=submit]"
+            )
+            action = await game.expect_action()
+            assert (action.name, action.data_json) == ("play", '{"cell":5}')
+            await game.result(action.id, True, "placed in the middle")
+            await browser.wait_for_text(
+                ".outcome[data-status=success]", "placed in the middle"
+            )
+            await browser.assert_clean()
+
+
+async def test_pause_and_block_buttons_act_on_the_game(
+    tmp_path: Path, browser: Browser
+) -> None:
+    async with running_process(tmp_path) as (process, info):
+        assert info.control is not None
+        async with connect(info.games.local_url, "Chess") as game:
+            await game.startup()
+            await game.register(PLAY)
+            await browser.get(f"{info.control.local_url}/ui/status")
+            row = '[data-client="Chess"]'
+            await browser.click(f'{row} button[data-op="pause"]')
+            server = process.server
+            await browser.wait_until(
+                lambda driver: server.gates_holding("Chess") == ["paused"],
+                message="not paused",
+            )
+            await browser.click(f'{row} button[data-op="resume"]')
+            await browser.wait_until(
+                lambda driver: server.gates_holding("Chess") == [],
+                message="not resumed",
+            )
+            await browser.click(f'{row} button[data-op="block"]')
+            closed = await game.expect_closed()
+            assert closed.code == 1008
+            await browser.assert_clean()
