@@ -159,6 +159,25 @@ async def test_list_games_shows_actions_and_force(
     assert (await body(one))["game"] == "Tic Tac Toe"
 
 
+async def test_a_game_shows_its_retries_left_and_its_result_timer(
+    server: QuietServer, game: WebSocketConnection, client: HttpClient
+) -> None:
+    await game.send_message(
+        command.actions_force_command("Tic Tac Toe", None, "go", ["play"]).decode()
+    )
+    await eventually(lambda: game_client(server).active_force is not None)
+    (listed,) = (await body(await client.get("/games", headers=AUTH)))["games"]
+    assert listed["force"]["retries_left"] == server.config.max_retries
+    assert listed["pending"] == []  # the engine is choosing: no timer yet
+    raw = {"command": "action", "data": {"id": "t-1", "name": "play", "data": "{}"}}
+    await client.post("/", data=orjson.dumps(raw), headers=AUTH)
+    await recv(game)
+    (listed,) = (await body(await client.get("/games", headers=AUTH)))["games"]
+    (pending,) = listed["pending"]
+    assert (pending["id"], pending["action"]) == ("t-1", "play")
+    assert 0 < pending["seconds_left"] <= server.config.result_timeout
+
+
 async def test_execute_returns_the_games_result(
     nursery: trio.Nursery, game: WebSocketConnection, client: HttpClient
 ) -> None:

@@ -70,10 +70,9 @@ async def test_a_force_shows_with_its_timer_and_an_action_goes_from_the_form(
             await browser.get(f"{info.control.local_url}/ui/games/{game.session_id}")
             await game.force("play", query="Your move", state="X . .")
             await browser.wait_for_text(".force", "Your move")
-            timer = await browser.wait_for(".force .force-timer")
-            await browser.wait_until(
-                lambda driver: timer.text.strip().isdigit(), message="no timer"
-            )
+            # Neuro is choosing: no action sent, so no result timer yet.
+            await browser.wait_for('.force .force-timer[data-running="no"]')
+            await browser.wait_for_text(".force .force-retries", "2")
             await browser.screenshot("force")
             await browser.docs_screenshot("dashboard-game.png")
             # An action from the form generated from its schema.
@@ -85,6 +84,11 @@ async def test_a_force_shows_with_its_timer_and_an_action_goes_from_the_form(
             )
             action = await game.expect_action()
             assert (action.name, action.data_json) == ("play", '{"cell":5}')
+            # Sent and not answered: the result timer runs (20 s by default).
+            timer = await browser.wait_for('.force .force-timer[data-running="yes"]')
+            left = await browser.run(lambda driver: timer.text)
+            assert left.endswith(" s left")
+            assert 0 < int(left.split()[0]) <= 20
             await game.result(action.id, True, "placed in the middle")
             await browser.wait_for_text(
                 ".outcome[data-status=success]", "placed in the middle"

@@ -50,6 +50,7 @@ def describe(client: TrioNeuroServerClient, diagnostics: int = 20) -> GameView:
     """Return a JSON-ready view of one connected game."""
     force = client.active_force
     kept = list(client.diagnostics)[-diagnostics:]
+    now = trio.current_time()
     return {
         "game": client.game_title,
         "session_id": client.session_id,
@@ -65,8 +66,13 @@ def describe(client: TrioNeuroServerClient, diagnostics: int = 20) -> GameView:
             "priority": force.priority.value,
             "ephemeral_context": force.ephemeral_context,
             "action_names": list(force.action_names),
+            "retries_left": client.force_retries_left or 0,
         },
         "pending_ids": list(client.pending_ids),
+        "pending": [
+            {"id": id_, "action": action, "seconds_left": round(max(0.0, due - now), 1)}
+            for id_, action, due in client.pending_results()
+        ],
         "frames_in": client.frames_in,
         "frames_out": client.frames_out,
         "diagnostics": [cast(DiagnosticView, d.to_json()) for d in kept],

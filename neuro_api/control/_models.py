@@ -135,6 +135,17 @@ class ForceView(TypedDict):
     priority: str
     ephemeral_context: bool
     action_names: list[str]
+    retries_left: int
+    """Retries left after a failing result (``--max-retries`` at first)."""
+
+
+class PendingView(TypedDict):
+    """An action sent to the game and waiting for its result."""
+
+    id: str
+    action: str
+    seconds_left: float
+    """Time left on the result timer (then the action counts as timed out)."""
 
 
 class GameView(TypedDict):
@@ -146,6 +157,7 @@ class GameView(TypedDict):
     actions: list[ActionView]
     force: ForceView | None
     pending_ids: list[str]
+    pending: list[PendingView]
     frames_in: int
     frames_out: int
     diagnostics: list[DiagnosticView]

@@ -588,6 +588,22 @@ class AbstractHandlerNeuroServerClient(AbstractNeuroServerClient):
         """Ids of actions sent and not yet answered."""
         return tuple(self._pending)
 
+    def pending_results(self) -> list[tuple[str, str, float]]:
+        """``(id, action, deadline)`` of each action waiting for its result.
+
+        ``deadline`` is on Trio's clock (:func:`trio.current_time`): the
+        result timer gives the action up then.
+        """
+        return [(p.id, p.action, p.deadline) for p in self._pending.values()]
+
+    @property
+    def force_retries_left(self) -> int | None:
+        """Retries the active force still has after a failure (None: no force)."""
+        force = self._force
+        if force is None:
+            return None
+        return max(0, self.config.max_retries - force.attempts)
+
     # --- holding a game (force gates) ----------------------------------------
 
     @property

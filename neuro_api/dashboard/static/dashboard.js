@@ -296,7 +296,6 @@
 
   function gamePage() {
     const session = body.dataset.session;
-    const resultTimeout = Number(body.dataset.resultTimeout) || 0;
     const maxRetries = Number(body.dataset.maxRetries) || 0;
     const frameLimit = Math.max(1, Number(body.dataset.frameLog) || 500);
     const actionsBox = document.getElementById("actions");
@@ -304,7 +303,6 @@
     const rendered = new Map(); // action name -> schema text it was built from
     let title = null;
     let forceKey = null;
-    let forceSeen = 0;
 
     function showOutcome(kind, text) {
       outcome.hidden = false;
@@ -313,34 +311,42 @@
       outcome.replaceChildren(el("strong", { text: kind }), el("span", { text: " " + cap(text) }));
     }
 
-    function renderForce(force) {
+    // The result timer runs for an action sent and not answered yet: the
+    // server says how long it has left; the page counts down from there.
+    let timerDue = null;
+
+    function renderForce(force, pending) {
       const box = document.getElementById("force-box");
+      const waiting = (pending || []).map(function (p) { return Number(p.seconds_left); });
+      timerDue = waiting.length ? Date.now() + Math.min.apply(null, waiting) * 1000 : null;
       if (!force) {
         forceKey = null;
         box.replaceChildren(el("p", { className: "empty", text: "No force in progress." }));
         return;
       }
-      const key = JSON.stringify([force.query, force.action_names]);
-      if (key !== forceKey) {
-        forceKey = key;
-        forceSeen = Date.now();
-      }
+      forceKey = JSON.stringify([force.query, force.action_names]);
+      const retries = force.retries_left === undefined ? maxRetries : force.retries_left;
       box.replaceChildren(el("div", { className: "force card" },
         el("p", {}, el("strong", { text: "Query: " }), el("span", { className: "force-query", text: cap(force.query) })),
         el("p", {}, "State: ", el("span", { className: "force-state", text: cap(force.state, 200) }),
           " · priority: ", el("span", { className: "force-priority", text: String(force.priority) }),
           " · ephemeral: ", el("span", { text: force.ephemeral_context ? "yes" : "no" })),
         el("p", { text: "Actions: " + cap((force.action_names || []).join(", "), 500) }),
-        el("p", {}, "Retries allowed: ", el("span", { text: String(maxRetries) }),
-          " · result timer: ", el("span", { className: "force-timer", text: "" }), " s left")));
+        el("p", {}, "Retries left: ", el("span", { className: "force-retries", text: String(retries) }),
+          " · result timer: ", el("span", { className: "force-timer", text: "" }))));
       tickTimer();
     }
 
     function tickTimer() {
       const node = document.querySelector(".force-timer");
-      if (!node || !forceKey) return;
-      const left = Math.max(0, resultTimeout - (Date.now() - forceSeen) / 1000);
-      node.textContent = left.toFixed(0);
+      if (!node) return;
+      if (timerDue === null) {
+        node.textContent = "not running (no action sent yet)";
+        node.dataset.running = "no";
+        return;
+      }
+      node.textContent = Math.max(0, (timerDue - Date.now()) / 1000).toFixed(0) + " s left";
+      node.dataset.running = "yes";
     }
 
     function renderDiagnostics(list) {
@@ -473,7 +479,7 @@
       document.getElementById("fact-held").textContent = (game.held_by || []).length ? game.held_by.join(", ") : "–";
       const gone = document.getElementById("gone");
       if (gone) gone.remove();
-      renderForce(game.force);
+      renderForce(game.force, game.pending);
       renderActions(game.actions || []);
       renderDiagnostics(game.diagnostics);
     }
