@@ -6,12 +6,15 @@ from pathlib import Path
 
 from browser_helpers import Browser, browser, browser_driver, running_process
 from server_helpers import PLAY, connect
+from status_helpers import eventually
 
+from neuro_api.command import Action
 from neuro_api.server import RandomNeuroServer
 
 __all__ = ["browser", "browser_driver"]  # the fixtures, imported to be found
 
 XSS = "<img src=x onerror=alert(1)>"
+HUGE = '[data-action-card="huge"]'
 
 
 async def test_a_game_appears_without_reload_and_its_title_is_text(
@@ -120,4 +123,50 @@ async def test_pause_and_block_buttons_act_on_the_game(
             await browser.click(f'{row} button[data-op="block"]')
             closed = await game.expect_closed()
             assert closed.code == 1008
+            await browser.assert_clean()
+
+
+async def test_a_thousand_actions_with_a_huge_schema_do_not_freeze_the_page(
+    tmp_path: Path, browser: Browser
+) -> None:
+    # A game may register 1,000 actions at most: 999 small ones and the huge.
+    many = [Action(f"act_{n}", f"Action number {n}", None) for n in range(999)]
+    enum = [f"choice {n:06d} " + "x" * 40 for n in range(16_000)]  # ~900 KB
+    huge = Action(
+        "huge",
+        "An action with a huge schema",
+        {
+            "type": "object",
+            "properties": {"pick": {"type": "string", "enum": enum}},
+            "required": ["pick"],
+        },
+    )
+    async with running_process(tmp_path) as (process, info):
+        assert info.control is not None
+        async with connect(info.games.local_url, "Big Game") as game:
+            await game.startup()
+            await game.register(*many[:500])
+            await game.register(*many[500:])
+            await game.register(huge)
+            assert game.session_id is not None
+            url = f"{info.control.local_url}/ui/games/{game.session_id}"
+            client = process.server.get_client(game.session_id)
+            assert client is not None
+            await eventually(lambda: len(client.actions) == 1000)
+            await browser.get(url)
+            # Every action gets its card, the huge one too, in bounded time.
+            count = "return document.querySelectorAll('[data-action-card]').length"
+            await browser.wait_until(
+                lambda driver: driver.execute_script(count) == 1000,
+                message="not every action was rendered",
+            )
+            # The page still answers: the huge schema opens (cut), a link works.
+            await browser.click(f"{HUGE} details.schema summary")
+            shown = await browser.wait_for(
+                '[data-action-card="huge"] details.schema pre'
+            )
+            text = await browser.run(lambda driver: shown.get_attribute("textContent"))
+            assert len(text) <= 70_000
+            await browser.click('a[data-nav="diagnostics"]')
+            await browser.wait_for('a[data-nav="diagnostics"][aria-current="page"]')
             await browser.assert_clean()

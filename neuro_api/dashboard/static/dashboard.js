@@ -9,6 +9,7 @@
   const MAX_SCHEMA_TEXT = 65536; // characters of a pretty-printed schema
   const MAX_FIELDS = 50; // properties or items made into inputs, per level
   const MAX_DEPTH = 4; // deeper parts of a schema are edited as JSON
+  const MAX_CHOICES = 500; // more enum choices are typed, not picked
   const body = document.body;
   const page = body.dataset.page;
   const csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
@@ -231,6 +232,19 @@
       };
     }
     let input;
+    if (type === "enum" && schema.enum.length > MAX_CHOICES) {
+      // Thousands of options would make a select slow to build and to use:
+      // type the choice (as JSON); the server's validator judges it.
+      input = el("input", { id: id, name: label, type: "text", spellcheck: "false",
+        placeholder: "one of " + schema.enum.length + " choices, as JSON" });
+      return labelled(input, title, id, described, function () {
+        if (input.value.trim() === "") return undefined;
+        try { return JSON.parse(input.value); } catch (error) { return input.value; }
+      }, function (value) {
+        input.value = value === undefined ? "" : JSON.stringify(value);
+        return true;
+      });
+    }
     if (type === "enum") {
       input = el("select", { id: id, name: label });
       input.append(el("option", { value: "", text: "(none)" }));
@@ -301,6 +315,7 @@
     const actionsBox = document.getElementById("actions");
     const outcome = document.querySelector(".outcome");
     const rendered = new Map(); // action name -> schema text it was built from
+    const cards = new Map(); // action name -> its card element
     let title = null;
     let forceKey = null;
 
@@ -444,15 +459,19 @@
         const text = JSON.stringify([action.description, action.schema]);
         if (rendered.get(action.name) === text) continue;
         const card = actionCard(action);
-        const old = actionsBox.querySelector('[data-action-card="' + CSS.escape(action.name) + '"]');
+        // Cards by name: a selector query per action would make a game with
+        // a thousand actions cost a million matches per refresh.
+        const old = cards.get(action.name);
         if (old) old.replaceWith(card);
         else actionsBox.append(card);
+        cards.set(action.name, card);
         rendered.set(action.name, text);
       }
       for (const name of Array.from(rendered.keys())) {
         if (names.has(name)) continue;
         rendered.delete(name);
-        const old = actionsBox.querySelector('[data-action-card="' + CSS.escape(name) + '"]');
+        const old = cards.get(name);
+        cards.delete(name);
         if (old) old.remove();
       }
       if (!actions.length && !actionsBox.querySelector(".empty")) {
