@@ -166,7 +166,8 @@ async def test_a_thousand_actions_with_a_huge_schema_do_not_freeze_the_page(
                 '[data-action-card="huge"] details.schema pre'
             )
             text = await browser.run(lambda driver: shown.get_attribute("textContent"))
-            assert len(text) <= 70_000
+            assert text is not None
+            assert 60_000 < len(text) <= 70_000  # cut to 64 KiB, with a note
             await browser.click('a[data-nav="diagnostics"]')
             await browser.wait_for('a[data-nav="diagnostics"][aria-current="page"]')
             await browser.assert_clean()
