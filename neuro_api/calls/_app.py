@@ -279,49 +279,71 @@ def _call_routes(service: CallsService) -> Blueprint:
     return routes
 
 
+async def sync_now(service: CallsService) -> dict[str, Any]:
+    """Sync every accepted call with Twilio now: the seed's body.
+
+    :class:`~neuro_api.control.ApiError` 503 ``twilio_not_configured``
+    without credentials, 409 ``sync_busy`` while another server syncs (a
+    shared registry) or when the lock is lost.
+    """
+    if service.sync.rooms is None:
+        raise ApiError(503, "twilio_not_configured", NOT_CONFIGURED)
+    try:
+        result = await service.sync.sync_once()
+    except LockLost as exc:
+        raise ApiError(409, "sync_busy", str(exc)) from None
+    if not result.ran:
+        raise ApiError(409, "sync_busy", "another server is syncing the calls now")
+    return {
+        "success": True,
+        "message": "Twilio sync completed",
+        "timestamp": iso(result.finished_at),
+        "synced": result.synced,
+        "ended": result.ended,
+    }
+
+
+def background_service(service: CallsService) -> dict[str, Any]:
+    """The sync job (running, next run, interval): the seed's body."""
+    return {
+        "success": True,
+        "background_service": {
+            "running": service.sync.running,
+            "jobs": [service.sync.job()],
+        },
+    }
+
+
+async def registry_stats(service: CallsService) -> dict[str, Any]:
+    """Counts over the whole registry (:func:`call_stats`): the seed's body.
+
+    A page of calls per turn of the store's worker, so requests to the
+    registry go in between (counting 100,000 calls takes about a second).
+    """
+    tally = _Tally(service.clock())
+    calls = service.store.store.all_calls()
+    while await service.store.call(tally.add, itertools.islice(calls, _STATS_PAGE)):
+        pass
+    return {"success": True, "stats": tally.stats()}
+
+
 def _admin_routes(service: CallsService) -> Blueprint:
     routes = Blueprint("calls_admin", __name__)
 
     @routes.post("/api/admin/sync-twilio")
-    async def sync_now() -> Any:
+    async def sync() -> Any:
         """Sync every accepted call with Twilio now."""
-        if service.sync.rooms is None:
-            raise _error(503, NOT_CONFIGURED)
-        try:
-            result = await service.sync.sync_once()
-        except LockLost as exc:
-            raise _error(409, str(exc)) from None
-        if not result.ran:
-            raise _error(409, "another server is syncing the calls now")
-        return {
-            "success": True,
-            "message": "Twilio sync completed",
-            "timestamp": iso(result.finished_at),
-            "synced": result.synced,
-            "ended": result.ended,
-        }
+        return await sync_now(service)
 
     @routes.get("/api/admin/background-service")
     async def background() -> Any:
         """The sync job: running, its next run, its interval."""
-        return {
-            "success": True,
-            "background_service": {
-                "running": service.sync.running,
-                "jobs": [service.sync.job()],
-            },
-        }
+        return background_service(service)
 
     @routes.get("/api/admin/stats")
     async def stats() -> Any:
         """Counts over the registry (see the docs for each one's meaning)."""
-        tally = _Tally(service.clock())
-        calls = service.store.store.all_calls()
-        # A page per turn of the store's worker: the TV app's calls go in
-        # between (counting 100,000 calls takes about a second).
-        while await service.store.call(tally.add, itertools.islice(calls, _STATS_PAGE)):
-            pass
-        return {"success": True, "stats": tally.stats()}
+        return await registry_stats(service)
 
     return routes
 

@@ -16,6 +16,7 @@ from neuro_api.calls._app import (
     TwilioKeys,
     create_calls_app,
 )
+from neuro_api.calls._control import calls_control_routes
 from neuro_api.calls._decide import SyncRules
 from neuro_api.calls._model import iso
 from neuro_api.calls._store import CallStore, RedisCallStore, SqliteCallStore
@@ -221,6 +222,9 @@ class CallsCapability(Capability):
             tunnel=settings.tunnel,
             after=("calls-registry",),
         )
+        # The registry and the job on the control plane too (its auth): the
+        # dashboard's calls page and scripts with its token use them.
+        app.add_routes(calls_control_routes(service), prefix="/calls")
         app.add_health(self._health)
         app.add_stats(self._stats)
 

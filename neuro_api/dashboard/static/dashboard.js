@@ -632,6 +632,103 @@
     setInterval(refresh, 2000);
   }
 
+  function kvRows(tbody, entries) {
+    tbody.replaceChildren(...entries.map(function (entry) {
+      return el("tr", { "data-key": entry[0] }, el("th", { scope: "row", text: entry[0] }),
+        el("td", {}, el("code", { text: cap(JSON.stringify(entry[1]), 500) })));
+    }));
+  }
+
+  function callsPage() {
+    const form = document.getElementById("calls-filter");
+    const count = document.getElementById("calls-count");
+    const syncButton = document.getElementById("calls-sync");
+    const syncResult = document.getElementById("calls-sync-result");
+
+    function query() {
+      const params = new URLSearchParams();
+      const status = form.elements.status.value;
+      const text = form.elements.q.value.trim();
+      if (status) params.set("status", status);
+      if (text) params.set("q", text);
+      params.set("limit", String(Math.min(1000, Math.max(1, Number(form.elements.limit.value) || 100))));
+      return params;
+    }
+
+    function cell(value) {
+      return el("td", { text: value === null || value === undefined ? "–" : cap(String(value), 200) });
+    }
+
+    async function refreshRegistry() {
+      const params = query();
+      const result = await api("GET", "/calls/registry?" + params.toString());
+      if (result.status !== 200) { count.textContent = errorText(result); return; }
+      const calls = result.body.calls || [];
+      document.getElementById("call-rows").replaceChildren(...calls.map(function (call) {
+        return el("tr", { "data-call": call.id, "data-status": call.status }, el("th", { scope: "row" }, el("code", { text: cap(call.id, 100) })),
+          cell(call.caller), cell(call.callee), cell(call.room), cell(call.status), cell(call.created_at),
+          cell(call.duration === null ? null : call.duration + " s"), cell(call.end_reason));
+      }));
+      let text = calls.length + (calls.length === 1 ? " call" : " calls") + " shown";
+      if (params.has("q")) text += " of " + result.body.matched + " matching (" + result.body.scanned + " searched)";
+      count.textContent = text;
+    }
+
+    async function refreshJob() {
+      const job = await api("GET", "/calls/job");
+      const health = await api("GET", "/health");
+      if (job.status !== 200) { setLive(errorText(job)); return; }
+      setLive("updated " + new Date().toLocaleTimeString());
+      const service = job.body.background_service || {};
+      const first = (service.jobs || [])[0] || {};
+      const section = ((health.body || {}).capabilities || {}).calls || {};
+      const sync = section.sync || {};
+      document.getElementById("job-twilio").textContent = section.twilio || "–";
+      document.getElementById("job-running").textContent = service.running ? "running" : "not running";
+      document.getElementById("job-next").textContent = first.next_run || "–";
+      document.getElementById("job-trigger").textContent = first.trigger || "–";
+      document.getElementById("job-last").textContent = sync.last_run || "never";
+      document.getElementById("job-error").textContent = sync.last_error ? cap(sync.last_error, 500) : "none";
+      syncButton.disabled = section.twilio === "not configured";
+      syncButton.title = syncButton.disabled ? "Twilio is not configured" : "";
+    }
+
+    async function refreshCounts() {
+      const registry = await api("GET", "/calls/stats");
+      if (registry.status === 200) kvRows(document.getElementById("calls-registry-rows"), Object.entries(registry.body.stats || {}));
+      const stats = await api("GET", "/stats");
+      const section = stats.status === 200 ? ((stats.body.capabilities || {}).calls) : null;
+      if (section) kvRows(document.querySelector("#calls-stats tbody"), Object.entries(section));
+    }
+
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      refreshRegistry();
+    });
+    form.elements.status.addEventListener("change", refreshRegistry);
+    syncButton.addEventListener("click", async function () {
+      syncButton.disabled = true;
+      syncResult.textContent = "syncing…";
+      const result = await api("POST", "/calls/sync", {});
+      syncResult.textContent = result.status === 200
+        ? "synced " + result.body.synced + ", ended " + result.body.ended + " at " + result.body.timestamp
+        : errorText(result);
+      syncButton.disabled = false;
+      refreshJob();
+      refreshRegistry();
+      refreshCounts();
+    });
+    refreshJob();
+    refreshRegistry();
+    refreshCounts();
+    setInterval(refreshJob, 2000);
+    setInterval(function () {
+      // A text search reads the whole registry: it runs when asked only.
+      if (!query().has("q")) refreshRegistry();
+    }, 5000);
+    setInterval(refreshCounts, 10000);
+  }
+
   function realtimePage() {
     async function refresh() {
       const result = await api("GET", "/realtime/stats");
@@ -639,10 +736,8 @@
       setLive("updated " + new Date().toLocaleTimeString());
       const stats = result.body;
       const connections = (stats.connections || []).slice(0, 500);
-      document.getElementById("realtime-rows").replaceChildren(...Object.entries(stats).filter(function (entry) {
+      kvRows(document.getElementById("realtime-rows"), Object.entries(stats).filter(function (entry) {
         return entry[0] !== "connections";
-      }).map(function (entry) {
-        return el("tr", { "data-key": entry[0] }, el("th", { scope: "row", text: entry[0] }), el("td", {}, el("code", { text: cap(JSON.stringify(entry[1]), 500) })));
       }));
       const keys = connections.length ? Object.keys(connections[0]) : [];
       document.getElementById("realtime-head").replaceChildren(el("tr", {}, ...keys.map(function (key) { return el("th", { scope: "col", text: key }); })));
@@ -657,7 +752,7 @@
     setInterval(refresh, 2000);
   }
 
-  const pages = { games: body.dataset.session ? gamePage : gamesPage, status: statusPage, realtime: realtimePage };
+  const pages = { games: body.dataset.session ? gamePage : gamesPage, status: statusPage, calls: callsPage, realtime: realtimePage };
   const start = pages[page];
   if (start) start();
 })();
