@@ -189,7 +189,11 @@
           const value = {};
           for (const pair of fields) {
             const item = pair[1].get();
-            if (item !== undefined || required.has(pair[0])) value[pair[0]] = item;
+            // Defined, not assigned: "__proto__" is a property name a game may
+            // use, and assigning it would set the object's prototype instead.
+            if (item !== undefined || required.has(pair[0])) {
+              Object.defineProperty(value, pair[0], { value: item, enumerable: true, writable: true, configurable: true });
+            }
           }
           return value;
         },

@@ -1,0 +1,195 @@
+"""The dashboard attacked: what a hostile game, web page or client can do.
+
+Each test is an attack on a real process (real sockets on 127.0.0.1 port 0,
+real Hypercorn) through the parts an attacker controls: a game's frames, a
+browser page of another origin (requests with its ``Origin``, no custom
+header), or raw HTTP. Browser attacks run in the real headless Chromium of
+``browser_helpers``. Marker elements (``id="pwn..."``) show markup that got
+into the DOM even when the page's Content-Security-Policy would stop its
+script from running.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import quote
+
+import httpx
+import orjson
+import trio
+from browser_helpers import Browser, browser, browser_driver, running_process
+from server_helpers import Game, connect
+from status_helpers import eventually
+
+from neuro_api.app import NeuroProcess, ProcessInfo
+from neuro_api.command import Action
+from neuro_api.server import RandomNeuroServer
+
+__all__ = ["browser", "browser_driver"]  # the fixtures, imported to be found
+
+WAIT: Final = 10.0
+
+
+def payload(where: str) -> str:
+    """Markup that leaves an element ``#pwn-<where>`` if it is ever parsed."""
+    return (
+        f'<img src=x id="pwn-{where}" onerror=alert(1)>'
+        f'"><svg id="pwn-{where}-q" onload=alert(2)>'
+        f"</script><script id='pwn-{where}-s'>alert(3)</script>{{{{7*7}}}}"
+    )
+
+
+TITLE: Final = payload("title")
+HOSTILE_SCHEMA: Final = {
+    "type": "object",
+    "title": payload("schema-title"),
+    "description": payload("schema-description"),
+    "properties": {
+        payload("property"): {
+            "type": "string",
+            "enum": [payload("enum"), "javascript:alert(4)"],
+            "description": payload("property-description"),
+        },
+        "link": {"type": "string", "format": "uri", "default": "javascript:alert(5)"},
+    },
+}
+HOSTILE: Final = Action(payload("name"), payload("description"), HOSTILE_SCHEMA)
+CLEAN: Final = Action("clean", payload("clean-description"), None)
+
+def css_string(text: str) -> str:
+    """``text`` as a CSS string literal (for attribute selectors)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+MARKERS: Final = "return document.querySelectorAll('[id^=pwn]').length"
+
+
+async def hostile_game(game: Game) -> str:
+    """Start ``game``, register the hostile actions, send hostile frames."""
+    await game.startup()
+    await game.register(HOSTILE, CLEAN)
+    await game.context(payload("context"))
+    # Unregistering a name never registered: the diagnostic quotes it.
+    await game.unregister(payload("unknown"))
+    assert game.session_id is not None
+    return game.session_id
+
+
+async def no_markup(browser: Browser, page: str) -> None:
+    """The page shows no element parsed from game data, no alert."""
+    assert await browser.alert_text() is None, page
+    count = await browser.run(lambda driver: driver.execute_script(MARKERS))
+    assert count == 0, page
+    assert await browser.run(lambda driver: driver.execute_script(
+        "return window.__pwned === undefined && ({}).polluted === undefined"
+    )), page
+
+
+async def test_nothing_a_game_sends_becomes_markup_on_any_page(
+    tmp_path: Path, browser: Browser
+) -> None:
+    slow = RandomNeuroServer(delay=600)  # the force stays open meanwhile
+    async with running_process(tmp_path, server=slow) as (process, info):
+        assert info.control is not None
+        base = info.control.local_url
+        async with connect(info.games.local_url, TITLE) as game:
+            session = await hostile_game(game)
+            client = process.server.get_client(session)
+            assert client is not None
+            await eventually(lambda: len(client.actions) == 2)
+            await eventually(lambda: client.diagnostics)
+            await browser.get(f"{base}/ui/")
+            title = await browser.wait_for(f'#games [data-session="{session}"] .game-title')
+            assert await browser.run(lambda driver: title.text) == TITLE
+            await no_markup(browser, "games")
+            await browser.get(f"{base}/ui/games/{session}")
+            await game.force(HOSTILE.name, query=payload("query"), state=payload("state"))
+            await browser.wait_for_text("#force-box .force-query", "pwn-query")
+            card = f"[data-action-card={css_string(HOSTILE.name)}]"
+            await browser.click(f"{card} details.schema summary")
+            await browser.wait_for(f"{card} details.schema pre")
+            await browser.click(f"{card} button[data-generate]")
+            await browser.wait_for("#diagnostics [data-diagnostic]")
+            await no_markup(browser, "game")
+            # An action from the form; the game's result message is hostile.
+            await browser.run(lambda driver: driver.execute_script(
+                "const s = document.querySelector(arguments[0] + ' select');"
+                "s.value = '0'; s.dispatchEvent(new Event('change'));",
+                card,
+            ))
+            await browser.click(f"{card} form button[type=submit]")
+            action = await game.expect_action()
+            sent = orjson.loads(action.data_json or "null")
+            assert sent[payload("property")] == payload("enum")
+            await game.result(action.id, False, payload("result"))
+            await browser.wait_for_text(".outcome[data-status=failure]", "pwn-result")
+            await no_markup(browser, "game")
+            for path in ("/ui/diagnostics", "/ui/services", "/ui/status"):
+                await browser.get(base + path)
+                await browser.wait_for("main#main")
+                await no_markup(browser, path)
+            await browser.wait_for(f"[data-client={css_string(TITLE)}]")
+            await no_markup(browser, "status rows")
+            await browser.assert_clean()
+
+
+PROTO: Final = Action(
+    "proto",
+    "Keys that are special to JavaScript objects",
+    {
+        "type": "object",
+        "properties": {
+            "__proto__": {
+                "type": "object",
+                "properties": {"polluted": {"type": "string"}},
+                "required": ["polluted"],
+            },
+            "constructor": {"type": "string"},
+        },
+        "required": ["__proto__", "constructor"],
+    },
+)
+
+
+async def test_special_property_names_are_sent_as_data_and_pollute_nothing(
+    tmp_path: Path, browser: Browser
+) -> None:
+    async with running_process(tmp_path) as (process, info):
+        assert info.control is not None
+        async with connect(info.games.local_url, "Proto") as game:
+            await game.startup()
+            await game.register(PROTO)
+            assert game.session_id is not None
+            await browser.get(f"{info.control.local_url}/ui/games/{game.session_id}")
+            form = "form.action-form[data-action=proto]"
+            await browser.type(f"{form} input[name=polluted]", "yes")
+            await browser.type(f"{form} input[name=constructor]", "typed by hand")
+            await browser.click(f"{form} button[type=submit]")
+            action = await game.expect_action()
+            assert orjson.loads(action.data_json or "null") == {
+                "__proto__": {"polluted": "yes"},
+                "constructor": "typed by hand",
+            }
+            await game.result(action.id, True, "ok")
+            await browser.wait_for(".outcome[data-status=success]")
+            # Generated data goes through the form's fields the same way.
+            await browser.click(f"{form} button[data-generate]")
+            await browser.wait_until(
+                lambda driver: driver.execute_script(
+                    "return document.querySelector(arguments[0]).value !== 'typed by hand'",
+                    f"{form} input[name=constructor]",
+                ),
+                message="no data generated",
+            )
+            await browser.click(f"{form} button[type=submit]")
+            action = await game.expect_action()
+            data = orjson.loads(action.data_json or "null")
+            assert set(data) == {"__proto__", "constructor"}
+            assert set(data["__proto__"]) == {"polluted"}
+            await no_markup(browser, "game")
+            await browser.assert_clean()
