@@ -193,3 +193,102 @@ async def test_special_property_names_are_sent_as_data_and_pollute_nothing(
             assert set(data["__proto__"]) == {"polluted"}
             await no_markup(browser, "game")
             await browser.assert_clean()
+
+
+# -- HTTP attacks --------------------------------------------------------------
+
+
+@dataclass
+class Plane:
+    """A running process (every capability) and an httpx client for its
+    control plane."""
+
+    process: NeuroProcess
+    info: ProcessInfo
+    http: httpx.AsyncClient
+
+    @property
+    def url(self) -> str:
+        assert self.info.control is not None
+        return self.info.control.local_url
+
+    async def game(self, game: Game, *actions: Action) -> str:
+        """Start ``game``, register ``actions``, wait until they are; its session."""
+        await game.startup()
+        await game.register(*actions)
+        assert game.session_id is not None
+        client = self.process.server.get_client(game.session_id)
+        assert client is not None
+        await eventually(lambda: len(client.actions) == len(actions))
+        return game.session_id
+
+
+@asynccontextmanager
+async def plane(
+    tmp_path: Path, *argv: str, server: RandomNeuroServer | None = None
+) -> AsyncIterator[Plane]:
+    """A :class:`Plane` for the test's block."""
+    async with running_process(tmp_path, *argv, server=server) as (process, info):
+        assert info.control is not None
+        async with httpx.AsyncClient(
+            base_url=info.control.local_url, timeout=WAIT
+        ) as http:
+            yield Plane(process, info, http)
+
+
+async def answered(
+    game: Game, request: Callable[[], Awaitable[httpx.Response]]
+) -> tuple[str, httpx.Response]:
+    """Send ``request`` (it performs an action), answer the action as the
+    game; the action's name and the response."""
+    responses: list[httpx.Response] = []
+
+    async def send() -> None:
+        responses.append(await request())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send)
+        action = await game.expect_action()
+        await game.result(action.id, True, "ok")
+    return action.name, responses[0]
+
+
+def segment(name: str) -> str:
+    """``name`` as one path segment, as the page's ``encodeURIComponent``."""
+    return quote(name, safe="!'()*-._~")
+
+
+async def test_actions_named_with_slashes_are_reachable(tmp_path: Path) -> None:
+    # Names a game may register (the server warns, Neuro takes them): the
+    # page encodes the "/" and the routes must still find the action.
+    names = ["a/b", "x/generate", "end/", "a//b"]
+    actions = [Action(n, "slashes", {"type": "object"}) for n in names]
+    async with plane(tmp_path) as p, connect(p.info.games.local_url, "Slashes") as game:
+        session = await p.game(game, *actions)
+        for name in names:
+            path = f"/games/{session}/actions/{segment(name)}"
+            generated = await p.http.get(f"/ui/api{path}/generate")
+            assert generated.status_code == 200, (name, generated.text)
+            checked = await p.http.post(f"/ui/api{path}/validate", json={"data": {}})
+            assert checked.json() == {"ok": True, "reason": None}, name
+            sent, response = await answered(
+                game, lambda: p.http.post(path, json={"data": {}})
+            )
+            assert (sent, response.status_code) == (name, 200)
+
+
+async def test_a_leading_slash_never_reaches_another_action(tmp_path: Path) -> None:
+    # "//lead" would be merged into "/lead" and redirected (308, the POST
+    # repeated) to the action "lead": another action than the one named.
+    actions = [Action(n, "slashes", None) for n in ("lead", "/lead")]
+    async with plane(tmp_path) as p, connect(p.info.games.local_url, "Lead") as game:
+        session = await p.game(game, *actions)
+        path = f"/games/{session}/actions/{segment('/lead')}"
+        for method, url in [
+            ("POST", path),
+            ("GET", f"/ui/api{path}/generate"),
+            ("POST", f"/ui/api{path}/validate"),
+        ]:
+            response = await p.http.request(method, url, json={})
+            assert response.status_code == 404, (url, response.status_code)
+            assert "location" not in response.headers

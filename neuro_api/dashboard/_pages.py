@@ -175,7 +175,10 @@ def dashboard_pages(
 def _form_routes(pages: Blueprint) -> None:
     """The action form's two helpers: generated data, the server's verdict."""
 
-    @pages.get("/api/games/<session>/actions/<action>/generate")
+    # <path:action>: names may hold "/" (see the control plane's execute route).
+    @pages.get(
+        "/api/games/<session>/actions/<path:action>/generate", merge_slashes=False
+    )
     async def generate(session: str, action: str) -> Any:
         """Valid data for an action's schema, not sent: ``{"data": ...}``.
 
@@ -193,7 +196,9 @@ def _form_routes(pages: Blueprint) -> None:
             raise ApiError(400, "data_too_large", "the generated data is too large")
         return {"data": None if text is None else orjson.loads(text)}
 
-    @pages.post("/api/games/<session>/actions/<action>/validate")
+    @pages.post(
+        "/api/games/<session>/actions/<path:action>/validate", merge_slashes=False
+    )
     async def validate(session: str, action: str) -> Any:
         """The server's verdict on data: ``{"ok": bool, "reason": str | None}``.
 
