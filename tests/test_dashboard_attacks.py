@@ -292,3 +292,45 @@ async def test_a_leading_slash_never_reaches_another_action(tmp_path: Path) -> N
             response = await p.http.request(method, url, json={})
             assert response.status_code == 404, (url, response.status_code)
             assert "location" not in response.headers
+
+
+# -- cross-origin requests without a token (loopback) -----------------------------
+
+
+async def test_pages_of_other_local_origins_change_nothing(tmp_path: Path) -> None:
+    # A page served by another program of this machine (a dev server on
+    # another port, a game's web build) is another origin: what it can make
+    # the browser send without reading answers (a form, a no-cors fetch:
+    # POST, text/plain or no body, no custom header) must change nothing.
+    async with plane(tmp_path) as p, connect(p.info.games.local_url, "Victim") as game:
+        session = await p.game(game, Action("jump", "Jump", None))
+        host = p.url.removeprefix("http://")
+        port = int(host.rsplit(":", 1)[1])
+        raw = '{"command": "actions/reregister_all"}'
+        forged = [
+            ("/", raw),
+            ("/games/*/shutdown/immediate", ""),
+            ("/games/*/reregister", ""),
+            (f"/games/{session}/actions/jump", ""),
+            (f"/ui/api/games/{session}/actions/jump/validate", '{"data": 1}'),
+            ("/ui/logout", "csrf_token="),
+        ]
+        for origin in (
+            f"http://127.0.0.1:{port + 1}",
+            f"http://localhost:{port}",
+            f"http://app.localhost:{port}",
+            "http://[::1]",
+        ):
+            for path, body in forged:
+                refused = await p.http.post(
+                    path,
+                    content=body,
+                    headers={"Origin": origin, "Content-Type": "text/plain"},
+                )
+                assert refused.status_code == 403, (origin, path, refused.text)
+                assert refused.json()["error"]["code"] == "forbidden_origin"
+        await game.expect_silence(0.2)
+        # The dashboard's own pages (same origin) and programs (no Origin).
+        own = {"Origin": p.url}
+        assert (await p.http.post("/", content=raw, headers=own)).status_code == 200
+        assert (await p.http.post("/", content=raw)).status_code == 200

@@ -43,6 +43,9 @@ asked: everything local is open and the loopback guard applies.
 _PUBLIC_ATTRIBUTE: Final = "_neuro_api_public"
 _SCHEMA_ENDPOINTS: Final = frozenset({"openapi", "swagger_ui"})
 """quart-schema's OpenAPI document and interactive docs."""
+_SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+"""Methods that change nothing (a page of any local origin may read: it
+cannot see the answer, the control plane sends no CORS headers)."""
 _URL_TOKEN_NAMES: Final = frozenset({"access_token", "api_token", "token"})
 """Query parameters that would carry a token (OAuth's ``access_token``...)."""
 
@@ -192,12 +195,40 @@ def _install_loopback_guard(app: Quart) -> None:
     With no token, anything on this machine may use the control plane; a
     web page open in the user's browser must not. A request whose
     ``Origin`` is another site (cross-site request forgery) or whose
-    ``Host`` is not a loopback name (DNS rebinding) gets 403.
+    ``Host`` is not a loopback name (DNS rebinding) gets 403; so does an
+    unsafe request (a ``POST``...) from a page of another origin of this
+    machine (another port: :func:`_own_origin_only`).
     """
 
     @app.before_request
     async def check_origin() -> None:
         _loopback_only(request)
+        if request.method not in _SAFE_METHODS:
+            _own_origin_only(request)
+
+
+def _own_origin_only(request: Request) -> None:
+    """403 for a request sent by a page of another origin than the control plane.
+
+    A page served by another program of this machine (a dev server on
+    another port, a game's web build) passes the loopback check, yet it is
+    another origin: without reading any answer it can make the browser
+    send a form's ``POST`` (``POST /`` takes any body, the shutdown routes
+    none). The dashboard's own pages send their origin; programs send no
+    ``Origin`` at all.
+    """
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return
+    own = f"{request.scheme}://{request.headers.get('Host', '')}".lower()
+    if origin.strip().rstrip("/").lower() != own:
+        raise ApiError(
+            403,
+            "forbidden_origin",
+            f"changes from the web page at {origin!r} are refused; only the "
+            "control plane's own pages (and programs, which send no Origin) "
+            "may make them",
+        )
 
 
 def _loopback_only(request: Request) -> None:
