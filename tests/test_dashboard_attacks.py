@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 import httpx
 import orjson
@@ -334,3 +334,212 @@ async def test_pages_of_other_local_origins_change_nothing(tmp_path: Path) -> No
         own = {"Origin": p.url}
         assert (await p.http.post("/", content=raw, headers=own)).status_code == 200
         assert (await p.http.post("/", content=raw)).status_code == 200
+
+
+# -- with a token: the login and the session ----------------------------------------
+
+TOKEN: Final = "an-attack-test-token-long-enough-0123456789"
+
+
+async def login(p: Plane, http: httpx.AsyncClient, **form: str) -> httpx.Response:
+    return await http.post(
+        "/ui/login", data={"token": TOKEN, **form}, headers={"Origin": p.url}
+    )
+
+
+async def test_next_never_leaves_the_site_nor_breaks_the_redirect(
+    tmp_path: Path,
+) -> None:
+    async with plane(tmp_path, "--api-token", TOKEN) as p:
+        for target in [
+            "//evil.example",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "https://evil.example",
+            "https:evil.example",
+            "/%2F%2Fevil.example",
+            "/%5Cevil.example",
+            "/\t/evil.example",
+            "/ui/\u0100",
+            "/ui/\u2028",
+        ]:
+            async with httpx.AsyncClient(base_url=p.url, timeout=WAIT) as http:
+                form = await http.get("/ui/login", params={"next": target})
+                assert form.status_code == 200, (target, form.text)
+                done = await login(p, http, next=target)
+                assert done.status_code == 303, (target, done.text)
+                location = done.headers["location"]
+                # A browser reads "\\" as "/" and drops tabs and newlines.
+                cleaned = re.sub(r"[\t\r\n]", "", location).replace("\\", "/")
+                assert urljoin(p.url + "/ui/login", cleaned).startswith(p.url + "/")
+                again = await http.get("/ui/login", params={"next": target})
+                assert again.status_code == 303, (target, again.text)
+
+
+def page_csrf(html: str) -> str:
+    found = re.search(r'<meta name="csrf-token" content="([^"]*)">', html)
+    assert found is not None
+    return found.group(1)
+
+
+async def test_a_session_is_never_one_the_attacker_chose_nor_outlives_logout(
+    tmp_path: Path,
+) -> None:
+    async with plane(tmp_path, "--api-token", TOKEN) as p:
+        async with httpx.AsyncClient(
+            base_url=p.url, timeout=WAIT, cookies={"neuro_ui": "chosen-by-attacker"}
+        ) as victim:
+            assert (await victim.get("/games")).status_code == 401
+            done = await login(p, victim)
+            assert done.status_code == 303
+            session = done.cookies["neuro_ui"]
+            assert session != "chosen-by-attacker"
+            victim.cookies.clear()
+            victim.cookies.set("neuro_ui", session)
+            async with httpx.AsyncClient(
+                base_url=p.url, cookies={"neuro_ui": "chosen-by-attacker"}
+            ) as attacker:
+                assert (await attacker.get("/games")).status_code == 401
+            csrf = page_csrf((await victim.get("/ui/")).text)
+            done = await victim.post(
+                "/ui/logout", data={"csrf_token": csrf}, headers={"Origin": p.url}
+            )
+            assert done.status_code == 303
+        async with httpx.AsyncClient(
+            base_url=p.url, timeout=WAIT, cookies={"neuro_ui": session}
+        ) as replay:
+            assert (await replay.get("/games")).status_code == 401
+            assert (await replay.get("/ui/")).status_code == 303
+
+
+async def test_with_a_session_pages_of_other_origins_change_nothing(
+    tmp_path: Path,
+) -> None:
+    # SameSite=Strict keeps other sites' pages from sending the cookie; a
+    # page on another port of this machine is the same site, and its
+    # requests carry the cookie: the Origin and the CSRF token stop them.
+    async with (
+        plane(tmp_path, "--api-token", TOKEN) as p,
+        connect(p.info.games.local_url, "Victim") as game,
+    ):
+        session = await p.game(game, Action("jump", "Jump", None))
+        await login(p, p.http)
+        csrf = page_csrf((await p.http.get("/ui/")).text)
+        port = int(p.url.rsplit(":", 1)[1])
+        other = f"http://127.0.0.1:{port + 1}"
+        forged = [
+            ("POST", "/", '{"command": "actions/reregister_all"}'),
+            ("POST", "/games/*/shutdown/immediate", ""),
+            ("POST", f"/games/{session}/actions/jump", ""),
+            ("POST", f"/ui/api/games/{session}/actions/jump/validate", ""),
+            ("PUT", "/status/paused/Victim", ""),
+            ("POST", "/ui/logout", f"csrf_token={csrf}"),
+        ]
+        for method, path, body in forged:
+            for headers in (
+                {"Origin": other},  # a form: no custom header
+                {"Origin": other, "X-CSRF-Token": csrf},  # had it leaked
+                {"Origin": "null"},
+                {},
+            ):
+                refused = await p.http.request(
+                    method,
+                    path,
+                    content=body,
+                    headers={"Content-Type": "text/plain", **headers},
+                )
+                assert refused.status_code == 403, (method, path, headers)
+        await game.expect_silence(0.2)
+        assert (await p.http.get("/games")).status_code == 200  # still logged in
+        # A login posted by another local page: no session for it either.
+        async with httpx.AsyncClient(base_url=p.url, timeout=WAIT) as fresh:
+            forced = await fresh.post(
+                "/ui/login", data={"token": TOKEN}, headers={"Origin": other}
+            )
+            assert forced.status_code == 403
+            assert "neuro_ui" not in fresh.cookies
+
+
+# -- bounds ---------------------------------------------------------------------------
+
+
+def wide(width: int, depth: int) -> dict[str, Any]:
+    """An object schema ``depth`` levels deep, ``width`` properties each."""
+    if depth == 0:
+        return {}
+    names = [f"p{n}" for n in range(width)]
+    return {"type": "object", "properties": {n: wide(width, depth - 1) for n in names}}
+
+
+CONTROLS: Final = (
+    "return document.querySelectorAll(arguments[0] + ' input,' + arguments[0] + "
+    "' textarea:not([name=raw]),' + arguments[0] + ' select').length"
+)
+
+
+async def test_wide_deep_schemas_make_bounded_forms(
+    tmp_path: Path, browser: Browser
+) -> None:
+    # 10 properties on each of 4 levels: 10,000 inputs from 120 KB of schema
+    # (16 on 4 levels: 65,536 from 700 KB), which the server takes without a
+    # word; and forty more actions of 1,000 inputs each. Made whole, the
+    # page held 50,000 inputs (measured: 2 s for the first 10,000).
+    big = Action("big", "A wide and deep schema", wide(10, 4))
+    more = [Action(f"more_{n}", "Wide", wide(10, 3)) for n in range(40)]
+    async with plane(tmp_path) as p, connect(p.info.games.local_url, "Wide") as game:
+        session = await p.game(game, big, *more)
+        await browser.get(f"{p.url}/ui/games/{session}")
+        await browser.wait_until(
+            lambda driver: driver.execute_script(
+                "return document.querySelectorAll('[data-action-card]').length"
+            )
+            == 41,
+            message="not every action was rendered",
+        )
+        form = "form.action-form[data-action=big]"
+        mine = await browser.run(lambda driver: driver.execute_script(CONTROLS, form))
+        everyone = await browser.run(
+            lambda driver: driver.execute_script(CONTROLS, "#actions")
+        )
+        assert 10 <= mine <= 300  # 200 a form, a few more as JSON boxes
+        assert everyone <= 5_500  # 5,000 a page, then one JSON box a form
+        # The form still works: its first input (the deepest: JSON) sends.
+        await browser.type(f"{form} textarea", "7")
+        await browser.click(f"{form} button[type=submit]")
+        action = await game.expect_action()
+        assert orjson.loads(action.data_json or "null")["p0"]["p0"]["p0"]["p0"] == 7
+        await browser.assert_clean()
+
+
+async def test_generated_data_makes_no_more_inputs_than_a_form_may(
+    tmp_path: Path, browser: Browser
+) -> None:
+    # Arrays get their items from generated data: 20 rows of 20 cells of 10
+    # numbers are 4,000 inputs (28 KB of data, within the generator's 64 KiB).
+    cell = {
+        "type": "object",
+        "properties": {f"n{n}": {"type": "integer"} for n in range(10)},
+        "required": [f"n{n}" for n in range(10)],
+    }
+    row = {"type": "array", "items": cell, "minItems": 20, "maxItems": 20}
+    grid = {"type": "array", "items": row, "minItems": 20, "maxItems": 20}
+    table = Action(
+        "table",
+        "A grid",
+        {"type": "object", "properties": {"grid": grid}, "required": ["grid"]},
+    )
+    async with plane(tmp_path) as p, connect(p.info.games.local_url, "Grid") as game:
+        session = await p.game(game, table)
+        await browser.get(f"{p.url}/ui/games/{session}")
+        form = "form.action-form[data-action=table]"
+        await browser.click(f"{form} button[data-generate]")
+        # The form cannot hold it: the data is shown as raw JSON instead.
+        raw = await browser.wait_for(f"{form} textarea[name=raw]")
+        text = await browser.run(lambda driver: raw.get_attribute("value"))
+        assert len(orjson.loads(text or "null")["grid"]) == 20
+        controls = await browser.run(lambda driver: driver.execute_script(CONTROLS, form))
+        assert controls <= 250
+        await browser.click(f"{form} button[type=submit]")
+        action = await game.expect_action()
+        assert orjson.loads(action.data_json or "null") == orjson.loads(text or "null")
+        await browser.assert_clean()

@@ -10,6 +10,8 @@
   const MAX_FIELDS = 50; // properties or items made into inputs, per level
   const MAX_DEPTH = 4; // deeper parts of a schema are edited as JSON
   const MAX_CHOICES = 500; // more enum choices are typed, not picked
+  const MAX_FORM_INPUTS = 200; // inputs one action's form makes; more is edited as JSON
+  const MAX_PAGE_INPUTS = 5000; // inputs all forms of a page make together
   const body = document.body;
   const page = body.dataset.page;
   const csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
@@ -170,16 +172,39 @@
 
   let fieldCounter = 0;
 
+  // Inputs are counted, per form and per page: per level alone, a schema of
+  // 700 KB (16 properties on each of 4 levels) made 65,536 inputs, and a
+  // game may register a thousand actions. A form's budget: {left, used, page},
+  // page: {left}. An object is made into inputs only while both have room
+  // for one input per property; an array takes an item only with room left.
+  function newBudget(page) {
+    return { left: MAX_FORM_INPUTS, used: 0, page: page };
+  }
+
+  function hasRoom(budget, count) {
+    return budget.left >= count && budget.page.left >= count;
+  }
+
+  function spend(budget, count) {
+    budget.left -= count;
+    budget.used += count;
+    budget.page.left -= count;
+  }
+
   // A field: {node, get() -> value, set(value) -> bool}
-  function makeField(schema, label, depth) {
+  function makeField(schema, label, depth, budget) {
     const id = "f" + (++fieldCounter);
     const type = depth > MAX_DEPTH ? "json" : typeOf(schema);
     const title = cap(label, 200);
     const described = schema && typeof schema.description === "string" ? el("small", { className: "muted", text: cap(schema.description, 300) }) : null;
+    if (type !== "object" && type !== "array") spend(budget, 1);
     if (type === "object") {
       const props = Object.entries(schema.properties || {});
-      if (props.length > MAX_FIELDS || schema.additionalProperties === true) return jsonField(schema, title, id, described);
-      const fields = props.map(function (entry) { return [entry[0], makeField(entry[1], entry[0], depth + 1)]; });
+      if (props.length > MAX_FIELDS || schema.additionalProperties === true || !hasRoom(budget, props.length)) {
+        spend(budget, 1);
+        return jsonField(schema, title, id, described);
+      }
+      const fields = props.map(function (entry) { return [entry[0], makeField(entry[1], entry[0], depth + 1, budget)]; });
       const node = el("fieldset", { className: "object" }, el("legend", { text: title || "data" }), described);
       for (const pair of fields) node.append(pair[1].node);
       const required = new Set(schema.required || []);
@@ -210,15 +235,18 @@
       const itemSchema = schema.items && typeof schema.items === "object" ? schema.items : {};
       const list = el("ol", { className: "items" });
       const items = [];
+      const drop = function (entry) {
+        items.splice(items.indexOf(entry), 1);
+        entry.row.remove();
+        spend(budget, -entry.cost); // items added inside it later stay counted
+      };
       const add = function (value) {
-        if (items.length >= MAX_FIELDS) return false;
-        const field = makeField(itemSchema, "item", depth + 1);
+        if (items.length >= MAX_FIELDS || !hasRoom(budget, 1)) return false;
+        const before = budget.used;
+        const field = makeField(itemSchema, "item", depth + 1, budget);
         const row = el("li", {}, field.node);
-        const entry = { field: field, row: row };
-        row.append(el("button", { type: "button", className: "small", text: "remove", onclick: function () {
-          items.splice(items.indexOf(entry), 1);
-          row.remove();
-        } }));
+        const entry = { field: field, row: row, cost: budget.used - before };
+        row.append(el("button", { type: "button", className: "small", text: "remove", onclick: function () { drop(entry); } }));
         items.push(entry);
         list.append(row);
         return value === undefined ? true : field.set(value);
@@ -230,7 +258,7 @@
         get: function () { return items.map(function (entry) { return entry.field.get(); }); },
         set: function (value) {
           if (!Array.isArray(value) || value.length > MAX_FIELDS) return false;
-          for (const entry of items.splice(0)) entry.row.remove();
+          for (const entry of items.slice()) drop(entry);
           return value.every(function (item) { return add(item); });
         },
       };
@@ -320,6 +348,15 @@
     const outcome = document.querySelector(".outcome");
     const rendered = new Map(); // action name -> schema text it was built from
     const cards = new Map(); // action name -> its card element
+    const pageBudget = { left: MAX_PAGE_INPUTS };
+    const budgets = new Map(); // action name -> its form's budget
+
+    // A card's inputs go back to the page's budget when it goes.
+    function release(name) {
+      const budget = budgets.get(name);
+      if (budget) pageBudget.left += budget.used;
+      budgets.delete(name);
+    }
     let title = null;
     let forceKey = null;
 
@@ -388,7 +425,9 @@
       const raw = el("textarea", { name: "raw", rows: "4", spellcheck: "false", "aria-label": "Raw JSON data for " + cap(name, 100) });
       const rawBox = el("div", { className: "raw-box", hidden: true }, el("p", { className: "muted", text: "Sent as is, without validation (invalid data included); empty sends no data." }), raw);
       const rawToggle = el("input", { type: "checkbox", name: "raw-mode", id: "raw-" + (++fieldCounter) });
-      const field = schema ? makeField(schema, "data", 0) : null;
+      const budget = newBudget(pageBudget);
+      budgets.set(name, budget);
+      const field = schema ? makeField(schema, "data", 0, budget) : null;
       const fieldsBox = el("div", { className: "fields" }, field ? field.node : el("p", { className: "muted", text: "This action takes no data." }));
       const form = el("form", { className: "action-form", "data-action": name, novalidate: true },
         fieldsBox, rawBox,
@@ -457,11 +496,19 @@
     }
 
     function renderActions(actions) {
-      const names = new Set();
+      const names = new Set(actions.map(function (action) { return action.name; }));
+      for (const name of Array.from(rendered.keys())) {
+        if (names.has(name)) continue;
+        rendered.delete(name);
+        release(name);
+        const old = cards.get(name);
+        cards.delete(name);
+        if (old) old.remove();
+      }
       for (const action of actions) {
-        names.add(action.name);
         const text = JSON.stringify([action.description, action.schema]);
         if (rendered.get(action.name) === text) continue;
+        release(action.name);
         const card = actionCard(action);
         // Cards by name: a selector query per action would make a game with
         // a thousand actions cost a million matches per refresh.
@@ -470,13 +517,6 @@
         else actionsBox.append(card);
         cards.set(action.name, card);
         rendered.set(action.name, text);
-      }
-      for (const name of Array.from(rendered.keys())) {
-        if (names.has(name)) continue;
-        rendered.delete(name);
-        const old = cards.get(name);
-        cards.delete(name);
-        if (old) old.remove();
       }
       if (!actions.length && !actionsBox.querySelector(".empty")) {
         actionsBox.append(el("p", { className: "empty", text: "No action registered." }));
