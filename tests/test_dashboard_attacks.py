@@ -11,6 +11,7 @@ script from running.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -20,10 +21,14 @@ from typing import Any, Final
 from urllib.parse import quote, urljoin
 
 import httpx
+import hypercorn.config
+import hypercorn.trio
 import orjson
+import pytest
 import trio
 from browser_helpers import Browser, browser, browser_driver, running_process
 from server_helpers import Game, connect
+from quart_trio import QuartTrio
 from status_helpers import eventually
 
 from neuro_api.app import NeuroProcess, ProcessInfo
@@ -543,3 +548,135 @@ async def test_generated_data_makes_no_more_inputs_than_a_form_may(
         action = await game.expect_action()
         assert orjson.loads(action.data_json or "null") == orjson.loads(text or "null")
         await browser.assert_clean()
+
+
+# -- requests other pages make the browser send (without a token) ------------------
+
+
+@asynccontextmanager
+async def other_page(html: str) -> AsyncIterator[str]:
+    """An HTTP server of its own on 127.0.0.1 (another origin, the same site)
+    serving ``html`` at ``/``; its URL."""
+    app = QuartTrio("other_page")
+
+    @app.get("/")
+    async def index() -> Any:
+        return html
+
+    config = hypercorn.config.Config()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    config.errorlog = None
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(
+            functools.partial(
+                hypercorn.trio.serve, app, config, shutdown_trigger=trio.sleep_forever
+            )
+        )
+        yield str(binds[0])
+        nursery.cancel_scope.cancel()
+
+
+def spy_on_generation(p: Plane) -> list[object]:
+    """The schemas the server generates data for from now on."""
+    calls: list[object] = []
+    generator = p.process.server.generator
+    generate = generator.generate_json
+
+    async def spy(schema: Any) -> str | None:
+        calls.append(schema)
+        return await generate(schema)
+
+    generator.generate_json = spy  # type: ignore[method-assign]
+    return calls
+
+
+async def embed_and_follow(browser: Browser, p: Plane, session: str) -> None:
+    """Open a page of another origin that embeds the control plane's
+    routes as images, then follow its link to the dashboard."""
+    target = f"{p.url}/ui/api/games/Tic%20Tac%20Toe/actions/play/generate"
+    html = (
+        f'<img src="{target}"><img src="{p.url}/games">'
+        f'<a id="go" href="{p.url}/ui/games/{session}">the dashboard</a>'
+    )
+    async with other_page(html) as url:
+        await browser.get(url)
+        await browser.wait_for_request("/games$")
+        await browser.wait_for_request("/generate$")
+        # A link followed is the user's doing: the page opens and works.
+        await browser.click("#go")
+        await browser.wait_for("form.action-form[data-action=play]")
+
+
+@pytest.mark.parametrize("token", [False, True])
+async def test_pages_elsewhere_cannot_make_the_browser_spend_server_time(
+    tmp_path: Path, browser: Browser, token: bool
+) -> None:
+    # A page of another origin cannot read the answers, but an <img> makes
+    # the browser send a GET without an Origin (and, from another port of
+    # this machine, the same site, with the session cookie): games are
+    # found by title ("Tic Tac Toe" is no secret), and every such GET makes
+    # the server generate data (up to 2 s of a thread the engine shares) or
+    # encode every game's actions (megabytes). The browser says who asked
+    # (Sec-Fetch-Site): only the control plane's own pages, and the user
+    # (typing an address, following a link), are served.
+    argv = ("--api-token", TOKEN) if token else ()
+    async with (
+        plane(tmp_path, *argv) as p,
+        connect(p.info.games.local_url, "Tic Tac Toe") as game,
+    ):
+        session = await p.game(game, Action("play", "Play", {"type": "object"}))
+        if token:
+            await browser.get(f"{p.url}/ui/login")
+            await browser.type("form#login input[name=token]", TOKEN)
+            await browser.click("form#login button[type=submit]")
+            await browser.wait_for("#games")
+        calls = spy_on_generation(p)
+        await embed_and_follow(browser, p, session)
+        assert calls == []
+        await browser.click("form.action-form[data-action=play] button[data-generate]")
+        await eventually(lambda: len(calls) == 1)
+
+
+@pytest.mark.parametrize(
+    ("headers", "served"),
+    [
+        ({}, True),  # a program
+        ({"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"}, True),
+        ({"Sec-Fetch-Site": "none", "Sec-Fetch-Mode": "navigate"}, True),
+        (
+            {
+                "Sec-Fetch-Site": "cross-site",
+                "Sec-Fetch-Mode": "navigate",
+                "Sec-Fetch-Dest": "document",
+            },
+            True,
+        ),
+        (
+            {
+                "Sec-Fetch-Site": "cross-site",
+                "Sec-Fetch-Mode": "no-cors",
+                "Sec-Fetch-Dest": "image",
+            },
+            False,
+        ),
+        ({"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "cors"}, False),
+        (
+            {
+                "Sec-Fetch-Site": "cross-site",
+                "Sec-Fetch-Mode": "navigate",
+                "Sec-Fetch-Dest": "embed",
+            },
+            False,
+        ),
+    ],
+)
+async def test_fetch_metadata_says_who_may_be_served(
+    tmp_path: Path, headers: dict[str, str], served: bool
+) -> None:
+    async with plane(tmp_path) as p:
+        for path in ("/games", "/ui/", "/events"):
+            if path == "/events" and served:
+                continue  # a stream: it would not end
+            answer = await p.http.get(path, headers=headers)
+            assert (answer.status_code != 403) is served, (path, answer.text)

@@ -197,7 +197,9 @@ def _install_loopback_guard(app: Quart) -> None:
     ``Origin`` is another site (cross-site request forgery) or whose
     ``Host`` is not a loopback name (DNS rebinding) gets 403; so does an
     unsafe request (a ``POST``...) from a page of another origin of this
-    machine (another port: :func:`_own_origin_only`).
+    machine (another port: :func:`_own_origin_only`), and any request a
+    page of another origin makes the browser send but a navigation
+    (:func:`_sent_for_another_page`).
     """
 
     @app.before_request
@@ -205,6 +207,38 @@ def _install_loopback_guard(app: Quart) -> None:
         _loopback_only(request)
         if request.method not in _SAFE_METHODS:
             _own_origin_only(request)
+        if _sent_for_another_page(request):
+            raise ApiError(
+                403,
+                "forbidden_origin",
+                "requests a web page of another origin has the browser send "
+                f"(Sec-Fetch-Site: {request.headers.get('Sec-Fetch-Site')}) are "
+                "refused; this control plane has no token and answers local "
+                "requests only",
+            )
+
+
+def _sent_for_another_page(request: Request) -> bool:
+    """Whether a browser sends ``request`` for a page of another origin.
+
+    Fetch Metadata (Chromium, Firefox, Safari): an ``<img>`` of any page
+    makes the browser send a GET with no ``Origin``; it cannot read the
+    answer, yet the server does the work (encodes every game's actions,
+    generates data). ``Sec-Fetch-Site`` says who asked: the control plane's
+    own pages (``same-origin``) and the user (``none``: an address typed, a
+    bookmark) are served, and so is a navigation (a link followed) that
+    does not embed the answer in the other page. Programs send no such
+    header.
+    """
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is None or site.lower() in {"same-origin", "none"}:
+        return False
+    navigating = (
+        request.method == "GET"
+        and request.headers.get("Sec-Fetch-Mode", "").lower() == "navigate"
+        and request.headers.get("Sec-Fetch-Dest", "").lower() not in {"object", "embed"}
+    )
+    return not navigating
 
 
 def _own_origin_only(request: Request) -> None:
