@@ -680,3 +680,31 @@ async def test_fetch_metadata_says_who_may_be_served(
                 continue  # a stream: it would not end
             answer = await p.http.get(path, headers=headers)
             assert (answer.status_code != 403) is served, (path, answer.text)
+
+
+# -- headers ----------------------------------------------------------------------------
+
+
+async def test_what_the_dashboard_serves_is_never_sniffed_framed_or_cached(
+    tmp_path: Path,
+) -> None:
+    async with plane(tmp_path) as p, connect(p.info.games.local_url, "G") as game:
+        session = await p.game(game, Action("play", "Play", {"type": "object"}))
+        pages = ["/ui/", f"/ui/games/{session}", "/ui/diagnostics", "/ui/services"]
+        pages += ["/ui/status", "/ui/games/%3Cb%3Eunknown"]
+        for path in pages:
+            answer = await p.http.get(path)
+            assert answer.status_code == 200, path
+            assert answer.headers["x-content-type-options"] == "nosniff", path
+            assert answer.headers["x-frame-options"] == "DENY", path
+            assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+            assert answer.headers["cache-control"] == "no-store", path
+            assert "<b>unknown" not in answer.text
+        for path in [
+            "/ui/static/dashboard.js",
+            "/ui/static/dashboard.css",
+            f"/ui/api/games/{session}/actions/play/generate",
+        ]:
+            answer = await p.http.get(path)
+            assert answer.status_code == 200, path
+            assert answer.headers["x-content-type-options"] == "nosniff", path

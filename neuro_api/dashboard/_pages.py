@@ -81,6 +81,13 @@ def dashboard_pages(
         static_url_path="/static",
     )
 
+    @pages.after_request
+    async def no_sniffing(response: Response) -> Response:
+        # Pages, files and JSON alike: a browser must take each for what its
+        # Content-Type says (JSON quoting a game's markup is not a page).
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
     def _common(page: str) -> dict[str, Any]:
         on = [name for name in CAPABILITY_PAGES if name in _sections()]
         return {
