@@ -708,3 +708,50 @@ async def test_what_the_dashboard_serves_is_never_sniffed_framed_or_cached(
             answer = await p.http.get(path)
             assert answer.status_code == 200, path
             assert answer.headers["x-content-type-options"] == "nosniff", path
+
+
+# -- many dashboard tabs --------------------------------------------------------------
+
+
+async def test_many_tabs_share_one_event_stream_and_all_load(
+    tmp_path: Path, browser: Browser
+) -> None:
+    # Each tab's EventSource held one of the six connections a browser opens
+    # to a host: the seventh tab did not load at all (nor any fetch of the
+    # six). Tabs share one stream now; the frames reach every tab, and when
+    # the tab reading the stream closes, another takes over.
+    async with plane(tmp_path) as p, connect(p.info.games.local_url, "Tabs") as game:
+        session = await p.game(game, Action("play", "Play", None))
+        first = await browser.run(lambda driver: driver.current_window_handle)
+        loading = await browser.run(lambda driver: driver.timeouts.page_load)
+        # A tab that cannot load fails the test in seconds, not in five minutes.
+        await browser.run(lambda driver: driver.set_page_load_timeout(WAIT))
+        try:
+            await browser.get(f"{p.url}/ui/")
+            await browser.wait_for("#games [data-session]")
+            for _ in range(7):
+                await browser.run(lambda driver: driver.switch_to.new_window("tab"))
+                await browser.get(f"{p.url}/ui/games/{session}")
+                await browser.wait_for("form.action-form[data-action=play]")
+            await game.context("seen by the last tab")
+            await browser.wait_for_text("#frames", "seen by the last tab")
+            assert len(p.process.server.events.subscribers()) == 1
+            # The first tab reads the stream: close it, the others go on.
+            last = await browser.run(lambda driver: driver.current_window_handle)
+            await browser.run(lambda driver: driver.switch_to.window(first))
+            await browser.run(lambda driver: driver.close())
+            await browser.run(lambda driver: driver.switch_to.window(last))
+            await game.context("after the first tab closed")
+            await browser.wait_for_text("#frames", "after the first tab closed")
+            await browser.assert_clean()
+        finally:
+
+            def close_tabs(driver: Any) -> None:
+                handles = driver.window_handles
+                for handle in handles[1:]:
+                    driver.switch_to.window(handle)
+                    driver.close()
+                driver.switch_to.window(handles[0])
+                driver.set_page_load_timeout(loading)
+
+            await browser.run(close_tabs)

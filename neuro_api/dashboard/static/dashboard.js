@@ -85,20 +85,54 @@
     };
   }
 
-  // One EventSource per page; listeners get (kind, data).
+  // The live events; listeners get (kind, data). One EventSource for all of
+  // this browser's dashboard tabs: each would hold one of the six
+  // connections a browser opens to a host, and a seventh tab would not load
+  // at all. The tab holding the lock reads the stream and passes every event
+  // on to the others; when it goes, another takes the lock. Without locks
+  // (a page not served over https nor from loopback), each tab has its own.
   function listen(handler) {
     if (!window.EventSource) return;
-    const source = new EventSource("/events");
-    source.onopen = function () { setLive("live"); };
-    source.onerror = function () { setLive("reconnecting…"); };
-    for (const kind of ["frame.in", "frame.out", "diagnostic", "dropped"]) {
-      source.addEventListener(kind, function (event) {
-        let data = null;
-        try { data = JSON.parse(event.data); } catch (error) { return; }
-        handler(kind, data);
-      });
+    const channel = window.BroadcastChannel ? new BroadcastChannel("neuro-api-events") : null;
+    function open(share) {
+      const source = new EventSource("/events");
+      const state = function (text) {
+        setLive(text);
+        if (share) channel.postMessage({ state: text });
+      };
+      source.onopen = function () { state("live"); };
+      source.onerror = function () { state("reconnecting…"); };
+      for (const kind of ["frame.in", "frame.out", "diagnostic", "dropped"]) {
+        source.addEventListener(kind, function (event) {
+          let data = null;
+          try { data = JSON.parse(event.data); } catch (error) { return; }
+          handler(kind, data);
+          if (share) channel.postMessage({ kind: kind, data: data });
+        });
+      }
+      return source;
     }
-    window.addEventListener("pagehide", function () { source.close(); });
+    if (!channel || !navigator.locks) {
+      const source = open(false);
+      window.addEventListener("pagehide", function () { source.close(); });
+      return;
+    }
+    let leading = false;
+    channel.onmessage = function (message) {
+      const event = message.data || {};
+      if (leading) return;
+      if (typeof event.state === "string") setLive(event.state);
+      else if (typeof event.kind === "string") handler(event.kind, event.data);
+    };
+    setLive("live (another tab reads the events)");
+    navigator.locks.request("neuro-api-events", function () {
+      leading = true;
+      const source = open(true);
+      return new Promise(function (resolve) {
+        window.addEventListener("pagehide", function () { source.close(); resolve(); });
+      });
+    });
+    window.addEventListener("pagehide", function () { channel.close(); });
   }
 
   function gamePath(session) {
