@@ -27,8 +27,8 @@ import orjson
 import pytest
 import trio
 from browser_helpers import Browser, browser, browser_driver, running_process
-from server_helpers import Game, connect
 from quart_trio import QuartTrio
+from server_helpers import Game, connect
 from status_helpers import eventually
 
 from neuro_api.app import NeuroProcess, ProcessInfo
@@ -66,6 +66,7 @@ HOSTILE_SCHEMA: Final = {
 HOSTILE: Final = Action(payload("name"), payload("description"), HOSTILE_SCHEMA)
 CLEAN: Final = Action("clean", payload("clean-description"), None)
 
+
 def css_string(text: str) -> str:
     """``text`` as a CSS string literal (for attribute selectors)."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -90,9 +91,11 @@ async def no_markup(browser: Browser, page: str) -> None:
     assert await browser.alert_text() is None, page
     count = await browser.run(lambda driver: driver.execute_script(MARKERS))
     assert count == 0, page
-    assert await browser.run(lambda driver: driver.execute_script(
-        "return window.__pwned === undefined && ({}).polluted === undefined"
-    )), page
+    assert await browser.run(
+        lambda driver: driver.execute_script(
+            "return window.__pwned === undefined && ({}).polluted === undefined"
+        )
+    ), page
 
 
 async def test_nothing_a_game_sends_becomes_markup_on_any_page(
@@ -109,11 +112,15 @@ async def test_nothing_a_game_sends_becomes_markup_on_any_page(
             await eventually(lambda: len(client.actions) == 2)
             await eventually(lambda: client.diagnostics)
             await browser.get(f"{base}/ui/")
-            title = await browser.wait_for(f'#games [data-session="{session}"] .game-title')
+            title = await browser.wait_for(
+                f'#games [data-session="{session}"] .game-title'
+            )
             assert await browser.run(lambda driver: title.text) == TITLE
             await no_markup(browser, "games")
             await browser.get(f"{base}/ui/games/{session}")
-            await game.force(HOSTILE.name, query=payload("query"), state=payload("state"))
+            await game.force(
+                HOSTILE.name, query=payload("query"), state=payload("state")
+            )
             await browser.wait_for_text("#force-box .force-query", "pwn-query")
             card = f"[data-action-card={css_string(HOSTILE.name)}]"
             await browser.click(f"{card} details.schema summary")
@@ -122,11 +129,13 @@ async def test_nothing_a_game_sends_becomes_markup_on_any_page(
             await browser.wait_for("#diagnostics [data-diagnostic]")
             await no_markup(browser, "game")
             # An action from the form; the game's result message is hostile.
-            await browser.run(lambda driver: driver.execute_script(
-                "const s = document.querySelector(arguments[0] + ' select');"
-                "s.value = '0'; s.dispatchEvent(new Event('change'));",
-                card,
-            ))
+            await browser.run(
+                lambda driver: driver.execute_script(
+                    "const s = document.querySelector(arguments[0] + ' select');"
+                    "s.value = '0'; s.dispatchEvent(new Event('change'));",
+                    card,
+                )
+            )
             await browser.click(f"{card} form button[type=submit]")
             action = await game.expect_action()
             sent = orjson.loads(action.data_json or "null")
@@ -164,7 +173,7 @@ PROTO: Final = Action(
 async def test_special_property_names_are_sent_as_data_and_pollute_nothing(
     tmp_path: Path, browser: Browser
 ) -> None:
-    async with running_process(tmp_path) as (process, info):
+    async with running_process(tmp_path) as (_, info):
         assert info.control is not None
         async with connect(info.games.local_url, "Proto") as game:
             await game.startup()
@@ -186,7 +195,8 @@ async def test_special_property_names_are_sent_as_data_and_pollute_nothing(
             await browser.click(f"{form} button[data-generate]")
             await browser.wait_until(
                 lambda driver: driver.execute_script(
-                    "return document.querySelector(arguments[0]).value !== 'typed by hand'",
+                    "return document.querySelector(arguments[0]).value "
+                    "!== 'typed by hand'",
                     f"{form} input[name=constructor]",
                 ),
                 message="no data generated",
@@ -277,7 +287,7 @@ async def test_actions_named_with_slashes_are_reachable(tmp_path: Path) -> None:
             checked = await p.http.post(f"/ui/api{path}/validate", json={"data": {}})
             assert checked.json() == {"ok": True, "reason": None}, name
             sent, response = await answered(
-                game, lambda: p.http.post(path, json={"data": {}})
+                game, functools.partial(p.http.post, path, json={"data": {}})
             )
             assert (sent, response.status_code) == (name, 200)
 
@@ -495,10 +505,12 @@ async def test_wide_deep_schemas_make_bounded_forms(
         session = await p.game(game, big, *more)
         await browser.get(f"{p.url}/ui/games/{session}")
         await browser.wait_until(
-            lambda driver: driver.execute_script(
-                "return document.querySelectorAll('[data-action-card]').length"
-            )
-            == 41,
+            lambda driver: (
+                driver.execute_script(
+                    "return document.querySelectorAll('[data-action-card]').length"
+                )
+                == 41
+            ),
             message="not every action was rendered",
         )
         form = "form.action-form[data-action=big]"
@@ -542,7 +554,9 @@ async def test_generated_data_makes_no_more_inputs_than_a_form_may(
         raw = await browser.wait_for(f"{form} textarea[name=raw]")
         text = await browser.run(lambda driver: raw.get_attribute("value"))
         assert len(orjson.loads(text or "null")["grid"]) == 20
-        controls = await browser.run(lambda driver: driver.execute_script(CONTROLS, form))
+        controls = await browser.run(
+            lambda driver: driver.execute_script(CONTROLS, form)
+        )
         assert controls <= 250
         await browser.click(f"{form} button[type=submit]")
         action = await game.expect_action()
@@ -682,7 +696,7 @@ async def test_fetch_metadata_says_who_may_be_served(
             assert (answer.status_code != 403) is served, (path, answer.text)
 
 
-# -- headers ----------------------------------------------------------------------------
+# -- headers ---------------------------------------------------------------------
 
 
 async def test_what_the_dashboard_serves_is_never_sniffed_framed_or_cached(
@@ -755,3 +769,57 @@ async def test_many_tabs_share_one_event_stream_and_all_load(
                 driver.set_page_load_timeout(loading)
 
             await browser.run(close_tabs)
+
+
+async def open_stream(url: str) -> trio.SocketStream:
+    """A raw ``GET /events`` whose response head has arrived (200 or not)."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    stream = await trio.open_tcp_stream(host, int(port))
+    await stream.send_all(
+        f"GET /events HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+    )
+    received = b""
+    with trio.fail_after(WAIT):
+        while b"\r\n\r\n" not in received:
+            received += await stream.receive_some()
+    if not received.startswith(b"HTTP/1.1 200"):
+        await stream.aclose()
+        raise AssertionError(received.split(b"\r\n", 1)[0])
+    return stream
+
+
+async def test_event_streams_closed_by_the_browser_are_freed(tmp_path: Path) -> None:
+    # Tabs come and go; their streams must not stay counted against the 32
+    # the server allows, or the dashboard would lose its live events.
+    async with plane(tmp_path) as p:
+        events = p.process.server.events
+        for _ in range(3):
+            streams = [await open_stream(p.url) for _ in range(events.max_subscribers)]
+            with pytest.raises(AssertionError, match="503"):
+                await open_stream(p.url)
+            for stream in streams:
+                await stream.aclose()
+            await eventually(lambda: not events.subscribers())
+
+
+async def test_the_verdict_route_answers_any_body_with_a_clear_error(
+    tmp_path: Path,
+) -> None:
+    # Nested deeper than the JSON libraries go (orjson encodes 254 levels,
+    # Python's json recurses until RecursionError): a 400, never a 500.
+    async with plane(tmp_path) as p, connect(p.info.games.local_url, "G") as game:
+        session = await p.game(game, Action("play", "Play", {"type": "object"}))
+        path = f"/ui/api/games/{session}/actions/play/validate"
+        json = {"Content-Type": "application/json"}
+        for depth in (300, 2_000, 100_000):
+            body = '{"data": ' + "[" * depth + "]" * depth + "}"
+            answer = await p.http.post(path, content=body, headers=json)
+            assert answer.status_code == 400, (depth, answer.text)
+            assert answer.json()["error"]["code"] in {"invalid_json", "invalid_request"}
+        for body in ("", "[]", '{"date": 1}', "{", '{"data": NaN}'):
+            answer = await p.http.post(path, content=body, headers=json)
+            assert answer.status_code == 400, (body, answer.text)
+        huge = '{"data": "' + "x" * (2 << 20) + '"}'
+        assert (await p.http.post(path, content=huge, headers=json)).status_code == 413
+        fine = await p.http.post(path, content='{"data": {"a": [[1]]}}', headers=json)
+        assert fine.json() == {"ok": True, "reason": None}
