@@ -74,15 +74,35 @@
     if (node) node.textContent = text;
   }
 
-  function debounce(fn, wait) {
+  // A function that has fn (async) run soon: never twice at once, and each
+  // run at least `wait` ms, or four times as long as the last one took,
+  // after the last one ended. A game's frames each ask for a refresh: with
+  // large actions, refreshes one after another would keep the server busy.
+  function paced(fn, wait) {
     let timer = null;
-    return function () {
-      if (timer !== null) return;
-      timer = setTimeout(function () {
-        timer = null;
-        fn();
-      }, wait);
-    };
+    let running = false;
+    let again = false;
+    let gap = wait;
+    async function run() {
+      timer = null;
+      running = true;
+      const started = Date.now();
+      try {
+        await fn();
+      } finally {
+        running = false;
+        gap = Math.max(wait, 4 * (Date.now() - started));
+        if (again) {
+          again = false;
+          schedule();
+        }
+      }
+    }
+    function schedule() {
+      if (running) again = true;
+      else if (timer === null) timer = setTimeout(run, gap);
+    }
+    return schedule;
   }
 
   // The live events; listeners get (kind, data). One EventSource for all of
@@ -186,10 +206,10 @@
 
   function gamesPage() {
     setupAllButtons();
-    const refresh = debounce(refreshGames, 300);
+    const refresh = paced(refreshGames, 300);
     listen(function () { refresh(); });
     refreshGames();
-    setInterval(refreshGames, 3000); // disconnects send no event
+    setInterval(refresh, 3000); // disconnects send no event
   }
 
   // --- schema-generated forms ---------------------------------------------------
@@ -627,7 +647,7 @@
       while (frames.childElementCount > frameLimit) frames.firstElementChild.remove();
     }
 
-    const later = debounce(refresh, 250);
+    const later = paced(refresh, 250);
     listen(function (kind, data) {
       if (kind === "frame.in" || kind === "frame.out") {
         if (data.session !== session) return;
@@ -639,7 +659,7 @@
     });
     setupGameButtons(session);
     refresh();
-    setInterval(refresh, 3000);
+    setInterval(later, 3000);
     setInterval(tickTimer, 500);
   }
 
