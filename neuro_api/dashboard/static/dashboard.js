@@ -696,13 +696,17 @@
         if (name) change(button.dataset.nameOp, name);
       });
     }
+    let shownClients = null; // the rows' data: unchanged, the rows stay
     async function refresh() {
       const result = await api("GET", "/status");
       if (result.status !== 200) { setLive(errorText(result)); return; }
       setLive("updated " + new Date().toLocaleTimeString());
       const report = result.body;
       const clients = Object.entries(report.clients || {}).slice(0, 1000);
-      document.getElementById("client-rows").replaceChildren(...clients.map(function (entry) {
+      // Rows made again every 2 s took the keyboard's focus away from their
+      // buttons, and a click landing meanwhile was lost.
+      const clientsText = JSON.stringify(clients);
+      if (clientsText !== shownClients) document.getElementById("client-rows").replaceChildren(...clients.map(function (entry) {
         const name = entry[0];
         const states = entry[1] || [];
         const buttons = el("td", { className: "buttons" });
@@ -712,6 +716,7 @@
         return el("tr", { "data-client": name }, el("th", { scope: "row", text: cap(name, 200) }),
           el("td", { className: "states", text: states.join(", ") }), buttons);
       }));
+      shownClients = clientsText;
       document.getElementById("status-lists").replaceChildren(...Object.entries(report.lists || {}).map(function (entry) {
         const names = entry[1] || [];
         return el("div", { className: "card", "data-list": entry[0] }, el("h3", { text: entry[0] + " (" + names.length + ")" }),
