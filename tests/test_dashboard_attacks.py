@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import quote, urljoin
 
 import httpx
@@ -276,8 +276,10 @@ def segment(name: str) -> str:
 
 async def test_actions_named_with_slashes_are_reachable(tmp_path: Path) -> None:
     # Names a game may register (the server warns, Neuro takes them): the
-    # page encodes the "/" and the routes must still find the action.
-    names = ["a/b", "x/generate", "end/", "a//b"]
+    # page encodes the "/" and the routes must still find the action, the
+    # very one: "/lead" was merged into "lead" and redirected (308, the POST
+    # repeated) to the action "lead".
+    names = ["a/b", "x/generate", "end/", "a//b", "/lead", "lead", "/"]
     actions = [Action(n, "slashes", {"type": "object"}) for n in names]
     async with plane(tmp_path) as p, connect(p.info.games.local_url, "Slashes") as game:
         session = await p.game(game, *actions)
@@ -291,23 +293,6 @@ async def test_actions_named_with_slashes_are_reachable(tmp_path: Path) -> None:
                 game, functools.partial(p.http.post, path, json={"data": {}})
             )
             assert (sent, response.status_code) == (name, 200)
-
-
-async def test_a_leading_slash_never_reaches_another_action(tmp_path: Path) -> None:
-    # "//lead" would be merged into "/lead" and redirected (308, the POST
-    # repeated) to the action "lead": another action than the one named.
-    actions = [Action(n, "slashes", None) for n in ("lead", "/lead")]
-    async with plane(tmp_path) as p, connect(p.info.games.local_url, "Lead") as game:
-        session = await p.game(game, *actions)
-        path = f"/games/{session}/actions/{segment('/lead')}"
-        for method, url in [
-            ("POST", path),
-            ("GET", f"/ui/api{path}/generate"),
-            ("POST", f"/ui/api{path}/validate"),
-        ]:
-            response = await p.http.request(method, url, json={})
-            assert response.status_code == 404, (url, response.status_code)
-            assert "location" not in response.headers
 
 
 # -- cross-origin requests without a token (loopback) -----------------------------
@@ -841,7 +826,7 @@ async def test_a_stream_of_frames_never_keeps_the_server_busy(
         )
         assert control.app is not None
         views = control.app.view_functions
-        describe = views["games.get_game"]
+        describe = cast("Callable[..., Awaitable[Any]]", views["games.get_game"])
         calls: list[float] = []
 
         async def slow(**kwargs: Any) -> Any:
@@ -895,3 +880,29 @@ async def test_the_status_rows_keep_the_keyboard_focus(
             )
         )
         assert focused
+
+
+async def test_a_title_with_a_leading_slash_never_gets_another_game_blocked(
+    tmp_path: Path,
+) -> None:
+    # The status page sends /status/blocked/ + the row's name, encoded: for
+    # a game titled "/Victim" that is "//Victim" once decoded, merged into
+    # "/Victim" and redirected (308, the PUT repeated): blocking the row of
+    # the hostile game blocked the game "Victim".
+    async with (
+        plane(tmp_path) as p,
+        connect(p.info.games.local_url, "Victim") as victim,
+        connect(p.info.games.local_url, "/Victim") as hostile,
+    ):
+        await p.game(victim, Action("play", "Play", None))
+        await p.game(hostile, Action("play", "Play", None))
+        paused = await p.http.put(f"/status/paused/{segment('/Victim')}")
+        assert paused.json()["client"] == "/Victim"
+        blocked = await p.http.put(f"/status/blocked/{segment('/Victim')}")
+        assert blocked.json()["client"] == "/Victim"
+        assert (await hostile.expect_closed()).code == 1008
+        await victim.expect_silence(0.2)
+        assert p.process.server.gates_holding("Victim") == []
+        report = (await p.http.get("/status")).json()
+        assert report["lists"]["blocked"] == ["/Victim"]
+        assert report["lists"]["paused"] == ["/Victim"]

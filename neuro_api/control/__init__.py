@@ -44,7 +44,13 @@ from neuro_api.control._errors import ApiError, install_error_handlers
 from neuro_api.control._games import games
 from neuro_api.control._limits import BodyLimit, body_limit
 from neuro_api.control._openapi import ControlOpenAPI
-from neuro_api.control._routes import RouteAuth, RouteCollision, Routes, mount
+from neuro_api.control._routes import (
+    RouteAuth,
+    RouteCollision,
+    Routes,
+    install_names,
+    mount,
+)
 from neuro_api.control._status import HealthSource, StatsSource, status
 from neuro_api.server import AbstractTrioNeuroServer
 
@@ -101,6 +107,7 @@ def create_app(
     serves Swagger UI's files itself (it needs no internet).
     """
     app = QuartTrio("neuro_api.control", static_folder=None)  # no /static route
+    install_names(app)  # <name:...> in routes: names a game chose, "/" and all
     app.config["NEURO_SERVER"] = server
     app.config["NEURO_HEALTH"] = health
     app.config["NEURO_SETTINGS"] = settings

@@ -137,10 +137,8 @@ class ExecuteRequest:
     validate: bool = True
 
 
-# A path converter: an action's name may hold "/" (the server warns about
-# such names, and still registers them), sent encoded as %2F; without merging
-# slashes, "/lead" is not redirected to the action "lead".
-@games.post("/games/<game>/actions/<path:action>", merge_slashes=False)
+# <name:...>: an action's name may hold "/", a leading one too (NameConverter).
+@games.post("/games/<game>/actions/<name:action>")
 @document_response(ExecuteResult)
 @errors(400, 404, 429)
 @json_body(ExecuteRequest, unknown_field='the action\'s data goes in "data"')

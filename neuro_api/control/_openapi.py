@@ -31,10 +31,10 @@ BEARER: Final = "bearer"
 """Name of the security scheme in ``components.securitySchemes``."""
 
 _VARIABLE: Final = re.compile(r"<(?:[^:<>]*:)?([^<>]+)>")
-"""A path variable, its converter aside: ``<path:action>`` is ``{action}``.
+"""A path variable, its converter aside: ``<name:action>`` is ``{action}``.
 
 quart-schema's own pattern lets a converter's prefix run across an earlier
-variable (``/games/<game>/actions/<path:action>`` became ``/games/{action}``).
+variable (``/games/<game>/actions/<name:action>`` became ``/games/{action}``).
 """
 _STREAM_ATTRIBUTE: Final = "_neuro_api_event_stream"
 _OPTIONAL_BODY_ATTRIBUTE: Final = "_neuro_api_optional_body"

@@ -209,10 +209,9 @@ def _data_text(raw: str | bytes) -> str:
 def _form_routes(pages: Blueprint) -> None:
     """The action form's two helpers: generated data, the server's verdict."""
 
-    # <path:action>: names may hold "/" (see the control plane's execute route).
-    @pages.get(
-        "/api/games/<session>/actions/<path:action>/generate", merge_slashes=False
-    )
+    # <name:...>: the control plane's converter for names a game chose ("/"
+    # included); these routes are only ever served by the control plane.
+    @pages.get("/api/games/<session>/actions/<name:action>/generate")
     async def generate(session: str, action: str) -> Any:
         """Valid data for an action's schema, not sent: ``{"data": ...}``.
 
@@ -230,9 +229,7 @@ def _form_routes(pages: Blueprint) -> None:
             raise ApiError(400, "data_too_large", "the generated data is too large")
         return {"data": None if text is None else orjson.loads(text)}
 
-    @pages.post(
-        "/api/games/<session>/actions/<path:action>/validate", merge_slashes=False
-    )
+    @pages.post("/api/games/<session>/actions/<name:action>/validate")
     async def validate(session: str, action: str) -> Any:
         """The server's verdict on data: ``{"ok": bool, "reason": str | None}``.
 
