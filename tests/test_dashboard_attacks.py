@@ -757,12 +757,14 @@ async def test_many_tabs_share_one_event_stream_and_all_load(
             await browser.run(close_tabs)
 
 
-async def open_stream(url: str) -> trio.SocketStream:
-    """A raw ``GET /events`` whose response head has arrived (200 or not)."""
+async def open_stream(url: str, *headers: str) -> trio.SocketStream:
+    """A raw ``GET /events`` whose response head has arrived (200, or an
+    AssertionError naming the status line)."""
     host, port = url.removeprefix("http://").rsplit(":", 1)
     stream = await trio.open_tcp_stream(host, int(port))
+    lines = "".join(f"{header}\r\n" for header in headers)
     await stream.send_all(
-        f"GET /events HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+        f"GET /events HTTP/1.1\r\nHost: {host}:{port}\r\n{lines}\r\n".encode()
     )
     received = b""
     with trio.fail_after(WAIT):
@@ -906,3 +908,37 @@ async def test_a_title_with_a_leading_slash_never_gets_another_game_blocked(
         report = (await p.http.get("/status")).json()
         assert report["lists"]["blocked"] == ["/Victim"]
         assert report["lists"]["paused"] == ["/Victim"]
+
+
+async def test_a_logout_ends_the_event_streams_of_its_session(tmp_path: Path) -> None:
+    # The stream checked the cookie when it opened, never again: a tab left
+    # open (or a stolen cookie's stream) went on receiving every frame after
+    # the logout, the session's end or its eviction.
+    async with (
+        plane(tmp_path, "--api-token", TOKEN) as p,
+        connect(p.info.games.local_url, "Talker") as game,
+    ):
+        await p.game(game, Action("play", "Play", None))
+        await login(p, p.http)
+        session = p.http.cookies["neuro_ui"]
+        stream = await open_stream(p.url, f"Cookie: neuro_ui={session}")
+        async with stream:
+            await game.context("before the logout")
+            with trio.fail_after(WAIT):
+                received = b""
+                while b"before the logout" not in received:
+                    received += await stream.receive_some()
+            csrf = page_csrf((await p.http.get("/ui/")).text)
+            done = await p.http.post(
+                "/ui/logout", data={"csrf_token": csrf}, headers={"Origin": p.url}
+            )
+            assert done.status_code == 303
+            await game.context("after the logout")
+            received = b""
+            with trio.fail_after(WAIT):
+                while b"after the logout" not in received:
+                    chunk = await stream.receive_some()
+                    if not chunk:
+                        break  # the stream ended
+                    received += chunk
+            assert b"after the logout" not in received

@@ -38,6 +38,7 @@ from neuro_api.control._auth import (
     install_auth,
     new_token,
     public,
+    valid_while,
 )
 from neuro_api.control._docs import serve_swagger_ui
 from neuro_api.control._errors import ApiError, install_error_handlers
@@ -66,6 +67,7 @@ __all__ = [
     "create_app",
     "new_token",
     "public",
+    "valid_while",
 ]
 
 

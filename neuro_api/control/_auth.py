@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Final, TypeVar
 
-from quart import Quart, Request, current_app, has_app_context, request
+from quart import Quart, Request, current_app, g, has_app_context, request
 
 from neuro_api._origins import is_loopback_host, origin_host
 from neuro_api.control._errors import ApiError
@@ -21,6 +21,8 @@ __all__ = [
     "is_public",
     "new_token",
     "public",
+    "still_allowed",
+    "valid_while",
 ]
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -40,6 +42,8 @@ plane's own included. Without a token (loopback only), credentials are not
 asked: everything local is open and the loopback guard applies.
 """
 
+_VALID_WHILE: Final = "neuro_api_valid_while"
+"""Where :func:`valid_while` keeps its check, on the request's ``g``."""
 _PUBLIC_ATTRIBUTE: Final = "_neuro_api_public"
 _SCHEMA_ENDPOINTS: Final = frozenset({"openapi", "swagger_ui"})
 """quart-schema's OpenAPI document and interactive docs."""
@@ -48,6 +52,33 @@ _SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 cannot see the answer, the control plane sends no CORS headers)."""
 _URL_TOKEN_NAMES: Final = frozenset({"access_token", "api_token", "token"})
 """Query parameters that would carry a token (OAuth's ``access_token``...)."""
+
+
+def valid_while(check: Callable[[], bool]) -> None:
+    """Say, from a :data:`Credential`, how long the request's credential holds.
+
+    A credential that accepts a request may end before the answer does: a
+    login session logged out of while its tab reads ``/events``. Call this
+    with a check (True while the credential still holds) in the request's
+    context; long answers (the event stream) end at their next event once
+    it returns False. Without a call, a credential holds for the whole
+    request, as the bearer token does.
+    """
+    setattr(g, _VALID_WHILE, check)
+
+
+def _always() -> bool:
+    return True
+
+
+def still_allowed() -> Callable[[], bool]:
+    """The current request's check from :func:`valid_while`.
+
+    Always True without one. Call this in the request's context; call what
+    it returns anywhere (a streaming answer's generator).
+    """
+    check: Callable[[], bool] = g.get(_VALID_WHILE, _always)
+    return check
 
 
 def new_token() -> str:

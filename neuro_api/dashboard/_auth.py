@@ -23,6 +23,7 @@ all; the CSRF token and the Origin check also stop pages of the same site
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -42,7 +43,7 @@ from quart import (
 )
 from werkzeug.exceptions import HTTPException
 
-from neuro_api.control import ApiError, Credential, admin_check
+from neuro_api.control import ApiError, Credential, admin_check, valid_while
 from neuro_api.control._auth import _URL_TOKEN_NAMES, _sent_for_another_page
 from neuro_api.dashboard._sessions import (
     COOKIE,
@@ -216,6 +217,8 @@ def api_credential(sessions: DashboardSessions) -> Credential:
             _check_unsafe(
                 sessions, session_id, request, request.headers.get(CSRF_HEADER)
             )
+        # A tab's /events stream ends with the session (logout, expiry).
+        valid_while(functools.partial(sessions.is_live, session_id))
         return True
 
     return credential
