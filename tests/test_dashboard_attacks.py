@@ -942,3 +942,37 @@ async def test_a_logout_ends_the_event_streams_of_its_session(tmp_path: Path) ->
                         break  # the stream ended
                     received += chunk
             assert b"after the logout" not in received
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        ((), "cannot_generate_data"),  # over the generator's 64 KiB
+        (("--max-generated-size", "4000000"), "data_too_large"),  # the form's 1 MiB
+    ],
+)
+async def test_generated_data_for_the_form_is_bounded(
+    tmp_path: Path, argv: tuple[str, ...], code: str
+) -> None:
+    # Too large for the generator, or for the form: a short 400, at once.
+    # (1.5 MB of string took a minute to make, past the generator's 2 s:
+    # the route answered in time, its thread went on for the minute.)
+    long = Action(
+        "long",
+        "Needs 1.5 MB",
+        {
+            "type": "object",
+            "properties": {"text": {"type": "string", "minLength": 1_500_000}},
+            "required": ["text"],
+        },
+    )
+    async with (
+        plane(tmp_path, *argv) as p,
+        connect(p.info.games.local_url, "G") as game,
+    ):
+        session = await p.game(game, long)
+        with trio.fail_after(4):
+            answer = await p.http.get(f"/ui/api/games/{session}/actions/long/generate")
+        assert answer.status_code == 400
+        assert answer.json()["error"]["code"] == code, answer.text
+        assert len(answer.content) < 1000
