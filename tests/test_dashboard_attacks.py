@@ -859,7 +859,8 @@ async def test_the_status_rows_keep_the_keyboard_focus(
 ) -> None:
     # The page refreshes every 2 s; rows made anew each time took the focus
     # from the button a keyboard user was on (and a click landing meanwhile
-    # met a row that was gone: the pause test failed now and then).
+    # met a row that was gone: the pause test failed now and then), and so
+    # did rows made anew when their states changed.
     async with plane(tmp_path) as p, connect(p.info.games.local_url, "Chess") as game:
         await p.game(game, Action("play", "Play", None))
         await browser.get(f"{p.url}/ui/status")
@@ -876,6 +877,9 @@ async def test_the_status_rows_keep_the_keyboard_focus(
                 within=5,
                 message="no refresh",
             )
+        # Its states change (from elsewhere): the row, and the focus, stay.
+        assert (await p.http.put("/status/paused/Chess")).status_code == 200
+        await browser.wait_for_text('[data-client="Chess"] .states', "paused")
         focused = await browser.run(
             lambda driver: driver.execute_script(
                 "return document.activeElement.matches(arguments[0])", button

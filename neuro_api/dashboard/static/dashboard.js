@@ -696,27 +696,43 @@
         if (name) change(button.dataset.nameOp, name);
       });
     }
-    let shownClients = null; // the rows' data: unchanged, the rows stay
+    // Rows are kept by name and only their states change: rows made anew
+    // every 2 s took the keyboard's focus from their buttons, and a click
+    // landing meanwhile met a row that was gone.
+    const rows = new Map(); // client name -> {row, states}
+    function clientRow(name) {
+      const buttons = el("td", { className: "buttons" });
+      for (const op of Object.keys(STATUS_OPS)) {
+        buttons.append(el("button", { type: "button", "data-op": op, text: op, onclick: function () { change(op, name); } }));
+      }
+      const states = el("td", { className: "states" });
+      return { row: el("tr", { "data-client": name }, el("th", { scope: "row", text: cap(name, 200) }), states, buttons), states: states };
+    }
     async function refresh() {
       const result = await api("GET", "/status");
       if (result.status !== 200) { setLive(errorText(result)); return; }
       setLive("updated " + new Date().toLocaleTimeString());
       const report = result.body;
       const clients = Object.entries(report.clients || {}).slice(0, 1000);
-      // Rows made again every 2 s took the keyboard's focus away from their
-      // buttons, and a click landing meanwhile was lost.
-      const clientsText = JSON.stringify(clients);
-      if (clientsText !== shownClients) document.getElementById("client-rows").replaceChildren(...clients.map(function (entry) {
+      const box = document.getElementById("client-rows");
+      const names = new Set();
+      let previous = null;
+      for (const entry of clients) {
         const name = entry[0];
-        const states = entry[1] || [];
-        const buttons = el("td", { className: "buttons" });
-        for (const op of Object.keys(STATUS_OPS)) {
-          buttons.append(el("button", { type: "button", "data-op": op, text: op, onclick: function () { change(op, name); } }));
-        }
-        return el("tr", { "data-client": name }, el("th", { scope: "row", text: cap(name, 200) }),
-          el("td", { className: "states", text: states.join(", ") }), buttons);
-      }));
-      shownClients = clientsText;
+        const text = (entry[1] || []).join(", ");
+        names.add(name);
+        if (!rows.has(name)) rows.set(name, clientRow(name));
+        const known = rows.get(name);
+        if (known.states.textContent !== text) known.states.textContent = text;
+        const next = previous ? previous.nextSibling : box.firstChild;
+        if (next !== known.row) box.insertBefore(known.row, next); // the report's order
+        previous = known.row;
+      }
+      for (const [name, known] of Array.from(rows)) {
+        if (names.has(name)) continue;
+        known.row.remove();
+        rows.delete(name);
+      }
       document.getElementById("status-lists").replaceChildren(...Object.entries(report.lists || {}).map(function (entry) {
         const names = entry[1] || [];
         return el("div", { className: "card", "data-list": entry[0] }, el("h3", { text: entry[0] + " (" + names.length + ")" }),
