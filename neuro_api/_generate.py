@@ -410,12 +410,14 @@ def _draw_words(low: int, high: int, ctx: _Context) -> str:
     rng = ctx.rng
     target = rng.randint(low, high)
     _charge(ctx, target + 2)
-    text = rng.choice(_WORDS)
-    while len(text) < target:
-        text += "_" + rng.choice(_WORDS)
-    if len(text) > target:
-        text = text[:target]
-    return text
+    # Joined once: added to a string one by one, a megabyte of words took a
+    # minute (each addition may copy the text), past any time limit.
+    words = [rng.choice(_WORDS)]
+    length = len(words[0])
+    while length < target:
+        words.append(rng.choice(_WORDS))
+        length += 1 + len(words[-1])
+    return "_".join(words)[:target]
 
 
 # --- numbers ---------------------------------------------------------------

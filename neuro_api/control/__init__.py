@@ -38,13 +38,20 @@ from neuro_api.control._auth import (
     install_auth,
     new_token,
     public,
+    valid_while,
 )
 from neuro_api.control._docs import serve_swagger_ui
 from neuro_api.control._errors import ApiError, install_error_handlers
 from neuro_api.control._games import games
 from neuro_api.control._limits import BodyLimit, body_limit
 from neuro_api.control._openapi import ControlOpenAPI
-from neuro_api.control._routes import RouteAuth, RouteCollision, Routes, mount
+from neuro_api.control._routes import (
+    RouteAuth,
+    RouteCollision,
+    Routes,
+    install_names,
+    mount,
+)
 from neuro_api.control._status import HealthSource, StatsSource, status
 from neuro_api.server import AbstractTrioNeuroServer
 
@@ -60,6 +67,7 @@ __all__ = [
     "create_app",
     "new_token",
     "public",
+    "valid_while",
 ]
 
 
@@ -101,6 +109,7 @@ def create_app(
     serves Swagger UI's files itself (it needs no internet).
     """
     app = QuartTrio("neuro_api.control", static_folder=None)  # no /static route
+    install_names(app)  # <name:...> in routes: names a game chose, "/" and all
     app.config["NEURO_SERVER"] = server
     app.config["NEURO_HEALTH"] = health
     app.config["NEURO_SETTINGS"] = settings

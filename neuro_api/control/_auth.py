@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Final, TypeVar
 
-from quart import Quart, Request, current_app, has_app_context, request
+from quart import Quart, Request, current_app, g, has_app_context, request
 
 from neuro_api._origins import is_loopback_host, origin_host
 from neuro_api.control._errors import ApiError
@@ -21,6 +21,8 @@ __all__ = [
     "is_public",
     "new_token",
     "public",
+    "still_allowed",
+    "valid_while",
 ]
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -40,11 +42,43 @@ plane's own included. Without a token (loopback only), credentials are not
 asked: everything local is open and the loopback guard applies.
 """
 
+_VALID_WHILE: Final = "neuro_api_valid_while"
+"""Where :func:`valid_while` keeps its check, on the request's ``g``."""
 _PUBLIC_ATTRIBUTE: Final = "_neuro_api_public"
 _SCHEMA_ENDPOINTS: Final = frozenset({"openapi", "swagger_ui"})
 """quart-schema's OpenAPI document and interactive docs."""
+_SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+"""Methods that change nothing (a page of any local origin may read: it
+cannot see the answer, the control plane sends no CORS headers)."""
 _URL_TOKEN_NAMES: Final = frozenset({"access_token", "api_token", "token"})
 """Query parameters that would carry a token (OAuth's ``access_token``...)."""
+
+
+def valid_while(check: Callable[[], bool]) -> None:
+    """Say, from a :data:`Credential`, how long the request's credential holds.
+
+    A credential that accepts a request may end before the answer does: a
+    login session logged out of while its tab reads ``/events``. Call this
+    with a check (True while the credential still holds) in the request's
+    context; long answers (the event stream) end at their next event once
+    it returns False. Without a call, a credential holds for the whole
+    request, as the bearer token does.
+    """
+    setattr(g, _VALID_WHILE, check)
+
+
+def _always() -> bool:
+    return True
+
+
+def still_allowed() -> Callable[[], bool]:
+    """The current request's check from :func:`valid_while`.
+
+    Always True without one. Call this in the request's context; call what
+    it returns anywhere (a streaming answer's generator).
+    """
+    check: Callable[[], bool] = g.get(_VALID_WHILE, _always)
+    return check
 
 
 def new_token() -> str:
@@ -192,12 +226,74 @@ def _install_loopback_guard(app: Quart) -> None:
     With no token, anything on this machine may use the control plane; a
     web page open in the user's browser must not. A request whose
     ``Origin`` is another site (cross-site request forgery) or whose
-    ``Host`` is not a loopback name (DNS rebinding) gets 403.
+    ``Host`` is not a loopback name (DNS rebinding) gets 403; so does an
+    unsafe request (a ``POST``...) from a page of another origin of this
+    machine (another port: :func:`_own_origin_only`), and any request a
+    page of another origin makes the browser send but a navigation
+    (:func:`_sent_for_another_page`).
     """
 
     @app.before_request
     async def check_origin() -> None:
         _loopback_only(request)
+        if request.method not in _SAFE_METHODS:
+            _own_origin_only(request)
+        if _sent_for_another_page(request):
+            raise ApiError(
+                403,
+                "forbidden_origin",
+                "requests a web page of another origin has the browser send "
+                f"(Sec-Fetch-Site: {request.headers.get('Sec-Fetch-Site')}) are "
+                "refused; this control plane has no token and answers local "
+                "requests only",
+            )
+
+
+def _sent_for_another_page(request: Request) -> bool:
+    """Whether a browser sends ``request`` for a page of another origin.
+
+    Fetch Metadata (Chromium, Firefox, Safari): an ``<img>`` of any page
+    makes the browser send a GET with no ``Origin``; it cannot read the
+    answer, yet the server does the work (encodes every game's actions,
+    generates data). ``Sec-Fetch-Site`` says who asked: the control plane's
+    own pages (``same-origin``) and the user (``none``: an address typed, a
+    bookmark) are served, and so is a navigation (a link followed) that
+    does not embed the answer in the other page. Programs send no such
+    header.
+    """
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is None or site.lower() in {"same-origin", "none"}:
+        return False
+    navigating = (
+        request.method == "GET"
+        and request.headers.get("Sec-Fetch-Mode", "").lower() == "navigate"
+        and request.headers.get("Sec-Fetch-Dest", "").lower() not in {"object", "embed"}
+    )
+    return not navigating
+
+
+def _own_origin_only(request: Request) -> None:
+    """403 for a request sent by a page of another origin than the control plane.
+
+    A page served by another program of this machine (a dev server on
+    another port, a game's web build) passes the loopback check, yet it is
+    another origin: without reading any answer it can make the browser
+    send a form's ``POST`` (``POST /`` takes any body, the shutdown routes
+    none). The dashboard's own pages send their origin; programs send no
+    ``Origin`` at all.
+    """
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return
+    own = f"{request.scheme}://{request.headers.get('Host', '')}".lower()
+    if origin.strip().rstrip("/").lower() != own:
+        raise ApiError(
+            403,
+            "forbidden_origin",
+            f"changes from the web page at {origin!r} are refused; only the "
+            "control plane's own pages (and programs, which send no Origin) "
+            "may make them",
+        )
 
 
 def _loopback_only(request: Request) -> None:

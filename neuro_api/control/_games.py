@@ -137,7 +137,8 @@ class ExecuteRequest:
     validate: bool = True
 
 
-@games.post("/games/<game>/actions/<action>")
+# <name:...>: an action's name may hold "/", a leading one too (NameConverter).
+@games.post("/games/<game>/actions/<name:action>")
 @document_response(ExecuteResult)
 @errors(400, 404, 429)
 @json_body(ExecuteRequest, unknown_field='the action\'s data goes in "data"')

@@ -11,6 +11,7 @@ operation without a response.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
@@ -29,6 +30,12 @@ F = TypeVar("F", bound=Callable[..., object])
 BEARER: Final = "bearer"
 """Name of the security scheme in ``components.securitySchemes``."""
 
+_VARIABLE: Final = re.compile(r"<(?:[^:<>]*:)?([^<>]+)>")
+"""A path variable, its converter aside: ``<name:action>`` is ``{action}``.
+
+quart-schema's own pattern lets a converter's prefix run across an earlier
+variable (``/games/<game>/actions/<name:action>`` became ``/games/{action}``).
+"""
 _STREAM_ATTRIBUTE: Final = "_neuro_api_event_stream"
 _OPTIONAL_BODY_ATTRIBUTE: Final = "_neuro_api_optional_body"
 _ERRORS: Final = {
@@ -124,6 +131,7 @@ class ControlOpenAPI(OpenAPIProvider):
     def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
         """quart-schema's operations for ``rule``, completed."""
         paths, components = super().build_paths(rule)
+        paths = {_VARIABLE.sub(r"{\1}", rule.rule): item for item in paths.values()}
         route = self._app.view_functions[rule.endpoint]
         protected = not is_public(rule.endpoint, route)
         error, definitions = self.build_response_object(ErrorBody, None)

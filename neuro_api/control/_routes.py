@@ -13,8 +13,17 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Final, Literal
 
 from quart import Blueprint, Quart, Request
+from werkzeug.routing import PathConverter
 
-__all__ = ["RouteAuth", "RouteCollision", "Routes", "auth_of", "mount"]
+__all__ = [
+    "NameConverter",
+    "RouteAuth",
+    "RouteCollision",
+    "Routes",
+    "auth_of",
+    "install_names",
+    "mount",
+]
 
 RouteAuth = Literal["token", "public"] | Callable[[Request], Awaitable[None]]
 """Who may call a blueprint's routes.
@@ -34,6 +43,30 @@ _IGNORED_METHODS: Final = frozenset({"HEAD", "OPTIONS"})
 """Added to routes by Quart itself: never what a capability declared."""
 _VARIABLE: Final = re.compile(r"<[^>]*>")
 """A path variable: ``/games/<game>`` and ``/games/<int:id>`` are one path."""
+
+
+class NameConverter(PathConverter):
+    """``<name:...>``: a name a game chose, as the rest of the path.
+
+    Action names and titles may hold ``/`` (the server warns, and takes
+    them): sent encoded (``%2F``), they arrive decoded. ``<path:...>``
+    takes a ``/`` inside but not in front, so ``/Victim`` got a 404, and,
+    with slashes merged, ``//Victim`` was redirected (308, the method
+    repeated) to ``/Victim``: another game's, or another action's, route.
+    """
+
+    regex = ".+?"
+    part_isolating = False  # set by hand: werkzeug infers it from "/" in regex
+
+
+def install_names(app: Quart) -> None:
+    """Give ``app`` the ``<name:...>`` converter, and never merge slashes.
+
+    Call it before any route is added. Merged slashes would make a name's
+    leading ``/`` a redirect to another name (see :class:`NameConverter`).
+    """
+    app.url_map.converters["name"] = NameConverter
+    app.url_map.merge_slashes = False
 
 
 class RouteCollision(ValueError):

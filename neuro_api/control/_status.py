@@ -10,7 +10,7 @@ import orjson
 from quart import Blueprint, Response, current_app
 from quart_schema import document_response
 
-from neuro_api.control._auth import public
+from neuro_api.control._auth import public, still_allowed
 from neuro_api.control._errors import ApiError
 from neuro_api.control._models import ConfigView, HealthReport, Stats, StreamStats
 from neuro_api.control._openapi import errors, event_stream
@@ -112,7 +112,9 @@ async def events() -> Response:
     loses events rather than slowing the server or other listeners; it is
     told how many with a ``dropped`` event before the next one it gets (and
     ``/stats`` lists every stream's losses). At most 32 streams are open at
-    once: beyond, 503 ``too_many_streams``.
+    once: beyond, 503 ``too_many_streams``. The stream ends at its next event
+    once the credential that opened it no longer holds (a dashboard login
+    logged out of: :func:`~neuro_api.control.valid_while`).
     """
     server = _server()
     if server.events.full:
@@ -123,11 +125,15 @@ async def events() -> Response:
             "close one first",
         )
 
+    allowed = still_allowed()
+
     async def stream() -> AsyncIterator[bytes]:
         yield b": connected\n\n"
         try:
             with server.events.subscribe() as reader:
                 async for kind, data in reader:
+                    if not allowed():
+                        return
                     if dropped := reader.take_drops():
                         yield _sse("dropped", _dropped(dropped, reader.dropped))
                     yield _sse(kind, data)

@@ -23,6 +23,7 @@ all; the CSRF token and the Origin check also stop pages of the same site
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -42,8 +43,8 @@ from quart import (
 )
 from werkzeug.exceptions import HTTPException
 
-from neuro_api.control import ApiError, Credential, admin_check
-from neuro_api.control._auth import _URL_TOKEN_NAMES
+from neuro_api.control import ApiError, Credential, admin_check, valid_while
+from neuro_api.control._auth import _URL_TOKEN_NAMES, _sent_for_another_page
 from neuro_api.dashboard._sessions import (
     COOKIE,
     DashboardSessions,
@@ -155,6 +156,24 @@ def _own_origin(request: Request) -> bool:
     return origin in {f"{scheme}://{host}" for scheme in schemes}
 
 
+def _check_embedded(request: Request) -> None:
+    """Refuse (403) what a page of another origin has the browser send.
+
+    SameSite=Strict keeps the cookie off other sites' requests, not off
+    those of pages on another port of this machine (the same site): their
+    ``<img>`` sends a GET with the cookie, which the server would answer
+    (generated data, every game's actions) for nobody to read.
+    """
+    if _sent_for_another_page(request):
+        raise ApiError(
+            403,
+            "forbidden_origin",
+            "requests a web page of another origin has the browser send "
+            f"(Sec-Fetch-Site: {request.headers.get('Sec-Fetch-Site')}) are "
+            "refused, with the dashboard's session too",
+        )
+
+
 def _check_unsafe(
     sessions: DashboardSessions, session_id: str, request: Request, given: str | None
 ) -> None:
@@ -180,7 +199,9 @@ def api_credential(sessions: DashboardSessions) -> Credential:
     """The dashboard's session as a credential for the control plane's routes.
 
     For :meth:`~neuro_api.capability.Setup.add_credential`: a request with a
-    live session cookie is accepted; for an unsafe method (anything but
+    live session cookie is accepted, unless the browser sends it for a page
+    of another origin (``Sec-Fetch-Site`` other than ``same-origin`` or
+    ``none``, a navigation aside); for an unsafe method (anything but
     GET, HEAD and OPTIONS) only with the session's CSRF token in
     ``X-CSRF-Token`` and an ``Origin`` that is the control plane's own,
     else refused with 403 (``forbidden_origin``, ``csrf_failed``). Without
@@ -191,10 +212,13 @@ def api_credential(sessions: DashboardSessions) -> Credential:
         session_id = sessions.of(request)
         if session_id is None:
             return False
+        _check_embedded(request)
         if request.method not in _SAFE_METHODS:
             _check_unsafe(
                 sessions, session_id, request, request.headers.get(CSRF_HEADER)
             )
+        # A tab's /events stream ends with the session (logout, expiry).
+        valid_while(functools.partial(sessions.is_live, session_id))
         return True
 
     return credential
@@ -206,8 +230,9 @@ def page_check(
     """The ``auth=`` check of the dashboard's pages (a ``RouteAuth``).
 
     Without ``token``: the loopback guard (403 for a foreign ``Origin`` or
-    a non-loopback ``Host``). With one: a live session cookie, and for an
-    unsafe method its CSRF token and own Origin (as :func:`api_credential`);
+    a non-loopback ``Host``). With one: a live session cookie (not sent
+    for a page of another origin), and for an unsafe method its CSRF token
+    and own Origin (as :func:`api_credential`);
     no session: GET and HEAD are redirected (303) to ``login`` with the
     page in ``next``, other methods get 401. A token-like query parameter
     (``token=``) is refused (401) rather than carried into ``next``.
@@ -227,6 +252,7 @@ def page_check(
             )
         session_id = sessions.of(request)
         if session_id is not None:
+            _check_embedded(request)
             if request.method not in _SAFE_METHODS:
                 _check_unsafe(
                     sessions, session_id, request, request.headers.get(CSRF_HEADER)

@@ -81,6 +81,13 @@ def dashboard_pages(
         static_url_path="/static",
     )
 
+    @pages.after_request
+    async def no_sniffing(response: Response) -> Response:
+        # Pages, files and JSON alike: a browser must take each for what its
+        # Content-Type says (JSON quoting a game's markup is not a page).
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
     def _common(page: str) -> dict[str, Any]:
         on = [name for name in CAPABILITY_PAGES if name in _sections()]
         return {
@@ -172,10 +179,39 @@ def dashboard_pages(
     return pages
 
 
+def _data_text(raw: str | bytes) -> str:
+    """The JSON text of ``data`` in a ``{"data": ...}`` body.
+
+    Raises :class:`ApiError` 400: ``invalid_json`` for a body that is not
+    JSON (or nested deeper than the server reads any: orjson's 1,024
+    levels), ``invalid_request`` for another shape or for data nested
+    deeper than it encodes (254 levels). Never Python's own ``json``: its
+    recursion ends in a ``RecursionError`` (a 500).
+    """
+    if not request.is_json:
+        raise ApiError(
+            400, "invalid_json", "the body needs Content-Type: application/json"
+        )
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(
+            400, "invalid_json", f"the body is not valid JSON: {exc}"
+        ) from None
+    if not isinstance(body, dict) or "data" not in body:
+        raise ApiError(400, "invalid_request", 'the body is {"data": ...}')
+    try:
+        return orjson.dumps(body["data"]).decode()
+    except orjson.JSONEncodeError as exc:
+        raise ApiError(400, "invalid_request", f"data: {exc}") from None
+
+
 def _form_routes(pages: Blueprint) -> None:
     """The action form's two helpers: generated data, the server's verdict."""
 
-    @pages.get("/api/games/<session>/actions/<action>/generate")
+    # <name:...>: the control plane's converter for names a game chose ("/"
+    # included); these routes are only ever served by the control plane.
+    @pages.get("/api/games/<session>/actions/<name:action>/generate")
     async def generate(session: str, action: str) -> Any:
         """Valid data for an action's schema, not sent: ``{"data": ...}``.
 
@@ -193,19 +229,17 @@ def _form_routes(pages: Blueprint) -> None:
             raise ApiError(400, "data_too_large", "the generated data is too large")
         return {"data": None if text is None else orjson.loads(text)}
 
-    @pages.post("/api/games/<session>/actions/<action>/validate")
+    @pages.post("/api/games/<session>/actions/<name:action>/validate")
     async def validate(session: str, action: str) -> Any:
         """The server's verdict on data: ``{"ok": bool, "reason": str | None}``.
 
-        The body is ``{"data": <any JSON>}``; nothing is sent to the game.
+        The body is ``{"data": <any JSON>}`` (else 400, see
+        :func:`_data_text`); nothing is sent to the game.
         """
         registered = _client(session).get_action(action)
         if registered is None:
             raise ApiError(404, "unknown_action", f"no action {action!r}")
-        body = await request.get_json(silent=True)
-        if not isinstance(body, dict) or "data" not in body:
-            raise ApiError(400, "invalid_request", 'the body is {"data": ...}')
-        text = orjson.dumps(body["data"]).decode()
+        text = _data_text(await request.get_data(as_text=False))
         try:
             verdict = await _server().validate_data(registered.schema, text)
         except SchemaError as exc:

@@ -102,6 +102,13 @@ class DashboardSessions:
             return None
         return session.csrf
 
+    def is_live(self, session_id: str) -> bool:
+        """Whether session ``session_id`` still is.
+
+        Not logged out of, not expired, not dropped for newer ones.
+        """
+        return self.csrf_token(session_id) is not None
+
     def csrf_matches(self, session_id: str | None, given: str | None) -> bool:
         """Whether ``given`` is the CSRF token of live session ``session_id``.
 

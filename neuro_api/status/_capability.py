@@ -128,6 +128,8 @@ def _name(client: str) -> str:
 
 def status_routes(manager: StatusManager) -> Blueprint:
     """``/status`` routes of ``manager`` (admin auth: the control plane's)."""
+    # <name:client>: the control plane's converter for names games chose (a
+    # title may start with "/"): these routes are only served there.
     routes = Blueprint("status_lists", __name__)
 
     @routes.get("")
@@ -152,7 +154,7 @@ def status_routes(manager: StatusManager) -> Blueprint:
             raise ApiError(409, "status_file_unusable", str(exc)) from None
         return {"client": name, "states": manager.lists().state_of(name)}
 
-    @routes.put("/paused/<path:client>")
+    @routes.put("/paused/<name:client>")
     async def pause(client: str) -> Any:
         """Pause a client: its forces and actions are held until resumed.
 
@@ -162,12 +164,12 @@ def status_routes(manager: StatusManager) -> Blueprint:
         """
         return await change("paused", client, True)
 
-    @routes.delete("/paused/<path:client>")
+    @routes.delete("/paused/<name:client>")
     async def resume(client: str) -> Any:
         """Resume a client: what was held is delivered, in order."""
         return await change("paused", client, False)
 
-    @routes.put("/blocked/<path:client>")
+    @routes.put("/blocked/<name:client>")
     async def block(client: str) -> Any:
         """Block a client: its connections close, and it is refused.
 
@@ -176,7 +178,7 @@ def status_routes(manager: StatusManager) -> Blueprint:
         """
         return await change("blocked", client, True)
 
-    @routes.delete("/blocked/<path:client>")
+    @routes.delete("/blocked/<name:client>")
     async def unblock(client: str) -> Any:
         """Unblock a client: it may connect again."""
         return await change("blocked", client, False)

@@ -10,6 +10,8 @@
   const MAX_FIELDS = 50; // properties or items made into inputs, per level
   const MAX_DEPTH = 4; // deeper parts of a schema are edited as JSON
   const MAX_CHOICES = 500; // more enum choices are typed, not picked
+  const MAX_FORM_INPUTS = 200; // inputs one action's form makes; more is edited as JSON
+  const MAX_PAGE_INPUTS = 5000; // inputs all forms of a page make together
   const body = document.body;
   const page = body.dataset.page;
   const csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
@@ -72,31 +74,85 @@
     if (node) node.textContent = text;
   }
 
-  function debounce(fn, wait) {
+  // A function that has fn (async) run soon: never twice at once, and each
+  // run at least `wait` ms, or four times as long as the last one took,
+  // after the last one ended. A game's frames each ask for a refresh: with
+  // large actions, refreshes one after another would keep the server busy.
+  function paced(fn, wait) {
     let timer = null;
-    return function () {
-      if (timer !== null) return;
-      timer = setTimeout(function () {
-        timer = null;
-        fn();
-      }, wait);
-    };
+    let running = false;
+    let again = false;
+    let gap = wait;
+    async function run() {
+      timer = null;
+      running = true;
+      const started = Date.now();
+      try {
+        await fn();
+      } finally {
+        running = false;
+        gap = Math.max(wait, 4 * (Date.now() - started));
+        if (again) {
+          again = false;
+          schedule();
+        }
+      }
+    }
+    function schedule() {
+      if (running) again = true;
+      else if (timer === null) timer = setTimeout(run, gap);
+    }
+    return schedule;
   }
 
-  // One EventSource per page; listeners get (kind, data).
+  // The live events; listeners get (kind, data). One EventSource for all of
+  // this browser's dashboard tabs: each would hold one of the six
+  // connections a browser opens to a host, and a seventh tab would not load
+  // at all. The tab holding the lock reads the stream and passes every event
+  // on to the others; when it goes, another takes the lock. Without locks
+  // (a page not served over https nor from loopback), each tab has its own.
   function listen(handler) {
     if (!window.EventSource) return;
-    const source = new EventSource("/events");
-    source.onopen = function () { setLive("live"); };
-    source.onerror = function () { setLive("reconnecting…"); };
-    for (const kind of ["frame.in", "frame.out", "diagnostic", "dropped"]) {
-      source.addEventListener(kind, function (event) {
-        let data = null;
-        try { data = JSON.parse(event.data); } catch (error) { return; }
-        handler(kind, data);
-      });
+    const channel = window.BroadcastChannel ? new BroadcastChannel("neuro-api-events") : null;
+    function open(share) {
+      const source = new EventSource("/events");
+      const state = function (text) {
+        setLive(text);
+        if (share) channel.postMessage({ state: text });
+      };
+      source.onopen = function () { state("live"); };
+      source.onerror = function () { state("reconnecting…"); };
+      for (const kind of ["frame.in", "frame.out", "diagnostic", "dropped"]) {
+        source.addEventListener(kind, function (event) {
+          let data = null;
+          try { data = JSON.parse(event.data); } catch (error) { return; }
+          handler(kind, data);
+          if (share) channel.postMessage({ kind: kind, data: data });
+        });
+      }
+      return source;
     }
-    window.addEventListener("pagehide", function () { source.close(); });
+    if (!channel || !navigator.locks) {
+      const source = open(false);
+      window.addEventListener("pagehide", function () { source.close(); });
+      return;
+    }
+    let leading = false;
+    channel.onmessage = function (message) {
+      const event = message.data || {};
+      if (leading) return;
+      if (typeof event.state === "string") setLive(event.state);
+      else if (typeof event.kind === "string") handler(event.kind, event.data);
+    };
+    setLive("live (another tab reads the events)");
+    navigator.locks.request("neuro-api-events", function () {
+      leading = true;
+      const source = open(true);
+      return new Promise(function (resolve) {
+        window.addEventListener("pagehide", function () { source.close(); resolve(); });
+      });
+    });
+    window.addEventListener("pagehide", function () { channel.close(); });
   }
 
   function gamePath(session) {
@@ -150,10 +206,10 @@
 
   function gamesPage() {
     setupAllButtons();
-    const refresh = debounce(refreshGames, 300);
+    const refresh = paced(refreshGames, 300);
     listen(function () { refresh(); });
     refreshGames();
-    setInterval(refreshGames, 3000); // disconnects send no event
+    setInterval(refresh, 3000); // disconnects send no event
   }
 
   // --- schema-generated forms ---------------------------------------------------
@@ -170,16 +226,39 @@
 
   let fieldCounter = 0;
 
+  // Inputs are counted, per form and per page: per level alone, a schema of
+  // 700 KB (16 properties on each of 4 levels) made 65,536 inputs, and a
+  // game may register a thousand actions. A form's budget: {left, used, page},
+  // page: {left}. An object is made into inputs only while both have room
+  // for one input per property; an array takes an item only with room left.
+  function newBudget(page) {
+    return { left: MAX_FORM_INPUTS, used: 0, page: page };
+  }
+
+  function hasRoom(budget, count) {
+    return budget.left >= count && budget.page.left >= count;
+  }
+
+  function spend(budget, count) {
+    budget.left -= count;
+    budget.used += count;
+    budget.page.left -= count;
+  }
+
   // A field: {node, get() -> value, set(value) -> bool}
-  function makeField(schema, label, depth) {
+  function makeField(schema, label, depth, budget) {
     const id = "f" + (++fieldCounter);
     const type = depth > MAX_DEPTH ? "json" : typeOf(schema);
     const title = cap(label, 200);
     const described = schema && typeof schema.description === "string" ? el("small", { className: "muted", text: cap(schema.description, 300) }) : null;
+    if (type !== "object" && type !== "array") spend(budget, 1);
     if (type === "object") {
       const props = Object.entries(schema.properties || {});
-      if (props.length > MAX_FIELDS || schema.additionalProperties === true) return jsonField(schema, title, id, described);
-      const fields = props.map(function (entry) { return [entry[0], makeField(entry[1], entry[0], depth + 1)]; });
+      if (props.length > MAX_FIELDS || schema.additionalProperties === true || !hasRoom(budget, props.length)) {
+        spend(budget, 1);
+        return jsonField(schema, title, id, described);
+      }
+      const fields = props.map(function (entry) { return [entry[0], makeField(entry[1], entry[0], depth + 1, budget)]; });
       const node = el("fieldset", { className: "object" }, el("legend", { text: title || "data" }), described);
       for (const pair of fields) node.append(pair[1].node);
       const required = new Set(schema.required || []);
@@ -189,7 +268,11 @@
           const value = {};
           for (const pair of fields) {
             const item = pair[1].get();
-            if (item !== undefined || required.has(pair[0])) value[pair[0]] = item;
+            // Defined, not assigned: "__proto__" is a property name a game may
+            // use, and assigning it would set the object's prototype instead.
+            if (item !== undefined || required.has(pair[0])) {
+              Object.defineProperty(value, pair[0], { value: item, enumerable: true, writable: true, configurable: true });
+            }
           }
           return value;
         },
@@ -206,15 +289,18 @@
       const itemSchema = schema.items && typeof schema.items === "object" ? schema.items : {};
       const list = el("ol", { className: "items" });
       const items = [];
+      const drop = function (entry) {
+        items.splice(items.indexOf(entry), 1);
+        entry.row.remove();
+        spend(budget, -entry.cost); // items added inside it later stay counted
+      };
       const add = function (value) {
-        if (items.length >= MAX_FIELDS) return false;
-        const field = makeField(itemSchema, "item", depth + 1);
+        if (items.length >= MAX_FIELDS || !hasRoom(budget, 1)) return false;
+        const before = budget.used;
+        const field = makeField(itemSchema, "item", depth + 1, budget);
         const row = el("li", {}, field.node);
-        const entry = { field: field, row: row };
-        row.append(el("button", { type: "button", className: "small", text: "remove", onclick: function () {
-          items.splice(items.indexOf(entry), 1);
-          row.remove();
-        } }));
+        const entry = { field: field, row: row, cost: budget.used - before };
+        row.append(el("button", { type: "button", className: "small", text: "remove", onclick: function () { drop(entry); } }));
         items.push(entry);
         list.append(row);
         return value === undefined ? true : field.set(value);
@@ -226,7 +312,7 @@
         get: function () { return items.map(function (entry) { return entry.field.get(); }); },
         set: function (value) {
           if (!Array.isArray(value) || value.length > MAX_FIELDS) return false;
-          for (const entry of items.splice(0)) entry.row.remove();
+          for (const entry of items.slice()) drop(entry);
           return value.every(function (item) { return add(item); });
         },
       };
@@ -316,6 +402,15 @@
     const outcome = document.querySelector(".outcome");
     const rendered = new Map(); // action name -> schema text it was built from
     const cards = new Map(); // action name -> its card element
+    const pageBudget = { left: MAX_PAGE_INPUTS };
+    const budgets = new Map(); // action name -> its form's budget
+
+    // A card's inputs go back to the page's budget when it goes.
+    function release(name) {
+      const budget = budgets.get(name);
+      if (budget) pageBudget.left += budget.used;
+      budgets.delete(name);
+    }
     let title = null;
     let forceKey = null;
 
@@ -384,7 +479,9 @@
       const raw = el("textarea", { name: "raw", rows: "4", spellcheck: "false", "aria-label": "Raw JSON data for " + cap(name, 100) });
       const rawBox = el("div", { className: "raw-box", hidden: true }, el("p", { className: "muted", text: "Sent as is, without validation (invalid data included); empty sends no data." }), raw);
       const rawToggle = el("input", { type: "checkbox", name: "raw-mode", id: "raw-" + (++fieldCounter) });
-      const field = schema ? makeField(schema, "data", 0) : null;
+      const budget = newBudget(pageBudget);
+      budgets.set(name, budget);
+      const field = schema ? makeField(schema, "data", 0, budget) : null;
       const fieldsBox = el("div", { className: "fields" }, field ? field.node : el("p", { className: "muted", text: "This action takes no data." }));
       const form = el("form", { className: "action-form", "data-action": name, novalidate: true },
         fieldsBox, rawBox,
@@ -453,11 +550,19 @@
     }
 
     function renderActions(actions) {
-      const names = new Set();
+      const names = new Set(actions.map(function (action) { return action.name; }));
+      for (const name of Array.from(rendered.keys())) {
+        if (names.has(name)) continue;
+        rendered.delete(name);
+        release(name);
+        const old = cards.get(name);
+        cards.delete(name);
+        if (old) old.remove();
+      }
       for (const action of actions) {
-        names.add(action.name);
         const text = JSON.stringify([action.description, action.schema]);
         if (rendered.get(action.name) === text) continue;
+        release(action.name);
         const card = actionCard(action);
         // Cards by name: a selector query per action would make a game with
         // a thousand actions cost a million matches per refresh.
@@ -466,13 +571,6 @@
         else actionsBox.append(card);
         cards.set(action.name, card);
         rendered.set(action.name, text);
-      }
-      for (const name of Array.from(rendered.keys())) {
-        if (names.has(name)) continue;
-        rendered.delete(name);
-        const old = cards.get(name);
-        cards.delete(name);
-        if (old) old.remove();
       }
       if (!actions.length && !actionsBox.querySelector(".empty")) {
         actionsBox.append(el("p", { className: "empty", text: "No action registered." }));
@@ -549,7 +647,7 @@
       while (frames.childElementCount > frameLimit) frames.firstElementChild.remove();
     }
 
-    const later = debounce(refresh, 250);
+    const later = paced(refresh, 250);
     listen(function (kind, data) {
       if (kind === "frame.in" || kind === "frame.out") {
         if (data.session !== session) return;
@@ -561,7 +659,7 @@
     });
     setupGameButtons(session);
     refresh();
-    setInterval(refresh, 3000);
+    setInterval(later, 3000);
     setInterval(tickTimer, 500);
   }
 
@@ -598,22 +696,43 @@
         if (name) change(button.dataset.nameOp, name);
       });
     }
+    // Rows are kept by name and only their states change: rows made anew
+    // every 2 s took the keyboard's focus from their buttons, and a click
+    // landing meanwhile met a row that was gone.
+    const rows = new Map(); // client name -> {row, states}
+    function clientRow(name) {
+      const buttons = el("td", { className: "buttons" });
+      for (const op of Object.keys(STATUS_OPS)) {
+        buttons.append(el("button", { type: "button", "data-op": op, text: op, onclick: function () { change(op, name); } }));
+      }
+      const states = el("td", { className: "states" });
+      return { row: el("tr", { "data-client": name }, el("th", { scope: "row", text: cap(name, 200) }), states, buttons), states: states };
+    }
     async function refresh() {
       const result = await api("GET", "/status");
       if (result.status !== 200) { setLive(errorText(result)); return; }
       setLive("updated " + new Date().toLocaleTimeString());
       const report = result.body;
       const clients = Object.entries(report.clients || {}).slice(0, 1000);
-      document.getElementById("client-rows").replaceChildren(...clients.map(function (entry) {
+      const box = document.getElementById("client-rows");
+      const names = new Set();
+      let previous = null;
+      for (const entry of clients) {
         const name = entry[0];
-        const states = entry[1] || [];
-        const buttons = el("td", { className: "buttons" });
-        for (const op of Object.keys(STATUS_OPS)) {
-          buttons.append(el("button", { type: "button", "data-op": op, text: op, onclick: function () { change(op, name); } }));
-        }
-        return el("tr", { "data-client": name }, el("th", { scope: "row", text: cap(name, 200) }),
-          el("td", { className: "states", text: states.join(", ") }), buttons);
-      }));
+        const text = (entry[1] || []).join(", ");
+        names.add(name);
+        if (!rows.has(name)) rows.set(name, clientRow(name));
+        const known = rows.get(name);
+        if (known.states.textContent !== text) known.states.textContent = text;
+        const next = previous ? previous.nextSibling : box.firstChild;
+        if (next !== known.row) box.insertBefore(known.row, next); // the report's order
+        previous = known.row;
+      }
+      for (const [name, known] of Array.from(rows)) {
+        if (names.has(name)) continue;
+        known.row.remove();
+        rows.delete(name);
+      }
       document.getElementById("status-lists").replaceChildren(...Object.entries(report.lists || {}).map(function (entry) {
         const names = entry[1] || [];
         return el("div", { className: "card", "data-list": entry[0] }, el("h3", { text: entry[0] + " (" + names.length + ")" }),
