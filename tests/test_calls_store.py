@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,8 +13,10 @@ from pathlib import Path
 import pytest
 from redis_helpers import RedisServer
 
+from neuro_api.calls import _store
 from neuro_api.calls._model import Call
 from neuro_api.calls._store import (
+    CallExists,
     CallStore,
     RedisCallStore,
     RegistryFull,
@@ -155,3 +159,130 @@ def test_sqlite_survives_a_restart(tmp_path: Path) -> None:
         assert again.get(call.id) == call
     finally:
         again.close()
+
+
+def phone(n: int, seconds: float) -> Call:
+    return Call.phone(f"CA{n:032x}", f"+1555000{n:04}", "+15550009999", at(seconds))
+
+
+def test_calls_are_listed_by_kind(store: CallStore) -> None:
+    video = [Call.new(f"u{n}", "v", f"r{n}", at(2 * n)) for n in range(5)]
+    phones = [phone(n, 2 * n + 1) for n in range(5)]
+    for call in [*video, *phones]:
+        store.add(call)
+    ended = phones[1].end(at(30), "caller_hung_up")
+    assert store.replace(ended, "accepted")
+    phones[1] = ended
+    assert store.get(phones[0].id) == phones[0]
+    assert store.calls(kind="phone") == phones[::-1]
+    assert store.calls(kind="video") == video[::-1]
+    assert store.calls(kind="phone", limit=2) == [phones[4], phones[3]]
+    assert store.calls("ended", kind="phone") == [ended]
+    assert store.calls("accepted", kind="phone") == [
+        phones[4],
+        phones[3],
+        phones[2],
+        phones[0],
+    ]
+    assert store.calls("accepted", kind="video") == []
+    assert store.calls("pending", kind="video", limit=3) == video[::-1][:3]
+    assert len(store.calls()) == 10
+
+
+def test_an_id_in_the_registry_is_not_added_again(store: CallStore) -> None:
+    first = phone(1, 0)
+    store.add(first)
+    again = dataclasses.replace(first, caller="someone else", created_at=at(9))
+    with pytest.raises(CallExists):
+        store.add(again)
+    assert store.get(first.id) == first
+    assert store.calls() == [first]
+    assert store.calls("accepted") == [first]
+    assert store.calls(kind="phone") == [first]
+
+
+def test_forgotten_phone_calls_leave_their_index(store: CallStore) -> None:
+    for n in range(80):
+        store.add(phone(n, n).end(at(n + 0.5), "caller_hung_up"))
+    assert len(store.calls(kind="phone", limit=1000)) == 50
+    if isinstance(store, RedisCallStore):
+        assert store._client.zcard("Calls:kind:phone") == 50
+
+
+def test_a_kind_filter_reads_past_a_page(
+    store: CallStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_store, "_PAGE", 3)
+    calls = []
+    for n in range(12):  # one video call in four
+        made = Call.new("u", "v", "r", at(n)) if n % 4 == 0 else phone(n, n)
+        store.add(made)
+        calls.append(made)
+    video = [c for c in calls if c.kind == "video"][::-1]
+    assert store.calls(kind="video") == video
+    assert store.calls(kind="video", limit=2) == video[:2]
+    assert store.calls("pending", kind="video") == video
+
+
+OLD_ROW = {  # a call as servers wrote it before calls had kinds
+    "id": "0123456789abcdef",
+    "caller": "alice",
+    "callee": "bob",
+    "room": "kitchen",
+    "status": "accepted",
+    "created_at": "2026-12-06T08:00:00.000Z",
+    "accepted_at": "2026-12-06T08:00:05.000Z",
+    "ended_at": None,
+    "duration": None,
+    "end_reason": None,
+    "empty_since": None,
+    "single_since": None,
+}
+
+
+def test_calls_stored_before_kinds_are_video_calls(tmp_path: Path) -> None:
+    path = tmp_path / "calls.sqlite3"
+    SqliteCallStore(path).close()  # the table, as every version makes it
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO calls VALUES (?, ?, ?, ?)",
+            (OLD_ROW["id"], "accepted", OLD_ROW["created_at"], json.dumps(OLD_ROW)),
+        )
+    db.close()
+    store = SqliteCallStore(path)
+    try:
+        _an_old_row_is_a_video_call(store)
+    finally:
+        store.close()
+
+
+def test_calls_stored_in_redis_before_kinds_are_video_calls(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        client = server.client()
+        score = dt.datetime(2026, 12, 6, 8, 0, tzinfo=dt.UTC).timestamp()
+        client.set(f"Calls:call:{OLD_ROW['id']}", json.dumps(OLD_ROW))
+        client.zadd("Calls:created", {OLD_ROW["id"]: score})
+        client.zadd("Calls:status:accepted", {OLD_ROW["id"]: score})
+        store = RedisCallStore(server.url)
+        try:
+            _an_old_row_is_a_video_call(store)
+        finally:
+            store.close()
+    finally:
+        server.close()
+
+
+def _an_old_row_is_a_video_call(store: CallStore) -> None:
+    old = store.get(OLD_ROW["id"])
+    assert old is not None
+    assert (old.kind, old.call_sid, old.caller) == ("video", None, "alice")
+    assert store.calls("accepted", kind="video") == [old]
+    assert store.calls(kind="phone") == []
+    store.add(phone(1, 60))
+    assert [c.kind for c in store.calls()] == ["phone", "video"]
+    assert store.calls(kind="video") == [old]
+    ended = old.end(at(120), "hangup")
+    assert store.replace(ended, "accepted")
+    assert store.get(old.id) == ended

@@ -112,6 +112,22 @@ async def test_a_sync_applies_the_rules_and_says_so_as_the_seed(
     assert sync.skipped_total == 2
 
 
+async def test_the_sync_leaves_phone_calls_alone(store: SqliteCallStore) -> None:
+    # A phone call has no Video room: Twilio would say "not found", and the
+    # sync would end a call that is going on.
+    clock = Clock()
+    rooms = FakeRooms()
+    video = add_accepted(store, "gone")
+    phone = Call.phone("CA" + "1" * 32, "+15550001111", "+15550002222", T0)
+    store.add(phone)
+    sync = CallSync(AsyncStore(store), rooms, RULES, clock=clock)
+    clock.advance(400)
+    result = await sync.sync_once()
+    assert (result.synced, result.ended, rooms.looks) == (1, 1, 1)
+    assert store.get(phone.id) == phone
+    assert store.get(video.id).status == "ended"  # type: ignore[union-attr]
+
+
 async def test_a_hang_up_during_the_sync_wins(store: SqliteCallStore) -> None:
     rooms = FakeRooms()
     rooms.gate = trio.Event()

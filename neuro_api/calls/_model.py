@@ -3,6 +3,11 @@
 ``pending`` (created) → ``accepted`` → ``ended``; a pending call may end
 too (hung up before it was answered). Every time is an aware UTC
 ``datetime``; in JSON it is ISO-8601 with ``Z``.
+
+A call is of one of two kinds: ``video`` (the seed's: two identities in a
+Twilio Video room, made through the API) or ``phone`` (a person phoning the
+Twilio number: accepted when it begins, its id, room and ``call_sid`` all
+Twilio's CallSid, its caller and callee Twilio's ``From`` and ``To``).
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ import secrets
 from typing import Any, Final, Literal
 
 __all__ = [
+    "KINDS",
     "STATUSES",
     "Call",
+    "CallKind",
     "CallStatus",
     "IllegalTransition",
     "iso",
@@ -24,6 +31,8 @@ __all__ = [
 
 CallStatus = Literal["pending", "accepted", "ended"]
 STATUSES: Final[tuple[CallStatus, ...]] = ("pending", "accepted", "ended")
+CallKind = Literal["video", "phone"]
+KINDS: Final[tuple[CallKind, ...]] = ("video", "phone")
 _NEXT: Final[dict[str, frozenset[str]]] = {
     "pending": frozenset({"accepted", "ended"}),
     "accepted": frozenset({"ended"}),
@@ -60,7 +69,7 @@ def whole_seconds(start: dt.datetime, end: dt.datetime) -> int:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Call:
-    """One call between two identities in one Twilio room."""
+    """One call between two identities: in a Twilio room, or on the phone."""
 
     id: str
     caller: str
@@ -78,11 +87,30 @@ class Call:
     """Since when the sync saw the room empty (None: not empty last time)."""
     single_since: dt.datetime | None = None
     """Since when the sync saw one participant alone in the room."""
+    kind: CallKind = "video"
+    """``video`` (a Twilio Video room, the sync's) or ``phone``."""
+    call_sid: str | None = None
+    """Twilio's CallSid of a phone call (None for a video call)."""
 
     @classmethod
     def new(cls, caller: str, callee: str, room: str, now: dt.datetime) -> Call:
-        """A pending call with a fresh id."""
+        """A pending video call with a fresh id."""
         return cls(secrets.token_hex(8), caller, callee, room, "pending", now)
+
+    @classmethod
+    def phone(cls, call_sid: str, caller: str, callee: str, now: dt.datetime) -> Call:
+        """A phone call, accepted at ``now``; its id and room are ``call_sid``."""
+        return cls(
+            call_sid,
+            caller,
+            callee,
+            call_sid,
+            "accepted",
+            now,
+            accepted_at=now,
+            kind="phone",
+            call_sid=call_sid,
+        )
 
     def _moved(self, status: CallStatus) -> None:
         if status not in _NEXT[self.status]:
@@ -124,14 +152,23 @@ class Call:
             "end_reason": self.end_reason,
             "empty_since": iso(self.empty_since),
             "single_since": iso(self.single_since),
+            "kind": self.kind,
+            "call_sid": self.call_sid,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Call:
-        """The call :meth:`to_json` wrote (KeyError/ValueError if not one)."""
+        """The call :meth:`to_json` wrote (KeyError/ValueError if not one).
+
+        A row written before calls had kinds is a ``video`` call.
+        """
         status = data["status"]
         if status not in STATUSES:
             raise ValueError(f"unknown call status {status!r}")
+        kind = data.get("kind") or "video"
+        if kind not in KINDS:
+            raise ValueError(f"unknown call kind {kind!r}")
+        call_sid = data.get("call_sid")
         created = parse_iso(data["created_at"])
         if created is None:
             raise ValueError("a call has a created_at")
@@ -148,4 +185,6 @@ class Call:
             end_reason=data.get("end_reason"),
             empty_since=parse_iso(data.get("empty_since")),
             single_since=parse_iso(data.get("single_since")),
+            kind=kind,
+            call_sid=None if call_sid is None else str(call_sid),
         )

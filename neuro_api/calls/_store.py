@@ -31,11 +31,12 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from neuro_api.calls._model import Call, CallStatus
+from neuro_api.calls._model import Call, CallKind, CallStatus
 
 __all__ = [
     "MAX_CALLS",
     "STORE_ERRORS",
+    "CallExists",
     "CallStore",
     "RedisCallStore",
     "RegistryFull",
@@ -56,12 +57,17 @@ class RegistryFull(Exception):
     """The registry holds its maximum of calls and none has ended (HTTP 503)."""
 
 
+class CallExists(Exception):
+    """A call with that id is in the registry already (a phone call's CallSid)."""
+
+
 class CallStore(Protocol):
     """The registry's storage (blocking; see the module's docstring)."""
 
     def add(self, call: Call) -> None:
-        """Store a new call (its id is new).
+        """Store a new call.
 
+        Raises :class:`CallExists` (nothing stored) when its id is taken.
         Past the cap the oldest ended calls are forgotten; raises
         :class:`RegistryFull` (nothing stored) when none is left to forget.
         """
@@ -69,8 +75,13 @@ class CallStore(Protocol):
     def get(self, call_id: str) -> Call | None:
         """The call with ``call_id``, or None."""
 
-    def calls(self, status: CallStatus | None = None, limit: int = 1000) -> list[Call]:
-        """Calls, newest first, of one status or all; at most ``limit``."""
+    def calls(
+        self,
+        status: CallStatus | None = None,
+        limit: int = 1000,
+        kind: CallKind | None = None,
+    ) -> list[Call]:
+        """Calls, newest first, of one status and kind or all; at most ``limit``."""
 
     def all_calls(self) -> Iterator[Call]:
         """Every call, in pages (for the statistics)."""
@@ -167,6 +178,9 @@ class SqliteCallStore:
                     (call.id, call.status, row["created_at"], _encode(call).decode()),
                 )
                 self._db.execute("COMMIT")
+            except sqlite3.IntegrityError:  # the primary key: the id is taken
+                self._db.execute("ROLLBACK")
+                raise CallExists(f"call {call.id} exists already") from None
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -179,19 +193,30 @@ class SqliteCallStore:
             ).fetchone()
         return None if row is None else _decode(row[0])
 
-    def calls(self, status: CallStatus | None = None, limit: int = 1000) -> list[Call]:
+    def calls(
+        self,
+        status: CallStatus | None = None,
+        limit: int = 1000,
+        kind: CallKind | None = None,
+    ) -> list[Call]:
         """Calls, newest first."""
+        where: list[str] = []
+        values: list[object] = []
+        if status is not None:
+            where.append("status = ?")
+            values.append(status)
+        if kind is not None:
+            # The kind lives in the JSON only (no column: the file stays
+            # readable by a server of an older version); a row written
+            # before kinds existed has none and is a video call.
+            where.append("coalesce(json_extract(data, '$.kind'), 'video') = ?")
+            values.append(kind)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
         with self._lock:
-            if status is None:
-                rows = self._db.execute(
-                    "SELECT data FROM calls ORDER BY created_at DESC LIMIT ?", (limit,)
-                ).fetchall()
-            else:
-                rows = self._db.execute(
-                    "SELECT data FROM calls WHERE status = ? "
-                    "ORDER BY created_at DESC LIMIT ?",
-                    (status, limit),
-                ).fetchall()
+            rows = self._db.execute(
+                f"SELECT data FROM calls {clause}ORDER BY created_at DESC LIMIT ?",
+                (*values, limit),
+            ).fetchall()
         return [_decode(data) for (data,) in rows]
 
     def all_calls(self) -> Iterator[Call]:
@@ -264,6 +289,12 @@ if ARGV[1] ~= ARGV[2] then
 end
 return 1
 """
+_ADD: Final = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+for i = 2, #KEYS do redis.call('ZADD', KEYS[i], ARGV[2], ARGV[3]) end
+return 1
+"""
 _RENEW: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -281,8 +312,10 @@ class RedisCallStore:
 
     Keys: ``Calls:call:<id>`` (the call, JSON), ``Calls:created`` (every id
     by creation time), ``Calls:status:<status>`` (ids by status, by time),
-    ``Calls:lock:<name>`` (locks: ``SET NX PX`` with a token, released by a
-    script only by the token that holds it).
+    ``Calls:kind:phone`` (phone calls' ids by time: video calls, the seed's
+    and the many, are the rest), ``Calls:lock:<name>`` (locks: ``SET NX
+    PX`` with a token, released by a script only by the token that holds
+    it).
     """
 
     def __init__(
@@ -296,6 +329,7 @@ class RedisCallStore:
             socket_connect_timeout=2.0,
             retry=Retry(NoBackoff(), 0),
         )
+        self._add = self._client.register_script(_ADD)
         self._replace = self._client.register_script(_REPLACE)
         self._renew = self._client.register_script(_RENEW)
         self._release = self._client.register_script(_RELEASE)
@@ -322,15 +356,20 @@ class RedisCallStore:
                 pipe.delete(*(self._key("call", i) for i in ids))
                 pipe.zrem(self._key("created"), *ids)
                 pipe.zrem(ended, *ids)
+                pipe.zrem(self._key("kind", "phone"), *ids)
                 pipe.execute()
                 count = int(self._client.zcard(self._key("created")))
             if count >= self.max_calls:
                 raise RegistryFull(_FULL.format(self.max_calls))
-        pipe = self._client.pipeline(transaction=True)
-        pipe.set(self._key("call", call.id), _encode(call))
-        pipe.zadd(self._key("created"), {call.id: self._score(call)})
-        pipe.zadd(self._key("status", call.status), {call.id: self._score(call)})
-        pipe.execute()
+        indexes = [self._key("created"), self._key("status", call.status)]
+        if call.kind == "phone":
+            indexes.append(self._key("kind", "phone"))
+        added = self._add(
+            keys=[self._key("call", call.id), *indexes],
+            args=[_encode(call), self._score(call), call.id],
+        )
+        if not added:
+            raise CallExists(f"call {call.id} exists already")
 
     def get(self, call_id: str) -> Call | None:
         """The call with ``call_id``, or None."""
@@ -346,10 +385,36 @@ class RedisCallStore:
             return []
         return [_decode(raw) for raw in self._client.mget(keys) if raw is not None]
 
-    def calls(self, status: CallStatus | None = None, limit: int = 1000) -> list[Call]:
-        """Calls, newest first."""
+    def calls(
+        self,
+        status: CallStatus | None = None,
+        limit: int = 1000,
+        kind: CallKind | None = None,
+    ) -> list[Call]:
+        """Calls, newest first.
+
+        With ``kind``, an index is read newest first a page at a time until
+        ``limit`` calls match (phone calls: their own index; video calls:
+        the status or creation index, phone calls left out).
+        """
         index = self._key("created") if status is None else self._key("status", status)
-        return self._load(self._client.zrevrange(index, 0, max(0, limit - 1)))
+        if kind is None:
+            return self._load(self._client.zrevrange(index, 0, max(0, limit - 1)))
+        if kind == "phone":
+            index = self._key("kind", "phone")
+        found: dict[str, Call] = {}  # by id: a page may repeat one (new calls)
+        start = 0
+        while len(found) < limit:
+            ids = self._client.zrevrange(index, start, start + _PAGE - 1)
+            if not ids:
+                break
+            for call in self._load(ids):
+                if call.kind == kind and status in {None, call.status}:
+                    found.setdefault(call.id, call)
+                    if len(found) == limit:
+                        break
+            start += _PAGE
+        return list(found.values())
 
     def all_calls(self) -> Iterator[Call]:
         """Every call, oldest first, a page at a time."""

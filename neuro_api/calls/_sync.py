@@ -1,8 +1,10 @@
-"""The call sync: every interval, Twilio's word on each accepted call.
+"""The call sync: every interval, Twilio's word on each accepted video call.
 
-:class:`CallSync` looks up the room of every ``accepted`` call (many at a
-time, each lookup bounded), applies :func:`~neuro_api.calls._decide.decide`
+:class:`CallSync` looks up the room of every ``accepted`` video call (many
+at a time, each lookup bounded), applies :func:`~neuro_api.calls._decide.decide`
 and writes back what changed, compare-and-set (a hang-up meanwhile wins).
+Phone calls are left alone: they have no Video room, and end with their
+bridge.
 It runs under the store's lock, so with a shared (Redis) registry only one
 server syncs at a time. Rooms are looked up through :class:`Rooms`, an
 async interface: :class:`ThreadedRooms` puts the blocking Twilio client in
@@ -101,8 +103,8 @@ class AsyncStore:
         return await trio.to_thread.run_sync(function, *args, limiter=self._limiter)
 
     async def accepted(self, limit: int) -> list[Call]:
-        """The accepted calls (the sync's work)."""
-        return await self.call(self.store.calls, "accepted", limit)
+        """The accepted video calls (the sync's work: phone calls have no room)."""
+        return await self.call(self.store.calls, "accepted", limit, "video")
 
     async def replace(self, call: Call, expected: CallStatus) -> bool:
         """Compare-and-set (see :meth:`CallStore.replace`)."""
