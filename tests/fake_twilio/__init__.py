@@ -1,18 +1,26 @@
-"""A fake Twilio Video REST API on 127.0.0.1, for tests.
+"""A fake Twilio REST API (Video rooms, voice calls) on 127.0.0.1, for tests.
 
-It speaks the part of ``https://video.twilio.com/v1`` the calls capability
-uses, with Twilio's JSON shapes (the fields twilio-python's ``RoomInstance``
-and ``ParticipantInstance`` read), Basic auth with an API key and secret,
-Twilio's error bodies (401 code 20003, 404 code 20404) and pagination with
-absolute ``meta.next_page_url`` (on ``https://video.twilio.com`` by default,
-as Twilio sends them: a client that does not rewrite them would leave
-loopback, which :func:`loopback_only` turns into an error):
+It speaks the part of ``https://video.twilio.com/v1`` and
+``https://api.twilio.com/2010-04-01`` the calls capability uses, with
+Twilio's JSON shapes (the fields twilio-python's ``RoomInstance``,
+``ParticipantInstance`` and ``CallInstance`` read), Basic auth with an API
+key and secret, Twilio's error bodies (401 code 20003, 404 code 20404) and
+pagination with absolute ``meta.next_page_url`` (on
+``https://video.twilio.com`` by default, as Twilio sends them: a client that
+does not rewrite them would leave loopback, which :func:`loopback_only` turns
+into an error):
 
 * ``GET /v1/Rooms/{sid or unique name}`` (a name finds only an in-progress
   room, as on Twilio);
 * ``GET /v1/Rooms?Status=&UniqueName=&PageSize=&Page=``;
 * ``GET /v1/Rooms/{room}/Participants?Status=&PageSize=&Page=``;
-* ``POST /v1/Rooms/{room}`` with ``Status=completed``.
+* ``POST /v1/Rooms/{room}`` with ``Status=completed``;
+* ``GET /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json``;
+* ``POST /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json`` with
+  ``Status=completed`` (hang up) or ``Twiml=`` (run that TwiML instead: a
+  document that is not XML is 400 code 12100; the call ends when it holds
+  ``<Hangup/>``), each recorded in :attr:`FakeCall.updates`; a call not in
+  progress answers 400 code 21220, as Twilio.
 
 It is a threaded ``http.server`` (one thread per connection, keep-alive), not
 a Trio server: it does not depend on the test's event loop or clock, so it
@@ -32,8 +40,10 @@ import itertools
 import json
 import socket
 import threading
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Final, Self
@@ -43,6 +53,7 @@ import pytest
 
 __all__ = [
     "ACCOUNT_SID",
+    "FakeCall",
     "FakeParticipant",
     "FakeRoom",
     "FakeTwilio",
@@ -61,6 +72,11 @@ def _iso(moment: datetime | None) -> str | None:
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
+
+
+def _rfc2822(moment: datetime | None) -> str | None:
+    """The API 2010-04-01's dates: ``Tue, 31 Aug 2010 20:36:28 +0000``."""
+    return None if moment is None else format_datetime(moment.astimezone(UTC))
 
 
 @dataclasses.dataclass
@@ -90,6 +106,23 @@ class FakeRoom:
     """Answer requests for this room's participants with this body."""
     hang_up: bool = False
     """Close the connection instead of answering requests about this room."""
+
+
+@dataclasses.dataclass
+class FakeCall:
+    sid: str
+    from_: str
+    to: str
+    status: str = "in-progress"
+    """queued, ringing, in-progress, completed, busy, failed, no-answer,
+    canceled."""
+    start_time: datetime = dataclasses.field(default_factory=_now)
+    end_time: datetime | None = None
+    updates: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    """The form of every update that reached the call, in order (refused
+    ones too)."""
+    fail: int | None = None
+    """Answer every request about this call with this HTTP status."""
 
 
 class _Error(Exception):
@@ -136,6 +169,7 @@ class FakeTwilio:
         self.log: list[tuple[str, str]] = []
         self.connections = 0
         self._rooms: dict[str, FakeRoom] = {}
+        self._calls: dict[str, FakeCall] = {}
         self._lock = threading.Lock()
         self._sids = itertools.count(1)
         self._stopping = threading.Event()
@@ -301,6 +335,37 @@ class FakeTwilio:
             found.hang_up = hang_up
 
         self.change(room, action)
+
+    def add_call(
+        self,
+        from_: str = "+15550001111",
+        to: str = "+15550002222",
+        *,
+        sid: str | None = None,
+        status: str = "in-progress",
+    ) -> str:
+        """Add a phone call (in progress: answered); its SID."""
+        with self._lock:
+            sid = sid or self._sid("CA")
+            self._calls[sid] = FakeCall(sid, from_, to, status)
+            return sid
+
+    def call(self, sid: str) -> FakeCall:
+        """A deep copy of a call's state."""
+        with self._lock:
+            return copy.deepcopy(self._calls[sid])
+
+    def end_call(self, sid: str, status: str = "completed") -> None:
+        """The call ends on Twilio's side (the caller hung up)."""
+        with self._lock:
+            call = self._calls[sid]
+            call.status = status
+            call.end_time = _now()
+
+    def fail_call(self, sid: str, status: int | None = 500) -> None:
+        """Make every request about call ``sid`` answer ``status`` (None: stop)."""
+        with self._lock:
+            self._calls[sid].fail = status
 
     # -- the API ------------------------------------------------------------
 
@@ -475,6 +540,8 @@ class FakeTwilio:
         self, method: str, path: str, query: dict[str, str], form: dict[str, str]
     ) -> dict[str, Any] | str:
         segments = [unquote(part) for part in path.split("/")]
+        if segments[:2] == ["", "2010-04-01"]:
+            return self._route_calls(method, path, segments[2:], form)
         if segments[:3] != ["", "v1", "Rooms"]:
             raise _not_found(path)
         rest = segments[3:]
@@ -533,6 +600,91 @@ class FakeTwilio:
                 participant.status = "disconnected"
                 participant.end_time = room.end_time
         return self._room_json(room)
+
+    def _route_calls(
+        self, method: str, path: str, segments: list[str], form: dict[str, str]
+    ) -> dict[str, Any]:
+        """``Accounts/{AccountSid}/Calls/{CallSid}.json``: fetch or update."""
+        if (
+            len(segments) != 4
+            or segments[0] != "Accounts"
+            or segments[1] != ACCOUNT_SID
+            or segments[2] != "Calls"
+            or not segments[3].endswith(".json")
+        ):
+            raise _not_found(path)
+        call = self._calls.get(segments[3].removesuffix(".json"))
+        if call is None:
+            raise _not_found(path)
+        if call.fail is not None:
+            raise _Error(call.fail, 20500, "Internal Server Error")
+        if method == "POST":
+            call.updates.append(dict(form))
+            self._update_call(call, form)
+        elif method != "GET":
+            raise _not_found(path)
+        return self._call_json(call)
+
+    def _update_call(self, call: FakeCall, form: dict[str, str]) -> None:
+        if call.status != "in-progress":
+            raise _Error(400, 21220, "Call is not in-progress. Cannot redirect.")
+        status, twiml = form.get("Status"), form.get("Twiml")
+        if status is not None:
+            if status not in {"completed", "canceled"}:
+                raise _Error(400, 20001, f"Invalid Status {status}")
+        elif twiml is not None:
+            try:
+                document = ET.fromstring(twiml)
+            except ET.ParseError:
+                raise _Error(400, 12100, "Document parse failure") from None
+            if document.tag != "Response":
+                raise _Error(400, 12100, "Document parse failure")
+            if document.find("Hangup") is None:
+                return  # the call goes on with the new TwiML
+        else:
+            raise _Error(400, 20001, "Nothing to update")
+        call.status = "completed"
+        call.end_time = _now()
+
+    def _call_json(self, call: FakeCall) -> dict[str, Any]:
+        uri = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Calls/{call.sid}.json"
+        duration = (
+            str(int((call.end_time - call.start_time).total_seconds()))
+            if call.end_time is not None
+            else None
+        )
+        return {
+            "sid": call.sid,
+            "date_created": _rfc2822(call.start_time),
+            "date_updated": _rfc2822(call.end_time or call.start_time),
+            "parent_call_sid": None,
+            "account_sid": ACCOUNT_SID,
+            "to": call.to,
+            "to_formatted": call.to,
+            "from": call.from_,
+            "from_formatted": call.from_,
+            "phone_number_sid": "PN" + "0" * 32,
+            "status": call.status,
+            "start_time": _rfc2822(call.start_time),
+            "end_time": _rfc2822(call.end_time),
+            "duration": duration,
+            "price": None,
+            "price_unit": "USD",
+            "direction": "inbound",
+            "answered_by": None,
+            "api_version": "2010-04-01",
+            "forwarded_from": None,
+            "group_sid": None,
+            "caller_name": None,
+            "queue_time": "0",
+            "trunk_sid": None,
+            "uri": uri,
+            "subresource_uris": {
+                "notifications": uri.replace(".json", "/Notifications.json"),
+                "recordings": uri.replace(".json", "/Recordings.json"),
+                "streams": uri.replace(".json", "/Streams.json"),
+            },
+        }
 
 
 class _Server(ThreadingHTTPServer):
