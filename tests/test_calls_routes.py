@@ -290,6 +290,8 @@ async def test_admin_stats_count_the_registry(tmp_path: Path) -> None:
             "active_sessions": 1,
             "recent_calls": 4,
             "total_contacts": 3,
+            "phone_calls": 0,
+            "active_phone_calls": 0,
         },
     }
 

@@ -3,9 +3,11 @@
 :class:`CallsCapability` serves the seed's routes on a port of its own
 (``--calls-port``, 3001): access tokens for Twilio Video rooms, a registry
 of calls (SQLite in ``--data-dir``, or Redis with ``--redis-url``), and a
-job that checks every accepted call against Twilio every 3 minutes and ends
-those whose rooms are gone, abandoned or left with one participant. See the
-"Calls" docs page.
+job that checks every accepted video call against Twilio every 3 minutes and
+ends those whose rooms are gone, abandoned or left with one participant.
+Phone calls (the voice capability's) are in the registry too, through
+:class:`CallsService`'s phone API, and Twilio is asked to hang them up
+through :class:`TwilioCalls`. See the "Calls" docs page.
 """
 
 from __future__ import annotations
@@ -19,18 +21,26 @@ from neuro_api.calls._decide import SyncRules as SyncRules
 from neuro_api.calls._decide import Verdict as Verdict
 from neuro_api.calls._decide import decide as decide
 from neuro_api.calls._model import Call as Call
+from neuro_api.calls._model import CallKind as CallKind
 from neuro_api.calls._model import IllegalTransition as IllegalTransition
+from neuro_api.calls._store import CallExists as CallExists
 from neuro_api.calls._store import CallStore as CallStore
 from neuro_api.calls._store import RedisCallStore as RedisCallStore
+from neuro_api.calls._store import RegistryFull as RegistryFull
 from neuro_api.calls._store import SqliteCallStore as SqliteCallStore
 from neuro_api.calls._sync import CallSync as CallSync
 from neuro_api.calls._sync import SyncResult as SyncResult
 from neuro_api.calls._twilio import RoomLook as RoomLook
 from neuro_api.calls._twilio import TwilioRooms as TwilioRooms
 from neuro_api.calls._twilio import make_token as make_token
+from neuro_api.calls._twilio_calls import ThreadedCalls as ThreadedCalls
+from neuro_api.calls._twilio_calls import TwilioCallError as TwilioCallError
+from neuro_api.calls._twilio_calls import TwilioCalls as TwilioCalls
 
 __all__ = [
     "Call",
+    "CallExists",
+    "CallKind",
     "CallStore",
     "CallSync",
     "CallsCapability",
@@ -38,10 +48,14 @@ __all__ = [
     "CallsSettings",
     "IllegalTransition",
     "RedisCallStore",
+    "RegistryFull",
     "RoomLook",
     "SqliteCallStore",
     "SyncResult",
     "SyncRules",
+    "ThreadedCalls",
+    "TwilioCallError",
+    "TwilioCalls",
     "TwilioKeys",
     "TwilioRooms",
     "Verdict",

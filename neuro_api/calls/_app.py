@@ -22,10 +22,13 @@ from quart_schema import QuartSchema
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from neuro_api.calls._model import STATUSES, Call, IllegalTransition, iso
+from neuro_api.calls import _phone
+from neuro_api.calls._model import KINDS, STATUSES, Call, IllegalTransition, iso
+from neuro_api.calls._routes import check_websocket_origin
 from neuro_api.calls._store import STORE_ERRORS, RegistryFull
 from neuro_api.calls._sync import AsyncStore, CallSync, LockLost
 from neuro_api.calls._twilio import identity_problem, make_token, room_problem
+from neuro_api.calls._twilio_calls import ThreadedCalls, TwilioCallError
 from neuro_api.control import ApiError
 
 __all__ = [
@@ -70,13 +73,90 @@ def _now() -> dt.datetime:
 
 @dataclasses.dataclass(slots=True)
 class CallsService:
-    """What the routes work with: the registry, the sync, the credentials."""
+    """What the routes work with: the registry, the sync, the credentials.
+
+    Also the phone calls' API, for a bridge in this process (the voice
+    capability): :meth:`start_phone_call` and :meth:`end_phone_call` keep
+    the registry, :meth:`hang_up` and :meth:`say_and_hang_up` ask Twilio.
+    Every method may be called from any Trio task, any number at once.
+    """
 
     store: AsyncStore
     sync: CallSync
     keys: TwilioKeys | None
     token_ttl: int = 3600
     clock: Callable[[], dt.datetime] = _now
+    phone: ThreadedCalls | None = None
+    """Twilio's REST API for calls (None: Twilio is not configured)."""
+
+    async def start_phone_call(self, call_sid: str, from_: str, to: str) -> Call:
+        """Register the phone call ``call_sid`` from ``from_`` to ``to``; the call.
+
+        It is ``accepted`` now (Twilio answered it), of kind ``phone``, its
+        id and room ``call_sid``; ``from_`` and ``to`` (Twilio's ``From`` and
+        ``To``, as they come) become its caller and callee, made printable and
+        at most 128 characters (``unknown`` when empty). When the registry
+        holds ``call_sid`` already (Twilio asked twice), that call is returned
+        as it is: check its status.
+
+        Raises ``ValueError`` when ``call_sid`` is not a CallSid (``CA`` and
+        32 letters or digits) or names a video call,
+        :class:`~neuro_api.calls.RegistryFull` when the registry is full of
+        calls that have not ended, and what the store raises when it cannot
+        be used (``sqlite3.Error``, ``redis.RedisError``). The registry's
+        worker thread does the work: once it has begun, a cancellation waits
+        for it (a few seconds at worst: the store's own timeouts), so a
+        cancelled caller's call may be stored.
+        """
+        return await _phone.start_phone_call(
+            self.store, self.clock, call_sid, from_, to
+        )
+
+    async def end_phone_call(self, call_sid: str, reason: str) -> Call | None:
+        """End the phone call ``call_sid`` now, for ``reason``; the ended call.
+
+        Its ``duration`` is the whole seconds since it began; ``reason``
+        (``caller_hung_up``, ``max_duration`` ...) is 1 to 64 printable
+        characters. Returns None, changing nothing, when the registry has no
+        phone call ``call_sid`` or it has ended (an operator ended it through
+        ``POST /api/calls/{id}/end``, say). Raises ``ValueError`` for a bad
+        ``call_sid`` or ``reason``, and what the store raises, as
+        :meth:`start_phone_call`. Call it from a ``finally`` shielded from
+        cancellation (and under a timeout), or the call stays accepted:
+        nothing else ends a phone call in the registry.
+        """
+        return await _phone.end_phone_call(self.store, self.clock, call_sid, reason)
+
+    async def hang_up(self, call_sid: str) -> bool:
+        """Ask Twilio to hang up the call now (its ``Status=completed``).
+
+        Returns True when Twilio ended it, False when it was not in progress
+        (hung up already): both are fine. The registry is not changed: the
+        bridge ends when Twilio closes its media stream, and ends the call
+        there with :meth:`end_phone_call`. Raises
+        :class:`~neuro_api.calls.TwilioCallError` (a one-line message) when
+        Twilio is not configured, could not be asked within the lookup
+        timeout (``--calls-lookup-timeout``) or refused. The request runs in
+        a worker thread (a few at once); cancelled, the caller returns at
+        once and Twilio may still get it.
+        """
+        return await self._phone().complete(call_sid)
+
+    async def say_and_hang_up(self, call_sid: str, twiml: str) -> bool:
+        """Ask Twilio to run ``twiml`` in the call instead (``Twiml=``).
+
+        What the call was doing stops (its media stream closes) and Twilio
+        runs ``twiml``, at most 4,000 characters
+        (``<Response><Say>Goodbye</Say><Hangup/></Response>``). Returns,
+        raises and runs as :meth:`hang_up` (``ValueError`` for TwiML that
+        is too long or empty).
+        """
+        return await self._phone().say_and_hang_up(call_sid, twiml)
+
+    def _phone(self) -> ThreadedCalls:
+        if self.phone is None:
+            raise TwilioCallError(NOT_CONFIGURED)
+        return self.phone
 
 
 def origin_patterns(origins: str) -> list[re.Pattern[str] | str]:
@@ -103,6 +183,7 @@ class _Tally:
         self.active: set[str] = set()
         self.pairs: set[frozenset[str]] = set()
         self.total = self.sessions = self.recent = 0
+        self.phone = self.phone_live = 0
 
     def add(self, calls: Iterable[Call]) -> int:
         """Count ``calls``; returns how many there were."""
@@ -117,6 +198,9 @@ class _Tally:
                 self.sessions += 1
             if self.now - call.created_at <= _RECENT:
                 self.recent += 1
+            if call.kind == "phone":
+                self.phone += 1
+                self.phone_live += call.status == "accepted"
         self.total += counted
         return counted
 
@@ -128,6 +212,8 @@ class _Tally:
             "active_sessions": self.sessions,
             "recent_calls": self.recent,
             "total_contacts": len(self.pairs),
+            "phone_calls": self.phone,
+            "active_phone_calls": self.phone_live,
         }
 
 
@@ -140,7 +226,10 @@ def call_stats(calls: Iterable[Call], now: dt.datetime) -> dict[str, int]:
     * ``active_sessions``: accepted calls (running now);
     * ``recent_calls``: calls made in the last 24 hours;
     * ``total_contacts``: distinct pairs of identities that called each
-      other (either way counts once).
+      other (either way counts once);
+    * ``phone_calls``: phone calls in the registry (counted in the others
+      too: a phone number is an identity);
+    * ``active_phone_calls``: phone calls running now.
     """
     tally = _Tally(now)
     tally.add(calls)
@@ -259,16 +348,23 @@ def _call_routes(service: CallsService) -> Blueprint:
 
     @routes.get("/api/calls")
     async def calls() -> Any:
-        """Calls, newest first; ``?status=pending|accepted|ended``, ``?limit=``."""
+        """Calls, newest first; ``?status=``, ``?kind=``, ``?limit=``.
+
+        ``status`` is ``pending``, ``accepted`` or ``ended``; ``kind`` is
+        ``video`` or ``phone``.
+        """
         status = request.args.get("status")
         if status is not None and status not in STATUSES:
             raise _error(400, f"status must be one of {', '.join(STATUSES)}")
+        kind = request.args.get("kind")
+        if kind is not None and kind not in KINDS:
+            raise _error(400, f"kind must be one of {', '.join(KINDS)}")
         try:
             limit = int(request.args.get("limit", "100"))
         except ValueError:
             raise _error(400, "limit must be a number") from None
         limit = max(1, min(limit, _LIST_LIMIT))
-        found = await service.store.call(service.store.store.calls, status, limit)
+        found = await service.store.call(service.store.store.calls, status, limit, kind)
         return {"calls": [c.to_json() for c in found], "count": len(found)}
 
     @routes.get("/api/calls/<call_id>")
@@ -354,7 +450,12 @@ def create_calls_app(
     admin: Callable[[Request], Awaitable[None]],
     origins: str = DEFAULT_ORIGINS,
 ) -> QuartTrio:
-    """The app: the TV app's routes, the admin routes under ``admin``'s check."""
+    """The app: the TV app's routes, the admin routes under ``admin``'s check.
+
+    WebSockets (other capabilities' routes: see
+    :func:`~neuro_api.calls._routes.mount_routes`) from a web page of an
+    origin not in ``origins`` are refused (403).
+    """
     app = QuartTrio("neuro_api.calls")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.config["QUART_SCHEMA_CONVERT_CASING"] = False
@@ -402,9 +503,12 @@ def create_calls_app(
         response.status_code = error.code or 500
         return response
 
-    return quart_cors.cors(
+    allowed = origin_patterns(origins)
+    app = quart_cors.cors(
         app,
-        allow_origin=origin_patterns(origins),
+        allow_origin=allowed,
         allow_headers=["Content-Type", "Authorization"],
         allow_methods=["GET", "POST", "OPTIONS"],
     )
+    app.before_websocket(check_websocket_origin(allowed))
+    return app

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Final, cast
 
 import trio
+from quart import Blueprint
+from quart_trio import QuartTrio
 
 from neuro_api._origins import is_loopback_host
 from neuro_api.calls._app import (
@@ -19,9 +21,11 @@ from neuro_api.calls._app import (
 from neuro_api.calls._control import calls_control_routes
 from neuro_api.calls._decide import SyncRules
 from neuro_api.calls._model import iso
+from neuro_api.calls._routes import mount_routes
 from neuro_api.calls._store import CallStore, RedisCallStore, SqliteCallStore
 from neuro_api.calls._sync import AsyncStore, CallSync, ThreadedRooms
 from neuro_api.calls._twilio import TOKEN_TTL_MAX, TwilioRooms
+from neuro_api.calls._twilio_calls import ThreadedCalls, TwilioCalls
 from neuro_api.capability import Capability, Setup
 from neuro_api.control import admin_check
 from neuro_api.settings import setting
@@ -31,6 +35,8 @@ __all__ = ["REGISTRY_FILE", "CallsCapability", "CallsSettings"]
 LOGGER: Final = logging.getLogger("neuro_api.calls")
 REGISTRY_FILE: Final = "calls.sqlite3"
 """The registry's file in ``--data-dir`` (without ``--redis-url``)."""
+REST_CONCURRENCY: Final = 8
+"""Twilio REST updates of phone calls (hang-ups) in flight at once."""
 
 
 def settings_exposed(host: str, tunnel: bool) -> bool:
@@ -135,7 +141,10 @@ class CallsCapability(Capability):
     """Calls (seed "SmartTV Backend"): see the "Calls" docs page.
 
     :attr:`service` is the :class:`~neuro_api.calls.CallsService` once set
-    up (None when off with ``--no-calls``).
+    up (None when off with ``--no-calls``): the registry, phone calls
+    included. Another capability set up after this one finds it with
+    ``app.capability(CallsCapability)`` and may add routes to its HTTP
+    server with :meth:`add_routes`.
     """
 
     name = "calls"
@@ -144,9 +153,50 @@ class CallsCapability(Capability):
     def __init__(self) -> None:
         self.service: CallsService | None = None
         self._rooms: TwilioRooms | None = None
+        self._calls: TwilioCalls | None = None
+        self._http: QuartTrio | None = None
+        self._setup: Setup | None = None
+        """This capability's own Setup: its phase is every capability's."""
+
+    def add_routes(self, blueprint: Blueprint, *, owner: str = "") -> None:
+        """Serve ``blueprint``'s routes on the calls HTTP server too.
+
+        For another capability's :meth:`~neuro_api.capability.Capability.setup`
+        (after this capability's: find it with
+        :meth:`Setup.capability() <neuro_api.capability.Setup.capability>`).
+        HTTP routes and ``@blueprint.websocket`` routes are served at their
+        paths (the blueprint's ``url_prefix`` applies), on the calls port
+        (``--calls-port``, tunnelled with ``--tunnel``), for whoever reaches
+        it: no auth is added, so check every request yourself (Twilio's
+        signature). HTTP answers get the app's CORS headers; a WebSocket
+        opened by a web page whose origin ``--calls-origins`` does not allow
+        is refused with 403 (one without ``Origin``, from a program, passes).
+        An :class:`~neuro_api.control.ApiError` raised by a route answers
+        ``{"error": message}`` with its status, as the seed's routes do; the
+        request body is at most 64 KiB.
+
+        Raises ``RuntimeError`` when the calls capability is off
+        (``--no-calls``), has not been set up yet, or its ``finish`` has run
+        (add routes in ``setup``); ``ValueError`` when the blueprint's name
+        is taken, and :class:`~neuro_api.control.RouteCollision` when one of
+        its routes (method and path) is served already, naming ``owner``
+        (the capability adding it); the process does not start then.
+        """
+        if self._setup is None:
+            raise RuntimeError("the calls capability has not been set up yet")
+        if self._http is None:
+            raise RuntimeError("the calls capability is off: it serves no routes")
+        if self._setup.phase != "setup":
+            # Every capability's finish() may have run: the app could be
+            # serving already, and Quart refuses routes added then.
+            raise RuntimeError(
+                "routes are added to the calls HTTP server during setup() only"
+            )
+        mount_routes(self._http, blueprint, owner or repr(blueprint.name))
 
     def setup(self, app: Setup) -> None:
         """Add the registry, the sync job and the HTTP server."""
+        self._setup = app
         config: CallsSettings = app.section()
         if not config.enabled:
             return
@@ -154,6 +204,7 @@ class CallsCapability(Capability):
         rules = SyncRules(config.min_age, config.empty_timeout, config.single_timeout)
         store = AsyncStore(cast(CallStore, _Unopened()))
         rooms = None
+        phone = None
         if keys is not None:
             self._rooms = TwilioRooms(
                 keys.account_sid,
@@ -168,6 +219,19 @@ class CallsCapability(Capability):
                 trio.CapacityLimiter(config.sync_concurrency),
                 config.lookup_timeout,
             )
+            self._calls = TwilioCalls(
+                keys.account_sid,
+                keys.api_key,
+                keys.api_secret,
+                region=config.twilio_region,
+                base_url=config.twilio_base_url,
+                timeout=config.lookup_timeout,
+            )
+            phone = ThreadedCalls(
+                self._calls,
+                trio.CapacityLimiter(REST_CONCURRENCY),
+                config.lookup_timeout,
+            )
         sync = CallSync(
             store,
             rooms,
@@ -175,7 +239,9 @@ class CallsCapability(Capability):
             interval=config.sync_interval,
             concurrency=config.sync_concurrency,
         )
-        service = CallsService(store, sync, keys, token_ttl=config.token_ttl)
+        service = CallsService(
+            store, sync, keys, token_ttl=config.token_ttl, phone=phone
+        )
         self.service = service
         settings = app.settings
         path = Path(settings.data_dir) / REGISTRY_FILE
@@ -205,8 +271,9 @@ class CallsCapability(Capability):
             finally:
                 with trio.CancelScope(shield=True):
                     await trio.to_thread.run_sync(store.store.close)
-                    if self._rooms is not None:
-                        await trio.to_thread.run_sync(self._rooms.close)
+                    for client in (self._rooms, self._calls):
+                        if client is not None:
+                            await trio.to_thread.run_sync(client.close)
                 store.store = cast(CallStore, _Unopened())
 
         app.add_service("calls-registry", registry)
@@ -214,6 +281,7 @@ class CallsCapability(Capability):
         http = create_calls_app(
             service, admin=admin_check(app.admin_token), origins=config.origins
         )
+        self._http = http
         app.add_http_server(
             "calls",
             http,

@@ -25,7 +25,7 @@ from neuro_api.calls._app import (
     registry_stats,
     sync_now,
 )
-from neuro_api.calls._model import STATUSES, Call
+from neuro_api.calls._model import KINDS, STATUSES, Call
 from neuro_api.calls._store import STORE_ERRORS
 from neuro_api.control import ApiError
 
@@ -40,15 +40,18 @@ SCAN_PAGE: Final = 500
 
 
 class CallMatches:
-    """The newest ``limit`` calls matching a status and a text, a page at a time.
+    """The newest ``limit`` calls matching status, kind and text, a page at a time.
 
     ``text`` is looked for, ignoring case, in the id, both identities, the
     room and the end reason. Memory holds ``limit`` calls whatever the
     registry's size: older matches are dropped as newer ones come.
     """
 
-    def __init__(self, status: str | None, text: str, limit: int) -> None:
+    def __init__(
+        self, status: str | None, text: str, limit: int, kind: str | None = None
+    ) -> None:
         self.status = status
+        self.kind = kind
         self.needle = text.casefold()
         self.limit = limit
         self.scanned = 0
@@ -57,6 +60,8 @@ class CallMatches:
 
     def _matches(self, call: Call) -> bool:
         if self.status is not None and call.status != self.status:
+            return False
+        if self.kind is not None and call.kind != self.kind:
             return False
         fields = (call.id, call.caller, call.callee, call.room, call.end_reason or "")
         return any(self.needle in field.casefold() for field in fields)
@@ -96,12 +101,17 @@ def _registry() -> Iterator[None]:
         ) from None
 
 
-def _arguments() -> tuple[str | None, str, int]:
-    """``status``, ``q`` and ``limit`` of the query string, checked."""
+def _arguments() -> tuple[str | None, str | None, str, int]:
+    """``status``, ``kind``, ``q`` and ``limit`` of the query string, checked."""
     status = request.args.get("status") or None
     if status is not None and status not in STATUSES:
         raise ApiError(
             400, "invalid_request", f"status must be one of {', '.join(STATUSES)}"
+        )
+    kind = request.args.get("kind") or None
+    if kind is not None and kind not in KINDS:
+        raise ApiError(
+            400, "invalid_request", f"kind must be one of {', '.join(KINDS)}"
         )
     text = request.args.get("q", "").strip()
     if len(text) > MAX_QUERY:
@@ -111,7 +121,7 @@ def _arguments() -> tuple[str | None, str, int]:
         raise ApiError(
             400, "invalid_request", f"limit must be a whole number 1 to {MAX_LIMIT}"
         )
-    return status, text, int(raw)
+    return status, kind, text, int(raw)
 
 
 def calls_control_routes(service: CallsService) -> Blueprint:
@@ -120,9 +130,10 @@ def calls_control_routes(service: CallsService) -> Blueprint:
 
     @routes.get("/registry")
     async def registry() -> Any:
-        """Calls, newest first: ``?status=``, ``?q=`` (text), ``?limit=``.
+        """Calls, newest first: ``?status=``, ``?kind=``, ``?q=`` (text), ``?limit=``.
 
-        ``status`` is ``pending``, ``accepted`` or ``ended``; ``q`` (up to
+        ``status`` is ``pending``, ``accepted`` or ``ended``; ``kind`` is
+        ``video`` or ``phone``; ``q`` (up to
         200 characters) is looked for, ignoring case, in the id, caller,
         callee, room and end reason; ``limit`` is 1 to 1000 (100). The
         body is ``{"calls": [...], "count": N, "matched": M, "scanned":
@@ -130,18 +141,18 @@ def calls_control_routes(service: CallsService) -> Blueprint:
         more than ``count``); without it ``matched`` and ``scanned`` are
         ``count``. 503 ``registry_unavailable`` when the store is down.
         """
-        status, text, limit = _arguments()
+        status, kind, text, limit = _arguments()
         store = service.store
         with _registry():
             if not text:
-                found = await store.call(store.store.calls, status, limit)
+                found = await store.call(store.store.calls, status, limit, kind)
                 return {
                     "calls": [call.to_json() for call in found],
                     "count": len(found),
                     "matched": len(found),
                     "scanned": len(found),
                 }
-            matches = CallMatches(status, text, limit)
+            matches = CallMatches(status, text, limit, kind)
             calls = store.store.all_calls()
             # A page per turn of the store's worker (the lazy slice is read
             # there): the TV app's requests go in between, however large the

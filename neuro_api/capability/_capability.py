@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar, Final, Literal, Protocol
+from typing import Any, ClassVar, Final, Literal, Protocol, TypeVar
 
 import trio
 from hypercorn.typing import ASGIFramework
@@ -55,6 +55,7 @@ StatsSection = Callable[[], Mapping[str, Any]]
 Health = Literal["healthy", "degraded", "unhealthy"]
 _LEVELS: Final[tuple[Health, ...]] = ("healthy", "degraded", "unhealthy")
 _SEVERITY: Final[dict[str, int]] = {name: n for n, name in enumerate(_LEVELS)}
+_C = TypeVar("_C", bound="Capability")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -86,6 +87,8 @@ class ProcessParts(Protocol):
     announced: bool
     token: str | None
     """The control plane's bearer token (None: open to this machine only)."""
+    capabilities: tuple[Capability, ...]
+    """Every capability, in registration order (the order of their setup)."""
 
     def add_service_spec(self, spec: ServiceSpec) -> object:
         """Supervise a capability's service."""
@@ -159,13 +162,15 @@ class Setup:
     """What a capability's :meth:`~Capability.setup` gets: the process's parts.
 
     Everything is public API: the settings, the Neuro server and its hooks,
-    the :class:`~neuro_api.manager.ServerManager`, and the registrars
-    below. Registrations are only accepted during setup and finish.
+    the :class:`~neuro_api.manager.ServerManager`, the other capabilities
+    (:meth:`capability`), and the registrars below. Registrations are only
+    accepted during setup and finish.
     """
 
-    def __init__(self, process: ProcessParts, capability: Capability) -> None:
+    def __init__(self, process: ProcessParts, owner: Capability) -> None:
         self.process = process
-        self.capability = capability
+        self.owner = owner
+        """The capability being set up (whose setup or finish this is)."""
         self.phase: Literal["setup", "finish", "closed"] = "setup"
         """Which call the capability is in; contributions are refused once
         ``closed``, and routes and commands once in ``finish``."""
@@ -194,15 +199,42 @@ class Setup:
         """The :class:`~neuro_api.manager.ServerManager` servers run through."""
         return self.process.manager
 
+    def capability(self, kind: type[_C]) -> _C | None:
+        """The capability of class ``kind`` (or a subclass) that was set up before.
+
+        For a capability that uses another's public API: the voice
+        capability finds the calls capability's
+        :attr:`~neuro_api.calls.CallsCapability.service` this way. In
+        :meth:`~Capability.setup`, only capabilities registered before this
+        one are found (their setup has run; register yours after those it
+        uses: ``[*default_capabilities(), Yours()]``); in
+        :meth:`~Capability.finish` and later, any (every setup has run).
+        Returns the first registered match, or None when there is none (not
+        registered, or registered after this one). Whether it is on is its
+        own business: a capability turned off by its settings is still set
+        up, and says so (``CallsCapability.service`` is None with
+        ``--no-calls``).
+        """
+        candidates = self.process.capabilities
+        if self.phase == "setup":
+            for index, candidate in enumerate(candidates):
+                if candidate is self.owner:
+                    candidates = candidates[:index]
+                    break
+        for candidate in candidates:
+            if isinstance(candidate, kind):
+                return candidate
+        return None
+
     def section(self) -> Any:
         """The capability's own settings (its :attr:`Capability.settings`)."""
-        kind = self.capability.settings
+        kind = self.owner.settings
         if kind is None:
-            raise TypeError(f"capability {self.capability.name!r} has no settings")
+            raise TypeError(f"capability {self.owner.name!r} has no settings")
         return self.settings.section(kind)
 
     def _check_open(self, *, gathered: str | None = None) -> None:
-        name = self.capability.name
+        name = self.owner.name
         if self.phase == "closed":
             raise RuntimeError(
                 f"capability {name!r}: contributions are only accepted in "
@@ -246,7 +278,7 @@ class Setup:
             ServiceSpec(
                 name,
                 run,
-                self.capability.name,
+                self.owner.name,
                 tuple(before),
                 tuple(after),
                 critical,
@@ -327,9 +359,9 @@ class Setup:
         self.process.add_routes(
             Routes(
                 blueprint,
-                prefix if prefix is not None else f"/{self.capability.name}",
+                prefix if prefix is not None else f"/{self.owner.name}",
                 auth,
-                self.capability.name,
+                self.owner.name,
             )
         )
 
@@ -366,12 +398,12 @@ class Setup:
     def add_health(self, section: HealthSection) -> None:
         """Show ``section()`` in ``/health`` under the capability's name."""
         self._check_open()
-        self.process.add_health(self.capability.name, section)
+        self.process.add_health(self.owner.name, section)
 
     def add_stats(self, section: StatsSection) -> None:
         """Show ``section()`` in ``/stats`` under the capability's name."""
         self._check_open()
-        self.process.add_stats(self.capability.name, section)
+        self.process.add_stats(self.owner.name, section)
 
     # --- the Neuro server's hooks ----------------------------------------------
 
@@ -386,7 +418,7 @@ class Setup:
     def add_force_gate(self, name: str | None = None) -> ForceGate:
         """A :class:`~neuro_api.server.ForceGate` of this capability, in use."""
         self._check_open()
-        return self.server.add_force_gate(ForceGate(name or self.capability.name))
+        return self.server.add_force_gate(ForceGate(name or self.owner.name))
 
     def on_connection_event(
         self, listener: Callable[[ConnectionEvent], object]
