@@ -192,3 +192,24 @@ def test_json_round_trip_and_iso_format() -> None:
     assert parse_iso(None) is None
     with pytest.raises(ValueError, match="unknown call status"):
         Call.from_json(data | {"status": "ringing"})
+
+
+def test_a_phone_call_round_trips_and_old_rows_are_video_calls() -> None:
+    sid = "CA" + "0" * 32
+    call = Call.phone(sid, "+15551234567", "+15550009999", at(0))
+    data = call.to_json()
+    assert (data["kind"], data["call_sid"], data["id"], data["room"]) == (
+        "phone",
+        sid,
+        sid,
+        sid,
+    )
+    assert (data["status"], data["accepted_at"]) == ("accepted", data["created_at"])
+    assert Call.from_json(data) == call
+    before = accepted()
+    video = before.to_json()
+    assert (video["kind"], video["call_sid"]) == ("video", None)
+    old = {k: v for k, v in video.items() if k not in {"kind", "call_sid"}}
+    assert Call.from_json(old) == before
+    with pytest.raises(ValueError, match="unknown call kind"):
+        Call.from_json(data | {"kind": "fax"})
