@@ -767,8 +767,10 @@
     function query() {
       const params = new URLSearchParams();
       const status = form.elements.status.value;
+      const kind = form.elements.kind.value;
       const text = form.elements.q.value.trim();
       if (status) params.set("status", status);
+      if (kind) params.set("kind", kind);
       if (text) params.set("q", text);
       params.set("limit", String(Math.min(1000, Math.max(1, Number(form.elements.limit.value) || 100))));
       return params;
@@ -784,7 +786,8 @@
       if (result.status !== 200) { count.textContent = errorText(result); return; }
       const calls = result.body.calls || [];
       document.getElementById("call-rows").replaceChildren(...calls.map(function (call) {
-        return el("tr", { "data-call": call.id, "data-status": call.status }, el("th", { scope: "row" }, el("code", { text: cap(call.id, 100) })),
+        return el("tr", { "data-call": call.id, "data-status": call.status, "data-kind": call.kind || "video" },
+          el("th", { scope: "row" }, el("code", { text: cap(call.id, 100) })), cell(call.kind || "video"),
           cell(call.caller), cell(call.callee), cell(call.room), cell(call.status), cell(call.created_at),
           cell(call.duration === null ? null : call.duration + " s"), cell(call.end_reason));
       }));
@@ -825,6 +828,7 @@
       refreshRegistry();
     });
     form.elements.status.addEventListener("change", refreshRegistry);
+    form.elements.kind.addEventListener("change", refreshRegistry);
     syncButton.addEventListener("click", async function () {
       syncButton.disabled = true;
       syncResult.textContent = "syncing…";

@@ -1,0 +1,59 @@
+"""The dashboard's calls page with phone calls, in a real headless Chromium:
+a kind column, and a kind filter (``/calls/registry?kind=``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+import httpx
+from browser_helpers import Browser, browser, browser_driver, running_process
+
+from neuro_api.calls import CallsCapability
+from neuro_api.manager import ServerInfo
+
+__all__ = ["browser", "browser_driver"]  # the fixtures, imported to be found
+
+SID: Final = "CA" + "5" * 32
+PICK_KIND: Final = (
+    "const s = document.getElementById('calls-kind');"
+    "s.value = arguments[0]; s.dispatchEvent(new Event('change'));"
+)
+
+
+async def test_the_calls_page_shows_and_filters_kinds(
+    tmp_path: Path, browser: Browser
+) -> None:
+    async with running_process(tmp_path) as (process, info):
+        assert info.control is not None
+        calls = next(c for c in process.capabilities if isinstance(c, CallsCapability))
+        assert calls.service is not None
+        server = {s.name: s.info for s in process.supervisor.status()}["calls"]
+        assert isinstance(server, ServerInfo)
+        async with httpx.AsyncClient(base_url=server.local_url) as http:
+            made = await http.post(
+                "/api/calls", json={"caller": "alice", "callee": "bob", "room": "r"}
+            )
+        video = made.json()["id"]
+        await calls.service.start_phone_call(SID, "+15551234567", "+15550009999")
+        await browser.get(f"{info.control.local_url}/ui/calls")
+        phone_row = f'#call-rows tr[data-call="{SID}"]'
+        await browser.wait_for(phone_row)
+        assert len(await browser.find_all("#call-rows tr")) == 2
+        assert "phone" in await browser.text(f"{phone_row} td")  # the kind cell
+        assert "+15551234567" in await browser.text(phone_row)
+        assert "video" in await browser.text(f'#call-rows tr[data-call="{video}"]')
+        for kind, shown in (("phone", SID), ("video", video)):
+            await browser.run(lambda d, k=kind: d.execute_script(PICK_KIND, k))
+            await browser.wait_until(
+                lambda d, s=shown: (
+                    [
+                        row.get_attribute("data-call")
+                        for row in d.find_elements("css selector", "#call-rows tr")
+                    ]
+                    == [s]
+                ),
+                message=f"the {kind} filter did not apply",
+            )
+        await browser.wait_for_request(r"/calls/registry\?kind=video")
+        await browser.assert_clean()
