@@ -47,8 +47,9 @@ class TwilioCallError(Exception):
     """Twilio could not be asked to change a call, or refused; a one-line message.
 
     "Twilio is not configured ...", "timed out after 15 s", "authentication
-    failed (401)", "Twilio answered 400 (error 12100: Document parse
-    failure)", "network: Connection refused", "malformed answer: not JSON".
+    failed (401) (error 20003: ...)", "Twilio answered 400 (error 12100:
+    Unable to update record: Document parse failure)", "network: Connection
+    refused", "malformed answer: not JSON".
     """
 
 
