@@ -15,6 +15,15 @@ from neuro_api.manager import ServerInfo
 __all__ = ["browser", "browser_driver"]  # the fixtures, imported to be found
 
 SID: Final = "CA" + "5" * 32
+ROW_IDS: Final = (
+    "return Array.from(document.querySelectorAll('#call-rows tr'),"
+    " (row) => row.dataset.call);"
+)
+ROWS: Final = (  # id, data-kind, then the kind and caller cells of each row
+    "return Array.from(document.querySelectorAll('#call-rows tr'), (row) =>"
+    " [row.dataset.call, row.dataset.kind,"
+    " ...Array.from(row.querySelectorAll('td'), (td) => td.textContent).slice(0, 2)]);"
+)
 PICK_KIND: Final = (
     "const s = document.getElementById('calls-kind');"
     "s.value = arguments[0]; s.dispatchEvent(new Event('change'));"
@@ -37,22 +46,19 @@ async def test_the_calls_page_shows_and_filters_kinds(
         video = made.json()["id"]
         await calls.service.start_phone_call(SID, "+15551234567", "+15550009999")
         await browser.get(f"{info.control.local_url}/ui/calls")
-        phone_row = f'#call-rows tr[data-call="{SID}"]'
-        await browser.wait_for(phone_row)
-        assert len(await browser.find_all("#call-rows tr")) == 2
-        assert "phone" in await browser.text(f"{phone_row} td")  # the kind cell
-        assert "+15551234567" in await browser.text(phone_row)
-        assert "video" in await browser.text(f'#call-rows tr[data-call="{video}"]')
+        await browser.wait_for(f'#call-rows tr[data-call="{SID}"]')
+        rows = await browser.run(lambda d: d.execute_script(ROWS))
+        assert [row[:3] for row in rows] == [
+            [SID, "phone", "phone"],
+            [video, "video", "video"],
+        ]
+        assert rows[0][3] == "+15551234567"  # the caller cell
         for kind, shown in (("phone", SID), ("video", video)):
             await browser.run(lambda d, k=kind: d.execute_script(PICK_KIND, k))
+            # The rows' ids in one script: the page replaces its rows every
+            # few seconds, and an element found before may be gone (stale).
             await browser.wait_until(
-                lambda d, s=shown: (
-                    [
-                        row.get_attribute("data-call")
-                        for row in d.find_elements("css selector", "#call-rows tr")
-                    ]
-                    == [s]
-                ),
+                lambda d, s=shown: d.execute_script(ROW_IDS) == [s],
                 message=f"the {kind} filter did not apply",
             )
         await browser.wait_for_request(r"/calls/registry\?kind=video")
