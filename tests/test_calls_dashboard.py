@@ -8,6 +8,7 @@ from typing import Final
 
 import httpx
 from browser_helpers import Browser, browser, browser_driver, running_process
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from neuro_api.calls import CallsCapability
 from neuro_api.manager import ServerInfo
@@ -54,12 +55,16 @@ async def test_the_calls_page_shows_and_filters_kinds(
         ]
         assert rows[0][3] == "+15551234567"  # the caller cell
         for kind, shown in (("phone", SID), ("video", video)):
-            await browser.run(lambda d, k=kind: d.execute_script(PICK_KIND, k))
-            # The rows' ids in one script: the page replaces its rows every
-            # few seconds, and an element found before may be gone (stale).
-            await browser.wait_until(
-                lambda d, s=shown: d.execute_script(ROW_IDS) == [s],
-                message=f"the {kind} filter did not apply",
-            )
+
+            def pick(driver: WebDriver, kind: str = kind) -> None:
+                driver.execute_script(PICK_KIND, kind)
+
+            def only(driver: WebDriver, shown: str = shown) -> bool:
+                # The rows' ids in one script: the page replaces its rows
+                # every few seconds, and an element found before may be gone.
+                return bool(driver.execute_script(ROW_IDS) == [shown])
+
+            await browser.run(pick)
+            await browser.wait_until(only, message=f"the {kind} filter did not apply")
         await browser.wait_for_request(r"/calls/registry\?kind=video")
         await browser.assert_clean()

@@ -65,6 +65,7 @@ def twilio_routes(name: str = "bridge") -> Blueprint:
     async def media() -> None:
         while True:
             message = await websocket.receive()
+            assert isinstance(message, str)
             await websocket.send(f"echo {message}")
 
     return routes
@@ -152,7 +153,7 @@ async def test_a_capability_serves_http_and_websocket_routes_on_the_calls_port(
             await ws.send_message("start")
             assert await ws.get_message() == "echo start"
         # A page of this machine is an allowed origin (--calls-origins).
-        allowed = [("Origin", "http://localhost:5173")]
+        allowed = [(b"Origin", b"http://localhost:5173")]
         async with open_websocket_url(media, extra_headers=allowed) as ws:
             await ws.send_message("hi")
             assert await ws.get_message() == "echo hi"

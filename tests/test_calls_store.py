@@ -224,8 +224,9 @@ def test_a_kind_filter_reads_past_a_page(
     assert store.calls("pending", kind="video") == video
 
 
+OLD_ID = "0123456789abcdef"
 OLD_ROW = {  # a call as servers wrote it before calls had kinds
-    "id": "0123456789abcdef",
+    "id": OLD_ID,
     "caller": "alice",
     "callee": "bob",
     "room": "kitchen",
@@ -246,7 +247,7 @@ def test_calls_stored_before_kinds_are_video_calls(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         db.execute(
             "INSERT INTO calls VALUES (?, ?, ?, ?)",
-            (OLD_ROW["id"], "accepted", OLD_ROW["created_at"], json.dumps(OLD_ROW)),
+            (OLD_ID, "accepted", "2026-12-06T08:00:00.000Z", json.dumps(OLD_ROW)),
         )
     db.close()
     store = SqliteCallStore(path)
@@ -262,9 +263,9 @@ def test_calls_stored_in_redis_before_kinds_are_video_calls(tmp_path: Path) -> N
     try:
         client = server.client()
         score = dt.datetime(2026, 12, 6, 8, 0, tzinfo=dt.UTC).timestamp()
-        client.set(f"Calls:call:{OLD_ROW['id']}", json.dumps(OLD_ROW))
-        client.zadd("Calls:created", {OLD_ROW["id"]: score})
-        client.zadd("Calls:status:accepted", {OLD_ROW["id"]: score})
+        client.set(f"Calls:call:{OLD_ID}", json.dumps(OLD_ROW))
+        client.zadd("Calls:created", {OLD_ID: score})
+        client.zadd("Calls:status:accepted", {OLD_ID: score})
         store = RedisCallStore(server.url)
         try:
             _an_old_row_is_a_video_call(store)
@@ -275,7 +276,7 @@ def test_calls_stored_in_redis_before_kinds_are_video_calls(tmp_path: Path) -> N
 
 
 def _an_old_row_is_a_video_call(store: CallStore) -> None:
-    old = store.get(OLD_ROW["id"])
+    old = store.get(OLD_ID)
     assert old is not None
     assert (old.kind, old.call_sid, old.caller) == ("video", None, "alice")
     assert store.calls("accepted", kind="video") == [old]
