@@ -7,6 +7,8 @@ import socket
 
 import hypercorn.config
 import hypercorn.trio
+import hypercorn.trio.run
+import hypercorn.trio.tcp_server
 import trio
 from hypercorn.typing import (
     ASGIFramework,
@@ -24,6 +26,34 @@ from neuro_api.manager._service import Service, StatusCallback
 __all__ = ["HttpService"]
 
 ERROR_LOGGER = logging.getLogger("neuro_api.manager.hypercorn")
+
+
+class _OneConnection(hypercorn.trio.tcp_server.TCPServer):
+    """Hypercorn's handler of one connection, whose failure ends it alone.
+
+    Hypercorn 0.18's ``TCPServer.run`` lets anything but ``OSError`` escape
+    into the server's nursery, so one connection that trips its protocol
+    code stops the whole server, and every other connection with it (a
+    supervised server is restarted, its clients cut off). One request does
+    it: a WebSocket upgrade followed by a byte of data, or a request sent on
+    the connection of a refused upgrade (h11's ``LocalProtocolError``;
+    Hypercorn issue #225). Here that failure is logged and the connection is
+    closed (``run`` closes its stream in a ``finally``).
+    """
+
+    async def run(self) -> None:
+        try:
+            await super().run()
+        except Exception as exc:  # one connection's failure: logged, closed
+            ERROR_LOGGER.warning(
+                "a connection failed in Hypercorn and was closed: %s: %s",
+                type(exc).__name__,
+                exc,
+            )
+
+
+# worker_serve makes each connection's handler from this module global.
+setattr(hypercorn.trio.run, "TCPServer", _OneConnection)  # noqa: B010
 
 
 class _LifespanWatch:
