@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 import orjson
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
+from valve import Valve
 
 from . import _wire
 from ._responses import Responses
-from ._valve import Valve
 from ._wire import ClientError
 
 if TYPE_CHECKING:

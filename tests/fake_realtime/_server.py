@@ -13,12 +13,12 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest, wrap_server_stream
+from valve import Valve
 
 from neuro_api._shared import raise_one
 
 from ._behaviours import Behaviour, Play, Responder, default_responder, plays
 from ._connection import FakeConnection
-from ._valve import Valve
 from ._wire import Ids
 
 LOGGER = logging.getLogger(__name__)
