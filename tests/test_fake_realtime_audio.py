@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,9 +34,15 @@ from fake_realtime import (
     open_client,
     open_fake_realtime,
 )
+from fake_twilio_media import open_fake_twilio_media
 from realtime_shapes import check_client_event, check_server_event
 from speech import noise, silence, speech, tone
-from trio_websocket import ConnectionClosed, WebSocketConnection
+from trio_websocket import (
+    ConnectionClosed,
+    WebSocketConnection,
+    WebSocketRequest,
+    serve_websocket,
+)
 
 KEY = "sk-test-key-0123456789"
 DEADLINE = 5.0
@@ -757,3 +764,108 @@ async def test_every_event_of_a_text_session_has_the_api_shape(
         await client.send(type="input_audio_buffer.commit")
         await client.wait("error")
     assert DEFAULT_TRANSCRIPT == "Hello."
+
+
+# -- the two fakes together -------------------------------------------------------
+
+
+async def mini_bridge(
+    request: WebSocketRequest, fake: FakeRealtime, truncations: list[int]
+) -> None:
+    """The least a bridge does: audio both ways, a mark per chunk, and on a
+    barge-in ``clear`` plus a truncation at what the marks say was heard."""
+    twilio = await request.accept()
+    async with open_client(fake, key=KEY) as realtime, trio.open_nursery() as tasks:
+        audio = {"input": {"format": PCMU}, "output": {"format": PCMU}}
+        session = {"type": "realtime", "audio": audio}
+        await realtime.send_message(
+            orjson.dumps({"type": "session.update", "session": session}).decode()
+        )
+        stream_sid = ""
+        sent: dict[str, tuple[str, int]] = {}  # mark name -> (item, its end ms)
+        heard: dict[str, int] = {}
+
+        async def from_twilio() -> None:
+            nonlocal stream_sid
+            while True:
+                message = orjson.loads(await twilio.get_message())
+                if message["event"] == "start":
+                    stream_sid = message["streamSid"]
+                elif message["event"] == "media":
+                    append = {"type": "input_audio_buffer.append"}
+                    append["audio"] = message["media"]["payload"]
+                    await realtime.send_message(orjson.dumps(append).decode())
+                elif message["event"] == "mark" and message["mark"]["name"] in sent:
+                    item_id, end = sent.pop(message["mark"]["name"])
+                    heard[item_id] = end
+                elif message["event"] == "stop":
+                    tasks.cancel_scope.cancel()
+
+        async def from_realtime() -> None:
+            made: dict[str, int] = {}
+            while True:
+                event = orjson.loads(await realtime.get_message())
+                if event["type"] == "response.output_audio.delta":
+                    item_id = event["item_id"]
+                    # 8 bytes a millisecond: a delta is a whole number of them.
+                    size = len(base64.b64decode(event["delta"]))
+                    made[item_id] = made.get(item_id, 0) + size // mulaw.BYTES_PER_MS
+                    name = f"{item_id}/{made[item_id]}"
+                    sent[name] = (item_id, made[item_id])
+                    for message in (
+                        {"media": {"payload": event["delta"]}, "event": "media"},
+                        {"mark": {"name": name}, "event": "mark"},
+                    ):
+                        message["streamSid"] = stream_sid
+                        await twilio.send_message(orjson.dumps(message).decode())
+                elif event["type"] == "input_audio_buffer.speech_started" and sent:
+                    item_id = next(iter(sent.values()))[0]
+                    sent.clear()  # marks coming back now were not played
+                    clear = {"event": "clear", "streamSid": stream_sid}
+                    await twilio.send_message(orjson.dumps(clear).decode())
+                    truncations.append(heard.get(item_id, 0))
+                    truncate = {
+                        "type": "conversation.item.truncate",
+                        "item_id": item_id,
+                        "content_index": 0,
+                        "audio_end_ms": truncations[-1],
+                    }
+                    await realtime.send_message(orjson.dumps(truncate).decode())
+
+        tasks.start_soon(from_twilio)
+        tasks.start_soon(from_realtime)
+
+
+async def test_a_call_through_both_fakes_barge_in_at_what_was_heard(
+    fake: FakeRealtime, nursery: trio.Nursery, autojump_clock: trio.abc.Clock
+) -> None:
+    fake.script(Audio("A long story.", ms=6000, pace=2.0))
+    truncations: list[int] = []
+    listener = await nursery.start(
+        serve_websocket,
+        functools.partial(mini_bridge, fake=fake, truncations=truncations),
+        "127.0.0.1",
+        0,
+        None,
+    )
+    url = f"ws://127.0.0.1:{listener.port}/twilio/media"
+    async with open_fake_twilio_media(url) as call:
+        await call.say(tone(400) + silence(300))
+        await call.wait_heard(1200)
+        await call.say(tone(300))  # the caller talks over Neuro
+        connection = fake.connections[0]
+        with trio.fail_after(DEADLINE):
+            truncated = await connection.wait_sent("conversation.item.truncated")
+        await call.say(silence(300))
+    item_id = truncated["item_id"]
+    [heard_by_marks] = truncations
+    assert truncated["audio_end_ms"] == heard_by_marks
+    # The marks tell what played to within a chunk (100 ms), never more.
+    assert call.marks[-1].cleared
+    assert 1200 <= heard_by_marks <= call.heard_ms < heard_by_marks + 100
+    assert call.played == connection.output_audio[item_id][: len(call.played)]
+    assert connection.sent_events("error") == []
+    assert call.protocol_errors == []
+    done = connection.sent_events("response.done")[0]["response"]
+    assert done["status_details"] == {"type": "cancelled", "reason": "turn_detected"}
+    assert connection.input_audio.startswith(tone(400))
