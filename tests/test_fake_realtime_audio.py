@@ -35,6 +35,7 @@ from fake_realtime import (
     open_fake_realtime,
 )
 from fake_twilio_media import open_fake_twilio_media
+from realtime_helpers import running_pool
 from realtime_shapes import check_client_event, check_server_event
 from speech import noise, silence, speech, tone
 from trio_websocket import (
@@ -869,3 +870,64 @@ async def test_a_call_through_both_fakes_barge_in_at_what_was_heard(
     done = connection.sent_events("response.done")[0]["response"]
     assert done["status_details"] == {"type": "cancelled", "reason": "turn_detected"}
     assert connection.input_audio.startswith(tone(400))
+
+
+async def test_the_pool_puts_a_phone_session_back(
+    fake: FakeRealtime, autojump_clock: trio.abc.Clock
+) -> None:
+    """A call's lease ends mid-answer, mid-speech: the next lease finds the
+    fake as new (what the pool's reset asks, the fake does)."""
+    fake.script(Audio("A long answer.", ms=5000, pace=1.0))
+    settings = {
+        "type": "realtime",
+        "audio": {
+            "input": {
+                "format": PCMU,
+                "turn_detection": {
+                    "type": "semantic_vad",
+                    "eagerness": "high",
+                    "interrupt_response": False,
+                },
+                "transcription": {"model": "gpt-4o-transcribe"},
+            },
+            "output": {"format": PCMU, "voice": "marin"},
+        },
+    }
+    async with running_pool(fake, max_connections=1) as pool:
+        async with pool.connection_context() as conn:
+            await conn.send({"type": "session.update", "session": settings})
+            audio = base64.b64encode(tone(300) + silence(300)).decode()
+            await conn.send({"type": "input_audio_buffer.append", "audio": audio})
+            with trio.fail_after(DEADLINE):
+                while (await conn.receive())["type"] != "response.output_audio.delta":
+                    pass
+            speech_now = base64.b64encode(tone(100)).decode()
+            await conn.send({"type": "input_audio_buffer.append", "audio": speech_now})
+            with trio.fail_after(DEADLINE):
+                while (await conn.receive())[
+                    "type"
+                ] != "input_audio_buffer.speech_started":
+                    pass
+            connection = fake.connections[0]
+            during = state(connection)
+        async with pool.connection_context() as again:
+            assert again.id == conn.id  # reset, not closed
+    # The buffer: 50 ms of silence after the first turn's end, 100 of speech.
+    assert during == {"speaking": True, "answering": True, "items": 2, "buffer": 1200}
+    assert state(connection) == {
+        "speaking": False,
+        "answering": False,
+        "items": 0,
+        "buffer": 0,
+    }
+    initial = connection.sent_events("session.created")[0]["session"]
+    assert connection.session["audio"] == initial["audio"]
+
+
+def state(connection: FakeConnection) -> dict[str, Any]:
+    return {
+        "speaking": connection.speaking,
+        "answering": connection.active_response is not None,
+        "items": len(connection.items),
+        "buffer": connection.audio_buffer,
+    }

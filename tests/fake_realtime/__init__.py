@@ -154,6 +154,7 @@ Protocol (GA event names; every server event has ``type`` and a unique
       committed item's transcript follows its ``conversation.item.done``:
       ``conversation.item.input_audio_transcription.delta`` and
       ``.completed`` (``usage: {type: duration, seconds}``).
+      ``idle_timeout_ms`` and ``noise_reduction`` are kept, not simulated.
     * ``response.create``: parameters checked (``conversation`` auto/none,
       ``input`` items, which may be ``item_reference``\\ s, tools,
       ``tool_choice``, ``output_modalities``, ``instructions``,
