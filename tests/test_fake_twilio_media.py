@@ -27,6 +27,7 @@ from fake_twilio_media import (
     FakeTwilioCall,
     TwimlStream,
     open_fake_twilio_media,
+    voice_webhook,
 )
 from speech import silence, tone
 from trio_websocket import (
@@ -724,6 +725,30 @@ def test_the_stream_a_webhook_names() -> None:
 def test_twiml_without_a_stream(twiml: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         TwimlStream.parse(twiml)
+
+
+# -- the voice webhook ------------------------------------------------------------
+
+
+def test_the_voice_webhook_is_signed_over_the_url_and_the_form() -> None:
+    url = "https://neuro.example.ngrok.app/twilio/voice"
+    hook = voice_webhook(url, auth_token=TOKEN, call_sid="CA" + "2" * 32)
+    assert hook.call_sid == "CA" + "2" * 32
+    assert re.fullmatch("AC[0-9a-f]{32}", hook.account_sid)
+    assert hook.form["From"] == hook.form["Caller"] == "+15550001111"
+    assert hook.form["To"] == hook.form["Called"] == "+15550002222"
+    assert (hook.form["Direction"], hook.form["CallStatus"]) == ("inbound", "ringing")
+    signature = hook.headers["X-Twilio-Signature"]
+    validator = RequestValidator(TOKEN)
+    assert validator.validate(url, hook.form, signature)
+    assert not validator.validate(url, {**hook.form, "From": "+1555"}, signature)
+    assert not validator.validate(url.replace("https", "http"), hook.form, signature)
+    assert hook.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    ended = voice_webhook(url, auth_token=TOKEN, extra={"CallStatus": "in-progress"})
+    assert ended.form["CallStatus"] == "in-progress"
+    assert validator.validate(url, ended.form, ended.headers["X-Twilio-Signature"])
+    assert "X-Twilio-Signature" not in voice_webhook(url).headers
+    assert voice_webhook(url, signature="x").headers["X-Twilio-Signature"] == "x"
 
 
 # -- the codec the fake relies on ----------------------------------------------

@@ -110,11 +110,32 @@ Protocol errors
 :class:`TwimlStream` ``.parse(twiml)``
     The ``<Stream>`` a webhook's TwiML names: ``url``, ``parameters`` (its
     ``<Parameter>``\\ s), ``bidirectional`` (under ``<Connect>``).
+
+``voice_webhook(url, *, auth_token=None, signature=None, call_sid=None,
+account_sid=None, from_="+15550001111", to="+15550002222",
+call_status="ringing", extra=None)``
+    The ``POST`` Twilio makes when a call comes in, as a
+    :class:`VoiceWebhook` (``url``, ``form``, ``headers``, ``call_sid``,
+    ``account_sid``): Twilio's form fields, ``X-Twilio-Signature`` over
+    ``url`` and the fields (or ``signature`` as given, or none). A whole
+    call::
+
+        hook = voice_webhook(PUBLIC + "/twilio/voice", auth_token=TOKEN)
+        reply = await http.post(LOCAL + "/twilio/voice", data=hook.form,
+                                headers=hook.headers)
+        stream = TwimlStream.parse(reply.text)
+        async with open_fake_twilio_media(
+            LOCAL_WS + "/twilio/media", auth_token=TOKEN,
+            public_url=stream.url, custom_parameters=stream.parameters,
+            call_sid=hook.call_sid, account_sid=hook.account_sid,
+        ) as call:
+            ...
 """
 
 from ._call import FakeTwilioCall, ProtocolError, open_fake_twilio_media
 from ._player import ReturnedMark
 from ._twiml import TwimlStream
+from ._webhook import VoiceWebhook, voice_webhook
 from ._wire import (
     FRAME_BYTES,
     FRAME_MS,
@@ -133,5 +154,7 @@ __all__ = [
     "ProtocolError",
     "ReturnedMark",
     "TwimlStream",
+    "VoiceWebhook",
     "open_fake_twilio_media",
+    "voice_webhook",
 ]
