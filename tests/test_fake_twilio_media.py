@@ -414,6 +414,25 @@ async def test_the_server_closing_first_ends_the_call(
     assert not call.stopped
 
 
+async def test_a_server_closing_at_once_gives_an_ended_call(
+    nursery: trio.Nursery, autojump_clock: trio.abc.Clock
+) -> None:
+    async def close_at_once(request: WebSocketRequest) -> None:
+        websocket = await request.accept()
+        await websocket.aclose(1000, "busy")
+
+    listener = await nursery.start(serve_websocket, close_at_once, "127.0.0.1", 0, None)
+    for _ in range(20):  # closed before, during or after the start
+        async with open_fake_twilio_media(
+            f"ws://127.0.0.1:{listener.port}/twilio/media"
+        ) as call:
+            with trio.fail_after(DEADLINE):
+                await call.wait_closed()
+        assert (call.close_code, call.close_reason) == (1000, "busy")
+        assert call.closed_by == "server"
+        assert call.ending
+
+
 async def test_drop_ends_the_tcp_connection(
     bridge: Bridge, autojump_clock: trio.abc.Clock
 ) -> None:

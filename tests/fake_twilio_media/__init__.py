@@ -32,8 +32,10 @@ send_start=True, strict=True, connect_timeout=5.0)``
     public URL). SIDs default to random ``AC…``, ``CA…``, ``MZ…``. A refused
     handshake raises one ``trio_websocket.ConnectionRejected``
     (``status_code``, ``body``). At exit the caller hangs up if the call is
-    still open (``stop``, close 1000; a frozen call is dropped). Errors of
-    the block come out as themselves, not in an ``ExceptionGroup``.
+    still open (``stop``, close 1000; a frozen call is dropped). A server
+    that closes at once (a busy line) gives a call that ends, no error.
+    Errors of the block come out as themselves, not in an
+    ``ExceptionGroup``.
 
 What it sends (``sequenceNumber`` counts every message from ``"1"``;
 ``connected`` has none)
@@ -86,7 +88,8 @@ Protocol errors
     now), ``queued_ms`` (still to play), ``marks`` (every
     :class:`ReturnedMark` ``(name, cleared, heard_ms, time)`` sent back, in
     order), ``clears`` (``clear`` messages received), ``started``,
-    ``stopped``, ``closed``, ``close_code``, ``close_reason``, ``closed_by``
+    ``stopped``, ``closed``, ``ending`` (closed, or closing: nothing can be
+    sent), ``close_code``, ``close_reason``, ``closed_by``
     (``"twilio"``: the fake closed or dropped it; ``"server"``: the bridge
     closed it, or the TCP connection ended under it), ``frozen``.
 

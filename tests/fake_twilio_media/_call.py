@@ -138,6 +138,11 @@ class FakeTwilioCall:
         return self.player.queued_ms
 
     @property
+    def ending(self) -> bool:
+        """Whether the stream ended or is ending (nothing can be sent)."""
+        return self.closed or self._closing
+
+    @property
     def frozen(self) -> bool:
         """Whether the network is stalled (see :meth:`freeze`)."""
         return self._valve.frozen
@@ -405,7 +410,7 @@ class FakeTwilioCall:
             self.closed_by = by
 
     def _check_open(self) -> None:
-        if self.closed or self._closing:
+        if self.ending:
             raise trio.ClosedResourceError(f"the stream of {self.call_sid} ended")
 
     def _notify(self) -> None:
