@@ -135,7 +135,8 @@ call_status="ringing", extra=None)``
             ...
 """
 
-from ._call import FakeTwilioCall, ProtocolError, open_fake_twilio_media
+from ._call import FakeTwilioCall, ProtocolError
+from ._dial import open_fake_twilio_media
 from ._player import ReturnedMark
 from ._twiml import TwimlStream
 from ._webhook import VoiceWebhook, voice_webhook
