@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+import speech
 import trio
 from trio_websocket import (
     ConnectionClosed,
@@ -35,6 +36,11 @@ os.environ.setdefault("NEURO_API_CALLS_PORT", "0")
 # be sent anywhere): tests that want the pool give a fake's key themselves.
 for _name in ("OPENAI_API_KEY", "OPENAI_REALTIME_URL", "NEURO_API_REALTIME_ENABLED"):
     os.environ.pop(_name, None)
+
+
+def pytest_report_header() -> str:
+    # Whether the phone-call tests hear real speech or the fallback tones.
+    return speech.describe()
 
 
 @pytest.fixture(autouse=True)

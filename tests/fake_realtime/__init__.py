@@ -3,8 +3,9 @@
 It is a Trio server on trio-websocket that runs in the test's own event loop,
 so its timers follow ``autojump_clock``. It speaks the WebSocket interface of
 ``wss://api.openai.com/v1/realtime?model=MODEL`` well enough for a client to
-keep a session, build a conversation and get function calls, and it
-misbehaves on demand::
+keep a session, build a conversation and get function calls, to hold a
+phone call (server VAD on the caller's audio, spoken answers, barge-in,
+truncation), and it misbehaves on demand::
 
     async with open_fake_realtime(key="sk-test") as fake:
         fake.script([RateLimits(), FunctionCall("jump", '{"height": 3}')])
@@ -34,7 +35,10 @@ misbehaves on demand::
     body instead); ``responder`` (a :data:`Responder`, default
     :func:`default_responder`); ``script(*plays)`` queues plays for the next
     valid ``response.create`` events of any connection, in order, before the
-    responder is asked again (``scripted`` is that deque);
+    responder is asked again (``scripted`` is that deque), automatic
+    responses included; ``script_transcripts(*texts)`` queues what the next
+    user audio turns say (``transcripts`` is that deque; then
+    :data:`DEFAULT_TRANSCRIPT`, ``"Hello."``);
     ``await wait_connections(n)``, ``await wait_handshakes(n)``.
 
 Handshake
@@ -59,10 +63,18 @@ Handshake
     ``received`` (every client event, parsed), ``bad_frames`` (non-JSON or
     binary frames, raw), ``sent`` (server events as written to the socket),
     ``responses`` (the ``response`` object of every ``response.create``,
-    ``{}`` when absent, refused ones included), ``active_response`` (id or
-    ``None``), ``audio_buffer`` (bytes appended since the last commit/clear),
-    ``audio_ms`` (``{item_id: ms}``: audio lengths a test declares, checked by
-    ``conversation.item.truncate``), ``closed``, ``close_code`` and
+    ``{}`` when absent, refused ones included; automatic responses are not
+    in it), ``active_response`` (id or ``None``), ``audio_buffer`` (how
+    many bytes were appended since the last commit/clear), ``input_audio``
+    (every byte appended in the session), ``turns`` (every user audio item
+    made of the buffer, a :class:`Turn`: ``item_id``, ``by`` ``"vad"`` or
+    ``"commit"``, ``audio``, ``audio_start_ms``, ``audio_end_ms``,
+    ``transcript``), ``speaking`` (the VAD hears speech now),
+    ``output_audio`` (``{item_id: bytearray}``: the audio the model made
+    for each item), ``audio_ms`` (``{item_id: ms}``: audio lengths checked
+    by ``conversation.item.truncate``, those of the model's audio items
+    kept as they are made; a test may declare others),
+    ``closed``, ``close_code`` and
     ``close_reason`` (the client's close frame, the code the server closed
     with, 1001 at shutdown, 1006 when the TCP connection ended without one,
     dropped ones included), ``dropped``, ``frozen``.
@@ -87,14 +99,21 @@ Protocol (GA event names; every server event has ``type`` and a unique
       realtime.session``, ``id: sess_…``, ``model``, ``output_modalities:
       ["audio"]``, ``instructions: ""``, ``tools: []``, ``tool_choice:
       "auto"``, ``max_output_tokens: "inf"``, ``audio.input``/``output`` with
-      ``audio/pcm`` 24 kHz; turn detection is reported but not simulated).
+      ``audio/pcm`` 24 kHz, ``server_vad`` turn detection: threshold 0.5,
+      prefix 300 ms, silence 200 ms, create and interrupt response).
     * ``session.update``: ``session.type`` must be ``realtime`` (else
       ``missing_required_parameter`` / ``invalid_value``, param
       ``session.type``); tools must be GA function tools whose names match
       ``^[a-zA-Z0-9_-]+$`` and are at most 64 characters (``invalid_value`` /
       ``string_above_max_length``, param ``session.tools[i].name``);
-      ``tool_choice`` and ``output_modalities`` are checked; objects are
-      merged key by key; answer ``session.updated`` with the whole session.
+      ``tool_choice`` and ``output_modalities`` are checked; audio formats
+      must be ``audio/pcm`` (rate 24000), ``audio/pcmu`` or ``audio/pcma``;
+      a ``turn_detection`` is ``null``, ``server_vad`` (``threshold`` 0-1,
+      integer ms) or ``semantic_vad`` (``eagerness``), its missing fields
+      filled with the defaults above; objects are merged key by key, but
+      ``format``, ``turn_detection``, ``transcription`` and
+      ``noise_reduction``, which are replaced whole; answer
+      ``session.updated`` with the whole session.
     * ``conversation.item.create``: message (role user/system/assistant with
       that role's content types: ``input_text``…, ``output_text``…),
       ``function_call`` or ``function_call_output`` (``call_id``, ``output``);
@@ -104,12 +123,38 @@ Protocol (GA event names; every server event has ``type`` and a unique
     * ``conversation.item.retrieve`` / ``delete`` / ``truncate``: unknown ids
       give ``item_retrieve_invalid_item_id`` / ``item_delete_invalid_item_id``
       / ``item_truncate_invalid_item_id`` ("Error deleting item: the item with
-      id 'X' does not exist."); a truncation past ``audio_ms`` is an
-      ``invalid_value``; answers ``conversation.item.retrieved`` / ``deleted``
-      / ``truncated``.
-    * ``input_audio_buffer.append`` (base64, counted), ``clear``
-      (``cleared``), ``commit`` (``committed`` and a user audio item; empty
-      buffer: ``input_audio_buffer_commit_empty``).
+      id 'X' does not exist."); a truncation past the item's ``audio_ms``
+      is an ``invalid_value`` (param ``audio_end_ms``) with the API's text,
+      "Audio content of 13600ms is already shorter than 55960ms", and
+      changes nothing; a right one sets ``audio_ms`` to ``audio_end_ms``;
+      answers ``conversation.item.retrieved`` / ``deleted`` / ``truncated``.
+    * ``input_audio_buffer.append`` (base64), ``clear`` (``cleared``),
+      ``commit`` (``committed``, then a user message item with an
+      ``input_audio`` part, ``transcript: null``; empty buffer:
+      ``input_audio_buffer_commit_empty``).
+    * Server VAD (``audio/pcmu`` and ``audio/pcm`` input with a turn
+      detection; ``audio/pcma`` is only counted): appended audio is cut in
+      10 ms windows; a window whose samples' RMS reaches 1000 times the threshold
+      (500 at 0.5) is speech. Speech starting:
+      ``input_audio_buffer.speech_started`` (``audio_start_ms``: that
+      window's start minus ``prefix_padding_ms``, not before the buffer's
+      start, in ms of all the session's input audio; ``item_id``: the item
+      to come), and with ``interrupt_response`` the response running in the
+      conversation is cancelled (barge-in): an audio item being streamed
+      ends ``incomplete`` (``output_audio.done``, ``output_audio_transcript
+      .done`` with the words sent so far, ``content_part.done``,
+      ``output_item.done``), then ``response.done`` ``cancelled``,
+      ``status_details: {type: cancelled, reason: turn_detected}``. After
+      ``silence_duration_ms`` of windows below the threshold (semantic VAD:
+      1000/500/250 ms for low/medium or auto/high eagerness):
+      ``speech_stopped`` (``audio_end_ms``: the end of that silence), the
+      buffer up to there committed as above, then with ``create_response``
+      an automatic response (scripted plays first, then the responder with
+      ``{}``) unless one is running. With input ``transcription`` set, a
+      committed item's transcript follows its ``conversation.item.done``:
+      ``conversation.item.input_audio_transcription.delta`` and
+      ``.completed`` (``usage: {type: duration, seconds}``).
+      ``idle_timeout_ms`` and ``noise_reduction`` are kept, not simulated.
     * ``response.create``: parameters checked (``conversation`` auto/none,
       ``input`` items, which may be ``item_reference``\\ s, tools,
       ``tool_choice``, ``output_modalities``, ``instructions``,
@@ -140,6 +185,18 @@ or the :data:`Responder` ``(connection, response_params) -> play``):
     Then ``response.created``, then each behaviour in order, then
     ``response.done`` ``completed`` unless a behaviour ended the play:
 
+    * ``Audio(transcript="OK.", ms=None, audio=None, chunk_ms=100,
+      pace=2.0, delay=0.0)``: after ``delay``, an assistant message:
+      ``output_item.added``, ``content_part.added`` (``part: {type: audio,
+      transcript: ""}``), per ``chunk_ms`` of audio a
+      ``response.output_audio.delta`` (base64 in the session's output
+      format: ``audio``, or a 440 Hz tone of ``ms``, default 60 ms a
+      character, at least 200) then a ``response.output_audio_transcript
+      .delta`` with its share of the words, ``pace`` ms of audio a ms
+      (``None``: all at once); then ``output_audio.done``,
+      ``output_audio_transcript.done``, ``content_part.done``,
+      ``output_item.done`` (content ``[{type: output_audio, transcript}]``).
+      With a function call after it, the response has both output items.
     * ``FunctionCall(name, arguments="{}", delay=0.0)``: after ``delay``
       (``trio.sleep``), ``response.output_item.added`` (``function_call``,
       ``in_progress``, ``call_id: call_…``), ``function_call_arguments.delta``
@@ -178,10 +235,16 @@ path="/v1/realtime")``
 :func:`default_responder` calls the tool ``tool_choice`` names, else the
 first function tool (``response.tools`` if the request has the key, else the
 session's) with arguments ``"{}"``; with ``tool_choice: "none"`` or no tools
-it answers ``Text("OK.")``.
+it answers ``Text("OK.")``. A phone session (audio output in ``audio/pcmu``
+or ``audio/pcma``) is answered ``Audio("OK.")``, with a tool call only when
+``tool_choice`` names a tool or is ``"required"``.
+
+Events can be checked against OpenAI's own types with
+``tests/realtime_shapes.py``.
 """
 
 from ._behaviours import (
+    Audio,
     Behaviour,
     Close,
     Drop,
@@ -197,9 +260,12 @@ from ._behaviours import (
 )
 from ._client import open_client
 from ._connection import FakeConnection
-from ._server import FakeRealtime, open_fake_realtime
+from ._listening import Turn
+from ._server import DEFAULT_TRANSCRIPT, FakeRealtime, open_fake_realtime
 
 __all__ = [
+    "DEFAULT_TRANSCRIPT",
+    "Audio",
     "Behaviour",
     "Close",
     "Drop",
@@ -213,6 +279,7 @@ __all__ = [
     "Responder",
     "Stall",
     "Text",
+    "Turn",
     "default_responder",
     "open_client",
     "open_fake_realtime",

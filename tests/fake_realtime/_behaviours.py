@@ -32,6 +32,36 @@ class Text:
 
 
 @dataclass(frozen=True)
+class Audio:
+    """The model speaks: an assistant message with audio and its transcript.
+
+    The audio is ``audio`` (bytes in the session's output format) if given,
+    else ``ms`` milliseconds of a 440 Hz tone (default: 60 ms a character
+    of ``transcript``, at least 200). It goes out in
+    ``response.output_audio.delta`` events of ``chunk_ms`` each, every one
+    followed by a ``response.output_audio_transcript.delta`` with its share
+    of the words; the model makes ``pace`` ms of audio a millisecond, and
+    each delta goes out once its audio is made (``trio.sleep``; ``None``:
+    all at once). A cancel or a
+    barge-in between deltas ends the item ``incomplete`` with the audio
+    and transcript sent so far.
+    """
+
+    transcript: str = "OK."
+    ms: int | None = None
+    audio: bytes | None = None
+    chunk_ms: int = 100
+    pace: float | None = 2.0
+    delay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.chunk_ms <= 0:
+            raise ValueError(f"chunk_ms must be positive, not {self.chunk_ms}")
+        if self.pace is not None and self.pace <= 0:
+            raise ValueError(f"pace must be positive or None, not {self.pace}")
+
+
+@dataclass(frozen=True)
 class Error:
     """An ``error`` event with these fields.
 
@@ -109,7 +139,7 @@ class RateLimits:
 
 
 Behaviour: TypeAlias = (
-    FunctionCall | Text | Error | Failed | Stall | Drop | Close | RateLimits
+    FunctionCall | Text | Audio | Error | Failed | Stall | Drop | Close | RateLimits
 )
 Play: TypeAlias = Behaviour | Sequence[Behaviour]
 Responder: TypeAlias = "Callable[[FakeConnection, dict[str, Any]], Play]"
@@ -120,7 +150,16 @@ Responder: TypeAlias = "Callable[[FakeConnection, dict[str, Any]], Play]"
 def plays(play: Play) -> list[Behaviour]:
     """One behaviour or a sequence of them, as a list."""
     if isinstance(
-        play, FunctionCall | Text | Error | Failed | Stall | Drop | Close | RateLimits
+        play,
+        FunctionCall
+        | Text
+        | Audio
+        | Error
+        | Failed
+        | Stall
+        | Drop
+        | Close
+        | RateLimits,
     ):
         return [play]
     return list(play)
@@ -133,6 +172,11 @@ def default_responder(connection: FakeConnection, response: dict[str, Any]) -> P
     session's. The tool is the one ``tool_choice`` names (response's, else the
     session's), else the first function tool. ``tool_choice: "none"`` or no
     function tool: :class:`Text` ``"OK."``.
+
+    A phone session (output format ``audio/pcmu`` or ``audio/pcma``, audio
+    output) speaks instead: :class:`Audio` ``"OK."``; it calls a tool only
+    when ``tool_choice`` names one or is ``"required"`` (calling one at
+    every turn would loop: each call's output asks for a response again).
     """
     tools = response["tools"] if "tools" in response else connection.session["tools"]
     choice = response.get("tool_choice", connection.session.get("tool_choice"))
@@ -141,8 +185,23 @@ def default_responder(connection: FakeConnection, response: dict[str, Any]) -> P
         for tool in tools
         if isinstance(tool, dict) and tool.get("type") == "function"
     ]
+    if _phone(connection, response):
+        if isinstance(choice, dict) and isinstance(choice.get("name"), str):
+            return FunctionCall(choice["name"])
+        if choice == "required" and names:
+            return FunctionCall(names[0])
+        return Audio("OK.")
     if choice == "none" or not names:
         return Text("OK.")
     if isinstance(choice, dict) and isinstance(choice.get("name"), str):
         return FunctionCall(choice["name"])
     return FunctionCall(names[0])
+
+
+def _phone(connection: FakeConnection, response: dict[str, Any]) -> bool:
+    """Whether the response speaks in a telephone format."""
+    modalities = response.get(
+        "output_modalities", connection.session["output_modalities"]
+    )
+    fmt = connection.session["audio"].get("output", {}).get("format") or {}
+    return modalities == ["audio"] and fmt.get("type") in ("audio/pcmu", "audio/pcma")

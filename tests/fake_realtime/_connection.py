@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import copy
 import logging
 import math
@@ -14,10 +12,12 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 import orjson
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
+from valve import Valve
 
 from . import _wire
+from ._audio import check_session_audio
+from ._listening import Listener, Turn
 from ._responses import Responses
-from ._valve import Valve
 from ._wire import ClientError
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ class FakeConnection:
         self.conversation_id = fake.ids("conv")
         self.items: dict[str, dict[str, Any]] = {}
         self.audio_ms: dict[str, int] = {}
-        self.audio_buffer = 0
+        self.output_audio: dict[str, bytearray] = {}
         self.closed = False
         self.close_code: int | None = None
         self.close_reason: str | None = None
@@ -80,6 +80,7 @@ class FakeConnection:
             math.inf
         )
         self._responses = Responses(self)
+        self._listener = Listener(self)
         self._scope = trio.CancelScope()
         self._going_away = False
         self._closing = False
@@ -88,9 +89,9 @@ class FakeConnection:
         self._changed = trio.Event()
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             "session.update": self._session_update,
-            "input_audio_buffer.append": self._audio_append,
-            "input_audio_buffer.commit": self._audio_commit,
-            "input_audio_buffer.clear": self._audio_clear,
+            "input_audio_buffer.append": self._listener.append,
+            "input_audio_buffer.commit": self._listener.commit,
+            "input_audio_buffer.clear": self._listener.clear,
             "conversation.item.create": self._item_create,
             "conversation.item.retrieve": self._item_retrieve,
             "conversation.item.truncate": self._item_truncate,
@@ -109,6 +110,26 @@ class FakeConnection:
     def frozen(self) -> bool:
         """Whether the connection is frozen (see :meth:`freeze`)."""
         return self._valve.frozen
+
+    @property
+    def audio_buffer(self) -> int:
+        """Bytes in the input audio buffer (since the last commit or clear)."""
+        return len(self._listener.input.buffer)
+
+    @property
+    def input_audio(self) -> bytes:
+        """Every byte of input audio appended in the session, in order."""
+        return bytes(self._listener.audio)
+
+    @property
+    def turns(self) -> list[Turn]:
+        """The user audio items made of the input buffer, in order."""
+        return self._listener.turns
+
+    @property
+    def speaking(self) -> bool:
+        """Whether the VAD hears speech now (started, not stopped)."""
+        return self._listener.input.speaking
 
     @property
     def active_response(self) -> str | None:
@@ -345,17 +366,27 @@ class FakeConnection:
     # -- session and conversation ------------------------------------------
 
     def _session_update(self, event: dict[str, Any]) -> None:
-        update = _wire.require_dict(event, "session", "session")
+        update = copy.deepcopy(_wire.require_dict(event, "session", "session"))
         _wire.check_session(update)
+        check_session_audio(update)
         _wire.merge(self.session, update)
         self.send({"type": "session.updated", "session": copy.deepcopy(self.session)})
 
-    def _last_item_id(self) -> str | None:
+    def last_item_id(self) -> str | None:
+        """The id of the conversation's last item, if any."""
         return next(reversed(self.items), None)
+
+    def interrupt(self) -> None:
+        """Speech started: cancel the response running in the conversation."""
+        self._responses.interrupt()
+
+    def respond(self) -> None:
+        """Speech stopped: the automatic response (none if one runs)."""
+        self._responses.create_automatic()
 
     def add_item(self, item: dict[str, Any]) -> str | None:
         """Append ``item``; send ``conversation.item.added``; return the previous id."""
-        previous = self._last_item_id()
+        previous = self.last_item_id()
         self.items[item["id"]] = item
         self.send(
             {
@@ -441,44 +472,3 @@ class FakeConnection:
                 "audio_end_ms": audio_end_ms,
             }
         )
-
-    def _audio_append(self, event: dict[str, Any]) -> None:
-        audio = _wire.require_str(event, "audio", "audio")
-        try:
-            self.audio_buffer += len(base64.b64decode(audio, validate=True))
-        except binascii.Error:
-            raise ClientError(
-                "Invalid 'audio'. Expected base64-encoded audio bytes.",
-                "invalid_value",
-                "audio",
-            ) from None
-
-    def _audio_clear(self, event: dict[str, Any]) -> None:
-        self.audio_buffer = 0
-        self.send({"type": "input_audio_buffer.cleared"})
-
-    def _audio_commit(self, event: dict[str, Any]) -> None:
-        if self.audio_buffer == 0:
-            raise ClientError(
-                "Error committing input audio buffer: buffer too small. Expected "
-                "at least 100ms of audio, but buffer only has 0.00ms of audio.",
-                "input_audio_buffer_commit_empty",
-            )
-        self.audio_buffer = 0
-        item: dict[str, Any] = {
-            "id": self.fake.ids("item"),
-            "object": "realtime.item",
-            "type": "message",
-            "role": "user",
-            "status": "completed",
-            "content": [{"type": "input_audio", "transcript": None}],
-        }
-        self.send(
-            {
-                "type": "input_audio_buffer.committed",
-                "previous_item_id": self._last_item_id(),
-                "item_id": item["id"],
-            }
-        )
-        previous = self.add_item(item)
-        self.item_done(item, previous)

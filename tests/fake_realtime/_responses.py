@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +12,9 @@ import orjson
 import trio
 
 from . import _wire
+from ._audio import audio_format
 from ._behaviours import (
+    Audio,
     Behaviour,
     Close,
     Drop,
@@ -28,6 +32,16 @@ if TYPE_CHECKING:
 
 
 @dataclass
+class _Speech:
+    """An audio item being streamed."""
+
+    item: dict[str, Any]
+    where: dict[str, Any]
+    previous: str | None
+    transcript: str = ""
+
+
+@dataclass
 class _Response:
     """A response being played."""
 
@@ -37,6 +51,7 @@ class _Response:
     resource: dict[str, Any]
     in_conversation: bool
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    speech: _Speech | None = None
 
 
 def _split(text: str) -> list[str]:
@@ -45,6 +60,15 @@ def _split(text: str) -> list[str]:
         return [text]
     half = len(text) // 2
     return [text[:half], text[half:]]
+
+
+def _shares(text: str, count: int) -> list[str]:
+    """``text`` in ``count`` pieces of whole words (some may be empty)."""
+    words = [word for word in re.split(r"(?<=\s)(?=\S)", text) if word]
+    return [
+        "".join(words[n * len(words) // count : (n + 1) * len(words) // count])
+        for n in range(count)
+    ]
 
 
 class Responses:
@@ -76,6 +100,15 @@ class Responses:
         client_event_id = event.get("event_id")
         if not isinstance(client_event_id, str):
             client_event_id = None
+        self._begin(params, client_event_id)
+
+    def create_automatic(self) -> None:
+        """The response server VAD creates when speech stops (with the
+        session's settings), unless one is running."""
+        if self.active is None:
+            self._begin({}, None)
+
+    def _begin(self, params: dict[str, Any], client_event_id: str | None) -> None:
         behaviours = self._conn.fake.next_play(self._conn, params)
         # Rate limits and an error come before any response: an error first
         # means the request was refused, so no response is created.
@@ -145,6 +178,9 @@ class Responses:
             case FunctionCall(delay=delay) | Text(delay=delay):
                 await trio.sleep(delay)
                 self._output(response, behaviour)
+            case Audio(delay=delay):
+                await trio.sleep(delay)
+                await self._speak(response, behaviour)
             case RateLimits():
                 self._conn.send(behaviour.event())
             case Error():
@@ -268,7 +304,115 @@ class Responses:
                 "Cancellation failed: no active response found",
                 "response_cancel_not_active",
             )
+        self._cancel(active, "client_cancelled")
+
+    def interrupt(self) -> None:
+        """Barge-in: the response running in the conversation is cancelled."""
+        if self.active is not None and self.active.in_conversation:
+            self._cancel(self.active, "turn_detected")
+
+    def _cancel(self, active: _Response, reason: str) -> None:
         active.scope.cancel()
-        self._finish(
-            active, "cancelled", {"type": "cancelled", "reason": "client_cancelled"}
+        if active.speech is not None:
+            self._close_speech(active, active.speech, "incomplete")
+        self._finish(active, "cancelled", {"type": "cancelled", "reason": reason})
+
+    # -- audio ---------------------------------------------------------------
+
+    async def _speak(self, response: _Response, audio: Audio) -> None:
+        """An assistant audio item, streamed at the behaviour's pace."""
+        conn = self._conn
+        output = conn.session["audio"].get("output", {})
+        fmt = audio_format(output.get("format"))
+        data = audio.audio
+        if data is None:
+            data = fmt.tone(audio.ms or max(200, 60 * len(audio.transcript)))
+        item: dict[str, Any] = {
+            "id": conn.fake.ids("item"),
+            "object": "realtime.item",
+            "type": "message",
+            "role": "assistant",
+            "status": "in_progress",
+            "content": [],
+        }
+        where = {
+            "response_id": response.id,
+            "output_index": len(response.resource["output"]),
+        }
+        conn.send(
+            {"type": "response.output_item.added", **where, "item": copy.deepcopy(item)}
         )
+        previous = conn.add_item(item) if response.in_conversation else None
+        ids = {**where, "item_id": item["id"], "content_index": 0}
+        conn.send(
+            {
+                "type": "response.content_part.added",
+                **ids,
+                "part": {"type": "audio", "transcript": ""},
+            }
+        )
+        item["content"] = [{"type": "output_audio", "transcript": ""}]
+        produced = conn.output_audio.setdefault(item["id"], bytearray())
+        conn.audio_ms[item["id"]] = 0
+        speech = _Speech(item, where, previous)
+        response.speech = speech
+        size = audio.chunk_ms * fmt.bytes_per_ms
+        chunks = [data[i : i + size] for i in range(0, len(data), size)]
+        for chunk, words in zip(
+            chunks, _shares(audio.transcript, len(chunks)), strict=True
+        ):
+            if audio.pace is not None:  # each delta once its audio is made
+                await trio.sleep(fmt.ms(chunk) / 1000 / audio.pace)
+            conn.send(
+                {
+                    "type": "response.output_audio.delta",
+                    **ids,
+                    "delta": base64.b64encode(chunk).decode("ascii"),
+                }
+            )
+            produced += chunk
+            conn.audio_ms[item["id"]] = fmt.ms(produced)
+            if words:
+                conn.send(
+                    {
+                        "type": "response.output_audio_transcript.delta",
+                        **ids,
+                        "delta": words,
+                    }
+                )
+                speech.transcript += words
+        response.speech = None
+        self._close_speech(response, speech, "completed")
+
+    def _close_speech(self, response: _Response, speech: _Speech, status: str) -> None:
+        """The end of an audio item: done events, into the response's output."""
+        item = speech.item
+        ids = {**speech.where, "item_id": item["id"], "content_index": 0}
+        transcript = speech.transcript
+        self._conn.send({"type": "response.output_audio.done", **ids})
+        self._conn.send(
+            {
+                "type": "response.output_audio_transcript.done",
+                **ids,
+                "transcript": transcript,
+            }
+        )
+        self._conn.send(
+            {
+                "type": "response.content_part.done",
+                **ids,
+                "part": {"type": "audio", "transcript": transcript},
+            }
+        )
+        item["status"] = status
+        item["content"] = [{"type": "output_audio", "transcript": transcript}]
+        if response.in_conversation:
+            self._conn.item_done(item, speech.previous)
+        self._conn.send(
+            {
+                "type": "response.output_item.done",
+                **speech.where,
+                "item": copy.deepcopy(item),
+            }
+        )
+        response.resource["output"].append(copy.deepcopy(item))

@@ -13,18 +13,20 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest, wrap_server_stream
+from valve import Valve
 
 from neuro_api._shared import raise_one
 
 from ._behaviours import Behaviour, Play, Responder, default_responder, plays
 from ._connection import FakeConnection
-from ._valve import Valve
 from ._wire import Ids
 
 LOGGER = logging.getLogger(__name__)
 PATH: Final = "/v1/realtime"
 DEFAULT_MODEL: Final = "gpt-realtime"
 MAX_MESSAGE_SIZE: Final = 16 * 1024 * 1024
+DEFAULT_TRANSCRIPT: Final = "Hello."
+"""What the fake hears in a user's audio turn when no transcript is scripted."""
 SHUTDOWN_TIMEOUT: Final = 5.0
 
 # What the API answers a refused handshake with, by HTTP status.
@@ -78,6 +80,7 @@ class FakeRealtime:
         self.reject_body: bytes | None = None
         self.responder: Responder = default_responder
         self.scripted: collections.deque[Play] = collections.deque()
+        self.transcripts: collections.deque[str] = collections.deque()
         self.ids = Ids()
         self._changed = trio.Event()
         self._listener_scope = trio.CancelScope()
@@ -91,6 +94,17 @@ class FakeRealtime:
         """Queue plays for the next ``response.create`` events, in order
         (any connection); the responder answers once they are used up."""
         self.scripted.extend(plays)
+
+    def script_transcripts(self, *texts: str) -> None:
+        """Queue what the next user audio turns say (any connection), for
+        input transcription; :data:`DEFAULT_TRANSCRIPT` once used up."""
+        self.transcripts.extend(texts)
+
+    def next_transcript(self) -> str:
+        """The transcript of the next user audio turn."""
+        if self.transcripts:
+            return self.transcripts.popleft()
+        return DEFAULT_TRANSCRIPT
 
     def next_play(
         self, connection: FakeConnection, response: dict[str, Any]

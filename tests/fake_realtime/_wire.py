@@ -131,10 +131,22 @@ def default_session(session_id: str, model: str) -> dict[str, Any]:
     }
 
 
+# Objects a session update replaces whole (they are unions: an audio format
+# or a turn detection of another type must not keep the old one's fields).
+REPLACED_WHOLE: Final = frozenset(
+    {"format", "turn_detection", "transcription", "noise_reduction"}
+)
+
+
 def merge(into: dict[str, Any], update: dict[str, Any]) -> None:
-    """Merge ``update`` into ``into``: nested objects key by key, others replaced."""
+    """Merge ``update`` into ``into``: nested objects key by key (but those
+    of :data:`REPLACED_WHOLE`), others replaced."""
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
+        if (
+            isinstance(value, dict)
+            and isinstance(into.get(key), dict)
+            and key not in REPLACED_WHOLE
+        ):
             merge(into[key], value)
         else:
             into[key] = copy.deepcopy(value)

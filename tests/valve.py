@@ -1,11 +1,12 @@
-"""A stream the server can freeze: a stalled network, honestly.
+"""A stream a test can freeze: a stalled network, honestly (for the fakes).
 
 trio-websocket answers pings in its own reader task, below any handler: to
-make pings go unanswered, the server must stop *reading the socket*. The
-valve sits between the TCP stream and the server's WebSocket: while it is
-frozen, bytes the client sends stay unread (in the valve or the kernel) and
-nothing is written, so a client's ``ping()`` waits for a pong that does not
-come, and its events get no answer. Thawing lets everything through, in
+make pings go unanswered, a fake must stop *reading the socket*. The valve
+sits between the TCP stream and the fake's WebSocket (the fake Realtime
+server's, the fake Twilio client's): while it is frozen, bytes the other
+side sends stay unread (in the valve or the kernel) and nothing is
+written, so the other side's ``ping()`` waits for a pong that does not
+come, and its messages get no answer. Thawing lets everything through, in
 order, as a network that recovers would.
 """
 
