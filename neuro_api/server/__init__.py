@@ -69,6 +69,8 @@ from neuro_api.server._hooks import AdmissionCheck as AdmissionCheck
 from neuro_api.server._hooks import ConnectionEvent as ConnectionEvent
 from neuro_api.server._hooks import ConnectionEventKind as ConnectionEventKind
 from neuro_api.server._hooks import ConnectionEvents as ConnectionEvents
+from neuro_api.server._hooks import ContextEvents as ContextEvents
+from neuro_api.server._hooks import ContextMessage as ContextMessage
 from neuro_api.server._hooks import ForceGate as ForceGate
 from neuro_api.server._hooks import Refusal as Refusal
 from neuro_api.server._random import RandomNeuroServer as RandomNeuroServer
@@ -99,6 +101,8 @@ __all__ = [
     "ConsoleCommand",
     "ConsoleInteractiveNeuroServer",
     "ContextData",
+    "ContextEvents",
+    "ContextMessage",
     "DataGenerator",
     "EventBus",
     "ForceActionsData",

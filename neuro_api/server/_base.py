@@ -34,6 +34,7 @@ from neuro_api.server._hooks import (
     ConnectionEvent,
     ConnectionEventKind,
     ConnectionEvents,
+    ContextEvents,
     ForceGate,
     Refusal,
 )
@@ -150,6 +151,8 @@ class AbstractTrioNeuroServer(ABC):
         """Valid random data for an action's schema, bounded (what the
         control plane sends when asked to act without data)."""
         self.connection_events = ConnectionEvents()
+        self.context_events = ContextEvents()
+        """Listeners of the games' context messages (a capability's hook)."""
         """Every game connection's events (connected, started with its
         title, disconnected with how): subscribe to hear them."""
         self._admission: list[AdmissionCheck] = []

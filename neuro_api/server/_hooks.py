@@ -13,7 +13,7 @@ import dataclasses
 import enum
 import logging
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, ClassVar, Final, Generic, TypeVar
 
 if TYPE_CHECKING:
     from neuro_api.server._trio_client import TrioNeuroServerClient
@@ -23,6 +23,9 @@ __all__ = [
     "ConnectionEvent",
     "ConnectionEventKind",
     "ConnectionEvents",
+    "ContextEvents",
+    "ContextListener",
+    "ContextMessage",
     "ForceGate",
     "Refusal",
 ]
@@ -100,14 +103,29 @@ class ConnectionEvent:
 ConnectionListener = Callable[[ConnectionEvent], object]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ContextMessage:
+    """A context message a game sent (see :class:`ContextEvents`)."""
+
+    session_id: str
+    game_title: str
+    message: str
+    silent: bool
+    """True for silent context (Neuro should not answer it)."""
+
+
+ContextListener = Callable[[ContextMessage], object]
+_E = TypeVar("_E")
+
+
 @dataclasses.dataclass(eq=False, slots=True)
-class _Listener:
-    call: ConnectionListener
+class _Listener(Generic[_E]):
+    call: Callable[[_E], object]
     failed: bool = False
 
 
-class ConnectionEvents:
-    """Listeners of every game connection's events, called in order.
+class _Listeners(Generic[_E]):
+    """Listeners called in order with each event; none can stop the others.
 
     A listener is called synchronously, from the connection's own task, so
     it sees events in the order they happened; it must not block. One that
@@ -115,10 +133,12 @@ class ConnectionEvents:
     level) and the others are still called.
     """
 
-    def __init__(self) -> None:
-        self._listeners: list[_Listener] = []
+    what: ClassVar[str] = "event"
 
-    def subscribe(self, listener: ConnectionListener) -> Callable[[], None]:
+    def __init__(self) -> None:
+        self._listeners: list[_Listener[_E]] = []
+
+    def subscribe(self, listener: Callable[[_E], object]) -> Callable[[], None]:
         """Call ``listener`` with every event; returns what unsubscribes it."""
         entry = _Listener(listener)
         self._listeners.append(entry)
@@ -132,7 +152,7 @@ class ConnectionEvents:
     def __len__(self) -> int:
         return len(self._listeners)
 
-    def publish(self, event: ConnectionEvent) -> None:
+    def publish(self, event: _E) -> None:
         """Call every listener with ``event``; none can stop the others."""
         for entry in tuple(self._listeners):
             try:
@@ -140,12 +160,38 @@ class ConnectionEvents:
             except Exception:
                 LOGGER.log(
                     logging.DEBUG if entry.failed else logging.ERROR,
-                    "connection event listener %r failed%s",
+                    "%s listener %r failed%s",
+                    self.what,
                     entry.call,
                     " again" if entry.failed else "",
                     exc_info=True,
                 )
                 entry.failed = True
+
+
+class ConnectionEvents(_Listeners[ConnectionEvent]):
+    """Listeners of every game connection's events, called in order.
+
+    A listener is called synchronously, from the connection's own task, so
+    it sees events in the order they happened; it must not block. One that
+    raises is logged (its first failure as an error, later ones at debug
+    level) and the others are still called.
+    """
+
+    what = "connection event"
+
+
+class ContextEvents(_Listeners[ContextMessage]):
+    """Listeners of the context messages games send, called in order.
+
+    Called after the engine took the message (its
+    :meth:`~neuro_api.server.AbstractTrioNeuroServer.add_context`), from the
+    game's task: a listener must not block (queue the message). Action
+    results with a message, which the engine reads as context too, come as
+    silent messages ``Result of action 'name': succeeded: ...``.
+    """
+
+    what = "context"
 
 
 class ForceGate:

@@ -19,7 +19,7 @@ from neuro_api.diagnostics import Diagnostic, diagnose
 from neuro_api.server._budget import MemoryBudget
 from neuro_api.server._config import ServerConfig
 from neuro_api.server._handler import ActionNames, ActionOutcome, FrameTooLarge
-from neuro_api.server._hooks import Refusal
+from neuro_api.server._hooks import ContextMessage, Refusal
 from neuro_api.server._ratelimit import LogLimiter, Summary
 from neuro_api.server._reader_guard import ReaderGuard
 from neuro_api.server._recording import AbstractRecordingNeuroServerClient
@@ -411,6 +411,16 @@ class TrioNeuroServerClient(BaseTrioNeuroServerClient):
             LOGGER.exception(
                 "engine failed to take context from %s",
                 printable(self.game_title or "game"),
+            )
+        listeners = self.server.context_events
+        if len(listeners):
+            listeners.publish(
+                ContextMessage(
+                    self.session_id,
+                    self.game_title or "",
+                    message,
+                    silent=not reply_if_not_busy,
+                )
             )
 
     def _actions_of(self, action_names: Iterable[str]) -> tuple[Action, ...]:
