@@ -27,6 +27,7 @@ from neuro_api.realtime import RealtimeCapability
 from neuro_api.server import Console, ConsoleInteractiveNeuroServer
 from neuro_api.status import StatusCapability
 from neuro_api.supervisor import ServiceError
+from neuro_api.voice import VoiceCapability
 
 if TYPE_CHECKING:
     from neuro_api.app._process import NeuroProcess
@@ -285,6 +286,7 @@ def default_capabilities() -> list[Capability]:
         StatusCapability(),
         CallsCapability(),
         RealtimeCapability(),
+        VoiceCapability(),
         DashboardCapability(),
         ConsoleCapability(),
     ]

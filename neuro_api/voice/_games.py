@@ -1,0 +1,153 @@
+"""The games' actions as a call's tools, and a tool call performed on a game.
+
+A call's tools are the registered actions of ``--voice-game`` (one title)
+or of every connected game, mapped to names the Realtime API accepts as
+the realtime engine maps them (:class:`~neuro_api.realtime.ToolSet`). When
+several games are offered, an action name two games share is offered once
+(the first game's), and each tool's description starts with its game's
+title. A call to a tool is an action sent to its game through the same
+path as the control plane's ``POST /games/{game}/actions/{name}``: the
+data is validated first (an invalid call is answered with the validator's
+message and never reaches the game), and the game's result comes back as
+the function's output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable
+from typing import Any, Final
+
+import orjson
+
+from neuro_api.command import Action
+from neuro_api.realtime import ToolSet
+from neuro_api.schema import SchemaError
+from neuro_api.server import (
+    AbstractTrioNeuroServer,
+    FrameTooLarge,
+    TooManyHeldActions,
+    TrioNeuroServerClient,
+)
+
+__all__ = ["GameTools", "ToolResult"]
+
+LOGGER: Final = logging.getLogger("neuro_api.voice")
+MAX_OUTPUT: Final = 4000
+"""Characters of a game's message passed back to the model."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolResult:
+    """What a tool call came to: the function output the model gets."""
+
+    ok: bool
+    output: str
+    """JSON text: ``{"status", "message"}``."""
+    game: str | None = None
+    action: str | None = None
+
+
+def _output(status: str, message: str | None) -> str:
+    text = None if message is None else message[:MAX_OUTPUT]
+    return orjson.dumps({"status": status, "message": text}).decode()
+
+
+class GameTools:
+    """The tools of the games a call may act in, rebuilt when they change.
+
+    ``title`` limits them to one game (None: every connected game).
+    :meth:`refresh` says whether the tools changed since the last call
+    (then send a ``session.update`` with :attr:`tools`).
+    """
+
+    def __init__(self, server: AbstractTrioNeuroServer, title: str | None) -> None:
+        self.server = server
+        self.title = title
+        self.tools: list[dict[str, Any]] = []
+        self._set = ToolSet(())
+        self._games: dict[str, TrioNeuroServerClient] = {}
+        self._key: object = None
+
+    def _clients(self) -> list[TrioNeuroServerClient]:
+        games = [c for c in self.server.games() if c.game_title]
+        if self.title is not None:
+            games = [c for c in games if c.game_title == self.title]
+        return games
+
+    def refresh(self) -> bool:
+        """Rebuild the tools from the games now; True if they changed."""
+        clients = self._clients()
+        key = tuple(
+            (client.session_id, tuple(id(a) for a in client.actions.values()))
+            for client in clients
+        )
+        if key == self._key:
+            return False
+        self._key = key
+        offered: list[Action] = []
+        owner: dict[str, TrioNeuroServerClient] = {}
+        several = len(clients) > 1
+        for client in clients:
+            for action in list(client.actions.values()):
+                if action.name in owner:
+                    continue  # offered by an earlier game
+                owner[action.name] = client
+                if several:
+                    described = f"[{client.game_title}] {action.description}"
+                    offered.append(Action(action.name, described, action.schema))
+                else:
+                    offered.append(action)
+        self._set = ToolSet(offered)
+        self._games = {
+            tool["name"]: owner[found.name]
+            for tool in self._set.tools
+            if (found := self._set.action(tool["name"])) is not None
+        }
+        self.tools = list(self._set.tools)
+        return True
+
+    def names(self) -> Iterable[str]:
+        """The titles of the games offered now."""
+        return [client.game_title or "" for client in self._clients()]
+
+    async def call(self, tool: str, arguments: str) -> ToolResult:
+        """Perform the action behind ``tool`` with the model's ``arguments``.
+
+        Never raises for what the model or the game does: an unknown tool,
+        arguments that are not valid for the action's schema, a game that
+        left, a timeout or a failure are all a :class:`ToolResult` whose
+        output says so (the model reads it and may tell the caller).
+        """
+        client = self._games.get(tool)
+        if client is None or self._set.action(tool) is None:
+            return ToolResult(False, _output("unknown_tool", f"no tool {tool!r}"))
+        try:
+            action, data = self._set.answer(tool, arguments)
+        except ValueError as exc:
+            return ToolResult(False, _output("invalid", str(exc)))
+        game = client.game_title
+        registered = client.get_action(action.name)
+        if registered is None or self.server.get_client(client.session_id) is None:
+            return ToolResult(
+                False, _output("unavailable", "the game or action is gone"), game
+            )
+        try:
+            verdict = await self.server.validate_data(registered.schema, data)
+        except SchemaError as exc:
+            return ToolResult(False, _output("invalid", str(exc)), game, action.name)
+        if not verdict.ok:
+            return ToolResult(
+                False, _output("invalid", verdict.reason), game, action.name
+            )
+        try:
+            outcome = await client.execute_action(action.name, data)
+        except (TooManyHeldActions, FrameTooLarge) as exc:
+            return ToolResult(False, _output("refused", str(exc)), game, action.name)
+        return ToolResult(
+            outcome.success,
+            _output(outcome.status.value, outcome.message),
+            game,
+            action.name,
+        )

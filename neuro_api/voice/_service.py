@@ -1,0 +1,405 @@
+"""The voice capability's state: calls announced, calls live, calls ended.
+
+:class:`VoiceService` answers Twilio's webhooks (TwiML) and runs a
+:class:`~neuro_api.voice._bridge.Bridge` for each media stream, with one
+exclusive lease of the Realtime pool for the whole call. What it needs
+from other capabilities comes in as small interfaces (:class:`PhoneRegistry`,
+:class:`CallControl`), so it holds no other part's private state.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Protocol
+
+import orjson
+import trio
+
+from neuro_api.realtime import LeaseTimeout, RealtimePool, RealtimeUnavailable
+from neuro_api.server import AbstractTrioNeuroServer, ContextMessage
+from neuro_api.voice._bridge import (
+    Bridge,
+    BridgeLimits,
+    CallEnd,
+    MediaClosed,
+    MediaSocket,
+)
+from neuro_api.voice._games import GameTools
+from neuro_api.voice._twiml import connect_stream, reject, say_and_hang_up
+
+__all__ = [
+    "CallControl",
+    "LiveCall",
+    "PhoneRegistry",
+    "VoiceConfig",
+    "VoiceService",
+]
+
+LOGGER: Final = logging.getLogger("neuro_api.voice")
+CALL_SID: Final = re.compile(r"CA[0-9a-fA-F]{32}\Z")
+STREAM_SID: Final = re.compile(r"MZ[0-9a-fA-F]{32}\Z")
+MAX_NUMBER: Final = 64
+"""Characters of a caller's or callee's number kept."""
+ENDED_KEPT: Final = 1024
+"""Ended calls whose reason the end webhook can still look up."""
+ANNOUNCED_TTL: Final = 60.0
+"""Seconds an announced call (webhook answered) waits for its stream."""
+START_TIMEOUT: Final = 10.0
+"""Seconds a new media stream has to send ``connected`` and ``start``."""
+CONTEXT_QUEUE: Final = 64
+"""Game context messages waiting for a call (more are dropped, counted)."""
+FINISH_TIMEOUT: Final = 15.0
+"""Seconds recording a call's end and hanging it up at Twilio may take."""
+BUSY: Final = "busy"
+BLOCKED: Final = "blocked"
+REALTIME_UNAVAILABLE: Final = "realtime_unavailable"
+
+
+class PhoneRegistry(Protocol):
+    """The calls registry as the voice capability records phone calls in it."""
+
+    async def start_phone_call(self, call_sid: str, from_: str, to: str) -> Any:
+        """Record a phone call that began (accepted now)."""
+        ...
+
+    async def end_phone_call(self, call_sid: str, reason: str) -> Any:
+        """Record that it ended, with ``reason``."""
+        ...
+
+
+class CallControl(Protocol):
+    """Twilio's REST API for a call in progress."""
+
+    async def say_and_hang_up(self, call_sid: str, twiml: str) -> bool:
+        """Replace the call's TwiML (ends the stream; ``<Hangup/>`` ends the call)."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VoiceConfig:
+    """The capability's settings as the service uses them."""
+
+    instructions: str
+    voice: str = "marin"
+    turn_detection: str = "server_vad"
+    transcription_model: str | None = "gpt-4o-mini-transcribe"
+    game: str | None = None
+    limits: BridgeLimits = dataclasses.field(default_factory=BridgeLimits)
+    lease_wait: float = 2.0
+    announced_only: bool = True
+    """Bridge only streams of calls the webhook answered (off with
+    ``--voice-insecure``, where anything local may open a stream)."""
+    busy_message: str = "Sorry, Neuro is on another call. Please try again later."
+    goodbye_message: str = "That's all the time we have. Goodbye!"
+    apology_message: str = "Sorry, something went wrong on our side. Goodbye."
+
+    def session(self) -> dict[str, Any]:
+        """The ``session`` of the call's first ``session.update``."""
+        audio_in: dict[str, Any] = {
+            "format": {"type": "audio/pcmu"},
+            "turn_detection": {
+                "type": self.turn_detection,
+                "create_response": True,
+                "interrupt_response": True,
+            },
+        }
+        if self.transcription_model:
+            audio_in["transcription"] = {"model": self.transcription_model}
+        return {
+            "type": "realtime",
+            "output_modalities": ["audio"],
+            "instructions": self.instructions,
+            "audio": {
+                "input": audio_in,
+                "output": {"format": {"type": "audio/pcmu"}, "voice": self.voice},
+            },
+        }
+
+    def message(self, reason: str) -> str | None:
+        """What the caller hears once a call ends for ``reason`` (None: nothing)."""
+        if reason == CallEnd.MAX_DURATION:
+            return self.goodbye_message
+        if reason == BUSY:
+            return self.busy_message
+        if reason in (CallEnd.REALTIME_FAILED, REALTIME_UNAVAILABLE):
+            return self.apology_message
+        return None
+
+
+@dataclasses.dataclass(slots=True)
+class LiveCall:
+    """A call announced by the webhook, then bridged."""
+
+    call_sid: str
+    caller: str
+    callee: str
+    announced: float
+    started: float | None = None
+    stream_sid: str | None = None
+    bridge: Bridge | None = None
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        """The call as ``/health``, ``/stats`` and the console show it."""
+        bridge = self.bridge
+        shown: dict[str, Any] = {
+            "call_sid": self.call_sid,
+            "from": self.caller,
+            "to": self.callee,
+            "state": "bridged" if bridge is not None else "connecting",
+            "seconds": round(now - (self.started or self.announced), 1),
+        }
+        if bridge is not None:
+            shown.update(dataclasses.asdict(bridge.counters))
+            shown["playing"] = bridge.playback.playing
+        return shown
+
+
+class VoiceService:
+    """Phone calls to Neuro: webhooks answered, media streams bridged.
+
+    ``registry`` records the calls (the calls capability's); ``control``
+    updates a call through Twilio's REST API (None without credentials:
+    a call we end gets its message through the TwiML that follows the
+    stream); ``blocked(number)`` says whether a caller is blocked (the
+    client-status lists); ``public_base()`` is the public ``http(s)://``
+    base URL of the calls server.
+    """
+
+    def __init__(
+        self,
+        config: VoiceConfig,
+        *,
+        server: AbstractTrioNeuroServer,
+        pool: RealtimePool,
+        registry: PhoneRegistry,
+        public_base: Callable[[], str],
+        control: CallControl | None = None,
+        blocked: Callable[[str], bool] = lambda number: False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.server = server
+        self.pool = pool
+        self.registry = registry
+        self.public_base = public_base
+        self.control = control
+        self.blocked = blocked
+        self.clock = clock
+        self.calls: dict[str, LiveCall] = {}
+        self.ended: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self.counters: collections.Counter[str] = collections.Counter()
+
+    # -- the webhook ------------------------------------------------------------
+
+    def _forget_stale(self) -> None:
+        now = self.clock()
+        for sid, call in list(self.calls.items()):
+            if call.started is None and now - call.announced > ANNOUNCED_TTL:
+                del self.calls[sid]
+
+    def _capacity(self) -> bool:
+        bridged = sum(1 for c in self.calls.values() if c.started is not None)
+        return self.pool.problem is None and bridged < self.pool.config.max_connections
+
+    async def _finish(self, call_sid: str, reason: str) -> None:
+        self.ended[call_sid] = reason
+        while len(self.ended) > ENDED_KEPT:
+            self.ended.popitem(last=False)
+        self.counters[f"ended_{reason}"] += 1
+        try:
+            await self.registry.end_phone_call(call_sid, reason)
+        except Exception as exc:  # the registry's trouble: said, not fatal
+            LOGGER.warning("call %s: not recorded as ended: %s", call_sid, exc)
+
+    async def answer(self, form: Mapping[str, str]) -> str:
+        """The TwiML for ``POST /twilio/voice`` (the signature was checked).
+
+        Raises :class:`ValueError` for a form without a valid ``CallSid``.
+        """
+        call_sid = form.get("CallSid", "")
+        if not CALL_SID.match(call_sid):
+            raise ValueError("CallSid is missing or not a call SID")
+        caller = form.get("From", "")[:MAX_NUMBER]
+        callee = form.get("To", "")[:MAX_NUMBER]
+        self.counters["calls"] += 1
+        self._forget_stale()
+        if self.blocked(caller):
+            self.counters["rejected"] += 1
+            await self._record_start(call_sid, caller, callee)
+            await self._finish(call_sid, BLOCKED)
+            return reject()
+        if (
+            not self._capacity()
+            or len(self.calls) >= 2 * self.pool.config.max_connections
+        ):
+            self.counters["busy"] += 1
+            await self._record_start(call_sid, caller, callee)
+            await self._finish(call_sid, BUSY)
+            return say_and_hang_up(self.config.busy_message)
+        self.calls[call_sid] = LiveCall(call_sid, caller, callee, self.clock())
+        await self._record_start(call_sid, caller, callee)
+        return connect_stream(self.public_base(), {"callSid": call_sid})
+
+    async def _record_start(self, call_sid: str, caller: str, callee: str) -> None:
+        try:
+            await self.registry.start_phone_call(call_sid, caller, callee)
+        except Exception as exc:
+            LOGGER.warning("call %s: not recorded: %s", call_sid, exc)
+
+    def after_stream(self, form: Mapping[str, str]) -> str:
+        """The TwiML for ``POST /twilio/voice/end``: the end's message, hang up."""
+        reason = self.ended.get(form.get("CallSid", ""), "")
+        return say_and_hang_up(self.config.message(reason))
+
+    # -- the media stream --------------------------------------------------------
+
+    async def _start(self, media: MediaSocket) -> dict[str, Any] | None:
+        """The stream's ``start`` message (after ``connected``), or None."""
+        with trio.move_on_after(START_TIMEOUT):
+            for _ in range(3):  # connected, start (a mark or two at most before)
+                try:
+                    frame = await media.receive()
+                except MediaClosed:
+                    return None
+                if not isinstance(frame, str) or len(frame) > 16384:
+                    return None
+                try:
+                    message = orjson.loads(frame)
+                except orjson.JSONDecodeError:
+                    return None
+                if isinstance(message, dict) and message.get("event") == "start":
+                    start = message.get("start")
+                    return start if isinstance(start, dict) else None
+        return None
+
+    async def stream(self, media: MediaSocket) -> str | None:
+        """Bridge one media stream until the call ends; returns why (None: no start).
+
+        The lease is taken for the whole call and returned when it ends,
+        however it ends; the registry hears the end with its reason.
+        """
+        start = await self._start(media)
+        if start is None:
+            self.counters["bad_streams"] += 1
+            return None
+        call_sid, stream_sid = start.get("callSid"), start.get("streamSid")
+        if not isinstance(call_sid, str) or not CALL_SID.match(call_sid):
+            self.counters["bad_streams"] += 1
+            return None
+        if not isinstance(stream_sid, str) or not STREAM_SID.match(stream_sid):
+            self.counters["bad_streams"] += 1
+            return None
+        call = self.calls.get(call_sid)
+        if call is None or call.started is not None:
+            # Twilio signs every upgrade over the same URL: a signature seen
+            # once would open streams forever. Only a call our signed
+            # webhook announced, and not streamed yet, is bridged.
+            if self.config.announced_only:
+                self.counters["unannounced_streams"] += 1
+                return None
+            call = self.calls[call_sid] = LiveCall(call_sid, "", "", self.clock())
+            await self._record_start(call_sid, "", "")
+        call.started = self.clock()
+        call.stream_sid = stream_sid
+        reason = CallEnd.STREAM_CLOSED
+        try:
+            reason = await self._bridge(call, media, stream_sid)
+        finally:
+            if call.bridge is not None and call.bridge.reason is not None:
+                reason = call.bridge.reason  # cancelled from outside too
+            self.calls.pop(call_sid, None)
+            # Shielded (the handler may be cancelled) and bounded in time.
+            with trio.CancelScope(shield=True), trio.move_on_after(FINISH_TIMEOUT):
+                await self._finish(call_sid, reason)
+                await self._hang_up(call_sid, reason)
+        return reason
+
+    async def _bridge(self, call: LiveCall, media: MediaSocket, stream_sid: str) -> str:
+        try:
+            with trio.fail_after(self.config.lease_wait):
+                conn = await self.pool.acquire()
+        except (trio.TooSlowError, LeaseTimeout):
+            self.counters["busy"] += 1
+            return BUSY
+        except RealtimeUnavailable as exc:
+            LOGGER.warning("call %s: Realtime unavailable: %s", call.call_sid, exc)
+            return REALTIME_UNAVAILABLE
+        send, receive = trio.open_memory_channel[ContextMessage](CONTEXT_QUEUE)
+        game = self.config.game
+
+        def heard(message: ContextMessage) -> None:
+            if game is not None and message.game_title != game:
+                return
+            try:
+                send.send_nowait(message)
+            except trio.WouldBlock:
+                self.counters["context_dropped"] += 1
+
+        unsubscribe = self.server.context_events.subscribe(heard)
+        try:
+            tools = GameTools(self.server, game)
+            bridge = Bridge(
+                media,
+                conn,
+                stream_sid,
+                session=self.config.session(),
+                tools=tools,
+                limits=self.config.limits,
+                context=receive,
+            )
+            call.bridge = bridge
+            return await bridge.run()
+        finally:
+            unsubscribe()
+            send.close()
+            receive.close()
+            self.pool.release(conn)
+
+    async def _hang_up(self, call_sid: str, reason: str) -> None:
+        """End the call at Twilio when we ended it (with its message)."""
+        if self.control is None or reason == CallEnd.CALLER_HUNG_UP:
+            return
+        twiml = say_and_hang_up(self.config.message(reason))
+        try:
+            await self.control.say_and_hang_up(call_sid, twiml)
+        except Exception as exc:  # one line; the call may have ended anyway
+            LOGGER.warning(
+                "call %s: Twilio did not take the hang-up: %s", call_sid, exc
+            )
+
+    # -- views --------------------------------------------------------------------
+
+    def live(self) -> list[dict[str, Any]]:
+        """The calls in progress, as shown."""
+        now = self.clock()
+        return [call.to_json(now) for call in self.calls.values()]
+
+    def stats(self) -> dict[str, Any]:
+        """Counters since start and the live calls."""
+        return {**dict(self.counters), "live": self.live()}
+
+    def describe(self) -> list[str]:
+        """The console's ``calls`` lines: the counts, then each live call."""
+        counts = self.counters
+        lines = [
+            f"phone calls: {len(self.calls)} live, {counts['calls']} since start "
+            f"({counts['busy']} busy, {counts['rejected']} rejected, "
+            f"{counts['forbidden']} refused unsigned)"
+        ]
+        for call in self.live():
+            line = (
+                f"  {call['call_sid']}: from {call['from'] or '?'}, "
+                f"{call['state']} {call['seconds']:.0f} s"
+            )
+            if call["state"] == "bridged":
+                line += (
+                    f", {call['barge_ins']} barge-ins, {call['tool_calls']} tool "
+                    f"calls, {call['audio_in_bytes'] // 8000} s heard from the caller"
+                )
+            lines.append(line)
+        return lines

@@ -1,0 +1,195 @@
+"""The voice webhooks: TwiML for a call, signatures, refusals, the end's message.
+
+The routes are mounted on a bare Quart-Trio app (what the calls server
+adds them to) and driven with Quart's test client: Twilio's signature is
+computed over the public URL the service is told, as Twilio does.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from typing import Any, Final
+
+import pytest
+from quart_trio import QuartTrio
+from twilio.request_validator import RequestValidator
+
+from neuro_api.realtime import PoolConfig, RealtimePool
+from neuro_api.server import RandomNeuroServer
+from neuro_api.voice import CallEnd, VoiceConfig, VoiceService
+from neuro_api.voice._routes import voice_routes
+
+TOKEN: Final = "a-twilio-auth-token-for-the-tests"
+PUBLIC: Final = "https://calls.example.test"
+CALL: Final = "CA" + "a" * 32
+FORM: Final = {"CallSid": CALL, "From": "+15550001111", "To": "+15550002222"}
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, ...]] = []
+
+    async def start_phone_call(self, call_sid: str, from_: str, to: str) -> None:
+        self.events.append(("start", call_sid, from_, to))
+
+    async def end_phone_call(self, call_sid: str, reason: str) -> None:
+        self.events.append(("end", call_sid, reason))
+
+
+def make(
+    *, token: str | None = TOKEN, insecure: bool = False, blocked: Any = None
+) -> tuple[QuartTrio, VoiceService, Registry]:
+    registry = Registry()
+    service = VoiceService(
+        VoiceConfig(instructions="Be Neuro."),
+        server=RandomNeuroServer(),
+        pool=RealtimePool(PoolConfig(api_key="sk-x", max_connections=2)),
+        registry=registry,
+        public_base=lambda: PUBLIC,
+        blocked=blocked or (lambda number: False),
+    )
+    app = QuartTrio(__name__)
+    app.register_blueprint(
+        voice_routes(
+            service, auth_token=token, insecure=insecure, public_base=lambda: PUBLIC
+        )
+    )
+    return app, service, registry
+
+
+def sign(path: str, form: dict[str, str], token: str = TOKEN) -> dict[str, str]:
+    signature = RequestValidator(token).compute_signature(PUBLIC + path, form)
+    return {"X-Twilio-Signature": signature}
+
+
+async def post(app: QuartTrio, path: str, form: dict[str, str], headers: Any) -> Any:
+    client = app.test_client()
+    return await client.post(path, form=form, headers=headers)
+
+
+async def test_a_call_is_connected_to_the_media_stream() -> None:
+    app, service, registry = make()
+    answer = await post(app, "/twilio/voice", FORM, sign("/twilio/voice", FORM))
+    assert answer.status_code == 200
+    assert answer.mimetype == "text/xml"
+    root = ET.fromstring(await answer.get_data(as_text=True))
+    stream = root.find("./Connect/Stream")
+    assert stream is not None
+    assert stream.get("url") == "wss://calls.example.test/twilio/media"
+    (parameter,) = stream.findall("Parameter")
+    assert (parameter.get("name"), parameter.get("value")) == ("callSid", CALL)
+    redirect = root.find("./Redirect")
+    assert redirect is not None
+    assert redirect.text == f"{PUBLIC}/twilio/voice/end"
+    assert registry.events == [("start", CALL, "+15550001111", "+15550002222")]
+    assert [c["state"] for c in service.live()] == ["connecting"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"X-Twilio-Signature": "bm90IGEgc2lnbmF0dXJl"},
+        sign("/twilio/voice", FORM, token="another-token"),
+        # Signed over the URL the server sees, not the public one.
+        {
+            "X-Twilio-Signature": RequestValidator(TOKEN).compute_signature(
+                "http://localhost/twilio/voice", FORM
+            )
+        },
+        sign("/twilio/voice", {**FORM, "From": "+15559999999"}),  # form changed
+    ],
+)
+async def test_unsigned_or_wrongly_signed_is_403_and_nothing_happens(
+    headers: dict[str, str],
+) -> None:
+    app, service, registry = make()
+    answer = await post(app, "/twilio/voice", FORM, headers)
+    assert answer.status_code == 403
+    assert registry.events == []
+    assert service.live() == []
+    assert service.counters["forbidden"] == 1
+
+
+async def test_without_a_token_the_routes_are_503_unless_insecure() -> None:
+    app, _, registry = make(token=None)
+    answer = await post(app, "/twilio/voice", FORM, {})
+    assert answer.status_code == 503
+    assert "TWILIO_AUTH_TOKEN" in (await answer.get_json())["error"]
+    app, _, registry = make(token=None, insecure=True)
+    answer = await post(app, "/twilio/voice", FORM, {})
+    assert answer.status_code == 200
+    assert registry.events[0][0] == "start"
+
+
+async def test_a_blocked_caller_is_rejected() -> None:
+    app, _, registry = make(blocked=lambda number: number == "+15550001111")
+    answer = await post(app, "/twilio/voice", FORM, sign("/twilio/voice", FORM))
+    root = ET.fromstring(await answer.get_data(as_text=True))
+    assert [child.tag for child in root] == ["Reject"]
+    assert registry.events == [
+        ("start", CALL, "+15550001111", "+15550002222"),
+        ("end", CALL, "blocked"),
+    ]
+
+
+async def test_no_free_connection_is_a_spoken_busy_and_a_hang_up() -> None:
+    app, service, registry = make()
+    service.pool.problem = "the API refused the key"  # the pool is down
+    answer = await post(app, "/twilio/voice", FORM, sign("/twilio/voice", FORM))
+    root = ET.fromstring(await answer.get_data(as_text=True))
+    assert [child.tag for child in root] == ["Say", "Hangup"]
+    assert "another call" in (root[0].text or "")
+    assert registry.events[-1] == ("end", CALL, "busy")
+
+
+@pytest.mark.parametrize(
+    "form",
+    [{}, {"CallSid": "CA123"}, {"CallSid": "XX" + "a" * 32}, {"CallSid": CALL + "0"}],
+)
+async def test_a_form_without_a_call_sid_is_400(form: dict[str, str]) -> None:
+    app, _, registry = make()
+    answer = await post(app, "/twilio/voice", form, sign("/twilio/voice", form))
+    assert answer.status_code == 400
+    assert registry.events == []
+
+
+@pytest.mark.parametrize(
+    ("reason", "said"),
+    [
+        (CallEnd.MAX_DURATION, "Goodbye"),
+        ("busy", "another call"),
+        (CallEnd.REALTIME_FAILED, "went wrong"),
+        (CallEnd.CALLER_HUNG_UP, None),
+    ],
+)
+async def test_after_the_stream_the_reason_is_said_then_hang_up(
+    reason: str, said: str | None
+) -> None:
+    app, service, _ = make()
+    service.ended[CALL] = reason
+    form = {"CallSid": CALL}
+    answer = await post(app, "/twilio/voice/end", form, sign("/twilio/voice/end", form))
+    root = ET.fromstring(await answer.get_data(as_text=True))
+    if said is None:
+        assert [child.tag for child in root] == ["Hangup"]
+    else:
+        assert [child.tag for child in root] == ["Say", "Hangup"]
+        assert said in (root[0].text or "")
+
+
+async def test_the_end_webhook_is_signed_too() -> None:
+    app, _, _ = make()
+    answer = await post(app, "/twilio/voice/end", {"CallSid": CALL}, {})
+    assert answer.status_code == 403
+
+
+def test_the_session_is_mulaw_both_ways_with_vad_and_transcription() -> None:
+    session = VoiceConfig(instructions="Be Neuro.", voice="cedar").session()
+    audio = session["audio"]
+    assert audio["input"]["format"] == {"type": "audio/pcmu"}
+    assert audio["output"] == {"format": {"type": "audio/pcmu"}, "voice": "cedar"}
+    assert audio["input"]["turn_detection"]["type"] == "server_vad"
+    assert audio["input"]["turn_detection"]["interrupt_response"] is True
+    assert "transcription" in audio["input"]
+    assert session["output_modalities"] == ["audio"]
