@@ -334,3 +334,19 @@ def test_the_realtime_benchmark_runs_and_reports_its_figures() -> None:
     assert all(
         value > 0 for key, value in figures.items() if key != "engine_overhead_ms"
     )
+
+
+def test_the_voice_benchmark_runs_and_reports_its_figures() -> None:
+    script = BENCHMARKS / "bench_voice.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--calls", "3", "--seconds", "0.5"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "3 calls for 0.5 s"
+    for line, name in zip(lines[1:], ("caller -> API", "API -> caller"), strict=True):
+        figures = r"p50 \d+ µs, p99 \d+ µs, max \d+ µs \((\d+) chunks\)"
+        found = re.match(rf"{re.escape(name)} .*: {figures}", line)
+        assert found, line
+        assert int(found.group(1)) > 0
