@@ -17,7 +17,7 @@ from fake_realtime import Audio, Drop, FakeRealtime, FunctionCall, open_fake_rea
 from fake_twilio import FakeTwilio, loopback_only
 from fake_twilio_media import TwimlStream, open_fake_twilio_media, voice_webhook
 from server_helpers import PLAY, connect
-from speech import silence, tone
+from speech import require_speech_tools, silence, speech, tone
 from status_helpers import eventually
 from trio_websocket import ConnectionRejected
 
@@ -400,3 +400,26 @@ async def test_twilio_dropping_mid_answer_ends_the_call_cleanly(
         await eventually(lambda: active_leases(run) == 0, WAIT)
         (recorded,) = await run.ended()
         assert recorded["end_reason"] == "stream_closed"
+
+
+async def test_real_speech_makes_one_turn_and_gets_an_answer(tmp_path: Path) -> None:
+    require_speech_tools()
+    words = speech("hello Neuro how are you today")
+    async with running(tmp_path) as run:
+        run.fake.script(Audio(transcript="I'm great!", ms=500, pace=None))
+        stream, call_sid = await run.dial()
+        async with open_fake_twilio_media(
+            run.media_url(),
+            auth_token=TOKEN,
+            public_url=stream.url,
+            custom_parameters=stream.parameters,
+            call_sid=call_sid,
+        ) as call:
+            await call.say(words)
+            await call.say(silence(1000))
+            with trio.fail_after(WAIT):
+                await call.wait_heard(400)
+            turns = run.fake.connections[0].turns
+            assert len(turns) == 1  # one sentence, one turn
+            assert abs(len(turns[0].audio) - len(words)) < 8 * 800
+            await call.hang_up()
