@@ -193,3 +193,29 @@ def test_the_session_is_mulaw_both_ways_with_vad_and_transcription() -> None:
     assert audio["input"]["turn_detection"]["interrupt_response"] is True
     assert "transcription" in audio["input"]
     assert session["output_modalities"] == ["audio"]
+
+
+async def test_a_replayed_webhook_announces_no_second_stream() -> None:
+    app, service, registry = make()
+    headers = sign("/twilio/voice", FORM)
+    first = await post(app, "/twilio/voice", FORM, headers)
+    assert first.status_code == 200
+    # Twilio retrying before the stream opened: the same answer, one call.
+    again = await post(app, "/twilio/voice", FORM, headers)
+    assert again.status_code == 200
+    assert await again.get_data() == await first.get_data()
+    assert len(registry.events) == 1
+    # The stream opened: a replay must not make the call "connecting" again
+    # (a second stream with the replayed upgrade signature would be bridged).
+    service.calls[CALL].started = 1.0
+    replay = await post(app, "/twilio/voice", FORM, headers)
+    assert replay.status_code == 400
+    assert service.calls[CALL].started == 1.0
+    # Over: not announced again either.
+    del service.calls[CALL]
+    service.ended[CALL] = CallEnd.CALLER_HUNG_UP
+    replay = await post(app, "/twilio/voice", FORM, headers)
+    assert replay.status_code == 400
+    assert service.live() == []
+    assert len(registry.events) == 1
+    assert service.counters["replayed"] == 2

@@ -226,8 +226,18 @@ class VoiceService:
             raise ValueError("CallSid is missing or not a call SID")
         caller = form.get("From", "")[:MAX_NUMBER]
         callee = form.get("To", "")[:MAX_NUMBER]
-        self.counters["calls"] += 1
         self._forget_stale()
+        known = self.calls.get(call_sid)
+        if known is not None and known.started is None:
+            # Twilio asking again (a retry): the same answer, one call.
+            return connect_stream(self.public_base(), {"callSid": call_sid})
+        if known is not None or call_sid in self.ended:
+            # A signed webhook replayed: announcing the call again would let
+            # a second stream (the upgrade signature is the same for every
+            # stream) be bridged for a call that is live or over.
+            self.counters["replayed"] += 1
+            raise ValueError(f"call {call_sid} was answered already")
+        self.counters["calls"] += 1
         if self.blocked(caller):
             self.counters["rejected"] += 1
             await self._record_start(call_sid, caller, callee)
