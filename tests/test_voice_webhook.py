@@ -219,3 +219,15 @@ async def test_a_replayed_webhook_announces_no_second_stream() -> None:
     assert service.live() == []
     assert len(registry.events) == 1
     assert service.counters["replayed"] == 2
+
+
+async def test_a_call_whose_stream_never_came_is_ended_in_the_registry() -> None:
+    app, service, registry = make()
+    now = [1000.0]
+    service.clock = lambda: now[0]
+    await post(app, "/twilio/voice", FORM, sign("/twilio/voice", FORM))
+    now[0] += 61.0  # longer than an announced call waits for its stream
+    other = {**FORM, "CallSid": "CA" + "b" * 32}
+    await post(app, "/twilio/voice", other, sign("/twilio/voice", other))
+    assert ("end", CALL, "no_stream") in registry.events
+    assert [c["call_sid"] for c in service.live()] == [other["CallSid"]]

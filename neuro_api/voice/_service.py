@@ -58,6 +58,7 @@ FINISH_TIMEOUT: Final = 15.0
 BUSY: Final = "busy"
 BLOCKED: Final = "blocked"
 REALTIME_UNAVAILABLE: Final = "realtime_unavailable"
+NO_STREAM: Final = "no_stream"
 
 
 class PhoneRegistry(Protocol):
@@ -196,11 +197,14 @@ class VoiceService:
 
     # -- the webhook ------------------------------------------------------------
 
-    def _forget_stale(self) -> None:
+    async def _forget_stale(self) -> None:
         now = self.clock()
         for sid, call in list(self.calls.items()):
             if call.started is None and now - call.announced > ANNOUNCED_TTL:
                 del self.calls[sid]
+                # Recorded as begun by the webhook: without an end it would
+                # stay "accepted" in the registry for ever.
+                await self._finish(sid, NO_STREAM)
 
     def _capacity(self) -> bool:
         bridged = sum(1 for c in self.calls.values() if c.started is not None)
@@ -226,7 +230,7 @@ class VoiceService:
             raise ValueError("CallSid is missing or not a call SID")
         caller = form.get("From", "")[:MAX_NUMBER]
         callee = form.get("To", "")[:MAX_NUMBER]
-        self._forget_stale()
+        await self._forget_stale()
         known = self.calls.get(call_sid)
         if known is not None and known.started is None:
             # Twilio asking again (a retry): the same answer, one call.
