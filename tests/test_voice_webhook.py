@@ -7,10 +7,14 @@ computed over the public URL the service is told, as Twilio does.
 
 from __future__ import annotations
 
+import contextlib
 import xml.etree.ElementTree as ET
 from typing import Any, Final
 
 import pytest
+import trio
+import trio.testing
+from quart.testing import WebsocketResponseError
 from quart_trio import QuartTrio
 from twilio.request_validator import RequestValidator
 
@@ -231,3 +235,30 @@ async def test_a_call_whose_stream_never_came_is_ended_in_the_registry() -> None
     await post(app, "/twilio/voice", other, sign("/twilio/voice", other))
     assert ("end", CALL, "no_stream") in registry.events
     assert [c["call_sid"] for c in service.live()] == [other["CallSid"]]
+
+
+async def test_streams_waiting_for_their_start_are_bounded() -> None:
+    # One seen upgrade signature opens any number of streams: those that
+    # send no start yet are bounded (2 x max_connections here: 4).
+    app, service, _ = make()
+    client = app.test_client()
+    signature = RequestValidator(TOKEN).compute_signature(
+        "wss://calls.example.test/twilio/media", {}
+    )
+    headers = {"X-Twilio-Signature": signature}
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(4):
+            ws = await stack.enter_async_context(
+                client.websocket("/twilio/media", headers=headers)
+            )
+            await ws.send('{"event": "connected"}')
+        await trio.testing.wait_all_tasks_blocked()
+        assert service.opening == 4
+        # Quart-Trio's test connection raises it inside its nursery.
+        with pytest.RaisesGroup(WebsocketResponseError, flatten_subgroups=True) as got:
+            async with client.websocket("/twilio/media", headers=headers) as extra:
+                await extra.receive()
+        (refused,) = got.value.exceptions
+        assert isinstance(refused, WebsocketResponseError)
+        assert refused.response.status_code == 503
+        assert service.counters["streams_refused"] == 1

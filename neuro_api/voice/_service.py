@@ -194,6 +194,8 @@ class VoiceService:
         self.calls: dict[str, LiveCall] = {}
         self.ended: collections.OrderedDict[str, str] = collections.OrderedDict()
         self.counters: collections.Counter[str] = collections.Counter()
+        self.opening = 0
+        """Streams accepted that have not sent their ``start`` yet."""
 
     # -- the webhook ------------------------------------------------------------
 
@@ -291,13 +293,27 @@ class VoiceService:
                     return start if isinstance(start, dict) else None
         return None
 
+    def may_open(self) -> bool:
+        """Whether one more stream may be accepted (checked before the upgrade).
+
+        The upgrade's signature is the same for every stream of the URL:
+        one seen once opens as many as wanted, each held up to
+        ``START_TIMEOUT`` with frames queued, so the streams waiting for
+        their ``start`` are bounded (as many as calls may be announced).
+        """
+        return self.opening < 2 * self.pool.config.max_connections
+
     async def stream(self, media: MediaSocket) -> str | None:
         """Bridge one media stream until the call ends; returns why (None: no start).
 
         The lease is taken for the whole call and returned when it ends,
         however it ends; the registry hears the end with its reason.
         """
-        start = await self._start(media)
+        self.opening += 1
+        try:
+            start = await self._start(media)
+        finally:
+            self.opening -= 1
         if start is None:
             self.counters["bad_streams"] += 1
             return None
