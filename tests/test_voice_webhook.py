@@ -11,6 +11,7 @@ import contextlib
 import xml.etree.ElementTree as ET
 from typing import Any, Final
 
+import orjson
 import pytest
 import trio
 import trio.testing
@@ -248,9 +249,9 @@ async def test_streams_waiting_for_their_start_are_bounded() -> None:
     headers = {"X-Twilio-Signature": signature}
     async with contextlib.AsyncExitStack() as stack:
         for _ in range(4):
-            ws = await stack.enter_async_context(
-                client.websocket("/twilio/media", headers=headers)
-            )
+            # The protocol type Quart declares is no context manager for mypy.
+            opening: Any = client.websocket("/twilio/media", headers=headers)
+            ws = await stack.enter_async_context(opening)
             await ws.send('{"event": "connected"}')
         await trio.testing.wait_all_tasks_blocked()
         assert service.opening == 4
@@ -262,3 +263,49 @@ async def test_streams_waiting_for_their_start_are_bounded() -> None:
         assert isinstance(refused, WebsocketResponseError)
         assert refused.response.status_code == 503
         assert service.counters["streams_refused"] == 1
+
+
+async def test_a_hanging_registry_does_not_keep_twilio_from_the_hang_up(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class Hanging(Registry):
+        async def end_phone_call(self, call_sid: str, reason: str) -> None:
+            await trio.sleep_forever()
+
+    class Control:
+        def __init__(self) -> None:
+            self.hung_up: list[str] = []
+
+        async def say_and_hang_up(self, call_sid: str, twiml: str) -> bool:
+            self.hung_up.append(call_sid)
+            return True
+
+    class Media:
+        def __init__(self) -> None:
+            start = {"callSid": CALL, "streamSid": "MZ" + "c" * 32}
+            self.frames = [
+                orjson.dumps({"event": "connected"}).decode(),
+                orjson.dumps({"event": "start", "start": start}).decode(),
+            ]
+
+        async def receive(self) -> str:
+            if not self.frames:
+                await trio.sleep_forever()
+            return self.frames.pop(0)
+
+        async def send(self, text: str) -> None:
+            pass
+
+    control = Control()
+    service = VoiceService(
+        VoiceConfig(instructions="Be Neuro."),
+        server=RandomNeuroServer(),
+        # Not running: the lease fails, the call ends realtime_unavailable.
+        pool=RealtimePool(PoolConfig(api_key="sk-x", max_connections=2)),
+        registry=Hanging(),
+        public_base=lambda: PUBLIC,
+        control=control,
+    )
+    await service.answer(FORM)
+    assert await service.stream(Media()) == "realtime_unavailable"
+    assert control.hung_up == [CALL]

@@ -343,10 +343,14 @@ class VoiceService:
             if call.bridge is not None and call.bridge.reason is not None:
                 reason = call.bridge.reason  # cancelled from outside too
             self.calls.pop(call_sid, None)
-            # Shielded (the handler may be cancelled) and bounded in time.
-            with trio.CancelScope(shield=True), trio.move_on_after(FINISH_TIMEOUT):
-                await self._finish(call_sid, reason)
-                await self._hang_up(call_sid, reason)
+            # Shielded (the handler may be cancelled) and bounded in time,
+            # each on its own: a registry that hangs must not keep Twilio
+            # from hearing the hang-up (the caller would wait in silence).
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(FINISH_TIMEOUT):
+                    await self._finish(call_sid, reason)
+                with trio.move_on_after(FINISH_TIMEOUT):
+                    await self._hang_up(call_sid, reason)
         return reason
 
     async def _bridge(self, call: LiveCall, media: MediaSocket, stream_sid: str) -> str:
