@@ -350,3 +350,40 @@ async def test_the_server_tells_context_listeners() -> None:
     assert (message.game_title, message.message, message.silent) == (
         "Chess", "The board is empty", False,
     )  # fmt: skip
+
+
+async def test_tool_calls_flooding_a_stalled_api_pile_up_no_tasks(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class Stalled(Realtime):
+        """Takes the session.update, then reads nothing more we send."""
+
+        waiting = 0
+
+        async def send(self, event: Mapping[str, Any]) -> None:
+            if self.sent:
+                self.waiting += 1
+                await trio.sleep_forever()
+            await super().send(event)
+
+    server = RandomNeuroServer()
+    twilio, api = Twilio(), Stalled()
+    bridge = Bridge(
+        twilio,
+        cast(RealtimeConnection, api),
+        STREAM,
+        session={"type": "realtime"},
+        tools=GameTools(server, None),
+        limits=BridgeLimits(max_tool_calls=2),
+    )
+    for n in range(500):
+        api.give(
+            "response.function_call_arguments.done", call_id=f"c{n}", name="x",
+            arguments="{}",
+        )  # fmt: skip
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(bridge.run)
+        await trio.testing.wait_all_tasks_blocked()
+        # Two calls in their slots and the reader answering one "busy".
+        assert api.waiting <= 3
+        nursery.cancel_scope.cancel()

@@ -90,3 +90,23 @@ def test_marks_out_of_order_or_unknown_are_ignored() -> None:
     assert not playback.marked(second)  # Twilio returns them in order
     assert playback.marked(first)
     assert playback.heard_bytes == 160
+
+
+def test_a_new_item_per_chunk_stays_bounded_while_marks_are_full() -> None:
+    # An API that sends each chunk as a new item, and a Twilio that returns
+    # no marks: neither the marks nor the items grow past max_pending.
+    playback = Playback(max_pending=3)
+    for n in range(100):
+        playback.sent(f"item{n}", 0, 160)
+    assert len(playback._marks) == 3
+    assert len(playback._items) == 3
+    assert playback.untracked_bytes == 97 * 160
+    assert [cut.item_id for cut in playback.interrupt()] == ["item0", "item1", "item2"]
+
+
+def test_two_items_taking_turns_stay_bounded_while_marks_are_full() -> None:
+    playback = Playback(max_pending=3)
+    for n in range(100):
+        playback.sent("ab"[n % 2], 0, 160)
+    assert len(playback._marks) == 3
+    assert {cut.audio_end_ms for cut in playback.interrupt()} == {0}

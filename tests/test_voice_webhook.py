@@ -7,10 +7,15 @@ computed over the public URL the service is told, as Twilio does.
 
 from __future__ import annotations
 
+import contextlib
 import xml.etree.ElementTree as ET
 from typing import Any, Final
 
+import orjson
 import pytest
+import trio
+import trio.testing
+from quart.testing import WebsocketResponseError
 from quart_trio import QuartTrio
 from twilio.request_validator import RequestValidator
 
@@ -193,3 +198,114 @@ def test_the_session_is_mulaw_both_ways_with_vad_and_transcription() -> None:
     assert audio["input"]["turn_detection"]["interrupt_response"] is True
     assert "transcription" in audio["input"]
     assert session["output_modalities"] == ["audio"]
+
+
+async def test_a_replayed_webhook_announces_no_second_stream() -> None:
+    app, service, registry = make()
+    headers = sign("/twilio/voice", FORM)
+    first = await post(app, "/twilio/voice", FORM, headers)
+    assert first.status_code == 200
+    # Twilio retrying before the stream opened: the same answer, one call.
+    again = await post(app, "/twilio/voice", FORM, headers)
+    assert again.status_code == 200
+    assert await again.get_data() == await first.get_data()
+    assert len(registry.events) == 1
+    # The stream opened: a replay must not make the call "connecting" again
+    # (a second stream with the replayed upgrade signature would be bridged).
+    service.calls[CALL].started = 1.0
+    replay = await post(app, "/twilio/voice", FORM, headers)
+    assert replay.status_code == 400
+    assert service.calls[CALL].started == 1.0
+    # Over: not announced again either.
+    del service.calls[CALL]
+    service.ended[CALL] = CallEnd.CALLER_HUNG_UP
+    replay = await post(app, "/twilio/voice", FORM, headers)
+    assert replay.status_code == 400
+    assert service.live() == []
+    assert len(registry.events) == 1
+    assert service.counters["replayed"] == 2
+
+
+async def test_a_call_whose_stream_never_came_is_ended_in_the_registry() -> None:
+    app, service, registry = make()
+    now = [1000.0]
+    service.clock = lambda: now[0]
+    await post(app, "/twilio/voice", FORM, sign("/twilio/voice", FORM))
+    now[0] += 61.0  # longer than an announced call waits for its stream
+    other = {**FORM, "CallSid": "CA" + "b" * 32}
+    await post(app, "/twilio/voice", other, sign("/twilio/voice", other))
+    assert ("end", CALL, "no_stream") in registry.events
+    assert [c["call_sid"] for c in service.live()] == [other["CallSid"]]
+
+
+async def test_streams_waiting_for_their_start_are_bounded() -> None:
+    # One seen upgrade signature opens any number of streams: those that
+    # send no start yet are bounded (2 x max_connections here: 4).
+    app, service, _ = make()
+    client = app.test_client()
+    signature = RequestValidator(TOKEN).compute_signature(
+        "wss://calls.example.test/twilio/media", {}
+    )
+    headers = {"X-Twilio-Signature": signature}
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(4):
+            # The protocol type Quart declares is no context manager for mypy.
+            opening: Any = client.websocket("/twilio/media", headers=headers)
+            ws = await stack.enter_async_context(opening)
+            await ws.send('{"event": "connected"}')
+        await trio.testing.wait_all_tasks_blocked()
+        assert service.opening == 4
+        # Quart-Trio's test connection raises it inside its nursery.
+        with pytest.RaisesGroup(WebsocketResponseError, flatten_subgroups=True) as got:
+            async with client.websocket("/twilio/media", headers=headers) as extra:
+                await extra.receive()
+        (refused,) = got.value.exceptions
+        assert isinstance(refused, WebsocketResponseError)
+        assert refused.response.status_code == 503
+        assert service.counters["streams_refused"] == 1
+
+
+async def test_a_hanging_registry_does_not_keep_twilio_from_the_hang_up(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class Hanging(Registry):
+        async def end_phone_call(self, call_sid: str, reason: str) -> None:
+            await trio.sleep_forever()
+
+    class Control:
+        def __init__(self) -> None:
+            self.hung_up: list[str] = []
+
+        async def say_and_hang_up(self, call_sid: str, twiml: str) -> bool:
+            self.hung_up.append(call_sid)
+            return True
+
+    class Media:
+        def __init__(self) -> None:
+            start = {"callSid": CALL, "streamSid": "MZ" + "c" * 32}
+            self.frames = [
+                orjson.dumps({"event": "connected"}).decode(),
+                orjson.dumps({"event": "start", "start": start}).decode(),
+            ]
+
+        async def receive(self) -> str:
+            if not self.frames:
+                await trio.sleep_forever()
+            return self.frames.pop(0)
+
+        async def send(self, text: str) -> None:
+            pass
+
+    control = Control()
+    service = VoiceService(
+        VoiceConfig(instructions="Be Neuro."),
+        server=RandomNeuroServer(),
+        # Not running: the lease fails, the call ends realtime_unavailable.
+        pool=RealtimePool(PoolConfig(api_key="sk-x", max_connections=2)),
+        registry=Hanging(),
+        public_base=lambda: PUBLIC,
+        control=control,
+    )
+    await service.answer(FORM)
+    assert await service.stream(Media()) == "realtime_unavailable"
+    assert control.hung_up == [CALL]

@@ -321,7 +321,7 @@ class Bridge:
             elif kind == "response.done":
                 self._responding = False
             elif kind == "response.function_call_arguments.done":
-                self._tool_call(event, nursery)
+                await self._tool_call(event, nursery)
             elif kind == "conversation.item.input_audio_transcription.completed":
                 self._said("caller", event.get("transcript"))
             elif kind == "response.output_audio_transcript.done":
@@ -375,30 +375,42 @@ class Bridge:
 
     # -- tools ------------------------------------------------------------------
 
-    def _tool_call(self, event: Mapping[str, Any], nursery: trio.Nursery) -> None:
+    async def _tool_call(self, event: Mapping[str, Any], nursery: trio.Nursery) -> None:
         call_id, name = event.get("call_id"), event.get("name")
         arguments = event.get("arguments")
         if not isinstance(call_id, str) or not isinstance(name, str):
             return
+        self.counters.tool_calls += 1
         text = arguments if isinstance(arguments, str) else "{}"
+        if self.tools is None:
+            output = orjson.dumps({"status": "unknown_tool", "message": name})
+            await self._tool_output(call_id, output.decode())
+            return
+        try:
+            self._tool_slots.acquire_nowait()
+        except trio.WouldBlock:
+            # Answered here, not in a task of its own: an API sending calls
+            # faster than it reads our events then slows this reader down
+            # instead of piling up tasks without bound.
+            output = orjson.dumps(
+                {"status": "busy", "message": "too many actions at once"}
+            )
+            await self._tool_output(call_id, output.decode())
+            return
         nursery.start_soon(self._perform, call_id, name, text)
 
     async def _perform(self, call_id: str, name: str, arguments: str) -> None:
-        self.counters.tool_calls += 1
-        if self.tools is None:
-            output = orjson.dumps({"status": "unknown_tool", "message": name}).decode()
-        else:
-            try:
-                self._tool_slots.acquire_nowait()
-            except trio.WouldBlock:
-                output = orjson.dumps(
-                    {"status": "busy", "message": "too many actions at once"}
-                ).decode()
-            else:
-                try:
-                    output = (await self.tools.call(name, arguments)).output
-                finally:
-                    self._tool_slots.release()
+        """Run one tool call (holding one of the call's tool slots)."""
+        assert self.tools is not None
+        try:
+            output = (await self.tools.call(name, arguments)).output
+            # The slot is held until the output is sent, too: sends the API
+            # does not take are bounded like the calls.
+            await self._tool_output(call_id, output)
+        finally:
+            self._tool_slots.release()
+
+    async def _tool_output(self, call_id: str, output: str) -> None:
         await self._to_api(
             {
                 "type": "conversation.item.create",

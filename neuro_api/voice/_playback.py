@@ -68,6 +68,8 @@ class Playback:
         """Bytes of model audio the caller heard in all (marks returned)."""
         self.stale_marks = 0
         """Marks returned that were cleared or unknown (ignored)."""
+        self.untracked_bytes = 0
+        """Bytes of items begun while the marks were full (see :meth:`sent`)."""
 
     @property
     def playing(self) -> bool:
@@ -82,12 +84,25 @@ class Playback:
         that much has played), so memory stays bounded however long the
         answer and however stalled Twilio is.
         """
+        full = len(self._marks) >= self.max_pending
         item = self._items.get(item_id)
         if item is None:
+            if full:
+                # A new item while Twilio has not returned max_pending marks:
+                # not tracked (no mark, no entry), or an API sending a new
+                # item id with each chunk would grow both without bound.
+                # A barge-in then does not truncate it (nothing is known of
+                # what was heard of it).
+                self.untracked_bytes += size
+                return None
             item = self._items[item_id] = _Item(content_index)
         item.sent += size
-        if len(self._marks) >= self.max_pending and self._marks[-1].item_id == item_id:
-            self._marks[-1].end = item.sent
+        if full:
+            if self._marks[-1].item_id == item_id:
+                self._marks[-1].end = item.sent
+            # Else no mark: what is heard of this chunk stays unknown, so a
+            # cut counts it unheard (never past what was heard), and items
+            # taking turns cannot add marks past max_pending either.
             return None
         self._count += 1
         name = f"{self.generation}.{self._count}"

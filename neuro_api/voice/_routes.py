@@ -142,6 +142,9 @@ def voice_routes(
         if not signed(url, {}, websocket.headers.get(SIGNATURE)):
             service.counters["forbidden"] += 1
             return _refusal(403, "the stream is not signed by Twilio")
+        if not service.may_open():
+            service.counters["streams_refused"] += 1
+            return _refusal(503, "too many streams are opening")
         await websocket.accept()
         await service.stream(QuartMedia())
         return None

@@ -58,6 +58,7 @@ FINISH_TIMEOUT: Final = 15.0
 BUSY: Final = "busy"
 BLOCKED: Final = "blocked"
 REALTIME_UNAVAILABLE: Final = "realtime_unavailable"
+NO_STREAM: Final = "no_stream"
 
 
 class PhoneRegistry(Protocol):
@@ -193,14 +194,19 @@ class VoiceService:
         self.calls: dict[str, LiveCall] = {}
         self.ended: collections.OrderedDict[str, str] = collections.OrderedDict()
         self.counters: collections.Counter[str] = collections.Counter()
+        self.opening = 0
+        """Streams accepted that have not sent their ``start`` yet."""
 
     # -- the webhook ------------------------------------------------------------
 
-    def _forget_stale(self) -> None:
+    async def _forget_stale(self) -> None:
         now = self.clock()
         for sid, call in list(self.calls.items()):
             if call.started is None and now - call.announced > ANNOUNCED_TTL:
                 del self.calls[sid]
+                # Recorded as begun by the webhook: without an end it would
+                # stay "accepted" in the registry for ever.
+                await self._finish(sid, NO_STREAM)
 
     def _capacity(self) -> bool:
         bridged = sum(1 for c in self.calls.values() if c.started is not None)
@@ -226,8 +232,18 @@ class VoiceService:
             raise ValueError("CallSid is missing or not a call SID")
         caller = form.get("From", "")[:MAX_NUMBER]
         callee = form.get("To", "")[:MAX_NUMBER]
+        await self._forget_stale()
+        known = self.calls.get(call_sid)
+        if known is not None and known.started is None:
+            # Twilio asking again (a retry): the same answer, one call.
+            return connect_stream(self.public_base(), {"callSid": call_sid})
+        if known is not None or call_sid in self.ended:
+            # A signed webhook replayed: announcing the call again would let
+            # a second stream (the upgrade signature is the same for every
+            # stream) be bridged for a call that is live or over.
+            self.counters["replayed"] += 1
+            raise ValueError(f"call {call_sid} was answered already")
         self.counters["calls"] += 1
-        self._forget_stale()
         if self.blocked(caller):
             self.counters["rejected"] += 1
             await self._record_start(call_sid, caller, callee)
@@ -277,13 +293,27 @@ class VoiceService:
                     return start if isinstance(start, dict) else None
         return None
 
+    def may_open(self) -> bool:
+        """Whether one more stream may be accepted (checked before the upgrade).
+
+        The upgrade's signature is the same for every stream of the URL:
+        one seen once opens as many as wanted, each held up to
+        ``START_TIMEOUT`` with frames queued, so the streams waiting for
+        their ``start`` are bounded (as many as calls may be announced).
+        """
+        return self.opening < 2 * self.pool.config.max_connections
+
     async def stream(self, media: MediaSocket) -> str | None:
         """Bridge one media stream until the call ends; returns why (None: no start).
 
         The lease is taken for the whole call and returned when it ends,
         however it ends; the registry hears the end with its reason.
         """
-        start = await self._start(media)
+        self.opening += 1
+        try:
+            start = await self._start(media)
+        finally:
+            self.opening -= 1
         if start is None:
             self.counters["bad_streams"] += 1
             return None
@@ -313,10 +343,14 @@ class VoiceService:
             if call.bridge is not None and call.bridge.reason is not None:
                 reason = call.bridge.reason  # cancelled from outside too
             self.calls.pop(call_sid, None)
-            # Shielded (the handler may be cancelled) and bounded in time.
-            with trio.CancelScope(shield=True), trio.move_on_after(FINISH_TIMEOUT):
-                await self._finish(call_sid, reason)
-                await self._hang_up(call_sid, reason)
+            # Shielded (the handler may be cancelled) and bounded in time,
+            # each on its own: a registry that hangs must not keep Twilio
+            # from hearing the hang-up (the caller would wait in silence).
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(FINISH_TIMEOUT):
+                    await self._finish(call_sid, reason)
+                with trio.move_on_after(FINISH_TIMEOUT):
+                    await self._hang_up(call_sid, reason)
         return reason
 
     async def _bridge(self, call: LiveCall, media: MediaSocket, stream_sid: str) -> str:
