@@ -423,3 +423,27 @@ async def test_real_speech_makes_one_turn_and_gets_an_answer(tmp_path: Path) -> 
             assert len(turns) == 1  # one sentence, one turn
             assert abs(len(turns[0].audio) - len(words)) < 8 * 800
             await call.hang_up()
+
+
+async def test_a_huge_frame_closes_its_stream_and_nothing_else(tmp_path: Path) -> None:
+    async with running(tmp_path) as run:
+        stream, call_sid = await run.dial()
+        async with open_fake_twilio_media(
+            run.media_url(),
+            auth_token=TOKEN,
+            public_url=stream.url,
+            custom_parameters=stream.parameters,
+            call_sid=call_sid,
+            microphone=False,
+        ) as call:
+            # 100 KiB in one message: more than any HTTP server here reads
+            # (Hypercorn's default, 16 MiB, let a stream queue 160 MiB).
+            await call.send_raw("x" * (100 * 1024))
+            with trio.fail_after(WAIT):
+                await call.wait_closed()
+            assert call.close_code == 1009
+        await eventually(lambda: active_leases(run) == 0, WAIT)
+        (recorded,) = await run.ended()
+        assert recorded["end_reason"] == "stream_closed"
+        # The calls server still answers the next call.
+        await run.dial()

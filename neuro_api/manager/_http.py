@@ -26,6 +26,8 @@ from neuro_api.manager._service import Service, StatusCallback
 __all__ = ["HttpService"]
 
 ERROR_LOGGER = logging.getLogger("neuro_api.manager.hypercorn")
+MAX_WEBSOCKET_MESSAGE = 64 * 1024
+"""Bytes of one WebSocket message an HTTP server reads (larger: close 1009)."""
 
 
 class _OneConnection(hypercorn.trio.tcp_server.TCPServer):
@@ -147,6 +149,10 @@ def hypercorn_config(
     config.accesslog = None
     config.errorlog = ERROR_LOGGER
     config.graceful_timeout = graceful_timeout
+    # Hypercorn's default is 16 MiB a WebSocket message, 10 queued: 160 MiB a
+    # connection before the app reads one. Our HTTP servers' WebSockets
+    # (Twilio's media streams: ~400-byte frames) need far less.
+    config.websocket_max_message_size = MAX_WEBSOCKET_MESSAGE
     return config
 
 
