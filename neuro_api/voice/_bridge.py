@@ -85,6 +85,8 @@ class CallEnd:
     REALTIME_FAILED: Final = "realtime_failed"
     TWILIO_STALLED: Final = "twilio_stalled"
     TWILIO_SILENT: Final = "twilio_silent"
+    ENDED_HERE: Final = "ended_here"
+    """Ended from this server (the dashboard, :meth:`VoiceService.end_call`)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -123,7 +123,7 @@ class VoiceConfig:
 
     def message(self, reason: str) -> str | None:
         """What the caller hears once a call ends for ``reason`` (None: nothing)."""
-        if reason == CallEnd.MAX_DURATION:
+        if reason in (CallEnd.MAX_DURATION, CallEnd.ENDED_HERE):
             return self.goodbye_message
         if reason == BUSY:
             return self.busy_message
@@ -405,6 +405,19 @@ class VoiceService:
             LOGGER.warning(
                 "call %s: Twilio did not take the hang-up: %s", call_sid, exc
             )
+
+    def end_call(self, call_sid: str, reason: str = CallEnd.ENDED_HERE) -> bool:
+        """End a call in progress from this side (it hears the goodbye).
+
+        Returns False when no call ``call_sid`` is bridged now. The end is
+        recorded and Twilio told as for any other end, by the task that
+        runs the call.
+        """
+        call = self.calls.get(call_sid)
+        if call is None or call.bridge is None:
+            return False
+        call.bridge.end(reason)
+        return True
 
     # -- views --------------------------------------------------------------------
 
