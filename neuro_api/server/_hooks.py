@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, ClassVar, Final, Generic, TypeVar
 
 if TYPE_CHECKING:
+    from neuro_api.server._handler import ActionOutcome
     from neuro_api.server._trio_client import TrioNeuroServerClient
 
 __all__ = [
@@ -112,6 +113,10 @@ class ContextMessage:
     message: str
     silent: bool
     """True for silent context (Neuro should not answer it)."""
+    result_of: ActionOutcome | None = None
+    """The outcome this message reports (``Result of action …``), or None
+    for context the game sent itself. Who performed the action knows its
+    result already (a phone call's tool output, say) and may skip it."""
 
 
 ContextListener = Callable[[ContextMessage], object]
@@ -188,7 +193,9 @@ class ContextEvents(_Listeners[ContextMessage]):
     :meth:`~neuro_api.server.AbstractTrioNeuroServer.add_context`), from the
     game's task: a listener must not block (queue the message). Action
     results with a message, which the engine reads as context too, come as
-    silent messages ``Result of action 'name': succeeded: ...``.
+    silent messages ``Result of action 'name': succeeded: ...`` with the
+    outcome in :attr:`ContextMessage.result_of`, published before whoever
+    awaits that action (``execute_action``) resumes.
     """
 
     what = "context"

@@ -287,6 +287,9 @@ class TrioNeuroServerClient(BaseTrioNeuroServerClient):
 
     _refusal: Refusal | None = None
     """Why the server refused the game (a class default: see _gate)."""
+    _reporting: ActionOutcome | None = None
+    """The outcome whose result message is being added as context (a class
+    default: set only while :meth:`on_action_outcome` runs)."""
 
     def __init__(
         self,
@@ -420,6 +423,7 @@ class TrioNeuroServerClient(BaseTrioNeuroServerClient):
                     self.game_title or "",
                     message,
                     silent=not reply_if_not_busy,
+                    result_of=self._reporting,
                 )
             )
 
@@ -555,4 +559,11 @@ class TrioNeuroServerClient(BaseTrioNeuroServerClient):
     def on_action_outcome(self, outcome: ActionOutcome) -> None:
         """Let the server see every outcome, then apply the default."""
         self.server.on_action_outcome(self.game_title or "", outcome)
-        super().on_action_outcome(outcome)
+        # The default adds the result's message as context: the context
+        # listeners learn which outcome it reports (synchronous: no other
+        # message can be added in between).
+        self._reporting = outcome
+        try:
+            super().on_action_outcome(outcome)
+        finally:
+            self._reporting = None
