@@ -53,6 +53,9 @@ class Twilio:
         except trio.EndOfChannel:
             raise MediaClosed("ended") from None
 
+    async def close(self) -> None:
+        self.send_in.close()
+
     async def send(self, text: str) -> None:
         now = time.perf_counter()
         message = orjson.loads(text)

@@ -19,6 +19,7 @@ import trio.testing
 from server_helpers import PASS, PLAY, connect, start_server
 from status_helpers import eventually
 
+from neuro_api.command import Action
 from neuro_api.realtime import ConnectionLost, RealtimeConnection
 from neuro_api.server import ContextMessage, RandomNeuroServer
 from neuro_api.voice import Bridge, BridgeLimits, CallEnd, GameTools, MediaClosed
@@ -48,6 +49,9 @@ class Twilio:
         if self.closed:
             raise MediaClosed("closed")
         self.sent.append(orjson.loads(text))
+
+    async def close(self) -> None:
+        self.closed = True
 
     def give(self, event: str, **body: Any) -> None:
         self.inbox.send_nowait(orjson.dumps({"event": event, **body}).decode())
@@ -87,13 +91,16 @@ def audio(size: int) -> str:
     return base64.b64encode(b"\xff" * size).decode()
 
 
-def bridge_of(twilio: Twilio, api: Realtime, **limits: Any) -> Bridge:
+def bridge_of(
+    twilio: Twilio, api: Realtime, *, hang_up: bool = True, **limits: Any
+) -> Bridge:
     return Bridge(
         twilio,
         cast(RealtimeConnection, api),
         STREAM,
         session={"type": "realtime"},
         limits=BridgeLimits(**limits),
+        hang_up=hang_up,
     )
 
 
@@ -271,8 +278,8 @@ async def test_a_tool_call_reaches_a_real_game_and_its_result_goes_back() -> Non
             )
             nursery.start_soon(bridge.run)
             await eventually(lambda: bool(api.sent))
-            (tool,) = api.sent[0]["session"]["tools"]
-            assert tool["name"] == "play"
+            tools = api.sent[0]["session"]["tools"]
+            assert [tool["name"] for tool in tools] == ["play", "end_call"]
             # Invalid arguments never reach the game: the validator answers.
             api.give(
                 "response.function_call_arguments.done", call_id="c1", name="play",
@@ -302,7 +309,7 @@ async def test_a_tool_call_reaches_a_real_game_and_its_result_goes_back() -> Non
             await game.register(PASS)
             await eventually(lambda: len(api.of("session.update")) == 2, within=5)
             names = {t["name"] for t in api.of("session.update")[1]["session"]["tools"]}
-            assert names == {"play", "pass"}
+            assert names == {"play", "pass", "end_call"}
             nursery.cancel_scope.cancel()
 
 
@@ -350,6 +357,38 @@ async def test_the_server_tells_context_listeners() -> None:
     assert (message.game_title, message.message, message.silent) == (
         "Chess", "The board is empty", False,
     )  # fmt: skip
+    assert message.result_of is None
+
+
+async def test_a_result_message_says_which_outcome_it_reports() -> None:
+    server = RandomNeuroServer()
+    heard: list[ContextMessage] = []
+    server.context_events.subscribe(heard.append)
+    async with trio.open_nursery() as nursery:
+        info = await start_server(nursery, server)
+        async with connect(info.url, "Chess") as game:
+            await game.startup()
+            await game.register(PLAY)
+            await eventually(lambda: any(g.actions for g in server.games()))
+            (client,) = server.games()
+            outcome: list[Any] = []
+
+            async def perform() -> None:
+                outcome.append(await client.execute_action("play", '{"cell": 1}'))
+                # Published before the action's awaiter resumed.
+                assert len(heard) == 1
+
+            nursery.start_soon(perform)
+            action = await game.expect_action()
+            await game.result(action.id, False, "occupied")
+            await eventually(lambda: bool(outcome))
+            await game.context("Your move")
+            await eventually(lambda: len(heard) == 2)
+        nursery.cancel_scope.cancel()
+    result, context = heard
+    assert result.message == "Result of action 'play': failed: occupied"
+    assert result.result_of is outcome[0]
+    assert context.result_of is None
 
 
 async def test_tool_calls_flooding_a_stalled_api_pile_up_no_tasks(
@@ -387,3 +426,179 @@ async def test_tool_calls_flooding_a_stalled_api_pile_up_no_tasks(
         # Two calls in their slots and the reader answering one "busy".
         assert api.waiting <= 3
         nursery.cancel_scope.cancel()
+
+
+PRESS: Final = Action(
+    "press",
+    "A key of the game's keypad",
+    {
+        "type": "object",
+        "properties": {"digit": {"type": "string", "enum": ["1", "2", "5"]}},
+        "required": ["digit"],
+    },
+)
+END_CALL_ACTION: Final = Action("end_call", "The game's own action of that name")
+
+
+def outputs(api: Realtime) -> list[dict[str, Any]]:
+    return [
+        orjson.loads(event["item"]["output"])
+        for event in api.of("conversation.item.create")
+        if event["item"]["type"] == "function_call_output"
+    ]
+
+
+def notes(api: Realtime) -> list[str]:
+    return [
+        event["item"]["content"][0]["text"]
+        for event in api.of("conversation.item.create")
+        if event["item"]["type"] == "message"
+    ]
+
+
+async def test_neuro_hangs_up_once_her_words_were_heard(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    twilio, api = Twilio(), Realtime()
+    bridge = bridge_of(twilio, api)
+    ended: list[float] = []
+
+    async def run() -> None:
+        assert await bridge.run() == CallEnd.NEURO_HUNG_UP
+        ended.append(trio.current_time())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run)
+        await trio.sleep(0.1)
+        assert [t["name"] for t in api.sent[0]["session"]["tools"]] == ["end_call"]
+        api.give("response.created")
+        api.give(
+            "response.output_audio.delta", item_id="bye", content_index=0,
+            delta=audio(8000),
+        )  # fmt: skip
+        api.give(
+            "response.function_call_arguments.done", call_id="c1",
+            name="end_call", arguments="{}",
+        )  # fmt: skip
+        api.give("response.done")
+        await trio.sleep(3)
+        assert not ended  # the goodbye's mark is not back: still playing
+        assert outputs(api) == [{"status": "success", "message": "the call ends"}]
+        assert api.of("response.create") == []  # no answer to a hang-up
+        (mark,) = [m for m in twilio.sent if m["event"] == "mark"]
+        twilio.give("mark", mark=mark["mark"])
+    assert ended == [pytest.approx(3.1, abs=0.1)]
+
+
+async def test_a_goodbye_never_heard_hangs_up_after_the_grace(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    twilio, api = Twilio(), Realtime()
+    bridge = bridge_of(twilio, api)
+    api.give("response.created")
+    api.give(
+        "response.output_audio.delta", item_id="bye", content_index=0,
+        delta=audio(800),
+    )  # fmt: skip
+    api.give(
+        "response.function_call_arguments.done", call_id="c1", name="end_call",
+        arguments="{}",
+    )  # fmt: skip
+    started = trio.current_time()
+    assert await bridge.run() == CallEnd.NEURO_HUNG_UP
+    assert trio.current_time() - started == pytest.approx(15, abs=0.5)
+
+
+async def test_without_the_hang_up_tool_end_call_is_unknown(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    twilio, api = Twilio(), Realtime()
+    bridge = bridge_of(twilio, api, hang_up=False)
+    api.give(
+        "response.function_call_arguments.done", call_id="c1", name="end_call",
+        arguments="{}",
+    )  # fmt: skip
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(bridge.run)
+        await trio.sleep(1)
+        assert "tools" not in api.sent[0]["session"]
+        assert outputs(api)[0]["status"] == "unknown_tool"
+        assert bridge.reason is None
+        nursery.cancel_scope.cancel()
+
+
+async def test_tool_calls_beyond_the_calls_total_start_no_response(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    twilio, api = Twilio(), Realtime()
+    bridge = bridge_of(twilio, api, max_tool_calls_total=3)
+    for n in range(10):
+        api.give(
+            "response.function_call_arguments.done", call_id=f"c{n}", name="x",
+            arguments="{}",
+        )  # fmt: skip
+    # Hanging up is always possible (it starts no response).
+    api.give(
+        "response.function_call_arguments.done", call_id="bye", name="end_call",
+        arguments="{}",
+    )  # fmt: skip
+    assert await bridge.run() == CallEnd.NEURO_HUNG_UP
+    statuses = [output["status"] for output in outputs(api)]
+    assert statuses == ["unknown_tool"] * 3 + ["refused"] * 7 + ["success"]
+    assert len(api.of("response.create")) == 3
+    assert bridge.counters.tool_calls == 11
+
+
+async def test_a_digit_performs_the_dtmf_action_in_a_real_game() -> None:
+    server = RandomNeuroServer()
+    async with trio.open_nursery() as nursery:
+        info = await start_server(nursery, server)
+        async with connect(info.url, "Keypad") as game:
+            await game.startup()
+            await game.register(PRESS)
+            await eventually(lambda: any(g.actions for g in server.games()))
+            twilio, api = Twilio(), Realtime()
+            bridge = Bridge(
+                twilio,
+                cast(RealtimeConnection, api),
+                STREAM,
+                session={"type": "realtime"},
+                tools=GameTools(server, None),
+                dtmf_action="press",
+                limits=BridgeLimits(max_tool_calls=1),
+            )
+            nursery.start_soon(bridge.run)
+            twilio.give("dtmf", dtmf={"track": "inbound_track", "digit": "5"})
+            action = await game.expect_action()
+            assert (action.name, action.data_json) == ("press", '{"digit":"5"}')
+            # One key at a time: another while the game thinks is dropped.
+            twilio.give("dtmf", dtmf={"track": "inbound_track", "digit": "1"})
+            await eventually(lambda: bridge.counters.dtmf_dropped == 1)
+            await game.result(action.id, True, "pressed five")
+            await eventually(lambda: len(notes(api)) == 1)
+            (note,) = notes(api)
+            assert "pressed 5" in note
+            assert "pressed five" in note
+            # A digit the action's schema refuses never reaches the game.
+            twilio.give("dtmf", dtmf={"track": "inbound_track", "digit": "9"})
+            await eventually(lambda: len(notes(api)) == 2)
+            assert "invalid" in notes(api)[1]
+            assert api.of("response.create") == []  # keys get no answer
+            assert bridge.counters.dtmf == 3
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_games_end_call_action_is_not_offered() -> None:
+    server = RandomNeuroServer()
+    async with trio.open_nursery() as nursery:
+        info = await start_server(nursery, server)
+        async with connect(info.url, "Phone Game") as game:
+            await game.startup()
+            await game.register(PLAY, END_CALL_ACTION)
+            await eventually(lambda: any(g.actions for g in server.games()))
+            tools = GameTools(server, None, reserved=("end_call",))
+            tools.refresh()
+            assert [t["name"] for t in tools.tools] == ["play"]
+            result = await tools.call("end_call", "{}")
+            assert orjson.loads(result.output)["status"] == "unknown_tool"
+            nursery.cancel_scope.cancel()

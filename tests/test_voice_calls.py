@@ -136,7 +136,8 @@ async def test_a_whole_call_is_heard_answered_and_recorded(tmp_path: Path) -> No
         run.fake.script(Audio(transcript="Hi, it's Neuro!", ms=600, pace=None))
         stream, call_sid = await run.dial()
         assert stream.url == run.media_url()
-        assert stream.parameters == {"callSid": call_sid}
+        assert stream.parameters.keys() == {"callSid", "token"}
+        assert stream.parameters["callSid"] == call_sid
         async with open_fake_twilio_media(
             run.media_url(),
             auth_token=TOKEN,
@@ -247,8 +248,25 @@ async def test_a_tool_call_plays_in_a_real_game_and_the_result_goes_back(
             with trio.fail_after(WAIT):
                 await call.wait_heard(300)  # the answer is spoken back
             tools = connection.session["tools"]
-            assert [t["name"] for t in tools] == ["play"]
+            assert [t["name"] for t in tools] == ["play", "end_call"]
+            # The game's result reached the model once, as the tool's
+            # output: not a second time as the game's context.
+            await game.context("The board changed", silent=True)
+            await eventually(lambda: any(told(e) for e in connection.received), WAIT)
+            assert not any(
+                "Result of action" in told(e) for e in connection.received
+            ), [told(e) for e in connection.received if told(e)]
             await call.hang_up()
+
+
+def told(event: dict[str, Any]) -> str:
+    """The text of a message item the call added (empty for other events)."""
+    if event["type"] != "conversation.item.create":
+        return ""
+    item = event["item"]
+    if item["type"] != "message":
+        return ""
+    return " ".join(part.get("text", "") for part in item["content"])
 
 
 @pytest.mark.parametrize("how", ["missing", "wrong", "other token"])
@@ -447,3 +465,79 @@ async def test_a_huge_frame_closes_its_stream_and_nothing_else(tmp_path: Path) -
         assert recorded["end_reason"] == "stream_closed"
         # The calls server still answers the next call.
         await run.dial()
+
+
+async def test_neuro_hangs_up_once_her_goodbye_was_heard(tmp_path: Path) -> None:
+    async with running(tmp_path) as run:
+        # One response: the goodbye (all at once), then the end_call tool.
+        run.fake.script([Audio(transcript="Bye now!", ms=1000, pace=None),
+                         FunctionCall("end_call")])  # fmt: skip
+        stream, call_sid = await run.dial()
+        async with open_fake_twilio_media(
+            run.media_url(),
+            auth_token=TOKEN,
+            public_url=stream.url,
+            custom_parameters=stream.parameters,
+            call_sid=call_sid,
+        ) as call:
+            await call.say(tone(400))
+            await call.say(silence(800), wait=False)
+            with trio.fail_after(WAIT):
+                await call.wait_closed()
+            assert call.closed_by == "server"
+            # Closed once the goodbye had played (20 ms frames at real time).
+            assert call.heard_ms >= 980
+            assert call.protocol_errors == []
+        connection = run.fake.connections[0]
+        outputs = [
+            e["item"]["output"]
+            for e in connection.received
+            if e["type"] == "conversation.item.create"
+            and e["item"]["type"] == "function_call_output"
+        ]
+        assert len(outputs) == 1
+        (recorded,) = await run.ended()
+        assert recorded["end_reason"] == "neuro_hung_up"
+        assert active_leases(run) == 0
+
+
+async def test_a_stream_without_the_calls_one_time_value_is_not_bridged(
+    tmp_path: Path,
+) -> None:
+    async with running(tmp_path) as run:
+        run.fake.script(Audio(transcript="Hello!", ms=400, pace=None))
+        stream, call_sid = await run.dial()
+        # Someone who learnt the call SID (and the upgrade's signature, the
+        # same for every stream) but not the TwiML's one-time value.
+        for parameters in ({"callSid": call_sid}, {**stream.parameters, "token": "x"}):
+            async with open_fake_twilio_media(
+                run.media_url(),
+                auth_token=TOKEN,
+                public_url=stream.url,
+                custom_parameters=parameters,
+                call_sid=call_sid,
+            ) as intruder:
+                with trio.fail_after(WAIT):
+                    await intruder.wait_closed()
+                assert intruder.events("media") == []
+        assert run.fake.connections == [] or all(
+            not c.received for c in run.fake.connections
+        )
+        service = run.voice.service
+        assert service is not None
+        assert service.counters["wrong_token_streams"] == 2
+        # The call is still Twilio's to stream.
+        async with open_fake_twilio_media(
+            run.media_url(),
+            auth_token=TOKEN,
+            public_url=stream.url,
+            custom_parameters=stream.parameters,
+            call_sid=call_sid,
+        ) as call:
+            await call.say(tone(400))
+            await call.say(silence(800))
+            with trio.fail_after(WAIT):
+                await call.wait_heard(300)
+            await call.hang_up()
+        (recorded,) = await run.ended()
+        assert recorded["end_reason"] == "caller_hung_up"

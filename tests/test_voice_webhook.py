@@ -81,8 +81,9 @@ async def test_a_call_is_connected_to_the_media_stream() -> None:
     stream = root.find("./Connect/Stream")
     assert stream is not None
     assert stream.get("url") == "wss://calls.example.test/twilio/media"
-    (parameter,) = stream.findall("Parameter")
-    assert (parameter.get("name"), parameter.get("value")) == ("callSid", CALL)
+    parameters = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+    assert parameters == {"callSid": CALL, "token": service.calls[CALL].token}
+    assert len(service.calls[CALL].token) >= 20  # 128 random bits, URL-safe
     redirect = root.find("./Redirect")
     assert redirect is not None
     assert redirect.text == f"{PUBLIC}/twilio/voice/end"
@@ -265,37 +266,55 @@ async def test_streams_waiting_for_their_start_are_bounded() -> None:
         assert service.counters["streams_refused"] == 1
 
 
-async def test_a_hanging_registry_does_not_keep_twilio_from_the_hang_up(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    class Hanging(Registry):
-        async def end_phone_call(self, call_sid: str, reason: str) -> None:
+class Hanging(Registry):
+    """A registry whose end never comes."""
+
+    async def end_phone_call(self, call_sid: str, reason: str) -> None:
+        await trio.sleep_forever()
+
+
+class Control:
+    """Twilio's REST API: when each hang-up came."""
+
+    def __init__(self) -> None:
+        self.hung_up: list[tuple[str, float]] = []
+
+    async def say_and_hang_up(self, call_sid: str, twiml: str) -> bool:
+        self.hung_up.append((call_sid, trio.current_time()))
+        return True
+
+
+class Media:
+    """A stream that starts (with the call's one-time value), then waits."""
+
+    def __init__(self, token: str) -> None:
+        start = {
+            "callSid": CALL,
+            "streamSid": "MZ" + "c" * 32,
+            "customParameters": {"token": token},
+        }
+        self.frames = [
+            orjson.dumps({"event": "connected"}).decode(),
+            orjson.dumps({"event": "start", "start": start}).decode(),
+        ]
+        self.closed: list[float] = []
+
+    async def receive(self) -> str:
+        if not self.frames:
             await trio.sleep_forever()
+        return self.frames.pop(0)
 
-    class Control:
-        def __init__(self) -> None:
-            self.hung_up: list[str] = []
+    async def send(self, text: str) -> None:
+        pass
 
-        async def say_and_hang_up(self, call_sid: str, twiml: str) -> bool:
-            self.hung_up.append(call_sid)
-            return True
+    async def close(self) -> None:
+        self.closed.append(trio.current_time())
 
-    class Media:
-        def __init__(self) -> None:
-            start = {"callSid": CALL, "streamSid": "MZ" + "c" * 32}
-            self.frames = [
-                orjson.dumps({"event": "connected"}).decode(),
-                orjson.dumps({"event": "start", "start": start}).decode(),
-            ]
 
-        async def receive(self) -> str:
-            if not self.frames:
-                await trio.sleep_forever()
-            return self.frames.pop(0)
-
-        async def send(self, text: str) -> None:
-            pass
-
+@pytest.mark.parametrize("rest", [True, False])
+async def test_a_hanging_registry_keeps_no_caller_waiting(
+    autojump_clock: trio.testing.MockClock, rest: bool
+) -> None:
     control = Control()
     service = VoiceService(
         VoiceConfig(instructions="Be Neuro."),
@@ -304,8 +323,40 @@ async def test_a_hanging_registry_does_not_keep_twilio_from_the_hang_up(
         pool=RealtimePool(PoolConfig(api_key="sk-x", max_connections=2)),
         registry=Hanging(),
         public_base=lambda: PUBLIC,
-        control=control,
+        control=control if rest else None,
     )
     await service.answer(FORM)
-    assert await service.stream(Media()) == "realtime_unavailable"
-    assert control.hung_up == [CALL]
+    media = Media(service.calls[CALL].token)
+    began = trio.current_time()
+    assert await service.stream(media) == "realtime_unavailable"
+    # The registry had its time (bounded); the caller did not wait for it.
+    assert trio.current_time() - began == pytest.approx(15, abs=0.5)
+    if rest:  # Twilio told through its REST API at once...
+        assert [(sid, at - began) for sid, at in control.hung_up] == [(CALL, 0)]
+        assert media.closed == []
+    else:  # ...or the stream closed at once: Twilio goes on to the end's TwiML.
+        assert [at - began for at in media.closed] == [0]
+        assert "went wrong" in service.after_stream(FORM)
+
+
+async def test_announced_calls_whose_stream_never_came_are_swept(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    registry = Registry()
+    service = VoiceService(
+        VoiceConfig(instructions="Be Neuro."),
+        server=RandomNeuroServer(),
+        pool=RealtimePool(PoolConfig(api_key="sk-x", max_connections=2)),
+        registry=registry,
+        public_base=lambda: PUBLIC,
+        clock=trio.current_time,
+    )
+    await service.answer(FORM)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(service.run)
+        await trio.sleep(59)
+        assert ("end", CALL, "no_stream") not in registry.events
+        await trio.sleep(20)  # the TTL, then the next sweep
+        assert ("end", CALL, "no_stream") in registry.events
+        assert service.calls == {}
+        nursery.cancel_scope.cancel()

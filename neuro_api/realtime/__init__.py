@@ -28,6 +28,7 @@ from neuro_api.realtime._errors import RealtimeError as RealtimeError
 from neuro_api.realtime._errors import RealtimeUnavailable as RealtimeUnavailable
 from neuro_api.realtime._errors import ResponseFailed as ResponseFailed
 from neuro_api.realtime._pool import RealtimePool as RealtimePool
+from neuro_api.realtime._tools import MAX_TOOLS as MAX_TOOLS
 from neuro_api.realtime._tools import ToolSet as ToolSet
 from neuro_api.realtime._tools import tool_name as tool_name
 
@@ -35,6 +36,7 @@ __all__ = [
     "DEFAULT_INSTRUCTIONS",
     "DEFAULT_MODEL",
     "DEFAULT_URL",
+    "MAX_TOOLS",
     "ConnectionLost",
     "GameContexts",
     "LeaseTimeout",

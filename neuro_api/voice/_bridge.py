@@ -40,6 +40,7 @@ from neuro_api.voice._games import GameTools
 from neuro_api.voice._playback import Playback
 
 __all__ = [
+    "END_CALL",
     "Bridge",
     "BridgeLimits",
     "CallEnd",
@@ -58,6 +59,19 @@ MAX_CONTEXT: Final = 2000
 """Characters of a game's context message passed to the call."""
 TRANSCRIPT_LINES: Final = 50
 """Transcript lines a call keeps (the newest)."""
+END_CALL: Final = "end_call"
+"""The tool Neuro hangs up with (a game's action of that name is not offered)."""
+END_CALL_TOOL: Final[dict[str, Any]] = {
+    "type": "function",
+    "name": END_CALL,
+    "description": (
+        "Hang up this phone call. Say goodbye first: the call ends once your "
+        "last words have been heard."
+    ),
+    "parameters": {"type": "object", "properties": {}, "additionalProperties": False},
+}
+HANG_UP_GRACE: Final = 15.0
+"""Seconds Neuro's last words may take to be heard after ``end_call``."""
 
 
 class MediaClosed(Exception):
@@ -75,6 +89,13 @@ class MediaSocket(Protocol):
         """Send a text frame; :class:`MediaClosed` if the stream ended."""
         ...
 
+    async def close(self) -> None:
+        """Close the stream from our side; nothing if it ended already.
+
+        Twilio then goes on with the TwiML after ``<Connect>``.
+        """
+        ...
+
 
 class CallEnd:
     """Why a call ended (the registry's ``end_reason``)."""
@@ -85,6 +106,8 @@ class CallEnd:
     REALTIME_FAILED: Final = "realtime_failed"
     TWILIO_STALLED: Final = "twilio_stalled"
     TWILIO_SILENT: Final = "twilio_silent"
+    NEURO_HUNG_UP: Final = "neuro_hung_up"
+    """Neuro called the ``end_call`` tool."""
     ENDED_HERE: Final = "ended_here"
     """Ended from this server (the dashboard, :meth:`VoiceService.end_call`)."""
 
@@ -100,6 +123,9 @@ class BridgeLimits:
     """Seconds without any frame from Twilio (it sends 50 a second)."""
     max_tool_calls: int = 4
     """Tool calls running at once; more are answered "busy"."""
+    max_tool_calls_total: int = 100
+    """Tool calls in one call (each may start a response: API cost); beyond,
+    they are answered "refused" without a new response."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -112,6 +138,7 @@ class BridgeCounters:
     barge_ins: int = 0
     tool_calls: int = 0
     dtmf: int = 0
+    dtmf_dropped: int = 0
     context_items: int = 0
     api_errors: int = 0
     bad_frames: int = 0
@@ -128,7 +155,10 @@ class Bridge:
     ``stream_sid`` is the stream's id from its ``start`` message (every
     frame sent to Twilio carries it). ``session`` is the ``session`` of the
     ``session.update`` sent first; ``tools`` the games' tools (None: no
-    game actions). :meth:`run` returns why the call ended.
+    game actions). ``hang_up`` offers Neuro the ``end_call`` tool;
+    ``dtmf_action`` names the game action a keypad digit performs (data
+    ``{"digit": "5"}``; None: digits are conversation items and get an
+    answer). :meth:`run` returns why the call ended.
     """
 
     def __init__(
@@ -141,6 +171,8 @@ class Bridge:
         tools: GameTools | None = None,
         limits: BridgeLimits | None = None,
         context: trio.MemoryReceiveChannel[ContextMessage] | None = None,
+        hang_up: bool = True,
+        dtmf_action: str | None = None,
     ) -> None:
         self.media = media
         self.conn = conn
@@ -155,8 +187,13 @@ class Bridge:
         """``(who, text)`` lines, newest last: ``caller`` and ``neuro``."""
         self.reason: str | None = None
         self._scope: trio.CancelScope | None = None
+        self.hang_up = hang_up
+        self.dtmf_action = dtmf_action if tools is not None else None
         self._tool_slots = trio.Semaphore(self.limits.max_tool_calls)
         self._responding = False
+        self._hanging_up = False
+        self._changed = trio.Event()
+        """Set (and replaced) when a response ends or a mark comes back."""
 
     def end(self, reason: str) -> None:
         """End the call for ``reason`` (the first reason given wins)."""
@@ -178,10 +215,11 @@ class Bridge:
                 self._scope = nursery.cancel_scope
                 if self.tools is not None:
                     self.tools.refresh()
-                    self.session["tools"] = self.tools.tools
+                if self.tools is not None or self.hang_up:
+                    self.session["tools"] = self._tools()
                     self.session["tool_choice"] = "auto"
                 await self._to_api({"type": "session.update", "session": self.session})
-                nursery.start_soon(self._from_twilio)
+                nursery.start_soon(self._from_twilio, nursery)
                 nursery.start_soon(self._from_realtime, nursery)
                 nursery.start_soon(self._clock)
                 if self.tools is not None:
@@ -194,6 +232,16 @@ class Bridge:
             self.reason = self.reason or CallEnd.STREAM_CLOSED
             raise
         return self.reason or CallEnd.STREAM_CLOSED
+
+    def _pulse(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def _tools(self) -> list[dict[str, Any]]:
+        tools = [] if self.tools is None else list(self.tools.tools)
+        if self.hang_up:
+            tools.append(END_CALL_TOOL)
+        return tools
 
     # -- sending --------------------------------------------------------------
 
@@ -220,7 +268,7 @@ class Bridge:
 
     # -- Twilio -> Realtime -----------------------------------------------------
 
-    async def _from_twilio(self) -> None:
+    async def _from_twilio(self, nursery: trio.Nursery) -> None:
         while True:
             with trio.move_on_after(self.limits.idle_timeout) as waited:
                 try:
@@ -243,8 +291,9 @@ class Bridge:
                 name = mark.get("name") if isinstance(mark, dict) else None
                 if isinstance(name, str):
                     self.playback.marked(name)
+                    self._pulse()
             elif kind == "dtmf":
-                await self._digit(message.get("dtmf"))
+                await self._digit(message.get("dtmf"), nursery)
             elif kind == "stop":
                 self.end(CallEnd.CALLER_HUNG_UP)
                 return
@@ -275,7 +324,7 @@ class Bridge:
         self.counters.audio_in_bytes += _b64_size(payload)
         await self._to_api({"type": "input_audio_buffer.append", "audio": payload})
 
-    async def _digit(self, dtmf: object) -> None:
+    async def _digit(self, dtmf: object, nursery: trio.Nursery) -> None:
         digit = dtmf.get("digit") if isinstance(dtmf, dict) else None
         if (
             not isinstance(digit, str)
@@ -285,23 +334,49 @@ class Bridge:
             self.counters.bad_frames += 1
             return
         self.counters.dtmf += 1
+        if self.dtmf_action is None:
+            await self._note(f"[The caller pressed {digit} on the keypad]", "user")
+            if not self._responding:
+                await self._to_api({"type": "response.create"})
+            return
+        try:
+            self._tool_slots.acquire_nowait()
+        except trio.WouldBlock:
+            # Keys pressed faster than the game answers: dropped (a caller
+            # holding a key down must not pile up actions).
+            self.counters.dtmf_dropped += 1
+            return
+        nursery.start_soon(self._press, digit)
+
+    async def _press(self, digit: str) -> None:
+        """Perform the DTMF action for ``digit`` (holding a tool slot)."""
+        assert self.tools is not None
+        assert self.dtmf_action is not None
+        try:
+            data = orjson.dumps({"digit": digit}).decode()
+            result = await self.tools.perform(self.dtmf_action, data)
+            # Neuro learns what the key did; the caller's next words (not
+            # every key) get an answer.
+            await self._note(
+                f"[The caller pressed {digit} on the keypad: {self.dtmf_action} "
+                f"gave {result.output}]",
+                "user",
+            )
+        finally:
+            self._tool_slots.release()
+
+    async def _note(self, text: str, role: str) -> None:
+        """Add a message item to the conversation (no response asked)."""
         await self._to_api(
             {
                 "type": "conversation.item.create",
                 "item": {
                     "type": "message",
-                    "role": "user",
-                    "content": [
-                        {
-                            "type": "input_text",
-                            "text": f"[The caller pressed {digit} on the keypad]",
-                        }
-                    ],
+                    "role": role,
+                    "content": [{"type": "input_text", "text": text}],
                 },
             }
         )
-        if not self._responding:
-            await self._to_api({"type": "response.create"})
 
     # -- Realtime -> Twilio -----------------------------------------------------
 
@@ -322,6 +397,7 @@ class Bridge:
                 self._responding = True
             elif kind == "response.done":
                 self._responding = False
+                self._pulse()
             elif kind == "response.function_call_arguments.done":
                 await self._tool_call(event, nursery)
             elif kind == "conversation.item.input_audio_transcription.completed":
@@ -357,6 +433,7 @@ class Bridge:
         cuts = self.playback.interrupt()
         if not cuts:
             return
+        self._pulse()
         self.counters.barge_ins += 1
         await self._to_twilio({"event": "clear"})
         for cut in cuts:
@@ -383,6 +460,17 @@ class Bridge:
         if not isinstance(call_id, str) or not isinstance(name, str):
             return
         self.counters.tool_calls += 1
+        if name == END_CALL and self.hang_up:
+            await self._end_call(call_id, nursery)  # starts no response
+            return
+        if self.counters.tool_calls > self.limits.max_tool_calls_total:
+            # No new response: a model calling tools in a loop stops here
+            # instead of costing a response per call until the call ends.
+            output = orjson.dumps(
+                {"status": "refused", "message": "no more actions in this call"}
+            )
+            await self._tool_output(call_id, output.decode(), respond=False)
+            return
         text = arguments if isinstance(arguments, str) else "{}"
         if self.tools is None:
             output = orjson.dumps({"status": "unknown_tool", "message": name})
@@ -412,7 +500,9 @@ class Bridge:
         finally:
             self._tool_slots.release()
 
-    async def _tool_output(self, call_id: str, output: str) -> None:
+    async def _tool_output(
+        self, call_id: str, output: str, respond: bool = True
+    ) -> None:
         await self._to_api(
             {
                 "type": "conversation.item.create",
@@ -423,7 +513,25 @@ class Bridge:
                 },
             }
         )
-        await self._to_api({"type": "response.create"})
+        if respond:
+            await self._to_api({"type": "response.create"})
+
+    async def _end_call(self, call_id: str, nursery: trio.Nursery) -> None:
+        """Neuro hangs up: once her last words are heard (or a grace ends)."""
+        output = orjson.dumps({"status": "success", "message": "the call ends"})
+        await self._tool_output(call_id, output.decode(), respond=False)
+        if self._hanging_up:
+            return
+        self._hanging_up = True
+        nursery.start_soon(self._hang_up_when_heard)
+
+    async def _hang_up_when_heard(self) -> None:
+        # The call comes in the response that says goodbye: wait for that
+        # response to end and for Twilio to return its marks (played).
+        with trio.move_on_after(HANG_UP_GRACE):
+            while self._responding or self.playback.playing:
+                await self._changed.wait()
+        self.end(CallEnd.NEURO_HUNG_UP)
 
     async def _watch_games(self) -> None:
         assert self.tools is not None
@@ -435,7 +543,7 @@ class Bridge:
                         "type": "session.update",
                         "session": {
                             "type": "realtime",
-                            "tools": self.tools.tools,
+                            "tools": self._tools(),
                             "tool_choice": "auto",
                         },
                     }

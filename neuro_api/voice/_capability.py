@@ -55,6 +55,12 @@ def _turn_detection(value: str) -> str | None:
     )
 
 
+def _action_name(value: str | None) -> str | None:
+    if value is None or 0 < len(value) <= 256:
+        return None
+    return "must be an action name of 1 to 256 characters"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class VoiceSettings:
     """The ``[voice]`` section: phone calls to Neuro (Twilio Media Streams)."""
@@ -117,6 +123,23 @@ class VoiceSettings:
         "seconds a new call waits for a Realtime connection, then hears 'busy'",
         check=_between(0.1, 60),
         metavar="SECONDS",
+    )
+    hang_up_tool: bool = setting(
+        True,
+        "let Neuro end a call herself (an end_call tool, after her goodbye)",
+    )
+    dtmf_action: str | None = setting(
+        None,
+        'the game action a keypad digit performs, with data {"digit": "5"} '
+        "(default: Neuro is told the digit and answers)",
+        check=_action_name,
+        metavar="ACTION",
+    )
+    max_tool_calls: int = setting(
+        100,
+        "actions Neuro may perform in one call (each may start a response)",
+        check=_between(1, 10000),
+        metavar="N",
     )
     send_timeout: float = setting(
         10.0,
@@ -197,9 +220,12 @@ class VoiceCapability(Capability):
                 limits=BridgeLimits(
                     max_duration=config.max_duration,
                     send_timeout=config.send_timeout,
+                    max_tool_calls_total=config.max_tool_calls,
                 ),
                 lease_wait=config.lease_wait,
                 announced_only=not config.insecure,
+                hang_up_tool=config.hang_up_tool,
+                dtmf_action=config.dtmf_action,
             ),
             server=app.server,
             pool=pool,
@@ -209,6 +235,9 @@ class VoiceCapability(Capability):
             blocked=blocked,
         )
         self.service = service
+        # Announced calls whose stream never came are ended by this sweep
+        # (the webhook sweeps too, but only when another call comes).
+        app.add_service("voice-sweep", service.run)
         calls.add_routes(
             voice_routes(
                 service,

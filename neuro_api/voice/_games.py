@@ -14,6 +14,7 @@ the function's output.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 from collections.abc import Iterable
@@ -22,7 +23,7 @@ from typing import Any, Final
 import orjson
 
 from neuro_api.command import Action
-from neuro_api.realtime import ToolSet
+from neuro_api.realtime import MAX_TOOLS, ToolSet, tool_name
 from neuro_api.schema import SchemaError
 from neuro_api.server import (
     AbstractTrioNeuroServer,
@@ -62,13 +63,23 @@ class GameTools:
     (then send a ``session.update`` with :attr:`tools`).
     """
 
-    def __init__(self, server: AbstractTrioNeuroServer, title: str | None) -> None:
+    def __init__(
+        self,
+        server: AbstractTrioNeuroServer,
+        title: str | None,
+        *,
+        reserved: Iterable[str] = (),
+    ) -> None:
         self.server = server
         self.title = title
         self.tools: list[dict[str, Any]] = []
         self._set = ToolSet(())
         self._games: dict[str, TrioNeuroServerClient] = {}
         self._key: object = None
+        self._running: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.reserved = frozenset(reserved)
+        """Tool names the call keeps for itself (a game's action so named is
+        not offered)."""
 
     def _clients(self) -> list[TrioNeuroServerClient]:
         games = [c for c in self.server.games() if c.game_title]
@@ -93,13 +104,16 @@ class GameTools:
             for action in list(client.actions.values()):
                 if action.name in owner:
                     continue  # offered by an earlier game
+                if tool_name(action.name) in self.reserved:
+                    continue  # the call's own tool (end_call) wins
                 owner[action.name] = client
                 if several:
                     described = f"[{client.game_title}] {action.description}"
                     offered.append(Action(action.name, described, action.schema))
                 else:
                     offered.append(action)
-        self._set = ToolSet(offered)
+        # The API takes at most MAX_TOOLS: the call's own tools count too.
+        self._set = ToolSet(offered[: MAX_TOOLS - len(self.reserved)])
         self._games = {
             tool["name"]: owner[found.name]
             for tool in self._set.tools
@@ -111,6 +125,14 @@ class GameTools:
     def names(self) -> Iterable[str]:
         """The titles of the games offered now."""
         return [client.game_title or "" for client in self._clients()]
+
+    def performing(self, session_id: str, action: str) -> bool:
+        """Whether this call is waiting for ``action`` of game ``session_id``.
+
+        A game's result message is context for everyone else; the call that
+        performed the action gets the result as its tool's output already.
+        """
+        return self._running[session_id, action] > 0
 
     async def call(self, tool: str, arguments: str) -> ToolResult:
         """Perform the action behind ``tool`` with the model's ``arguments``.
@@ -127,8 +149,26 @@ class GameTools:
             action, data = self._set.answer(tool, arguments)
         except ValueError as exc:
             return ToolResult(False, _output("invalid", str(exc)))
+        return await self._perform(client, action.name, data)
+
+    async def perform(self, name: str, data: str | None) -> ToolResult:
+        """Perform action ``name`` of the first offered game that has it.
+
+        For what the caller does (a keypad digit), not the model: the data
+        is validated as for :meth:`call`; never raises for the game.
+        """
+        for client in self._clients():
+            if client.get_action(name) is not None:
+                return await self._perform(client, name, data)
+        return ToolResult(
+            False, _output("unavailable", f"no game has an action {name!r}")
+        )
+
+    async def _perform(
+        self, client: TrioNeuroServerClient, name: str, data: str | None
+    ) -> ToolResult:
         game = client.game_title
-        registered = client.get_action(action.name)
+        registered = client.get_action(name)
         if registered is None or self.server.get_client(client.session_id) is None:
             return ToolResult(
                 False, _output("unavailable", "the game or action is gone"), game
@@ -136,18 +176,22 @@ class GameTools:
         try:
             verdict = await self.server.validate_data(registered.schema, data)
         except SchemaError as exc:
-            return ToolResult(False, _output("invalid", str(exc)), game, action.name)
+            return ToolResult(False, _output("invalid", str(exc)), game, name)
         if not verdict.ok:
-            return ToolResult(
-                False, _output("invalid", verdict.reason), game, action.name
-            )
+            return ToolResult(False, _output("invalid", verdict.reason), game, name)
+        key = (client.session_id, name)
+        self._running[key] += 1
         try:
-            outcome = await client.execute_action(action.name, data)
+            outcome = await client.execute_action(name, data)
         except (TooManyHeldActions, FrameTooLarge) as exc:
-            return ToolResult(False, _output("refused", str(exc)), game, action.name)
+            return ToolResult(False, _output("refused", str(exc)), game, name)
+        finally:
+            self._running[key] -= 1
+            if not self._running[key]:
+                del self._running[key]
         return ToolResult(
             outcome.success,
             _output(outcome.status.value, outcome.message),
             game,
-            action.name,
+            name,
         )

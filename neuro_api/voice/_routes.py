@@ -61,6 +61,13 @@ class QuartMedia:
         except Exception as exc:
             raise MediaClosed(str(exc)) from None
 
+    async def close(self) -> None:
+        """Close the stream (1000); nothing if it ended already."""
+        try:
+            await websocket.close(1000)
+        except Exception as exc:  # closed by Twilio already
+            LOGGER.debug("media stream close: %s", exc)
+
 
 def voice_routes(
     service: VoiceService,

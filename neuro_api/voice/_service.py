@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hmac
 import logging
 import re
+import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, Protocol
 
 import orjson
@@ -23,6 +25,7 @@ import trio
 from neuro_api.realtime import LeaseTimeout, RealtimePool, RealtimeUnavailable
 from neuro_api.server import AbstractTrioNeuroServer, ContextMessage
 from neuro_api.voice._bridge import (
+    END_CALL,
     Bridge,
     BridgeLimits,
     CallEnd,
@@ -54,7 +57,13 @@ START_TIMEOUT: Final = 10.0
 CONTEXT_QUEUE: Final = 64
 """Game context messages waiting for a call (more are dropped, counted)."""
 FINISH_TIMEOUT: Final = 15.0
-"""Seconds recording a call's end and hanging it up at Twilio may take."""
+"""Seconds recording a call's end, or hanging it up at Twilio, may take."""
+CLOSE_TIMEOUT: Final = 2.0
+"""Seconds closing a media stream may take."""
+SWEEP_EVERY: Final = 10.0
+"""Seconds between two looks for announced calls whose stream never came."""
+TOKEN: Final = "token"
+"""The ``<Parameter>`` carrying a call's one-time value to its stream."""
 BUSY: Final = "busy"
 BLOCKED: Final = "blocked"
 REALTIME_UNAVAILABLE: Final = "realtime_unavailable"
@@ -95,6 +104,10 @@ class VoiceConfig:
     announced_only: bool = True
     """Bridge only streams of calls the webhook answered (off with
     ``--voice-insecure``, where anything local may open a stream)."""
+    hang_up_tool: bool = True
+    """Offer Neuro the ``end_call`` tool."""
+    dtmf_action: str | None = None
+    """The game action a keypad digit performs (None: a conversation item)."""
     busy_message: str = "Sorry, Neuro is on another call. Please try again later."
     goodbye_message: str = "That's all the time we have. Goodbye!"
     apology_message: str = "Sorry, something went wrong on our side. Goodbye."
@@ -140,6 +153,8 @@ class LiveCall:
     caller: str
     callee: str
     announced: float
+    token: str = ""
+    """The one-time value the TwiML gave the stream (``<Parameter>``)."""
     started: float | None = None
     stream_sid: str | None = None
     bridge: Bridge | None = None
@@ -203,24 +218,49 @@ class VoiceService:
         now = self.clock()
         for sid, call in list(self.calls.items()):
             if call.started is None and now - call.announced > ANNOUNCED_TTL:
+                if self.calls.get(sid) is not call:
+                    continue  # forgotten by another sweep meanwhile
                 del self.calls[sid]
                 # Recorded as begun by the webhook: without an end it would
                 # stay "accepted" in the registry for ever.
-                await self._finish(sid, NO_STREAM)
+                self._ended(sid, NO_STREAM)
+                with trio.move_on_after(FINISH_TIMEOUT):
+                    await self._record_end(sid, NO_STREAM)
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Sweep announced calls whose stream never came, every few seconds.
+
+        A supervised service of the capability: ready at once, runs until
+        cancelled. (The webhook sweeps too; this ends them when no other
+        call comes.)
+        """
+        task_status.started()
+        while True:
+            await trio.sleep(SWEEP_EVERY)
+            await self._forget_stale()
 
     def _capacity(self) -> bool:
         bridged = sum(1 for c in self.calls.values() if c.started is not None)
         return self.pool.problem is None and bridged < self.pool.config.max_connections
 
-    async def _finish(self, call_sid: str, reason: str) -> None:
+    def _ended(self, call_sid: str, reason: str) -> None:
+        """Keep why ``call_sid`` ended (for the end webhook), count it."""
         self.ended[call_sid] = reason
         while len(self.ended) > ENDED_KEPT:
             self.ended.popitem(last=False)
         self.counters[f"ended_{reason}"] += 1
+
+    async def _record_end(self, call_sid: str, reason: str) -> None:
         try:
             await self.registry.end_phone_call(call_sid, reason)
         except Exception as exc:  # the registry's trouble: said, not fatal
             LOGGER.warning("call %s: not recorded as ended: %s", call_sid, exc)
+
+    async def _finish(self, call_sid: str, reason: str) -> None:
+        self._ended(call_sid, reason)
+        await self._record_end(call_sid, reason)
 
     async def answer(self, form: Mapping[str, str]) -> str:
         """The TwiML for ``POST /twilio/voice`` (the signature was checked).
@@ -236,7 +276,7 @@ class VoiceService:
         known = self.calls.get(call_sid)
         if known is not None and known.started is None:
             # Twilio asking again (a retry): the same answer, one call.
-            return connect_stream(self.public_base(), {"callSid": call_sid})
+            return self._connect(known)
         if known is not None or call_sid in self.ended:
             # A signed webhook replayed: announcing the call again would let
             # a second stream (the upgrade signature is the same for every
@@ -257,9 +297,20 @@ class VoiceService:
             await self._record_start(call_sid, caller, callee)
             await self._finish(call_sid, BUSY)
             return say_and_hang_up(self.config.busy_message)
-        self.calls[call_sid] = LiveCall(call_sid, caller, callee, self.clock())
+        # A one-time value the stream must bring back in its ``start``: the
+        # upgrade's signature is the same for every stream, and a call SID
+        # can be read where requests are logged (a tunnel's inspector).
+        call = LiveCall(
+            call_sid, caller, callee, self.clock(), token=secrets.token_urlsafe(16)
+        )
+        self.calls[call_sid] = call
         await self._record_start(call_sid, caller, callee)
-        return connect_stream(self.public_base(), {"callSid": call_sid})
+        return self._connect(call)
+
+    def _connect(self, call: LiveCall) -> str:
+        return connect_stream(
+            self.public_base(), {"callSid": call.call_sid, TOKEN: call.token}
+        )
 
     async def _record_start(self, call_sid: str, caller: str, callee: str) -> None:
         try:
@@ -325,6 +376,10 @@ class VoiceService:
             self.counters["bad_streams"] += 1
             return None
         call = self.calls.get(call_sid)
+        if call is not None and call.token and not _same(call.token, start):
+            # Not the stream our TwiML started (the call stays announced).
+            self.counters["wrong_token_streams"] += 1
+            return None
         if call is None or call.started is not None:
             # Twilio signs every upgrade over the same URL: a signature seen
             # once would open streams forever. Only a call our signed
@@ -343,15 +398,32 @@ class VoiceService:
             if call.bridge is not None and call.bridge.reason is not None:
                 reason = call.bridge.reason  # cancelled from outside too
             self.calls.pop(call_sid, None)
-            # Shielded (the handler may be cancelled) and bounded in time,
-            # each on its own: a registry that hangs must not keep Twilio
-            # from hearing the hang-up (the caller would wait in silence).
+            self._ended(call_sid, reason)
+            # Shielded (the handler may be cancelled) and bounded in time.
+            # The caller's side first, the registry beside it: a registry
+            # that is slow or hangs never keeps the caller in silence.
             with trio.CancelScope(shield=True):
-                with trio.move_on_after(FINISH_TIMEOUT):
-                    await self._finish(call_sid, reason)
-                with trio.move_on_after(FINISH_TIMEOUT):
-                    await self._hang_up(call_sid, reason)
+                await self._let_go(call_sid, reason, media)
         return reason
+
+    async def _let_go(self, call_sid: str, reason: str, media: MediaSocket) -> None:
+        """Hang up (or let Twilio go on to the end webhook) and record the end."""
+        async with trio.open_nursery() as nursery:
+            if self._hangs_up(reason):
+                nursery.start_soon(self._bounded, self._hang_up, call_sid, reason)
+            else:
+                # Closing the stream sends Twilio on to the ``<Redirect>``,
+                # whose TwiML says the end's message (kept above) at once.
+                with trio.move_on_after(CLOSE_TIMEOUT):
+                    await media.close()
+            nursery.start_soon(self._bounded, self._record_end, call_sid, reason)
+
+    @staticmethod
+    async def _bounded(
+        work: Callable[[str, str], Awaitable[None]], call_sid: str, reason: str
+    ) -> None:
+        with trio.move_on_after(FINISH_TIMEOUT):
+            await work(call_sid, reason)
 
     async def _bridge(self, call: LiveCall, media: MediaSocket, stream_sid: str) -> str:
         try:
@@ -365,10 +437,17 @@ class VoiceService:
             return REALTIME_UNAVAILABLE
         send, receive = trio.open_memory_channel[ContextMessage](CONTEXT_QUEUE)
         game = self.config.game
+        reserved = (END_CALL,) if self.config.hang_up_tool else ()
+        tools = GameTools(self.server, game, reserved=reserved)
 
         def heard(message: ContextMessage) -> None:
             if game is not None and message.game_title != game:
                 return
+            result = message.result_of
+            if result is not None and tools.performing(
+                message.session_id, result.action
+            ):
+                return  # this call's own action: its tool output says it
             try:
                 send.send_nowait(message)
             except trio.WouldBlock:
@@ -376,7 +455,6 @@ class VoiceService:
 
         unsubscribe = self.server.context_events.subscribe(heard)
         try:
-            tools = GameTools(self.server, game)
             bridge = Bridge(
                 media,
                 conn,
@@ -385,6 +463,8 @@ class VoiceService:
                 tools=tools,
                 limits=self.config.limits,
                 context=receive,
+                hang_up=self.config.hang_up_tool,
+                dtmf_action=self.config.dtmf_action,
             )
             call.bridge = bridge
             return await bridge.run()
@@ -394,9 +474,13 @@ class VoiceService:
             receive.close()
             self.pool.release(conn)
 
+    def _hangs_up(self, reason: str) -> bool:
+        """Whether a call that ended for ``reason`` is hung up through REST."""
+        return self.control is not None and reason != CallEnd.CALLER_HUNG_UP
+
     async def _hang_up(self, call_sid: str, reason: str) -> None:
         """End the call at Twilio when we ended it (with its message)."""
-        if self.control is None or reason == CallEnd.CALLER_HUNG_UP:
+        if self.control is None:
             return
         twiml = say_and_hang_up(self.config.message(reason))
         try:
@@ -450,3 +534,12 @@ class VoiceService:
                 )
             lines.append(line)
         return lines
+
+
+def _same(token: str, start: Mapping[str, Any]) -> bool:
+    """Whether a stream's ``start`` brings back the call's one-time value."""
+    parameters = start.get("customParameters")
+    given = parameters.get(TOKEN) if isinstance(parameters, dict) else None
+    if not isinstance(given, str):
+        return False
+    return hmac.compare_digest(given.encode(), token.encode())
