@@ -62,10 +62,11 @@ def screenshots(session: nox.Session) -> None:
     a headless system Chromium: ``apt-get install chromium chromium-driver``)
     with ``NEURO_TESTS_DOCS_SCREENSHOTS=1``. That makes the tests'
     ``save_docs_screenshot(driver, name)`` calls (``tests/browser_helpers.py``)
-    write ``docs/_static/dashboard-games.png`` and
-    ``docs/_static/dashboard-game.png`` at 1280 px; in any other run they
-    write nothing. ``NEURO_TESTS_REQUIRE_BROWSER=1`` makes a missing browser an
-    error rather than a skip. Commit the two images when they changed;
+    write ``docs/_static/dashboard-games.png``,
+    ``docs/_static/dashboard-game.png`` and ``docs/_static/dashboard-voice.png``
+    at 1280 px; in any other run they write nothing.
+    ``NEURO_TESTS_REQUIRE_BROWSER=1`` makes a missing browser an error rather
+    than a skip. Commit the images when they changed;
     arguments after -- go to pytest.
     """
     session.install("-e", ".[tests]")

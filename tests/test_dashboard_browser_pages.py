@@ -31,7 +31,7 @@ KEYS: Final = {
     "TWILIO_API_SECRET": SECRET,
 }
 CAPABILITY_LINKS: Final = ", ".join(
-    f'a[data-nav="{name}"]' for name in ("status", "calls", "realtime")
+    f'a[data-nav="{name}"]' for name in ("status", "calls", "realtime", "voice")
 )
 OVERFLOW: Final = (
     "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
@@ -138,12 +138,13 @@ async def test_every_page_fits_1280_and_390_px(
                 "status": "/status",
                 "calls": "/calls",
                 "realtime": "/realtime",
+                "voice": "/voice",
             }
             for name, path in pages.items():
                 await browser.desktop()
                 await browser.get(base + path)
                 await browser.wait_for("main#main h1")
-                assert len(await browser.find_all(CAPABILITY_LINKS)) == 3
+                assert len(await browser.find_all(CAPABILITY_LINKS)) == 4
                 await browser.screenshot(name)
                 assert await browser.run(lambda d: d.execute_script(OVERFLOW)) <= 0
                 await browser.phone()

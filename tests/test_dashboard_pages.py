@@ -102,9 +102,9 @@ async def test_every_page_renders_with_the_contract(tmp_path: Path) -> None:
             assert 'aria-current="page"' in page
             assert f'data-nav="{nav}"' in page
             # Capabilities that are off have no link and no page.
-            for name in ("status", "calls", "realtime"):
+            for name in ("status", "calls", "realtime", "voice"):
                 assert f'data-nav="{name}"' not in page
-        for name in ("status", "calls", "realtime"):
+        for name in ("status", "calls", "realtime", "voice"):
             assert (await client.get(f"/ui/{name}")).status_code == 404
 
 

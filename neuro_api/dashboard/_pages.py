@@ -31,8 +31,10 @@ __all__ = [
 
 PREFIX: Final = "/ui"
 HERE: Final = Path(__file__).parent
-CAPABILITY_PAGES: Final = ("status", "calls", "realtime")
+CAPABILITY_PAGES: Final = ("status", "calls", "realtime", "voice")
 """Pages shown only while the capability of the same name is on."""
+PAGE_TITLES: Final = {"voice": "Phone calls"}
+"""Navigation labels of capability pages not named after their capability."""
 MAX_DATA_CHARS: Final = 1 << 20
 """Generated data longer than this is not put into a form (send it raw)."""
 
@@ -93,7 +95,9 @@ def dashboard_pages(
         return {
             "page": page,
             "csrf_token": csrf_token(),
-            "capabilities": on,
+            "capabilities": [
+                (name, PAGE_TITLES.get(name, name.capitalize())) for name in on
+            ],
             "frame_log": frame_log,
         }
 

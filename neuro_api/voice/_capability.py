@@ -15,6 +15,7 @@ from neuro_api.server import Console
 from neuro_api.settings import setting
 from neuro_api.status import StatusCapability
 from neuro_api.voice._bridge import BridgeLimits
+from neuro_api.voice._control import voice_control_routes
 from neuro_api.voice._routes import voice_routes
 from neuro_api.voice._service import VoiceConfig, VoiceService
 
@@ -262,6 +263,7 @@ class VoiceCapability(Capability):
             }
         )
         app.add_stats(service.stats)
+        app.add_routes(voice_control_routes(service), prefix="/voice")
 
         async def calls_command(console: Console, args: list[str], data: str) -> None:
             for line in service.describe():

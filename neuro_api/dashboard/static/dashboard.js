@@ -875,7 +875,146 @@
     setInterval(refresh, 2000);
   }
 
-  const pages = { games: body.dataset.session ? gamePage : gamesPage, status: statusPage, calls: callsPage, realtime: realtimePage };
+  // Phone calls: the voice capability's live calls, polled (paced: never two
+  // requests at once, slower when the server is). Rows and cards are kept by
+  // call SID and only their texts change, so an "End call" button keeps the
+  // keyboard's focus between refreshes.
+  const VOICE_COUNTERS = {
+    calls: "calls answered",
+    busy: "busy (no Realtime connection free)",
+    rejected: "rejected (blocked callers)",
+    forbidden: "refused unsigned",
+    replayed: "replayed webhooks",
+  };
+
+  function voicePage() {
+    const rowsBox = document.getElementById("voice-rows");
+    const cardsBox = document.getElementById("voice-transcripts");
+    const count = document.getElementById("voice-count");
+    const out = document.getElementById("voice-result");
+    const calls = new Map(); // call SID -> {row, cells, button, card, lines, said}
+    const COLUMNS = ["from", "to", "state", "seconds", "barge_ins", "tool_calls", "dtmf", "heard"];
+
+    function setText(node, text) {
+      if (node.textContent !== text) node.textContent = text;
+    }
+
+    async function end(sid, button) {
+      button.disabled = true;
+      button.textContent = "Ending…";
+      const result = await api("POST", "/voice/calls/" + encodeURIComponent(sid) + "/end", {});
+      out.textContent = result.status === 200 ? "ended " + cap(sid, 40) + " (" + result.body.reason + ")" : errorText(result);
+      if (result.status !== 200) {
+        button.disabled = false;
+        button.textContent = "End call";
+      }
+      poll();
+    }
+
+    function callRow(sid) {
+      const cells = {};
+      // The button comes second: on a phone the table scrolls sideways.
+      const button = el("button", { type: "button", className: "small", "data-end": sid, text: "End call" });
+      button.addEventListener("click", function () { end(sid, button); });
+      const row = el("tr", { "data-call": sid }, el("th", { scope: "row" }, el("code", { text: cap(sid, 40) })), el("td", {}, button));
+      for (const name of COLUMNS) {
+        cells[name] = el("td", { "data-field": name });
+        row.append(cells[name]);
+      }
+      const lines = el("ol", { className: "transcript" });
+      const from = el("span", { className: "from" });
+      const card = el("div", { className: "card", "data-call": sid }, el("h3", {}, el("code", { text: cap(sid, 40) }), " from ", from), lines);
+      return { row: row, cells: cells, button: button, card: card, from: from, lines: lines, said: null };
+    }
+
+    function show(known, call) {
+      const bridged = call.state === "bridged";
+      const heard = bridged ? (Number(call.heard_ms || 0) / 1000).toFixed(1) + " s" + (call.playing ? ", speaking" : "") : "–";
+      const values = {
+        from: call.from || "?",
+        to: call.to || "?",
+        state: call.state,
+        seconds: Number(call.seconds).toFixed(0),
+        barge_ins: bridged ? String(call.barge_ins) : "–",
+        tool_calls: bridged ? String(call.tool_calls) : "–",
+        dtmf: bridged ? String(call.dtmf) : "–",
+        heard: heard,
+      };
+      for (const name of COLUMNS) setText(known.cells[name], cap(values[name], 100));
+      known.row.dataset.state = call.state;
+      // Only a bridged call can be ended; one being ended stays disabled.
+      if (!bridged) known.button.disabled = true;
+      else if (known.button.textContent === "End call") known.button.disabled = false;
+      const said = call.transcript || [];
+      const text = JSON.stringify(said);
+      if (known.said !== text) {
+        known.said = text;
+        known.lines.replaceChildren(...said.map(function (line) {
+          const who = line.who === "neuro" ? "Neuro" : "Caller";
+          return el("li", { "data-who": line.who === "neuro" ? "neuro" : "caller" },
+            el("span", { className: "who", text: who + ": " }), el("span", { className: "said", text: cap(line.text, 2000) }));
+        }));
+        if (!said.length) known.lines.replaceChildren(el("li", { className: "empty", text: "nothing said yet" }));
+      }
+      setText(known.from, cap(call.from || "?", 100));
+    }
+
+    function showCounters(counters) {
+      const names = Object.keys(VOICE_COUNTERS).concat(Object.keys(counters).filter(function (key) {
+        return !(key in VOICE_COUNTERS);
+      }).sort());
+      document.getElementById("voice-counter-rows").replaceChildren(...names.slice(0, 200).map(function (key) {
+        const label = VOICE_COUNTERS[key] || (key.startsWith("ended_") ? "ended: " + key.slice(6) : key);
+        return el("tr", { "data-key": key }, el("th", { scope: "row", text: cap(label, 200) }),
+          el("td", { text: String(counters[key] === undefined ? 0 : counters[key]) }));
+      }));
+    }
+
+    async function refresh() {
+      const result = await api("GET", "/voice/calls");
+      if (result.status !== 200) { setLive(errorText(result)); return; }
+      setLive("updated " + new Date().toLocaleTimeString());
+      const live = (result.body.calls || []).slice(0, 500);
+      const seen = new Set();
+      let previous = null;
+      let previousCard = null;
+      for (const call of live) {
+        const sid = String(call.call_sid);
+        seen.add(sid);
+        if (!calls.has(sid)) calls.set(sid, callRow(sid));
+        const known = calls.get(sid);
+        show(known, call);
+        const next = previous ? previous.nextSibling : rowsBox.firstChild;
+        if (next !== known.row) rowsBox.insertBefore(known.row, next);
+        previous = known.row;
+        if (call.state === "bridged") {
+          const nextCard = previousCard ? previousCard.nextSibling : cardsBox.firstChild;
+          if (nextCard !== known.card) cardsBox.insertBefore(known.card, nextCard);
+          previousCard = known.card;
+        }
+      }
+      for (const [sid, known] of Array.from(calls)) {
+        if (seen.has(sid)) continue;
+        known.row.remove();
+        known.card.remove();
+        calls.delete(sid);
+      }
+      setText(count, live.length === 0 ? "No call in progress." : live.length + (live.length === 1 ? " call" : " calls") + " in progress");
+      showCounters(result.body.counters || {});
+    }
+
+    // Each refresh asks for the next one when it ends: one at a time.
+    const poll = paced(async function () {
+      try {
+        await refresh();
+      } finally {
+        poll();
+      }
+    }, 2000);
+    refresh().finally(poll);
+  }
+
+  const pages = { games: body.dataset.session ? gamePage : gamesPage, status: statusPage, calls: callsPage, realtime: realtimePage, voice: voicePage };
   const start = pages[page];
   if (start) start();
 })();
