@@ -148,6 +148,9 @@ async def test_a_call_still_connecting_is_shown_but_not_ended(tmp_path: Path) ->
         ("GET", "/voice/calls?lines=51", 400, "lines must be a whole number 0 to 50"),
         ("GET", "/voice/calls?lines=-1", 400, "lines must be a whole number 0 to 50"),
         ("GET", "/voice/calls?lines=ten", 400, "lines must be a whole number"),
+        # Digits int() refuses (a superscript; more than 4,300 of them).
+        ("GET", "/voice/calls?lines=%C2%B2", 400, "lines must be a whole number"),
+        ("GET", "/voice/calls?lines=" + "9" * 5000, 400, "lines must be a whole"),
     ],
 )
 async def test_bad_requests_get_clear_errors(

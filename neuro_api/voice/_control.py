@@ -29,7 +29,13 @@ SHOWN_COUNTERS: Final = ("calls", "busy", "rejected", "forbidden", "replayed")
 def _lines() -> int:
     """The ``lines`` query argument, checked (0 to the transcript's 50)."""
     raw = request.args.get("lines", str(TRANSCRIPT_SHOWN))
-    if not raw.isdigit() or int(raw) > TRANSCRIPT_LINES:
+    # ASCII digits only (str.isdigit() takes "²", which int() refuses),
+    # and few of them (int() refuses more than 4,300).
+    if (
+        not (raw.isascii() and raw.isdigit())
+        or len(raw) > 3
+        or int(raw) > TRANSCRIPT_LINES
+    ):
         raise ApiError(
             400,
             "invalid_request",
