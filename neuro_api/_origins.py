@@ -24,7 +24,11 @@ def is_loopback_host(host: str) -> bool:
     return (
         name in {"localhost", "::1"}
         or name.endswith(".localhost")
-        or (name.startswith("127.") and name.replace(".", "").isdigit())
+        or (
+            name.startswith("127.")
+            and name.isascii()  # "127.²" is no address
+            and name.replace(".", "").isdigit()
+        )
     )
 
 

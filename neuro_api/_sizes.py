@@ -16,6 +16,8 @@ from typing import Any, Final
 
 import orjson
 
+from neuro_api._numbers import whole_number
+
 __all__ = ["least_size"]
 
 _MAX_DEPTH: Final = 32
@@ -177,8 +179,12 @@ def _resolve(ref: str, root: Any) -> Any:
         key = raw.replace("~1", "/").replace("~0", "~")
         if isinstance(node, Mapping) and key in node:
             node = node[key]
-        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
-            node = node[int(key)]
+        elif (
+            isinstance(node, list)
+            and (key == "0" or not key.startswith("0"))  # RFC 6901: no "01"
+            and (index := whole_number(key, at_most=len(node) - 1)) is not None
+        ):
+            node = node[index]
         else:
             return None
     return node

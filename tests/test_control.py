@@ -706,6 +706,7 @@ async def test_without_a_token_web_pages_are_refused(server: QuietServer) -> Non
         ("evil.example", False),
         ("[::2]:80", False),
         ("0.0.0.0:8001", False),
+        ("127.\u00b2", False),  # a superscript two: a digit, not an address
     ],
 )
 def test_loopback_hosts(host: str, loopback: bool) -> None:

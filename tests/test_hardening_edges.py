@@ -14,6 +14,7 @@ import pytest
 import trio
 import trio.testing
 from server_helpers import RecordingServer, connect, start_server
+from status_helpers import eventually
 from trio_websocket import WebSocketRequest, open_websocket_url
 
 from neuro_api import _validators
@@ -55,6 +56,12 @@ from neuro_api.server import (
         ),
         ({"anyOf": [{"$ref": "#/anyOf/1"}, {"const": "xyz"}]}, 5),
         ({"$ref": "#/nowhere"}, 0),
+        # Indexes int() refuses: not found (were a ValueError that ended the
+        # game's connection when it registered the schema).
+        ({"anyOf": [{"$ref": "#/anyOf/\u00b2"}, {"const": "xyz"}]}, 0),
+        ({"anyOf": [{"$ref": "#/anyOf/" + "1" * 5000}, {"const": "xyz"}]}, 0),
+        ({"anyOf": [{"$ref": "#/anyOf/01"}, {"const": "xyz"}]}, 0),  # RFC 6901
+        ({"anyOf": [{"$ref": "#/anyOf/0"}, {"const": "xyz"}]}, 0),  # itself
         ({"$ref": "https://example.com/s"}, 0),
     ],
 )
@@ -242,3 +249,27 @@ async def test_a_frame_too_large_from_any_route_is_a_413(nursery: trio.Nursery) 
 def test_generation_errors_name_their_kind() -> None:
     assert issubclass(GenerationLimitError, GenerationError)
     assert random.Random(1).random() < 1
+
+
+async def test_a_schema_pointing_at_a_superscript_index_keeps_the_game() -> None:
+    # "#/.../²": str.isdigit() said yes, int() raised, and the traceback
+    # ended the game's connection.
+    server = RandomNeuroServer()
+    schema = {
+        "type": "object",
+        "required": ["v"],
+        "properties": {
+            "v": {"$ref": "#/properties/w/items/\u00b2"},
+            "w": {"type": "array", "items": [{"type": "string"}]},
+        },
+    }
+    async with trio.open_nursery() as nursery:
+        info = await start_server(nursery, server)
+        async with connect(info.url, "Refs") as game:
+            await game.startup()
+            await game.register(Action("odd", "An odd pointer", schema))
+            await game.register(Action("fine", "A fine action"))
+            await eventually(lambda: any("fine" in c.actions for c in server.games()))
+            (client,) = server.games()
+            assert "action.rejected" in {d.id for d in client.diagnostics}
+        nursery.cancel_scope.cancel()

@@ -21,6 +21,7 @@ from typing import Final, TextIO
 
 import trio
 
+from neuro_api._numbers import whole_number
 from neuro_api._text import printable
 from neuro_api.command import Action, ForcePriority
 from neuro_api.diagnostics import Diagnostic, Severity
@@ -54,8 +55,9 @@ class _InputClosed(Exception):
 def _pick(actions: Sequence[Action], answer: str) -> Action | None:
     if not answer:
         return actions[0]
-    if answer.isdigit() and 1 <= int(answer) <= len(actions):
-        return actions[int(answer) - 1]
+    number = whole_number(answer, at_most=len(actions))
+    if number:  # 1 to len(actions)
+        return actions[number - 1]
     return next((a for a in actions if a.name == answer), None)
 
 

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from quart import Blueprint, request
 
+from neuro_api._numbers import whole_number
 from neuro_api.control import ApiError
 from neuro_api.voice._bridge import TRANSCRIPT_LINES, CallEnd
 from neuro_api.voice._playback import BYTES_PER_MS
@@ -29,19 +30,14 @@ SHOWN_COUNTERS: Final = ("calls", "busy", "rejected", "forbidden", "replayed")
 def _lines() -> int:
     """The ``lines`` query argument, checked (0 to the transcript's 50)."""
     raw = request.args.get("lines", str(TRANSCRIPT_SHOWN))
-    # ASCII digits only (str.isdigit() takes "²", which int() refuses),
-    # and few of them (int() refuses more than 4,300).
-    if (
-        not (raw.isascii() and raw.isdigit())
-        or len(raw) > 3
-        or int(raw) > TRANSCRIPT_LINES
-    ):
+    lines = whole_number(raw, at_most=TRANSCRIPT_LINES)
+    if lines is None:
         raise ApiError(
             400,
             "invalid_request",
             f"lines must be a whole number 0 to {TRANSCRIPT_LINES}",
         )
-    return int(raw)
+    return lines
 
 
 def live_calls(service: VoiceService, lines: int) -> list[dict[str, Any]]:
