@@ -440,19 +440,20 @@ class VoiceService:
         reserved = (END_CALL,) if self.config.hang_up_tool else ()
         tools = GameTools(self.server, game, reserved=reserved)
 
-        def heard(message: ContextMessage) -> None:
-            if game is not None and message.game_title != game:
-                return
-            result = message.result_of
-            if result is not None and tools.performing(
-                message.session_id, result.action
-            ):
-                return  # this call's own action: its tool output says it
+        def passed(message: ContextMessage) -> None:
             try:
                 send.send_nowait(message)
             except trio.WouldBlock:
                 self.counters["context_dropped"] += 1
 
+        def heard(message: ContextMessage) -> None:
+            if game is not None and message.game_title != game:
+                return
+            if tools.hold(message):
+                return  # maybe this call's own result: its tool output says it
+            passed(message)
+
+        tools.release = passed
         unsubscribe = self.server.context_events.subscribe(heard)
         try:
             bridge = Bridge(
