@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import orjson
+from trio_websocket import ConnectionClosed
 
 from neuro_api.command import Action
 from neuro_api.realtime import MAX_TOOLS, ToolSet, tool_name
@@ -220,6 +221,12 @@ class GameTools:
             outcome = await client.execute_action(name, data)
         except (TooManyHeldActions, FrameTooLarge) as exc:
             return ToolResult(False, _output("refused", str(exc)), game, name)
+        except (RuntimeError, ConnectionClosed):
+            # The game's connection ended after the look above (validating
+            # awaits): as gone as a game that left before.
+            return ToolResult(
+                False, _output("unavailable", "the game or action is gone"), game, name
+            )
         finally:
             self._settle(key, outcome)
         return ToolResult(
