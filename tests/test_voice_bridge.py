@@ -602,3 +602,38 @@ async def test_a_games_end_call_action_is_not_offered() -> None:
             result = await tools.call("end_call", "{}")
             assert orjson.loads(result.output)["status"] == "unknown_tool"
             nursery.cancel_scope.cancel()
+
+
+async def test_a_game_whose_connection_is_ending_answers_unavailable() -> None:
+    server = RandomNeuroServer()
+    async with trio.open_nursery() as nursery:
+        info = await start_server(nursery, server)
+        async with connect(info.url, "Keypad") as game:
+            await game.startup()
+            await game.register(PLAY, PRESS)
+            await eventually(lambda: any(g.actions for g in server.games()))
+            (client,) = server.games()
+            twilio, api = Twilio(), Realtime()
+            bridge = Bridge(
+                twilio,
+                cast(RealtimeConnection, api),
+                STREAM,
+                session={"type": "realtime"},
+                tools=GameTools(server, None),
+                dtmf_action="press",
+            )
+            nursery.start_soon(bridge.run)
+            await eventually(lambda: bool(api.sent))
+            # The connection is ending (it is still the server's client while
+            # its close handshake runs): an action can no longer be sent.
+            client.end_session()
+            api.give(
+                "response.function_call_arguments.done", call_id="c1", name="play",
+                arguments='{"cell": 5}',
+            )  # fmt: skip
+            twilio.give("dtmf", dtmf={"track": "inbound_track", "digit": "5"})
+            await eventually(lambda: bool(outputs(api)) and bool(notes(api)))
+            assert outputs(api)[0]["status"] == "unavailable"
+            assert "unavailable" in notes(api)[0]
+            assert bridge.reason is None  # the call goes on
+            nursery.cancel_scope.cancel()

@@ -541,3 +541,51 @@ async def test_a_stream_without_the_calls_one_time_value_is_not_bridged(
             await call.hang_up()
         (recorded,) = await run.ended()
         assert recorded["end_reason"] == "caller_hung_up"
+
+
+async def test_another_partys_result_of_the_same_action_still_reaches_the_call(
+    tmp_path: Path,
+) -> None:
+    async with (
+        running(tmp_path) as run,
+        connect(run.info.games.local_url, "Tic Tac Toe") as game,
+    ):
+        await game.startup()
+        await game.register(PLAY)
+        await eventually(lambda: any(g.actions for g in run.process.server.games()))
+        run.fake.script(FunctionCall("play", '{"cell": 5}'))
+        run.fake.script(Audio(transcript="I put an X in the middle!", ms=400))
+        stream, call_sid = await run.dial()
+        async with (
+            open_fake_twilio_media(
+                run.media_url(),
+                auth_token=TOKEN,
+                public_url=stream.url,
+                custom_parameters=stream.parameters,
+                call_sid=call_sid,
+            ) as call,
+            trio.open_nursery() as nursery,
+        ):
+            await call.say(tone(500))
+            await call.say(silence(800))
+            ours = await game.expect_action(within=WAIT)
+            # Meanwhile another party (the control plane, another call) plays
+            # the same action on the same game; the game answers it first.
+            (client,) = run.process.server.games()
+            nursery.start_soon(client.execute_action, "play", '{"cell": 1}')
+            theirs = await game.expect_action(within=WAIT)
+            await game.result(theirs.id, True, "O in the corner")
+            await game.result(ours.id, True, "X in the middle")
+            await game.context("The board changed", silent=True)
+            connection = run.fake.connections[0]
+            await eventually(
+                lambda: any("board changed" in told(e) for e in connection.received),
+                WAIT,
+            )
+            results = [
+                told(e) for e in connection.received if "Result of action" in told(e)
+            ]
+            # The other party's result is context for the call; its own is not.
+            assert len(results) == 1, results
+            assert "O in the corner" in results[0]
+            await call.hang_up()

@@ -339,6 +339,37 @@ async def test_a_hanging_registry_keeps_no_caller_waiting(
         assert "went wrong" in service.after_stream(FORM)
 
 
+class Refusing(Control):
+    """Twilio's REST API failing (wrong credentials, an outage)."""
+
+    async def say_and_hang_up(self, call_sid: str, twiml: str) -> bool:
+        await super().say_and_hang_up(call_sid, twiml)
+        raise RuntimeError("Twilio error: 20003 Authenticate")
+
+
+async def test_a_hang_up_twilio_refuses_closes_the_stream_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    control = Refusing()
+    service = VoiceService(
+        VoiceConfig(instructions="Be Neuro."),
+        server=RandomNeuroServer(),
+        pool=RealtimePool(PoolConfig(api_key="sk-x", max_connections=2)),
+        registry=Hanging(),
+        public_base=lambda: PUBLIC,
+        control=control,
+    )
+    await service.answer(FORM)
+    media = Media(service.calls[CALL].token)
+    began = trio.current_time()
+    assert await service.stream(media) == "realtime_unavailable"
+    assert [at - began for _, at in control.hung_up] == [0]
+    # Not left in silence until the registry gives up: the stream closes,
+    # and Twilio goes on to the end's TwiML (the apology).
+    assert [at - began for at in media.closed] == [0]
+    assert "went wrong" in service.after_stream(FORM)
+
+
 async def test_announced_calls_whose_stream_never_came_are_swept(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

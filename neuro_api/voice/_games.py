@@ -17,16 +17,19 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import orjson
+from trio_websocket import ConnectionClosed
 
 from neuro_api.command import Action
 from neuro_api.realtime import MAX_TOOLS, ToolSet, tool_name
 from neuro_api.schema import SchemaError
 from neuro_api.server import (
     AbstractTrioNeuroServer,
+    ActionOutcome,
+    ContextMessage,
     FrameTooLarge,
     TooManyHeldActions,
     TrioNeuroServerClient,
@@ -37,6 +40,8 @@ __all__ = ["GameTools", "ToolResult"]
 LOGGER: Final = logging.getLogger("neuro_api.voice")
 MAX_OUTPUT: Final = 4000
 """Characters of a game's message passed back to the model."""
+MAX_HELD: Final = 64
+"""Result messages held back while the call awaits an action of that name."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -77,9 +82,13 @@ class GameTools:
         self._games: dict[str, TrioNeuroServerClient] = {}
         self._key: object = None
         self._running: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._held: dict[tuple[str, str], list[ContextMessage]] = {}
         self.reserved = frozenset(reserved)
         """Tool names the call keeps for itself (a game's action so named is
         not offered)."""
+        self.release: Callable[[ContextMessage], object] = lambda message: None
+        """Where a result message :meth:`hold` kept goes once it turned out
+        not to report this call's own action (another party's)."""
 
     def _clients(self) -> list[TrioNeuroServerClient]:
         games = [c for c in self.server.games() if c.game_title]
@@ -127,12 +136,38 @@ class GameTools:
         return [client.game_title or "" for client in self._clients()]
 
     def performing(self, session_id: str, action: str) -> bool:
-        """Whether this call is waiting for ``action`` of game ``session_id``.
+        """Whether this call is waiting for ``action`` of game ``session_id``."""
+        return self._running[session_id, action] > 0
+
+    def hold(self, message: ContextMessage) -> bool:
+        """Keep back a result message while this call awaits that action.
 
         A game's result message is context for everyone else; the call that
         performed the action gets the result as its tool's output already.
+        Which of the same action's outcomes is this call's is known once its
+        own returns (the message comes first): then its own is dropped and
+        any other party's goes to :attr:`release`. Returns False (not held:
+        pass it on) for other messages, or when :data:`MAX_HELD` are held.
         """
-        return self._running[session_id, action] > 0
+        result = message.result_of
+        if result is None or not self.performing(message.session_id, result.action):
+            return False
+        held = self._held.setdefault((message.session_id, result.action), [])
+        if len(held) >= MAX_HELD:
+            return False
+        held.append(message)
+        return True
+
+    def _settle(self, key: tuple[str, str], outcome: ActionOutcome | None) -> None:
+        """One of this call's actions ``key`` returned ``outcome`` (None: none)."""
+        held = self._held.get(key, [])
+        held[:] = [m for m in held if m.result_of is not outcome]
+        self._running[key] -= 1
+        if self._running[key]:
+            return
+        del self._running[key]
+        for message in self._held.pop(key, ()):
+            self.release(message)
 
     async def call(self, tool: str, arguments: str) -> ToolResult:
         """Perform the action behind ``tool`` with the model's ``arguments``.
@@ -181,14 +216,19 @@ class GameTools:
             return ToolResult(False, _output("invalid", verdict.reason), game, name)
         key = (client.session_id, name)
         self._running[key] += 1
+        outcome = None
         try:
             outcome = await client.execute_action(name, data)
         except (TooManyHeldActions, FrameTooLarge) as exc:
             return ToolResult(False, _output("refused", str(exc)), game, name)
+        except (RuntimeError, ConnectionClosed):
+            # The game's connection ended after the look above (validating
+            # awaits): as gone as a game that left before.
+            return ToolResult(
+                False, _output("unavailable", "the game or action is gone"), game, name
+            )
         finally:
-            self._running[key] -= 1
-            if not self._running[key]:
-                del self._running[key]
+            self._settle(key, outcome)
         return ToolResult(
             outcome.success,
             _output(outcome.status.value, outcome.message),

@@ -409,14 +409,16 @@ class VoiceService:
     async def _let_go(self, call_sid: str, reason: str, media: MediaSocket) -> None:
         """Hang up (or let Twilio go on to the end webhook) and record the end."""
         async with trio.open_nursery() as nursery:
-            if self._hangs_up(reason):
-                nursery.start_soon(self._bounded, self._hang_up, call_sid, reason)
-            else:
-                # Closing the stream sends Twilio on to the ``<Redirect>``,
-                # whose TwiML says the end's message (kept above) at once.
-                with trio.move_on_after(CLOSE_TIMEOUT):
-                    await media.close()
             nursery.start_soon(self._bounded, self._record_end, call_sid, reason)
+            if self._hangs_up(reason):
+                with trio.move_on_after(FINISH_TIMEOUT):
+                    if await self._hang_up(call_sid, reason):
+                        return
+            # Closing the stream sends Twilio on to the ``<Redirect>``, whose
+            # TwiML says the end's message (kept above) at once: without
+            # Twilio's REST API, or when it did not take the hang-up.
+            with trio.move_on_after(CLOSE_TIMEOUT):
+                await media.close()
 
     @staticmethod
     async def _bounded(
@@ -440,19 +442,20 @@ class VoiceService:
         reserved = (END_CALL,) if self.config.hang_up_tool else ()
         tools = GameTools(self.server, game, reserved=reserved)
 
-        def heard(message: ContextMessage) -> None:
-            if game is not None and message.game_title != game:
-                return
-            result = message.result_of
-            if result is not None and tools.performing(
-                message.session_id, result.action
-            ):
-                return  # this call's own action: its tool output says it
+        def passed(message: ContextMessage) -> None:
             try:
                 send.send_nowait(message)
             except trio.WouldBlock:
                 self.counters["context_dropped"] += 1
 
+        def heard(message: ContextMessage) -> None:
+            if game is not None and message.game_title != game:
+                return
+            if tools.hold(message):
+                return  # maybe this call's own result: its tool output says it
+            passed(message)
+
+        tools.release = passed
         unsubscribe = self.server.context_events.subscribe(heard)
         try:
             bridge = Bridge(
@@ -478,10 +481,13 @@ class VoiceService:
         """Whether a call that ended for ``reason`` is hung up through REST."""
         return self.control is not None and reason != CallEnd.CALLER_HUNG_UP
 
-    async def _hang_up(self, call_sid: str, reason: str) -> None:
-        """End the call at Twilio when we ended it (with its message)."""
+    async def _hang_up(self, call_sid: str, reason: str) -> bool:
+        """End the call at Twilio when we ended it (with its message).
+
+        Returns whether Twilio took it (or the call was over there already).
+        """
         if self.control is None:
-            return
+            return False
         twiml = say_and_hang_up(self.config.message(reason))
         try:
             await self.control.say_and_hang_up(call_sid, twiml)
@@ -489,6 +495,8 @@ class VoiceService:
             LOGGER.warning(
                 "call %s: Twilio did not take the hang-up: %s", call_sid, exc
             )
+            return False
+        return True
 
     def end_call(self, call_sid: str, reason: str = CallEnd.ENDED_HERE) -> bool:
         """End a call in progress from this side (it hears the goodbye).
