@@ -16,7 +16,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol
 
 import orjson
@@ -56,6 +56,9 @@ START_TIMEOUT: Final = 10.0
 """Seconds a new media stream has to send ``connected`` and ``start``."""
 CONTEXT_QUEUE: Final = 64
 """Game context messages waiting for a call (more are dropped, counted)."""
+RECORD_TIMEOUT: Final = 4.0
+"""Seconds one registry write may take (a webhook makes at most two, within
+Twilio's 15 s)."""
 FINISH_TIMEOUT: Final = 15.0
 """Seconds recording a call's end, or hanging it up at Twilio, may take."""
 CLOSE_TIMEOUT: Final = 2.0
@@ -211,21 +214,31 @@ class VoiceService:
         self.counters: collections.Counter[str] = collections.Counter()
         self.opening = 0
         """Streams accepted that have not sent their ``start`` yet."""
+        self._unrecorded: collections.deque[str] = collections.deque()
+        """Calls forgotten as ``no_stream``, to be ended in the registry (at
+        most as many as may be announced between two sweeps)."""
 
     # -- the webhook ------------------------------------------------------------
 
-    async def _forget_stale(self) -> None:
+    def _expire(self) -> None:
+        """Forget announced calls whose stream never came.
+
+        Their end is recorded by :meth:`run`, never in a webhook's time.
+        """
         now = self.clock()
         for sid, call in list(self.calls.items()):
             if call.started is None and now - call.announced > ANNOUNCED_TTL:
-                if self.calls.get(sid) is not call:
-                    continue  # forgotten by another sweep meanwhile
                 del self.calls[sid]
                 # Recorded as begun by the webhook: without an end it would
                 # stay "accepted" in the registry for ever.
                 self._ended(sid, NO_STREAM)
-                with trio.move_on_after(FINISH_TIMEOUT):
-                    await self._record_end(sid, NO_STREAM)
+                self._unrecorded.append(sid)
+
+    async def _sweep(self) -> None:
+        self._expire()
+        while self._unrecorded:
+            sid = self._unrecorded.popleft()
+            await self._record_end(sid, NO_STREAM)
 
     async def run(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -233,13 +246,14 @@ class VoiceService:
         """Sweep announced calls whose stream never came, every few seconds.
 
         A supervised service of the capability: ready at once, runs until
-        cancelled. (The webhook sweeps too; this ends them when no other
-        call comes.)
+        cancelled. It ends them in the registry (reason ``no_stream``);
+        webhooks only forget them (a webhook must answer within Twilio's
+        15 s, whatever the registry does).
         """
         task_status.started()
         while True:
             await trio.sleep(SWEEP_EVERY)
-            await self._forget_stale()
+            await self._sweep()
 
     def _capacity(self) -> bool:
         bridged = sum(1 for c in self.calls.values() if c.started is not None)
@@ -253,10 +267,13 @@ class VoiceService:
         self.counters[f"ended_{reason}"] += 1
 
     async def _record_end(self, call_sid: str, reason: str) -> None:
-        try:
-            await self.registry.end_phone_call(call_sid, reason)
-        except Exception as exc:  # the registry's trouble: said, not fatal
-            LOGGER.warning("call %s: not recorded as ended: %s", call_sid, exc)
+        with trio.move_on_after(RECORD_TIMEOUT) as waited:
+            try:
+                await self.registry.end_phone_call(call_sid, reason)
+            except Exception as exc:  # the registry's trouble: said, not fatal
+                LOGGER.warning("call %s: not recorded as ended: %s", call_sid, exc)
+        if waited.cancelled_caught:
+            LOGGER.warning("call %s: the registry took too long to end it", call_sid)
 
     async def _finish(self, call_sid: str, reason: str) -> None:
         self._ended(call_sid, reason)
@@ -272,7 +289,7 @@ class VoiceService:
             raise ValueError("CallSid is missing or not a call SID")
         caller = form.get("From", "")[:MAX_NUMBER]
         callee = form.get("To", "")[:MAX_NUMBER]
-        await self._forget_stale()
+        self._expire()
         known = self.calls.get(call_sid)
         if known is not None and known.started is None:
             # Twilio asking again (a retry): the same answer, one call.
@@ -313,10 +330,13 @@ class VoiceService:
         )
 
     async def _record_start(self, call_sid: str, caller: str, callee: str) -> None:
-        try:
-            await self.registry.start_phone_call(call_sid, caller, callee)
-        except Exception as exc:
-            LOGGER.warning("call %s: not recorded: %s", call_sid, exc)
+        with trio.move_on_after(RECORD_TIMEOUT) as waited:
+            try:
+                await self.registry.start_phone_call(call_sid, caller, callee)
+            except Exception as exc:
+                LOGGER.warning("call %s: not recorded: %s", call_sid, exc)
+        if waited.cancelled_caught:
+            LOGGER.warning("call %s: the registry took too long to record it", call_sid)
 
     def after_stream(self, form: Mapping[str, str]) -> str:
         """The TwiML for ``POST /twilio/voice/end``: the end's message, hang up."""
@@ -409,7 +429,7 @@ class VoiceService:
     async def _let_go(self, call_sid: str, reason: str, media: MediaSocket) -> None:
         """Hang up (or let Twilio go on to the end webhook) and record the end."""
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._bounded, self._record_end, call_sid, reason)
+            nursery.start_soon(self._record_end, call_sid, reason)  # bounded
             if self._hangs_up(reason):
                 with trio.move_on_after(FINISH_TIMEOUT):
                     if await self._hang_up(call_sid, reason):
@@ -419,13 +439,6 @@ class VoiceService:
             # Twilio's REST API, or when it did not take the hang-up.
             with trio.move_on_after(CLOSE_TIMEOUT):
                 await media.close()
-
-    @staticmethod
-    async def _bounded(
-        work: Callable[[str, str], Awaitable[None]], call_sid: str, reason: str
-    ) -> None:
-        with trio.move_on_after(FINISH_TIMEOUT):
-            await work(call_sid, reason)
 
     async def _bridge(self, call: LiveCall, media: MediaSocket, stream_sid: str) -> str:
         try:
@@ -498,7 +511,7 @@ class VoiceService:
             return False
         return True
 
-    def end_call(self, call_sid: str, reason: str = CallEnd.ENDED_HERE) -> bool:
+    def end_call(self, call_sid: str) -> bool:
         """End a call in progress from this side (it hears the goodbye).
 
         Returns False when no call ``call_sid`` is bridged now. The end is
@@ -508,7 +521,7 @@ class VoiceService:
         call = self.calls.get(call_sid)
         if call is None or call.bridge is None:
             return False
-        call.bridge.end(reason)
+        call.bridge.end(CallEnd.ENDED_HERE)
         return True
 
     # -- views --------------------------------------------------------------------
