@@ -119,7 +119,7 @@ class AsyncStore:
         return await trio.to_thread.run_sync(function, *args, limiter=self._limiter)
 
     async def accepted(self, limit: int) -> list[Call]:
-        """The accepted video calls (the sync's work: phone calls have no room)."""
+        """The accepted video calls (phone calls have no room: see below)."""
         return await self.call(self.store.calls, "accepted", limit, "video")
 
     async def accepted_phone(self, limit: int) -> list[Call]:
