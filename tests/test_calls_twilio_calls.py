@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 import trio
@@ -241,3 +242,113 @@ async def test_a_cancelled_update_returns_at_once(fake: FakeTwilio) -> None:
         with trio.move_on_after(0.2) as scope:
             await threaded.complete(sid)
         assert scope.cancelled_caught
+
+
+# -- looking a call up (the sync) ----------------------------------------------
+
+
+def test_the_fakes_call_has_every_field_the_sdk_reads(fake: FakeTwilio) -> None:
+    # The fake answers Twilio's Call resource as twilio-python reads it:
+    # every key CallInstance takes from the payload, no other.
+    import inspect  # noqa: PLC0415 - only here
+    import re  # noqa: PLC0415
+
+    from twilio.rest.api.v2010.account.call import CallInstance  # noqa: PLC0415
+
+    read = set(re.findall(r'payload\.get\(\s*"(\w+)"', inspect.getsource(CallInstance)))
+    body = fake._call_json(fake.call(fake.add_call()))
+    assert set(body) == read
+
+
+@pytest.mark.parametrize(
+    "status",
+    ["queued", "ringing", "in-progress", "completed", "busy", "failed", "no-answer"],
+)
+def test_look_says_twilios_status(
+    fake: FakeTwilio, calls: TwilioCalls, status: str
+) -> None:
+    sid = fake.add_call(status=status)
+    look = calls.look(sid)
+    assert (look.state, look.status, look.end_time, look.error) == (
+        "found",
+        status,
+        None,
+        None,
+    )
+    path = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Calls/{sid}.json"
+    assert fake.log == [("GET", path)]
+
+
+def test_look_gives_twilios_end_time(fake: FakeTwilio, calls: TwilioCalls) -> None:
+    sid = fake.add_call()
+    end = datetime(2026, 12, 6, 8, 30, 15, tzinfo=UTC)
+    fake.end_call(sid, "canceled", end_time=end)
+    look = calls.look(sid)
+    assert (look.state, look.status, look.end_time) == ("found", "canceled", end)
+
+
+def test_look_says_an_unknown_call_is_not_found(
+    fake: FakeTwilio, calls: TwilioCalls
+) -> None:
+    assert calls.look(UNKNOWN).state == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        (500, "Twilio answered 500 (error 20500: Unable to fetch record: "),
+        (401, "authentication failed (401) (error 20500: Unable to fetch record: "),
+    ],
+)
+def test_look_says_twilios_trouble_in_one_line(
+    fake: FakeTwilio, calls: TwilioCalls, status: int, reason: str
+) -> None:
+    sid = fake.add_call()
+    fake.fail_call(sid, status)
+    look = calls.look(sid)
+    assert look.state == "error"
+    assert look.error is not None
+    assert look.error.startswith(reason)
+    assert "\n" not in look.error
+
+
+def test_look_refuses_a_status_twilio_does_not_have(
+    fake: FakeTwilio, calls: TwilioCalls
+) -> None:
+    sid = fake.add_call()
+    fake.set_call_status(sid, "exploded\n")
+    look = calls.look(sid)
+    assert (look.state, look.error) == (
+        "error",
+        "malformed answer: unknown call status 'exploded\\n'",
+    )
+
+
+def test_look_of_no_call_sid_sends_nothing(
+    fake: FakeTwilio, calls: TwilioCalls
+) -> None:
+    look = calls.look("RM" + "0" * 32)
+    assert look.state == "error"
+    assert "not a Twilio CallSid" in (look.error or "")
+    assert fake.requests == 0
+
+
+def test_look_slow_or_down_is_an_error() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    with TwilioCalls(ACCOUNT_SID, KEY, SECRET, base_url=base, timeout=2) as c:
+        look = c.look(UNKNOWN)
+    assert (look.state, look.error) == ("error", "network: Connection refused")
+
+
+async def test_a_threaded_look_that_hangs_is_an_error(fake: FakeTwilio) -> None:
+    sid = fake.add_call()
+    fake.delay = 3.0
+    with TwilioCalls(ACCOUNT_SID, KEY, SECRET, base_url=fake.url) as blocking:
+        threaded = ThreadedCalls(blocking, trio.CapacityLimiter(1), timeout=0.3)
+        start = trio.current_time()
+        look = await threaded.look(sid)
+        assert (look.state, look.error) == ("error", "timed out after 0.3 s")
+        assert trio.current_time() - start < 1.5

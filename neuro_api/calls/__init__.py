@@ -7,7 +7,9 @@ job that checks every accepted video call against Twilio every 3 minutes and
 ends those whose rooms are gone, abandoned or left with one participant.
 Phone calls (the voice capability's) are in the registry too, through
 :class:`CallsService`'s phone API, and Twilio is asked to hang them up
-through :class:`TwilioCalls`. See the "Calls" docs page.
+through :class:`TwilioCalls`; the same job ends those left accepted (their
+bridge's process died) once Twilio says they are over. See the "Calls"
+docs page.
 """
 
 from __future__ import annotations

@@ -122,8 +122,9 @@ class CallsService:
         ``POST /api/calls/{id}/end``, say). Raises ``ValueError`` for a bad
         ``call_sid`` or ``reason``, and what the store raises, as
         :meth:`start_phone_call`. Call it from a ``finally`` shielded from
-        cancellation (and under a timeout), or the call stays accepted:
-        nothing else ends a phone call in the registry.
+        cancellation (and under a timeout), or the call stays accepted until
+        the sync (with Twilio's credentials) finds it over at Twilio and ends
+        it as ``ended_at_twilio``, minutes later and with that reason.
         """
         return await _phone.end_phone_call(self.store, self.clock, call_sid, reason)
 

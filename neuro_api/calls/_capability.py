@@ -56,6 +56,10 @@ def _ttl(value: int) -> str | None:
     return None if 0 < value <= TOKEN_TTL_MAX else f"must be 1 to {TOKEN_TTL_MAX}"
 
 
+def _lookups(value: int) -> str | None:
+    return None if 1 <= value <= 10_000 else "must be 1 to 10000"
+
+
 def _concurrency(value: int) -> str | None:
     return None if 1 <= value <= 200 else "must be 1 to 200"
 
@@ -113,6 +117,18 @@ class CallsSettings:
         600.0, "end a call whose room has one participant for longer",
         check=_non_negative, metavar="SECONDS",
     )  # fmt: skip
+    phone_min_age: float = setting(
+        60.0,
+        "phone calls younger than this are never looked up by the sync",
+        check=_non_negative,
+        metavar="SECONDS",
+    )
+    phone_lookups: int = setting(
+        100,
+        "phone calls looked up at Twilio per sync at most (the rest: the next)",
+        check=_lookups,
+        metavar="N",
+    )
     sync_concurrency: int = setting(
         20, "rooms looked up at once during a sync", check=_concurrency, metavar="N"
     )
@@ -236,6 +252,11 @@ class CallsCapability(Capability):
             store,
             rooms,
             rules,
+            # Phone calls whose bridge died with its process end through
+            # Twilio's word on them (see _phone_rules).
+            phones=phone,
+            phone_min_age=config.phone_min_age,
+            phone_lookups=config.phone_lookups,
             interval=config.sync_interval,
             concurrency=config.sync_concurrency,
         )
@@ -317,6 +338,8 @@ class CallsCapability(Capability):
                 "last_run": None if last is None else iso(last.finished_at),
                 "last_error": sync.last_error,
                 "last_skipped": 0 if last is None else last.skipped,
+                "last_errors": [] if last is None else list(last.errors),
+                "last_phone_deferred": 0 if last is None else last.phone_deferred,
                 "next_run": sync.job()["next_run"],
             },
         }
@@ -329,6 +352,8 @@ class CallsCapability(Capability):
             "syncs": sync.syncs,
             "last_synced": 0 if last is None else last.synced,
             "last_ended": 0 if last is None else last.ended,
+            "last_phone_synced": 0 if last is None else last.phone_synced,
+            "last_phone_ended": 0 if last is None else last.phone_ended,
             "skipped_total": sync.skipped_total,
         }
 

@@ -35,7 +35,7 @@ from typing import Final, Literal
 from neuro_api.calls._model import Call
 from neuro_api.calls._twilio import RoomLook
 
-__all__ = ["RoomLook", "SyncRules", "Verdict", "decide"]
+__all__ = ["RoomLook", "SyncRules", "Verdict", "decide", "ended_at"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -66,6 +66,17 @@ class Verdict:
 _AT_ONCE: Final = {"completed": "room_completed", "failed": "room_failed"}
 
 
+def ended_at(call: Call, reported: dt.datetime | None, now: dt.datetime) -> dt.datetime:
+    """When ``call`` ended: Twilio's ``reported`` end time, else ``now``.
+
+    Never before the call began nor later than now (clocks differ).
+    """
+    if reported is None:
+        return now
+    began = call.accepted_at or call.created_at
+    return min(max(reported, began), now)
+
+
 def decide(call: Call, look: RoomLook, now: dt.datetime, rules: SyncRules) -> Verdict:
     """The verdict on an ``accepted`` call whose room Twilio described."""
     if look.state == "error":
@@ -74,13 +85,7 @@ def decide(call: Call, look: RoomLook, now: dt.datetime, rules: SyncRules) -> Ve
         return Verdict("end", call.end(now, "room_not_found"))
     reason = _AT_ONCE.get(look.status or "")
     if reason is not None:
-        ended = now
-        if look.end_time is not None:
-            # Twilio's end time, but never before the call began nor later
-            # than now (clocks differ).
-            began = call.accepted_at or call.created_at
-            ended = min(max(look.end_time, began), now)
-        return Verdict("end", call.end(ended, reason))
+        return Verdict("end", call.end(ended_at(call, look.end_time, now), reason))
     old_enough = (now - call.created_at).total_seconds() >= rules.min_age
     if look.participants <= 0:
         since = call.empty_since or now

@@ -3,7 +3,8 @@
 A phone call is registered when it begins (accepted at once: Twilio has
 answered it) and ended when its bridge ends, with the reason; its id, room
 and ``call_sid`` are Twilio's CallSid, so whichever server runs the bridge
-finds it by that alone. The sync leaves phone calls alone.
+finds it by that alone. A call left accepted (its bridge's process died) is
+ended by the sync once Twilio says it is over (see ``_phone_rules``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Twilio's REST API for phone calls: hang up, or say something and hang up.
+"""Twilio's REST API for phone calls: hang up, say something and hang up, look.
 
 :class:`TwilioCalls` is blocking (the twilio SDK uses ``requests``), like
 :class:`~neuro_api.calls.TwilioRooms`, with the same account SID and API
@@ -7,11 +7,13 @@ key, the same ``base_url`` rewriting for tests and the same timeout;
 for Trio code. Both update one call
 (``POST /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json``) and say
 whether Twilio took it: a call that is not in progress any more (hung up
-already) is no error.
+already) is no error. Both look one call up too (``GET`` of the same
+resource) for the sync, as a :class:`CallLook` that never raises.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable
 from types import TracebackType
@@ -25,6 +27,7 @@ from twilio.rest import Client
 
 from neuro_api._text import printable
 from neuro_api.calls._phone import call_sid_problem
+from neuro_api.calls._phone_rules import CALL_STATUSES, CallLook
 from neuro_api.calls._twilio import (
     _NO_ENVIRONMENT,
     _http_reason,
@@ -33,7 +36,13 @@ from neuro_api.calls._twilio import (
     _PooledHttpClient,
 )
 
-__all__ = ["TWIML_MAX", "ThreadedCalls", "TwilioCallError", "TwilioCalls"]
+__all__ = [
+    "TWIML_MAX",
+    "CallLook",
+    "ThreadedCalls",
+    "TwilioCallError",
+    "TwilioCalls",
+]
 
 LOGGER: Final = logging.getLogger("neuro_api.calls")
 TWIML_MAX: Final = 4000
@@ -129,6 +138,52 @@ class TwilioCalls:
             raise ValueError(f"twiml must be 1 to {TWIML_MAX} characters of TwiML")
         return self._update(call_sid, twiml=twiml)
 
+    def look(self, call_sid: str) -> CallLook:
+        """Fetch the call ``call_sid`` (its status and end time), blocking.
+
+        Never raises for Twilio or network trouble, nor for a ``call_sid``
+        that is no CallSid (nothing is sent then): Twilio's 404 with its
+        code 20404 is ``not_found``; anything else that is not a call with
+        one of Twilio's statuses (another answer, a bare 404 from a proxy, a
+        timeout, a refused connection, an unknown status) is ``error`` with
+        a one-line reason, as :class:`TwilioCallError`'s messages.
+        """
+        problem = call_sid_problem(call_sid)
+        if problem is not None:
+            return CallLook("error", error=problem)
+        try:
+            instance = self._client.calls(call_sid).fetch()
+        except TwilioRestException as error:
+            # Twilio's own 404 carries its code; a bare 404 (a proxy, a
+            # wrong base_url path) says nothing about the call.
+            if error.status == 404 and error.code == 20404:
+                return CallLook("not_found")
+            return self._failed(call_sid, _rest_reason(error))
+        except TwilioException as error:
+            message = error.args[0] if error.args else type(error).__name__
+            reason = f"Twilio error: {printable(str(message))[:_MESSAGE_MAX]}"
+            return self._failed(call_sid, reason)
+        except requests.Timeout:
+            return self._failed(call_sid, f"timed out after {self.timeout:g} s")
+        except requests.RequestException as error:
+            return self._failed(call_sid, _network_reason(error))
+        except _MalformedAnswer as error:
+            return self._failed(call_sid, f"malformed answer: {error}")
+        status = instance.status
+        if status not in CALL_STATUSES:
+            shown = printable(repr(status))[:_MESSAGE_MAX]
+            reason = f"malformed answer: unknown call status {shown}"
+            return self._failed(call_sid, reason)
+        end_time = instance.end_time
+        # The SDK reads dates leniently: anything but a datetime is no time.
+        if not isinstance(end_time, dt.datetime):
+            end_time = None
+        return CallLook("found", str(status), end_time)
+
+    def _failed(self, call_sid: str, reason: str) -> CallLook:
+        LOGGER.debug("Looking up call %s failed: %s", call_sid, reason)
+        return CallLook("error", error=reason)
+
     def _update(self, call_sid: str, **fields: str) -> bool:
         problem = call_sid_problem(call_sid)
         if problem is not None:
@@ -164,9 +219,9 @@ def _rest_reason(error: TwilioRestException) -> str:
 class ThreadedCalls:
     """:class:`TwilioCalls` in worker threads, for Trio code.
 
-    At most ``limiter`` updates at once (more wait their turn); one that
-    takes longer than ``timeout`` seconds in all raises
-    :class:`TwilioCallError` ("timed out after ..."). Cancelled (or timed
+    At most ``limiter`` requests (updates and lookups) at once (more wait
+    their turn); an update that takes longer than ``timeout`` seconds in all
+    raises :class:`TwilioCallError` ("timed out after ..."). Cancelled (or timed
     out) while the request is out, the caller returns at once and the
     worker thread is left to finish on its own (the client's own timeout
     ends it): Twilio may still get the request.
@@ -189,6 +244,18 @@ class ThreadedCalls:
     async def say_and_hang_up(self, call_sid: str, twiml: str) -> bool:
         """:meth:`TwilioCalls.say_and_hang_up` in a worker thread."""
         return await self._run(self.calls.say_and_hang_up, call_sid, twiml)
+
+    async def look(self, call_sid: str) -> CallLook:
+        """:meth:`TwilioCalls.look` in a worker thread; never raises for Twilio.
+
+        One that takes longer than the timeout is ``error`` ("timed out
+        after ...").
+        """
+        with trio.move_on_after(self.timeout):
+            return await trio.to_thread.run_sync(
+                self.calls.look, call_sid, limiter=self.limiter, abandon_on_cancel=True
+            )
+        return CallLook("error", error=f"timed out after {self.timeout:g} s")
 
     async def _run(self, update: Callable[..., bool], *args: str) -> bool:
         with trio.move_on_after(self.timeout):

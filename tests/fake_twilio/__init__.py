@@ -15,7 +15,9 @@ into an error):
 * ``GET /v1/Rooms?Status=&UniqueName=&PageSize=&Page=``;
 * ``GET /v1/Rooms/{room}/Participants?Status=&PageSize=&Page=``;
 * ``POST /v1/Rooms/{room}`` with ``Status=completed``;
-* ``GET /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json``;
+* ``GET /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json`` (the
+  status tests set with :meth:`FakeTwilio.add_call`, ``end_call`` or
+  ``set_call_status``; 404 code 20404 for a call it does not know);
 * ``POST /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json`` with
   ``Status=completed`` (hang up) or ``Twiml=`` (run that TwiML instead: a
   document that is not XML is 400 code 12100; the call ends when it holds
@@ -343,11 +345,15 @@ class FakeTwilio:
         *,
         sid: str | None = None,
         status: str = "in-progress",
+        start_time: datetime | None = None,
     ) -> str:
         """Add a phone call (in progress: answered); its SID."""
         with self._lock:
             sid = sid or self._sid("CA")
-            self._calls[sid] = FakeCall(sid, from_, to, status)
+            call = FakeCall(sid, from_, to, status)
+            if start_time is not None:
+                call.start_time = start_time
+            self._calls[sid] = call
             return sid
 
     def call(self, sid: str) -> FakeCall:
@@ -355,12 +361,25 @@ class FakeTwilio:
         with self._lock:
             return copy.deepcopy(self._calls[sid])
 
-    def end_call(self, sid: str, status: str = "completed") -> None:
-        """The call ends on Twilio's side (the caller hung up)."""
+    def end_call(
+        self, sid: str, status: str = "completed", *, end_time: datetime | None = None
+    ) -> None:
+        """The call ends on Twilio's side (the caller hung up), at ``end_time``
+        (default: now)."""
         with self._lock:
             call = self._calls[sid]
             call.status = status
-            call.end_time = _now()
+            call.end_time = end_time or _now()
+
+    def set_call_status(self, sid: str, status: str) -> None:
+        """Set a call's status (any string; ``GET`` answers it), end time kept."""
+        with self._lock:
+            self._calls[sid].status = status
+
+    def remove_call(self, sid: str) -> None:
+        """Forget a call: it answers 404 (code 20404) from now on."""
+        with self._lock:
+            del self._calls[sid]
 
     def fail_call(self, sid: str, status: int | None = 500) -> None:
         """Make every request about call ``sid`` answer ``status`` (None: stop)."""
@@ -677,6 +696,7 @@ class FakeTwilio:
             "group_sid": None,
             "caller_name": None,
             "queue_time": "0",
+            "stir_verstat": None,
             "trunk_sid": None,
             "uri": uri,
             "subresource_uris": {
