@@ -115,6 +115,8 @@ def test_matches_keep_the_newest_within_the_limit() -> None:
         ({"limit": "1001"}, "limit must be a whole number 1 to 1000"),
         ({"limit": "ten"}, "limit must be a whole number 1 to 1000"),
         ({"limit": "-5"}, "limit must be a whole number 1 to 1000"),
+        ({"limit": "\u00b2"}, "limit must be a whole number 1 to 1000"),
+        ({"limit": "9" * 5000}, "limit must be a whole number 1 to 1000"),
         ({"q": "x" * 201}, "q is at most 200 characters"),
     ],
 )

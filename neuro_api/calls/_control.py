@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from quart import Blueprint, request
 
+from neuro_api._numbers import whole_number
 from neuro_api.calls._app import (
     CallsService,
     background_service,
@@ -117,11 +118,12 @@ def _arguments() -> tuple[str | None, str | None, str, int]:
     if len(text) > MAX_QUERY:
         raise ApiError(400, "invalid_request", f"q is at most {MAX_QUERY} characters")
     raw = request.args.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    limit = whole_number(raw, at_most=MAX_LIMIT)
+    if not limit:  # None, or 0
         raise ApiError(
             400, "invalid_request", f"limit must be a whole number 1 to {MAX_LIMIT}"
         )
-    return status, kind, text, int(raw)
+    return status, kind, text, limit
 
 
 def calls_control_routes(service: CallsService) -> Blueprint:
