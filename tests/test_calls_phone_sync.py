@@ -29,6 +29,7 @@ from neuro_api.calls._sync import AsyncStore, CallSync
 
 pytestmark = pytest.mark.timeout(30)
 T0: Final = dt.datetime(2026, 12, 6, 8, 0, tzinfo=dt.UTC)
+_MINUTE: Final = dt.timedelta(minutes=1)
 
 
 class Clock:
@@ -297,7 +298,8 @@ async def test_sync_now_ends_a_phone_call_left_running(
             dead, live = fake.add_call(), fake.add_call()
             for sid in (dead, live):
                 await service.start_phone_call(sid, "+15550001111", "+15550002222")
-            fake.end_call(dead)
+            # Ended a minute ago at Twilio (its bridge had the grace).
+            fake.end_call(dead, end_time=dt.datetime.now(dt.UTC) - _MINUTE)
             answer = await admin.post("/api/admin/sync-twilio")
             assert (answer.json()["synced"], answer.json()["ended"]) == (2, 1)
             call = (await control.get("/calls/registry", params={"q": dead})).json()
@@ -333,3 +335,23 @@ async def test_without_credentials_twilio_is_never_asked(
             assert call is not None
             assert call.status == "accepted"
         assert fake.requests == 0
+
+
+async def test_a_call_that_just_ended_is_left_to_its_bridge(world: World) -> None:
+    # Twilio says "completed" the moment the caller hangs up; the bridge
+    # records its own reason a moment later: the sync leaves it that long.
+    sid = await world.left_running()
+    world.clock.advance(300)
+    world.fake.end_call(sid, "completed", end_time=world.clock.now)
+    world.clock.advance(5)
+    await world.sync().sync_once()
+    assert world.get(sid).status == "accepted"
+    assert (await world.service.end_phone_call(sid, "caller_hung_up")) is not None
+    assert world.get(sid).end_reason == "caller_hung_up"
+    # A bridge that died: ended once the grace is over.
+    other = await world.left_running("+15553334444")
+    world.clock.advance(60)  # old enough to be looked up
+    world.fake.end_call(other, "completed", end_time=world.clock.now)
+    world.clock.advance(31)
+    await world.sync().sync_once()
+    assert world.get(other).end_reason == "ended_at_twilio"

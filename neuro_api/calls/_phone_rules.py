@@ -13,8 +13,10 @@ Twilio says                                 The call
 ==========================================  ==================================
 an error (5xx, timeout, auth ...)           left alone this round (``skip``)
 no such call (404, code 20404)              ended at once: ``unknown_to_twilio``
-``completed``, ``busy``, ``failed``,        ended at once: ``ended_at_twilio``,
-``no-answer``, ``canceled``                 at Twilio's end time when given
+``completed``, ``busy``, ``failed``,        ended: ``ended_at_twilio``, at
+``no-answer``, ``canceled``                 Twilio's end time when given
+                                            (kept while that is less than
+                                            :data:`BRIDGE_GRACE` ago)
 ``queued``, ``ringing``, ``in-progress``    kept (a bridge somewhere has it)
 ==========================================  ==================================
 """
@@ -30,6 +32,7 @@ from neuro_api.calls._model import Call
 
 __all__ = [
     "CALL_STATUSES",
+    "BRIDGE_GRACE",
     "ENDED_AT_TWILIO",
     "OVER",
     "UNKNOWN_TO_TWILIO",
@@ -56,6 +59,9 @@ ENDED_AT_TWILIO: Final = "ended_at_twilio"
 """The end reason of a phone call the sync ended because Twilio's had."""
 UNKNOWN_TO_TWILIO: Final = "unknown_to_twilio"
 """The end reason of a phone call Twilio does not know (404)."""
+BRIDGE_GRACE: Final = dt.timedelta(seconds=30)
+"""How long after Twilio's end a call is left to its bridge, which records
+the end with its own reason (``caller_hung_up``…) a moment after Twilio."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -81,6 +87,10 @@ def decide_phone(call: Call, look: CallLook, now: dt.datetime) -> Verdict:
     if look.state == "not_found":
         return Verdict("end", call.end(now, UNKNOWN_TO_TWILIO))
     if look.status in OVER:
+        # Within the grace either way: Twilio's clock may be a little ahead
+        # of ours (an end time far off either way is no reason to wait).
+        if look.end_time is not None and abs(now - look.end_time) < BRIDGE_GRACE:
+            return Verdict("keep", call)  # its bridge may be recording it now
         ended = ended_at(call, look.end_time, now)
         return Verdict("end", call.end(ended, ENDED_AT_TWILIO))
     return Verdict("keep", call)
