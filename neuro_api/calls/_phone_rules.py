@@ -31,8 +31,8 @@ from neuro_api.calls._decide import Verdict, ended_at
 from neuro_api.calls._model import Call
 
 __all__ = [
-    "CALL_STATUSES",
     "BRIDGE_GRACE",
+    "CALL_STATUSES",
     "ENDED_AT_TWILIO",
     "OVER",
     "UNKNOWN_TO_TWILIO",
