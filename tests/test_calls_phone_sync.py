@@ -234,6 +234,22 @@ async def test_twilios_trouble_with_one_call_does_not_stop_the_others(
     assert (await world.sync().sync_once()).phone_ended == 1
 
 
+async def test_a_call_twilio_describes_oddly_does_not_stop_the_sync(
+    world: World,
+) -> None:
+    odd = await world.left_running()
+    dead = [await world.left_running() for _ in range(3)]
+    for sid in [odd, *dead]:
+        world.fake.end_call(sid)
+    world.fake.answer_call_fields(odd, {"end_time": "Mon, 31 Feb 2026 08:00:00 +0000"})
+    world.clock.advance(120)
+    result = await world.sync().sync_once()
+    assert (result.phone_synced, result.phone_ended, result.skipped) == (4, 3, 1)
+    assert result.errors == ("malformed answer: day is out of range for month",)
+    assert world.get(odd).status == "accepted"
+    assert {world.get(sid).status for sid in dead} == {"ended"}
+
+
 async def test_a_bridge_ending_its_call_during_the_lookup_wins(world: World) -> None:
     sid = await world.left_running()
     world.fake.end_call(sid)

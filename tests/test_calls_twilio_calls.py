@@ -324,6 +324,32 @@ def test_look_refuses_a_status_twilio_does_not_have(
     )
 
 
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"status": ["completed"]}, "malformed answer: unknown call status"),
+        ({"status": {"a": 1}}, "malformed answer: unknown call status"),
+        ({"status": 7}, "malformed answer: unknown call status 7"),
+        ({"end_time": 5}, "malformed answer: "),
+        ({"end_time": "Mon, 31 Feb 2026 00:00:00 +0000"}, "malformed answer: day"),
+        ({"end_time": "Mon, 01 Jan 99999 00:00:00 +0000"}, "malformed answer: year"),
+        ({"date_created": "Mon, 01 Dec 2026 25:00:00 +0000"}, "malformed answer: "),
+    ],
+)
+def test_look_of_odd_json_is_an_error_not_a_raise(
+    fake: FakeTwilio, calls: TwilioCalls, fields: dict[str, object], reason: str
+) -> None:
+    # The SDK reads the dates as it builds the call and raises what their
+    # parsing does (a 31 February, a number): one call's odd answer must
+    # not end the whole sync.
+    sid = fake.add_call(status="completed")
+    fake.answer_call_fields(sid, fields)
+    look = calls.look(sid)
+    assert look.state == "error"
+    assert (look.error or "").startswith(reason)
+    assert "\n" not in (look.error or "")
+
+
 def test_look_of_no_call_sid_sends_nothing(
     fake: FakeTwilio, calls: TwilioCalls
 ) -> None:

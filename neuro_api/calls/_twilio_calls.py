@@ -169,8 +169,13 @@ class TwilioCalls:
             return self._failed(call_sid, _network_reason(error))
         except _MalformedAnswer as error:
             return self._failed(call_sid, f"malformed answer: {error}")
+        except (TypeError, ValueError, AttributeError) as error:
+            # The SDK parses the dates as it builds the call, and raises
+            # what that raises: a 31 February, a year 99999, a number.
+            reason = printable(str(error) or type(error).__name__)[:_MESSAGE_MAX]
+            return self._failed(call_sid, f"malformed answer: {reason}")
         status = instance.status
-        if status not in CALL_STATUSES:
+        if not isinstance(status, str) or status not in CALL_STATUSES:
             shown = printable(repr(status))[:_MESSAGE_MAX]
             reason = f"malformed answer: unknown call status {shown}"
             return self._failed(call_sid, reason)

@@ -125,6 +125,8 @@ class FakeCall:
     ones too)."""
     fail: int | None = None
     """Answer every request about this call with this HTTP status."""
+    fields: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Answer these fields instead of the call's own (odd JSON)."""
 
 
 class _Error(Exception):
@@ -380,6 +382,11 @@ class FakeTwilio:
         """Forget a call: it answers 404 (code 20404) from now on."""
         with self._lock:
             del self._calls[sid]
+
+    def answer_call_fields(self, sid: str, fields: dict[str, Any]) -> None:
+        """Answer ``fields`` (any JSON) instead of call ``sid``'s own."""
+        with self._lock:
+            self._calls[sid].fields = dict(fields)
 
     def fail_call(self, sid: str, status: int | None = 500) -> None:
         """Make every request about call ``sid`` answer ``status`` (None: stop)."""
@@ -704,6 +711,7 @@ class FakeTwilio:
                 "recordings": uri.replace(".json", "/Recordings.json"),
                 "streams": uri.replace(".json", "/Streams.json"),
             },
+            **call.fields,
         }
 
 
