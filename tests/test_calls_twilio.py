@@ -214,6 +214,10 @@ def test_hang_up_is_a_network_error(fake: FakeTwilio, rooms: TwilioRooms) -> Non
         ("[1, 2]", "malformed answer: not a JSON object"),
         ('{"status": "paused"}', "malformed answer: unknown room status 'paused'"),
         ('{"sid": "RMx"}', "malformed answer: unknown room status None"),
+        (
+            '{"status": ["completed"]}',
+            "malformed answer: unknown room status ['completed']",
+        ),
     ],
 )
 def test_malformed_answer_is_an_error(

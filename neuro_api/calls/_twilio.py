@@ -338,7 +338,8 @@ class TwilioRooms:
             return self._failed(room, error, None)
 
         status = instance.status
-        if status not in ROOM_STATUSES:
+        # Not a string (a list: unhashable) is no status either.
+        if not isinstance(status, str) or status not in ROOM_STATUSES:
             return self._failed(
                 room, _MalformedAnswer(f"unknown room status {status!r}"), None
             )
