@@ -179,3 +179,20 @@ async def test_the_routes_take_the_control_plane_token(tmp_path: Path) -> None:
     assert "security" in listed
     assert "security" in ending
     assert "ended_here" in ending["description"]
+
+
+async def test_the_health_anyone_may_read_names_no_caller(tmp_path: Path) -> None:
+    # /health needs no token (load balancers): a call's numbers and SID are
+    # for the token's holders (/stats, /voice/calls), its count for anyone.
+    async with running(tmp_path, "--api-token", API_TOKEN) as run:
+        _, call_sid = await run.dial()
+        async with control(run) as anonymous:
+            health = await anonymous.get("/health")
+        assert health.status_code == 200
+        assert health.json()["capabilities"]["voice"]["live_calls"] == 1
+        for secret in (call_sid, "+15550001111", "+15550002222"):
+            assert secret not in health.text
+        async with control(run, API_TOKEN) as http:
+            stats = (await http.get("/stats")).json()
+        (shown,) = stats["capabilities"]["voice"]["live"]
+        assert (shown["call_sid"], shown["from"]) == (call_sid, "+15550001111")
