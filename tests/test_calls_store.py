@@ -224,6 +224,32 @@ def test_a_kind_filter_reads_past_a_page(
     assert store.calls("pending", kind="video") == video
 
 
+
+def test_the_live_phone_calls_are_read_without_the_ended_ones(
+    store: CallStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sync asks for the accepted phone calls each interval: a registry
+    # full of phone calls that ended must not be read through each time.
+    monkeypatch.setattr(_store, "_PAGE", 3)
+    for n in range(40):
+        store.add(phone(n, n).end(at(n + 0.5), "caller_hung_up"))
+    live = [phone(100 + n, 50 + n) for n in range(2)]
+    for call in live:
+        store.add(call)
+    store.add(Call.new("u", "v", "r", at(60)).accept(at(61)))
+    if isinstance(store, RedisCallStore):
+        read: list[int] = []
+        load = store._load
+
+        def counted(ids: list[object]) -> list[Call]:
+            read.append(len(list(ids)))
+            return load(ids)
+
+        monkeypatch.setattr(store, "_load", counted)
+    assert store.calls("accepted", kind="phone") == live[::-1]
+    if isinstance(store, RedisCallStore):
+        assert sum(read) <= 3  # the accepted ones, not the 42 phone calls
+
 OLD_ID = "0123456789abcdef"
 OLD_ROW = {  # a call as servers wrote it before calls had kinds
     "id": OLD_ID,

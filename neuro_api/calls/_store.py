@@ -394,14 +394,21 @@ class RedisCallStore:
         """Calls, newest first.
 
         With ``kind``, an index is read newest first a page at a time until
-        ``limit`` calls match (phone calls: their own index; video calls:
-        the status or creation index, phone calls left out).
+        ``limit`` calls match (phone calls: their own index, or the status's
+        when that is smaller; video calls: the status or creation index,
+        phone calls left out).
         """
         index = self._key("created") if status is None else self._key("status", status)
         if kind is None:
             return self._load(self._client.zrevrange(index, 0, max(0, limit - 1)))
         if kind == "phone":
-            index = self._key("kind", "phone")
+            # The smaller index of the two: the sync's accepted phone calls
+            # without every phone call that ever ended (up to the cap).
+            phones = self._key("kind", "phone")
+            if status is None or int(self._client.zcard(phones)) <= int(
+                self._client.zcard(index)
+            ):
+                index = phones
         found: dict[str, Call] = {}  # by id: a page may repeat one (new calls)
         start = 0
         while len(found) < limit:
