@@ -330,6 +330,32 @@ async def test_sync_now_ends_a_phone_call_left_running(
     assert (stats["last_phone_synced"], stats["last_phone_ended"]) == (2, 1)
 
 
+async def test_a_hang_up_never_waits_for_the_syncs_lookups(tmp_path: Path) -> None:
+    # The sync's lookups (20 at once) and the bridges' hang-ups both go to
+    # Twilio's REST API: while Twilio is slow to describe calls, a caller
+    # whose call Neuro ended must not wait in silence behind them.
+    with FakeTwilio(KEY, SECRET) as fake:
+        environ = {**KEYS, "TWILIO_BASE_URL": fake.url}
+        flags = ("--calls-phone-min-age", "0", "--calls-lookup-timeout", "3")
+        async with running(tmp_path, *flags, environ=environ) as run:
+            service = run.calls.service
+            assert service is not None
+            for _ in range(20):
+                sid = fake.add_call()
+                await service.start_phone_call(sid, "+15550001111", "+15550002222")
+            live = fake.add_call()
+            fake.slow_gets = 2.0
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(service.sync.sync_once)
+                with trio.fail_after(5):  # the lookups are out
+                    while fake.requests < 8:  # noqa: ASYNC110 - the fake's counter
+                        await trio.sleep(0.01)
+                start = trio.current_time()
+                assert await service.hang_up(live) is True
+                assert trio.current_time() - start < 1.0
+    assert fake.call(live).status == "completed"
+
+
 async def test_without_credentials_twilio_is_never_asked(
     tmp_path: Path,
 ) -> None:

@@ -220,7 +220,7 @@ class CallsCapability(Capability):
         rules = SyncRules(config.min_age, config.empty_timeout, config.single_timeout)
         store = AsyncStore(cast(CallStore, _Unopened()))
         rooms = None
-        phone = None
+        phone = lookups = None
         if keys is not None:
             self._rooms = TwilioRooms(
                 keys.account_sid,
@@ -248,13 +248,20 @@ class CallsCapability(Capability):
                 trio.CapacityLimiter(REST_CONCURRENCY),
                 config.lookup_timeout,
             )
+            # The sync's lookups in threads of their own: a hang-up (a caller
+            # waiting in silence) never queues behind twenty slow lookups.
+            lookups = ThreadedCalls(
+                self._calls,
+                trio.CapacityLimiter(config.sync_concurrency),
+                config.lookup_timeout,
+            )
         sync = CallSync(
             store,
             rooms,
             rules,
             # Phone calls whose bridge died with its process end through
             # Twilio's word on them (see _phone_rules).
-            phones=phone,
+            phones=lookups,
             phone_min_age=config.phone_min_age,
             phone_lookups=config.phone_lookups,
             interval=config.sync_interval,

@@ -169,6 +169,8 @@ class FakeTwilio:
         self.max_page_size = max_page_size
         self.page_host = page_host
         self.delay = 0.0
+        self.slow_gets = 0.0
+        """Seconds every ``GET`` waits before its answer (lookups, not updates)."""
         self.fail_all: int | None = None
         self.log: list[tuple[str, str]] = []
         self.connections = 0
@@ -527,6 +529,8 @@ class FakeTwilio:
         self._record(method, target)
         if self.delay > 0:
             self._stopping.wait(self.delay)
+        if method == "GET" and self.slow_gets > 0:
+            self._stopping.wait(self.slow_gets)
         parts = urlsplit(target)
         try:
             if not self._authorized(authorization):
