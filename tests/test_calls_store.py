@@ -224,7 +224,6 @@ def test_a_kind_filter_reads_past_a_page(
     assert store.calls("pending", kind="video") == video
 
 
-
 def test_the_live_phone_calls_are_read_without_the_ended_ones(
     store: CallStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -249,6 +248,7 @@ def test_the_live_phone_calls_are_read_without_the_ended_ones(
     assert store.calls("accepted", kind="phone") == live[::-1]
     if isinstance(store, RedisCallStore):
         assert sum(read) <= 3  # the accepted ones, not the 42 phone calls
+
 
 OLD_ID = "0123456789abcdef"
 OLD_ROW = {  # a call as servers wrote it before calls had kinds
