@@ -18,6 +18,7 @@ import trio
 from fake_twilio import FakeTwilio, loopback_only
 from redis_helpers import RedisServer
 from test_calls_routes import KEY, KEYS, SECRET, running
+from test_neuro_process import Provider
 
 from neuro_api.calls import CallsService, RegistryFull, TwilioCallError
 from neuro_api.calls._decide import SyncRules
@@ -290,3 +291,43 @@ async def test_a_stalled_twilio_cannot_hold_a_hang_up(
             with pytest.raises(TwilioCallError, match=r"timed out after 0\.3 s"):
                 await run.calls.service.hang_up(fake.add_call())
             assert trio.current_time() - start < 2
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [("--tunnel",), ("--no-calls-open-phone-calls",)],
+    ids=["tunnelled", "flag"],
+)
+async def test_a_reachable_calls_api_shows_phone_calls_only_with_the_token(
+    tmp_path: Path, argv: tuple[str, ...]
+) -> None:
+    # The TV app's routes are open, as the seed's; a caller's number is not
+    # for whoever reaches the tunnel Twilio uses.
+    tunnels = Provider() if "--tunnel" in argv else None
+    async with (
+        running(tmp_path, *argv, tunnels=tunnels) as run,
+        run.client() as http,
+        run.admin() as admin,
+    ):
+        service = run.calls.service
+        assert service is not None
+        made = await http.post(
+            "/api/calls", json={"caller": "alice", "callee": "bob", "room": "r"}
+        )
+        video = made.json()["id"]
+        await service.start_phone_call(SID, "+15551234567", "+15550009999")
+        listed = (await http.get("/api/calls")).json()
+        assert [c["id"] for c in listed["calls"]] == [video]
+        assert "+1555" not in str(listed)
+        asked = await http.get("/api/calls", params={"kind": "phone"})
+        assert asked.status_code == 401
+        assert (await http.get(f"/api/calls/{SID}")).status_code == 404
+        assert (await http.post(f"/api/calls/{SID}/end")).status_code == 404
+        assert (await http.get(f"/api/calls/{video}")).status_code == 200
+        # With the API token, everything, as on loopback.
+        listed = (await admin.get("/api/calls")).json()
+        assert [c["id"] for c in listed["calls"]] == [SID, video]
+        phones = (await admin.get("/api/calls", params={"kind": "phone"})).json()
+        assert [c["id"] for c in phones["calls"]] == [SID]
+        ended = (await admin.post(f"/api/calls/{SID}/end")).json()
+        assert ended["status"] == "ended"

@@ -297,8 +297,39 @@ def _token_routes(service: CallsService) -> Blueprint:
     return routes
 
 
-def _call_routes(service: CallsService) -> Blueprint:
+async def _passes(check: Callable[[Request], Awaitable[None]]) -> bool:
+    """Whether this request passes ``check`` (an admin check that raises)."""
+    try:
+        await check(request)
+    except ApiError:
+        return False
+    return True
+
+
+def _list_args() -> tuple[str | None, str | None, int]:
+    """``GET /api/calls``'s ``status``, ``kind`` and ``limit`` (clamped)."""
+    status = request.args.get("status")
+    if status is not None and status not in STATUSES:
+        raise _error(400, f"status must be one of {', '.join(STATUSES)}")
+    kind = request.args.get("kind")
+    if kind is not None and kind not in KINDS:
+        raise _error(400, f"kind must be one of {', '.join(KINDS)}")
+    try:
+        limit = int(request.args.get("limit", "100"))
+    except ValueError:
+        raise _error(400, "limit must be a number") from None
+    return status, kind, max(1, min(limit, _LIST_LIMIT))
+
+
+def _call_routes(
+    service: CallsService,
+    admin: Callable[[Request], Awaitable[None]],
+    open_phone_calls: bool,
+) -> Blueprint:
     routes = Blueprint("calls_registry", __name__)
+
+    async def _sees_phones() -> bool:
+        return open_phone_calls or await _passes(admin)
 
     @routes.post("/api/calls")
     async def create() -> Any:
@@ -322,7 +353,7 @@ def _call_routes(service: CallsService) -> Blueprint:
         if len(call_id) > 64:
             raise _error(404, "Call not found")
         call = await service.store.call(service.store.store.get, call_id)
-        if call is None:
+        if call is None or (call.kind == "phone" and not await _sees_phones()):
             raise _error(404, "Call not found")
         return call
 
@@ -352,19 +383,14 @@ def _call_routes(service: CallsService) -> Blueprint:
         """Calls, newest first; ``?status=``, ``?kind=``, ``?limit=``.
 
         ``status`` is ``pending``, ``accepted`` or ``ended``; ``kind`` is
-        ``video`` or ``phone``.
+        ``video`` or ``phone``. While the server is reachable from elsewhere
+        phone calls are listed (and found by id) only with the API token.
         """
-        status = request.args.get("status")
-        if status is not None and status not in STATUSES:
-            raise _error(400, f"status must be one of {', '.join(STATUSES)}")
-        kind = request.args.get("kind")
-        if kind is not None and kind not in KINDS:
-            raise _error(400, f"kind must be one of {', '.join(KINDS)}")
-        try:
-            limit = int(request.args.get("limit", "100"))
-        except ValueError:
-            raise _error(400, "limit must be a number") from None
-        limit = max(1, min(limit, _LIST_LIMIT))
+        status, kind, limit = _list_args()
+        if kind != "video" and not await _sees_phones():
+            if kind == "phone":
+                await admin(request)  # 401 or 403, saying what it needs
+            kind = "video"  # the open list: video calls only
         found = await service.store.call(service.store.store.calls, status, limit, kind)
         return {"calls": [c.to_json() for c in found], "count": len(found)}
 
@@ -450,8 +476,12 @@ def create_calls_app(
     *,
     admin: Callable[[Request], Awaitable[None]],
     origins: str = DEFAULT_ORIGINS,
+    open_phone_calls: bool = True,
 ) -> QuartTrio:
     """The app: the TV app's routes, the admin routes under ``admin``'s check.
+
+    ``open_phone_calls`` False: the TV app's open routes neither list nor
+    find phone calls (callers' numbers) without ``admin``'s credentials.
 
     WebSockets (other capabilities' routes: see
     :func:`~neuro_api.calls._routes.mount_routes`) from a web page of an
@@ -465,7 +495,7 @@ def create_calls_app(
         info={"title": "neuro_api calls", "version": "1"},
     )
     app.register_blueprint(_token_routes(service))
-    app.register_blueprint(_call_routes(service))
+    app.register_blueprint(_call_routes(service, admin, open_phone_calls))
     admin_routes = _admin_routes(service)
 
     @admin_routes.before_request

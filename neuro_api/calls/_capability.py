@@ -140,6 +140,12 @@ class CallsSettings:
         "web origins allowed to call the API (CORS), comma-separated; ':*' is any port",
         metavar="ORIGINS",
     )
+    open_phone_calls: bool | None = setting(
+        None,
+        "show phone calls (callers' numbers) on the calls API's open routes; "
+        "default: only while it is reachable from this machine alone (with "
+        "--tunnel or another --calls-host they need the API token)",
+    )
 
     def keys(self) -> TwilioKeys | None:
         """The credentials, or None unless all three are set."""
@@ -306,8 +312,18 @@ class CallsCapability(Capability):
 
         app.add_service("calls-registry", registry)
         app.add_service("calls-sync", self._job, after=("calls-registry",))
+        # The TV app's routes are open (as the seed's); phone calls are ours,
+        # and a caller's number is not for whoever reaches a tunnel.
+        open_phones = (
+            not exposed
+            if config.open_phone_calls is None
+            else (config.open_phone_calls)
+        )
         http = create_calls_app(
-            service, admin=admin_check(app.admin_token), origins=config.origins
+            service,
+            admin=admin_check(app.admin_token),
+            origins=config.origins,
+            open_phone_calls=open_phones,
         )
         self._http = http
         app.add_http_server(
