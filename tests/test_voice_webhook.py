@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import xml.etree.ElementTree as ET
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import orjson
 import pytest
@@ -21,8 +21,9 @@ from twilio.request_validator import RequestValidator
 
 from neuro_api.realtime import PoolConfig, RealtimePool
 from neuro_api.server import RandomNeuroServer
-from neuro_api.voice import CallEnd, VoiceConfig, VoiceService
+from neuro_api.voice import Bridge, CallEnd, VoiceConfig, VoiceService
 from neuro_api.voice._routes import voice_routes
+from neuro_api.voice._service import LiveCall
 
 TOKEN: Final = "a-twilio-auth-token-for-the-tests"
 PUBLIC: Final = "https://calls.example.test"
@@ -422,3 +423,16 @@ async def test_announced_calls_whose_stream_never_came_are_swept(
         assert ("end", CALL, "no_stream") in registry.events
         assert service.calls == {}
         nursery.cancel_scope.cancel()
+
+
+def test_a_call_ending_already_is_not_ended_again() -> None:
+    _, service, _ = make()
+    call = service.calls[CALL] = LiveCall(CALL, "+15550001111", "", 0.0)
+    assert not service.end_call(CALL)  # announced, not bridged
+    call.bridge = Bridge(cast(Any, None), cast(Any, None), "MZ" + "c" * 32, session={})
+    call.bridge.end(CallEnd.CALLER_HUNG_UP)
+    assert not service.end_call(CALL)  # ending already: its reason stands
+    assert call.bridge.reason == CallEnd.CALLER_HUNG_UP
+    call.bridge = Bridge(cast(Any, None), cast(Any, None), "MZ" + "c" * 32, session={})
+    assert service.end_call(CALL)
+    assert call.bridge.reason == CallEnd.ENDED_HERE

@@ -514,12 +514,12 @@ class VoiceService:
     def end_call(self, call_sid: str) -> bool:
         """End a call in progress from this side (it hears the goodbye).
 
-        Returns False when no call ``call_sid`` is bridged now. The end is
-        recorded and Twilio told as for any other end, by the task that
-        runs the call.
+        Returns False when no call ``call_sid`` is bridged now (or it is
+        ending already, for another reason). The end is recorded and Twilio
+        told as for any other end, by the task that runs the call.
         """
         call = self.calls.get(call_sid)
-        if call is None or call.bridge is None:
+        if call is None or call.bridge is None or call.bridge.reason is not None:
             return False
         call.bridge.end(CallEnd.ENDED_HERE)
         return True
